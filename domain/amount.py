@@ -1,0 +1,39 @@
+"""How much to refund, in minor units: pure, so the workflow computes it without a round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.contracts import PaymentRecord
+from domain.money import Money
+from domain.requests import RefundRequest
+from domain.status import ErrorCode
+
+
+@dataclass(frozen=True)
+class AmountDecision:
+    amount: Money | None
+    error: ErrorCode | None = None
+    message: str = ""
+
+
+def refund_amount(request: RefundRequest, payment: PaymentRecord) -> AmountDecision:
+    """The requested amount, or everything still refundable when the request names none."""
+    currency = payment.currency
+    if request.amount is not None and request.amount.currency != currency:
+        return AmountDecision(
+            None,
+            ErrorCode.CURRENCY_MISMATCH,
+            f"request is in {request.amount.currency}, payment in {currency}",
+        )
+    available = payment.refundable if payment.amount_captured else payment.amount_authorized
+    value = available if request.amount is None else request.amount.value
+    if value <= 0:
+        return AmountDecision(None, ErrorCode.INVALID_AMOUNT, "nothing left to refund")
+    if value > available:
+        return AmountDecision(
+            None,
+            ErrorCode.REFUND_EXCEEDS_CAPTURE,
+            f"requested {value}, only {available} {currency} is refundable",
+        )
+    return AmountDecision(Money(value=value, currency=currency))

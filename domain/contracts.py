@@ -1,0 +1,210 @@
+"""Data that crosses the workflow boundary: one typed input and output per workflow and activity.
+
+Fields may be added with defaults; never renamed or removed while workflows run on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.money import Money
+from domain.requests import RefundRequest
+from domain.status import (
+    ErrorCode,
+    PaymentState,
+    Provider,
+    PspRefundStatus,
+    RefundMethod,
+    RefundStatus,
+)
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SignatureEvidence(_Contract):
+    """What the starter saw: the raw signed body and its header, so the worker can re-verify."""
+
+    raw_body: str
+    signature_header: str
+    received_at: datetime
+
+
+class RefundPolicy(_Contract):
+    """Policy captured when the refund is started, so a running workflow never changes its rules."""
+
+    review_threshold_major: int = 1_000
+    psp_call_timeout_seconds: int = 30
+    confirmation_poll_seconds: int = 60
+    confirmation_deadline_seconds: int = 7 * 24 * 3600
+    max_key_generations: int = 5
+
+
+class RefundWorkflowInput(_Contract):
+    request: RefundRequest
+    evidence: SignatureEvidence
+    policy: RefundPolicy = RefundPolicy()
+
+
+class AuditEvent(_Contract):
+    """One audit row. Steps computed in workflow code ride along with the next activity."""
+
+    step: str
+    actor: str
+    reason_code: str | None = None
+    status_before: RefundStatus | None = None
+    status_after: RefundStatus | None = None
+    psp_request_id: str | None = None
+    psp_response_ms: int | None = None
+    detail: dict[str, str] = Field(default_factory=dict)
+    at: datetime
+
+
+class PaymentRecord(_Contract):
+    """The PSP's own view of the payment, PSP-agnostic."""
+
+    provider: Provider
+    reference: str
+    state: PaymentState
+    currency: str = ""
+    amount_captured: int = 0
+    amount_authorized: int = 0
+    amount_refunded: int = 0
+
+    @property
+    def refundable(self) -> int:
+        return max(self.amount_captured - self.amount_refunded, 0)
+
+
+class ValidateInput(_Contract):
+    request: RefundRequest
+    evidence: SignatureEvidence
+
+
+class Validation(_Contract):
+    """Outcome of checking the request against its signature and the PSP's record."""
+
+    payment: PaymentRecord | None = None
+    error: ErrorCode | None = None
+    message: str = ""
+    audit: list[AuditEvent] = Field(default_factory=list)
+
+
+class RiskReason(_Contract):
+    code: str
+    points: int
+    detail: str
+
+
+class RiskAssessment(_Contract):
+    score: int
+    reasons: list[RiskReason]
+    requires_review: bool
+
+
+class ReviewDecision(_Contract):
+    approved: bool
+    reviewer: str
+    reason: str = ""
+    decided_at: datetime
+
+
+class ReviewInput(_Contract):
+    """Approve or reject: an operator identity is required, a reason when rejecting."""
+
+    reviewer: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=1000)
+
+
+class ReserveInput(_Contract):
+    request_id: str
+    payment: PaymentRecord
+    amount: Money
+    audit: list[AuditEvent] = Field(default_factory=list)
+
+
+class Reservation(_Contract):
+    granted: bool
+    available: int = 0
+
+
+class PspRefundCall(_Contract):
+    """One attempt at the PSP; the idempotency key is derived from request id and generation."""
+
+    request_id: str
+    payment: PaymentRecord
+    amount: Money
+    reason_code: str
+    key_generation: int = 1
+    method: RefundMethod = RefundMethod.REFUND
+
+
+class RefundResult(_Contract):
+    """The PSP's answer, whatever the PSP. A decline is a result, not an exception."""
+
+    psp_refund_id: str | None
+    status: PspRefundStatus
+    amount: Money
+    method: RefundMethod = RefundMethod.REFUND
+    failure_code: ErrorCode | None = None
+    failure_message: str = ""
+    psp_request_id: str | None = None
+    psp_response_ms: int | None = None
+    adopted: bool = False
+
+
+class RefundLookup(_Contract):
+    provider: Provider
+    psp_refund_id: str
+    request_id: str
+
+
+class PspRefundUpdate(_Contract):
+    """A PSP's asynchronous word on a refund (webhook signal or poll)."""
+
+    psp_refund_id: str
+    status: PspRefundStatus
+    failure_code: ErrorCode | None = None
+    failure_message: str = ""
+    psp_event_id: str | None = None
+
+
+class RetryInput(_Contract):
+    operator: str = Field(min_length=1, max_length=128)
+
+
+class FinishInput(_Contract):
+    """The terminal step: release or commit the reservation, post the ledger, write the audit."""
+
+    request_id: str
+    provider: Provider
+    payment_reference: str
+    order_id: str
+    status: RefundStatus
+    amount: Money | None
+    method: RefundMethod = RefundMethod.REFUND
+    psp_refund_id: str | None = None
+    failure_code: ErrorCode | None = None
+    audit: list[AuditEvent] = Field(default_factory=list)
+
+
+class RefundState(_Contract):
+    """What `status`, the API and the Temporal UI show of one refund."""
+
+    request_id: str
+    provider: Provider
+    payment_reference: str
+    order_id: str
+    status: RefundStatus
+    method: RefundMethod = RefundMethod.REFUND
+    requested_amount: Money | None = None
+    amount: Money | None = None
+    psp_refund_id: str | None = None
+    risk: RiskAssessment | None = None
+    review: ReviewDecision | None = None
+    failure_code: ErrorCode | None = None
+    failure_message: str = ""
+    key_generation: int = 1

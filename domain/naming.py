@@ -1,0 +1,45 @@
+"""Names shared by the workflow, activities, worker and starter: ids, queues, keys, attributes."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+DEFAULT_TASK_QUEUE = "refunds"
+WORKFLOW_ID_PREFIX = "refund-"
+
+# Search attributes: what ops filter on in the Temporal UI and what `refunds pending` lists.
+SA_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
+SA_PROVIDER = SearchAttributeKey.for_keyword("RefundProvider")
+SA_PAYMENT = SearchAttributeKey.for_keyword("RefundPaymentReference")
+SA_AMOUNT = SearchAttributeKey.for_int("RefundAmount")
+SA_CURRENCY = SearchAttributeKey.for_keyword("RefundCurrency")
+SA_RISK_SCORE = SearchAttributeKey.for_int("RefundRiskScore")
+SEARCH_ATTRIBUTES = (SA_STATUS, SA_PROVIDER, SA_PAYMENT, SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE)
+
+
+class Activity:
+    """Activity names, so workflows call them without importing I/O code."""
+
+    VALIDATE = "validate_refund_request"
+    RESERVE = "reserve_refund_amount"
+    REFUND = "refund_at_psp"
+    CHECK_REFUND = "check_refund_at_psp"
+    FINISH = "finish_refund"
+
+
+def workflow_id(request_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{request_id}"
+
+
+def request_id_from_workflow_id(wf_id: str) -> str:
+    return wf_id.removeprefix(WORKFLOW_ID_PREFIX)
+
+
+def idempotency_key(request_id: str, generation: int) -> str:
+    """Deterministic PSP idempotency key: the same on every attempt of one generation.
+
+    A new generation is only used after the PSP was searched for a refund made under the old one.
+    """
+    if generation < 1:
+        raise ValueError("key generation starts at 1")
+    return f"refund:{request_id}" if generation == 1 else f"refund:{request_id}:{generation}"
