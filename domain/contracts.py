@@ -50,8 +50,12 @@ class RefundWorkflowInput(_Contract):
 
 
 class AuditEvent(_Contract):
-    """One audit row. Steps computed in workflow code ride along with the next activity."""
+    """One audit row. Steps computed in workflow code ride along with the next activity.
 
+    `key` is unique per refund, so writing the same event twice (an activity retry) is a no-op.
+    """
+
+    key: str
     step: str
     actor: str
     reason_code: str | None = None

@@ -81,6 +81,8 @@ class ErrorCode(StrEnum):
     PSP_AUTH_FAILED = "psp_auth_failed"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     PSP_KEY_EXHAUSTED = "psp_key_exhausted"
+    # the PSP replays a stored failure under this idempotency key: search, then use the next key
+    PSP_KEY_POISONED = "psp_key_poisoned"
     CONFIRMATION_TIMEOUT = "confirmation_timeout"
     # review
     REVIEW_REJECTED = "review_rejected"

@@ -1,0 +1,82 @@
+"""Refund at the PSP exactly once, and read a refund back for confirmation polling."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.audit import activity_event
+from activities.errors import application_error
+from adapters.db import audit
+from adapters.db.engine import Database
+from adapters.psp.base import PspError, PspRegistry
+from domain.contracts import AuditEvent, PspRefundCall, PspRefundUpdate, RefundLookup, RefundResult
+from domain.naming import Activity
+
+
+class PaymentActivities:
+    def __init__(self, db: Database, psps: PspRegistry) -> None:
+        self._db = db
+        self._psps = psps
+
+    @activity.defn(name=Activity.REFUND)
+    def refund(self, call: PspRefundCall) -> RefundResult:
+        """Search before any attempt whose predecessor's outcome is unknown; adopt what exists."""
+        adapter = self._psps.get(call.payment.provider)
+        attempt = activity.info().attempt
+        key = f"psp_refund:g{call.key_generation}:a{attempt}"
+        try:
+            if attempt > 1 or call.key_generation > 1:
+                found = adapter.find_refund(call)
+                if found is not None:
+                    self._audit(call, _result_event(f"{key}:adopted", "psp_refund_adopted", found))
+                    return found
+            result = adapter.refund(call)
+        except PspError as err:
+            self._audit(
+                call,
+                activity_event(
+                    key,
+                    "psp_refund_error",
+                    actor=f"psp:{call.payment.provider.value}",
+                    reason_code=err.code.value,
+                    psp_request_id=err.psp_request_id,
+                    detail={"message": err.message[:500], "retryable": str(err.retryable)},
+                ),
+            )
+            raise application_error(err) from err
+        self._audit(call, _result_event(key, f"psp_{call.method.value}_requested", result))
+        return result
+
+    @activity.defn(name=Activity.CHECK_REFUND)
+    def check_refund(self, lookup: RefundLookup) -> PspRefundUpdate:
+        try:
+            result = self._psps.get(lookup.provider).get_refund(lookup.psp_refund_id, lookup.request_id)
+        except PspError as err:
+            raise application_error(err) from err
+        return PspRefundUpdate(
+            psp_refund_id=lookup.psp_refund_id,
+            status=result.status,
+            failure_code=result.failure_code,
+            failure_message=result.failure_message,
+        )
+
+    def _audit(self, call: PspRefundCall, event: AuditEvent) -> None:
+        with self._db.transaction() as session:
+            audit.record(self._db, session, call.request_id, call.payment.reference, [event])
+
+
+def _result_event(key: str, step: str, result: RefundResult) -> AuditEvent:
+    detail = {"status": result.status.value, "amount": str(result.amount.value)}
+    if result.psp_refund_id:
+        detail["psp_refund_id"] = result.psp_refund_id
+    if result.failure_message:
+        detail["message"] = result.failure_message[:500]
+    return activity_event(
+        key,
+        step,
+        actor="system",
+        reason_code=result.failure_code.value if result.failure_code else result.status.value,
+        psp_request_id=result.psp_request_id,
+        psp_response_ms=result.psp_response_ms,
+        detail=detail,
+    )

@@ -1,0 +1,95 @@
+"""Validate: the request is what the merchant signed, and the PSP knows a refundable payment."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import ValidationError
+from temporalio import activity
+
+from activities.audit import activity_event
+from activities.errors import application_error
+from adapters.db import audit
+from adapters.db.engine import Database
+from adapters.psp.base import PspError, PspRegistry
+from domain import signature
+from domain.contracts import AuditEvent, ValidateInput, Validation
+from domain.naming import Activity
+from domain.requests import RefundRequest
+from domain.status import ErrorCode, PaymentState
+
+_REFUSED_STATES = {
+    PaymentState.NOT_FOUND: ErrorCode.PAYMENT_NOT_FOUND,
+    PaymentState.CANCELED: ErrorCode.PAYMENT_NOT_REFUNDABLE,
+    PaymentState.OTHER: ErrorCode.PAYMENT_NOT_REFUNDABLE,
+}
+
+
+class ValidationActivities:
+    def __init__(self, db: Database, psps: PspRegistry, inbound_secrets: list[str]) -> None:
+        self._db = db
+        self._psps = psps
+        self._secrets = inbound_secrets
+
+    @activity.defn(name=Activity.VALIDATE)
+    def validate(self, input: ValidateInput) -> Validation:
+        request = input.request
+        refused = self._check_evidence(input)
+        if refused is not None:
+            return self._conclude(request, refused)
+
+        try:
+            lookup = self._psps.get(request.provider).lookup_payment(request.payment_reference)
+        except PspError as err:
+            if err.retryable:
+                raise application_error(err) from err
+            return self._conclude(request, Validation(error=err.code, message=err.message))
+        payment = lookup.payment
+        event = activity_event(
+            "validate:payment_lookup",
+            "payment_looked_up",
+            actor=f"psp:{request.provider.value}",
+            reason_code=payment.state.value,
+            psp_request_id=lookup.psp_request_id,
+            psp_response_ms=lookup.psp_response_ms,
+            detail={
+                "currency": payment.currency,
+                "captured": str(payment.amount_captured),
+                "authorized": str(payment.amount_authorized),
+                "refunded": str(payment.amount_refunded),
+            },
+        )
+        code = _REFUSED_STATES.get(payment.state)
+        if code is not None:
+            message = f"payment {request.payment_reference} is {payment.state.value} at the PSP"
+            return self._conclude(request, Validation(error=code, message=message), event)
+        return self._conclude(request, Validation(payment=payment), event)
+
+    def _check_evidence(self, input: ValidateInput) -> Validation | None:
+        """Re-verify the signature here: a workflow started by hand with a forged input fails."""
+        body = input.evidence.raw_body.encode()
+        try:
+            signature.verify(
+                input.evidence.signature_header, body, self._secrets, int(time.time()), tolerance=None
+            )
+            signed = RefundRequest.model_validate_json(body)
+        except (signature.SignatureError, ValidationError) as err:
+            return Validation(error=ErrorCode.SIGNATURE_INVALID, message=str(err))
+        if signed != input.request:
+            return Validation(
+                error=ErrorCode.SIGNATURE_INVALID, message="request differs from the signed body"
+            )
+        return None
+
+    def _conclude(
+        self, request: RefundRequest, validation: Validation, *events: AuditEvent
+    ) -> Validation:
+        verdict = activity_event(
+            "validate:verdict",
+            "validated" if validation.error is None else "validation_failed",
+            reason_code=validation.error.value if validation.error else "ok",
+            detail={"message": validation.message} if validation.message else {},
+        )
+        with self._db.transaction() as session:
+            audit.record(self._db, session, request.request_id, request.payment_reference, [*events, verdict])
+        return validation

@@ -1,0 +1,73 @@
+"""The audit trail: one row per step, written in the same transaction as the step's effect."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.db.engine import Database
+from adapters.db.models import AuditRow
+from domain.contracts import AuditEvent
+
+
+def record(
+    db: Database, session: Session, request_id: str, original_reference: str, events: list[AuditEvent]
+) -> int:
+    """Insert events; an event key already written for this refund is skipped (retries)."""
+    rows = [
+        {
+            "request_id": request_id,
+            "event_key": event.key,
+            "step": event.step,
+            "actor": event.actor,
+            "original_reference": original_reference,
+            "reason_code": event.reason_code,
+            "status_before": event.status_before.value if event.status_before else None,
+            "status_after": event.status_after.value if event.status_after else None,
+            "psp_request_id": event.psp_request_id,
+            "psp_response_ms": event.psp_response_ms,
+            "detail": json.dumps(event.detail, sort_keys=True),
+            "at": event.at,
+        }
+        for event in events
+    ]
+    return db.insert_ignoring_conflicts(session, AuditRow.__table__, rows)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    step: str
+    actor: str
+    at: datetime
+    original_reference: str
+    reason_code: str | None
+    status_before: str | None
+    status_after: str | None
+    psp_request_id: str | None
+    psp_response_ms: int | None
+    detail: dict[str, str]
+
+
+def trail(session: Session, request_id: str) -> list[AuditEntry]:
+    rows = session.execute(
+        select(AuditRow).where(AuditRow.request_id == request_id).order_by(AuditRow.at, AuditRow.id)
+    ).scalars()
+    return [
+        AuditEntry(
+            step=row.step,
+            actor=row.actor,
+            at=row.at,
+            original_reference=row.original_reference,
+            reason_code=row.reason_code,
+            status_before=row.status_before,
+            status_after=row.status_after,
+            psp_request_id=row.psp_request_id,
+            psp_response_ms=row.psp_response_ms,
+            detail=json.loads(row.detail),
+        )
+        for row in rows
+    ]

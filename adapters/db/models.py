@@ -1,0 +1,107 @@
+"""Tables. Amounts are integers in minor units; timestamps are timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts() -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class RefundRequestRow(SQLModel, table=True):
+    """Every accepted request once: the body digest tells a replay from a changed body."""
+
+    __tablename__ = "refund_requests"
+    request_id: str = Field(primary_key=True, max_length=128)
+    body_sha256: str = Field(max_length=64)
+    workflow_id: str = Field(max_length=160)
+    workflow_started: bool = False
+    received_at: datetime = Field(sa_column=_ts())
+
+
+class PaymentRow(SQLModel, table=True):
+    """A PSP payment we refund against; its row is the lock that serialises reservations."""
+
+    __tablename__ = "payments"
+    payment_key: str = Field(primary_key=True, max_length=200)
+    provider: str = Field(max_length=16)
+    reference: str = Field(max_length=128)
+    currency: str = Field(max_length=3)
+    refundable_cap: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+class ReservationRow(SQLModel, table=True):
+    """Money set aside for one refund: held before the PSP call, committed or released after."""
+
+    __tablename__ = "reservations"
+    request_id: str = Field(primary_key=True, max_length=128)
+    payment_key: str = Field(foreign_key="payments.payment_key", index=True, max_length=200)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    state: str = Field(max_length=16)  # held | committed | released
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+class LedgerPostingRow(SQLModel, table=True):
+    """One balanced double-entry posting, keyed by refund and step so re-posting is a no-op."""
+
+    __tablename__ = "ledger_postings"
+    posting_key: str = Field(primary_key=True, max_length=200)
+    request_id: str = Field(index=True, max_length=128)
+    currency: str = Field(max_length=3)
+    description: str = Field(max_length=200)
+    posted_at: datetime = Field(sa_column=_ts())
+
+
+class LedgerLineRow(SQLModel, table=True):
+    __tablename__ = "ledger_lines"
+    id: int | None = Field(default=None, primary_key=True)
+    posting_key: str = Field(foreign_key="ledger_postings.posting_key", index=True, max_length=200)
+    account: str = Field(max_length=200)
+    debit: int = Field(sa_column=Column(BigInteger, nullable=False, default=0))
+    credit: int = Field(sa_column=Column(BigInteger, nullable=False, default=0))
+    currency: str = Field(max_length=3)
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("request_id", "event_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True, max_length=128)
+    event_key: str = Field(max_length=120)
+    step: str = Field(max_length=64)
+    actor: str = Field(max_length=160)
+    original_reference: str = Field(default="", max_length=128)
+    reason_code: str | None = Field(default=None, max_length=64)
+    status_before: str | None = Field(default=None, max_length=32)
+    status_after: str | None = Field(default=None, max_length=32)
+    psp_request_id: str | None = Field(default=None, max_length=128)
+    psp_response_ms: int | None = None
+    detail: str = Field(default="{}")
+    at: datetime = Field(sa_column=_ts())
+
+
+class RefundRow(SQLModel, table=True):
+    """The settled outcome of a refund, for reconciliation and for reads without a worker."""
+
+    __tablename__ = "refunds"
+    request_id: str = Field(primary_key=True, max_length=128)
+    provider: str = Field(max_length=16)
+    payment_reference: str = Field(max_length=128)
+    order_id: str = Field(max_length=128)
+    status: str = Field(max_length=32)
+    method: str = Field(max_length=16)
+    amount: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    currency: str | None = Field(default=None, max_length=3)
+    psp_refund_id: str | None = Field(default=None, max_length=128)
+    failure_code: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(sa_column=_ts())

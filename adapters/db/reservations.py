@@ -1,0 +1,102 @@
+"""The over-refund guard: reservations against a payment's refundable amount under its row lock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from adapters.db.engine import Database
+from adapters.db.models import PaymentRow, ReservationRow, utcnow
+from domain.contracts import PaymentRecord
+from domain.money import Money
+
+
+class ReservationState(StrEnum):
+    HELD = "held"
+    COMMITTED = "committed"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    granted: bool
+    available: int
+
+
+def payment_key(payment: PaymentRecord) -> str:
+    return f"{payment.provider.value}:{payment.reference}"
+
+
+def reserve(
+    db: Database, session: Session, request_id: str, payment: PaymentRecord, amount: Money
+) -> ReserveOutcome:
+    """Hold `amount` for this refund unless held and committed refunds would exceed the cap.
+
+    Idempotent: a request that already holds (or committed) its reservation is granted again.
+    The payment row is locked (SELECT ... FOR UPDATE; SQLite takes its write lock at BEGIN), so
+    concurrent partial refunds of one payment are decided one after the other.
+    """
+    key = payment_key(payment)
+    cap = payment.amount_captured or payment.amount_authorized
+    db.insert_ignoring_conflicts(
+        session,
+        PaymentRow.__table__,
+        [
+            {
+                "payment_key": key,
+                "provider": payment.provider.value,
+                "reference": payment.reference,
+                "currency": payment.currency,
+                "refundable_cap": cap,
+                "updated_at": utcnow(),
+            }
+        ],
+    )
+    row = session.execute(
+        select(PaymentRow).where(PaymentRow.payment_key == key).with_for_update()
+    ).scalar_one()
+    existing = session.get(ReservationRow, request_id)
+    if existing is not None and existing.state != ReservationState.RELEASED:
+        return ReserveOutcome(True, row.refundable_cap - _in_use(session, key))
+    available = row.refundable_cap - _in_use(session, key)
+    if amount.value > available:
+        return ReserveOutcome(False, max(available, 0))
+    if existing is None:
+        session.add(
+            ReservationRow(
+                request_id=request_id,
+                payment_key=key,
+                amount=amount.value,
+                currency=amount.currency,
+                state=ReservationState.HELD,
+                updated_at=utcnow(),
+            )
+        )
+    else:
+        existing.state = ReservationState.HELD
+        existing.amount = amount.value
+        existing.updated_at = utcnow()
+    return ReserveOutcome(True, available - amount.value)
+
+
+def settle(session: Session, request_id: str, state: ReservationState) -> bool:
+    """Commit or release a held reservation; a settled one is left as it is."""
+    row = session.get(ReservationRow, request_id, with_for_update=True)
+    if row is None or row.state != ReservationState.HELD:
+        return False
+    row.state = state
+    row.updated_at = utcnow()
+    return True
+
+
+def _in_use(session: Session, key: str) -> int:
+    total = session.execute(
+        select(func.coalesce(func.sum(ReservationRow.amount), 0)).where(
+            ReservationRow.payment_key == key,
+            ReservationRow.state != ReservationState.RELEASED,
+        )
+    ).scalar_one()
+    return int(total)

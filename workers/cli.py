@@ -1,0 +1,150 @@
+"""`refunds`: run the product, sign requests, and steer refunds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from domain import signature
+from domain.contracts import RetryInput, ReviewInput
+from domain.naming import workflow_id
+from workers.settings import Settings
+
+app = typer.Typer(help="Refund automation on Temporal.", no_args_is_help=True)
+console = Console()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def dev() -> None:
+    """Run everything on embedded defaults: Temporal + UI, sandbox, worker, service."""
+    from workers.dev import run_dev
+
+    raise typer.Exit(run_dev(_settings()))
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
+    from workers.worker import run_worker
+
+    asyncio.run(run_worker(_settings()))
+
+
+@app.command()
+def serve() -> None:
+    """Run the webhook starter service (FastAPI, OpenAPI at /docs)."""
+    from workers.service.app import serve as serve_http
+
+    asyncio.run(serve_http(_settings()))
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 12111,
+    webhook_url: Annotated[str | None, typer.Option(help="Where signed PSP events go")] = None,
+) -> None:
+    """Run the PSP sandbox (Stripe's API paths) on loopback, state under REFUNDS_DATA_DIR."""
+    from workers.sandbox import run_sandbox
+
+    run_sandbox(_settings(), port, webhook_url)
+
+
+@app.command()
+def sign(
+    body: Annotated[Path | None, typer.Option(help="File holding the exact body; stdin if omitted")] = None,
+) -> None:
+    """Print the Refund-Signature header value for a request body."""
+    raw = body.read_bytes() if body else sys.stdin.buffer.read()
+    print(signature.sign(_settings().inbound_secrets, int(time.time()), raw))
+
+
+@app.command()
+def status(
+    request_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Show a refund: status, amounts, PSP refund id, risk, review and audit trail."""
+    from workers.ops import refund_view
+
+    view = asyncio.run(refund_view(_settings(), request_id))
+    if view is None:
+        console.print(f"[red]no refund {request_id}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(view, indent=2, default=str))
+        return
+    from workers.ops import render_refund
+
+    render_refund(console, view)
+
+
+@app.command()
+def pending() -> None:
+    """List refunds awaiting review."""
+    from workers.ops import pending_reviews
+
+    rows = asyncio.run(pending_reviews(_settings()))
+    table = Table("request id", "amount", "risk", "payment", "since")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table if rows else "no refunds awaiting review")
+
+
+@app.command()
+def approve(
+    request_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who approves (recorded in the audit trail)")],
+    reason: Annotated[str, typer.Option(help="Optional note")] = "",
+) -> None:
+    """Approve a refund awaiting review."""
+    _steer(request_id, "approve", ReviewInput(reviewer=reviewer, reason=reason))
+
+
+@app.command()
+def reject(
+    request_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who rejects (recorded in the audit trail)")],
+    reason: Annotated[str, typer.Option(help="Why (required)")],
+) -> None:
+    """Reject a refund awaiting review; no money moves."""
+    _steer(request_id, "reject", ReviewInput(reviewer=reviewer, reason=reason))
+
+
+@app.command()
+def retry(
+    request_id: str,
+    operator: Annotated[str, typer.Option(help="Who asks for the retry")],
+) -> None:
+    """Retry a refund that needs attention (after the cause was fixed)."""
+    _steer(request_id, "retry", RetryInput(operator=operator))
+
+
+def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:
+    from workers.ops import SteerError, steer
+
+    try:
+        state = asyncio.run(steer(_settings(), workflow_id(request_id), update, argument))
+    except SteerError as err:
+        console.print(f"[red]{err.code}[/red]: {err}")
+        raise typer.Exit(1) from err
+    console.print(f"{request_id}: {state.status.value}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""`refunds dev`: Temporal dev server, Web UI, sandbox, worker and service as supervised children.
+
+State lives under REFUNDS_DATA_DIR (Temporal's file, the database, the sandbox's file), so a stop
+and a start resume every refund in flight; requests are idempotent end to end, so a hard kill
+doubles nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from domain.naming import SEARCH_ATTRIBUTES
+from workers.binaries import find_binary
+from workers.temporal import connect
+from workers.settings import (
+    SANDBOX_STRIPE_API_KEY,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    Settings,
+)
+
+DEV_REVIEWER_TOKENS = "ops:dev-review-token"
+STARTUP_DEADLINE_SECONDS = 60
+STOP_GRACE_SECONDS = 15
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+class Supervisor:
+    """Starts children, stops them all in reverse order on a signal or when one dies."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self._stopping = False
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], log_file: Path) -> None:
+        log = log_file.open("ab")
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.children.append(Child(name, process))
+
+    def died(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGINT if child.name == "temporal" else signal.SIGTERM)
+            try:
+                child.process.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+
+def child_environment(settings: Settings, sandbox_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "REFUNDS_ENVIRONMENT": "dev",
+            "REFUNDS_DATA_DIR": str(settings.data_dir.resolve()),
+            "REFUNDS_DATABASE_URL": settings.database_url,
+            "REFUNDS_TEMPORAL_ADDRESS": settings.temporal_address,
+            "REFUNDS_INBOUND_WEBHOOK_SECRET": settings.inbound_webhook_secret,
+            "REFUNDS_REVIEWER_TOKENS": settings.reviewer_tokens or DEV_REVIEWER_TOKENS,
+        }
+    )
+    if sandbox_url is not None:
+        env.update(
+            {
+                "REFUNDS_STRIPE_API_BASE": sandbox_url,
+                "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
+                "REFUNDS_STRIPE_WEBHOOK_SECRET": SANDBOX_STRIPE_WEBHOOK_SECRET,
+            }
+        )
+    return env
+
+
+def temporal_argv(settings: Settings, db_file: Path) -> list[str]:
+    host, _, port = settings.temporal_address.rpartition(":")
+    argv = [
+        str(find_binary("temporal")),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        host or "127.0.0.1",
+        "--port",
+        port,
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        argv += ["--search-attribute", f"{key.name}={_sa_type(key.indexed_value_type)}"]
+    return argv
+
+
+def _sa_type(value_type: object) -> str:
+    return "Int" if value_type is int else "Keyword"
+
+
+def wait_until(ready: Callable[[], bool], what: str, supervisor: Supervisor) -> None:
+    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
+    while not ready():
+        dead = supervisor.died()
+        if dead is not None:
+            raise RuntimeError(f"{dead.name} exited with {dead.process.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not become ready within {STARTUP_DEADLINE_SECONDS}s")
+        time.sleep(0.1)
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def temporal_ready(settings: Settings) -> Callable[[], bool]:
+    async def _probe() -> bool:
+        try:
+            await connect(settings)
+        except RuntimeError:
+            return False
+        return True
+
+    return lambda: asyncio.run(_probe())
+
+
+def run_dev(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    me = [sys.executable, "-m", "workers.cli"]
+    sandbox_url = None if settings.stripe_api_base else f"http://127.0.0.1:{settings.sandbox_port}"
+    env = child_environment(settings, sandbox_url)
+    service_url = f"http://{settings.http_host}:{settings.http_port}"
+
+    supervisor = Supervisor()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        supervisor.start("temporal", temporal_argv(settings, data_dir / "temporal.db"), env, logs / "temporal.log")
+        wait_until(temporal_ready(settings), "Temporal", supervisor)
+        if sandbox_url is not None:
+            supervisor.start(
+                "sandbox",
+                [*me, "sandbox", "--port", str(settings.sandbox_port), "--webhook-url", f"{service_url}/webhooks/stripe"],
+                env,
+                logs / "sandbox.log",
+            )
+            wait_until(http_ok(f"{sandbox_url}/_sandbox/health"), "PSP sandbox", supervisor)
+        supervisor.start("worker", [*me, "worker"], env, logs / "worker.log")
+        supervisor.start("service", [*me, "serve"], env, logs / "service.log")
+        wait_until(http_ok(f"{service_url}/healthz"), "refunds service", supervisor)
+        print(banner(settings, service_url, sandbox_url, logs, env), flush=True)
+        while (dead := supervisor.died()) is None:
+            time.sleep(0.5)
+        print(f"{dead.name} exited with {dead.process.returncode}; stopping (logs in {logs})", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    except RuntimeError as err:
+        print(f"refunds dev: {err} (logs in {logs})", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        supervisor.stop()
+
+
+def banner(
+    settings: Settings, service_url: str, sandbox_url: str | None, logs: Path, env: dict[str, str]
+) -> str:
+    host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
+    body = (
+        '{"request_id":"demo-1","provider":"stripe","payment_reference":"pi_demo_eur_captured",'
+        '"amount":{"value":2500,"currency":"EUR"},"reason_code":"damaged","order_id":"order-1"}'
+    )
+    lines = [
+        "",
+        "refunds dev is running",
+        f"  API            {service_url}   (OpenAPI: {service_url}/docs)",
+        f"  Temporal UI    http://{host}:{settings.temporal_ui_port}",
+        f"  Temporal gRPC  {settings.temporal_address}  namespace {settings.temporal_namespace}",
+        f"  database       {settings.database_url}",
+        f"  PSP sandbox    {sandbox_url or 'off (REFUNDS_STRIPE_API_BASE is set)'}",
+        f"  reviewer token {env['REFUNDS_REVIEWER_TOKENS'].split(':', 1)[-1]}  (Authorization: Bearer …)",
+        f"  logs           {logs}",
+        "",
+        "Send a signed refund request:",
+        f"  body='{body}'",
+        f"  curl -s -X POST {service_url}/v1/refund-requests -H 'content-type: application/json' \\",
+        '    -H "Refund-Signature: $(printf %s "$body" | refunds sign)" -d "$body"',
+        "  refunds status demo-1",
+        "",
+        "Ctrl-C stops everything; `refunds dev` again resumes every refund in flight.",
+    ]
+    return "\n".join(lines)

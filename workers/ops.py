@@ -1,0 +1,118 @@
+"""What the CLI's ops commands do: read and steer refunds through Temporal and the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.db import audit
+from adapters.db.engine import Database
+from domain.contracts import RefundState, RetryInput, ReviewInput
+from domain.money import format_minor
+from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_PAYMENT, SA_RISK_SCORE, request_id_from_workflow_id, workflow_id
+from domain.status import RefundStatus
+from workers.settings import Settings
+from workers.temporal import connect
+from workflows.refund import RefundWorkflow
+
+PENDING_QUERY = (
+    'WorkflowType = "RefundWorkflow" AND ExecutionStatus = "Running" '
+    f'AND RefundStatus = "{RefundStatus.AWAITING_REVIEW.value}"'
+)
+
+
+class SteerError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | None:
+    client = await connect(settings)
+    try:
+        state = await client.get_workflow_handle(workflow_id(request_id)).query(RefundWorkflow.state)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    db = Database.connect(settings.database_url)
+    try:
+        with db.transaction() as session:
+            trail = audit.trail(session, request_id)
+    finally:
+        db.dispose()
+    return {**state.model_dump(mode="json"), "audit": [entry.__dict__ for entry in trail]}
+
+
+def render_refund(console: Console, view: dict[str, Any]) -> None:
+    amount = view.get("amount") or view.get("requested_amount")
+    money = f"{format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else "-"
+    console.print(f"[bold]{view['request_id']}[/bold]  {view['status']}  ({view['method']})")
+    console.print(f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
+    console.print(f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
+    if view.get("failure_code"):
+        console.print(f"  [red]{view['failure_code']}[/red] {view.get('failure_message', '')}")
+    risk = view.get("risk")
+    if risk:
+        reasons = "; ".join(f"{r['code']} +{r['points']}: {r['detail']}" for r in risk["reasons"])
+        console.print(f"  risk {risk['score']} ({'review' if risk['requires_review'] else 'auto'}): {reasons}")
+    review = view.get("review")
+    if review:
+        verdict = "approved" if review["approved"] else "rejected"
+        console.print(f"  review {verdict} by {review['reviewer']} {review.get('reason', '')}")
+    table = Table("at", "step", "actor", "code", "status", "PSP request", "ms")
+    for row in view["audit"]:
+        status = f"{row['status_before'] or ''}→{row['status_after']}" if row["status_after"] else ""
+        table.add_row(
+            str(row["at"])[:23],
+            row["step"],
+            row["actor"],
+            row["reason_code"] or "",
+            status,
+            row["psp_request_id"] or "",
+            str(row["psp_response_ms"] or ""),
+        )
+    console.print(table)
+
+
+async def pending_reviews(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+    client = await connect(settings)
+    rows = []
+    async for execution in client.list_workflows(PENDING_QUERY):
+        attrs = execution.typed_search_attributes
+        amount = attrs.get(SA_AMOUNT)
+        currency = attrs.get(SA_CURRENCY) or ""
+        money = f"{format_minor(amount, currency)} {currency}" if amount is not None else "-"
+        rows.append(
+            (
+                request_id_from_workflow_id(execution.id),
+                money,
+                str(attrs.get(SA_RISK_SCORE) or "-"),
+                attrs.get(SA_PAYMENT) or "",
+                execution.start_time.isoformat(timespec="seconds"),
+            )
+        )
+    return rows
+
+
+async def steer(
+    settings: Settings, wf_id: str, update: str, argument: ReviewInput | RetryInput
+) -> RefundState:
+    client = await connect(settings)
+    handle = client.get_workflow_handle(wf_id)
+    try:
+        state: RefundState = await handle.execute_update(update, argument, result_type=RefundState)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            raise SteerError(cause.type or "update_failed", cause.message) from err
+        raise SteerError("update_failed", str(err)) from err
+    except RPCError as err:
+        code = "not_found" if err.status is RPCStatusCode.NOT_FOUND else "temporal_unavailable"
+        raise SteerError(code, err.message) from err
+    return state

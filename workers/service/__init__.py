@@ -1,0 +1,1 @@
+"""The webhook starter service: signed refund requests in, workflows started, PSP events signalled."""

@@ -1,0 +1,48 @@
+"""The FastAPI application and `refunds serve`."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from adapters.db.engine import Database
+from workers.psps import build_registry
+from workers.service import health, refund_requests, refunds, webhooks
+from workers.service.deps import Services
+from workers.service.errors import install_error_handlers
+from workers.settings import Settings
+from workers.temporal import connect
+
+log = logging.getLogger("refunds.service")
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Refunds",
+        summary="Signed refund requests in; exactly-once PSP refunds, ledger and audit out.",
+        version="0.1.0",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (refund_requests, refunds, webhooks, health):
+        app.include_router(module.router)
+    return app
+
+
+async def serve(settings: Settings) -> None:
+    """`refunds serve`: the HTTP service against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
+    db = Database.connect(settings.database_url)
+    services = Services(settings, db, await connect(settings), build_registry(settings))
+    config = uvicorn.Config(
+        create_app(services),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    print(f"refunds service listening on http://{settings.http_host}:{settings.http_port}", flush=True)
+    await server.serve()
+    db.dispose()

@@ -1,0 +1,44 @@
+"""Request-scoped dependencies as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from temporalio.client import Client
+
+from adapters.db.engine import Database
+from adapters.psp.base import PspRegistry
+from domain.status import ErrorCode
+from workers.service.errors import ApiError
+from workers.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    temporal: Client
+    psps: PspRegistry
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _reviewer(
+    services: Annotated[Services, Depends(_services)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> str:
+    """The reviewer is who the bearer token says, never what the body claims."""
+    token = (authorization or "").removeprefix("Bearer ").strip()
+    reviewer = services.settings.reviewers_by_token.get(token) if token else None
+    if reviewer is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid reviewer bearer token is required")
+    return reviewer
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+ReviewerDep = Annotated[str, Depends(_reviewer)]

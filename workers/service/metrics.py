@@ -1,0 +1,23 @@
+"""Product metrics for `/metrics` (Prometheus text format)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REFUND_REQUESTS = Counter(
+    "refunds_requests_total", "Refund requests by outcome", ["outcome"], registry=REGISTRY
+)
+WEBHOOK_FAILURES = Counter(
+    "refunds_webhook_verification_failures_total",
+    "Webhook deliveries refused at verification",
+    ["source", "code"],
+    registry=REGISTRY,
+)
+ACK_SECONDS = Histogram(
+    "refunds_request_ack_seconds",
+    "Time to acknowledge a refund request",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)

@@ -1,0 +1,55 @@
+"""Reading a refund: the workflow's live state, with the database's settled row as fallback."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.db import audit, refunds
+from adapters.db.audit import AuditEntry
+from domain.contracts import RefundState
+from domain.money import Money
+from domain.naming import request_id_from_workflow_id
+from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
+from workers.service.deps import Services
+from workflows.refund import RefundWorkflow
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+async def current_state(services: Services, wf_id: str) -> RefundState | None:
+    handle = services.temporal.get_workflow_handle(wf_id)
+    try:
+        return await handle.query(RefundWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        return await run_in_threadpool(_settled_state, services, request_id_from_workflow_id(wf_id))
+
+
+def _settled_state(services: Services, request_id: str) -> RefundState | None:
+    with services.db.transaction() as session:
+        row = refunds.get(session, request_id)
+    if row is None:
+        return None
+    return RefundState(
+        request_id=row.request_id,
+        provider=Provider(row.provider),
+        payment_reference=row.payment_reference,
+        order_id=row.order_id,
+        status=RefundStatus(row.status),
+        method=RefundMethod(row.method),
+        amount=Money(value=row.amount, currency=row.currency) if row.amount is not None and row.currency else None,
+        psp_refund_id=row.psp_refund_id,
+        failure_code=ErrorCode(row.failure_code) if row.failure_code else None,
+    )
+
+
+async def audit_trail(services: Services, request_id: str) -> list[AuditEntry]:
+    def _read() -> list[AuditEntry]:
+        with services.db.transaction() as session:
+            return audit.trail(session, request_id)
+
+    return await run_in_threadpool(_read)

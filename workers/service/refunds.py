@@ -1,0 +1,90 @@
+"""GET /v1/refunds/{id}; approve and reject by an authenticated reviewer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.contracts import RefundState, ReviewInput
+from domain.naming import workflow_id
+from domain.status import ErrorCode
+from workers.service.deps import ReviewerDep, ServicesDep
+from workers.service.errors import ApiError
+from workers.service.reads import audit_trail, current_state
+from workflows.refund import RefundWorkflow
+
+router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+
+
+class AuditView(BaseModel):
+    step: str
+    actor: str
+    at: datetime
+    original_reference: str
+    reason_code: str | None
+    status_before: str | None
+    status_after: str | None
+    psp_request_id: str | None
+    psp_response_ms: int | None
+    detail: dict[str, str]
+
+
+class RefundView(RefundState):
+    workflow_id: str
+    audit: list[AuditView] = Field(default_factory=list)
+
+
+class ReviewBody(BaseModel):
+    reason: str = Field(default="", max_length=1000)
+
+
+@router.get("/{request_id}", response_model=RefundView)
+async def get_refund(request_id: str, services: ServicesDep) -> RefundView:
+    wf_id = workflow_id(request_id)
+    state = await current_state(services, wf_id)
+    if state is None:
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
+    trail = await audit_trail(services, request_id)
+    return RefundView(
+        **state.model_dump(),
+        workflow_id=wf_id,
+        audit=[AuditView(**entry.__dict__) for entry in trail],
+    )
+
+
+@router.post("/{request_id}/approve", response_model=RefundState)
+async def approve(
+    request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
+) -> RefundState:
+    review = ReviewInput(reviewer=reviewer, reason=body.reason if body else "")
+    return await _review(services, request_id, RefundWorkflow.approve, review)
+
+
+@router.post("/{request_id}/reject", response_model=RefundState)
+async def reject(
+    request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
+) -> RefundState:
+    review = ReviewInput(reviewer=reviewer, reason=body.reason)
+    return await _review(services, request_id, RefundWorkflow.reject, review)
+
+
+async def _review(services: ServicesDep, request_id: str, update: Any, review: ReviewInput) -> RefundState:
+    handle = services.temporal.get_workflow_handle(workflow_id(request_id))
+    try:
+        state: RefundState = await handle.execute_update(update, review)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        code = cause.type if isinstance(cause, ApplicationError) and cause.type else "update_failed"
+        message = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise ApiError(409, code, message) from err
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, ErrorCode.NOT_FOUND, f"no running refund {request_id}") from err
+        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+    return state

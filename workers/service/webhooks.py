@@ -1,0 +1,42 @@
+"""POST /webhooks/{provider}: verify the PSP's way, then signal the refund's workflow."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.psp.base import PspError, WebhookRejected
+from domain.naming import workflow_id
+from domain.status import ErrorCode, Provider
+from workers.service.deps import ServicesDep
+from workers.service.errors import ApiError
+from workers.service.metrics import WEBHOOK_FAILURES
+from workflows.refund import RefundWorkflow
+
+router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
+
+
+@router.post("/{provider}")
+async def psp_webhook(provider: Provider, request: Request, services: ServicesDep) -> dict[str, int]:
+    try:
+        adapter = services.psps.get(provider)
+    except PspError as err:
+        raise ApiError(404, ErrorCode.PROVIDER_NOT_CONFIGURED, err.message) from err
+    body = await request.body()
+    try:
+        events = adapter.parse_webhook(body, dict(request.headers))
+    except WebhookRejected as err:
+        WEBHOOK_FAILURES.labels(source=provider.value, code=err.code).inc()
+        raise ApiError(400, err.code, err.message) from err
+    signalled = 0
+    for event in events:
+        if event.kind != "refund_update" or event.request_id is None or event.update is None:
+            continue
+        handle = services.temporal.get_workflow_handle(workflow_id(event.request_id))
+        try:
+            await handle.signal(RefundWorkflow.psp_refund_update, event.update)
+            signalled += 1
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+    return {"received": len(events), "signalled": signalled}

@@ -1,0 +1,81 @@
+"""All configuration, from `REFUNDS_*` environment variables (and an optional `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.contracts import RefundPolicy
+from domain.naming import DEFAULT_TASK_QUEUE
+
+DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
+SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
+SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFUNDS_", env_file=".env", extra="ignore")
+
+    environment: str = Field(default="dev", description="dev | production")
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    data_dir: Path = Path("./.refunds")
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    merchant_id: str = "default"
+
+    inbound_webhook_secret: str = DEV_INBOUND_SECRET
+    reviewer_tokens: str = Field(
+        default="",
+        description="reviewer:token pairs, comma-separated, for the HTTP review endpoints",
+    )
+
+    stripe_api_key: str = ""
+    stripe_api_base: str = ""
+    stripe_webhook_secret: str = ""
+
+    review_threshold_major: int = 1_000
+    psp_timeout_seconds: int = 30
+    confirmation_poll_seconds: int = 60
+    confirmation_deadline_seconds: int = 7 * 24 * 3600
+
+    sandbox_port: int = 12111
+    temporal_ui_port: int = 8233
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _strip_slash(cls, base: str) -> str:
+        return base.rstrip("/")
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'refunds.db').resolve()}"
+        if self.environment != "dev" and DEV_INBOUND_SECRET in self.inbound_secrets:
+            raise ValueError("REFUNDS_INBOUND_WEBHOOK_SECRET must be set outside dev")
+        return self
+
+    @property
+    def inbound_secrets(self) -> list[str]:
+        return [s.strip() for s in self.inbound_webhook_secret.split(",") if s.strip()]
+
+    @property
+    def reviewers_by_token(self) -> dict[str, str]:
+        pairs = (p.strip().split(":", 1) for p in self.reviewer_tokens.split(",") if ":" in p)
+        return {token: name for name, token in pairs if name and token}
+
+    @property
+    def stripe_base(self) -> str:
+        return self.stripe_api_base or "https://api.stripe.com"
+
+    def policy(self) -> RefundPolicy:
+        return RefundPolicy(
+            review_threshold_major=self.review_threshold_major,
+            psp_call_timeout_seconds=self.psp_timeout_seconds,
+            confirmation_poll_seconds=self.confirmation_poll_seconds,
+            confirmation_deadline_seconds=self.confirmation_deadline_seconds,
+        )

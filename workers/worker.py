@@ -1,0 +1,67 @@
+"""The Temporal worker: RefundWorkflow plus the activities, bound to their dependencies."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ledger import LedgerActivities
+from activities.payments import PaymentActivities
+from activities.validation import ValidationActivities
+from adapters.db.engine import Database
+from adapters.psp.base import PspRegistry
+from workers.psps import build_registry
+from workers.settings import Settings
+from workers.shutdown import shutdown_event
+from workers.temporal import connect
+from workflows.refund import RefundWorkflow
+
+ACTIVITY_THREADS = 32
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    db: Database,
+    psps: PspRegistry,
+    executor: ThreadPoolExecutor,
+    task_queue: str | None = None,
+) -> Worker:
+    validation = ValidationActivities(db, psps, settings.inbound_secrets)
+    payments = PaymentActivities(db, psps)
+    ledger = LedgerActivities(db, settings.merchant_id)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[RefundWorkflow],
+        activities=[
+            validation.validate,
+            payments.refund,
+            payments.check_refund,
+            ledger.reserve,
+            ledger.finish,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """`refunds worker`: run until SIGINT/SIGTERM, letting in-flight activities finish."""
+    db = Database.connect(settings.database_url)
+    client = await connect(settings)
+    stop = shutdown_event()
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        worker = build_worker(client, settings, db, build_registry(settings), executor)
+        async with worker:
+            print(
+                f"worker polling task queue {settings.task_queue!r} at {settings.temporal_address}",
+                flush=True,
+            )
+            await stop.wait()
+    db.dispose()

@@ -1,0 +1,451 @@
+"""RefundWorkflow: one signed refund request, from validation to a balanced ledger.
+
+The steps in `_process` follow DESIGN.md's flow. Pure decisions (amount, risk) run here in workflow
+code; everything that touches the outside world is an activity, called by name so this module never
+imports I/O code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.amount import refund_amount
+    from domain.contracts import (
+        AuditEvent,
+        FinishInput,
+        PaymentRecord,
+        PspRefundCall,
+        PspRefundUpdate,
+        RefundLookup,
+        RefundResult,
+        RefundState,
+        RefundWorkflowInput,
+        Reservation,
+        ReserveInput,
+        RetryInput,
+        ReviewDecision,
+        ReviewInput,
+        ValidateInput,
+        Validation,
+    )
+    from domain.money import Money
+    from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE, SA_STATUS, Activity
+    from domain.risk import assess_risk
+    from domain.status import (
+        ErrorCode,
+        PaymentState,
+        PspRefundStatus,
+        RefundMethod,
+        RefundStatus,
+    )
+
+_DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
+_PSP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+_MAX_POLL_INTERVAL = timedelta(hours=1)
+
+
+class _Stop(Exception):
+    """Ends processing with a final status; raised by steps, caught once in `run`."""
+
+    def __init__(self, status: RefundStatus, code: ErrorCode | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@workflow.defn(name="RefundWorkflow")
+class RefundWorkflow:
+    @workflow.init
+    def __init__(self, input: RefundWorkflowInput) -> None:
+        request = input.request
+        self._input = input
+        self._state = RefundState(
+            request_id=request.request_id,
+            provider=request.provider,
+            payment_reference=request.payment_reference,
+            order_id=request.order_id,
+            status=RefundStatus.RECEIVED,
+            requested_amount=request.amount,
+        )
+        self._audit: list[AuditEvent] = []
+        self._audit_seq = 0
+        self._psp_updates: dict[str, PspRefundUpdate] = {}
+        self._retry_requested_by: str | None = None
+        self._reserved = False
+
+    # ---- Temporal entry point: bookkeeping around the business steps -------------------------
+
+    @workflow.run
+    async def run(self, input: RefundWorkflowInput) -> RefundState:
+        try:
+            await self._process()
+        except _Stop as stop:
+            await self._finish(stop.status, stop.code, stop.message)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    # ---- the business process -----------------------------------------------------------------
+
+    async def _process(self) -> None:
+        request = self._input.request
+        policy = self._input.policy
+
+        self._set_status(RefundStatus.VALIDATING)
+        payment = await self._validate()
+
+        decision = refund_amount(request, payment)
+        if decision.amount is None:
+            raise _Stop(RefundStatus.FAILED, decision.error, decision.message)
+        amount = decision.amount
+        method = self._method_for(payment, amount)
+        self._update(amount=amount, method=method)
+        workflow.upsert_search_attributes(
+            [SA_AMOUNT.value_set(amount.value), SA_CURRENCY.value_set(amount.currency)]
+        )
+
+        self._set_status(RefundStatus.SCORING)
+        risk = assess_risk(request, payment, amount, policy)
+        self._update(risk=risk)
+        workflow.upsert_search_attributes([SA_RISK_SCORE.value_set(risk.score)])
+        self._note(
+            "risk_scored",
+            detail={"score": str(risk.score), "reasons": ",".join(r.code for r in risk.reasons)},
+            reason_code="review_required" if risk.requires_review else "auto_approved",
+        )
+
+        if risk.requires_review:
+            await self._await_review()
+
+        self._set_status(RefundStatus.REFUNDING)
+        await self._reserve(payment, amount)
+        result = await self._refund_at_psp(payment, amount, method)
+
+        if result.status is PspRefundStatus.PENDING:
+            self._set_status(RefundStatus.AWAITING_CONFIRMATION)
+            result = await self._await_confirmation(result)
+
+        if result.status is PspRefundStatus.SUCCEEDED:
+            await self._finish(RefundStatus.SUCCEEDED, None, "")
+        else:
+            raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
+
+    async def _validate(self) -> PaymentRecord:
+        validation = await workflow.execute_activity(
+            Activity.VALIDATE,
+            ValidateInput(request=self._input.request, evidence=self._input.evidence),
+            result_type=Validation,
+            start_to_close_timeout=self._psp_timeout(),
+            retry_policy=_PSP_RETRY,
+        )
+        if validation.payment is None:
+            code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
+            raise _Stop(RefundStatus.FAILED, code, validation.message)
+        return validation.payment
+
+    def _method_for(self, payment: PaymentRecord, amount: Money) -> RefundMethod:
+        """An uncaptured authorisation is cancelled, never refunded; it cannot be cancelled in part."""
+        if payment.state is PaymentState.CAPTURED:
+            return RefundMethod.REFUND
+        if payment.state is PaymentState.AUTHORIZED and amount.value == payment.amount_authorized:
+            return RefundMethod.VOID
+        raise _Stop(
+            RefundStatus.FAILED,
+            ErrorCode.PAYMENT_NOT_REFUNDABLE,
+            f"payment is {payment.state.value}; only a full void of an authorisation is possible",
+        )
+
+    async def _await_review(self) -> None:
+        self._set_status(RefundStatus.AWAITING_REVIEW)
+        await workflow.wait_condition(lambda: self._state.review is not None)
+        review = self._state.review
+        assert review is not None
+        self._note(
+            "review_decided",
+            actor=f"reviewer:{review.reviewer}",
+            reason_code="approved" if review.approved else "rejected",
+            detail={"reason": review.reason} if review.reason else {},
+        )
+        if not review.approved:
+            raise _Stop(RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED, review.reason)
+
+    async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
+        reservation = await workflow.execute_activity(
+            Activity.RESERVE,
+            ReserveInput(
+                request_id=self._state.request_id,
+                payment=payment,
+                amount=amount,
+                audit=self._drain_audit(),
+            ),
+            result_type=Reservation,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DB_RETRY,
+        )
+        if not reservation.granted:
+            raise _Stop(
+                RefundStatus.FAILED,
+                ErrorCode.REFUND_EXCEEDS_CAPTURE,
+                f"only {reservation.available} {amount.currency} is left to refund on this payment",
+            )
+        self._reserved = True
+
+    async def _refund_at_psp(
+        self, payment: PaymentRecord, amount: Money, method: RefundMethod
+    ) -> RefundResult:
+        """Exactly once at the PSP: one key per generation, a new one only after a search."""
+        while True:
+            call = PspRefundCall(
+                request_id=self._state.request_id,
+                payment=payment,
+                amount=amount,
+                reason_code=self._input.request.reason_code,
+                key_generation=self._state.key_generation,
+                method=method,
+            )
+            try:
+                result = await workflow.execute_activity(
+                    Activity.REFUND,
+                    call,
+                    result_type=RefundResult,
+                    start_to_close_timeout=self._psp_timeout(),
+                    retry_policy=_PSP_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not isinstance(cause, ApplicationError):
+                    raise
+                if cause.type != ErrorCode.PSP_KEY_POISONED:
+                    raise _Stop(RefundStatus.FAILED, _code(cause.type), cause.message) from err
+                await self._next_key_generation(cause.message)
+                continue
+            self._update(psp_refund_id=result.psp_refund_id)
+            return result
+
+    async def _next_key_generation(self, why: str) -> None:
+        """The old key replays a failure forever; the activity searched the PSP before giving up."""
+        if self._state.key_generation >= self._input.policy.max_key_generations:
+            await self._needs_attention(ErrorCode.PSP_KEY_EXHAUSTED, why)
+        self._update(key_generation=self._state.key_generation + 1)
+        self._note(
+            "idempotency_key_rotated",
+            reason_code=ErrorCode.PSP_KEY_POISONED.value,
+            detail={"generation": str(self._state.key_generation), "why": why},
+        )
+
+    async def _await_confirmation(self, first: RefundResult) -> RefundResult:
+        """Wait for the PSP's webhook; poll with backoff when it is late; escalate at the deadline."""
+        assert first.psp_refund_id is not None
+        psp_refund_id = first.psp_refund_id
+        policy = self._input.policy
+        deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
+        interval = timedelta(seconds=policy.confirmation_poll_seconds)
+        while (update := self._final_update(psp_refund_id)) is None:
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                await self._needs_attention(ErrorCode.CONFIRMATION_TIMEOUT, "PSP never confirmed")
+                deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
+                continue
+            try:
+                await workflow.wait_condition(
+                    lambda: self._final_update(psp_refund_id) is not None,
+                    timeout=min(interval, remaining),
+                )
+            except asyncio.TimeoutError:
+                polled = await workflow.execute_activity(
+                    Activity.CHECK_REFUND,
+                    RefundLookup(
+                        provider=self._state.provider,
+                        psp_refund_id=psp_refund_id,
+                        request_id=self._state.request_id,
+                    ),
+                    result_type=PspRefundUpdate,
+                    start_to_close_timeout=self._psp_timeout(),
+                    retry_policy=_PSP_RETRY,
+                )
+                self._record_update(polled)
+                interval = min(interval * 2, _MAX_POLL_INTERVAL)
+        self._note(
+            "psp_confirmed",
+            actor=f"psp:{self._state.provider.value}",
+            reason_code=update.status.value,
+            detail={"psp_event_id": update.psp_event_id or "poll"},
+        )
+        return first.model_copy(
+            update={
+                "status": update.status,
+                "failure_code": update.failure_code,
+                "failure_message": update.failure_message,
+            }
+        )
+
+    async def _needs_attention(self, code: ErrorCode, message: str) -> None:
+        """Hand the refund to ops and wait until an operator asks to try again."""
+        before = self._state.status
+        self._update(failure_code=code, failure_message=message)
+        self._set_status(RefundStatus.NEEDS_ATTENTION)
+        self._retry_requested_by = None
+        await workflow.wait_condition(lambda: self._retry_requested_by is not None)
+        self._note("ops_retry", actor=f"operator:{self._retry_requested_by}", reason_code=code.value)
+        self._update(failure_code=None, failure_message="")
+        self._set_status(before)
+
+    # ---- compensation and the terminal step ---------------------------------------------------
+
+    async def _finish(self, status: RefundStatus, code: ErrorCode | None, message: str) -> None:
+        """Commit or release the reservation, post the ledger, write the audit: one activity."""
+        self._update(failure_code=code, failure_message=message)
+        self._set_status(status)
+        state = self._state
+        await workflow.execute_activity(
+            Activity.FINISH,
+            FinishInput(
+                request_id=state.request_id,
+                provider=state.provider,
+                payment_reference=state.payment_reference,
+                order_id=state.order_id,
+                status=status,
+                amount=state.amount,
+                method=state.method,
+                psp_refund_id=state.psp_refund_id,
+                failure_code=code,
+                audit=self._drain_audit(),
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DB_RETRY,
+        )
+
+    # ---- messages from ops and PSPs -----------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> RefundState:
+        return self._state
+
+    @workflow.update
+    def approve(self, review: ReviewInput) -> RefundState:
+        self._decide(review, approved=True)
+        return self._state
+
+    @approve.validator
+    def _validate_approve(self, review: ReviewInput) -> None:
+        self._check_reviewable(review)
+
+    @workflow.update
+    def reject(self, review: ReviewInput) -> RefundState:
+        self._decide(review, approved=False)
+        return self._state
+
+    @reject.validator
+    def _validate_reject(self, review: ReviewInput) -> None:
+        self._check_reviewable(review)
+        if not review.reason.strip():
+            raise ApplicationError("a rejection needs a reason", type=ErrorCode.INVALID_REQUEST)
+
+    @workflow.update
+    def retry(self, request: RetryInput) -> RefundState:
+        self._retry_requested_by = request.operator
+        return self._state
+
+    @retry.validator
+    def _validate_retry(self, request: RetryInput) -> None:
+        if self._state.status is not RefundStatus.NEEDS_ATTENTION:
+            raise ApplicationError(
+                f"refund is {self._state.status.value}, not needs_attention",
+                type=ErrorCode.INVALID_STATE,
+            )
+
+    @workflow.signal
+    def psp_refund_update(self, update: PspRefundUpdate) -> None:
+        self._record_update(update)
+
+    # ---- small helpers ------------------------------------------------------------------------
+
+    def _check_reviewable(self, review: ReviewInput) -> None:
+        if self._state.status is not RefundStatus.AWAITING_REVIEW or self._state.review is not None:
+            raise ApplicationError(
+                f"refund is {self._state.status.value}, not awaiting_review",
+                type=ErrorCode.INVALID_STATE,
+            )
+        if not review.reviewer.strip():
+            raise ApplicationError("a reviewer identity is required", type=ErrorCode.UNAUTHORIZED)
+
+    def _decide(self, review: ReviewInput, approved: bool) -> None:
+        decision = ReviewDecision(
+            approved=approved,
+            reviewer=review.reviewer,
+            reason=review.reason,
+            decided_at=workflow.now(),
+        )
+        self._update(review=decision)
+
+    def _record_update(self, update: PspRefundUpdate) -> None:
+        """Keep the first final word per PSP refund; duplicates and late `pending` change nothing."""
+        known = self._psp_updates.get(update.psp_refund_id)
+        if known is None or known.status is PspRefundStatus.PENDING:
+            self._psp_updates[update.psp_refund_id] = update
+
+    def _final_update(self, psp_refund_id: str) -> PspRefundUpdate | None:
+        update = self._psp_updates.get(psp_refund_id)
+        if update is None or update.status is PspRefundStatus.PENDING:
+            return None
+        return update
+
+    def _set_status(self, status: RefundStatus) -> None:
+        if status is self._state.status:
+            return
+        before = self._state.status
+        self._update(status=status)
+        workflow.upsert_search_attributes([SA_STATUS.value_set(status.value)])
+        self._note("status_changed", status_before=before, status_after=status)
+
+    def _update(self, **changes: object) -> None:
+        self._state = self._state.model_copy(update=changes)
+
+    def _note(
+        self,
+        step: str,
+        *,
+        actor: str = "system",
+        reason_code: str | None = None,
+        status_before: RefundStatus | None = None,
+        status_after: RefundStatus | None = None,
+        detail: dict[str, str] | None = None,
+    ) -> None:
+        """Buffer an audit row for a step taken in workflow code; the next activity writes it."""
+        self._audit_seq += 1
+        self._audit.append(
+            AuditEvent(
+                key=f"wf:{self._audit_seq}",
+                step=step,
+                actor=actor,
+                reason_code=reason_code,
+                status_before=status_before,
+                status_after=status_after,
+                detail=detail or {},
+                at=workflow.now(),
+            )
+        )
+
+    def _drain_audit(self) -> list[AuditEvent]:
+        drained, self._audit = self._audit, []
+        return drained
+
+    def _psp_timeout(self) -> timedelta:
+        return timedelta(seconds=self._input.policy.psp_call_timeout_seconds)
+
+
+def _code(error_type: str | None) -> ErrorCode:
+    try:
+        return ErrorCode(error_type or "")
+    except ValueError:
+        return ErrorCode.PSP_DECLINED
