@@ -13,9 +13,7 @@ from domain.status import ErrorCode
 def application_error(err: PspError) -> ApplicationError:
     if err.key_poisoned:
         return ApplicationError(err.message, type=ErrorCode.PSP_KEY_POISONED.value, non_retryable=True)
-    delay = (
-        timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds is not None else None
-    )
+    delay = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds is not None else None
     return ApplicationError(
         err.message,
         {"http_status": err.http_status, "psp_request_id": err.psp_request_id},

@@ -8,7 +8,7 @@ from activities.audit import activity_event
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.reservations import ReservationState
-from domain.contracts import FinishInput, ReserveInput, Reservation
+from domain.contracts import FinishInput, Reservation, ReserveInput
 from domain.naming import Activity
 from domain.status import RefundMethod, RefundStatus
 
@@ -21,18 +21,14 @@ class LedgerActivities:
     @activity.defn(name=Activity.RESERVE)
     def reserve(self, input: ReserveInput) -> Reservation:
         with self._db.transaction() as session:
-            outcome = reservations.reserve(
-                self._db, session, input.request_id, input.payment, input.amount
-            )
+            outcome = reservations.reserve(self._db, session, input.request_id, input.payment, input.amount)
             event = activity_event(
                 "ledger:reserve",
                 "amount_reserved" if outcome.granted else "reservation_refused",
                 reason_code="ok" if outcome.granted else "refund_exceeds_capture",
                 detail={"amount": str(input.amount.value), "available": str(outcome.available)},
             )
-            audit.record(
-                self._db, session, input.request_id, input.payment.reference, [*input.audit, event]
-            )
+            audit.record(self._db, session, input.request_id, input.payment.reference, [*input.audit, event])
         return Reservation(granted=outcome.granted, available=outcome.available)
 
     @activity.defn(name=Activity.FINISH)
@@ -62,7 +58,10 @@ class LedgerActivities:
                     activity_event(
                         "ledger:post",
                         "ledger_posted",
-                        detail={"amount": str(outcome.amount.value), "currency": outcome.amount.currency},
+                        detail={
+                            "amount": str(outcome.amount.value),
+                            "currency": outcome.amount.currency,
+                        },
                     )
                 )
             refunds.save_outcome(session, outcome)

@@ -70,7 +70,11 @@ class ValidationActivities:
         body = input.evidence.raw_body.encode()
         try:
             signature.verify(
-                input.evidence.signature_header, body, self._secrets, int(time.time()), tolerance=None
+                input.evidence.signature_header,
+                body,
+                self._secrets,
+                int(time.time()),
+                tolerance=None,
             )
             signed = RefundRequest.model_validate_json(body)
         except (signature.SignatureError, ValidationError) as err:
@@ -81,9 +85,7 @@ class ValidationActivities:
             )
         return None
 
-    def _conclude(
-        self, request: RefundRequest, validation: Validation, *events: AuditEvent
-    ) -> Validation:
+    def _conclude(self, request: RefundRequest, validation: Validation, *events: AuditEvent) -> Validation:
         verdict = activity_event(
             "validate:verdict",
             "validated" if validation.error is None else "validation_failed",

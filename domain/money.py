@@ -9,8 +9,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # ISO 4217 exponents that differ from the common 2. PSP-specific deviations live in each adapter.
 _ISO_EXPONENTS: dict[str, int] = {
     **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-         "VND", "VUV", "XAF", "XOF", "XPF"],
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
         0,
     ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
@@ -26,7 +43,7 @@ def currency_exponent(currency: str) -> int:
 
 def major_to_minor(major_units: int, currency: str) -> int:
     """Whole major units (e.g. a policy threshold of 1,000 EUR) in minor units."""
-    return major_units * 10 ** currency_exponent(currency)
+    return major_units * int(10 ** currency_exponent(currency))
 
 
 def format_minor(value: int, currency: str) -> str:

@@ -27,7 +27,12 @@ class RefundStatus(StrEnum):
         return self in _FINAL
 
 
-_FINAL = {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELLED}
+_FINAL = {
+    RefundStatus.SUCCEEDED,
+    RefundStatus.FAILED,
+    RefundStatus.REJECTED,
+    RefundStatus.CANCELLED,
+}
 
 
 class RefundMethod(StrEnum):

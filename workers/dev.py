@@ -21,12 +21,12 @@ import httpx
 
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
-from workers.temporal import connect
 from workers.settings import (
     SANDBOX_STRIPE_API_KEY,
     SANDBOX_STRIPE_WEBHOOK_SECRET,
     Settings,
 )
+from workers.temporal import connect
 
 DEV_REVIEWER_TOKENS = "ops:dev-review-token"
 STARTUP_DEADLINE_SECONDS = 60
@@ -164,12 +164,24 @@ def run_dev(settings: Settings) -> int:
     supervisor = Supervisor()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        supervisor.start("temporal", temporal_argv(settings, data_dir / "temporal.db"), env, logs / "temporal.log")
+        supervisor.start(
+            "temporal",
+            temporal_argv(settings, data_dir / "temporal.db"),
+            env,
+            logs / "temporal.log",
+        )
         wait_until(temporal_ready(settings), "Temporal", supervisor)
         if sandbox_url is not None:
             supervisor.start(
                 "sandbox",
-                [*me, "sandbox", "--port", str(settings.sandbox_port), "--webhook-url", f"{service_url}/webhooks/stripe"],
+                [
+                    *me,
+                    "sandbox",
+                    "--port",
+                    str(settings.sandbox_port),
+                    "--webhook-url",
+                    f"{service_url}/webhooks/stripe",
+                ],
                 env,
                 logs / "sandbox.log",
             )
@@ -180,7 +192,10 @@ def run_dev(settings: Settings) -> int:
         print(banner(settings, service_url, sandbox_url, logs, env), flush=True)
         while (dead := supervisor.died()) is None:
             time.sleep(0.5)
-        print(f"{dead.name} exited with {dead.process.returncode}; stopping (logs in {logs})", flush=True)
+        print(
+            f"{dead.name} exited with {dead.process.returncode}; stopping (logs in {logs})",
+            flush=True,
+        )
         return 1
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)

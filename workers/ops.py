@@ -14,7 +14,14 @@ from adapters.db import audit
 from adapters.db.engine import Database
 from domain.contracts import RefundState, RetryInput, ReviewInput
 from domain.money import format_minor
-from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_PAYMENT, SA_RISK_SCORE, request_id_from_workflow_id, workflow_id
+from domain.naming import (
+    SA_AMOUNT,
+    SA_CURRENCY,
+    SA_PAYMENT,
+    SA_RISK_SCORE,
+    request_id_from_workflow_id,
+    workflow_id,
+)
 from domain.status import RefundStatus
 from workers.settings import Settings
 from workers.temporal import connect
@@ -60,7 +67,9 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
     risk = view.get("risk")
     if risk:
         reasons = "; ".join(f"{r['code']} +{r['points']}: {r['detail']}" for r in risk["reasons"])
-        console.print(f"  risk {risk['score']} ({'review' if risk['requires_review'] else 'auto'}): {reasons}")
+        console.print(
+            f"  risk {risk['score']} ({'review' if risk['requires_review'] else 'auto'}): {reasons}"
+        )
     review = view.get("review")
     if review:
         verdict = "approved" if review["approved"] else "rejected"

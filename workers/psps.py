@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.psp.base import PspAdapter, PspRegistry
 from adapters.psp.stripe import StripeAdapter
+
+from adapters.psp.base import PspAdapter, PspRegistry
 from workers.settings import Settings
 
 

@@ -7,7 +7,6 @@ imports I/O code.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -141,7 +140,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        validation = await workflow.execute_activity(
+        validation: Validation = await workflow.execute_activity(
             Activity.VALIDATE,
             ValidateInput(request=self._input.request, evidence=self._input.evidence),
             result_type=Validation,
@@ -180,7 +179,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED, review.reason)
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
-        reservation = await workflow.execute_activity(
+        reservation: Reservation = await workflow.execute_activity(
             Activity.RESERVE,
             ReserveInput(
                 request_id=self._state.request_id,
@@ -214,7 +213,7 @@ class RefundWorkflow:
                 method=method,
             )
             try:
-                result = await workflow.execute_activity(
+                result: RefundResult = await workflow.execute_activity(
                     Activity.REFUND,
                     call,
                     result_type=RefundResult,
@@ -261,8 +260,8 @@ class RefundWorkflow:
                     lambda: self._final_update(psp_refund_id) is not None,
                     timeout=min(interval, remaining),
                 )
-            except asyncio.TimeoutError:
-                polled = await workflow.execute_activity(
+            except TimeoutError:
+                polled: PspRefundUpdate = await workflow.execute_activity(
                     Activity.CHECK_REFUND,
                     RefundLookup(
                         provider=self._state.provider,

@@ -15,7 +15,11 @@ from domain.contracts import AuditEvent
 
 
 def record(
-    db: Database, session: Session, request_id: str, original_reference: str, events: list[AuditEvent]
+    db: Database,
+    session: Session,
+    request_id: str,
+    original_reference: str,
+    events: list[AuditEvent],
 ) -> int:
     """Insert events; an event key already written for this refund is skipped (retries)."""
     rows = [

@@ -88,7 +88,7 @@ def balances(session: Session, request_id: str | None = None) -> dict[tuple[str,
         func.sum(LedgerLineRow.debit - LedgerLineRow.credit),
     ).group_by(LedgerLineRow.account, LedgerLineRow.currency)
     if request_id is not None:
-        query = query.join(
-            LedgerPostingRow, LedgerPostingRow.posting_key == LedgerLineRow.posting_key
-        ).where(LedgerPostingRow.request_id == request_id)
+        query = query.join(LedgerPostingRow, LedgerPostingRow.posting_key == LedgerLineRow.posting_key).where(
+            LedgerPostingRow.request_id == request_id
+        )
     return {(account, currency): int(total) for account, currency, total in session.execute(query)}

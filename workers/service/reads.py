@@ -41,7 +41,9 @@ def _settled_state(services: Services, request_id: str) -> RefundState | None:
         order_id=row.order_id,
         status=RefundStatus(row.status),
         method=RefundMethod(row.method),
-        amount=Money(value=row.amount, currency=row.currency) if row.amount is not None and row.currency else None,
+        amount=Money(value=row.amount, currency=row.currency)
+        if row.amount is not None and row.currency
+        else None,
         psp_refund_id=row.psp_refund_id,
         failure_code=ErrorCode(row.failure_code) if row.failure_code else None,
     )

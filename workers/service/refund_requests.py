@@ -40,9 +40,7 @@ class Accepted(BaseModel):
     status: RefundStatus
 
 
-_SIGNATURE_DOC = (
-    "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">`; several `v1=` during rotation"
-)
+_SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; several `v1=` during rotation'
 
 
 @router.post(
@@ -79,9 +77,7 @@ async def create_refund_request(
     return accepted
 
 
-async def _admit(
-    request: Request, response: Response, services: Services, header: str | None
-) -> Accepted:
+async def _admit(request: Request, response: Response, services: Services, header: str | None) -> Accepted:
     raw = await request.body()
     _verify(raw, header, services.settings.inbound_secrets)
     refund = _parse(raw)
@@ -90,9 +86,7 @@ async def _admit(
         intake.admit, services.db, refund.request_id, signature.body_digest(raw), wf_id
     )
     if decision.admission is Admission.CONFLICT:
-        raise ApiError(
-            409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body"
-        )
+        raise ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
     if decision.admission is Admission.REPLAY:
         response.status_code = 200
     if not decision.workflow_started:
@@ -120,9 +114,7 @@ def _parse(raw: bytes) -> RefundRequest:
     try:
         return RefundRequest.model_validate(payload)
     except ValidationError as err:
-        details = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()
-        ]
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
 
 

@@ -1,0 +1,218 @@
+"""One Temporal dev server, one database, one PSP sandbox and one running product per test session.
+
+The product runs as it does in production, only in-process: the FastAPI service on a real port
+(the sandbox delivers signed webhooks to it), the worker polling a real Temporal dev server, the
+official Stripe SDK talking HTTP to the sandbox. PostgreSQL is used where it answers; SQLite
+otherwise (REFUNDS_TEST_DATABASE=sqlite forces it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from adapters.psp.stripe import StripeAdapter
+from adapters.sandbox.control import SandboxControl
+from adapters.sandbox.server import SandboxServer
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.db.engine import Database
+from adapters.psp.base import PspRegistry
+from domain.naming import SEARCH_ATTRIBUTES
+from tests.helpers import INBOUND_SECRET
+from workers.binaries import find_binary
+from workers.service.app import create_app
+from workers.service.deps import Services
+from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
+from workers.worker import build_worker
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_available() -> bool:
+    if os.environ.get("REFUNDS_TEST_DATABASE") == "sqlite":
+        return False
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this session, dropped afterwards; None without PostgreSQL."""
+    if not postgres_available():
+        yield None
+        return
+    name = f"refunds_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if postgres_url is not None:
+        return postgres_url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'refunds.db'}"
+
+
+@pytest.fixture(scope="session")
+def database(database_url: str) -> Iterator[Database]:
+    db = Database.connect(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@dataclass
+class Stack:
+    """The running product, as tests see it."""
+
+    settings: Settings
+    services: Services
+    base_url: str
+    http: httpx.AsyncClient
+    sandbox: SandboxControl
+    sandbox_url: str
+    database: Database
+    client: Client
+
+
+@pytest.fixture(scope="session")
+def service_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory, service_port: int) -> Iterator[SandboxServer]:
+    server = SandboxServer(
+        host="127.0.0.1",
+        port=0,
+        state_path=tmp_path_factory.mktemp("sandbox") / "sandbox.db",
+        stripe_api_key=SANDBOX_STRIPE_API_KEY,
+        stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
+        stripe_webhook_url=f"http://127.0.0.1:{service_port}/webhooks/stripe",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def make_settings(database_url: str, temporal: Client, sandbox_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "test",
+        "temporal_address": temporal.service_client.config.target_host,
+        "task_queue": f"refunds-test-{uuid.uuid4().hex[:8]}",
+        "database_url": database_url,
+        "inbound_webhook_secret": INBOUND_SECRET,
+        "reviewer_tokens": "alice:alice-token,bob:bob-token",
+        "stripe_api_key": SANDBOX_STRIPE_API_KEY,
+        "stripe_api_base": sandbox_url,
+        "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
+        "psp_timeout_seconds": 5,
+        "confirmation_poll_seconds": 30,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def make_registry(settings: Settings) -> PspRegistry:
+    return PspRegistry(
+        [
+            StripeAdapter(
+                api_key=settings.stripe_api_key,
+                api_base=settings.stripe_base,
+                webhook_secret=settings.stripe_webhook_secret,
+                timeout_seconds=settings.psp_timeout_seconds,
+            )
+        ]
+    )
+
+
+@pytest.fixture(scope="session")
+def activity_executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=32) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    database_url: str,
+    database: Database,
+    temporal_client: Client,
+    sandbox_server: SandboxServer,
+    service_port: int,
+    activity_executor: ThreadPoolExecutor,
+) -> AsyncIterator[Stack]:
+    settings = make_settings(database_url, temporal_client, sandbox_server.url, http_port=service_port)
+    psps = make_registry(settings)
+    services = Services(settings, database, temporal_client, psps)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), host="127.0.0.1", port=service_port, log_level="error")
+    )
+    serving = asyncio.create_task(server.serve())
+    worker = build_worker(temporal_client, settings, database, psps, activity_executor)
+    base_url = f"http://127.0.0.1:{service_port}"
+    async with worker, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield Stack(
+            settings=settings,
+            services=services,
+            base_url=base_url,
+            http=http,
+            sandbox=SandboxControl(sandbox_server.url),
+            sandbox_url=sandbox_server.url,
+            database=database,
+            client=temporal_client,
+        )
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture
+def sandbox(stack: Stack) -> Iterator[SandboxControl]:
+    yield stack.sandbox
+    stack.sandbox.clear_faults()
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

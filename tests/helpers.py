@@ -1,0 +1,69 @@
+"""Test helpers: polling with a deadline (never sleeping for a condition), signing, bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from domain import signature
+
+T = TypeVar("T")
+
+INBOUND_SECRET = "test-inbound-secret"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.05,
+) -> T:
+    """Call `probe` until `until(result)` holds; fail with the last result at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {result!r}")
+        await asyncio.sleep(interval)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def refund_body(
+    request_id: str,
+    payment_reference: str,
+    *,
+    amount: int | None = None,
+    currency: str = "EUR",
+    provider: str = "stripe",
+    **extra: Any,
+) -> bytes:
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "provider": provider,
+        "payment_reference": payment_reference,
+        "reason_code": "damaged",
+        "order_id": f"order-{request_id}",
+        "customer_id": "cus_1",
+        **extra,
+    }
+    if amount is not None:
+        body["amount"] = {"value": amount, "currency": currency}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def signed_headers(body: bytes, secrets: list[str] | None = None, at: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if at is None else at
+    return {
+        "content-type": "application/json",
+        "Refund-Signature": signature.sign(secrets or [INBOUND_SECRET], stamp, body),
+    }

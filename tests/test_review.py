@@ -1,0 +1,128 @@
+"""Human review: large refunds wait; ops approve or reject through the CLI and over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import Any
+
+from adapters.sandbox.control import SandboxControl
+
+from tests.conftest import Stack, repo_root
+from tests.helpers import eventually, refund_body, signed_headers, unique
+from tests.test_refund_flow import FINAL, submit, wait_for_status
+
+LARGE = 150_000  # 1,500.00 EUR: above the default 1,000.00 review threshold
+
+
+async def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "REFUNDS_ENVIRONMENT": "test",
+        "REFUNDS_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+        "REFUNDS_DATABASE_URL": stack.settings.database_url,
+        "REFUNDS_INBOUND_WEBHOOK_SECRET": stack.settings.inbound_webhook_secret,
+        "COLUMNS": "200",
+    }
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "workers.cli", *args],
+        env=env,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def large_refund_awaiting_review(stack: Stack, sandbox: SandboxControl) -> tuple[str, str]:
+    payment = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")
+    request_id = unique("big")
+    response = await submit(stack, refund_body(request_id, payment, amount=LARGE))
+    assert response.status_code == 202
+    view = await wait_for_status(stack, request_id, {"awaiting_review"})
+    assert view["risk"]["requires_review"] is True
+    assert "review_threshold" in [r["code"] for r in view["risk"]["reasons"]]
+    assert sandbox.stripe_refunds(payment) == []
+    return request_id, payment
+
+
+async def test_cli_lists_pending_and_approves(stack: Stack, sandbox: SandboxControl) -> None:
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+
+    async def pending() -> str:
+        return (await cli(stack, "pending")).stdout
+
+    listing = await eventually(pending, lambda out: request_id in out)
+    assert "1500.00 EUR" in listing
+
+    approved = await cli(stack, "approve", request_id, "--reviewer", "alice")
+    assert approved.returncode == 0, approved.stderr
+
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert view["status"] == "succeeded"
+    assert view["review"]["reviewer"] == "alice" and view["review"]["approved"] is True
+    decided = next(e for e in view["audit"] if e["step"] == "review_decided")
+    assert decided["actor"] == "reviewer:alice"
+    assert len(sandbox.stripe_refunds(payment)) == 1
+
+    status = await cli(stack, "status", request_id)
+    assert "succeeded" in status.stdout and "review_decided" in status.stdout
+
+
+async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) -> None:
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+
+    missing_reason = await cli(stack, "reject", request_id, "--reviewer", "bob", "--reason", " ")
+    assert missing_reason.returncode == 1 and "invalid_request" in missing_reason.stdout
+
+    rejected = await cli(stack, "reject", request_id, "--reviewer", "bob", "--reason", "known abuser")
+    assert rejected.returncode == 0, rejected.stderr
+
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert (view["status"], view["failure_code"]) == ("rejected", "review_rejected")
+    assert view["review"] == {
+        **view["review"],
+        "approved": False,
+        "reviewer": "bob",
+        "reason": "known abuser",
+    }
+    assert sandbox.stripe_refunds(payment) == []
+
+    again = await cli(stack, "approve", request_id, "--reviewer", "alice")
+    assert again.returncode == 1
+
+
+async def review(stack: Stack, request_id: str, action: str, token: str | None, **body: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await stack.http.post(f"/v1/refunds/{request_id}/{action}", json=body or None, headers=headers)
+
+
+async def test_http_review_needs_an_authenticated_reviewer(stack: Stack, sandbox: SandboxControl) -> None:
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+
+    anonymous = await review(stack, request_id, "approve", None)
+    forged = await review(stack, request_id, "approve", "not-a-token")
+    assert (anonymous.status_code, forged.status_code) == (401, 401)
+    assert anonymous.json()["error"]["code"] == "unauthorized"
+
+    approved = await review(stack, request_id, "approve", "alice-token")
+    assert approved.status_code == 200, approved.text
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert view["status"] == "succeeded" and view["review"]["reviewer"] == "alice"
+
+    late = await review(stack, request_id, "reject", "bob-token", reason="too late")
+    assert late.status_code in (404, 409)
+    assert len(sandbox.stripe_refunds(payment)) == 1
+
+
+async def test_small_refunds_are_not_reviewable(stack: Stack, sandbox: SandboxControl) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("small")
+    body = refund_body(request_id, payment, amount=100)
+    await stack.http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+    await wait_for_status(stack, request_id, FINAL)
+    response = await review(stack, request_id, "approve", "alice-token")
+    assert response.status_code in (404, 409)
