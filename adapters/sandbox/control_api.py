@@ -21,6 +21,8 @@ from adapters.sandbox.store import SandboxStore
 from adapters.sandbox.stripe_engine import PaymentSeed, StripeEngine
 from adapters.sandbox.stripe_objects import StripeApiError
 
+_Route = Callable[[SandboxRequest, list[str]], Any]
+
 
 class ControlError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -53,8 +55,7 @@ class ControlApi:
         self._stats = stats
         self._get_webhook_url = get_webhook_url
         self._set_webhook_url = set_webhook_url
-        handler = Callable[[SandboxRequest, list[str]], Any]
-        self._routes: list[tuple[str, re.Pattern[str], handler]] = [
+        self._routes: list[tuple[str, re.Pattern[str], _Route]] = [
             ("GET", re.compile(r"/_sandbox/health"), self._health),
             ("POST", re.compile(r"/_sandbox/payments"), self._seed_payment),
             ("GET", re.compile(r"/_sandbox/refunds"), self._refunds),
@@ -169,9 +170,7 @@ class ControlApi:
     def _events(self, request: SandboxRequest, args: list[str]) -> Any:
         with self._store.transaction() as tx:
             deliveries = [asdict(delivery) for delivery in tx.list_deliveries()]
-            events = [
-                {**asdict(event), "payload": json.loads(event.payload)} for event in tx.list_events()
-            ]
+            events = [{**asdict(event), "payload": json.loads(event.payload)} for event in tx.list_events()]
         return {"deliveries": deliveries, "events": events}
 
     def _config(self, request: SandboxRequest, args: list[str]) -> Any:

@@ -28,7 +28,7 @@ class Fault:
     remaining: int = 1
     path_prefix: str = "/v1/"
     method: str | None = None
-    retry_after: float = 1.0
+    retry_after_seconds: float = 1.0
     delay_ms: int = 1000
 
     @property
@@ -67,7 +67,7 @@ class Fault:
             remaining=count,
             path_prefix=prefix,
             method=method.upper() if method else None,
-            retry_after=float(retry_after),
+            retry_after_seconds=float(retry_after),
             delay_ms=delay_ms,
         )
 

@@ -37,9 +37,7 @@ class SandboxResponse:
     """Close the socket without writing anything (the "response lost" fault)."""
 
     @classmethod
-    def json(
-        cls, status: int, payload: Any, headers: Mapping[str, str] | None = None
-    ) -> SandboxResponse:
+    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> SandboxResponse:
         return cls(status, json.dumps(payload).encode(), dict(headers or {}))
 
 

@@ -252,9 +252,7 @@ class StoreTx:
         return _payment(row) if row else None
 
     def get_payment_by_charge(self, charge_id: str) -> PaymentRow | None:
-        row = self.conn.execute(
-            "SELECT * FROM stripe_payments WHERE charge_id = ?", (charge_id,)
-        ).fetchone()
+        row = self.conn.execute("SELECT * FROM stripe_payments WHERE charge_id = ?", (charge_id,)).fetchone()
         return _payment(row) if row else None
 
     def insert_payment(self, p: PaymentRow) -> None:
@@ -409,8 +407,7 @@ class StoreTx:
 
     def idempotency_complete(self, scope: str, key: str, status_code: int, body: bytes) -> None:
         self.conn.execute(
-            "UPDATE idempotency SET state = 'done', status_code = ?, body = ?"
-            " WHERE scope = ? AND key = ?",
+            "UPDATE idempotency SET state = 'done', status_code = ?, body = ? WHERE scope = ? AND key = ?",
             (status_code, body, scope, key),
         )
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -248,14 +248,12 @@ class StripeApi:
                 args = [unquote(group) for group in match.groups()]
                 key = request.header("idempotency-key") if request.method == "POST" else None
                 return route.prepare(parse_form(encoded), args, key)
-        raise StripeApiError(
-            404, f"Unrecognized request URL ({request.method}: {request.path})."
-        )
+        raise StripeApiError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
 
     def _entry_fault(self, fault: Fault) -> SandboxResponse:
         match fault.kind:
             case "rate_limit":
-                retry_after = f"{fault.retry_after:g}"
+                retry_after = f"{fault.retry_after_seconds:g}"
                 return self._error(
                     StripeApiError(
                         429,
@@ -272,9 +270,7 @@ class StripeApi:
 
     @staticmethod
     def _api_error() -> StripeApiError:
-        return StripeApiError(
-            500, "An unknown error occurred (sandbox fault).", type="api_error"
-        )
+        return StripeApiError(500, "An unknown error occurred (sandbox fault).", type="api_error")
 
     def _run(self, tx: StoreTx, action: Action) -> tuple[int, bytes]:
         try:
@@ -295,9 +291,7 @@ class StripeApi:
         response.drop_connection = fault is not None and fault.kind == "lose_response"
         return response
 
-    def _execute_idempotent(
-        self, request: SandboxRequest, key: str, action: Action
-    ) -> SandboxResponse:
+    def _execute_idempotent(self, request: SandboxRequest, key: str, action: Action) -> SandboxResponse:
         fingerprint = hashlib.sha256(
             f"{request.method} {request.path} ".encode()
             + json.dumps(parse_form(request.body.decode()), sort_keys=True).encode()
@@ -437,14 +431,11 @@ class StripeApi:
         if payment_intent is None and charge is None:
             raise StripeApiError(
                 400,
-                "One of the following params should be provided for this request:"
-                " payment_intent or charge.",
+                "One of the following params should be provided for this request: payment_intent or charge.",
                 code="parameter_missing",
             )
         if payment_intent is not None and charge is not None:
-            raise StripeApiError(
-                400, "You can only specify one of payment_intent or charge.", param="charge"
-            )
+            raise StripeApiError(400, "You can only specify one of payment_intent or charge.", param="charge")
         amount = _int(params, "amount")
         reason = _choice(params, "reason", _REFUND_REASONS)
         metadata = _metadata(params)
@@ -478,9 +469,7 @@ class StripeApi:
         charge = _str(params, "charge")
         limit = _int(params, "limit") or 10
         if limit > 100:
-            raise StripeApiError(
-                400, "This value must be less than or equal to 100.", param="limit"
-            )
+            raise StripeApiError(400, "This value must be less than or equal to 100.", param="limit")
         starting_after = _str(params, "starting_after")
         ending_before = _str(params, "ending_before")
 
@@ -510,8 +499,5 @@ class StripeApi:
             return None
         refund = tx.get_refund(refund_id)
         if refund is None:
-            raise StripeApiError(
-                400, f"No such refund: '{refund_id}'", code="resource_missing", param=param
-            )
+            raise StripeApiError(400, f"No such refund: '{refund_id}'", code="resource_missing", param=param)
         return refund.seq
-

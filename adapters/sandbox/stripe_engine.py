@@ -80,11 +80,9 @@ class StripeEngine:
         refund_behavior: RefundBehavior = "succeeded",
         settle_after_ms: int = 1000,
     ) -> PaymentRow:
-        manual = capture_method == "manual"
-        if not confirm:
-            status = "requires_payment_method"
-        else:
-            status = "requires_capture" if manual else "succeeded"
+        status = "requires_payment_method"
+        if confirm:
+            status = "requires_capture" if capture_method == "manual" else "succeeded"
         suffix = intent_id.removeprefix("pi_") if intent_id else None
         payment = PaymentRow(
             id=intent_id or new_id("pi_"),

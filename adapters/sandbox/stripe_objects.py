@@ -59,9 +59,7 @@ class StripeApiError(Exception):
 
 
 def resource_missing(kind: str, object_id: str, param: str = "id") -> StripeApiError:
-    return StripeApiError(
-        404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param
-    )
+    return StripeApiError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
 
 
 def charge_json(p: PaymentRow, amount_refunded: int) -> dict[str, Any]:

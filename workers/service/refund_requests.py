@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from temporalio.common import (
+    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -141,9 +142,9 @@ async def _start(services: Services, refund: RefundRequest, evidence: SignatureE
 def _initial_attributes(refund: RefundRequest) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
-            SA_STATUS.value_set(RefundStatus.RECEIVED.value),
-            SA_PROVIDER.value_set(refund.provider.value),
-            SA_PAYMENT.value_set(refund.payment_reference),
+            SearchAttributePair(SA_STATUS, RefundStatus.RECEIVED.value),
+            SearchAttributePair(SA_PROVIDER, refund.provider.value),
+            SearchAttributePair(SA_PAYMENT, refund.payment_reference),
         ]
     )
 

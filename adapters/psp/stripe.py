@@ -1,0 +1,356 @@
+"""Stripe through its official SDK: refund and void, payment lookup, refund search, webhooks.
+
+The SDK never retries (`max_network_retries=0`): retries are Temporal's, with the same idempotency
+key. A refusal by Stripe (amount too large, already refunded, declined) is a FAILED `RefundResult`;
+transport, auth, rate-limit and bug-shaped failures raise `PspError`, classified as PSP_NOTES.md's
+table says.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+
+from adapters.psp import stripe_transformers as tf
+from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
+from domain.contracts import PspRefundCall, RefundResult
+from domain.naming import idempotency_key
+from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """Case-insensitive header lookup on whatever mapping the HTTP client or framework gave."""
+    if not headers:
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def _error_code(err: stripe.StripeError) -> str | None:
+    return err.code or getattr(err.error, "code", None)
+
+
+def _retry_after_seconds(err: stripe.StripeError) -> float | None:
+    raw_seconds = _header(err.headers, "Retry-After")
+    try:
+        return float(raw_seconds) if raw_seconds is not None else None
+    except ValueError:
+        return None
+
+
+def psp_error(err: stripe.StripeError) -> PspError:
+    """The one error shape at our boundary, per PSP_NOTES.md's retry classification."""
+    status = err.http_status
+    request_id = err.request_id
+    message = f"stripe: {err.user_message or type(err).__name__}"
+    match err:
+        case stripe.IdempotencyError():
+            return PspError(
+                ErrorCode.IDEMPOTENCY_CONFLICT,
+                message,
+                retryable=False,
+                http_status=status,
+                psp_request_id=request_id,
+            )
+        case stripe.AuthenticationError() | stripe.PermissionError():
+            return PspError(
+                ErrorCode.PSP_AUTH_FAILED,
+                message,
+                retryable=False,
+                http_status=status,
+                psp_request_id=request_id,
+            )
+        case stripe.RateLimitError():
+            return PspError(
+                ErrorCode.PSP_RATE_LIMITED,
+                message,
+                retryable=True,
+                http_status=status,
+                psp_request_id=request_id,
+                retry_after_seconds=_retry_after_seconds(err),
+            )
+        case stripe.APIConnectionError():
+            return PspError(
+                ErrorCode.PSP_UNAVAILABLE,
+                message,
+                retryable=True,
+                http_status=status,
+                psp_request_id=request_id,
+            )
+        case stripe.InvalidRequestError() | stripe.CardError():
+            # Reaches here only where a refusal cannot be a result (lookups) or is our bug.
+            return PspError(
+                ErrorCode.INVALID_REQUEST
+                if _error_code(err) in tf.BUG_CODES
+                else tf.decline_code(_error_code(err)),
+                message,
+                retryable=False,
+                http_status=status,
+                psp_request_id=request_id,
+            )
+        case stripe.APIError() if status == 409:
+            # idempotency_key_in_use (our earlier attempt is still executing) or a lock conflict.
+            return PspError(
+                ErrorCode.PSP_BUSY,
+                message,
+                retryable=True,
+                http_status=status,
+                psp_request_id=request_id,
+            )
+        case _:
+            replayed = _header(err.headers, "Idempotent-Replayed") == "true"
+            return PspError(
+                ErrorCode.PSP_UNAVAILABLE,
+                message + (" (stored failure replayed for this idempotency key)" if replayed else ""),
+                retryable=not replayed,
+                http_status=status,
+                psp_request_id=request_id,
+                key_poisoned=replayed,
+            )
+
+
+def _is_refusal(err: stripe.StripeError) -> bool:
+    """Stripe declined the operation itself: a result for the workflow, not an exception."""
+    return isinstance(err, stripe.CardError) or (
+        isinstance(err, stripe.InvalidRequestError) and _error_code(err) not in tf.BUG_CODES
+    )
+
+
+def _is_missing(err: stripe.StripeError) -> bool:
+    return isinstance(err, stripe.InvalidRequestError) and (
+        err.http_status == 404 or _error_code(err) == "resource_missing"
+    )
+
+
+class StripeAdapter:
+    provider = Provider.STRIPE
+    list_page_size = 100
+
+    def __init__(self, api_key: str, api_base: str, webhook_secret: str, timeout_seconds: float = 30) -> None:
+        # `requests` is a dependency of the stripe package; its client keeps one pooled session
+        # per thread, which suits activities running in a thread pool.
+        http_client = stripe.RequestsClient(timeout=(min(float(timeout_seconds), 10.0), timeout_seconds))
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base.rstrip("/")},
+            max_network_retries=0,
+            http_client=http_client,
+        )
+        self._webhook_secret = webhook_secret
+
+    # calls ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _request_id(obj: stripe.StripeObject) -> str | None:
+        response = obj.last_response
+        return response.request_id if response is not None else None
+
+    def _intent_id(self, reference: str) -> str | None:
+        """The PaymentIntent behind a reference (`pi_` as is; a charge's `payment_intent`)."""
+        if not reference.startswith("ch_"):
+            return reference
+        charge = self._client.v1.charges.retrieve(reference)
+        intent = charge.payment_intent
+        return intent if isinstance(intent, str) else getattr(intent, "id", None)
+
+    # PspAdapter -------------------------------------------------------------------------------
+
+    def lookup_payment(self, reference: str) -> PaymentLookup:
+        started = time.perf_counter()
+        try:
+            if reference.startswith("pi_"):
+                obj: stripe.StripeObject = self._client.v1.payment_intents.retrieve(
+                    reference, {"expand": ["latest_charge"]}
+                )
+                record = tf.payment_from_intent(obj.to_dict())
+            elif reference.startswith("ch_"):
+                obj = self._client.v1.charges.retrieve(reference)
+                record = tf.payment_from_charge(obj.to_dict())
+            else:
+                return PaymentLookup(tf.not_found(reference))
+        except stripe.StripeError as err:
+            elapsed = int((time.perf_counter() - started) * 1000)
+            if _is_missing(err):
+                return PaymentLookup(tf.not_found(reference), err.request_id, elapsed)
+            raise psp_error(err) from err
+        elapsed = int((time.perf_counter() - started) * 1000)
+        return PaymentLookup(record, self._request_id(obj), elapsed)
+
+    def refund(self, call: PspRefundCall) -> RefundResult:
+        key = idempotency_key(call.request_id, call.key_generation)
+        match call.method:
+            case RefundMethod.REFUND:
+                return self._refund(call, key)
+            case RefundMethod.VOID:
+                return self._void(call, key)
+
+    def _refund(self, call: PspRefundCall, key: str) -> RefundResult:
+        amount = tf.to_stripe_amount(call.amount)
+        if amount is None:
+            return RefundResult(
+                psp_refund_id=None,
+                status=PspRefundStatus.FAILED,
+                amount=call.amount,
+                failure_code=ErrorCode.INVALID_AMOUNT,
+                failure_message=f"{call.amount} cannot be expressed in Stripe's minor units",
+            )
+        params: Any = tf.refund_create_params(call, amount)  # a RefundCreateParams
+        started = time.perf_counter()
+        try:
+            refund = self._client.v1.refunds.create(params, options={"idempotency_key": key})
+        except stripe.StripeError as err:
+            if _is_refusal(err):
+                return RefundResult(
+                    psp_refund_id=None,
+                    status=PspRefundStatus.FAILED,
+                    amount=call.amount,
+                    failure_code=tf.decline_code(_error_code(err)),
+                    failure_message=err.user_message or "",
+                    psp_request_id=err.request_id,
+                    psp_response_ms=int((time.perf_counter() - started) * 1000),
+                )
+            raise psp_error(err) from err
+        elapsed = int((time.perf_counter() - started) * 1000)
+        return tf.refund_result(
+            refund.to_dict(), psp_request_id=self._request_id(refund), psp_response_ms=elapsed
+        )
+
+    def _void(self, call: PspRefundCall, key: str) -> RefundResult:
+        started = time.perf_counter()
+        try:
+            intent_id = self._intent_id(call.payment.reference)
+            if intent_id is None:
+                return RefundResult(
+                    psp_refund_id=None,
+                    status=PspRefundStatus.FAILED,
+                    amount=call.amount,
+                    method=RefundMethod.VOID,
+                    failure_code=ErrorCode.PSP_DECLINED,
+                    failure_message="the charge has no PaymentIntent to cancel",
+                )
+            intent = self._client.v1.payment_intents.cancel(
+                intent_id,
+                {"cancellation_reason": "requested_by_customer"},
+                options={"idempotency_key": key},
+            )
+        except stripe.StripeError as err:
+            if _is_refusal(err):
+                return RefundResult(
+                    psp_refund_id=None,
+                    status=PspRefundStatus.FAILED,
+                    amount=call.amount,
+                    method=RefundMethod.VOID,
+                    failure_code=tf.decline_code(_error_code(err)),
+                    failure_message=err.user_message or "",
+                    psp_request_id=err.request_id,
+                    psp_response_ms=int((time.perf_counter() - started) * 1000),
+                )
+            raise psp_error(err) from err
+        elapsed = int((time.perf_counter() - started) * 1000)
+        return tf.void_result(
+            intent.to_dict(), psp_request_id=self._request_id(intent), psp_response_ms=elapsed
+        )
+
+    def find_refund(self, call: PspRefundCall) -> RefundResult | None:
+        started = time.perf_counter()
+        try:
+            match call.method:
+                case RefundMethod.REFUND:
+                    params: Any = {  # a RefundListParams
+                        **tf.payment_param(call.payment.reference),
+                        "limit": self.list_page_size,
+                    }
+                    page = self._client.v1.refunds.list(params)
+                    refunds = [refund.to_dict() for refund in page.auto_paging_iter()]
+                    found = tf.pick_refund(refunds, call.request_id)
+                    if found is None:
+                        return None
+                    return tf.refund_result(
+                        found,
+                        psp_request_id=self._request_id(page),
+                        psp_response_ms=int((time.perf_counter() - started) * 1000),
+                        adopted=True,
+                    )
+                case RefundMethod.VOID:
+                    intent_id = self._intent_id(call.payment.reference)
+                    if intent_id is None:
+                        return None
+                    intent = self._client.v1.payment_intents.retrieve(intent_id)
+                    if intent.status != "canceled":
+                        return None
+                    return tf.void_result(
+                        intent.to_dict(),
+                        psp_request_id=self._request_id(intent),
+                        psp_response_ms=int((time.perf_counter() - started) * 1000),
+                        adopted=True,
+                    )
+        except stripe.StripeError as err:
+            if _is_missing(err):
+                return None
+            raise psp_error(err) from err
+
+    def get_refund(self, psp_refund_id: str, request_id: str) -> RefundResult:
+        started = time.perf_counter()
+        try:
+            if psp_refund_id.startswith("pi_"):
+                intent = self._client.v1.payment_intents.retrieve(psp_refund_id)
+                return tf.void_result(
+                    intent.to_dict(),
+                    psp_request_id=self._request_id(intent),
+                    psp_response_ms=int((time.perf_counter() - started) * 1000),
+                )
+            refund = self._client.v1.refunds.retrieve(psp_refund_id)
+        except stripe.StripeError as err:
+            raise psp_error(err) from err
+        body = refund.to_dict()
+        owner = tf.refund_request_id(body)
+        if owner is not None and owner != request_id:
+            raise PspError(
+                ErrorCode.INVALID_STATE,
+                f"stripe refund {psp_refund_id} belongs to request {owner}, not {request_id}",
+                retryable=False,
+                psp_request_id=self._request_id(refund),
+            )
+        return tf.refund_result(
+            body,
+            psp_request_id=self._request_id(refund),
+            psp_response_ms=int((time.perf_counter() - started) * 1000),
+        )
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[PspEvent]:
+        """Verify Stripe's signature (5 minute tolerance), then classify the one event."""
+        signature = _header(headers, "Stripe-Signature")
+        if not signature:
+            raise WebhookRejected("signature_missing", "Stripe-Signature header is missing")
+        try:
+            event = stripe.Webhook.construct_event(
+                body, signature, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError as err:
+            raise self._rejection(body, signature) from err
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            raise WebhookRejected("invalid_payload", f"not a Stripe event: {err}") from err
+        payload: dict[str, Any] = event.to_dict()
+        if not payload.get("id") or not payload.get("type"):
+            raise WebhookRejected("invalid_payload", "the event has no id or type")
+        return [tf.classify_event(payload)]
+
+    def _rejection(self, body: bytes, signature: str) -> WebhookRejected:
+        """Tell a stale signature (valid, too old) from a wrong one."""
+        try:
+            stripe.WebhookSignature.verify_header(body, signature, self._webhook_secret, None)
+        except stripe.SignatureVerificationError:
+            return WebhookRejected("signature_invalid", "Stripe-Signature does not match the body")
+        except UnicodeDecodeError:
+            return WebhookRejected("invalid_payload", "the body is not UTF-8")
+        return WebhookRejected(
+            "signature_expired", "Stripe-Signature timestamp is outside the 5 minute tolerance"
+        )

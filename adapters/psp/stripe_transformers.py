@@ -1,0 +1,332 @@
+"""Stripe objects to our contracts and back: pure functions, no I/O. No Stripe field name leaves here
+or `stripe.py` beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adapters.psp.base import PspEvent
+from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
+from domain.money import Money, currency_exponent
+from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundMethod
+
+METADATA_REQUEST_ID = "refund_request_id"
+METADATA_KEY_GENERATION = "key_generation"
+METADATA_REASON_CODE = "reason_code"
+
+# Stripe's documented deviations from ISO 4217 (docs.stripe.com/currencies): ISK is sent with two
+# decimals that are always 00; MGA is zero-decimal. Three-decimal currencies need a final 0.
+_STRIPE_EXPONENTS: dict[str, int] = {"ISK": 2, "MGA": 0}
+_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+_STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+
+
+# amounts ----------------------------------------------------------------------------------------
+
+
+def _exponent_shift(currency: str) -> int:
+    currency = currency.upper()
+    return _STRIPE_EXPONENTS.get(currency, currency_exponent(currency)) - currency_exponent(currency)
+
+
+def _pow10(exponent: int) -> int:
+    return int(10**exponent)
+
+
+def to_stripe_amount(money: Money) -> int | None:
+    """Our minor units as Stripe's `amount`, or None when Stripe cannot represent the value."""
+    shift = _exponent_shift(money.currency)
+    if shift >= 0:
+        value = money.value * _pow10(shift)
+    else:
+        value, rest = divmod(money.value, _pow10(-shift))
+        if rest:
+            return None
+    if money.currency in _THREE_DECIMAL and value % 10:
+        return None
+    return value
+
+
+def from_stripe_amount(value: int, currency: str) -> int:
+    """Stripe's `amount` in our (ISO 4217) minor units."""
+    shift = _exponent_shift(currency)
+    return value // _pow10(shift) if shift >= 0 else value * _pow10(-shift)
+
+
+def money(value: int, currency: str) -> Money:
+    return Money(value=from_stripe_amount(value, currency), currency=currency.upper())
+
+
+# payments ---------------------------------------------------------------------------------------
+
+
+def _expanded(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def payment_from_intent(intent: Mapping[str, Any]) -> PaymentRecord:
+    """A PaymentIntent (with `latest_charge` expanded when there is one) as our PaymentRecord."""
+    reference = str(intent["id"])
+    currency = str(intent.get("currency") or "").upper()
+    charge = _expanded(intent.get("latest_charge"))
+    match intent.get("status"):
+        case "succeeded":
+            captured = (
+                int(charge.get("amount_captured") or 0)
+                if charge is not None
+                else int(intent.get("amount_received") or 0)
+            )
+            refunded = int(charge.get("amount_refunded") or 0) if charge is not None else 0
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.CAPTURED,
+                currency=currency,
+                amount_captured=from_stripe_amount(captured, currency),
+                amount_refunded=from_stripe_amount(refunded, currency),
+            )
+        case "requires_capture":
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.AUTHORIZED,
+                currency=currency,
+                amount_authorized=from_stripe_amount(int(intent.get("amount_capturable") or 0), currency),
+            )
+        case "canceled":
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.CANCELED,
+                currency=currency,
+            )
+        case "requires_payment_method" | "requires_confirmation" | "requires_action" | "processing":
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.OTHER,
+                currency=currency,
+            )
+        case _:
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.OTHER,
+                currency=currency,
+            )
+
+
+def payment_from_charge(charge: Mapping[str, Any]) -> PaymentRecord:
+    reference = str(charge["id"])
+    currency = str(charge.get("currency") or "").upper()
+    amount = int(charge.get("amount") or 0)
+    captured = bool(charge.get("captured"))
+    match (charge.get("status"), captured, bool(charge.get("refunded"))):
+        case ("succeeded", True, _):
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.CAPTURED,
+                currency=currency,
+                amount_captured=from_stripe_amount(int(charge.get("amount_captured") or 0), currency),
+                amount_refunded=from_stripe_amount(int(charge.get("amount_refunded") or 0), currency),
+            )
+        case ("succeeded", False, True):
+            # An authorisation released before capture.
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.CANCELED,
+                currency=currency,
+            )
+        case ("succeeded", False, False):
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.AUTHORIZED,
+                currency=currency,
+                amount_authorized=from_stripe_amount(amount, currency),
+            )
+        case _:
+            return PaymentRecord(
+                provider=Provider.STRIPE,
+                reference=reference,
+                state=PaymentState.OTHER,
+                currency=currency,
+            )
+
+
+def not_found(reference: str) -> PaymentRecord:
+    return PaymentRecord(provider=Provider.STRIPE, reference=reference, state=PaymentState.NOT_FOUND)
+
+
+# refunds ----------------------------------------------------------------------------------------
+
+
+def payment_param(reference: str) -> dict[str, str]:
+    """Which Stripe parameter names the payment: a PaymentIntent or a (legacy) charge."""
+    return {"charge": reference} if reference.startswith("ch_") else {"payment_intent": reference}
+
+
+def refund_create_params(call: PspRefundCall, amount: int) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        **payment_param(call.payment.reference),
+        "amount": amount,
+        "metadata": {
+            METADATA_REQUEST_ID: call.request_id,
+            METADATA_KEY_GENERATION: str(call.key_generation),
+            METADATA_REASON_CODE: call.reason_code,
+        },
+    }
+    if call.reason_code in _STRIPE_REFUND_REASONS:
+        params["reason"] = call.reason_code
+    return params
+
+
+def refund_status(status: str | None) -> PspRefundStatus:
+    match status:
+        case "pending" | "requires_action":
+            return PspRefundStatus.PENDING
+        case "succeeded":
+            return PspRefundStatus.SUCCEEDED
+        case "failed" | "canceled":
+            return PspRefundStatus.FAILED
+        case _:
+            # Unknown to us: keep waiting for a status we understand rather than decide.
+            return PspRefundStatus.PENDING
+
+
+def refund_failure(refund: Mapping[str, Any]) -> tuple[ErrorCode | None, str]:
+    status = refund_status(refund.get("status"))
+    if status is not PspRefundStatus.FAILED:
+        return None, ""
+    reason = str(refund.get("failure_reason") or refund.get("status") or "failed")
+    return ErrorCode.PSP_DECLINED, reason
+
+
+def refund_request_id(refund: Mapping[str, Any]) -> str | None:
+    metadata = refund.get("metadata") or {}
+    value = metadata.get(METADATA_REQUEST_ID) if isinstance(metadata, Mapping) else None
+    return str(value) if value else None
+
+
+def refund_result(
+    refund: Mapping[str, Any],
+    *,
+    psp_request_id: str | None,
+    psp_response_ms: int | None,
+    adopted: bool = False,
+) -> RefundResult:
+    failure_code, failure_message = refund_failure(refund)
+    return RefundResult(
+        psp_refund_id=str(refund["id"]),
+        status=refund_status(refund.get("status")),
+        amount=money(int(refund.get("amount") or 0), str(refund.get("currency") or "")),
+        method=RefundMethod.REFUND,
+        failure_code=failure_code,
+        failure_message=failure_message,
+        psp_request_id=psp_request_id,
+        psp_response_ms=psp_response_ms,
+        adopted=adopted,
+    )
+
+
+def void_result(
+    intent: Mapping[str, Any],
+    *,
+    psp_request_id: str | None,
+    psp_response_ms: int | None,
+    adopted: bool = False,
+) -> RefundResult:
+    """A canceled PaymentIntent is a successful void; any other state means it is not voided."""
+    currency = str(intent.get("currency") or "")
+    canceled = intent.get("status") == "canceled"
+    return RefundResult(
+        psp_refund_id=str(intent["id"]),
+        status=PspRefundStatus.SUCCEEDED if canceled else PspRefundStatus.PENDING,
+        amount=money(int(intent.get("amount") or 0), currency),
+        method=RefundMethod.VOID,
+        psp_request_id=psp_request_id,
+        psp_response_ms=psp_response_ms,
+        adopted=adopted,
+    )
+
+
+def pick_refund(refunds: Sequence[Mapping[str, Any]], request_id: str) -> Mapping[str, Any] | None:
+    """The refund made for our request: a live one before a failed one (there should be one)."""
+    ours = [refund for refund in refunds if refund_request_id(refund) == request_id]
+    live = [r for r in ours if refund_status(r.get("status")) is not PspRefundStatus.FAILED]
+    candidates = live or ours
+    return candidates[0] if candidates else None
+
+
+# declines ---------------------------------------------------------------------------------------
+
+# Invalid-request codes that mean our request was malformed: a bug, not the PSP's refusal.
+BUG_CODES = frozenset(
+    {
+        "parameter_missing",
+        "parameter_unknown",
+        "parameter_invalid_integer",
+        "parameter_invalid_string",
+        "parameter_invalid_boolean",
+        "parameter_invalid_empty",
+        "parameters_exclusive",
+        "url_invalid",
+    }
+)
+
+
+def decline_code(code: str | None) -> ErrorCode:
+    """What a Stripe refusal of a refund (a 4xx with a code) means to us."""
+    match code:
+        case "amount_too_large":
+            return ErrorCode.REFUND_EXCEEDS_CAPTURE
+        case "charge_already_refunded":
+            return ErrorCode.ALREADY_REFUNDED
+        case "resource_missing":
+            return ErrorCode.PAYMENT_NOT_FOUND
+        case _:
+            return ErrorCode.PSP_DECLINED
+
+
+# webhooks ---------------------------------------------------------------------------------------
+
+
+def classify_event(event: Mapping[str, Any]) -> PspEvent:
+    """A verified Stripe event as ours: a refund update for one of our requests, or ignored."""
+    event_id = str(event.get("id") or "")
+    event_type = str(event.get("type") or "")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    match event_type:
+        case "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated":
+            if not isinstance(obj, Mapping) or obj.get("object") != "refund" or "id" not in obj:
+                return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no refund"})
+            request_id = refund_request_id(obj)
+            if request_id is None:
+                return PspEvent(
+                    event_id,
+                    "ignored",
+                    raw_type=event_type,
+                    detail={"why": "refund not made by us", "psp_refund_id": str(obj["id"])},
+                )
+            failure_code, failure_message = refund_failure(obj)
+            return PspEvent(
+                event_id=event_id,
+                kind="refund_update",
+                request_id=request_id,
+                update=PspRefundUpdate(
+                    psp_refund_id=str(obj["id"]),
+                    status=refund_status(obj.get("status")),
+                    failure_code=failure_code,
+                    failure_message=failure_message,
+                    psp_event_id=event_id,
+                ),
+                raw_type=event_type,
+                detail={"psp_status": str(obj.get("status"))},
+            )
+        case _:
+            return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "event type"})

@@ -1,0 +1,122 @@
+"""A typed client for the sandbox's control API, for tests and demos."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from adapters.sandbox.kinds import FaultKind, RefundBehavior
+
+
+class SandboxControl:
+    def __init__(self, base_url: str, timeout_seconds: float = 10.0) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SandboxControl:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, f"/_sandbox{path}", **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._call("GET", "/health").get("ok"))
+        except httpx.HTTPError:
+            return False
+
+    def seed_stripe_payment(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        captured: bool = True,
+        payment_id: str | None = None,
+        refund_behavior: RefundBehavior = "succeeded",
+        settle_after_ms: int = 1000,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Create a PaymentIntent (and its charge); return the intent id (`pi_...`)."""
+        body: dict[str, Any] = {
+            "provider": "stripe",
+            "amount": amount,
+            "currency": currency,
+            "captured": captured,
+            "refund_behavior": refund_behavior,
+            "settle_after_ms": settle_after_ms,
+            "metadata": metadata or {},
+        }
+        if payment_id is not None:
+            body["id"] = payment_id
+        return str(self._call("POST", "/payments", json=body)["payment_intent"]["id"])
+
+    def inject_fault(
+        self,
+        kind: FaultKind,
+        *,
+        count: int = 1,
+        path_prefix: str = "/v1/",
+        method: str | None = None,
+        retry_after: float = 1.0,  # seconds, sent as the 429's Retry-After
+        delay_ms: int = 1000,
+    ) -> None:
+        body = {
+            "kind": kind,
+            "count": count,
+            "path_prefix": path_prefix,
+            "method": method,
+            "retry_after": retry_after,
+            "delay_ms": delay_ms,
+        }
+        self._call("POST", "/faults", json=body)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/faults")["faults"])
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def stripe_refunds(self, payment_id: str) -> list[dict[str, Any]]:
+        """Every refund the sandbox ever made for a PaymentIntent, oldest first, with its key."""
+        return list(self._call("GET", "/refunds", params={"payment_intent": payment_id})["data"])
+
+    def settle_stripe_refund(
+        self, refund_id: str, status: str = "succeeded", failure_reason: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if failure_reason is not None:
+            body["failure_reason"] = failure_reason
+        result: dict[str, Any] = self._call("POST", f"/refunds/{refund_id}/settle", json=body)
+        return result
+
+    def events(self) -> list[dict[str, Any]]:
+        """Webhook delivery attempts: event_id, type, url, attempt, http_status, error, at_ms."""
+        return list(self._call("GET", "/events")["deliveries"])
+
+    def webhook_events(self) -> list[dict[str, Any]]:
+        """Webhook events with their payload and delivery state."""
+        return list(self._call("GET", "/events")["events"])
+
+    def set_stripe_webhook_url(self, url: str | None) -> None:
+        self._call("POST", "/config", json={"stripe_webhook_url": url})
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/stats")
+        return result
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")

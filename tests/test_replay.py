@@ -1,0 +1,82 @@
+"""Recorded RefundWorkflow histories replay against today's code: a breaking change fails CI.
+
+Record new histories (after an intended, versioned change) with
+`REFUNDS_RECORD_HISTORIES=1 pytest tests/test_replay.py -k record`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from adapters.sandbox.control import SandboxControl
+from domain.contracts import RefundState, RefundWorkflowInput
+from tests.conftest import Stack
+from tests.helpers import unique
+from tests.test_refund_flow import FINAL, submit, wait_for_status
+from tests.test_review import LARGE
+from workflows.refund import RefundWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORDING = os.environ.get("REFUNDS_RECORD_HISTORIES") == "1"
+
+
+def recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[RefundWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+def test_histories_are_present() -> None:
+    assert {p.stem for p in recorded()} >= {"happy_path", "review_approved"}
+
+
+@workflow.defn(name="RefundWorkflow")
+class ReorderedRefundWorkflow:
+    """A careless edit: the first activity replaced by a timer. Replay must catch it."""
+
+    @workflow.run
+    async def run(self, input: RefundWorkflowInput) -> RefundState:
+        await workflow.sleep(timedelta(seconds=1))
+        raise AssertionError("unreachable on replay")
+
+
+async def test_a_breaking_change_fails_replay() -> None:
+    path = HISTORIES / "happy_path.json"
+    history = WorkflowHistory.from_json("happy_path", path.read_text())
+    replayer = Replayer(workflows=[ReorderedRefundWorkflow], data_converter=pydantic_data_converter)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(history)
+
+
+@pytest.mark.skipif(not RECORDING, reason="set REFUNDS_RECORD_HISTORIES=1 to record")
+async def test_record_histories(stack: Stack, sandbox: SandboxControl) -> None:
+    from tests.test_review import cli
+
+    HISTORIES.mkdir(exist_ok=True)
+    small = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    big = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")
+    happy, reviewed = unique("hist"), unique("hist")
+    from tests.helpers import refund_body
+
+    await submit(stack, refund_body(happy, small, amount=2_000))
+    await submit(stack, refund_body(reviewed, big, amount=LARGE))
+    await wait_for_status(stack, reviewed, {"awaiting_review"})
+    assert (await cli(stack, "approve", reviewed, "--reviewer", "alice")).returncode == 0
+    for name, request_id in (("happy_path", happy), ("review_approved", reviewed)):
+        await wait_for_status(stack, request_id, FINAL)
+        history = await stack.client.get_workflow_handle(f"refund-{request_id}").fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -1,0 +1,86 @@
+"""A worker killed with SIGKILL mid-refund: a new worker finishes it, and the PSP refunds once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from temporalio.api.enums.v1 import PendingActivityState
+
+from adapters.sandbox.control import SandboxControl
+from domain.naming import Activity
+from tests.conftest import Stack, make_registry, repo_root
+from tests.helpers import eventually, refund_body, signed_headers, unique
+from workers.service.app import create_app
+from workers.service.deps import Services
+from workers.worker import build_worker
+
+SLOW_PSP_MS = 2_500
+
+
+def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
+    settings = stack.settings
+    env = {
+        **os.environ,
+        "REFUNDS_ENVIRONMENT": "test",
+        "REFUNDS_TASK_QUEUE": task_queue,
+        "REFUNDS_TEMPORAL_ADDRESS": settings.temporal_address,
+        "REFUNDS_DATABASE_URL": settings.database_url,
+        "REFUNDS_INBOUND_WEBHOOK_SECRET": settings.inbound_webhook_secret,
+        "REFUNDS_STRIPE_API_KEY": settings.stripe_api_key,
+        "REFUNDS_STRIPE_API_BASE": settings.stripe_api_base,
+        "REFUNDS_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker"],
+        env=env,
+        cwd=repo_root(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def test_killed_worker_mid_refund_is_finished_by_a_new_one(stack: Stack, sandbox: SandboxControl) -> None:
+    task_queue = f"crash-{uuid.uuid4().hex[:8]}"
+    settings = stack.settings.model_copy(update={"task_queue": task_queue, "psp_timeout_seconds": 4})
+    services = Services(settings, stack.database, stack.client, stack.services.psps)
+    payment = sandbox.seed_stripe_payment(amount=9_000, currency="EUR")
+    request_id = unique("crash")
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+
+    process = worker_process(stack, task_queue)
+    try:
+        sandbox.inject_fault("slow", count=1, path_prefix="/v1/refunds", method="POST", delay_ms=SLOW_PSP_MS)
+        body = refund_body(request_id, payment, amount=4_000)
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
+            response = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        assert response.status_code == 202
+
+        async def refund_in_flight() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(
+                a.activity_type.name == Activity.REFUND
+                and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                for a in pending
+            )
+
+        await eventually(refund_in_flight, bool, timeout=30)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        replacement = build_worker(stack.client, settings, stack.database, make_registry(settings), executor)
+        async with replacement:
+            state = await handle.result()
+
+    assert state.status.value == "succeeded"
+    refunds = sandbox.stripe_refunds(payment)
+    assert len(refunds) == 1 and refunds[0]["id"] == state.psp_refund_id
