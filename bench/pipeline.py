@@ -86,8 +86,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_pipeline(client: Client, settings: Settings, http_url: str, sandbox: SandboxControl,
-                       count: int, concurrency: int) -> tuple[float, list[float]]:
+async def run_pipeline(
+    client: Client, settings: Settings, http_url: str, sandbox: SandboxControl, count: int, concurrency: int
+) -> tuple[float, list[float]]:
     payments = [sandbox.seed_stripe_payment(amount=10_000, currency="EUR") for _ in range(count)]
     ids = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(count)]
     acks: list[float] = []
@@ -95,8 +96,12 @@ async def run_pipeline(client: Client, settings: Settings, http_url: str, sandbo
     db = Database.connect(settings.database_url)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(client, settings, db, build_registry(settings), executor)
-        async with worker, httpx.AsyncClient(base_url=http_url, timeout=30,
-                                             limits=httpx.Limits(max_connections=concurrency)) as http:
+        async with (
+            worker,
+            httpx.AsyncClient(
+                base_url=http_url, timeout=30, limits=httpx.Limits(max_connections=concurrency)
+            ) as http,
+        ):
 
             async def one(request_id: str, payment: str) -> None:
                 body = (
@@ -104,8 +109,10 @@ async def run_pipeline(client: Client, settings: Settings, http_url: str, sandbo
                     '"amount":{"value":1000,"currency":"EUR"},"reason_code":"bench","order_id":"o",'
                     '"customer_id":"c"}'
                 ).encode()
-                headers = {"content-type": "application/json",
-                           "Refund-Signature": signature.sign([SECRET], int(time.time()), body)}
+                headers = {
+                    "content-type": "application/json",
+                    "Refund-Signature": signature.sign([SECRET], int(time.time()), body),
+                }
                 async with gate:
                     sent = time.perf_counter()
                     response = await http.post("/v1/refund-requests", content=body, headers=headers)
@@ -125,13 +132,20 @@ async def run_bare(client: Client, count: int, concurrency: int) -> float:
     queue = f"bare-{uuid.uuid4().hex[:8]}"
     gate = asyncio.Semaphore(concurrency)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        async with Worker(client, task_queue=queue, workflows=[BareFiveActivities], activities=[bench_step],
-                          activity_executor=executor, max_concurrent_activities=ACTIVITY_THREADS):
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[BareFiveActivities],
+            activities=[bench_step],
+            activity_executor=executor,
+            max_concurrent_activities=ACTIVITY_THREADS,
+        ):
 
             async def one(i: int) -> None:
                 async with gate:
-                    handle = await client.start_workflow(BareFiveActivities.run, i, id=f"bare-{queue}-{i}",
-                                                         task_queue=queue)
+                    handle = await client.start_workflow(
+                        BareFiveActivities.run, i, id=f"bare-{queue}-{i}", task_queue=queue
+                    )
                 await handle.result()
 
             started = time.perf_counter()
@@ -140,7 +154,9 @@ async def run_bare(client: Client, count: int, concurrency: int) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
@@ -148,32 +164,47 @@ async def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="refunds-bench-"))
     env_server = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(find_binary("temporal")), search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter, dev_server_log_level="error",
+        dev_server_existing_path=str(find_binary("temporal")),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
     )
     client = env_server.client
     http_port, sandbox_port = free_port(), free_port()
     sandbox_url, http_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{http_port}"
     settings = Settings(
-        environment="bench", temporal_address=client.service_client.config.target_host,
-        task_queue=f"refunds-bench-{uuid.uuid4().hex[:6]}", data_dir=workdir,
+        environment="bench",
+        temporal_address=client.service_client.config.target_host,
+        task_queue=f"refunds-bench-{uuid.uuid4().hex[:6]}",
+        data_dir=workdir,
         database_url=args.database_url or f"sqlite:///{workdir / 'refunds.db'}",
-        inbound_webhook_secret=SECRET, http_port=http_port, stripe_api_key=SANDBOX_STRIPE_API_KEY,
-        stripe_api_base=sandbox_url, stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
+        inbound_webhook_secret=SECRET,
+        http_port=http_port,
+        stripe_api_key=SANDBOX_STRIPE_API_KEY,
+        stripe_api_base=sandbox_url,
+        stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
     )
     env = {**os.environ, **{f"REFUNDS_{k.upper()}": str(v) for k, v in settings.model_dump().items()}}
     me = [sys.executable, "-m", "workers.cli"]
     children = [
-        subprocess.Popen([*me, "sandbox", "--port", str(sandbox_port), "--webhook-url",
-                          f"{http_url}/webhooks/stripe"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL),
+        subprocess.Popen(
+            [*me, "sandbox", "--port", str(sandbox_port), "--webhook-url", f"{http_url}/webhooks/stripe"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        ),
         subprocess.Popen([*me, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL),
     ]
     try:
         wait_http(f"{sandbox_url}/_sandbox/health")
         wait_http(f"{http_url}/healthz")
         sandbox = SandboxControl(sandbox_url)
-        await run_pipeline(client, settings, http_url, sandbox, min(20, args.count), args.concurrency)  # warm-up
-        pipeline_rate, acks = await run_pipeline(client, settings, http_url, sandbox, args.count, args.concurrency)
+        await run_pipeline(
+            client, settings, http_url, sandbox, min(20, args.count), args.concurrency
+        )  # warm-up
+        pipeline_rate, acks = await run_pipeline(
+            client, settings, http_url, sandbox, args.count, args.concurrency
+        )
         bare_rate = await run_bare(client, args.count, args.concurrency)
     finally:
         for child in children:
@@ -181,7 +212,10 @@ async def main() -> None:
             child.wait()
         await env_server.shutdown()
 
-    print(f"refunds: {args.count}, concurrency {args.concurrency}, database {settings.database_url.split(':')[0]}")
+    print(
+        f"refunds: {args.count}, concurrency {args.concurrency}, "
+        f"database {settings.database_url.split(':')[0]}"
+    )
     print(f"pipeline           {pipeline_rate:8.1f} refunds/s")
     print(f"bare 5 activities  {bare_rate:8.1f} workflows/s")
     print(f"ratio              {pipeline_rate / bare_rate:8.2f}x")

@@ -7,18 +7,16 @@ Record new histories (after an intended, versioned change) with
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from adapters.sandbox.control import SandboxControl
-from domain.contracts import RefundState, RefundWorkflowInput
+from tests.broken_workflow import ReorderedRefundWorkflow
 from tests.conftest import Stack
 from tests.helpers import unique
 from tests.test_refund_flow import FINAL, submit, wait_for_status
@@ -42,16 +40,6 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 def test_histories_are_present() -> None:
     assert {p.stem for p in recorded()} >= {"happy_path", "review_approved"}
-
-
-@workflow.defn(name="RefundWorkflow")
-class ReorderedRefundWorkflow:
-    """A careless edit: the first activity replaced by a timer. Replay must catch it."""
-
-    @workflow.run
-    async def run(self, input: RefundWorkflowInput) -> RefundState:
-        await workflow.sleep(timedelta(seconds=1))
-        raise AssertionError("unreachable on replay")
 
 
 async def test_a_breaking_change_fails_replay() -> None:

@@ -18,7 +18,8 @@ from tests.conftest import Stack, make_registry, repo_root
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from workers.service.app import create_app
 from workers.service.deps import Services
-from workers.worker import build_worker
+from workers.worker import ACTIVITY_THREADS, build_worker
+from workflows.refund import RefundWorkflow
 
 SLOW_PSP_MS = 2_500
 
@@ -46,13 +47,15 @@ def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
     )
 
 
-async def test_killed_worker_mid_refund_is_finished_by_a_new_one(stack: Stack, sandbox: SandboxControl) -> None:
+async def test_killed_worker_mid_refund_is_finished_by_a_new_one(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
     task_queue = f"crash-{uuid.uuid4().hex[:8]}"
     settings = stack.settings.model_copy(update={"task_queue": task_queue, "psp_timeout_seconds": 4})
     services = Services(settings, stack.database, stack.client, stack.services.psps)
     payment = sandbox.seed_stripe_payment(amount=9_000, currency="EUR")
     request_id = unique("crash")
-    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
 
     process = worker_process(stack, task_queue)
     try:
@@ -76,7 +79,7 @@ async def test_killed_worker_mid_refund_is_finished_by_a_new_one(stack: Stack, s
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
-    with ThreadPoolExecutor(max_workers=8) as executor:
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         replacement = build_worker(stack.client, settings, stack.database, make_registry(settings), executor)
         async with replacement:
             state = await handle.result()

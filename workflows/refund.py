@@ -302,9 +302,11 @@ class RefundWorkflow:
     # ---- compensation and the terminal step ---------------------------------------------------
 
     async def _finish(self, status: RefundStatus, code: ErrorCode | None, message: str) -> None:
-        """Commit or release the reservation, post the ledger, write the audit: one activity."""
-        self._update(failure_code=code, failure_message=message)
-        self._set_status(status)
+        """Commit or release the reservation, post the ledger, write the audit: one activity.
+
+        The final status is shown only once the books are written, so `succeeded` means posted.
+        """
+        self._note("status_changed", status_before=self._state.status, status_after=status)
         state = self._state
         await workflow.execute_activity(
             Activity.FINISH,
@@ -323,6 +325,8 @@ class RefundWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_DB_RETRY,
         )
+        self._update(failure_code=code, failure_message=message)
+        self._set_status(status, audited=False)
 
     # ---- messages from ops and PSPs -----------------------------------------------------------
 
@@ -399,13 +403,14 @@ class RefundWorkflow:
             return None
         return update
 
-    def _set_status(self, status: RefundStatus) -> None:
+    def _set_status(self, status: RefundStatus, *, audited: bool = True) -> None:
         if status is self._state.status:
             return
         before = self._state.status
         self._update(status=status)
         workflow.upsert_search_attributes([SA_STATUS.value_set(status.value)])
-        self._note("status_changed", status_before=before, status_after=status)
+        if audited:
+            self._note("status_changed", status_before=before, status_after=status)
 
     def _update(self, **changes: object) -> None:
         self._state = self._state.model_copy(update=changes)

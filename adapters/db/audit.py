@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from adapters.db.engine import Database
 from adapters.db.models import AuditRow
@@ -39,7 +40,7 @@ def record(
         }
         for event in events
     ]
-    return db.insert_ignoring_conflicts(session, AuditRow.__table__, rows)
+    return db.insert_ignoring_conflicts(session, AuditRow, rows)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class AuditEntry:
 
 def trail(session: Session, request_id: str) -> list[AuditEntry]:
     rows = session.execute(
-        select(AuditRow).where(AuditRow.request_id == request_id).order_by(AuditRow.at, AuditRow.id)
+        select(AuditRow)
+        .where(col(AuditRow.request_id) == request_id)
+        .order_by(col(AuditRow.at), col(AuditRow.id))
     ).scalars()
     return [
         AuditEntry(

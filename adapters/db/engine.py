@@ -76,13 +76,18 @@ class Database:
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
-    def insert_ignoring_conflicts(self, session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
+    def insert_ignoring_conflicts(
+        self, session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
+    ) -> int:
         """Insert rows, skipping any whose unique key exists; returns how many were inserted."""
         if not rows:
             return 0
+        table = model.__table__  # type: ignore[attr-defined]
         dialect = postgresql if self.is_postgres else sqlite
-        statement = dialect.insert(table).values(rows).on_conflict_do_nothing()
-        return int(session.execute(statement).rowcount or 0)
+        # RETURNING counts what was really inserted; rowcount is unreliable for ON CONFLICT.
+        key = next(iter(table.primary_key.columns))
+        statement = dialect.insert(table).values(rows).on_conflict_do_nothing().returning(key)
+        return len(session.execute(statement).all())
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import update
+from sqlmodel import col
 
 from adapters.db.engine import Database
 from adapters.db.models import RefundRequestRow, utcnow
@@ -27,7 +28,7 @@ def admit(db: Database, request_id: str, body_sha256: str, workflow_id: str) -> 
     with db.transaction() as session:
         inserted = db.insert_ignoring_conflicts(
             session,
-            RefundRequestRow.__table__,
+            RefundRequestRow,
             [
                 {
                     "request_id": request_id,
@@ -51,6 +52,6 @@ def mark_started(db: Database, request_id: str) -> None:
     with db.transaction() as session:
         session.execute(
             update(RefundRequestRow)
-            .where(RefundRequestRow.request_id == request_id)
+            .where(col(RefundRequestRow.request_id) == request_id)
             .values(workflow_started=True)
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from adapters.db.engine import Database
 from adapters.db.models import LedgerLineRow, LedgerPostingRow, utcnow
@@ -36,7 +37,7 @@ def post(
     _check_balanced(lines)
     inserted = db.insert_ignoring_conflicts(
         session,
-        LedgerPostingRow.__table__,
+        LedgerPostingRow,
         [
             {
                 "posting_key": posting_key,
@@ -83,12 +84,12 @@ def refund_lines(provider: str, merchant: str, currency: str, amount: int) -> li
 def balances(session: Session, request_id: str | None = None) -> dict[tuple[str, str], int]:
     """Debit-minus-credit per (account, currency), optionally for one refund."""
     query = select(
-        LedgerLineRow.account,
-        LedgerLineRow.currency,
-        func.sum(LedgerLineRow.debit - LedgerLineRow.credit),
-    ).group_by(LedgerLineRow.account, LedgerLineRow.currency)
+        col(LedgerLineRow.account),
+        col(LedgerLineRow.currency),
+        func.sum(col(LedgerLineRow.debit) - col(LedgerLineRow.credit)),
+    ).group_by(col(LedgerLineRow.account), col(LedgerLineRow.currency))
     if request_id is not None:
-        query = query.join(LedgerPostingRow, LedgerPostingRow.posting_key == LedgerLineRow.posting_key).where(
-            LedgerPostingRow.request_id == request_id
-        )
+        query = query.join(
+            LedgerPostingRow, col(LedgerPostingRow.posting_key) == col(LedgerLineRow.posting_key)
+        ).where(col(LedgerPostingRow.request_id) == request_id)
     return {(account, currency): int(total) for account, currency, total in session.execute(query)}

@@ -24,7 +24,7 @@ class RefundRequestRow(SQLModel, table=True):
     body_sha256: str = Field(max_length=64)
     workflow_id: str = Field(max_length=160)
     workflow_started: bool = False
-    received_at: datetime = Field(sa_column=_ts())
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class PaymentRow(SQLModel, table=True):
@@ -36,7 +36,7 @@ class PaymentRow(SQLModel, table=True):
     reference: str = Field(max_length=128)
     currency: str = Field(max_length=3)
     refundable_cap: int = Field(sa_column=Column(BigInteger, nullable=False))
-    updated_at: datetime = Field(sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class ReservationRow(SQLModel, table=True):
@@ -48,7 +48,7 @@ class ReservationRow(SQLModel, table=True):
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     currency: str = Field(max_length=3)
     state: str = Field(max_length=16)  # held | committed | released
-    updated_at: datetime = Field(sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class LedgerPostingRow(SQLModel, table=True):
@@ -59,7 +59,7 @@ class LedgerPostingRow(SQLModel, table=True):
     request_id: str = Field(index=True, max_length=128)
     currency: str = Field(max_length=3)
     description: str = Field(max_length=200)
-    posted_at: datetime = Field(sa_column=_ts())
+    posted_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class LedgerLineRow(SQLModel, table=True):
@@ -87,7 +87,7 @@ class AuditRow(SQLModel, table=True):
     psp_request_id: str | None = Field(default=None, max_length=128)
     psp_response_ms: int | None = None
     detail: str = Field(default="{}")
-    at: datetime = Field(sa_column=_ts())
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class RefundRow(SQLModel, table=True):
@@ -104,4 +104,4 @@ class RefundRow(SQLModel, table=True):
     currency: str | None = Field(default=None, max_length=3)
     psp_refund_id: str | None = Field(default=None, max_length=128)
     failure_code: str | None = Field(default=None, max_length=64)
-    updated_at: datetime = Field(sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from adapters.db.engine import Database
 from adapters.db.models import PaymentRow, ReservationRow, utcnow
@@ -43,7 +44,7 @@ def reserve(
     cap = payment.amount_captured or payment.amount_authorized
     db.insert_ignoring_conflicts(
         session,
-        PaymentRow.__table__,
+        PaymentRow,
         [
             {
                 "payment_key": key,
@@ -56,7 +57,7 @@ def reserve(
         ],
     )
     row = session.execute(
-        select(PaymentRow).where(PaymentRow.payment_key == key).with_for_update()
+        select(PaymentRow).where(col(PaymentRow.payment_key) == key).with_for_update()
     ).scalar_one()
     existing = session.get(ReservationRow, request_id)
     if existing is not None and existing.state != ReservationState.RELEASED:
@@ -95,8 +96,8 @@ def settle(session: Session, request_id: str, state: ReservationState) -> bool:
 def _in_use(session: Session, key: str) -> int:
     total = session.execute(
         select(func.coalesce(func.sum(ReservationRow.amount), 0)).where(
-            ReservationRow.payment_key == key,
-            ReservationRow.state != ReservationState.RELEASED,
+            col(ReservationRow.payment_key) == key,
+            col(ReservationRow.state) != ReservationState.RELEASED,
         )
     ).scalar_one()
     return int(total)

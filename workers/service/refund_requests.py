@@ -73,7 +73,7 @@ async def create_refund_request(
     except ApiError as err:
         REFUND_REQUESTS.labels(outcome=err.code).inc()
         raise
-    REFUND_REQUESTS.labels(outcome="accepted" if response.status_code == 202 else "replayed").inc()
+    REFUND_REQUESTS.labels(outcome="replayed" if response.status_code == 200 else "accepted").inc()
     ACK_SECONDS.observe(time.perf_counter() - started)
     return accepted
 
@@ -88,7 +88,8 @@ async def _admit(request: Request, response: Response, services: Services, heade
     )
     if decision.admission is Admission.CONFLICT:
         raise ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
-    if decision.admission is Admission.REPLAY:
+    replay = decision.admission is Admission.REPLAY
+    if replay:
         response.status_code = 200
     if not decision.workflow_started:
         evidence = SignatureEvidence(
@@ -96,7 +97,7 @@ async def _admit(request: Request, response: Response, services: Services, heade
         )
         await _start(services, refund, evidence)
         await run_in_threadpool(intake.mark_started, services.db, refund.request_id)
-    status = RefundStatus.RECEIVED if response.status_code == 202 else await _status(services, wf_id)
+    status = await _status(services, wf_id) if replay else RefundStatus.RECEIVED
     return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=status)
 
 
