@@ -6,17 +6,21 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.service import RPCError
 
 from domain import signature
 from domain.contracts import RetryInput, ReviewInput
 from domain.naming import workflow_id
 from workers.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Refund automation on Temporal.", no_args_is_help=True)
 console = Console()
@@ -24,6 +28,17 @@ console = Console()
 
 def _settings() -> Settings:
     return Settings()
+
+
+def _run(operation: Coroutine[Any, Any, T]) -> T:
+    """Run an ops call; Temporal being down or refusing is a one-line error, not a traceback."""
+    try:
+        return asyncio.run(operation)
+    except RPCError as err:
+        console.print(f"[red]temporal_error[/red]: {err.message}")
+    except RuntimeError as err:  # the client could not connect
+        console.print(f"[red]temporal_unavailable[/red]: {err}")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -78,7 +93,7 @@ def status(
     """Show a refund: status, amounts, PSP refund id, risk, review and audit trail."""
     from workers.ops import refund_view
 
-    view = asyncio.run(refund_view(_settings(), request_id))
+    view = _run(refund_view(_settings(), request_id))
     if view is None:
         console.print(f"[red]no refund {request_id}[/red]")
         raise typer.Exit(1)
@@ -95,7 +110,7 @@ def pending() -> None:
     """List refunds awaiting review."""
     from workers.ops import pending_reviews
 
-    rows = asyncio.run(pending_reviews(_settings()))
+    rows = _run(pending_reviews(_settings()))
     table = Table("request id", "amount", "risk", "payment", "since")
     for row in rows:
         table.add_row(*row)
@@ -135,7 +150,7 @@ def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> 
     from workers.ops import SteerError, steer
 
     try:
-        state = asyncio.run(steer(_settings(), workflow_id(request_id), update, argument))
+        state = _run(steer(_settings(), workflow_id(request_id), update, argument))
     except SteerError as err:
         console.print(f"[red]{err.code}[/red]: {err}")
         raise typer.Exit(1) from err

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
@@ -60,7 +62,7 @@ class Supervisor:
         self._stopping = True
         for child in reversed(self.children):
             if child.process.poll() is None:
-                child.process.send_signal(signal.SIGINT if child.name == "temporal" else signal.SIGTERM)
+                child.process.terminate()
             try:
                 child.process.wait(STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
@@ -111,12 +113,17 @@ def temporal_argv(settings: Settings, db_file: Path) -> list[str]:
         "warn",
     ]
     for key in SEARCH_ATTRIBUTES:
-        argv += ["--search-attribute", f"{key.name}={_sa_type(key.indexed_value_type)}"]
+        argv += [
+            "--search-attribute",
+            f"{key.name}={_sa_type(key)}",
+        ]
     return argv
 
 
-def _sa_type(value_type: object) -> str:
-    return "Int" if value_type is int else "Keyword"
+def _sa_type(key: SearchAttributeKey[Any]) -> str:
+    """The CLI's spelling of the key's type: KEYWORD -> Keyword, KEYWORD_LIST -> KeywordList."""
+    value_type = SearchAttributeIndexedValueType(key.indexed_value_type)
+    return "".join(part.capitalize() for part in value_type.name.split("_"))
 
 
 def wait_until(ready: Callable[[], bool], what: str, supervisor: Supervisor) -> None:
@@ -151,6 +158,10 @@ def temporal_ready(settings: Settings) -> Callable[[], bool]:
     return lambda: asyncio.run(_probe())
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_dev(settings: Settings) -> int:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +173,8 @@ def run_dev(settings: Settings) -> int:
     service_url = f"http://{settings.http_host}:{settings.http_port}"
 
     supervisor = Supervisor()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background shell ignores it
+        signal.signal(sig, _interrupt)
     try:
         supervisor.start(
             "temporal",
