@@ -22,11 +22,9 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -37,30 +35,16 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.db.engine import Database  # noqa: E402
 from adapters.sandbox.control import SandboxControl  # noqa: E402
+from bench.bare import BareFiveActivities, bench_step  # noqa: E402
 from domain import signature  # noqa: E402
 from domain.naming import SEARCH_ATTRIBUTES  # noqa: E402
 from workers.binaries import find_binary  # noqa: E402
 from workers.psps import build_registry  # noqa: E402
 from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET, Settings  # noqa: E402
 from workers.worker import ACTIVITY_THREADS, build_worker  # noqa: E402
+from workflows.refund import RefundWorkflow  # noqa: E402
 
 SECRET = "bench-secret"
-
-
-@activity.defn(name="bench_step")
-def bench_step(n: int) -> int:
-    return n + 1
-
-
-@workflow.defn(name="BareFiveActivities")
-class BareFiveActivities:
-    @workflow.run
-    async def run(self, n: int) -> int:
-        for _ in range(5):
-            n = await workflow.execute_activity(
-                "bench_step", n, start_to_close_timeout=timedelta(seconds=30), result_type=int
-            )
-        return n
 
 
 def free_port() -> int:
@@ -118,7 +102,9 @@ async def run_pipeline(
                     response = await http.post("/v1/refund-requests", content=body, headers=headers)
                     acks.append(time.perf_counter() - sent)
                 assert response.status_code == 202, response.text
-                state = await client.get_workflow_handle(f"refund-{request_id}").result()
+                state = await client.get_workflow_handle_for(
+                    RefundWorkflow.run, f"refund-{request_id}"
+                ).result()
                 assert state.status.value == "succeeded", state
 
             started = time.perf_counter()
