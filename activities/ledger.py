@@ -25,11 +25,11 @@ class LedgerActivities:
             event = activity_event(
                 "ledger:reserve",
                 "amount_reserved" if outcome.granted else "reservation_refused",
-                reason_code="ok" if outcome.granted else "refund_exceeds_capture",
+                reason_code=outcome.refusal.value if outcome.refusal else "ok",
                 detail={"amount": str(input.amount.value), "available": str(outcome.available)},
             )
             audit.record(self._db, session, input.request_id, input.payment.reference, [*input.audit, event])
-        return Reservation(granted=outcome.granted, available=outcome.available)
+        return Reservation(granted=outcome.granted, available=outcome.available, refusal=outcome.refusal)
 
     @activity.defn(name=Activity.FINISH)
     def finish(self, outcome: FinishInput) -> None:

@@ -133,6 +133,7 @@ class ReserveInput(_Contract):
 class Reservation(_Contract):
     granted: bool
     available: int = 0
+    refusal: ErrorCode | None = None
 
 
 class PspRefundCall(_Contract):

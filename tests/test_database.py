@@ -13,7 +13,7 @@ from adapters.db.engine import Database
 from adapters.db.reservations import ReservationState
 from domain.contracts import AuditEvent, PaymentRecord
 from domain.money import Money
-from domain.status import PaymentState, Provider
+from domain.status import ErrorCode, PaymentState, Provider
 from tests.helpers import unique
 
 CONCURRENT_REFUNDS = 24
@@ -81,6 +81,18 @@ def test_reservation_is_idempotent_and_released_money_is_reusable(db: Database) 
         assert reservations.settle(session, "a-" + payment.reference, ReservationState.RELEASED)
         assert not reservations.settle(session, "a-" + payment.reference, ReservationState.COMMITTED)
     assert reserve(db, "b-" + payment.reference, payment, 300)
+
+
+def test_a_committed_request_is_never_reserved_again(db: Database) -> None:
+    """Even if Temporal forgot the workflow, the same request id cannot move money twice."""
+    payment = captured(1_000)
+    request_id = "c-" + payment.reference
+    assert reserve(db, request_id, payment, 100)
+    with db.transaction() as session:
+        assert reservations.settle(session, request_id, ReservationState.COMMITTED)
+    with db.transaction() as session:
+        outcome = reservations.reserve(db, session, request_id, payment, Money(value=100, currency="EUR"))
+    assert (outcome.granted, outcome.refusal) == (False, ErrorCode.ALREADY_REFUNDED)
 
 
 def test_unbalanced_postings_are_impossible(db: Database) -> None:

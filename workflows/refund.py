@@ -194,8 +194,8 @@ class RefundWorkflow:
         if not reservation.granted:
             raise _Stop(
                 RefundStatus.FAILED,
-                ErrorCode.REFUND_EXCEEDS_CAPTURE,
-                f"only {reservation.available} {amount.currency} is left to refund on this payment",
+                reservation.refusal or ErrorCode.REFUND_EXCEEDS_CAPTURE,
+                f"{Money(value=reservation.available, currency=amount.currency)} left to refund",
             )
         self._reserved = True
 

@@ -16,17 +16,6 @@ def _ts() -> Column[datetime]:
     return Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
-class RefundRequestRow(SQLModel, table=True):
-    """Every accepted request once: the body digest tells a replay from a changed body."""
-
-    __tablename__ = "refund_requests"
-    request_id: str = Field(primary_key=True, max_length=128)
-    body_sha256: str = Field(max_length=64)
-    workflow_id: str = Field(max_length=160)
-    workflow_started: bool = False
-    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-
-
 class PaymentRow(SQLModel, table=True):
     """A PSP payment we refund against; its row is the lock that serialises reservations."""
 

@@ -13,6 +13,7 @@ from adapters.db.engine import Database
 from adapters.db.models import PaymentRow, ReservationRow, utcnow
 from domain.contracts import PaymentRecord
 from domain.money import Money
+from domain.status import ErrorCode
 
 
 class ReservationState(StrEnum):
@@ -25,6 +26,7 @@ class ReservationState(StrEnum):
 class ReserveOutcome:
     granted: bool
     available: int
+    refusal: ErrorCode | None = None
 
 
 def payment_key(payment: PaymentRecord) -> str:
@@ -36,7 +38,8 @@ def reserve(
 ) -> ReserveOutcome:
     """Hold `amount` for this refund unless held and committed refunds would exceed the cap.
 
-    Idempotent: a request that already holds (or committed) its reservation is granted again.
+    Idempotent: a request that already holds its reservation is granted again; one whose
+    reservation was committed is refused as already refunded, whatever Temporal remembers.
     The payment row is locked (SELECT ... FOR UPDATE; SQLite takes its write lock at BEGIN), so
     concurrent partial refunds of one payment are decided one after the other.
     """
@@ -60,11 +63,14 @@ def reserve(
         select(PaymentRow).where(col(PaymentRow.payment_key) == key).with_for_update()
     ).scalar_one()
     existing = session.get(ReservationRow, request_id)
-    if existing is not None and existing.state != ReservationState.RELEASED:
-        return ReserveOutcome(True, row.refundable_cap - _in_use(session, key))
     available = row.refundable_cap - _in_use(session, key)
+    if existing is not None and existing.state == ReservationState.HELD:
+        return ReserveOutcome(True, available)  # a retry of this step
+    if existing is not None and existing.state == ReservationState.COMMITTED:
+        # this request id was refunded before (e.g. its workflow aged out of Temporal's retention)
+        return ReserveOutcome(False, max(available, 0), ErrorCode.ALREADY_REFUNDED)
     if amount.value > available:
-        return ReserveOutcome(False, max(available, 0))
+        return ReserveOutcome(False, max(available, 0), ErrorCode.REFUND_EXCEEDS_CAPTURE)
     if existing is None:
         session.add(
             ReservationRow(

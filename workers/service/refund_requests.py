@@ -1,4 +1,4 @@
-"""POST /v1/refund-requests: authenticate, validate, admit once, start one workflow."""
+"""POST /v1/refund-requests: authenticate, validate, start one workflow per request id."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -19,8 +18,6 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from adapters.db import intake
-from adapters.db.intake import Admission
 from domain import signature
 from domain.contracts import RefundWorkflowInput, SignatureEvidence
 from domain.naming import SA_PAYMENT, SA_PROVIDER, SA_STATUS, workflow_id
@@ -31,6 +28,8 @@ from workers.service.errors import ApiError
 from workers.service.metrics import ACK_SECONDS, REFUND_REQUESTS
 from workers.service.reads import current_state
 from workflows.refund import RefundWorkflow
+
+BODY_DIGEST = "body_sha256"
 
 router = APIRouter(prefix="/v1/refund-requests", tags=["refund requests"])
 
@@ -79,26 +78,25 @@ async def create_refund_request(
 
 
 async def _admit(request: Request, response: Response, services: Services, header: str | None) -> Accepted:
+    """One RPC for a new request: Temporal's workflow id is the idempotency record.
+
+    A request id seen before is answered from its workflow: the same body (its digest is in the
+    memo) gets 200 and that workflow, another body 409. Nothing new starts either way.
+    """
     raw = await request.body()
     _verify(raw, header, services.settings.inbound_secrets)
     refund = _parse(raw)
+    digest = signature.body_digest(raw)
     wf_id = workflow_id(refund.request_id)
-    decision = await run_in_threadpool(
-        intake.admit, services.db, refund.request_id, signature.body_digest(raw), wf_id
+    evidence = SignatureEvidence(
+        raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
     )
-    if decision.admission is Admission.CONFLICT:
+    if await _start(services, refund, evidence, digest):
+        return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus.RECEIVED)
+    if await _body_digest(services, wf_id) != digest:
         raise ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
-    replay = decision.admission is Admission.REPLAY
-    if replay:
-        response.status_code = 200
-    if not decision.workflow_started:
-        evidence = SignatureEvidence(
-            raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
-        )
-        await _start(services, refund, evidence)
-        await run_in_threadpool(intake.mark_started, services.db, refund.request_id)
-    status = await _status(services, wf_id) if replay else RefundStatus.RECEIVED
-    return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=status)
+    response.status_code = 200
+    return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=await _status(services, wf_id))
 
 
 def _verify(raw: bytes, header: str | None, secrets: list[str]) -> None:
@@ -120,7 +118,8 @@ def _parse(raw: bytes) -> RefundRequest:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
 
 
-async def _start(services: Services, refund: RefundRequest, evidence: SignatureEvidence) -> None:
+async def _start(services: Services, refund: RefundRequest, evidence: SignatureEvidence, digest: str) -> bool:
+    """Start the refund's workflow; False when one with this id exists, running or closed."""
     settings = services.settings
     try:
         await services.temporal.start_workflow(
@@ -128,16 +127,29 @@ async def _start(services: Services, refund: RefundRequest, evidence: SignatureE
             RefundWorkflowInput(request=refund, evidence=evidence, policy=settings.policy()),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=_initial_attributes(refund),
+            memo={BODY_DIGEST: digest},
         )
     except WorkflowAlreadyStartedError:
-        return  # closed already: the same refund, never a second one
+        return False
     except RPCError as err:
-        raise ApiError(
-            503, ErrorCode.TEMPORAL_UNAVAILABLE, "could not start the refund; retry the request"
-        ) from err
+        raise _unavailable(err) from err
+    return True
+
+
+async def _body_digest(services: Services, wf_id: str) -> str | None:
+    try:
+        description = await services.temporal.get_workflow_handle(wf_id).describe()
+    except RPCError as err:
+        raise _unavailable(err) from err
+    digest: str | None = await description.memo_value(BODY_DIGEST, None)
+    return digest
+
+
+def _unavailable(err: RPCError) -> ApiError:
+    return ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, f"could not reach Temporal ({err.message}); retry")
 
 
 def _initial_attributes(refund: RefundRequest) -> TypedSearchAttributes:
