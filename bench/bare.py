@@ -21,3 +21,35 @@ class BareFiveActivities:
                 "bench_step", n, start_to_close_timeout=timedelta(seconds=30), result_type=int
             )
         return n
+
+
+async def _serve(address: str, task_queue: str, threads: int) -> None:
+    import compileall
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from workers.shutdown import shutdown_event
+
+    compileall.compile_dir(Path(__file__).parent, quiet=2)  # same treatment as the refund worker
+    client = await Client.connect(address)
+    stop = shutdown_event()
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[BareFiveActivities],
+            activities=[bench_step],
+            activity_executor=executor,
+            max_concurrent_activities=threads,
+        ):
+            await stop.wait()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+
+    asyncio.run(_serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import compileall
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import workflows
 from activities.ledger import LedgerActivities
 from activities.payments import PaymentActivities
 from activities.validation import ValidationActivities
@@ -21,6 +24,16 @@ from workflows.refund import RefundWorkflow
 
 ACTIVITY_THREADS = 32
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+
+def precompile_workflows() -> None:
+    """Write bytecode for the workflow modules once.
+
+    The sandbox re-imports workflow modules for every new workflow run; without bytecode on disk
+    (PYTHONDONTWRITEBYTECODE is common in images) it would compile the source every time. A
+    read-only tree is fine: the worker then just runs slower.
+    """
+    compileall.compile_dir(Path(workflows.__file__).parent, quiet=2)
 
 
 def build_worker(
@@ -53,6 +66,7 @@ def build_worker(
 
 async def run_worker(settings: Settings) -> None:
     """`refunds worker`: run until SIGINT/SIGTERM, letting in-flight activities finish."""
+    precompile_workflows()
     db = Database.connect(settings.database_url)
     client = await connect(settings)
     stop = shutdown_event()

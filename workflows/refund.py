@@ -7,10 +7,12 @@ imports I/O code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -81,7 +83,7 @@ class RefundWorkflow:
         self._audit_seq = 0
         self._psp_updates: dict[str, PspRefundUpdate] = {}
         self._retry_requested_by: str | None = None
-        self._reserved = False
+        self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
 
     # ---- Temporal entry point: bookkeeping around the business steps -------------------------
 
@@ -91,7 +93,7 @@ class RefundWorkflow:
             await self._process()
         except _Stop as stop:
             await self._finish(stop.status, stop.code, stop.message)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._wait(workflow.all_handlers_finished)
         return self._state
 
     # ---- the business process -----------------------------------------------------------------
@@ -109,14 +111,12 @@ class RefundWorkflow:
         amount = decision.amount
         method = self._method_for(payment, amount)
         self._update(amount=amount, method=method)
-        workflow.upsert_search_attributes(
-            [SA_AMOUNT.value_set(amount.value), SA_CURRENCY.value_set(amount.currency)]
-        )
+        self._publish(SA_AMOUNT.value_set(amount.value), SA_CURRENCY.value_set(amount.currency))
 
         self._set_status(RefundStatus.SCORING)
         risk = assess_risk(request, payment, amount, policy)
         self._update(risk=risk)
-        workflow.upsert_search_attributes([SA_RISK_SCORE.value_set(risk.score)])
+        self._publish(SA_RISK_SCORE.value_set(risk.score))
         self._note(
             "risk_scored",
             detail={"score": str(risk.score), "reasons": ",".join(r.code for r in risk.reasons)},
@@ -140,7 +140,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        validation: Validation = await workflow.execute_activity(
+        validation: Validation = await self._activity(
             Activity.VALIDATE,
             ValidateInput(request=self._input.request, evidence=self._input.evidence),
             result_type=Validation,
@@ -166,7 +166,7 @@ class RefundWorkflow:
 
     async def _await_review(self) -> None:
         self._set_status(RefundStatus.AWAITING_REVIEW)
-        await workflow.wait_condition(lambda: self._state.review is not None)
+        await self._wait(lambda: self._state.review is not None)
         review = self._state.review
         assert review is not None
         self._note(
@@ -179,7 +179,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED, review.reason)
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
-        reservation: Reservation = await workflow.execute_activity(
+        reservation: Reservation = await self._activity(
             Activity.RESERVE,
             ReserveInput(
                 request_id=self._state.request_id,
@@ -197,7 +197,6 @@ class RefundWorkflow:
                 reservation.refusal or ErrorCode.REFUND_EXCEEDS_CAPTURE,
                 f"{Money(value=reservation.available, currency=amount.currency)} left to refund",
             )
-        self._reserved = True
 
     async def _refund_at_psp(
         self, payment: PaymentRecord, amount: Money, method: RefundMethod
@@ -213,7 +212,7 @@ class RefundWorkflow:
                 method=method,
             )
             try:
-                result: RefundResult = await workflow.execute_activity(
+                result: RefundResult = await self._activity(
                     Activity.REFUND,
                     call,
                     result_type=RefundResult,
@@ -256,12 +255,12 @@ class RefundWorkflow:
                 deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
                 continue
             try:
-                await workflow.wait_condition(
+                await self._wait(
                     lambda: self._final_update(psp_refund_id) is not None,
                     timeout=min(interval, remaining),
                 )
             except TimeoutError:
-                polled: PspRefundUpdate = await workflow.execute_activity(
+                polled: PspRefundUpdate = await self._activity(
                     Activity.CHECK_REFUND,
                     RefundLookup(
                         provider=self._state.provider,
@@ -294,7 +293,7 @@ class RefundWorkflow:
         self._update(failure_code=code, failure_message=message)
         self._set_status(RefundStatus.NEEDS_ATTENTION)
         self._retry_requested_by = None
-        await workflow.wait_condition(lambda: self._retry_requested_by is not None)
+        await self._wait(lambda: self._retry_requested_by is not None)
         self._note("ops_retry", actor=f"operator:{self._retry_requested_by}", reason_code=code.value)
         self._update(failure_code=None, failure_message="")
         self._set_status(before)
@@ -308,7 +307,7 @@ class RefundWorkflow:
         """
         self._note("status_changed", status_before=self._state.status, status_after=status)
         state = self._state
-        await workflow.execute_activity(
+        await self._activity(
             Activity.FINISH,
             FinishInput(
                 request_id=state.request_id,
@@ -371,6 +370,40 @@ class RefundWorkflow:
     def psp_refund_update(self, update: PspRefundUpdate) -> None:
         self._record_update(update)
 
+    # ---- Temporal plumbing: one search-attribute upsert per workflow task ---------------------
+
+    async def _activity(
+        self,
+        name: str,
+        argument: Any,
+        *,
+        result_type: type[Any] | None = None,
+        start_to_close_timeout: timedelta,
+        retry_policy: RetryPolicy,
+    ) -> Any:
+        self._publish_now()
+        return await workflow.execute_activity(
+            name,
+            argument,
+            result_type=result_type,
+            start_to_close_timeout=start_to_close_timeout,
+            retry_policy=retry_policy,
+        )
+
+    async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None = None) -> None:
+        self._publish_now()
+        await workflow.wait_condition(condition, timeout=timeout)
+
+    def _publish(self, *updates: SearchAttributeUpdate[Any]) -> None:
+        """Queue search attributes; they are upserted together before the workflow next waits."""
+        for update in updates:
+            self._attributes[update.key.name] = update
+
+    def _publish_now(self) -> None:
+        if self._attributes:
+            workflow.upsert_search_attributes(list(self._attributes.values()))
+            self._attributes = {}
+
     # ---- small helpers ------------------------------------------------------------------------
 
     def _check_reviewable(self, review: ReviewInput) -> None:
@@ -408,7 +441,7 @@ class RefundWorkflow:
             return
         before = self._state.status
         self._update(status=status)
-        workflow.upsert_search_attributes([SA_STATUS.value_set(status.value)])
+        self._publish(SA_STATUS.value_set(status.value))
         if audited:
             self._note("status_changed", status_before=before, status_after=status)
 

@@ -84,10 +84,11 @@ class Database:
             return 0
         table = model.__table__  # type: ignore[attr-defined]
         dialect = postgresql if self.is_postgres else sqlite
-        # RETURNING counts what was really inserted; rowcount is unreliable for ON CONFLICT.
+        # RETURNING counts what was really inserted (rowcount is unreliable for ON CONFLICT); rows go
+        # as parameters, not in the statement, so its compiled form is cached across calls.
         key = next(iter(table.primary_key.columns))
-        statement = dialect.insert(table).values(rows).on_conflict_do_nothing().returning(key)
-        return len(session.execute(statement).all())
+        statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
+        return len(session.execute(statement, rows).all())
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -302,7 +302,10 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     match event_type:
-        case "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated":
+        case "refund.created":
+            # Our own create call already answered with this state; signalling it again is noise.
+            return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "known from create"})
+        case "refund.updated" | "refund.failed" | "charge.refund.updated":
             if not isinstance(obj, Mapping) or obj.get("object") != "refund" or "id" not in obj:
                 return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no refund"})
             request_id = refund_request_id(obj)
