@@ -179,7 +179,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED, review.reason)
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
-        reservation: Reservation = await self._activity(
+        reservation: Reservation = await self._local_activity(
             Activity.RESERVE,
             ReserveInput(
                 request_id=self._state.request_id,
@@ -307,7 +307,7 @@ class RefundWorkflow:
         """
         self._note("status_changed", status_before=self._state.status, status_after=status)
         state = self._state
-        await self._activity(
+        await self._local_activity(
             Activity.FINISH,
             FinishInput(
                 request_id=state.request_id,
@@ -383,6 +383,25 @@ class RefundWorkflow:
     ) -> Any:
         self._publish_now()
         return await workflow.execute_activity(
+            name,
+            argument,
+            result_type=result_type,
+            start_to_close_timeout=start_to_close_timeout,
+            retry_policy=retry_policy,
+        )
+
+    async def _local_activity(
+        self,
+        name: str,
+        argument: Any,
+        *,
+        result_type: type[Any] | None = None,
+        start_to_close_timeout: timedelta,
+        retry_policy: RetryPolicy,
+    ) -> Any:
+        """Short database steps run as local activities: no round trip through the server."""
+        self._publish_now()
+        return await workflow.execute_local_activity(
             name,
             argument,
             result_type=result_type,
