@@ -10,6 +10,8 @@ refund worker as separate processes, as in production. Then:
 2. acknowledgement at a steady rate: requests sent open-loop at half the measured throughput;
 3. baseline: N bare workflows of five trivial activities, C at a time, on the same server with a
    worker process of the same shape (same thread pool).
+
+Phases 1 and 3 alternate for --rounds rounds so both see the same machine; medians are printed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,6 +150,7 @@ async def main() -> None:
     )
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are printed")
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
     args = parser.parse_args()
 
@@ -193,20 +197,29 @@ async def main() -> None:
         wait_http(f"{sandbox_url}/_sandbox/health")
         wait_http(f"{http_url}/healthz")
         limits = httpx.Limits(max_connections=args.concurrency)
+        rates, bare_rates, loaded_acks = [], [], []
         async with httpx.AsyncClient(base_url=http_url, timeout=60, limits=limits) as http:
             pipeline = Pipeline(client, http, SandboxControl(sandbox_url))
             await pipeline.closed_loop(min(20, args.count), args.concurrency)  # warm-up
-            rate, loaded_acks = await pipeline.closed_loop(args.count, args.concurrency)
-            steady_rate = max(rate / 2, 1.0)
+            for _ in range(args.rounds):  # alternate, so both see the same machine
+                rate, acks = await pipeline.closed_loop(args.count, args.concurrency)
+                rates.append(rate)
+                loaded_acks += acks
+                bare_rates.append(await bare_throughput(client, bare_queue, args.count, args.concurrency))
+            steady_rate = max(statistics.median(rates) / 2, 1.0)
             steady_acks = await pipeline.open_loop(max(args.count // 2, 20), steady_rate)
-        bare_rate = await bare_throughput(client, bare_queue, args.count, args.concurrency)
     finally:
         for child in children:
             child.terminate()
             child.wait()
         await server.shutdown()
 
-    print(f"refunds {args.count}, concurrency {args.concurrency}, database {database_url.split(':')[0]}")
+    rate, bare_rate = statistics.median(rates), statistics.median(bare_rates)
+    print(
+        f"refunds {args.count} x {args.rounds} rounds, concurrency {args.concurrency}, "
+        f"database {database_url.split(':')[0]}"
+    )
+    print(f"rounds: pipeline {[round(r, 1) for r in rates]}, bare {[round(r, 1) for r in bare_rates]}")
     print(f"pipeline                  {rate:8.1f} refunds/s")
     print(f"bare 5-activity workflow  {bare_rate:8.1f} workflows/s")
     print(f"ratio                     {rate / bare_rate:8.2f}x")

@@ -252,3 +252,13 @@ async def test_pending_refund_waits_for_the_signed_webhook(
 async def test_unconfigured_provider_fails_cleanly(stack: Stack) -> None:
     view = await refund_through_pipeline(stack, "psp_ref_1", amount=100, provider="adyen")
     assert (view["status"], view["failure_code"]) == ("failed", "provider_not_configured")
+
+
+async def test_payment_lookup_outage_is_retried(stack: Stack, sandbox: SandboxControl) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    sandbox.inject_fault("error_500", count=2, path_prefix="/v1/payment_intents", method="GET")
+
+    view = await refund_through_pipeline(stack, payment, amount=500)
+
+    assert view["status"] == "succeeded"
+    assert len(sandbox.stripe_refunds(payment)) == 1

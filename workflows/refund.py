@@ -140,7 +140,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        validation: Validation = await self._activity(
+        validation: Validation = await self._local_activity(
             Activity.VALIDATE,
             ValidateInput(request=self._input.request, evidence=self._input.evidence),
             result_type=Validation,
