@@ -14,6 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,22 +22,22 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from adapters.psp.stripe import StripeAdapter
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.server import SandboxServer
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.engine import Database
 from adapters.psp.base import PspRegistry
+from adapters.psp.stripe import StripeAdapter
+from adapters.sandbox.control import SandboxControl
+from adapters.sandbox.server import SandboxServer
 from domain.naming import SEARCH_ATTRIBUTES
 from tests.helpers import INBOUND_SECRET
 from workers.binaries import find_binary
 from workers.service.app import create_app
 from workers.service.deps import Services
 from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
-from workers.worker import build_worker
+from workers.worker import ACTIVITY_THREADS, build_worker
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -216,3 +217,22 @@ def sandbox(stack: Stack) -> Iterator[SandboxControl]:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def starter_for(stack: Stack, **overrides: object) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
+    """The HTTP service in-process with its own settings (and its own task queue, so its workflows
+    run only on the worker a test chooses)."""
+    values: dict[str, object] = {"task_queue": f"side-{uuid.uuid4().hex[:8]}", **overrides}
+    settings = stack.settings.model_copy(update=values)
+    services = Services(settings, stack.database, stack.client, stack.services.psps)
+    transport = httpx.ASGITransport(app=create_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
+        yield settings, http
+
+
+@asynccontextmanager
+async def worker_for(stack: Stack, settings: Settings) -> AsyncIterator[None]:
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        async with build_worker(stack.client, settings, stack.database, make_registry(settings), executor):
+            yield

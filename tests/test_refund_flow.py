@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from adapters.sandbox.control import SandboxControl
 
 from adapters.db import ledger
 from adapters.db.models import ReservationRow
+from adapters.sandbox.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, signed_headers, unique
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from typing import Any
 
-from adapters.sandbox.control import SandboxControl
+import stripe
 
+from adapters.sandbox.control import SandboxControl
 from tests.conftest import Stack, repo_root
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from tests.test_refund_flow import FINAL, submit, wait_for_status
@@ -126,3 +127,20 @@ async def test_small_refunds_are_not_reviewable(stack: Stack, sandbox: SandboxCo
     await wait_for_status(stack, request_id, FINAL)
     response = await review(stack, request_id, "approve", "alice-token")
     assert response.status_code in (404, 409)
+
+
+async def test_psp_refusal_after_review_fails_and_releases_the_reservation(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Someone refunds by hand in the PSP's dashboard while ours waits for review: the PSP refuses."""
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+    dashboard = stripe.StripeClient(stack.settings.stripe_api_key, base_addresses={"api": stack.sandbox_url})
+    dashboard.v1.refunds.create({"payment_intent": payment, "amount": 100_000})
+
+    approved = await review(stack, request_id, "approve", "alice-token")
+    assert approved.status_code == 200
+
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert (view["status"], view["failure_code"]) == ("failed", "refund_exceeds_capture")
+    assert [r["amount"] for r in sandbox.stripe_refunds(payment)] == [100_000]
+    assert "reservation_released" in [e["step"] for e in view["audit"]]

@@ -6,19 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 from temporalio.api.enums.v1 import PendingActivityState
 
 from adapters.sandbox.control import SandboxControl
 from domain.naming import Activity
-from tests.conftest import Stack, make_registry, repo_root
+from tests.conftest import Stack, repo_root, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
-from workers.service.app import create_app
-from workers.service.deps import Services
-from workers.worker import ACTIVITY_THREADS, build_worker
 from workflows.refund import RefundWorkflow
 
 SLOW_PSP_MS = 2_500
@@ -50,38 +44,34 @@ def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
 async def test_killed_worker_mid_refund_is_finished_by_a_new_one(
     stack: Stack, sandbox: SandboxControl
 ) -> None:
-    task_queue = f"crash-{uuid.uuid4().hex[:8]}"
-    settings = stack.settings.model_copy(update={"task_queue": task_queue, "psp_timeout_seconds": 4})
-    services = Services(settings, stack.database, stack.client, stack.services.psps)
     payment = sandbox.seed_stripe_payment(amount=9_000, currency="EUR")
     request_id = unique("crash")
     handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
 
-    process = worker_process(stack, task_queue)
-    try:
-        sandbox.inject_fault("slow", count=1, path_prefix="/v1/refunds", method="POST", delay_ms=SLOW_PSP_MS)
-        body = refund_body(request_id, payment, amount=4_000)
-        transport = httpx.ASGITransport(app=create_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
-            response = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
-        assert response.status_code == 202
-
-        async def refund_in_flight() -> bool:
-            pending = (await handle.describe()).raw_description.pending_activities
-            return any(
-                a.activity_type.name == Activity.REFUND
-                and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-                for a in pending
+    async with starter_for(stack, psp_timeout_seconds=4) as (settings, http):
+        process = worker_process(stack, settings.task_queue)
+        try:
+            sandbox.inject_fault(
+                "slow", count=1, path_prefix="/v1/refunds", method="POST", delay_ms=SLOW_PSP_MS
             )
+            body = refund_body(request_id, payment, amount=4_000)
+            response = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+            assert response.status_code == 202
 
-        await eventually(refund_in_flight, bool, timeout=30)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            async def refund_in_flight() -> bool:
+                pending = (await handle.describe()).raw_description.pending_activities
+                return any(
+                    a.activity_type.name == Activity.REFUND
+                    and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                    for a in pending
+                )
 
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        replacement = build_worker(stack.client, settings, stack.database, make_registry(settings), executor)
-        async with replacement:
+            await eventually(refund_in_flight, bool, timeout=30)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+        async with worker_for(stack, settings):
             state = await handle.result()
 
     assert state.status.value == "succeeded"

@@ -1,0 +1,124 @@
+"""Waiting for the PSP's confirmation: webhook first, polling when the webhook never comes, ops at the
+deadline. The week-long deadline runs on Temporal's time-skipping server, never on a real clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.db import audit
+from adapters.sandbox.control import SandboxControl
+from domain import signature
+from domain.contracts import RefundPolicy, RefundState, RefundWorkflowInput, RetryInput, SignatureEvidence
+from domain.naming import SEARCH_ATTRIBUTES
+from domain.requests import RefundRequest
+from tests.conftest import Stack, starter_for, worker_for
+from tests.helpers import INBOUND_SECRET, eventually, refund_body, signed_headers, unique
+from workers.binaries import find_binary
+from workflows.refund import RefundWorkflow
+
+
+@pytest.fixture
+def webhooks_lost(stack: Stack, sandbox: SandboxControl) -> Iterator[None]:
+    """The PSP's webhooks never arrive (misconfigured endpoint, outage on their side)."""
+    sandbox.set_stripe_webhook_url(None)
+    yield
+    sandbox.set_stripe_webhook_url(f"{stack.base_url}/webhooks/stripe")
+
+
+async def status_of(handle: WorkflowHandle[Any, RefundState]) -> str:
+    return (await handle.query(RefundWorkflow.state)).status.value
+
+
+async def test_polling_confirms_when_the_webhook_never_comes(
+    stack: Stack, sandbox: SandboxControl, webhooks_lost: None
+) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR", refund_behavior="pending")
+    request_id = unique("poll")
+    handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+
+    async with (
+        starter_for(stack, confirmation_poll_seconds=1) as (settings, http),
+        worker_for(stack, settings),
+    ):
+        body = refund_body(request_id, payment, amount=1_000)
+        assert (
+            await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        ).status_code == 202
+        await eventually(lambda: status_of(handle), lambda s: s == "awaiting_confirmation")
+        [refund] = sandbox.stripe_refunds(payment)
+        sandbox.settle_stripe_refund(refund["id"], "succeeded")
+        state = await handle.result()
+
+    assert state.status.value == "succeeded"
+    with stack.database.transaction() as session:
+        confirmed = [e for e in audit.trail(session, request_id) if e.step == "psp_confirmed"]
+    assert [e.detail["psp_event_id"] for e in confirmed] == ["poll"]
+
+
+@pytest.fixture
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},  # type: ignore[misc]
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+def signed_input(request_id: str, payment: str, amount: int, policy: RefundPolicy) -> RefundWorkflowInput:
+    raw = refund_body(request_id, payment, amount=amount)
+    return RefundWorkflowInput(
+        request=RefundRequest.model_validate_json(raw),
+        evidence=SignatureEvidence(
+            raw_body=raw.decode(),
+            signature_header=signature.sign([INBOUND_SECRET], int(time.time()), raw),
+            received_at=datetime.now(UTC),
+        ),
+        policy=policy,
+    )
+
+
+async def test_an_unconfirmed_refund_goes_to_ops_after_the_deadline_then_retries(
+    stack: Stack, sandbox: SandboxControl, webhooks_lost: None, skipping_env: WorkflowEnvironment
+) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR", refund_behavior="pending")
+    request_id = unique("deadline")
+    policy = RefundPolicy(confirmation_poll_seconds=60, confirmation_deadline_seconds=7 * 24 * 3600)
+    side = stack.settings.model_copy(update={"task_queue": f"skip-{request_id}"})
+    skipping = type(stack)(**{**stack.__dict__, "client": skipping_env.client})
+
+    async with worker_for(skipping, side):
+        handle = await skipping_env.client.start_workflow(
+            RefundWorkflow.run,
+            signed_input(request_id, payment, 1_000, policy),
+            id=f"refund-{request_id}",
+            task_queue=side.task_queue,
+        )
+        await eventually(lambda: status_of(handle), lambda s: s == "awaiting_confirmation")
+        await skipping_env.sleep(timedelta(days=7, hours=1))
+        await eventually(lambda: status_of(handle), lambda s: s == "needs_attention")
+        state = await handle.query(RefundWorkflow.state)
+        assert state.failure_code is not None and state.failure_code.value == "confirmation_timeout"
+
+        await handle.execute_update(RefundWorkflow.retry, RetryInput(operator="carol"))
+        [refund] = sandbox.stripe_refunds(payment)
+        sandbox.settle_stripe_refund(refund["id"], "succeeded")
+        final = await handle.result()
+
+    assert final.status.value == "succeeded"
+    assert len(sandbox.stripe_refunds(payment)) == 1
