@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.psp.stripe import StripeAdapter
-
 from adapters.psp.base import PspAdapter, PspRegistry
+from adapters.psp.stripe import StripeAdapter
 from workers.settings import Settings
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from adapters.sandbox.demo import seed_demo_payments
 from adapters.sandbox.server import SandboxServer
-
 from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
 
 
