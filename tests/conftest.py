@@ -232,7 +232,11 @@ async def starter_for(stack: Stack, **overrides: object) -> AsyncIterator[tuple[
 
 
 @asynccontextmanager
-async def worker_for(stack: Stack, settings: Settings) -> AsyncIterator[None]:
+async def worker_for(stack: Stack, settings: Settings, client: Client | None = None) -> AsyncIterator[None]:
+    """A worker on `settings.task_queue`, against the session's server unless told another."""
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        async with build_worker(stack.client, settings, stack.database, make_registry(settings), executor):
+        worker = build_worker(
+            client or stack.client, settings, stack.database, make_registry(settings), executor
+        )
+        async with worker:
             yield
