@@ -53,7 +53,7 @@ async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | N
             trail = audit.trail(session, request_id)
     finally:
         db.dispose()
-    return {**state.model_dump(mode="json"), "audit": [entry.__dict__ for entry in trail]}
+    return {**state.model_dump(mode="json"), "audit": [entry.model_dump(mode="json") for entry in trail]}
 
 
 def render_refund(console: Console, view: dict[str, Any]) -> None:

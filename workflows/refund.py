@@ -140,12 +140,13 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        validation: Validation = await self._local_activity(
+        validation: Validation = await self._activity(
             Activity.VALIDATE,
             ValidateInput(request=self._input.request, evidence=self._input.evidence),
             result_type=Validation,
             start_to_close_timeout=self._psp_timeout(),
             retry_policy=_PSP_RETRY,
+            local=True,
         )
         if validation.payment is None:
             code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
@@ -179,7 +180,7 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED, review.reason)
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
-        reservation: Reservation = await self._local_activity(
+        reservation: Reservation = await self._activity(
             Activity.RESERVE,
             ReserveInput(
                 request_id=self._state.request_id,
@@ -190,6 +191,7 @@ class RefundWorkflow:
             result_type=Reservation,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_DB_RETRY,
+            local=True,
         )
         if not reservation.granted:
             raise _Stop(
@@ -307,7 +309,7 @@ class RefundWorkflow:
         """
         self._note("status_changed", status_before=self._state.status, status_after=status)
         state = self._state
-        await self._local_activity(
+        await self._activity(
             Activity.FINISH,
             FinishInput(
                 request_id=state.request_id,
@@ -323,6 +325,7 @@ class RefundWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_DB_RETRY,
+            local=True,
         )
         self._update(failure_code=code, failure_message=message)
         self._set_status(status, audited=False)
@@ -380,28 +383,13 @@ class RefundWorkflow:
         result_type: type[Any] | None = None,
         start_to_close_timeout: timedelta,
         retry_policy: RetryPolicy,
+        local: bool = False,
     ) -> Any:
+        """Run an activity after publishing search attributes. Short steps (the database, the
+        payment lookup) run as local activities: no round trip through the server."""
         self._publish_now()
-        return await workflow.execute_activity(
-            name,
-            argument,
-            result_type=result_type,
-            start_to_close_timeout=start_to_close_timeout,
-            retry_policy=retry_policy,
-        )
-
-    async def _local_activity(
-        self,
-        name: str,
-        argument: Any,
-        *,
-        result_type: type[Any] | None = None,
-        start_to_close_timeout: timedelta,
-        retry_policy: RetryPolicy,
-    ) -> Any:
-        """Short database steps run as local activities: no round trip through the server."""
-        self._publish_now()
-        return await workflow.execute_local_activity(
+        execute = workflow.execute_local_activity if local else workflow.execute_activity
+        return await execute(
             name,
             argument,
             result_type=result_type,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -43,8 +43,9 @@ def record(
     return db.insert_ignoring_conflicts(session, AuditRow, rows)
 
 
-@dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(BaseModel):
+    """One row of a refund's audit trail, as the API and the CLI show it."""
+
     step: str
     actor: str
     at: datetime

@@ -124,6 +124,19 @@ def _is_refusal(err: stripe.StripeError) -> bool:
     )
 
 
+def _refused(call: PspRefundCall, err: stripe.StripeError, started: float) -> RefundResult:
+    return RefundResult(
+        psp_refund_id=None,
+        status=PspRefundStatus.FAILED,
+        amount=call.amount,
+        method=call.method,
+        failure_code=tf.decline_code(_error_code(err)),
+        failure_message=err.user_message or "",
+        psp_request_id=err.request_id,
+        psp_response_ms=int((time.perf_counter() - started) * 1000),
+    )
+
+
 def _is_missing(err: stripe.StripeError) -> bool:
     return isinstance(err, stripe.InvalidRequestError) and (
         err.http_status == 404 or _error_code(err) == "resource_missing"
@@ -208,15 +221,7 @@ class StripeAdapter:
             refund = self._client.v1.refunds.create(params, options={"idempotency_key": key})
         except stripe.StripeError as err:
             if _is_refusal(err):
-                return RefundResult(
-                    psp_refund_id=None,
-                    status=PspRefundStatus.FAILED,
-                    amount=call.amount,
-                    failure_code=tf.decline_code(_error_code(err)),
-                    failure_message=err.user_message or "",
-                    psp_request_id=err.request_id,
-                    psp_response_ms=int((time.perf_counter() - started) * 1000),
-                )
+                return _refused(call, err, started)
             raise psp_error(err) from err
         elapsed = int((time.perf_counter() - started) * 1000)
         return tf.refund_result(
@@ -243,16 +248,7 @@ class StripeAdapter:
             )
         except stripe.StripeError as err:
             if _is_refusal(err):
-                return RefundResult(
-                    psp_refund_id=None,
-                    status=PspRefundStatus.FAILED,
-                    amount=call.amount,
-                    method=RefundMethod.VOID,
-                    failure_code=tf.decline_code(_error_code(err)),
-                    failure_message=err.user_message or "",
-                    psp_request_id=err.request_id,
-                    psp_response_ms=int((time.perf_counter() - started) * 1000),
-                )
+                return _refused(call, err, started)
             raise psp_error(err) from err
         elapsed = int((time.perf_counter() - started) * 1000)
         return tf.void_result(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,6 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.db.audit import AuditEntry
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
 from domain.status import ErrorCode
@@ -22,22 +22,9 @@ from workflows.refund import RefundWorkflow
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
 
-class AuditView(BaseModel):
-    step: str
-    actor: str
-    at: datetime
-    original_reference: str
-    reason_code: str | None
-    status_before: str | None
-    status_after: str | None
-    psp_request_id: str | None
-    psp_response_ms: int | None
-    detail: dict[str, str]
-
-
 class RefundView(RefundState):
     workflow_id: str
-    audit: list[AuditView] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
 
 
 class ReviewBody(BaseModel):
@@ -54,7 +41,7 @@ async def get_refund(request_id: str, services: ServicesDep) -> RefundView:
     return RefundView(
         **state.model_dump(),
         workflow_id=wf_id,
-        audit=[AuditView(**entry.__dict__) for entry in trail],
+        audit=trail,
     )
 
 
