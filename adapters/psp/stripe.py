@@ -48,73 +48,41 @@ def _retry_after_seconds(err: stripe.StripeError) -> float | None:
 
 def psp_error(err: stripe.StripeError) -> PspError:
     """The one error shape at our boundary, per PSP_NOTES.md's retry classification."""
-    status = err.http_status
-    request_id = err.request_id
     message = f"stripe: {err.user_message or type(err).__name__}"
+    retry_after: float | None = None
+    poisoned = False
     match err:
         case stripe.IdempotencyError():
-            return PspError(
-                ErrorCode.IDEMPOTENCY_CONFLICT,
-                message,
-                retryable=False,
-                http_status=status,
-                psp_request_id=request_id,
-            )
+            code, retryable = ErrorCode.IDEMPOTENCY_CONFLICT, False
         case stripe.AuthenticationError() | stripe.PermissionError():
-            return PspError(
-                ErrorCode.PSP_AUTH_FAILED,
-                message,
-                retryable=False,
-                http_status=status,
-                psp_request_id=request_id,
-            )
+            code, retryable = ErrorCode.PSP_AUTH_FAILED, False
         case stripe.RateLimitError():
-            return PspError(
-                ErrorCode.PSP_RATE_LIMITED,
-                message,
-                retryable=True,
-                http_status=status,
-                psp_request_id=request_id,
-                retry_after_seconds=_retry_after_seconds(err),
-            )
+            code, retryable = ErrorCode.PSP_RATE_LIMITED, True
+            retry_after = _retry_after_seconds(err)
         case stripe.APIConnectionError():
-            return PspError(
-                ErrorCode.PSP_UNAVAILABLE,
-                message,
-                retryable=True,
-                http_status=status,
-                psp_request_id=request_id,
-            )
+            code, retryable = ErrorCode.PSP_UNAVAILABLE, True
         case stripe.InvalidRequestError() | stripe.CardError():
             # Reaches here only where a refusal cannot be a result (lookups) or is our bug.
-            return PspError(
-                ErrorCode.INVALID_REQUEST
-                if _error_code(err) in tf.BUG_CODES
-                else tf.decline_code(_error_code(err)),
-                message,
-                retryable=False,
-                http_status=status,
-                psp_request_id=request_id,
-            )
-        case stripe.APIError() if status == 409:
+            bug = _error_code(err) in tf.BUG_CODES
+            code, retryable = ErrorCode.INVALID_REQUEST if bug else tf.decline_code(_error_code(err)), False
+        case stripe.APIError() if err.http_status == 409:
             # idempotency_key_in_use (our earlier attempt is still executing) or a lock conflict.
-            return PspError(
-                ErrorCode.PSP_BUSY,
-                message,
-                retryable=True,
-                http_status=status,
-                psp_request_id=request_id,
-            )
+            code, retryable = ErrorCode.PSP_BUSY, True
         case _:
-            replayed = _header(err.headers, "Idempotent-Replayed") == "true"
-            return PspError(
-                ErrorCode.PSP_UNAVAILABLE,
-                message + (" (stored failure replayed for this idempotency key)" if replayed else ""),
-                retryable=not replayed,
-                http_status=status,
-                psp_request_id=request_id,
-                key_poisoned=replayed,
-            )
+            # A 5xx. Stripe stores it under the key and replays it: then this key is spent.
+            poisoned = _header(err.headers, "Idempotent-Replayed") == "true"
+            code, retryable = ErrorCode.PSP_UNAVAILABLE, not poisoned
+            if poisoned:
+                message += " (stored failure replayed for this idempotency key)"
+    return PspError(
+        code,
+        message,
+        retryable=retryable,
+        http_status=err.http_status,
+        psp_request_id=err.request_id,
+        retry_after_seconds=retry_after,
+        key_poisoned=poisoned,
+    )
 
 
 def _is_refusal(err: stripe.StripeError) -> bool:
