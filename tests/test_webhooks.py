@@ -1,0 +1,83 @@
+"""POST /webhooks/stripe: only Stripe-signed deliveries reach a workflow."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import stripe
+
+from adapters.sandbox.control import SandboxControl
+from tests.conftest import Stack
+from tests.helpers import refund_body, unique
+from tests.test_refund_flow import FINAL, submit, wait_for_status
+from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
+
+
+def refund_event(request_id: str, refund_id: str, status: str) -> str:
+    return json.dumps(
+        {
+            "id": unique("evt"),
+            "object": "event",
+            "type": "refund.updated",
+            "data": {
+                "object": {
+                    "id": refund_id,
+                    "object": "refund",
+                    "status": status,
+                    "amount": 100,
+                    "currency": "eur",
+                    "metadata": {"refund_request_id": request_id},
+                }
+            },
+        }
+    )
+
+
+async def deliver(stack: Stack, payload: str, secret: str, at: int | None = None) -> tuple[int, dict]:
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, secret, timestamp=at or int(time.time())
+    )
+    response = await stack.http.post(
+        "/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": header, "content-type": "application/json"},
+    )
+    return response.status_code, response.json()
+
+
+async def test_forged_and_stale_deliveries_change_nothing(stack: Stack, sandbox: SandboxControl) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR", refund_behavior="pending")
+    request_id = unique("hook")
+    await submit(stack, refund_body(request_id, payment, amount=1_000))
+    view = await wait_for_status(stack, request_id, {"awaiting_confirmation"})
+    forged = refund_event(request_id, view["psp_refund_id"], "succeeded")
+
+    wrong_secret = await deliver(stack, forged, "whsec_attacker")
+    stale = await deliver(stack, forged, SANDBOX_STRIPE_WEBHOOK_SECRET, at=int(time.time()) - 3600)
+    unsigned = await stack.http.post("/webhooks/stripe", content=forged)
+
+    assert wrong_secret == (
+        400,
+        {"error": {"code": "signature_invalid", "message": wrong_secret[1]["error"]["message"]}},
+    )
+    assert stale[0] == 400 and stale[1]["error"]["code"] == "signature_expired"
+    assert unsigned.status_code == 400 and unsigned.json()["error"]["code"] == "signature_missing"
+    history = await stack.client.get_workflow_handle(f"refund-{request_id}").fetch_history()
+    assert not [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+
+    sandbox.settle_stripe_refund(view["psp_refund_id"], "succeeded")
+    assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
+
+
+async def test_signed_event_for_an_unknown_refund_is_acknowledged_and_ignored(stack: Stack) -> None:
+    status, body = await deliver(
+        stack, refund_event(unique("nobody"), "re_x", "succeeded"), SANDBOX_STRIPE_WEBHOOK_SECRET
+    )
+    assert (status, body["signalled"]) == (200, 0)
+
+
+async def test_unconfigured_provider_webhook_is_404(stack: Stack) -> None:
+    response = await stack.http.post("/webhooks/adyen", content=b"{}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "provider_not_configured"
