@@ -36,14 +36,14 @@ class ValidationActivities:
         request = input.request
         refused = self._check_evidence(input)
         if refused is not None:
-            return self._conclude(request, refused)
+            return self._conclude(input, refused)
 
         try:
             lookup = self._psps.get(request.provider).lookup_payment(request.payment_reference)
         except PspError as err:
             if err.retryable:
                 raise application_error(err) from err
-            return self._conclude(request, Validation(error=err.code, message=err.message))
+            return self._conclude(input, Validation(error=err.code, message=err.message))
         payment = lookup.payment
         event = activity_event(
             "validate:payment_lookup",
@@ -62,8 +62,8 @@ class ValidationActivities:
         code = _REFUSED_STATES.get(payment.state)
         if code is not None:
             message = f"payment {request.payment_reference} is {payment.state.value} at the PSP"
-            return self._conclude(request, Validation(error=code, message=message), event)
-        return self._conclude(request, Validation(payment=payment), event)
+            return self._conclude(input, Validation(error=code, message=message), event)
+        return self._conclude(input, Validation(payment=payment), event)
 
     def _check_evidence(self, input: ValidateInput) -> Validation | None:
         """Re-verify the signature here: a workflow started by hand with a forged input fails."""
@@ -85,7 +85,8 @@ class ValidationActivities:
             )
         return None
 
-    def _conclude(self, request: RefundRequest, validation: Validation, *events: AuditEvent) -> Validation:
+    def _conclude(self, input: ValidateInput, validation: Validation, *events: AuditEvent) -> Validation:
+        request = input.request
         verdict = activity_event(
             "validate:verdict",
             "validated" if validation.error is None else "validation_failed",
@@ -93,5 +94,6 @@ class ValidationActivities:
             detail={"message": validation.message} if validation.message else {},
         )
         with self._db.transaction() as session:
-            audit.record(self._db, session, request.request_id, request.payment_reference, [*events, verdict])
+            rows = [*input.audit, *events, verdict]
+            audit.record(self._db, session, request.request_id, request.payment_reference, rows)
         return validation

@@ -86,6 +86,7 @@ class PaymentRecord(_Contract):
 class ValidateInput(_Contract):
     request: RefundRequest
     evidence: SignatureEvidence
+    audit: list[AuditEvent] = Field(default_factory=list)
 
 
 class Validation(_Contract):

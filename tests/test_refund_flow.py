@@ -78,6 +78,22 @@ async def test_happy_path_refunds_once_posts_ledger_and_audits(stack: Stack, san
         "ledger_posted",
     ):
         assert step in steps, steps
+    assert [s for s in steps if s != "status_changed"] == [
+        "payment_looked_up",
+        "validated",
+        "risk_scored",
+        "amount_reserved",
+        "psp_refund_requested",
+        "reservation_committed",
+        "ledger_posted",
+    ]
+    transitions = [(e["status_before"], e["status_after"]) for e in view["audit"] if e["status_after"]]
+    assert transitions == [
+        ("received", "validating"),
+        ("validating", "scoring"),
+        ("scoring", "refunding"),
+        ("refunding", "succeeded"),
+    ]
     psp_row = next(e for e in view["audit"] if e["step"] == "psp_refund_requested")
     assert psp_row["psp_request_id"] and psp_row["psp_response_ms"] is not None
     assert all(e["original_reference"] == payment for e in view["audit"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -74,19 +73,19 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
     if review:
         verdict = "approved" if review["approved"] else "rejected"
         console.print(f"  review {verdict} by {review['reviewer']} {review.get('reason', '')}")
-    table = Table("at", "step", "actor", "code", "status", "PSP request", "ms")
+    console.print("  audit:")
     for row in view["audit"]:
-        status = f"{row['status_before'] or ''}→{row['status_after']}" if row["status_after"] else ""
-        table.add_row(
-            str(row["at"])[:23],
-            row["step"],
-            row["actor"],
+        status = f"{row['status_before'] or ''} → {row['status_after']}" if row["status_after"] else ""
+        psp = f"{row['psp_request_id']} {row['psp_response_ms']}ms" if row["psp_request_id"] else ""
+        parts = [
+            str(row["at"])[11:23],
+            f"{row['step']:<24}",
+            f"{row['actor']:<16}",
             row["reason_code"] or "",
             status,
-            row["psp_request_id"] or "",
-            str(row["psp_response_ms"] or ""),
-        )
-    console.print(table)
+            psp,
+        ]
+        console.print("    " + "  ".join(part for part in parts if part), highlight=False)
 
 
 async def pending_reviews(settings: Settings) -> list[tuple[str, str, str, str, str]]:

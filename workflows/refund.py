@@ -142,7 +142,9 @@ class RefundWorkflow:
     async def _validate(self) -> PaymentRecord:
         validation: Validation = await self._activity(
             Activity.VALIDATE,
-            ValidateInput(request=self._input.request, evidence=self._input.evidence),
+            ValidateInput(
+                request=self._input.request, evidence=self._input.evidence, audit=self._drain_audit()
+            ),
             result_type=Validation,
             start_to_close_timeout=self._psp_timeout(),
             retry_policy=_PSP_RETRY,

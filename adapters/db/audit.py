@@ -62,7 +62,7 @@ def trail(session: Session, request_id: str) -> list[AuditEntry]:
     rows = session.execute(
         select(AuditRow)
         .where(col(AuditRow.request_id) == request_id)
-        .order_by(col(AuditRow.at), col(AuditRow.id))
+        .order_by(col(AuditRow.id))  # the order steps were written in, which is the process order
     ).scalars()
     return [
         AuditEntry(
