@@ -22,18 +22,6 @@ class RefundStatus(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
 
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = {
-    RefundStatus.SUCCEEDED,
-    RefundStatus.FAILED,
-    RefundStatus.REJECTED,
-    RefundStatus.CANCELLED,
-}
-
 
 class RefundMethod(StrEnum):
     REFUND = "refund"

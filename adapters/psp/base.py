@@ -108,6 +108,3 @@ class PspRegistry:
                 retryable=False,
             )
         return adapter
-
-    def providers(self) -> list[Provider]:
-        return list(self._adapters)

@@ -49,7 +49,7 @@ def _retry_after_seconds(err: stripe.StripeError) -> float | None:
 def psp_error(err: stripe.StripeError) -> PspError:
     """The one error shape at our boundary, per PSP_NOTES.md's retry classification."""
     message = f"stripe: {err.user_message or type(err).__name__}"
-    retry_after: float | None = None
+    retry_after_seconds: float | None = None
     poisoned = False
     match err:
         case stripe.IdempotencyError():
@@ -58,7 +58,7 @@ def psp_error(err: stripe.StripeError) -> PspError:
             code, retryable = ErrorCode.PSP_AUTH_FAILED, False
         case stripe.RateLimitError():
             code, retryable = ErrorCode.PSP_RATE_LIMITED, True
-            retry_after = _retry_after_seconds(err)
+            retry_after_seconds = _retry_after_seconds(err)
         case stripe.APIConnectionError():
             code, retryable = ErrorCode.PSP_UNAVAILABLE, True
         case stripe.InvalidRequestError() | stripe.CardError():
@@ -80,7 +80,7 @@ def psp_error(err: stripe.StripeError) -> PspError:
         retryable=retryable,
         http_status=err.http_status,
         psp_request_id=err.request_id,
-        retry_after_seconds=retry_after,
+        retry_after_seconds=retry_after_seconds,
         key_poisoned=poisoned,
     )
 
@@ -92,7 +92,7 @@ def _is_refusal(err: stripe.StripeError) -> bool:
     )
 
 
-def _refused(call: PspRefundCall, err: stripe.StripeError, started: float) -> RefundResult:
+def _refused(call: PspRefundCall, err: stripe.StripeError, started_seconds: float) -> RefundResult:
     return RefundResult(
         psp_refund_id=None,
         status=PspRefundStatus.FAILED,
@@ -101,7 +101,7 @@ def _refused(call: PspRefundCall, err: stripe.StripeError, started: float) -> Re
         failure_code=tf.decline_code(_error_code(err)),
         failure_message=err.user_message or "",
         psp_request_id=err.request_id,
-        psp_response_ms=int((time.perf_counter() - started) * 1000),
+        psp_response_ms=int((time.perf_counter() - started_seconds) * 1000),
     )
 
 
