@@ -8,7 +8,7 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import signature
-from tests.conftest import Stack
+from tests.conftest import Stack, starter_for
 from tests.helpers import INBOUND_SECRET, refund_body, signed_headers, unique
 
 
@@ -114,3 +114,15 @@ async def test_openapi_documents_the_contract(stack: Stack) -> None:
     assert "/v1/refund-requests" in spec["paths"]
     assert "/v1/refunds/{request_id}" in spec["paths"]
     assert "/webhooks/{provider}" in spec["paths"]
+
+
+async def test_a_refund_in_flight_without_a_worker_is_503_not_404(stack: Stack) -> None:
+    """No worker polls this starter's queue: its refund exists but nobody can answer for it yet."""
+    request_id = unique("noworker")
+    body = refund_body(request_id, "pi_unknown_noworker", amount=100)
+    async with starter_for(stack) as (_settings, http):
+        accepted = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        assert accepted.status_code == 202
+        response = await http.get(f"/v1/refunds/{request_id}")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "temporal_unavailable"

@@ -14,19 +14,27 @@ from domain.money import Money
 from domain.naming import request_id_from_workflow_id
 from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
 from workers.service.deps import Services
+from workers.service.errors import ApiError
 from workflows.refund import RefundWorkflow
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 async def current_state(services: Services, wf_id: str) -> RefundState | None:
+    """The workflow's own answer; None for an unknown refund. When no worker can answer, a settled
+    refund is read from the database and one still in flight is a 503, never a false 404."""
     handle = services.temporal.get_workflow_handle(wf_id)
     try:
         return await handle.query(RefundWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             return None
-        return await run_in_threadpool(_settled_state, services, request_id_from_workflow_id(wf_id))
+        settled = await run_in_threadpool(_settled_state, services, request_id_from_workflow_id(wf_id))
+        if settled is None:
+            raise ApiError(
+                503, ErrorCode.TEMPORAL_UNAVAILABLE, f"refund state unavailable: {err.message}"
+            ) from err
+        return settled
 
 
 def _settled_state(services: Services, request_id: str) -> RefundState | None:
