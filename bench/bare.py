@@ -31,7 +31,9 @@ async def _serve(address: str, task_queue: str, threads: int) -> None:
     from temporalio.client import Client
     from temporalio.worker import Worker
 
+    from workers.settings import Settings
     from workers.shutdown import shutdown_event
+    from workers.worker import workflow_runner
 
     compileall.compile_dir(Path(__file__).parent, quiet=2)  # same treatment as the refund worker
     client = await Client.connect(address)
@@ -44,6 +46,7 @@ async def _serve(address: str, task_queue: str, threads: int) -> None:
             activities=[bench_step],
             activity_executor=executor,
             max_concurrent_activities=threads,
+            workflow_runner=workflow_runner(Settings()),  # the same runner as the refund worker
         ):
             await stop.wait()
 

@@ -150,6 +150,7 @@ def make_settings(database_url: str, temporal: Client, sandbox_url: str, **overr
         "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
         "psp_timeout_seconds": 5,
         "confirmation_poll_seconds": 30,
+        "workflow_sandbox": True,  # the sandbox catches non-deterministic workflow code in CI
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

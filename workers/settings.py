@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
 
+    workflow_sandbox: bool = Field(
+        default=True,
+        description="Run workflows in Temporal's determinism sandbox (tests always do); off trades "
+        "that runtime check for about a quarter of the worker's CPU",
+    )
+
     review_threshold_major: int = 1_000
     psp_timeout_seconds: int = 30
     confirmation_poll_seconds: int = 60

@@ -8,7 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import workflows
 from activities.ledger import LedgerActivities
@@ -36,6 +37,11 @@ def precompile_workflows() -> None:
     compileall.compile_dir(Path(workflows.__file__).parent, quiet=2)
 
 
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """Tests always run sandboxed, so CI catches non-deterministic workflow code either way."""
+    return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -61,6 +67,7 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        workflow_runner=workflow_runner(settings),
     )
 
 
