@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.money import Money
@@ -37,3 +39,8 @@ class RefundRequest(BaseModel):
     items: list[RefundItem] | None = None
     shipping_amount: int | None = Field(default=None, ge=0)
     metadata: dict[str, str] | None = None
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical form: the same request re-serialised (key order, spacing)
+        digests the same; any changed value does not."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()

@@ -67,7 +67,3 @@ def verify(
     if tolerance is not None and abs(now - parsed.timestamp) > tolerance:
         raise SignatureError("signature_expired", "signature timestamp is outside the 5 minute window")
     return parsed
-
-
-def body_digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -101,6 +102,18 @@ async def test_same_request_id_with_another_body_is_409(stack: Stack) -> None:
 
     assert status == 409
     assert payload["error"]["code"] == "request_conflict"
+
+
+async def test_the_same_request_reserialised_is_a_replay_not_a_conflict(stack: Stack) -> None:
+    request_id = unique("reserialised")
+    first = refund_body(request_id, "pi_unknown_reserialised", amount=100)
+    again = json.dumps(dict(reversed(list(json.loads(first).items()))), indent=2).encode()
+    assert first != again
+
+    assert (await post(stack, first, signed_headers(first)))[0] == 202
+    status, payload = await post(stack, again, signed_headers(again))
+
+    assert (status, payload["workflow_id"]) == (200, f"refund-{request_id}")
 
 
 async def test_unknown_refund_is_404_with_code(stack: Stack) -> None:

@@ -80,13 +80,13 @@ async def create_refund_request(
 async def _admit(request: Request, response: Response, services: Services, header: str | None) -> Accepted:
     """One RPC for a new request: Temporal's workflow id is the idempotency record.
 
-    A request id seen before is answered from its workflow: the same body (its digest is in the
-    memo) gets 200 and that workflow, another body 409. Nothing new starts either way.
+    A request id seen before is answered from its workflow: the same request (its canonical digest
+    is in the memo) gets 200 and that workflow, a changed one 409. Nothing new starts either way.
     """
     raw = await request.body()
     _verify(raw, header, services.settings.inbound_secrets)
     refund = _parse(raw)
-    digest = signature.body_digest(raw)
+    digest = refund.digest()
     wf_id = workflow_id(refund.request_id)
     evidence = SignatureEvidence(
         raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
