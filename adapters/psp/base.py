@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
 from domain.status import ErrorCode, Provider
@@ -55,16 +55,32 @@ class PaymentLookup:
     psp_response_ms: int | None = None
 
 
+EventKind = Literal["refund_update", "payment_update", "dispute_opened", "ignored"]
+
+
 @dataclass(frozen=True)
 class PspEvent:
-    """A verified PSP event, classified. `request_id` is ours, read from the PSP's metadata."""
+    """A verified PSP event, classified. `request_id` is ours, read from the PSP's metadata.
+
+    refund_update: `update` for the refund of `request_id` (None: a refund we never asked for).
+    payment_update: `payment` is what the PSP now says of a payment (Adyen tells us only this way).
+    dispute_opened: a dispute or chargeback on `payment_reference`.
+    """
 
     event_id: str
-    kind: str  # "refund_update" | "ignored"
+    kind: EventKind
     request_id: str | None = None
     update: PspRefundUpdate | None = None
+    payment: PaymentRecord | None = None
+    payment_reference: str | None = None
     raw_type: str = ""
     detail: Mapping[str, str] = field(default_factory=dict)
+
+
+class PaymentBook(Protocol):
+    """What we recorded of payments from PSP notifications, for PSPs that cannot be asked."""
+
+    def get(self, provider: Provider, reference: str) -> PaymentRecord | None: ...
 
 
 class PspAdapter(Protocol):
@@ -90,6 +106,10 @@ class PspAdapter(Protocol):
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[PspEvent]:
         """Verify the delivery the PSP's way and classify its events; raise WebhookRejected."""
+        ...
+
+    def webhook_acknowledgement(self) -> tuple[str, str]:
+        """The body and media type the PSP expects when a delivery was accepted."""
         ...
 
 

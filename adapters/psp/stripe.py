@@ -307,6 +307,9 @@ class StripeAdapter:
             raise WebhookRejected("invalid_payload", "the event has no id or type")
         return [tf.classify_event(payload)]
 
+    def webhook_acknowledgement(self) -> tuple[str, str]:
+        return '{"received": true}', "application/json"
+
     def _rejection(self, body: bytes, signature: str) -> WebhookRejected:
         """Tell a stale signature (valid, too old) from a wrong one."""
         try:

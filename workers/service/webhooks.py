@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.psp.base import PspError, WebhookRejected
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
 
 
 @router.post("/{provider}")
-async def psp_webhook(provider: Provider, request: Request, services: ServicesDep) -> dict[str, int]:
+async def psp_webhook(provider: Provider, request: Request, services: ServicesDep) -> Response:
     try:
         adapter = services.psps.get(provider)
     except PspError as err:
@@ -39,4 +39,5 @@ async def psp_webhook(provider: Provider, request: Request, services: ServicesDe
         except RPCError as err:
             if err.status is not RPCStatusCode.NOT_FOUND:
                 raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
-    return {"received": len(events), "signalled": signalled}
+    acknowledgement, media_type = adapter.webhook_acknowledgement()
+    return Response(acknowledgement, media_type=media_type, headers={"Refunds-Signalled": str(signalled)})
