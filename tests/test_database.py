@@ -10,6 +10,7 @@ import pytest
 
 from adapters.db import audit, ledger, reservations
 from adapters.db.engine import Database
+from adapters.db.payment_book import DatabasePaymentBook
 from adapters.db.reservations import ReservationState
 from domain.contracts import AuditEvent, PaymentRecord
 from domain.money import Money
@@ -152,3 +153,21 @@ def test_audit_rows_are_written_once_per_key(db: Database) -> None:
             audit.record(db, session, request_id, "pi_1", [event])
     with db.transaction() as session:
         assert [e.step for e in audit.trail(session, request_id)] == ["validated"]
+
+
+def test_payment_book_keeps_the_furthest_state(db: Database) -> None:
+    book = DatabasePaymentBook(db)
+    reference = unique("psp")
+    authorised = PaymentRecord(
+        provider=Provider.ADYEN,
+        reference=reference,
+        state=PaymentState.AUTHORIZED,
+        currency="EUR",
+        amount_authorized=5_000,
+    )
+    captured = authorised.model_copy(update={"state": PaymentState.CAPTURED, "amount_captured": 5_000})
+    assert book.get(Provider.ADYEN, reference) is None
+    book.record(captured)
+    book.record(authorised)  # late, out of order: ignored
+    book.record(captured)  # duplicate: nothing changes
+    assert book.get(Provider.ADYEN, reference) == captured

@@ -38,6 +38,20 @@ class Settings(BaseSettings):
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
 
+    adyen_api_key: str = ""
+    adyen_api_base: str = ""
+    adyen_merchant_account: str = ""
+    adyen_hmac_key: str = ""
+
+    paypal_client_id: str = ""
+    paypal_client_secret: str = ""
+    paypal_api_base: str = ""
+    paypal_webhook_id: str = ""
+    paypal_cert_url_prefixes: str = Field(
+        default="https://api.paypal.com/,https://api.sandbox.paypal.com/",
+        description="comma-separated; a webhook's certificate URL must start with one of them",
+    )
+
     workflow_sandbox: bool = Field(
         default=True,
         description="Run workflows in Temporal's determinism sandbox (tests always do); off trades "
@@ -52,7 +66,7 @@ class Settings(BaseSettings):
     sandbox_port: int = 12111
     temporal_ui_port: int = 8233
 
-    @field_validator("stripe_api_base")
+    @field_validator("stripe_api_base", "adyen_api_base", "paypal_api_base")
     @classmethod
     def _strip_slash(cls, base: str) -> str:
         return base.rstrip("/")
@@ -73,6 +87,10 @@ class Settings(BaseSettings):
     def reviewers_by_token(self) -> dict[str, str]:
         pairs = (p.strip().split(":", 1) for p in self.reviewer_tokens.split(",") if ":" in p)
         return {token: name for name, token in pairs if name and token}
+
+    @property
+    def cert_url_prefixes(self) -> list[str]:
+        return [p.strip() for p in self.paypal_cert_url_prefixes.split(",") if p.strip()]
 
     @property
     def stripe_base(self) -> str:

@@ -94,3 +94,17 @@ class RefundRow(SQLModel, table=True):
     psp_refund_id: str | None = Field(default=None, max_length=128)
     failure_code: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class PspPaymentRow(SQLModel, table=True):
+    """What a PSP told us of a payment by notification (Adyen cannot be asked afterwards)."""
+
+    __tablename__ = "psp_payments"
+    provider: str = Field(primary_key=True, max_length=16)
+    reference: str = Field(primary_key=True, max_length=128)
+    state: str = Field(max_length=16)
+    currency: str = Field(max_length=3)
+    amount_authorized: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    amount_captured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    amount_refunded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

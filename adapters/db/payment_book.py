@@ -1,0 +1,53 @@
+"""The payment book: payments as PSP notifications describe them, for PSPs we cannot ask later."""
+
+from __future__ import annotations
+
+from adapters.db.engine import Database
+from adapters.db.models import PspPaymentRow, utcnow
+from domain.contracts import PaymentRecord
+from domain.status import PaymentState, Provider
+
+# A notification never moves a payment backwards (a late AUTHORISATION after its CAPTURE).
+_RANK = {PaymentState.AUTHORIZED: 1, PaymentState.CAPTURED: 2, PaymentState.CANCELED: 3}
+
+
+class DatabasePaymentBook:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, provider: Provider, reference: str) -> PaymentRecord | None:
+        with self._db.transaction() as session:
+            row = session.get(PspPaymentRow, (provider.value, reference))
+            if row is None:
+                return None
+            return PaymentRecord(
+                provider=provider,
+                reference=reference,
+                state=PaymentState(row.state),
+                currency=row.currency,
+                amount_authorized=row.amount_authorized,
+                amount_captured=row.amount_captured,
+                amount_refunded=row.amount_refunded,
+            )
+
+    def record(self, payment: PaymentRecord) -> None:
+        """Keep the furthest state seen and the largest amounts; duplicates change nothing."""
+        with self._db.transaction() as session:
+            key = (payment.provider.value, payment.reference)
+            row = session.get(PspPaymentRow, key, with_for_update=True)
+            if row is None:
+                row = PspPaymentRow(
+                    provider=payment.provider.value,
+                    reference=payment.reference,
+                    state=payment.state.value,
+                    currency=payment.currency,
+                )
+            elif _RANK.get(payment.state, 0) < _RANK.get(PaymentState(row.state), 0):
+                return
+            row.state = payment.state.value
+            row.currency = payment.currency or row.currency
+            row.amount_authorized = max(row.amount_authorized, payment.amount_authorized)
+            row.amount_captured = max(row.amount_captured, payment.amount_captured)
+            row.amount_refunded = max(row.amount_refunded, payment.amount_refunded)
+            row.updated_at = utcnow()
+            session.add(row)
