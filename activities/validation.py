@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.audit import activity_event
 from activities.errors import application_error
-from adapters.db import audit
+from adapters.db import audit, holds
 from adapters.db.engine import Database
 from adapters.psp.base import PspError, PspRegistry
 from domain import signature
@@ -46,7 +46,7 @@ class ValidationActivities:
             return self._conclude(input, Validation(error=err.code, message=err.message))
         payment = lookup.payment
         event = activity_event(
-            "validate:payment_lookup",
+            f"validate:{input.round}:payment_lookup",
             "payment_looked_up",
             actor=f"psp:{request.provider.value}",
             reason_code=payment.state.value,
@@ -63,6 +63,11 @@ class ValidationActivities:
         if code is not None:
             message = f"payment {request.payment_reference} is {payment.state.value} at the PSP"
             return self._conclude(input, Validation(error=code, message=message), event)
+        with self._db.transaction() as session:
+            dispute = holds.held(session, request.provider, request.payment_reference)
+        if dispute is not None:
+            message = f"payment {request.payment_reference} is on hold: {dispute}"
+            return self._conclude(input, Validation(error=ErrorCode.PAYMENT_DISPUTED, message=message), event)
         return self._conclude(input, Validation(payment=payment), event)
 
     def _check_evidence(self, input: ValidateInput) -> Validation | None:
@@ -88,7 +93,7 @@ class ValidationActivities:
     def _conclude(self, input: ValidateInput, validation: Validation, *events: AuditEvent) -> Validation:
         request = input.request
         verdict = activity_event(
-            "validate:verdict",
+            f"validate:{input.round}:verdict",
             "validated" if validation.error is None else "validation_failed",
             reason_code=validation.error.value if validation.error else "ok",
             detail={"message": validation.message} if validation.message else {},

@@ -87,6 +87,7 @@ class ValidateInput(_Contract):
     request: RefundRequest
     evidence: SignatureEvidence
     audit: list[AuditEvent] = Field(default_factory=list)
+    round: int = 1  # validation runs again after ops release a hold; each round is audited
 
 
 class Validation(_Contract):

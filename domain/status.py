@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     # validation against the PSP
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"
+    PAYMENT_DISPUTED = "payment_disputed"
     CURRENCY_MISMATCH = "currency_mismatch"
     INVALID_AMOUNT = "invalid_amount"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"

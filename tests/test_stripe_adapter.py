@@ -509,20 +509,37 @@ def test_forged_stale_missing_and_malformed_webhooks_are_rejected(
 
 
 def test_other_events_are_ignored_explicitly(stripe_adapter: StripeAdapter) -> None:
-    dispute = {
-        "id": "evt_dispute",
-        "object": "event",
-        "type": "charge.dispute.created",
-        "data": {"object": {"id": "dp_1", "object": "dispute"}},
-    }
+    other = {"id": "evt_other", "object": "event", "type": "customer.created", "data": {"object": {}}}
     foreign = refund_event("refund.updated", "succeeded", {})
     ours = refund_event("charge.refund.updated", "succeeded", {"refund_request_id": "r-9"})
     kinds = []
-    for payload in (dispute, foreign, ours):
+    for payload in (other, foreign, ours):
         body, headers = signed(payload)
         [event] = stripe_adapter.parse_webhook(body, {"STRIPE-SIGNATURE": headers["stripe-signature"]})
         kinds.append((event.kind, event.request_id))
     assert kinds == [("ignored", None), ("ignored", None), ("refund_update", "r-9")]
+
+
+def test_a_dispute_holds_both_the_charge_and_its_intent(stripe_adapter: StripeAdapter) -> None:
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "charge": "ch_1",
+        "payment_intent": "pi_1",
+        "reason": "fraudulent",
+    }
+    payload = {
+        "id": "evt_dp",
+        "object": "event",
+        "type": "charge.dispute.created",
+        "data": {"object": dispute},
+    }
+    body, headers = signed(payload)
+    events = stripe_adapter.parse_webhook(body, {"Stripe-Signature": headers["stripe-signature"]})
+    assert [(e.kind, e.payment_reference, e.detail["reason"]) for e in events] == [
+        ("dispute_opened", "pi_1", "fraudulent"),
+        ("dispute_opened", "ch_1", "fraudulent"),
+    ]
 
 
 # transformers -----------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import stripe
 
 from adapters.sandbox.control import SandboxControl
 from tests.conftest import Stack
-from tests.helpers import refund_body, unique
-from tests.test_refund_flow import FINAL, submit, wait_for_status
+from tests.helpers import eventually, refund_body, unique
+from tests.test_refund_flow import FINAL, refund_view, submit, wait_for_status
+from tests.test_review import cli
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 
@@ -86,3 +87,46 @@ async def test_unconfigured_provider_webhook_is_404(stack: Stack) -> None:
     response = await stack.http.post("/webhooks/adyen", content=b"{}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "provider_not_configured"
+
+
+def dispute_event(payment: str) -> str:
+    dispute = {"id": unique("dp"), "object": "dispute", "payment_intent": payment, "reason": "fraudulent"}
+    return json.dumps(
+        {
+            "id": unique("evt"),
+            "object": "event",
+            "type": "charge.dispute.created",
+            "data": {"object": dispute},
+        }
+    )
+
+
+async def test_a_disputed_payment_waits_for_ops_before_any_refund(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Refunding a disputed payment pays the customer twice: hold it until ops release it."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    for _ in range(2):  # a duplicate delivery changes nothing
+        assert (await deliver(stack, dispute_event(payment), SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
+    request_id = unique("disputed")
+    await submit(stack, refund_body(request_id, payment, amount=1_000))
+
+    view = await wait_for_status(stack, request_id, {"needs_attention"})
+    assert view["failure_code"] == "payment_disputed"
+    assert sandbox.stripe_refunds(payment) == []
+    assert (await cli(stack, "retry", request_id, "--operator", "carol")).returncode == 0
+
+    async def refused_rounds() -> int:
+        view = await refund_view(stack, request_id)
+        if view["status"] != "needs_attention":
+            return 0
+        return [e["step"] for e in view["audit"]].count("validation_failed")
+
+    await eventually(refused_rounds, lambda n: n == 2)  # validated again, still held: back to ops
+
+    released = await cli(stack, "release-hold", "stripe", payment, "--operator", "carol")
+    assert released.returncode == 0, released.stdout
+    assert (await cli(stack, "retry", request_id, "--operator", "carol")).returncode == 0
+
+    assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
+    assert len(sandbox.stripe_refunds(payment)) == 1

@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 from domain import signature
 from domain.contracts import RetryInput, ReviewInput
 from domain.naming import workflow_id
+from domain.status import Provider
 from workers.settings import Settings
 
 T = TypeVar("T")
@@ -144,6 +145,27 @@ def retry(
 ) -> None:
     """Retry a refund that needs attention (after the cause was fixed)."""
     _steer(request_id, "retry", RetryInput(operator=operator))
+
+
+@app.command("release-hold")
+def release_hold(
+    provider: Annotated[Provider, typer.Argument(help="stripe, adyen or paypal")],
+    payment_reference: str,
+    operator: Annotated[str, typer.Option(help="Who decided the dispute allows refunds again")],
+) -> None:
+    """Lift a dispute hold on a payment; then `refunds retry` the refunds that wait on it."""
+    from adapters.db import holds
+    from adapters.db.engine import Database
+
+    db = Database.connect(_settings().database_url)
+    try:
+        released = holds.release_hold(db, provider, payment_reference, operator)
+    finally:
+        db.dispose()
+    if not released:
+        console.print(f"[red]not_found[/red]: no open hold on {provider.value} {payment_reference}")
+        raise typer.Exit(1)
+    console.print(f"hold on {provider.value} {payment_reference} released by {operator}")
 
 
 def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:

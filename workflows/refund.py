@@ -7,6 +7,7 @@ imports I/O code.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -140,16 +141,24 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        validation: Validation = await self._activity(
-            Activity.VALIDATE,
-            ValidateInput(
-                request=self._input.request, evidence=self._input.evidence, audit=self._drain_audit()
-            ),
-            result_type=Validation,
-            start_to_close_timeout=self._psp_timeout(),
-            retry_policy=_PSP_RETRY,
-            local=True,
-        )
+        """A disputed payment waits for ops: refunding it could pay the customer twice."""
+        for validation_round in itertools.count(1):
+            validation: Validation = await self._activity(
+                Activity.VALIDATE,
+                ValidateInput(
+                    request=self._input.request,
+                    evidence=self._input.evidence,
+                    audit=self._drain_audit(),
+                    round=validation_round,
+                ),
+                result_type=Validation,
+                start_to_close_timeout=self._psp_timeout(),
+                retry_policy=_PSP_RETRY,
+                local=True,
+            )
+            if validation.error is not ErrorCode.PAYMENT_DISPUTED:
+                break
+            await self._needs_attention(ErrorCode.PAYMENT_DISPUTED, validation.message)
         if validation.payment is None:
             code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
             raise _Stop(RefundStatus.FAILED, code, validation.message)

@@ -108,3 +108,17 @@ class PspPaymentRow(SQLModel, table=True):
     amount_captured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     amount_refunded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class PaymentHoldRow(SQLModel, table=True):
+    """A dispute or chargeback on a payment: no new refund of it until ops release the hold."""
+
+    __tablename__ = "payment_holds"
+    provider: str = Field(primary_key=True, max_length=16)
+    reference: str = Field(primary_key=True, max_length=128)
+    reason: str = Field(max_length=200)
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    released_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    released_by: str | None = Field(default=None, max_length=128)

@@ -305,7 +305,8 @@ class StripeAdapter:
         payload: dict[str, Any] = event.to_dict()
         if not payload.get("id") or not payload.get("type"):
             raise WebhookRejected("invalid_payload", "the event has no id or type")
-        return [tf.classify_event(payload)]
+        disputes = tf.dispute_events(payload)
+        return disputes if disputes is not None else [tf.classify_event(payload)]
 
     def webhook_acknowledgement(self) -> tuple[str, str]:
         return '{"received": true}', "application/json"

@@ -333,3 +333,26 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
             )
         case _:
             return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "event type"})
+
+
+def dispute_events(event: Mapping[str, Any]) -> list[PspEvent] | None:
+    """`charge.dispute.created`: a hold on the charge and on its PaymentIntent, whichever a refund
+    request names. None for any other event."""
+    if event.get("type") != "charge.dispute.created":
+        return None
+    data = event.get("data")
+    dispute = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(dispute, Mapping):
+        return []
+    references = [str(dispute[k]) for k in ("payment_intent", "charge") if isinstance(dispute.get(k), str)]
+    reason = str(dispute.get("reason") or "dispute")
+    return [
+        PspEvent(
+            event_id=str(event.get("id") or ""),
+            kind="dispute_opened",
+            payment_reference=reference,
+            raw_type="charge.dispute.created",
+            detail={"reason": reason, "dispute": str(dispute.get("id") or "")},
+        )
+        for reference in references
+    ]

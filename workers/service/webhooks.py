@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.db import holds
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
 from domain.naming import workflow_id
@@ -52,7 +53,13 @@ async def psp_webhook(provider: Provider, request: Request, services: ServicesDe
             case "payment_update":
                 if event.payment is not None:
                     await run_in_threadpool(DatabasePaymentBook(services.db).record, event.payment)
-            case "dispute_opened" | "ignored":
-                pass  # acknowledged so the PSP stops retrying; dispute holds are not built yet
+            case "dispute_opened":
+                if event.payment_reference is not None:
+                    reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
+                    await run_in_threadpool(
+                        holds.open_hold, services.db, provider, event.payment_reference, reason
+                    )
+            case "ignored":
+                pass  # acknowledged, so the PSP stops redelivering it
     acknowledgement, media_type = adapter.webhook_acknowledgement()
     return Response(acknowledgement, media_type=media_type, headers={"Refunds-Signalled": str(signalled)})
