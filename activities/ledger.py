@@ -8,9 +8,9 @@ from activities.audit import activity_event
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.reservations import ReservationState
-from domain.contracts import FinishInput, Reservation, ReserveInput
+from domain.contracts import FinishInput, LateFailureInput, Reservation, ReserveInput
 from domain.naming import Activity
-from domain.status import RefundMethod, RefundStatus
+from domain.status import ErrorCode, RefundMethod, RefundStatus
 
 
 class LedgerActivities:
@@ -30,6 +30,46 @@ class LedgerActivities:
             )
             audit.record(self._db, session, input.request_id, input.payment.reference, [*input.audit, event])
         return Reservation(granted=outcome.granted, available=outcome.available, refusal=outcome.refusal)
+
+    @activity.defn(name=Activity.REVERSE)
+    def reverse(self, late: LateFailureInput) -> bool:
+        """Reverse a succeeded refund's posting once and mark it failed; anything else is a no-op."""
+        with self._db.transaction() as session:
+            row = refunds.get(session, late.request_id)
+            if row is None or row.status != RefundStatus.SUCCEEDED.value:
+                return False
+            original = ledger.lines_of(session, f"{late.request_id}:refund")
+            if original:
+                ledger.post(
+                    self._db,
+                    session,
+                    posting_key=f"{late.request_id}:reversal",
+                    request_id=late.request_id,
+                    currency=original[0].currency,
+                    description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",
+                    lines=[
+                        ledger.Line(line.account, debit=line.credit, credit=line.debit) for line in original
+                    ],
+                )
+            code = late.update.failure_code or ErrorCode.PSP_DECLINED
+            row.status = RefundStatus.FAILED.value
+            row.failure_code = code.value
+            event = activity_event(
+                "late_failure",
+                "late_failure_reversed",
+                actor=f"psp:{late.provider.value}",
+                reason_code=code.value,
+                detail={
+                    "psp_refund_id": late.update.psp_refund_id,
+                    "psp_event_id": late.update.psp_event_id or "",
+                    "message": late.update.failure_message[:500],
+                },
+            )
+            event = event.model_copy(
+                update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
+            )
+            audit.record(self._db, session, late.request_id, row.payment_reference, [event])
+            return True
 
     @activity.defn(name=Activity.FINISH)
     def finish(self, outcome: FinishInput) -> None:

@@ -198,6 +198,15 @@ class FinishInput(_Contract):
     audit: list[AuditEvent] = Field(default_factory=list)
 
 
+class LateFailureInput(_Contract):
+    """The PSP failed a refund after reporting it succeeded (Stripe refund.failed, Adyen
+    REFUND_FAILED after REFUND): the books must be reversed and ops told."""
+
+    provider: Provider
+    request_id: str
+    update: PspRefundUpdate
+
+
 class RefundState(_Contract):
     """What `status`, the API and the Temporal UI show of one refund."""
 

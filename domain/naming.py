@@ -25,10 +25,15 @@ class Activity:
     REFUND = "refund_at_psp"
     CHECK_REFUND = "check_refund_at_psp"
     FINISH = "finish_refund"
+    REVERSE = "reverse_failed_refund"
 
 
 def workflow_id(request_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{request_id}"
+
+
+def late_failure_workflow_id(request_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}late-failure-{request_id}"
 
 
 def request_id_from_workflow_id(wf_id: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import stripe
 
+from adapters.db import ledger
 from adapters.sandbox.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, unique
@@ -130,3 +131,30 @@ async def test_a_disputed_payment_waits_for_ops_before_any_refund(
 
     assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
     assert len(sandbox.stripe_refunds(payment)) == 1
+
+
+async def test_a_refund_failing_after_success_is_reversed_in_the_books(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("late")
+    await submit(stack, refund_body(request_id, payment, amount=1_500))
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert view["status"] == "succeeded"
+
+    failure = refund_event(request_id, view["psp_refund_id"], "failed")
+    for _ in range(2):  # the PSP redelivers: one reversal only
+        assert (await deliver(stack, failure, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
+
+    view = await wait_for_status(stack, request_id, {"failed"})
+    assert view["failure_code"] == "psp_declined"
+    assert [e["step"] for e in view["audit"]].count("late_failure_reversed") == 1
+    await eventually(lambda: _late_failure_done(stack, request_id), bool)
+    with stack.database.transaction() as session:
+        assert set(ledger.balances(session, request_id).values()) == {0}
+        assert len(ledger.lines_of(session, f"{request_id}:reversal")) == 2
+
+
+async def _late_failure_done(stack: Stack, request_id: str) -> bool:
+    handle = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}")
+    return bool(await handle.result())

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import audit
+from adapters.db import audit, refunds
 from adapters.db.engine import Database
 from domain.contracts import RefundState, RetryInput, ReviewInput
 from domain.money import format_minor
@@ -50,9 +50,13 @@ async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | N
     try:
         with db.transaction() as session:
             trail = audit.trail(session, request_id)
+            settled = refunds.get(session, request_id)
     finally:
         db.dispose()
-    return {**state.model_dump(mode="json"), "audit": [entry.model_dump(mode="json") for entry in trail]}
+    view = state.model_dump(mode="json")
+    if settled is not None and settled.status == RefundStatus.FAILED.value:  # failed after succeeding
+        view.update(status=settled.status, failure_code=settled.failure_code)
+    return {**view, "audit": [entry.model_dump(mode="json") for entry in trail]}
 
 
 def render_refund(console: Console, view: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from workers.psps import build_registry
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
 from workers.temporal import connect
+from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
 ACTIVITY_THREADS = 32
@@ -56,13 +57,14 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[RefundWorkflow],
+        workflows=[RefundWorkflow, LateRefundFailureWorkflow],
         activities=[
             validation.validate,
             payments.refund,
             payments.check_refund,
             ledger.reserve,
             ledger.finish,
+            ledger.reverse,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

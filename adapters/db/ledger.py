@@ -63,6 +63,23 @@ def post(
     return True
 
 
+@dataclass(frozen=True)
+class PostedLine:
+    account: str
+    debit: int
+    credit: int
+    currency: str
+
+
+def lines_of(session: Session, posting_key: str) -> list[PostedLine]:
+    rows = session.execute(
+        select(LedgerLineRow)
+        .where(col(LedgerLineRow.posting_key) == posting_key)
+        .order_by(col(LedgerLineRow.id))
+    ).scalars()
+    return [PostedLine(r.account, r.debit, r.credit, r.currency) for r in rows]
+
+
 def _check_balanced(lines: list[Line]) -> None:
     if not lines:
         raise UnbalancedPosting("a posting needs lines")

@@ -25,7 +25,7 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
     refund is read from the database and one still in flight is a 503, never a false 404."""
     handle = services.temporal.get_workflow_handle(wf_id)
     try:
-        return await handle.query(RefundWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
+        state: RefundState = await handle.query(RefundWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             return None
@@ -35,6 +35,11 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
                 503, ErrorCode.TEMPORAL_UNAVAILABLE, f"refund state unavailable: {err.message}"
             ) from err
         return settled
+    if state.status is RefundStatus.SUCCEEDED:  # the PSP may have failed it since
+        settled = await run_in_threadpool(_settled_state, services, state.request_id)
+        if settled is not None and settled.status is RefundStatus.FAILED:
+            return state.model_copy(update={"status": settled.status, "failure_code": settled.failure_code})
+    return state
 
 
 def _settled_state(services: Services, request_id: str) -> RefundState | None:

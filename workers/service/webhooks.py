@@ -4,32 +4,53 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import holds
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
-from domain.naming import workflow_id
-from domain.status import ErrorCode, Provider
+from domain.contracts import LateFailureInput
+from domain.naming import late_failure_workflow_id, workflow_id
+from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError
 from workers.service.metrics import WEBHOOK_FAILURES
+from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
 
 
-async def _signal_refund(services: Services, event: PspEvent) -> int:
-    """Signal the refund's workflow; 0 when the event names no refund of ours or it has ended."""
+async def _signal_refund(services: Services, provider: Provider, event: PspEvent) -> int:
+    """Signal the refund's workflow. When it has ended and the PSP now says the refund failed, the
+    books are reversed by a workflow of its own. Returns how many workflows were told."""
     if event.request_id is None or event.update is None:
         return 0
     handle = services.temporal.get_workflow_handle(workflow_id(event.request_id))
     try:
         await handle.signal(RefundWorkflow.psp_refund_update, event.update)
+        return 1
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+    if event.update.status is not PspRefundStatus.FAILED:
         return 0
+    late = LateFailureInput(provider=provider, request_id=event.request_id, update=event.update)
+    try:
+        await services.temporal.start_workflow(
+            LateRefundFailureWorkflow.run,
+            late,
+            id=late_failure_workflow_id(event.request_id),
+            task_queue=services.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # a duplicate delivery of a failure already handled
+    except RPCError as err:
+        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
     return 1
 
 
@@ -49,7 +70,7 @@ async def psp_webhook(provider: Provider, request: Request, services: ServicesDe
     for event in events:
         match event.kind:
             case "refund_update":
-                signalled += await _signal_refund(services, event)
+                signalled += await _signal_refund(services, provider, event)
             case "payment_update":
                 if event.payment is not None:
                     await run_in_threadpool(DatabasePaymentBook(services.db).record, event.payment)
