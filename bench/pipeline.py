@@ -184,7 +184,7 @@ async def main() -> None:
     quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     children = [
         subprocess.Popen(
-            [*me, "sandbox", "--port", str(sandbox_port), "--webhook-url", f"{http_url}/webhooks/stripe"],
+            [*me, "sandbox", "--port", str(sandbox_port), "--service-url", http_url],
             **quiet,
         ),  # type: ignore[call-overload]
         subprocess.Popen([*me, "serve"], **quiet),  # type: ignore[call-overload]

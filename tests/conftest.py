@@ -27,16 +27,27 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.engine import Database
-from adapters.psp.base import PspRegistry
-from adapters.psp.stripe import StripeAdapter
+from adapters.sandbox.adyen_api import mount_adyen
 from adapters.sandbox.control import SandboxControl
+from adapters.sandbox.paypal_api import mount_paypal
 from adapters.sandbox.server import SandboxServer
 from domain.naming import SEARCH_ATTRIBUTES
 from tests.helpers import INBOUND_SECRET
 from workers.binaries import find_binary
+from workers.psps import build_registry
 from workers.service.app import create_app
 from workers.service.deps import Services
-from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
+from workers.settings import (
+    SANDBOX_ADYEN_API_KEY,
+    SANDBOX_ADYEN_HMAC_KEY,
+    SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+    SANDBOX_PAYPAL_CLIENT_ID,
+    SANDBOX_PAYPAL_CLIENT_SECRET,
+    SANDBOX_PAYPAL_WEBHOOK_ID,
+    SANDBOX_STRIPE_API_KEY,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    Settings,
+)
 from workers.worker import ACTIVITY_THREADS, build_worker
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -132,8 +143,25 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory, service_port: int) 
         stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
         stripe_webhook_url=f"http://127.0.0.1:{service_port}/webhooks/stripe",
     )
+    service = f"http://127.0.0.1:{service_port}"
+    adyen = mount_adyen(
+        server,
+        api_key=SANDBOX_ADYEN_API_KEY,
+        merchant_account=SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+        hmac_key_hex=SANDBOX_ADYEN_HMAC_KEY,
+        webhook_url=f"{service}/webhooks/adyen",
+    )
+    paypal = mount_paypal(
+        server,
+        client_id=SANDBOX_PAYPAL_CLIENT_ID,
+        client_secret=SANDBOX_PAYPAL_CLIENT_SECRET,
+        webhook_id=SANDBOX_PAYPAL_WEBHOOK_ID,
+        webhook_url=f"{service}/webhooks/paypal",
+    )
     server.start()
     yield server
+    paypal.close()
+    adyen.close()
     server.stop()
 
 
@@ -148,25 +176,21 @@ def make_settings(database_url: str, temporal: Client, sandbox_url: str, **overr
         "stripe_api_key": SANDBOX_STRIPE_API_KEY,
         "stripe_api_base": sandbox_url,
         "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
+        "adyen_api_key": SANDBOX_ADYEN_API_KEY,
+        "adyen_api_base": f"{sandbox_url}/checkout",
+        "adyen_merchant_account": SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+        "adyen_hmac_key": SANDBOX_ADYEN_HMAC_KEY,
+        "paypal_client_id": SANDBOX_PAYPAL_CLIENT_ID,
+        "paypal_client_secret": SANDBOX_PAYPAL_CLIENT_SECRET,
+        "paypal_api_base": sandbox_url,
+        "paypal_webhook_id": SANDBOX_PAYPAL_WEBHOOK_ID,
+        "paypal_cert_url_prefixes": f"{sandbox_url}/_sandbox/paypal/",
         "psp_timeout_seconds": 5,
         "confirmation_poll_seconds": 30,
         "workflow_sandbox": True,  # the sandbox catches non-deterministic workflow code in CI
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def make_registry(settings: Settings) -> PspRegistry:
-    return PspRegistry(
-        [
-            StripeAdapter(
-                api_key=settings.stripe_api_key,
-                api_base=settings.stripe_base,
-                webhook_secret=settings.stripe_webhook_secret,
-                timeout_seconds=settings.psp_timeout_seconds,
-            )
-        ]
-    )
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +209,7 @@ async def stack(
     activity_executor: ThreadPoolExecutor,
 ) -> AsyncIterator[Stack]:
     settings = make_settings(database_url, temporal_client, sandbox_server.url, http_port=service_port)
-    psps = make_registry(settings)
+    psps = build_registry(settings, database)
     services = Services(settings, database, temporal_client, psps)
     server = uvicorn.Server(
         uvicorn.Config(create_app(services), host="127.0.0.1", port=service_port, log_level="error")
@@ -226,7 +250,7 @@ async def starter_for(stack: Stack, **overrides: object) -> AsyncIterator[tuple[
     run only on the worker a test chooses)."""
     values: dict[str, object] = {"task_queue": f"side-{uuid.uuid4().hex[:8]}", **overrides}
     settings = stack.settings.model_copy(update=values)
-    services = Services(settings, stack.database, stack.client, stack.services.psps)
+    services = Services(settings, stack.database, stack.client, build_registry(settings, stack.database))
     transport = httpx.ASGITransport(app=create_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
         yield settings, http
@@ -237,7 +261,11 @@ async def worker_for(stack: Stack, settings: Settings, client: Client | None = N
     """A worker on `settings.task_queue`, against the session's server unless told another."""
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(
-            client or stack.client, settings, stack.database, make_registry(settings), executor
+            client or stack.client,
+            settings,
+            stack.database,
+            build_registry(settings, stack.database),
+            executor,
         )
         async with worker:
             yield

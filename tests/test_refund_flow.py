@@ -9,8 +9,9 @@ import pytest
 from adapters.db import ledger
 from adapters.db.models import ReservationRow
 from adapters.sandbox.control import SandboxControl
-from tests.conftest import Stack
+from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
+from workflows.refund import RefundWorkflow
 
 FINAL = {"succeeded", "failed", "rejected", "cancelled"}
 
@@ -266,8 +267,15 @@ async def test_pending_refund_waits_for_the_signed_webhook(
 
 
 async def test_unconfigured_provider_fails_cleanly(stack: Stack) -> None:
-    view = await refund_through_pipeline(stack, "psp_ref_1", amount=100, provider="adyen")
-    assert (view["status"], view["failure_code"]) == ("failed", "provider_not_configured")
+    request_id = unique("noadyen")
+    body = refund_body(request_id, "psp_ref_1", amount=100, provider="adyen")
+    handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+    async with starter_for(stack, adyen_api_key="") as (settings, http), worker_for(stack, settings):
+        assert (
+            await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        ).status_code == 202
+        state = await handle.result()
+    assert (state.status.value, state.failure_code) == ("failed", "provider_not_configured")
 
 
 async def test_payment_lookup_outage_is_retried(stack: Stack, sandbox: SandboxControl) -> None:

@@ -10,7 +10,7 @@ import stripe
 
 from adapters.db import ledger
 from adapters.sandbox.control import SandboxControl
-from tests.conftest import Stack
+from tests.conftest import Stack, starter_for
 from tests.helpers import eventually, refund_body, unique
 from tests.test_refund_flow import FINAL, refund_view, submit, wait_for_status
 from tests.test_review import cli
@@ -85,7 +85,8 @@ async def test_signed_event_for_an_unknown_refund_is_acknowledged_and_ignored(st
 
 
 async def test_unconfigured_provider_webhook_is_404(stack: Stack) -> None:
-    response = await stack.http.post("/webhooks/adyen", content=b"{}")
+    async with starter_for(stack, paypal_client_id="") as (_settings, http):
+        response = await http.post("/webhooks/paypal", content=b"{}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "provider_not_configured"
 

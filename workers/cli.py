@@ -69,12 +69,14 @@ def serve() -> None:
 @app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 12111,
-    webhook_url: Annotated[str | None, typer.Option(help="Where signed PSP events go")] = None,
+    service_url: Annotated[
+        str | None, typer.Option(help="The refunds service; signed events go to its /webhooks/<psp>")
+    ] = None,
 ) -> None:
-    """Run the PSP sandbox (Stripe's API paths) on loopback, state under REFUNDS_DATA_DIR."""
+    """Run the PSP sandboxes (Stripe's and Adyen's API paths) on loopback, state under REFUNDS_DATA_DIR."""
     from workers.sandbox import run_sandbox
 
-    run_sandbox(_settings(), port, webhook_url)
+    run_sandbox(_settings(), port, service_url)
 
 
 @app.command()

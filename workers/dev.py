@@ -24,6 +24,12 @@ from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKe
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
 from workers.settings import (
+    SANDBOX_ADYEN_API_KEY,
+    SANDBOX_ADYEN_HMAC_KEY,
+    SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+    SANDBOX_PAYPAL_CLIENT_ID,
+    SANDBOX_PAYPAL_CLIENT_SECRET,
+    SANDBOX_PAYPAL_WEBHOOK_ID,
     SANDBOX_STRIPE_API_KEY,
     SANDBOX_STRIPE_WEBHOOK_SECRET,
     Settings,
@@ -82,12 +88,34 @@ def child_environment(settings: Settings, sandbox_url: str | None) -> dict[str, 
             "REFUNDS_REVIEWER_TOKENS": settings.reviewer_tokens or DEV_REVIEWER_TOKENS,
         }
     )
-    if sandbox_url is not None:
+    if sandbox_url is not None and not settings.stripe_api_base:
         env.update(
             {
                 "REFUNDS_STRIPE_API_BASE": sandbox_url,
                 "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
                 "REFUNDS_STRIPE_WEBHOOK_SECRET": SANDBOX_STRIPE_WEBHOOK_SECRET,
+            }
+        )
+    if sandbox_url is not None and not settings.paypal_api_base:
+        env.update(
+            {
+                "REFUNDS_PAYPAL_API_BASE": sandbox_url,
+                "REFUNDS_PAYPAL_CLIENT_ID": SANDBOX_PAYPAL_CLIENT_ID,
+                "REFUNDS_PAYPAL_CLIENT_SECRET": SANDBOX_PAYPAL_CLIENT_SECRET,
+                "REFUNDS_PAYPAL_WEBHOOK_ID": SANDBOX_PAYPAL_WEBHOOK_ID,
+                # the sandbox signs with a certificate it serves itself
+                "REFUNDS_PAYPAL_CERT_URL_PREFIXES": ",".join(
+                    [*settings.cert_url_prefixes, f"{sandbox_url}/_sandbox/paypal/"]
+                ),
+            }
+        )
+    if sandbox_url is not None and not settings.adyen_api_base:
+        env.update(
+            {
+                "REFUNDS_ADYEN_API_BASE": f"{sandbox_url}/checkout",
+                "REFUNDS_ADYEN_API_KEY": SANDBOX_ADYEN_API_KEY,
+                "REFUNDS_ADYEN_MERCHANT_ACCOUNT": SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+                "REFUNDS_ADYEN_HMAC_KEY": SANDBOX_ADYEN_HMAC_KEY,
             }
         )
     return env
@@ -168,7 +196,9 @@ def run_dev(settings: Settings) -> int:
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     me = [sys.executable, "-m", "workers.cli"]
-    sandbox_url = None if settings.stripe_api_base else f"http://127.0.0.1:{settings.sandbox_port}"
+    # one sandbox serves every PSP whose base is unset
+    own_bases = settings.stripe_api_base and settings.adyen_api_base and settings.paypal_api_base
+    sandbox_url = None if own_bases else f"http://127.0.0.1:{settings.sandbox_port}"
     env = child_environment(settings, sandbox_url)
     service_url = f"http://{settings.http_host}:{settings.http_port}"
 
@@ -191,8 +221,8 @@ def run_dev(settings: Settings) -> int:
                     "sandbox",
                     "--port",
                     str(settings.sandbox_port),
-                    "--webhook-url",
-                    f"{service_url}/webhooks/stripe",
+                    "--service-url",
+                    service_url,
                 ],
                 env,
                 logs / "sandbox.log",
@@ -234,7 +264,7 @@ def banner(
         f"  Temporal UI    http://{host}:{settings.temporal_ui_port}",
         f"  Temporal gRPC  {settings.temporal_address}  namespace {settings.temporal_namespace}",
         f"  database       {settings.database_url}",
-        f"  PSP sandbox    {sandbox_url or 'off (REFUNDS_STRIPE_API_BASE is set)'}",
+        f"  PSP sandbox    {sandbox_url or 'off (every PSP has its own base)'}",
         f"  reviewer token {env['REFUNDS_REVIEWER_TOKENS'].split(':', 1)[-1]}  (Authorization: Bearer …)",
         f"  logs           {logs}",
         "",

@@ -1,13 +1,27 @@
-"""`refunds sandbox`: the PSP sandbox as a process of its own, state under the data dir."""
+"""`refunds sandbox`: the PSP sandboxes as a process of their own, state under the data dir."""
 
 from __future__ import annotations
 
+from adapters.sandbox.adyen_api import mount_adyen
 from adapters.sandbox.demo import seed_demo_payments
+from adapters.sandbox.paypal_api import mount_paypal
 from adapters.sandbox.server import SandboxServer
-from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
+from workers.settings import (
+    SANDBOX_ADYEN_API_KEY,
+    SANDBOX_ADYEN_HMAC_KEY,
+    SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+    SANDBOX_PAYPAL_CLIENT_ID,
+    SANDBOX_PAYPAL_CLIENT_SECRET,
+    SANDBOX_PAYPAL_WEBHOOK_ID,
+    SANDBOX_STRIPE_API_KEY,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    Settings,
+)
 
 
-def run_sandbox(settings: Settings, port: int, webhook_url: str | None) -> None:
+def run_sandbox(settings: Settings, port: int, service_url: str | None) -> None:
+    """Stripe on `/v1/`, Adyen Checkout on `/checkout/`, PayPal on `/v1/oauth2` and `/v2/`; signed
+    events go to `<service>/webhooks/<psp>`."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     server = SandboxServer(
         host="127.0.0.1",
@@ -15,8 +29,26 @@ def run_sandbox(settings: Settings, port: int, webhook_url: str | None) -> None:
         state_path=settings.data_dir / "sandbox.db",
         stripe_api_key=SANDBOX_STRIPE_API_KEY,
         stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
-        stripe_webhook_url=webhook_url,
+        stripe_webhook_url=f"{service_url}/webhooks/stripe" if service_url else None,
+    )
+    adyen = mount_adyen(
+        server,
+        api_key=SANDBOX_ADYEN_API_KEY,
+        merchant_account=SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+        hmac_key_hex=SANDBOX_ADYEN_HMAC_KEY,
+        webhook_url=f"{service_url}/webhooks/adyen" if service_url else None,
+    )
+    paypal = mount_paypal(
+        server,
+        client_id=SANDBOX_PAYPAL_CLIENT_ID,
+        client_secret=SANDBOX_PAYPAL_CLIENT_SECRET,
+        webhook_id=SANDBOX_PAYPAL_WEBHOOK_ID,
+        webhook_url=f"{service_url}/webhooks/paypal" if service_url else None,
     )
     seed_demo_payments(server)
     print(f"PSP sandbox on http://127.0.0.1:{port}", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        paypal.close()
+        adyen.close()

@@ -13,6 +13,12 @@ from domain.naming import DEFAULT_TASK_QUEUE
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
 SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
 SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
+SANDBOX_ADYEN_API_KEY = "adyen_sandbox_key"
+SANDBOX_ADYEN_MERCHANT_ACCOUNT = "SandboxMerchant"
+SANDBOX_ADYEN_HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
+SANDBOX_PAYPAL_CLIENT_ID = "paypal_sandbox_client"
+SANDBOX_PAYPAL_CLIENT_SECRET = "paypal_sandbox_secret"
+SANDBOX_PAYPAL_WEBHOOK_ID = "WH-SANDBOX"
 
 
 class Settings(BaseSettings):
@@ -48,7 +54,8 @@ class Settings(BaseSettings):
     paypal_api_base: str = ""
     paypal_webhook_id: str = ""
     paypal_cert_url_prefixes: str = Field(
-        default="https://api.paypal.com/,https://api.sandbox.paypal.com/",
+        default="https://api.paypal.com/,https://api.sandbox.paypal.com/,"
+        "https://api-m.paypal.com/,https://api-m.sandbox.paypal.com/",
         description="comma-separated; a webhook's certificate URL must start with one of them",
     )
 
@@ -95,6 +102,14 @@ class Settings(BaseSettings):
     @property
     def stripe_base(self) -> str:
         return self.stripe_api_base or "https://api.stripe.com"
+
+    @property
+    def adyen_base(self) -> str:
+        return self.adyen_api_base or "https://checkout-test.adyen.com"
+
+    @property
+    def paypal_base(self) -> str:
+        return self.paypal_api_base or "https://api-m.sandbox.paypal.com"
 
     def policy(self) -> RefundPolicy:
         return RefundPolicy(

@@ -80,7 +80,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     stop = shutdown_event()
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, settings, db, build_registry(settings), executor)
+        worker = build_worker(client, settings, db, build_registry(settings, db), executor)
         async with worker:
             print(
                 f"worker polling task queue {settings.task_queue!r} at {settings.temporal_address}",

@@ -34,7 +34,7 @@ def create_app(services: Services) -> FastAPI:
 async def serve(settings: Settings) -> None:
     """`refunds serve`: the HTTP service against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
     db = Database.connect(settings.database_url)
-    services = Services(settings, db, await connect(settings), build_registry(settings))
+    services = Services(settings, db, await connect(settings), build_registry(settings, db))
     config = uvicorn.Config(
         create_app(services),
         host=settings.http_host,

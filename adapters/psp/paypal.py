@@ -1,0 +1,479 @@
+"""PayPal through its official SDK (`paypal-server-sdk`): refund and void, lookup, search, webhooks.
+
+What the SDK does, read in its source (2.4.0, on apimatic-core):
+- The base URI comes from `Configuration.get_base_uri`, bound into the client at construction; we
+  subclass the configuration to point it at `api_base`.
+- Retries: a urllib3 `Retry` on the requests session (`max_retries`, `retry_statuses`,
+  `retry_methods`). We pass 0 / [] / []: retries are Temporal's, with the same PayPal-Request-Id.
+- Timeout: `Configuration(timeout=...)` goes to every `requests` call (connect and read).
+- Errors: non-2xx raise `ApiException` (500 and the oauth endpoint's other codes) or its subclass
+  `ErrorException` (every other status, body unboxed into name/details/debug_id); transport failures
+  surface as `requests` exceptions, unwrapped.
+- OAuth: the SDK's default token fetch swallows a failing token request and raises a bare
+  `AuthValidationException`, which hides a 5xx or 429 of the token endpoint behind "auth failed". We
+  give it a token provider that fetches through the same SDK call and lets errors through, so they
+  are classified like any other call.
+
+A refusal by PayPal (amount exceeded, already refunded, declined) is a FAILED `RefundResult`;
+transport, auth, rate-limit and bug-shaped failures raise `PspError` per PSP_NOTES.md's table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import requests
+from apimatic_core.exceptions.auth_validation_exception import AuthValidationException
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from paypalserversdk.configuration import Configuration, Server
+from paypalserversdk.exceptions.api_exception import ApiException
+from paypalserversdk.http.auth.o_auth_2 import ClientCredentialsAuthCredentials
+from paypalserversdk.models.money import Money as PayPalMoney
+from paypalserversdk.models.refund_request import RefundRequest
+from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
+
+from adapters.psp import paypal_transformers as tf
+from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
+from domain.contracts import PspRefundCall, RefundResult
+from domain.naming import idempotency_key
+from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
+
+AUTH_ALGORITHM = "SHA256withRSA"
+CERT_FETCH_TIMEOUT_SECONDS = 5.0
+MAX_CERT_BYTES = 64 * 1024
+_BUSY_ISSUES = frozenset({"PREVIOUS_REQUEST_IN_PROGRESS", "DUPLICATE_REQUEST_ID"})
+_REPRESENTATION = "return=representation"
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """Case-insensitive header lookup on whatever mapping the HTTP client or framework gave."""
+    if not headers:
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _debug_id(err: ApiException) -> str | None:
+    return _header(err.response.headers, "Paypal-Debug-Id") or (_json(err.response.text) or {}).get(
+        "debug_id"
+    )
+
+
+def _issue(err: ApiException) -> str | None:
+    return tf.error_issue(_json(err.response.text))
+
+
+def _retry_after_seconds(err: ApiException) -> float | None:
+    raw = _header(err.response.headers, "Retry-After")
+    try:
+        return float(raw) if raw is not None else None  # seconds
+    except ValueError:
+        return None
+
+
+def psp_error(err: Exception) -> PspError:
+    """The one error shape at our boundary, per PSP_NOTES.md's retry classification."""
+    if isinstance(err, requests.RequestException):
+        return PspError(ErrorCode.PSP_UNAVAILABLE, f"paypal: {type(err).__name__}: {err}", retryable=True)
+    if isinstance(err, AuthValidationException):
+        return PspError(ErrorCode.PSP_AUTH_FAILED, f"paypal: {err.message}", retryable=False)
+    if not isinstance(err, ApiException):
+        return PspError(ErrorCode.PSP_UNAVAILABLE, f"paypal: {type(err).__name__}: {err}", retryable=True)
+    status = err.response_code
+    issue = _issue(err)
+    message = f"paypal: {status} {issue or ''} {tf.error_message(_json(err.response.text))}".rstrip()
+    retry_after_seconds: float | None = None
+    if issue in _BUSY_ISSUES or status == 409:
+        # Our earlier attempt with this PayPal-Request-Id is still executing.
+        code, retryable = ErrorCode.PSP_BUSY, True
+    elif status in (401, 403):
+        code, retryable = ErrorCode.PSP_AUTH_FAILED, False
+    elif status == 429:
+        code, retryable = ErrorCode.PSP_RATE_LIMITED, True
+        retry_after_seconds = _retry_after_seconds(err)
+    elif status >= 500 or status in (408, 425):
+        code, retryable = ErrorCode.PSP_UNAVAILABLE, True
+    elif status == 404:
+        code, retryable = ErrorCode.PAYMENT_NOT_FOUND, False
+    elif status == 400:
+        # INVALID_REQUEST: our request was malformed. A bug, not PayPal's refusal.
+        code, retryable = ErrorCode.INVALID_REQUEST, False
+    else:
+        code, retryable = tf.decline_code(issue), False
+    return PspError(
+        code,
+        message,
+        retryable=retryable,
+        http_status=status,
+        psp_request_id=_debug_id(err),
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
+def _is_refusal(err: Exception) -> bool:
+    """PayPal declined the refund or void itself: a result for the workflow, not an exception."""
+    return (
+        isinstance(err, ApiException) and err.response_code in (404, 422) and _issue(err) not in _BUSY_ISSUES
+    )
+
+
+def _is_missing(err: Exception) -> bool:
+    return isinstance(err, ApiException) and err.response_code == 404
+
+
+def _elapsed_ms(started_seconds: float) -> int:
+    return int((time.perf_counter() - started_seconds) * 1000)
+
+
+class _Configuration(Configuration):  # type: ignore[misc]  # the SDK is untyped
+    """The SDK's configuration with its environment's base URI replaced by ours."""
+
+    def __init__(self, api_base: str, **kwargs: Any) -> None:
+        self._api_base = api_base.rstrip("/")
+        super().__init__(**kwargs)
+
+    def get_base_uri(self, server: Server = Server.DEFAULT) -> str:
+        return self._api_base
+
+
+class PayPalAdapter:
+    provider = Provider.PAYPAL
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        api_base: str,
+        webhook_id: str,
+        cert_url_prefixes: list[str],
+        timeout_seconds: float = 30,
+    ) -> None:
+        credentials = ClientCredentialsAuthCredentials(
+            o_auth_client_id=client_id,
+            o_auth_client_secret=client_secret,
+            o_auth_token_provider=self._fetch_token,
+        )
+        self._config = _Configuration(
+            api_base,
+            timeout=timeout_seconds,
+            max_retries=0,
+            retry_statuses=[],
+            retry_methods=[],
+            client_credentials_auth_credentials=credentials,
+        )
+        self._client = PaypalServersdkClient(config=self._config)
+        self._webhook_id = webhook_id
+        # A prefix ends with "/" so that "https://api.paypal.com" cannot match api.paypal.com.evil.
+        self._cert_url_prefixes = [p if p.endswith("/") else p + "/" for p in cert_url_prefixes]
+        self._cert_cache: dict[str, rsa.RSAPublicKey] = {}
+        self._cert_lock = threading.Lock()
+        self._cert_http = httpx.Client(timeout=CERT_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+
+    @staticmethod
+    def _fetch_token(last_token: Any, auth_manager: Any) -> Any:
+        """The SDK's own token request, with its errors let through (see the module docstring)."""
+        return auth_manager.fetch_token()
+
+    # calls ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _body(response: Any) -> dict[str, Any] | None:
+        return _json(getattr(response, "text", None))
+
+    @staticmethod
+    def _debug(response: Any) -> str | None:
+        return _header(getattr(response, "headers", None), "Paypal-Debug-Id")
+
+    def _capture(self, capture_id: str) -> tuple[dict[str, Any], str | None]:
+        response = self._client.payments.get_captured_payment({"capture_id": capture_id})
+        return self._body(response) or {"id": capture_id}, self._debug(response)
+
+    def _authorization(self, authorization_id: str) -> tuple[dict[str, Any], str | None]:
+        response = self._client.payments.get_authorized_payment({"authorization_id": authorization_id})
+        return self._body(response) or {"id": authorization_id}, self._debug(response)
+
+    def _order_refunds(self, capture: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+        """The capture's refunds as its order lists them; None when there is no order to ask.
+
+        PayPal has no "list refunds of a capture" call; the order's `purchase_units[].payments.refunds`
+        is the only listing (Transaction Search lags by hours).
+        """
+        order_id = tf.order_id(capture)
+        if order_id is None:
+            return None
+        try:
+            response = self._client.orders.get_order({"id": order_id})
+        except ApiException as err:
+            if _is_missing(err):
+                return None
+            raise
+        return tf.capture_refunds(self._body(response) or {}, str(capture["id"]))
+
+    # PspAdapter -------------------------------------------------------------------------------
+
+    def lookup_payment(self, reference: str) -> PaymentLookup:
+        """A PayPal id does not say what it names: a capture first, then an authorisation."""
+        started = time.perf_counter()
+        try:
+            try:
+                capture, debug_id = self._capture(reference)
+            except ApiException as err:
+                if not _is_missing(err):
+                    raise
+            else:
+                refunds = self._order_refunds(capture)
+                currency = tf.payment_from_capture(capture, None).currency
+                refunded = tf.refunded_total(refunds, currency) if refunds is not None else None
+                return PaymentLookup(
+                    tf.payment_from_capture(capture, refunded), debug_id, _elapsed_ms(started)
+                )
+            try:
+                authorization, debug_id = self._authorization(reference)
+            except ApiException as err:
+                if _is_missing(err):
+                    return PaymentLookup(tf.not_found(reference), _debug_id(err), _elapsed_ms(started))
+                raise
+        except (ApiException, AuthValidationException, requests.RequestException) as err:
+            raise psp_error(err) from err
+        return PaymentLookup(tf.payment_from_authorization(authorization), debug_id, _elapsed_ms(started))
+
+    def refund(self, call: PspRefundCall) -> RefundResult:
+        key = idempotency_key(call.request_id, call.key_generation)
+        match call.method:
+            case RefundMethod.REFUND:
+                return self._refund(call, key)
+            case RefundMethod.VOID:
+                return self._void(call, key)
+
+    def _refused(self, call: PspRefundCall, err: ApiException, started_seconds: float) -> RefundResult:
+        body = _json(err.response.text)
+        issue = tf.error_issue(body)
+        return RefundResult(
+            psp_refund_id=None,
+            status=PspRefundStatus.FAILED,
+            amount=call.amount,
+            method=call.method,
+            failure_code=ErrorCode.PAYMENT_NOT_FOUND if err.response_code == 404 else tf.decline_code(issue),
+            failure_message=f"{issue or err.response_code}: {tf.error_message(body)}".rstrip(": "),
+            psp_request_id=_debug_id(err),
+            psp_response_ms=_elapsed_ms(started_seconds),
+        )
+
+    def _refund(self, call: PspRefundCall, key: str) -> RefundResult:
+        value = tf.to_paypal_value(call.amount)
+        if value is None:
+            return RefundResult(
+                psp_refund_id=None,
+                status=PspRefundStatus.FAILED,
+                amount=call.amount,
+                failure_code=ErrorCode.INVALID_AMOUNT,
+                failure_message=f"{call.amount} cannot be sent to PayPal (unsupported currency or decimals)",
+            )
+        fields = tf.refund_body(call, value)
+        body = RefundRequest(
+            amount=PayPalMoney(currency_code=fields["amount"]["currency_code"], value=value),
+            invoice_id=fields["invoice_id"],
+            custom_id=fields["custom_id"],
+            note_to_payer=fields["note_to_payer"],
+        )
+        started = time.perf_counter()
+        try:
+            response = self._client.payments.refund_captured_payment(
+                {
+                    "capture_id": call.payment.reference,
+                    "paypal_request_id": key,
+                    "prefer": _REPRESENTATION,
+                    "body": body,
+                }
+            )
+        except (ApiException, AuthValidationException, requests.RequestException) as err:
+            if isinstance(err, ApiException) and _is_refusal(err):
+                return self._refused(call, err, started)
+            raise psp_error(err) from err
+        refund = self._body(response)
+        if refund is None or "id" not in refund:
+            raise PspError(ErrorCode.PSP_UNAVAILABLE, "paypal: refund answer without an id", retryable=True)
+        return tf.refund_result(
+            refund,
+            fallback_amount=call.amount,
+            psp_request_id=self._debug(response),
+            psp_response_ms=_elapsed_ms(started),
+        )
+
+    def _void(self, call: PspRefundCall, key: str) -> RefundResult:
+        started = time.perf_counter()
+        reference = call.payment.reference
+        try:
+            response = self._client.payments.void_payment(
+                {"authorization_id": reference, "paypal_request_id": key, "prefer": _REPRESENTATION}
+            )
+            authorization = self._body(response)
+            debug_id = self._debug(response)
+            if authorization is None:  # 204: PayPal ignored Prefer; read the state back
+                authorization, debug_id = self._authorization(reference)
+        except (ApiException, AuthValidationException, requests.RequestException) as err:
+            if isinstance(err, ApiException) and _is_refusal(err):
+                return self._refused(call, err, started)
+            raise psp_error(err) from err
+        return tf.void_result(
+            authorization,
+            fallback_amount=call.amount,
+            psp_request_id=debug_id,
+            psp_response_ms=_elapsed_ms(started),
+        )
+
+    def find_refund(self, call: PspRefundCall) -> RefundResult | None:
+        started = time.perf_counter()
+        reference = call.payment.reference
+        try:
+            match call.method:
+                case RefundMethod.REFUND:
+                    capture, debug_id = self._capture(reference)
+                    refunds = self._order_refunds(capture)
+                    found = tf.pick_refund(refunds or [], call.request_id)
+                    if found is None:
+                        return None
+                    return tf.refund_result(
+                        found,
+                        fallback_amount=call.amount,
+                        psp_request_id=debug_id,
+                        psp_response_ms=_elapsed_ms(started),
+                        adopted=True,
+                    )
+                case RefundMethod.VOID:
+                    authorization, debug_id = self._authorization(reference)
+                    if authorization.get("status") != "VOIDED":
+                        return None
+                    return tf.void_result(
+                        authorization,
+                        fallback_amount=call.amount,
+                        psp_request_id=debug_id,
+                        psp_response_ms=_elapsed_ms(started),
+                        adopted=True,
+                    )
+        except (ApiException, AuthValidationException, requests.RequestException) as err:
+            if _is_missing(err):
+                return None
+            raise psp_error(err) from err
+
+    def get_refund(self, psp_refund_id: str, request_id: str) -> RefundResult:
+        """A refund by id; a void's id is its authorisation's, read when no refund has that id."""
+        started = time.perf_counter()
+        try:
+            try:
+                response = self._client.payments.get_refund({"refund_id": psp_refund_id})
+            except ApiException as err:
+                if not _is_missing(err):
+                    raise
+                authorization, debug_id = self._authorization(psp_refund_id)
+                return tf.void_result(
+                    authorization,
+                    fallback_amount=tf.money_or_unknown(authorization.get("amount")),
+                    psp_request_id=debug_id,
+                    psp_response_ms=_elapsed_ms(started),
+                )
+        except (ApiException, AuthValidationException, requests.RequestException) as err:
+            raise psp_error(err) from err
+        refund = self._body(response) or {"id": psp_refund_id}
+        owner = tf.refund_request_id(refund)
+        if owner is not None and owner != request_id:
+            raise PspError(
+                ErrorCode.INVALID_STATE,
+                f"paypal refund {psp_refund_id} belongs to request {owner}, not {request_id}",
+                retryable=False,
+                psp_request_id=self._debug(response),
+            )
+        return tf.refund_result(
+            refund, psp_request_id=self._debug(response), psp_response_ms=_elapsed_ms(started)
+        )
+
+    # webhooks ---------------------------------------------------------------------------------
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[PspEvent]:
+        """Verify PayPal's transmission signature, then classify the one event."""
+        self._verify(body, headers)
+        try:
+            payload = json.loads(body)
+        except ValueError as err:
+            raise WebhookRejected("invalid_payload", f"not a PayPal event: {err}") from err
+        if not isinstance(payload, dict) or not payload.get("id") or not payload.get("event_type"):
+            raise WebhookRejected("invalid_payload", "the event has no id or event_type")
+        return [tf.classify_event(payload)]
+
+    def webhook_acknowledgement(self) -> tuple[str, str]:
+        # PayPal only looks at the status: any 2xx stops its retries.
+        return "", "text/plain"
+
+    def _verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        transmission_id = _header(headers, "PAYPAL-TRANSMISSION-ID")
+        transmission_time = _header(headers, "PAYPAL-TRANSMISSION-TIME")
+        signature = _header(headers, "PAYPAL-TRANSMISSION-SIG")
+        cert_url = _header(headers, "PAYPAL-CERT-URL")
+        algorithm = _header(headers, "PAYPAL-AUTH-ALGO")
+        if not (transmission_id and transmission_time and signature and cert_url):
+            raise WebhookRejected("signature_missing", "PayPal transmission headers are missing")
+        if algorithm != AUTH_ALGORITHM:
+            raise WebhookRejected("signature_invalid", f"unsupported PAYPAL-AUTH-ALGO {algorithm!r}")
+        if not any(cert_url.startswith(prefix) for prefix in self._cert_url_prefixes):
+            raise WebhookRejected("signature_invalid", "PAYPAL-CERT-URL is not one of PayPal's")
+        try:
+            raw_signature = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-SIG is not base64") from err
+        signed = f"{transmission_id}|{transmission_time}|{self._webhook_id}|{zlib.crc32(body)}".encode()
+        try:
+            self._public_key(cert_url).verify(raw_signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature as err:
+            raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-SIG does not match") from err
+
+    def _public_key(self, cert_url: str) -> rsa.RSAPublicKey:
+        """The certificate's RSA key, fetched once per URL (PayPal's cert URLs name one certificate)."""
+        with self._cert_lock:
+            cached = self._cert_cache.get(cert_url)
+        if cached is not None:
+            return cached
+        try:
+            response = self._cert_http.get(cert_url)
+            response.raise_for_status()
+            if len(response.content) > MAX_CERT_BYTES:
+                raise WebhookRejected("signature_invalid", "the certificate is too large")
+            certificate = x509.load_pem_x509_certificate(response.content)
+        except httpx.HTTPError as err:
+            # Not the sender's fault as far as we know: PayPal retries a delivery we refuse.
+            raise WebhookRejected("certificate_unavailable", f"cannot fetch {cert_url}: {err}") from err
+        except ValueError as err:
+            raise WebhookRejected("signature_invalid", "the certificate is not PEM") from err
+        now = datetime.now(UTC)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            raise WebhookRejected("signature_invalid", "the certificate is not valid now")
+        key = certificate.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise WebhookRejected("signature_invalid", "the certificate's key is not RSA")
+        with self._cert_lock:
+            self._cert_cache[cert_url] = key
+        return key

@@ -1,0 +1,118 @@
+"""A typed client for the Adyen sandbox's control API (`/_sandbox/adyen/`), for tests and demos."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from adapters.sandbox.kinds import FaultKind
+
+
+class AdyenSandboxControl:
+    def __init__(self, base_url: str, timeout_seconds: float = 10.0) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdyenSandboxControl:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, f"/_sandbox/adyen{path}", **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def seed_payment(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        captured: bool = True,
+        psp_reference: str | None = None,
+        merchant_reference: str | None = None,
+    ) -> str:
+        """An authorised (and captured) payment, amount in Adyen's minor units; returns its pspReference.
+
+        Its AUTHORISATION (and CAPTURE) notifications go to the webhook URL.
+        """
+        body: dict[str, Any] = {"amount": amount, "currency": currency, "captured": captured}
+        if psp_reference is not None:
+            body["psp_reference"] = psp_reference
+        if merchant_reference is not None:
+            body["merchant_reference"] = merchant_reference
+        return str(self._call("POST", "/payments", json=body)["pspReference"])
+
+    def modifications(self, psp_reference: str) -> list[dict[str, Any]]:
+        """Every refund/cancel/reversal made on a payment, oldest first, with its idempotency key."""
+        return list(self._call("GET", f"/payments/{psp_reference}/modifications")["data"])
+
+    def chargeback(self, psp_reference: str) -> None:
+        """Send NOTIFICATION_OF_CHARGEBACK for a payment."""
+        self._call("POST", f"/payments/{psp_reference}/chargeback")
+
+    def fail_refund_late(
+        self, refund_psp_reference: str, reason: str = "Refund failed at the issuer"
+    ) -> None:
+        """Send REFUND_FAILED for a refund whose REFUND notification said success."""
+        self._call("POST", f"/modifications/{refund_psp_reference}/refund_failed", json={"reason": reason})
+
+    def notifications(self, psp_reference: str | None = None) -> list[dict[str, Any]]:
+        """Notifications (payload, state, attempts), oldest first; optionally those naming a reference."""
+        params = {"psp_reference": psp_reference} if psp_reference else None
+        return list(self._call("GET", "/notifications", params=params)["data"])
+
+    def hold_notifications(self, held: bool = True) -> None:
+        """Keep new notifications back until `release_notifications` (or `held=False` for new ones)."""
+        self._call("POST", "/notifications/hold", json={"held": held})
+
+    def release_notifications(self, order: Literal["fifo", "reverse"] = "fifo") -> int:
+        """Deliver held notifications, oldest first or newest first (out of order); returns how many."""
+        return int(self._call("POST", "/notifications/release", json={"order": order})["released"])
+
+    def set_webhook_url(self, url: str | None) -> None:
+        self._call("POST", "/config", json={"webhook_url": url})
+
+    def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/config")
+        return result
+
+    def inject_fault(
+        self,
+        kind: FaultKind,
+        *,
+        count: int = 1,
+        path_prefix: str = "/checkout/",
+        method: str | None = None,
+        retry_after: float = 1.0,  # seconds, sent as the 429's Retry-After
+        delay_ms: int = 1000,
+    ) -> None:
+        body = {
+            "kind": kind,
+            "count": count,
+            "path_prefix": path_prefix,
+            "method": method,
+            "retry_after": retry_after,
+            "delay_ms": delay_ms,
+        }
+        self._call("POST", "/faults", json=body)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/faults")["faults"])
+
+    def clear_faults(self) -> None:
+        """Clears every fault of the server's registry (Stripe's too)."""
+        self._call("DELETE", "/faults")
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")

@@ -1,0 +1,142 @@
+"""A typed client for the PayPal sandbox's control API (`/_sandbox/paypal/...`), for tests and demos."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from adapters.sandbox.kinds import FaultKind
+from adapters.sandbox.paypal_engine import PayPalRefundBehavior
+
+
+class PayPalSandboxControl:
+    def __init__(self, base_url: str, timeout_seconds: float = 10.0) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PayPalSandboxControl:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, f"/_sandbox/paypal/{path}", **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def seed_capture(
+        self,
+        *,
+        amount: str,
+        currency: str,
+        refund_behavior: PayPalRefundBehavior = "completed",
+        settle_after_ms: int = 1000,
+        capture_id: str | None = None,
+    ) -> str:
+        """A COMPLETED capture of `amount` (PayPal's decimal string, e.g. "12.50"); its id."""
+        body: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency,
+            "refund_behavior": refund_behavior,
+            "settle_after_ms": settle_after_ms,
+        }
+        if capture_id is not None:
+            body["id"] = capture_id
+        return str(self._call("POST", "captures", json=body)["id"])
+
+    def seed_authorization(self, *, amount: str, currency: str, authorization_id: str | None = None) -> str:
+        """A CREATED (voidable) authorisation; its id."""
+        body: dict[str, Any] = {"amount": amount, "currency": currency}
+        if authorization_id is not None:
+            body["id"] = authorization_id
+        return str(self._call("POST", "authorizations", json=body)["id"])
+
+    def refunds(self, capture_id: str) -> list[dict[str, Any]]:
+        """Every refund and reversal of the capture, oldest first, with `paypal_request_id` and `kind`."""
+        return list(self._call("GET", f"captures/{capture_id}/refunds")["refunds"])
+
+    def settle_refund(
+        self, refund_id: str, status: str = "COMPLETED", reason: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if reason is not None:
+            body["reason"] = reason
+        result: dict[str, Any] = self._call("POST", f"refunds/{refund_id}/settle", json=body)
+        return result
+
+    def reverse_capture(self, capture_id: str, amount: str | None = None) -> dict[str, Any]:
+        """PayPal takes the money back (PAYMENT.CAPTURE.REVERSED); the reversal resource."""
+        result: dict[str, Any] = self._call(
+            "POST", f"captures/{capture_id}/reverse", json={} if amount is None else {"amount": amount}
+        )
+        return result
+
+    def open_dispute(self, capture_id: str, reason: str = "MERCHANDISE_OR_SERVICE_NOT_RECEIVED") -> str:
+        """Send CUSTOMER.DISPUTE.CREATED for the capture; the dispute id."""
+        return str(
+            self._call("POST", f"captures/{capture_id}/dispute", json={"reason": reason})["dispute_id"]
+        )
+
+    def inject_fault(
+        self,
+        kind: FaultKind,
+        *,
+        count: int = 1,
+        path_prefix: str = "/v2/payments/",
+        method: str | None = None,
+        retry_after: float = 1.0,  # seconds, sent as the 429's Retry-After
+        delay_ms: int = 1000,
+    ) -> None:
+        """`error_500`, `rate_limit` (429 + Retry-After), `lose_response` (commit, then drop), `slow`."""
+        body = {
+            "kind": kind,
+            "count": count,
+            "path_prefix": path_prefix,
+            "method": method,
+            "retry_after": retry_after,
+            "delay_ms": delay_ms,
+        }
+        self._call("POST", "faults", json=body)
+
+    def clear_faults(self) -> None:
+        """Clears the server's fault registry: every PSP's faults, not only PayPal's."""
+        self._call("DELETE", "faults")
+
+    def events(self) -> list[dict[str, Any]]:
+        """Webhook events with their payload, delivery state and attempts."""
+        return list(self._call("GET", "events")["events"])
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "events")["deliveries"])
+
+    def set_webhook_url(self, url: str | None) -> None:
+        self._call("POST", "config", json={"webhook_url": url})
+
+    def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "config")
+        return result
+
+    def sign(self, body: str, webhook_id: str | None = None) -> dict[str, str]:
+        """The transmission headers PayPal would send with `body`."""
+        payload: dict[str, Any] = {"body": body}
+        if webhook_id is not None:
+            payload["webhook_id"] = webhook_id
+        return dict(self._call("POST", "sign", json=payload)["headers"])
+
+    def cert_pem(self) -> bytes:
+        response = self._http.get("/_sandbox/paypal/cert.pem")
+        response.raise_for_status()
+        return response.content
+
+    def reset(self) -> None:
+        self._call("POST", "reset")

@@ -1,0 +1,888 @@
+"""The PayPal sandbox's state and rules: captures, authorisations, refunds, signed webhooks.
+
+State lives in the shared sandbox SQLite file in `paypal_*` tables, written through the store's
+transactions (`tx.conn`), so a restart on the same file loses nothing that was answered: refunds,
+pending settlements, the webhook outbox, OAuth tokens and the signing key with its certificate.
+
+Amounts are kept as integers in PayPal's own decimals for the currency (JPY 0, HUF 0, EUR 2): this
+table is the sandbox's, on purpose not the adapter's, so the two check each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import sqlite3
+import string
+import uuid
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, get_args
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from adapters.sandbox.background import DueLoop
+from adapters.sandbox.store import SandboxStore, StoreTx, now_ms
+
+log = logging.getLogger(__name__)
+
+PayPalRefundBehavior = Literal["completed", "pending_then_completed", "pending_then_failed", "pending"]
+"""How a seeded capture's refunds behave: COMPLETED at once, or PENDING and settled later."""
+PAYPAL_REFUND_BEHAVIORS: frozenset[str] = frozenset(get_args(PayPalRefundBehavior))
+
+# PayPal's currency codes page: HUF, JPY and TWD take no decimals; everything else listed takes two.
+_DECIMALS: dict[str, int] = {
+    **dict.fromkeys(
+        [
+            *("AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "ILS"),
+            *("INR", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "USD"),
+        ],
+        2,
+    ),
+    **dict.fromkeys(["HUF", "JPY", "TWD"], 0),
+}
+TOKEN_TTL_SECONDS = 32400  # what PayPal answers: nine hours
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS paypal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS paypal_tokens (
+    token TEXT PRIMARY KEY, client_id TEXT NOT NULL, expires_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paypal_authorizations (
+    id TEXT PRIMARY KEY, order_id TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+    status TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paypal_captures (
+    id TEXT PRIMARY KEY, order_id TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+    status TEXT NOT NULL, refund_behavior TEXT NOT NULL, settle_after_ms INTEGER NOT NULL,
+    invoice_id TEXT, custom_id TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paypal_refunds (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, capture_id TEXT NOT NULL,
+    kind TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT, invoice_id TEXT, custom_id TEXT, note_to_payer TEXT, request_id TEXT,
+    settle_at_ms INTEGER, settle_to TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS paypal_refunds_capture ON paypal_refunds (capture_id, seq);
+CREATE TABLE IF NOT EXISTS paypal_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL,
+    payload TEXT NOT NULL, url TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER, created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paypal_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
+    url TEXT NOT NULL, attempt INTEGER NOT NULL, http_status INTEGER, error TEXT, at_ms INTEGER NOT NULL
+);
+"""
+_TABLES = (
+    "paypal_tokens",
+    "paypal_authorizations",
+    "paypal_captures",
+    "paypal_refunds",
+    "paypal_outbox",
+    "paypal_deliveries",
+)
+
+
+class PayPalApiError(Exception):
+    """A PayPal-shaped error answer: `{"name", "message", "details": [{"issue", ...}], "debug_id"}`."""
+
+    def __init__(self, status: int, name: str, message: str, issue: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.message = message
+        self.issue = issue
+
+    def body(self, debug_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.name, "message": self.message, "debug_id": debug_id}
+        if self.issue is not None:
+            body["details"] = [{"issue": self.issue, "description": self.message}]
+        body["links"] = [
+            {
+                "href": f"https://developer.paypal.com/docs/api/payments/v2/#error-{self.issue or self.name}",
+                "rel": "information_link",
+            }
+        ]
+        return body
+
+
+def unprocessable(issue: str, message: str) -> PayPalApiError:
+    return PayPalApiError(422, "UNPROCESSABLE_ENTITY", message, issue)
+
+
+def not_found(what: str) -> PayPalApiError:
+    return PayPalApiError(
+        404, "RESOURCE_NOT_FOUND", f"The specified resource does not exist ({what}).", "INVALID_RESOURCE_ID"
+    )
+
+
+def invalid_request(issue: str, message: str) -> PayPalApiError:
+    return PayPalApiError(400, "INVALID_REQUEST", message, issue)
+
+
+def new_id() -> str:
+    """PayPal-looking ids: 17 upper-case letters and digits."""
+    alphabet = string.ascii_uppercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(17))
+
+
+def new_debug_id() -> str:
+    return secrets.token_hex(7)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# amounts ---------------------------------------------------------------------------------------
+
+
+def parse_amount(value: Any, currency: Any) -> tuple[int, str]:
+    """PayPal's `{currency_code, value}` as (integer in PayPal's decimals, currency); PayPal's errors."""
+    if not isinstance(currency, str) or len(currency) != 3:
+        raise invalid_request("INVALID_PARAMETER_VALUE", "currency_code must be a three-letter code.")
+    currency = currency.upper()
+    decimals = _DECIMALS.get(currency)
+    if decimals is None:
+        raise unprocessable("CURRENCY_NOT_SUPPORTED", f"Currency code {currency} is not supported.")
+    if not isinstance(value, str):
+        raise invalid_request("INVALID_PARAMETER_SYNTAX", "value must be a decimal string.")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as err:
+        raise invalid_request("INVALID_PARAMETER_SYNTAX", f"Invalid amount value {value!r}.") from err
+    if not amount.is_finite() or amount <= 0 or len(value) > 32 or "e" in value.lower():
+        raise invalid_request("INVALID_PARAMETER_VALUE", f"Invalid amount value {value!r}.")
+    units = amount.scaleb(decimals)
+    if units != units.to_integral_value():
+        raise unprocessable(
+            "DECIMAL_PRECISION",
+            f"{currency} takes {decimals} decimal places; {value} has more.",
+        )
+    return int(units), currency
+
+
+def format_amount(units: int, currency: str) -> dict[str, str]:
+    decimals = _DECIMALS.get(currency, 2)
+    return {"currency_code": currency, "value": f"{Decimal(units).scaleb(-decimals):.{decimals}f}"}
+
+
+# rows ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Capture:
+    id: str
+    order_id: str
+    amount: int
+    currency: str
+    status: str
+    refund_behavior: str
+    settle_after_ms: int
+    invoice_id: str | None
+    custom_id: str | None
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass
+class Authorization:
+    id: str
+    order_id: str
+    amount: int
+    currency: str
+    status: str
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass
+class Refund:
+    id: str
+    capture_id: str
+    kind: str  # "refund" | "reversal"
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+    invoice_id: str | None
+    custom_id: str | None
+    note_to_payer: str | None
+    request_id: str | None
+    settle_at_ms: int | None
+    settle_to: str | None
+    created_ms: int
+    updated_ms: int
+    seq: int = 0
+
+
+def _row(cls: type[Any], row: sqlite3.Row | None) -> Any:
+    return None if row is None else cls(**dict(row))
+
+
+@dataclass(frozen=True)
+class SigningMaterial:
+    key: rsa.RSAPrivateKey
+    cert_pem: bytes
+
+
+class PayPalEngine:
+    """PayPal's payments rules over the sandbox store. Every method runs inside a transaction."""
+
+    def __init__(
+        self,
+        store: SandboxStore,
+        *,
+        webhook_id: str,
+        base_url: Callable[[], str],
+        webhook_url: Callable[[], str | None],
+        on_event: Callable[[], None],
+        on_settlement_scheduled: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self.webhook_id = webhook_id
+        self._base_url = base_url
+        self._webhook_url = webhook_url
+        self._on_event = on_event
+        self._on_settlement_scheduled = on_settlement_scheduled
+        with store.transaction() as tx:
+            # Statement by statement: `executescript` would commit the store's open transaction.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    tx.conn.execute(statement)
+        self.signing = self._signing_material()
+
+    # signing -----------------------------------------------------------------------------------
+
+    def _signing_material(self) -> SigningMaterial:
+        """The RSA key and self-signed certificate, made once and kept in the state file."""
+        with self._store.transaction() as tx:
+            rows = dict(tx.conn.execute("SELECT key, value FROM paypal_meta").fetchall())
+            if "private_key" in rows and "cert_pem" in rows:
+                key = serialization.load_pem_private_key(rows["private_key"].encode(), password=None)
+                assert isinstance(key, rsa.RSAPrivateKey)
+                return SigningMaterial(key, rows["cert_pem"].encode())
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.sandbox")])
+            now = datetime.now(UTC)
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=3650))
+                .sign(key, hashes.SHA256())
+            )
+            key_pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+            tx.conn.executemany(
+                "INSERT INTO paypal_meta (key, value) VALUES (?, ?)",
+                [("private_key", key_pem.decode()), ("cert_pem", cert_pem.decode())],
+            )
+            return SigningMaterial(key, cert_pem)
+
+    @property
+    def cert_url(self) -> str:
+        return f"{self._base_url()}/_sandbox/paypal/cert.pem"
+
+    def sign(self, body: str, *, webhook_id: str | None = None) -> dict[str, str]:
+        """PayPal's transmission headers: RSA-SHA256 over `id|time|webhook_id|crc32(body)`."""
+        transmission_id = str(uuid.uuid4())
+        transmission_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        crc = zlib.crc32(body.encode())
+        message = f"{transmission_id}|{transmission_time}|{webhook_id or self.webhook_id}|{crc}".encode()
+        signature = self.signing.key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        return {
+            "PAYPAL-TRANSMISSION-ID": transmission_id,
+            "PAYPAL-TRANSMISSION-TIME": transmission_time,
+            "PAYPAL-TRANSMISSION-SIG": base64.b64encode(signature).decode(),
+            "PAYPAL-CERT-URL": self.cert_url,
+            "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+        }
+
+    # tokens ------------------------------------------------------------------------------------
+
+    def issue_token(self, tx: StoreTx, client_id: str) -> dict[str, Any]:
+        token = "A21AA" + secrets.token_urlsafe(48)
+        tx.conn.execute(
+            "INSERT INTO paypal_tokens (token, client_id, expires_ms) VALUES (?, ?, ?)",
+            (token, client_id, now_ms() + TOKEN_TTL_SECONDS * 1000),
+        )
+        return {
+            "scope": "https://uri.paypal.com/services/payments/refund",
+            "access_token": token,
+            "token_type": "Bearer",
+            "app_id": "APP-SANDBOX",
+            "expires_in": TOKEN_TTL_SECONDS,
+            "nonce": f"{_iso(now_ms())}{secrets.token_hex(8)}",
+        }
+
+    def token_client(self, tx: StoreTx, token: str) -> str | None:
+        row = tx.conn.execute(
+            "SELECT client_id FROM paypal_tokens WHERE token = ? AND expires_ms > ?", (token, now_ms())
+        ).fetchone()
+        return None if row is None else str(row["client_id"])
+
+    # seeding -----------------------------------------------------------------------------------
+
+    def seed_capture(
+        self,
+        tx: StoreTx,
+        *,
+        value: Any,
+        currency: Any,
+        capture_id: str | None = None,
+        refund_behavior: str = "completed",
+        settle_after_ms: int = 1000,
+        invoice_id: str | None = None,
+        custom_id: str | None = None,
+    ) -> dict[str, Any]:
+        amount, currency = parse_amount(value, currency)
+        now = now_ms()
+        capture = Capture(
+            id=capture_id or new_id(),
+            order_id=new_id(),
+            amount=amount,
+            currency=currency,
+            status="COMPLETED",
+            refund_behavior=refund_behavior,
+            settle_after_ms=settle_after_ms,
+            invoice_id=invoice_id,
+            custom_id=custom_id,
+            created_ms=now,
+            updated_ms=now,
+        )
+        tx.conn.execute(
+            "INSERT INTO paypal_captures (id, order_id, amount, currency, status, refund_behavior,"
+            " settle_after_ms, invoice_id, custom_id, created_ms, updated_ms)"
+            " VALUES (:id, :order_id, :amount, :currency, :status, :refund_behavior, :settle_after_ms,"
+            " :invoice_id, :custom_id, :created_ms, :updated_ms)",
+            capture.__dict__,
+        )
+        return self.capture_json(tx, capture)
+
+    def seed_authorization(
+        self, tx: StoreTx, *, value: Any, currency: Any, authorization_id: str | None = None
+    ) -> dict[str, Any]:
+        amount, currency = parse_amount(value, currency)
+        now = now_ms()
+        authorization = Authorization(
+            id=authorization_id or new_id(),
+            order_id=new_id(),
+            amount=amount,
+            currency=currency,
+            status="CREATED",
+            created_ms=now,
+            updated_ms=now,
+        )
+        tx.conn.execute(
+            "INSERT INTO paypal_authorizations (id, order_id, amount, currency, status, created_ms,"
+            " updated_ms) VALUES (:id, :order_id, :amount, :currency, :status, :created_ms, :updated_ms)",
+            authorization.__dict__,
+        )
+        return self.authorization_json(authorization)
+
+    # reads -------------------------------------------------------------------------------------
+
+    def get_capture(self, tx: StoreTx, capture_id: str) -> Capture | None:
+        row = tx.conn.execute("SELECT * FROM paypal_captures WHERE id = ?", (capture_id,)).fetchone()
+        return _row(Capture, row)  # type: ignore[no-any-return]
+
+    def get_authorization(self, tx: StoreTx, authorization_id: str) -> Authorization | None:
+        row = tx.conn.execute(
+            "SELECT * FROM paypal_authorizations WHERE id = ?", (authorization_id,)
+        ).fetchone()
+        return _row(Authorization, row)  # type: ignore[no-any-return]
+
+    def get_refund(self, tx: StoreTx, refund_id: str) -> Refund | None:
+        row = tx.conn.execute("SELECT * FROM paypal_refunds WHERE id = ?", (refund_id,)).fetchone()
+        return _row(Refund, row)  # type: ignore[no-any-return]
+
+    def refunds_of(self, tx: StoreTx, capture_id: str) -> list[Refund]:
+        rows = tx.conn.execute(
+            "SELECT * FROM paypal_refunds WHERE capture_id = ? ORDER BY seq", (capture_id,)
+        ).fetchall()
+        return [Refund(**dict(row)) for row in rows]
+
+    def _held(self, tx: StoreTx, capture_id: str) -> int:
+        """Money refunds hold: completed and pending ones; failed or cancelled ones gave it back."""
+        row = tx.conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM paypal_refunds"
+            " WHERE capture_id = ? AND status IN ('COMPLETED', 'PENDING')",
+            (capture_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def _completed(self, tx: StoreTx, capture_id: str) -> int:
+        row = tx.conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM paypal_refunds"
+            " WHERE capture_id = ? AND status = 'COMPLETED'",
+            (capture_id,),
+        ).fetchone()
+        return int(row[0])
+
+    # JSON ----------------------------------------------------------------------------------------
+
+    def _link(self, path: str, rel: str, method: str = "GET") -> dict[str, str]:
+        return {"href": f"{self._base_url()}{path}", "rel": rel, "method": method}
+
+    def capture_json(self, tx: StoreTx, capture: Capture) -> dict[str, Any]:
+        fee = capture.amount * 3 // 100
+        body: dict[str, Any] = {
+            "id": capture.id,
+            "status": capture.status,
+            "amount": format_amount(capture.amount, capture.currency),
+            "final_capture": True,
+            "seller_protection": {"status": "ELIGIBLE"},
+            "seller_receivable_breakdown": {
+                "gross_amount": format_amount(capture.amount, capture.currency),
+                "paypal_fee": format_amount(fee, capture.currency),
+                "net_amount": format_amount(capture.amount - fee, capture.currency),
+            },
+            "links": [
+                self._link(f"/v2/payments/captures/{capture.id}", "self"),
+                self._link(f"/v2/payments/captures/{capture.id}/refund", "refund", "POST"),
+                self._link(f"/v2/checkout/orders/{capture.order_id}", "up"),
+            ],
+            "create_time": _iso(capture.created_ms),
+            "update_time": _iso(capture.updated_ms),
+            "supplementary_data": {"related_ids": {"order_id": capture.order_id}},
+        }
+        if capture.invoice_id:
+            body["invoice_id"] = capture.invoice_id
+        if capture.custom_id:
+            body["custom_id"] = capture.custom_id
+        return body
+
+    def authorization_json(self, authorization: Authorization) -> dict[str, Any]:
+        return {
+            "id": authorization.id,
+            "status": authorization.status,
+            "amount": format_amount(authorization.amount, authorization.currency),
+            "seller_protection": {"status": "ELIGIBLE"},
+            "expiration_time": _iso(authorization.created_ms + 29 * 86_400_000),
+            "links": [
+                self._link(f"/v2/payments/authorizations/{authorization.id}", "self"),
+                self._link(f"/v2/payments/authorizations/{authorization.id}/capture", "capture", "POST"),
+                self._link(f"/v2/payments/authorizations/{authorization.id}/void", "void", "POST"),
+                self._link(f"/v2/checkout/orders/{authorization.order_id}", "up"),
+            ],
+            "create_time": _iso(authorization.created_ms),
+            "update_time": _iso(authorization.updated_ms),
+            "supplementary_data": {"related_ids": {"order_id": authorization.order_id}},
+        }
+
+    def refund_json(self, tx: StoreTx, refund: Refund) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": refund.id,
+            "amount": format_amount(refund.amount, refund.currency),
+            "status": refund.status,
+            "seller_payable_breakdown": {
+                "gross_amount": format_amount(refund.amount, refund.currency),
+                "paypal_fee": format_amount(0, refund.currency),
+                "net_amount": format_amount(refund.amount, refund.currency),
+                "total_refunded_amount": format_amount(
+                    self._completed(tx, refund.capture_id), refund.currency
+                ),
+            },
+            "links": [
+                self._link(f"/v2/payments/refunds/{refund.id}", "self"),
+                self._link(f"/v2/payments/captures/{refund.capture_id}", "up"),
+            ],
+            "create_time": _iso(refund.created_ms),
+            "update_time": _iso(refund.updated_ms),
+        }
+        if refund.reason:
+            body["status_details"] = {"reason": refund.reason}
+        for name in ("invoice_id", "custom_id", "note_to_payer"):
+            if getattr(refund, name):
+                body[name] = getattr(refund, name)
+        return body
+
+    def order_json(self, tx: StoreTx, order_id: str) -> dict[str, Any] | None:
+        row = tx.conn.execute("SELECT id FROM paypal_captures WHERE order_id = ?", (order_id,)).fetchone()
+        if row is not None:
+            capture = self.get_capture(tx, row["id"])
+            assert capture is not None
+            payments: dict[str, Any] = {
+                "captures": [self.capture_json(tx, capture)],
+                "refunds": [
+                    self.refund_json(tx, refund)
+                    for refund in self.refunds_of(tx, capture.id)
+                    if refund.kind == "refund"
+                ],
+            }
+            intent, amount = "CAPTURE", format_amount(capture.amount, capture.currency)
+        else:
+            auth_row = tx.conn.execute(
+                "SELECT id FROM paypal_authorizations WHERE order_id = ?", (order_id,)
+            ).fetchone()
+            if auth_row is None:
+                return None
+            authorization = self.get_authorization(tx, auth_row["id"])
+            assert authorization is not None
+            payments = {"authorizations": [self.authorization_json(authorization)]}
+            intent = "AUTHORIZE"
+            amount = format_amount(authorization.amount, authorization.currency)
+        return {
+            "id": order_id,
+            "intent": intent,
+            "status": "COMPLETED",
+            "purchase_units": [{"reference_id": "default", "amount": amount, "payments": payments}],
+            "links": [self._link(f"/v2/checkout/orders/{order_id}", "self")],
+        }
+
+    # effects -------------------------------------------------------------------------------------
+
+    def refund(self, tx: StoreTx, capture_id: str, body: Mapping[str, Any], request_id: str | None) -> Refund:
+        capture = self.get_capture(tx, capture_id)
+        if capture is None:
+            raise not_found(f"capture {capture_id}")
+        for name in ("invoice_id", "custom_id", "note_to_payer"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > 255):
+                raise invalid_request("INVALID_STRING_LENGTH", f"{name} must be a string of at most 255.")
+        if capture.status not in ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"):
+            raise unprocessable(
+                "REFUND_NOT_ALLOWED", f"A capture in status {capture.status} cannot be refunded."
+            )
+        held = self._held(tx, capture.id)
+        remaining = capture.amount - held
+        if remaining <= 0:
+            raise unprocessable("CAPTURE_FULLY_REFUNDED", "The capture has already been fully refunded.")
+        raw_amount = body.get("amount")
+        if raw_amount is None:
+            amount = remaining
+        else:
+            if not isinstance(raw_amount, Mapping):
+                raise invalid_request("INVALID_PARAMETER_SYNTAX", "amount must be an object.")
+            amount, currency = parse_amount(raw_amount.get("value"), raw_amount.get("currency_code"))
+            if currency != capture.currency:
+                raise unprocessable(
+                    "CURRENCY_MISMATCH", "The refund currency must match the capture's currency."
+                )
+            if amount > remaining:
+                raise unprocessable(
+                    "REFUND_AMOUNT_EXCEEDED",
+                    "The refund amount must be less than or equal to the capture amount that has not"
+                    " yet been refunded.",
+                )
+        now = now_ms()
+        pending = capture.refund_behavior != "completed"
+        settle_to = {"pending_then_completed": "COMPLETED", "pending_then_failed": "FAILED"}.get(
+            capture.refund_behavior
+        )
+        refund = Refund(
+            id=new_id(),
+            capture_id=capture.id,
+            kind="refund",
+            amount=amount,
+            currency=capture.currency,
+            status="PENDING" if pending else "COMPLETED",
+            reason="ECHECK" if pending else None,
+            invoice_id=body.get("invoice_id"),
+            custom_id=body.get("custom_id"),
+            note_to_payer=body.get("note_to_payer"),
+            request_id=request_id,
+            settle_at_ms=now + capture.settle_after_ms if settle_to else None,
+            settle_to=settle_to,
+            created_ms=now,
+            updated_ms=now,
+        )
+        self._insert_refund(tx, refund)
+        if pending:
+            if settle_to:
+                tx.after_commit(self._on_settlement_scheduled)
+        else:
+            self._refund_completed(tx, capture, refund)
+        return refund
+
+    def _insert_refund(self, tx: StoreTx, refund: Refund) -> None:
+        fields = {k: v for k, v in refund.__dict__.items() if k != "seq"}
+        cursor = tx.conn.execute(
+            f"INSERT INTO paypal_refunds ({', '.join(fields)}) VALUES ({', '.join(':' + k for k in fields)})",
+            fields,
+        )
+        refund.seq = int(cursor.lastrowid or 0)
+
+    def _update_capture_status(self, tx: StoreTx, capture: Capture) -> None:
+        completed = self._completed(tx, capture.id)
+        status = (
+            "REFUNDED" if completed >= capture.amount else "PARTIALLY_REFUNDED" if completed else "COMPLETED"
+        )
+        tx.conn.execute(
+            "UPDATE paypal_captures SET status = ?, updated_ms = ? WHERE id = ?",
+            (status, now_ms(), capture.id),
+        )
+        capture.status = status
+
+    def _refund_completed(self, tx: StoreTx, capture: Capture, refund: Refund) -> None:
+        self._update_capture_status(tx, capture)
+        self.emit(tx, "PAYMENT.CAPTURE.REFUNDED", "refund", self.refund_json(tx, refund))
+
+    def settle(self, tx: StoreTx, refund_id: str, status: str, reason: str | None = None) -> Refund:
+        refund = self.get_refund(tx, refund_id)
+        if refund is None:
+            raise not_found(f"refund {refund_id}")
+        if status not in ("COMPLETED", "FAILED", "CANCELLED"):
+            raise invalid_request("INVALID_PARAMETER_VALUE", "status must be COMPLETED, FAILED or CANCELLED")
+        if refund.status != "PENDING":
+            raise unprocessable("REFUND_NOT_PENDING", f"refund {refund_id} is {refund.status}")
+        refund.status, refund.updated_ms = status, now_ms()
+        refund.reason = None if status == "COMPLETED" else (reason or "REFUND_FAILED_INSUFFICIENT_FUNDS")
+        tx.conn.execute(
+            "UPDATE paypal_refunds SET status = ?, reason = ?, settle_at_ms = NULL, settle_to = NULL,"
+            " updated_ms = ? WHERE id = ?",
+            (refund.status, refund.reason, refund.updated_ms, refund.id),
+        )
+        capture = self.get_capture(tx, refund.capture_id)
+        assert capture is not None
+        if status == "COMPLETED":
+            self._refund_completed(tx, capture, refund)
+        else:
+            self.emit(tx, f"PAYMENT.REFUND.{status}", "refund", self.refund_json(tx, refund))
+        return refund
+
+    def settle_due(self) -> int | None:
+        """Settle the pending refunds whose time has come; return when the next one is due."""
+        try:
+            with self._store.transaction() as tx:
+                due = tx.conn.execute(
+                    "SELECT id, settle_to FROM paypal_refunds WHERE settle_at_ms IS NOT NULL"
+                    " AND settle_at_ms <= ? ORDER BY settle_at_ms, seq",
+                    (now_ms(),),
+                ).fetchall()
+                for row in due:
+                    self.settle(tx, row["id"], row["settle_to"])
+                following = tx.conn.execute(
+                    "SELECT MIN(settle_at_ms) FROM paypal_refunds WHERE settle_at_ms IS NOT NULL"
+                ).fetchone()[0]
+        except sqlite3.ProgrammingError:
+            return None  # the server closed the store: it is shutting down
+        return None if following is None else int(following)
+
+    def void(self, tx: StoreTx, authorization_id: str) -> Authorization:
+        authorization = self.get_authorization(tx, authorization_id)
+        if authorization is None:
+            raise not_found(f"authorization {authorization_id}")
+        match authorization.status:
+            case "CREATED":
+                pass
+            case "VOIDED":
+                raise unprocessable("PREVIOUSLY_VOIDED", "The authorization has been previously voided.")
+            case "CAPTURED" | "PARTIALLY_CAPTURED":
+                raise unprocessable(
+                    "PREVIOUSLY_CAPTURED", "A captured authorization cannot be voided; refund the capture."
+                )
+            case _:
+                raise unprocessable(
+                    "CANNOT_BE_VOIDED", f"An authorization in {authorization.status} cannot be voided."
+                )
+        authorization.status, authorization.updated_ms = "VOIDED", now_ms()
+        tx.conn.execute(
+            "UPDATE paypal_authorizations SET status = ?, updated_ms = ? WHERE id = ?",
+            (authorization.status, authorization.updated_ms, authorization.id),
+        )
+        self.emit(tx, "PAYMENT.AUTHORIZATION.VOIDED", "authorization", self.authorization_json(authorization))
+        return authorization
+
+    def reverse(self, tx: StoreTx, capture_id: str, value: str | None = None) -> Refund:
+        """PayPal takes the capture's money back (chargeback or fraud hold): PAYMENT.CAPTURE.REVERSED."""
+        capture = self.get_capture(tx, capture_id)
+        if capture is None:
+            raise not_found(f"capture {capture_id}")
+        remaining = capture.amount - self._held(tx, capture.id)
+        amount = remaining if value is None else parse_amount(value, capture.currency)[0]
+        if amount <= 0 or amount > remaining:
+            raise unprocessable("REFUND_AMOUNT_EXCEEDED", "Nothing (or less) is left to reverse.")
+        now = now_ms()
+        reversal = Refund(
+            id=new_id(),
+            capture_id=capture.id,
+            kind="reversal",
+            amount=amount,
+            currency=capture.currency,
+            status="COMPLETED",
+            reason=None,
+            invoice_id=None,
+            custom_id=None,
+            note_to_payer=None,
+            request_id=None,
+            settle_at_ms=None,
+            settle_to=None,
+            created_ms=now,
+            updated_ms=now,
+        )
+        self._insert_refund(tx, reversal)
+        self._update_capture_status(tx, capture)
+        self.emit(tx, "PAYMENT.CAPTURE.REVERSED", "refund", self.refund_json(tx, reversal))
+        return reversal
+
+    def dispute(
+        self, tx: StoreTx, capture_id: str, reason: str = "MERCHANDISE_OR_SERVICE_NOT_RECEIVED"
+    ) -> str:
+        capture = self.get_capture(tx, capture_id)
+        if capture is None:
+            raise not_found(f"capture {capture_id}")
+        dispute_id = "PP-D-" + secrets.token_hex(4).upper()
+        now = _iso(now_ms())
+        self.emit(
+            tx,
+            "CUSTOMER.DISPUTE.CREATED",
+            "dispute",
+            {
+                "dispute_id": dispute_id,
+                "create_time": now,
+                "update_time": now,
+                "disputed_transactions": [
+                    {"seller_transaction_id": capture.id, "seller": {"merchant_id": "SANDBOXMERCHANT"}}
+                ],
+                "reason": reason,
+                "status": "OPEN",
+                "dispute_amount": format_amount(capture.amount, capture.currency),
+                "dispute_life_cycle_stage": "INQUIRY",
+                "dispute_channel": "INTERNAL",
+            },
+        )
+        return dispute_id
+
+    # webhooks ------------------------------------------------------------------------------------
+
+    def emit(self, tx: StoreTx, event_type: str, resource_type: str, resource: dict[str, Any]) -> None:
+        """Queue an event in the same transaction as the change it announces."""
+        url = self._webhook_url()
+        now = now_ms()
+        event_id = "WH-" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(24))
+        payload = {
+            "id": event_id,
+            "event_version": "1.0",
+            "create_time": _iso(now),
+            "resource_type": resource_type,
+            "resource_version": "2.0",
+            "event_type": event_type,
+            "summary": f"{event_type} for {resource.get('id') or resource.get('dispute_id')}",
+            "resource": resource,
+            "links": [self._link(f"/v1/notifications/webhooks-events/{event_id}", "self")],
+        }
+        tx.conn.execute(
+            "INSERT INTO paypal_outbox (id, event_type, payload, url, state, attempts, next_attempt_ms,"
+            " created_ms) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+            (
+                event_id,
+                event_type,
+                json.dumps(payload),
+                url,
+                "pending" if url else "no_endpoint",
+                now if url else None,
+                now,
+            ),
+        )
+        if url:
+            tx.after_commit(self._on_event)
+
+    def events(self, tx: StoreTx) -> dict[str, Any]:
+        events = [
+            {**dict(row), "payload": json.loads(row["payload"])}
+            for row in tx.conn.execute("SELECT * FROM paypal_outbox ORDER BY seq").fetchall()
+        ]
+        deliveries = [
+            dict(row) for row in tx.conn.execute("SELECT * FROM paypal_deliveries ORDER BY seq").fetchall()
+        ]
+        return {"events": events, "deliveries": deliveries}
+
+    def reset(self, tx: StoreTx) -> None:
+        for table in _TABLES:
+            tx.conn.execute(f"DELETE FROM {table}")
+
+
+class PayPalWebhookDispatcher:
+    """Delivers `paypal_outbox` events, signed at each attempt, retried on failure, each attempt kept."""
+
+    def __init__(
+        self,
+        store: SandboxStore,
+        engine: PayPalEngine,
+        *,
+        retry_delays: Sequence[float] = (0.5, 2.0, 5.0),
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._retry_delays = tuple(retry_delays)
+        self._client = httpx.Client(timeout=timeout_seconds)
+        self._loop = DueLoop("sandbox-paypal-webhooks", self._step)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    def stop(self) -> None:
+        self._loop.stop()
+        self._client.close()
+
+    def _step(self) -> int | None:
+        try:
+            while True:
+                with self._store.transaction() as tx:
+                    row = tx.conn.execute(
+                        "SELECT * FROM paypal_outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
+                        " ORDER BY next_attempt_ms, seq LIMIT 1",
+                        (now_ms(),),
+                    ).fetchone()
+                    if row is None:
+                        following = tx.conn.execute(
+                            "SELECT MIN(next_attempt_ms) FROM paypal_outbox WHERE state = 'pending'"
+                        ).fetchone()[0]
+                        return None if following is None else int(following)
+                    event = dict(row)
+                self._deliver(event)
+        except sqlite3.ProgrammingError:
+            return None  # the server closed the store: it is shutting down
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        attempt = int(event["attempts"]) + 1
+        status: int | None = None
+        error: str | None = None
+        headers = {"Content-Type": "application/json"} | self._engine.sign(event["payload"])
+        try:
+            response = self._client.post(event["url"], content=event["payload"].encode(), headers=headers)
+            status = response.status_code
+        except httpx.HTTPError as err:
+            error = f"{type(err).__name__}: {err}"
+        if status is not None and 200 <= status < 300:
+            state, next_attempt = "delivered", None
+        elif attempt <= len(self._retry_delays):
+            state, next_attempt = "pending", now_ms() + int(self._retry_delays[attempt - 1] * 1000)
+        else:
+            state, next_attempt = "failed", None
+            log.warning(
+                "paypal webhook %s to %s failed after %d attempts", event["id"], event["url"], attempt
+            )
+        with self._store.transaction() as tx:
+            tx.conn.execute(
+                "UPDATE paypal_outbox SET state = ?, attempts = ?, next_attempt_ms = ? WHERE id = ?",
+                (state, attempt, next_attempt, event["id"]),
+            )
+            tx.conn.execute(
+                "INSERT INTO paypal_deliveries (event_id, event_type, url, attempt, http_status, error,"
+                " at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event["id"], event["event_type"], event["url"], attempt, status, error, now_ms()),
+            )
