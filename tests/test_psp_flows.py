@@ -1,0 +1,130 @@
+"""The whole pipeline through Adyen and PayPal: their official SDKs over HTTP to the sandboxes,
+their signed notifications back to /webhooks/<psp>, the same exactly-once and ledger guarantees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.db import ledger
+from adapters.db.payment_book import DatabasePaymentBook
+from adapters.sandbox.adyen_control import AdyenSandboxControl
+from adapters.sandbox.paypal_control import PayPalSandboxControl
+from domain.status import Provider
+from tests.conftest import Stack
+from tests.helpers import eventually, unique
+from tests.test_refund_flow import refund_through_pipeline
+
+
+@pytest.fixture
+def adyen(stack: Stack) -> Iterator[AdyenSandboxControl]:
+    with AdyenSandboxControl(stack.sandbox_url) as control:
+        yield control
+        control.clear_faults()
+
+
+@pytest.fixture
+def paypal(stack: Stack) -> Iterator[PayPalSandboxControl]:
+    with PayPalSandboxControl(stack.sandbox_url) as control:
+        yield control
+        control.clear_faults()
+
+
+async def known_adyen_payment(
+    stack: Stack, adyen: AdyenSandboxControl, amount: int, captured: bool = True
+) -> str:
+    """Adyen cannot be asked about a payment: we learn of it from its AUTHORISATION/CAPTURE notices."""
+    reference = adyen.seed_payment(amount=amount, currency="EUR", captured=captured)
+    book = DatabasePaymentBook(stack.database)
+
+    async def recorded() -> object:
+        return book.get(Provider.ADYEN, reference)
+
+    await eventually(recorded, lambda p: p is not None and (not captured or p.amount_captured == amount))  # type: ignore[attr-defined]
+    return reference
+
+
+def assert_books_balanced(stack: Stack, request_id: str, amount: int) -> None:
+    with stack.database.transaction() as session:
+        assert sorted(ledger.balances(session, request_id).values()) == [-amount, amount]
+
+
+async def test_adyen_refund_is_confirmed_by_its_signed_notification(
+    stack: Stack, adyen: AdyenSandboxControl
+) -> None:
+    reference = await known_adyen_payment(stack, adyen, 10_000)
+
+    view = await refund_through_pipeline(stack, reference, amount=2_500, provider="adyen")
+
+    assert (view["status"], view["method"]) == ("succeeded", "refund")
+    assert "psp_confirmed" in [e["step"] for e in view["audit"]]
+    assert [(m["kind"], m["amount"]) for m in adyen.modifications(reference)] == [("refund", 2_500)]
+    assert_books_balanced(stack, view["request_id"], 2_500)
+
+
+async def test_adyen_refusal_arrives_as_a_failed_notification(
+    stack: Stack, adyen: AdyenSandboxControl
+) -> None:
+    """Someone refunded most of it in Adyen's Customer Area: Adyen accepts our call, then says no."""
+    reference = await known_adyen_payment(stack, adyen, 1_000)
+    first = await refund_through_pipeline(stack, reference, amount=800, provider="adyen")
+    assert first["status"] == "succeeded"
+
+    book = DatabasePaymentBook(stack.database)
+    assert book.get(Provider.ADYEN, reference) is not None
+    # our own guard refuses without calling Adyen
+    second = await refund_through_pipeline(stack, reference, amount=800, provider="adyen")
+    assert (second["status"], second["failure_code"]) == ("failed", "refund_exceeds_capture")
+    assert len(adyen.modifications(reference)) == 1
+
+
+async def test_adyen_authorisation_is_cancelled(stack: Stack, adyen: AdyenSandboxControl) -> None:
+    reference = await known_adyen_payment(stack, adyen, 4_000, captured=False)
+    view = await refund_through_pipeline(stack, reference, provider="adyen")
+    assert (view["status"], view["method"]) == ("succeeded", "void")
+    assert [m["kind"] for m in adyen.modifications(reference)] == ["cancel"]
+
+
+async def test_unknown_adyen_payment_fails_without_a_call(stack: Stack) -> None:
+    view = await refund_through_pipeline(stack, unique("NOTKNOWN"), amount=100, provider="adyen")
+    assert (view["status"], view["failure_code"]) == ("failed", "payment_not_found")
+
+
+async def test_paypal_refund_of_a_capture(stack: Stack, paypal: PayPalSandboxControl) -> None:
+    capture = paypal.seed_capture(amount="50.00", currency="EUR")
+
+    view = await refund_through_pipeline(stack, capture, amount=1_250, provider="paypal")
+
+    assert (view["status"], view["amount"]) == ("succeeded", {"value": 1_250, "currency": "EUR"})
+    [refund] = paypal.refunds(capture)
+    assert refund["id"] == view["psp_refund_id"]
+    assert_books_balanced(stack, view["request_id"], 1_250)
+
+
+async def test_paypal_lost_response_refunds_once(stack: Stack, paypal: PayPalSandboxControl) -> None:
+    capture = paypal.seed_capture(amount="30.00", currency="EUR")
+    paypal.inject_fault("lose_response", count=1, path_prefix="/v2/payments/captures", method="POST")
+
+    view = await refund_through_pipeline(stack, capture, amount=1_000, provider="paypal")
+
+    assert view["status"] == "succeeded"
+    assert len(paypal.refunds(capture)) == 1
+
+
+async def test_paypal_pending_refund_completes_by_signed_webhook(
+    stack: Stack, paypal: PayPalSandboxControl
+) -> None:
+    capture = paypal.seed_capture(
+        amount="20.00", currency="EUR", refund_behavior="pending_then_completed", settle_after_ms=200
+    )
+    view = await refund_through_pipeline(stack, capture, amount=500, provider="paypal")
+    assert view["status"] == "succeeded"
+    confirmed = next(e for e in view["audit"] if e["step"] == "psp_confirmed")
+    assert confirmed["detail"]["psp_event_id"] != "poll"
+
+
+async def test_paypal_authorisation_is_voided(stack: Stack, paypal: PayPalSandboxControl) -> None:
+    authorization = paypal.seed_authorization(amount="15.00", currency="EUR")
+    view = await refund_through_pipeline(stack, authorization, provider="paypal")
+    assert (view["status"], view["method"]) == ("succeeded", "void")
