@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.db import ledger
+from adapters.db import holds, ledger
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.paypal_control import PayPalSandboxControl
 from domain.status import Provider
 from tests.conftest import Stack
-from tests.helpers import eventually, unique
-from tests.test_refund_flow import refund_through_pipeline
+from tests.helpers import eventually, refund_body, unique
+from tests.test_refund_flow import refund_through_pipeline, submit, wait_for_status
 
 
 @pytest.fixture
@@ -128,3 +128,39 @@ async def test_paypal_authorisation_is_voided(stack: Stack, paypal: PayPalSandbo
     authorization = paypal.seed_authorization(amount="15.00", currency="EUR")
     view = await refund_through_pipeline(stack, authorization, provider="paypal")
     assert (view["status"], view["method"]) == ("succeeded", "void")
+
+
+async def test_adyen_refund_failed_after_success_is_reversed(
+    stack: Stack, adyen: AdyenSandboxControl
+) -> None:
+    reference = await known_adyen_payment(stack, adyen, 6_000)
+    view = await refund_through_pipeline(stack, reference, amount=2_000, provider="adyen")
+    assert view["status"] == "succeeded"
+
+    adyen.fail_refund_late(view["psp_refund_id"])
+
+    failed = await wait_for_status(stack, view["request_id"], {"failed"})
+    assert "late_failure_reversed" in [e["step"] for e in failed["audit"]]
+    await eventually(lambda: _books_net_zero(stack, view["request_id"]), bool)
+
+
+async def _books_net_zero(stack: Stack, request_id: str) -> bool:
+    with stack.database.transaction() as session:
+        return set(ledger.balances(session, request_id).values()) == {0}
+
+
+async def test_adyen_chargeback_holds_the_payment(stack: Stack, adyen: AdyenSandboxControl) -> None:
+    reference = await known_adyen_payment(stack, adyen, 6_000)
+    adyen.chargeback(reference)
+    request_id = unique("cb")
+
+    async def held() -> bool:
+        with stack.database.transaction() as session:
+            return holds.held(session, Provider.ADYEN, reference) is not None
+
+    await eventually(held, bool)
+    await submit(stack, refund_body(request_id, reference, amount=1_000, provider="adyen"))
+
+    view = await wait_for_status(stack, request_id, {"needs_attention"})
+    assert view["failure_code"] == "payment_disputed"
+    assert adyen.modifications(reference) == []
