@@ -29,6 +29,7 @@ from Adyen.services.checkout.modifications_api import ModificationsApi
 
 from adapters.psp import adyen_transformers as tf
 from adapters.psp.base import PaymentBook, PaymentLookup, PspError, PspEvent, WebhookRejected
+from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.money import Money
 from domain.naming import idempotency_key
@@ -69,24 +70,6 @@ def _platform(api_base: str) -> tuple[str, str | None]:
     return ("live", match.group(1)) if match else ("test", None)
 
 
-def _header(headers: Any, name: str) -> str | None:
-    if not headers or not hasattr(headers, "items"):
-        return None
-    wanted = name.lower()
-    for key, value in headers.items():
-        if str(key).lower() == wanted:
-            return str(value)
-    return None
-
-
-def _retry_after_seconds(headers: Any) -> float | None:
-    raw = _header(headers, "Retry-After")
-    try:
-        return float(raw) if raw is not None else None  # seconds
-    except ValueError:
-        return None
-
-
 def _message(err: Adyen.AdyenError) -> str:
     body = err.message
     if isinstance(body, Mapping):
@@ -112,7 +95,7 @@ def psp_error(err: Adyen.AdyenError | requests.RequestException) -> PspError:
         )
     status = _status(err)
     headers = err.headers
-    psp_reference = _header(headers, "pspReference")
+    psp_reference = header(headers, "pspReference")
     message = f"adyen: {_message(err) or type(err).__name__}"
     retry_after_seconds: float | None = None
     match status:
@@ -120,9 +103,9 @@ def psp_error(err: Adyen.AdyenError | requests.RequestException) -> PspError:
             code, retryable = ErrorCode.PSP_AUTH_FAILED, False
         case 429:
             code, retryable = ErrorCode.PSP_RATE_LIMITED, True
-            retry_after_seconds = _retry_after_seconds(headers)
+            retry_after_seconds = retry_after_in_seconds(headers)
         case 409 | 422 if err.error_code == tf.IDEMPOTENCY_ERROR_CODE:
-            transient = (_header(headers, "transient-error") or "").lower() == "true"
+            transient = (header(headers, "transient-error") or "").lower() == "true"
             if transient:
                 code, retryable = ErrorCode.PSP_BUSY, True
             else:
@@ -214,7 +197,7 @@ class AdyenAdapter:
                     call,
                     tf.validation_decline_code(err.error_code),
                     _message(err),
-                    _header(err.headers, "pspReference"),
+                    header(err.headers, "pspReference"),
                 )
             raise psp_error(err) from err
         except requests.RequestException as err:

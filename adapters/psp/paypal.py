@@ -46,6 +46,7 @@ from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 from adapters.psp import paypal_transformers as tf
 from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
+from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
 from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
@@ -55,17 +56,6 @@ CERT_FETCH_TIMEOUT_SECONDS = 5.0
 MAX_CERT_BYTES = 64 * 1024
 _BUSY_ISSUES = frozenset({"PREVIOUS_REQUEST_IN_PROGRESS", "DUPLICATE_REQUEST_ID"})
 _REPRESENTATION = "return=representation"
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    """Case-insensitive header lookup on whatever mapping the HTTP client or framework gave."""
-    if not headers:
-        return None
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
 
 
 def _json(text: str | None) -> dict[str, Any] | None:
@@ -79,21 +69,11 @@ def _json(text: str | None) -> dict[str, Any] | None:
 
 
 def _debug_id(err: ApiException) -> str | None:
-    return _header(err.response.headers, "Paypal-Debug-Id") or (_json(err.response.text) or {}).get(
-        "debug_id"
-    )
+    return header(err.response.headers, "Paypal-Debug-Id") or (_json(err.response.text) or {}).get("debug_id")
 
 
 def _issue(err: ApiException) -> str | None:
     return tf.error_issue(_json(err.response.text))
-
-
-def _retry_after_seconds(err: ApiException) -> float | None:
-    raw = _header(err.response.headers, "Retry-After")
-    try:
-        return float(raw) if raw is not None else None  # seconds
-    except ValueError:
-        return None
 
 
 def psp_error(err: Exception) -> PspError:
@@ -115,7 +95,7 @@ def psp_error(err: Exception) -> PspError:
         code, retryable = ErrorCode.PSP_AUTH_FAILED, False
     elif status == 429:
         code, retryable = ErrorCode.PSP_RATE_LIMITED, True
-        retry_after_seconds = _retry_after_seconds(err)
+        retry_after_seconds = retry_after_in_seconds(err.response.headers)
     elif status >= 500 or status in (408, 425):
         code, retryable = ErrorCode.PSP_UNAVAILABLE, True
     elif status == 404:
@@ -207,7 +187,7 @@ class PayPalAdapter:
 
     @staticmethod
     def _debug(response: Any) -> str | None:
-        return _header(getattr(response, "headers", None), "Paypal-Debug-Id")
+        return header(getattr(response, "headers", None), "Paypal-Debug-Id")
 
     def _capture(self, capture_id: str) -> tuple[dict[str, Any], str | None]:
         response = self._client.payments.get_captured_payment({"capture_id": capture_id})
@@ -430,11 +410,11 @@ class PayPalAdapter:
         return "", "text/plain"
 
     def _verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        transmission_id = _header(headers, "PAYPAL-TRANSMISSION-ID")
-        transmission_time = _header(headers, "PAYPAL-TRANSMISSION-TIME")
-        signature = _header(headers, "PAYPAL-TRANSMISSION-SIG")
-        cert_url = _header(headers, "PAYPAL-CERT-URL")
-        algorithm = _header(headers, "PAYPAL-AUTH-ALGO")
+        transmission_id = header(headers, "PAYPAL-TRANSMISSION-ID")
+        transmission_time = header(headers, "PAYPAL-TRANSMISSION-TIME")
+        signature = header(headers, "PAYPAL-TRANSMISSION-SIG")
+        cert_url = header(headers, "PAYPAL-CERT-URL")
+        algorithm = header(headers, "PAYPAL-AUTH-ALGO")
         if not (transmission_id and transmission_time and signature and cert_url):
             raise WebhookRejected("signature_missing", "PayPal transmission headers are missing")
         if algorithm != AUTH_ALGORITHM:

@@ -16,6 +16,7 @@ import stripe
 
 from adapters.psp import stripe_transformers as tf
 from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
+from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
 from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
@@ -23,27 +24,8 @@ from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
 WEBHOOK_TOLERANCE_SECONDS = 300
 
 
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    """Case-insensitive header lookup on whatever mapping the HTTP client or framework gave."""
-    if not headers:
-        return None
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
 def _error_code(err: stripe.StripeError) -> str | None:
     return err.code or getattr(err.error, "code", None)
-
-
-def _retry_after_seconds(err: stripe.StripeError) -> float | None:
-    raw_seconds = _header(err.headers, "Retry-After")
-    try:
-        return float(raw_seconds) if raw_seconds is not None else None
-    except ValueError:
-        return None
 
 
 def psp_error(err: stripe.StripeError) -> PspError:
@@ -58,7 +40,7 @@ def psp_error(err: stripe.StripeError) -> PspError:
             code, retryable = ErrorCode.PSP_AUTH_FAILED, False
         case stripe.RateLimitError():
             code, retryable = ErrorCode.PSP_RATE_LIMITED, True
-            retry_after_seconds = _retry_after_seconds(err)
+            retry_after_seconds = retry_after_in_seconds(err.headers)
         case stripe.APIConnectionError():
             code, retryable = ErrorCode.PSP_UNAVAILABLE, True
         case stripe.InvalidRequestError() | stripe.CardError():
@@ -70,7 +52,7 @@ def psp_error(err: stripe.StripeError) -> PspError:
             code, retryable = ErrorCode.PSP_BUSY, True
         case _:
             # A 5xx. Stripe stores it under the key and replays it: then this key is spent.
-            poisoned = _header(err.headers, "Idempotent-Replayed") == "true"
+            poisoned = header(err.headers, "Idempotent-Replayed") == "true"
             code, retryable = ErrorCode.PSP_UNAVAILABLE, not poisoned
             if poisoned:
                 message += " (stored failure replayed for this idempotency key)"
@@ -291,7 +273,7 @@ class StripeAdapter:
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[PspEvent]:
         """Verify Stripe's signature (5 minute tolerance), then classify the one event."""
-        signature = _header(headers, "Stripe-Signature")
+        signature = header(headers, "Stripe-Signature")
         if not signature:
             raise WebhookRejected("signature_missing", "Stripe-Signature header is missing")
         try:
