@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, Literal
 
-import httpx
-
+from adapters.sandbox.control_client import ControlClient
 from adapters.sandbox.kinds import FaultKind
 
 
-class AdyenSandboxControl:
-    def __init__(self, base_url: str, timeout_seconds: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> AdyenSandboxControl:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, f"/_sandbox/adyen{path}", **kwargs)
-        response.raise_for_status()
-        return response.json()
+class AdyenSandboxControl(ControlClient):
+    PREFIX = "/_sandbox/adyen"
 
     def seed_payment(
         self,

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
-import httpx
-
+from adapters.sandbox.control_client import ControlClient
 from adapters.sandbox.kinds import FaultKind
 from adapters.sandbox.paypal_engine import PayPalRefundBehavior
 
 
-class PayPalSandboxControl:
-    def __init__(self, base_url: str, timeout_seconds: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> PayPalSandboxControl:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, f"/_sandbox/paypal/{path}", **kwargs)
-        response.raise_for_status()
-        return response.json()
+class PayPalSandboxControl(ControlClient):
+    PREFIX = "/_sandbox/paypal"
 
     def seed_capture(
         self,
