@@ -8,8 +8,14 @@ from activities.audit import activity_event
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.reservations import ReservationState
-from domain.contracts import FinishInput, LateFailureInput, Reservation, ReserveInput
-from domain.naming import Activity
+from domain.contracts import (
+    ExternalRefundInput,
+    FinishInput,
+    LateFailureInput,
+    Reservation,
+    ReserveInput,
+)
+from domain.naming import Activity, external_request_id
 from domain.status import ErrorCode, RefundMethod, RefundStatus
 
 
@@ -70,6 +76,53 @@ class LedgerActivities:
             )
             audit.record(self._db, session, late.request_id, row.payment_reference, [event])
             return True
+
+    @activity.defn(name=Activity.RECORD_EXTERNAL)
+    def record_external(self, refund: ExternalRefundInput) -> bool:
+        """Book a dashboard refund once: its posting, a committed reservation, its row and audit."""
+        outcome = refund.outcome
+        if outcome is None or outcome.amount is None:
+            return False
+        request_id = external_request_id(refund.provider.value, refund.psp_refund_id)
+        amount = outcome.amount
+        with self._db.transaction() as session:
+            posted = ledger.post(
+                self._db,
+                session,
+                posting_key=f"{request_id}:refund",
+                request_id=request_id,
+                currency=amount.currency,
+                description=f"refund {refund.psp_refund_id} made outside the product",
+                lines=ledger.refund_lines(
+                    refund.provider.value, self._merchant, amount.currency, amount.value
+                ),
+            )
+            if not posted:
+                return False
+            reservations.record_external(
+                session, request_id, refund.provider, refund.payment_reference, amount
+            )
+            refunds.save_outcome(
+                session,
+                FinishInput(
+                    request_id=request_id,
+                    provider=refund.provider,
+                    payment_reference=refund.payment_reference,
+                    order_id="",
+                    status=RefundStatus.SUCCEEDED,
+                    amount=amount,
+                    psp_refund_id=refund.psp_refund_id,
+                ),
+            )
+            event = activity_event(
+                "external",
+                "external_refund_adopted",
+                actor=f"psp:{refund.provider.value}",
+                reason_code="not_requested_by_us",
+                detail={"psp_refund_id": refund.psp_refund_id, "psp_event_id": outcome.psp_event_id or ""},
+            )
+            audit.record(self._db, session, request_id, refund.payment_reference, [event])
+        return True
 
     @activity.defn(name=Activity.FINISH)
     def finish(self, outcome: FinishInput) -> None:

@@ -177,6 +177,16 @@ class PspRefundUpdate(_Contract):
     failure_code: ErrorCode | None = None
     failure_message: str = ""
     psp_event_id: str | None = None
+    amount: Money | None = None  # carried for refunds we did not make (dashboard refunds)
+
+
+class ExternalRefundInput(_Contract):
+    """A refund made outside the product (the PSP's dashboard): finance must still see it."""
+
+    provider: Provider
+    payment_reference: str
+    psp_refund_id: str
+    outcome: PspRefundUpdate | None = None  # set once the PSP's final word is in
 
 
 class RetryInput(_Contract):

@@ -26,10 +26,20 @@ class Activity:
     CHECK_REFUND = "check_refund_at_psp"
     FINISH = "finish_refund"
     REVERSE = "reverse_failed_refund"
+    RECORD_EXTERNAL = "record_external_refund"
 
 
 def workflow_id(request_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{request_id}"
+
+
+def external_refund_workflow_id(provider: str, psp_refund_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}external-{provider}-{psp_refund_id}"
+
+
+def external_request_id(provider: str, psp_refund_id: str) -> str:
+    """The id an adopted refund is booked under: never a merchant's request id."""
+    return f"external:{provider}:{psp_refund_id}"
 
 
 def late_failure_workflow_id(request_id: str) -> str:

@@ -7,12 +7,14 @@ import time
 from typing import Any
 
 import stripe
+from temporalio.service import RPCError
 
-from adapters.db import ledger
+from adapters.db import audit, ledger
+from adapters.db.models import ReservationRow
 from adapters.sandbox.control import SandboxControl
 from tests.conftest import Stack, starter_for
 from tests.helpers import eventually, refund_body, unique
-from tests.test_refund_flow import FINAL, refund_view, submit, wait_for_status
+from tests.test_refund_flow import FINAL, refund_through_pipeline, refund_view, submit, wait_for_status
 from tests.test_review import cli
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
@@ -159,3 +161,51 @@ async def test_a_refund_failing_after_success_is_reversed_in_the_books(
 async def _late_failure_done(stack: Stack, request_id: str) -> bool:
     handle = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}")
     return bool(await handle.result())
+
+
+async def test_a_dashboard_refund_is_adopted_into_the_books_once(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Finance sees every refund: one made by hand in Stripe's dashboard is posted and audited."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    await refund_through_pipeline(stack, payment, amount=1_000)
+    dashboard = stripe.StripeClient(stack.settings.stripe_api_key, base_addresses={"api": stack.sandbox_url})
+    refund = dashboard.v1.refunds.create({"payment_intent": payment, "amount": 3_500})
+    request_id = f"external:stripe:{refund.id}"
+
+    workflow = f"refund-external-stripe-{refund.id}"
+    await eventually(lambda: _runs_done(stack, workflow), bool)
+    assert await stack.client.get_workflow_handle(workflow).result() is True
+    with stack.database.transaction() as session:
+        assert sorted(ledger.balances(session, request_id).values()) == [-3_500, 3_500]
+        assert [e.step for e in audit.trail(session, request_id)] == ["external_refund_adopted"]
+        assert session.get(ReservationRow, request_id).state == "committed"  # type: ignore[union-attr]
+
+    redelivered = refund_event_for(refund.id, payment, "succeeded", 3_500)
+    assert (await deliver(stack, redelivered, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
+    await eventually(lambda: _runs_done(stack, f"refund-external-stripe-{refund.id}"), bool)
+    with stack.database.transaction() as session:
+        assert len(ledger.lines_of(session, f"{request_id}:refund")) == 2
+
+
+def refund_event_for(refund_id: str, payment: str, status: str, amount: int) -> str:
+    refund = {
+        "id": refund_id,
+        "object": "refund",
+        "status": status,
+        "amount": amount,
+        "currency": "eur",
+        "payment_intent": payment,
+        "metadata": {},
+    }
+    return json.dumps(
+        {"id": unique("evt"), "object": "event", "type": "refund.updated", "data": {"object": refund}}
+    )
+
+
+async def _runs_done(stack: Stack, workflow_id: str) -> bool:
+    try:
+        description = await stack.client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return False  # not started yet: the PSP's webhook is on its way
+    return description.status is not None and description.status.name == "COMPLETED"

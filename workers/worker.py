@@ -21,6 +21,7 @@ from workers.psps import build_registry
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
 from workers.temporal import connect
+from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
@@ -57,7 +58,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[RefundWorkflow, LateRefundFailureWorkflow],
+        workflows=[RefundWorkflow, LateRefundFailureWorkflow, ExternalRefundWorkflow],
         activities=[
             validation.validate,
             payments.refund,
@@ -65,6 +66,7 @@ def build_worker(
             ledger.reserve,
             ledger.finish,
             ledger.reverse,
+            ledger.record_external,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -13,7 +13,7 @@ from adapters.db.engine import Database
 from adapters.db.models import PaymentRow, ReservationRow, utcnow
 from domain.contracts import PaymentRecord
 from domain.money import Money
-from domain.status import ErrorCode
+from domain.status import ErrorCode, Provider
 
 
 class ReservationState(StrEnum):
@@ -87,6 +87,29 @@ def reserve(
         existing.amount = amount.value
         existing.updated_at = utcnow()
     return ReserveOutcome(True, available - amount.value)
+
+
+def record_external(
+    session: Session, request_id: str, provider: Provider, reference: str, amount: Money
+) -> None:
+    """Count a refund made outside the product against the payment, when we know the payment.
+
+    It already happened at the PSP, so it is recorded as committed even past our own cap."""
+    key = f"{provider.value}:{reference}"
+    if session.get(PaymentRow, key, with_for_update=True) is None:
+        return  # a payment we never refunded: nothing of ours to guard yet
+    if session.get(ReservationRow, request_id) is not None:
+        return
+    session.add(
+        ReservationRow(
+            request_id=request_id,
+            payment_key=key,
+            amount=amount.value,
+            currency=amount.currency,
+            state=ReservationState.COMMITTED,
+            updated_at=utcnow(),
+        )
+    )
 
 
 def settle(session: Session, request_id: str, state: ReservationState) -> bool:

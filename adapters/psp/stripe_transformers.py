@@ -302,20 +302,15 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     match event_type:
-        case "refund.created":
-            # Our own create call already answered with this state; signalling it again is noise.
-            return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "known from create"})
-        case "refund.updated" | "refund.failed" | "charge.refund.updated":
+        case "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated":
             if not isinstance(obj, Mapping) or obj.get("object") != "refund" or "id" not in obj:
                 return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no refund"})
             request_id = refund_request_id(obj)
             if request_id is None:
-                return PspEvent(
-                    event_id,
-                    "ignored",
-                    raw_type=event_type,
-                    detail={"why": "refund not made by us", "psp_refund_id": str(obj["id"])},
-                )
+                return _external_refund(event_id, event_type, obj)
+            if event_type == "refund.created":
+                # Our own create call already answered with this state; signalling it again is noise.
+                return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "known from create"})
             failure_code, failure_message = refund_failure(obj)
             return PspEvent(
                 event_id=event_id,
@@ -333,6 +328,27 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
             )
         case _:
             return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "event type"})
+
+
+def _external_refund(event_id: str, event_type: str, refund: Mapping[str, Any]) -> PspEvent:
+    """A refund made in Stripe's dashboard: no request id of ours, adopted so finance sees it."""
+    failure_code, failure_message = refund_failure(refund)
+    reference = refund.get("payment_intent") or refund.get("charge")
+    return PspEvent(
+        event_id=event_id,
+        kind="refund_update",
+        payment_reference=str(reference) if reference else None,
+        update=PspRefundUpdate(
+            psp_refund_id=str(refund["id"]),
+            status=refund_status(refund.get("status")),
+            failure_code=failure_code,
+            failure_message=failure_message,
+            psp_event_id=event_id,
+            amount=money(int(refund.get("amount") or 0), str(refund.get("currency") or "")),
+        ),
+        raw_type=event_type,
+        detail={"psp_status": str(refund.get("status")), "why": "refund not made by us"},
+    )
 
 
 def dispute_events(event: Mapping[str, Any]) -> list[PspEvent] | None:

@@ -11,12 +11,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import holds
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
-from domain.contracts import LateFailureInput
-from domain.naming import late_failure_workflow_id, workflow_id
+from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
+from domain.naming import external_refund_workflow_id, late_failure_workflow_id, workflow_id
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError
 from workers.service.metrics import WEBHOOK_FAILURES
+from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
@@ -26,8 +27,10 @@ router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
 async def _signal_refund(services: Services, provider: Provider, event: PspEvent) -> int:
     """Signal the refund's workflow. When it has ended and the PSP now says the refund failed, the
     books are reversed by a workflow of its own. Returns how many workflows were told."""
-    if event.request_id is None or event.update is None:
+    if event.update is None:
         return 0
+    if event.request_id is None:
+        return await _adopt(services, provider, event.update, event.payment_reference)
     handle = services.temporal.get_workflow_handle(workflow_id(event.request_id))
     try:
         await handle.signal(RefundWorkflow.psp_refund_update, event.update)
@@ -49,6 +52,29 @@ async def _signal_refund(services: Services, provider: Provider, event: PspEvent
         )
     except WorkflowAlreadyStartedError:
         pass  # a duplicate delivery of a failure already handled
+    except RPCError as err:
+        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+    return 1
+
+
+async def _adopt(
+    services: Services, provider: Provider, update: PspRefundUpdate, payment_reference: str | None
+) -> int:
+    """A refund we never asked for (the PSP's dashboard): one workflow per PSP refund books it."""
+    if payment_reference is None or update.amount is None:
+        return 0
+    external = ExternalRefundInput(
+        provider=provider, payment_reference=payment_reference, psp_refund_id=update.psp_refund_id
+    )
+    try:
+        await services.temporal.start_workflow(
+            ExternalRefundWorkflow.run,
+            external,
+            id=external_refund_workflow_id(provider.value, update.psp_refund_id),
+            task_queue=services.settings.task_queue,
+            start_signal="psp_refund_update",
+            start_signal_args=[update],
+        )
     except RPCError as err:
         raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
     return 1
