@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -182,7 +183,16 @@ def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> 
 
 
 def main() -> None:
-    app()
+    """Run a command, then leave without interpreter finalisation: the Temporal client's native
+    runtime can abort the process while Python tears down, turning a clean exit into SIGABRT."""
+    try:
+        app()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
