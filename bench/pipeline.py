@@ -235,3 +235,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)  # skip finalisation: the Temporal client's native runtime may abort it
