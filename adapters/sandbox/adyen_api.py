@@ -18,7 +18,6 @@ that fail validation store nothing. Faults come from the server's FaultRegistry 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 import time
@@ -36,6 +35,7 @@ from adapters.sandbox.adyen_state import (
     new_psp_reference,
     notification_item,
 )
+from adapters.sandbox.control_routes import ControlError, dispatch, json_body, refuse_remote
 from adapters.sandbox.faults import Fault
 from adapters.sandbox.routing import SandboxRequest, SandboxResponse
 from adapters.sandbox.server import SandboxServer
@@ -74,20 +74,6 @@ class AdyenApiError(Exception):
             "pspReference": reference,
         }
         return SandboxResponse.json(self.status, body, {"pspReference": reference, **self.headers})
-
-
-class _ControlError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _positive_int(value: Any) -> bool:
@@ -401,43 +387,22 @@ class AdyenSandbox:
     # control ---------------------------------------------------------------------------------
 
     def _control(self, request: SandboxRequest) -> SandboxResponse:
-        if not _is_loopback(request.client_host):
-            return SandboxResponse.json(403, {"error": {"message": "loopback clients only"}})
-        for method, pattern, route in self._control_routes:
-            match = pattern.fullmatch(request.path)
-            if match and method == request.method:
-                try:
-                    return SandboxResponse.json(200, route(request, list(match.groups())))
-                except _ControlError as err:
-                    return SandboxResponse.json(err.status, {"error": {"message": err.message}})
-        return SandboxResponse.json(
-            404, {"error": {"message": f"no control route {request.method} {request.path}"}}
-        )
-
-    @staticmethod
-    def _body(request: SandboxRequest) -> dict[str, Any]:
-        if not request.body:
-            return {}
-        try:
-            body = json.loads(request.body)
-        except ValueError as err:
-            raise _ControlError(400, f"invalid JSON: {err}") from err
-        if not isinstance(body, dict):
-            raise _ControlError(400, "the body must be a JSON object")
-        return body
+        if (refused := refuse_remote(request)) is not None:
+            return refused
+        return dispatch(self._control_routes, request, request.path)
 
     def _seed_payment(self, request: SandboxRequest, args: list[str]) -> Any:
         """A payment Adyen authorised (and captured): AUTHORISATION (+ CAPTURE) notifications follow."""
-        body = self._body(request)
+        body = json_body(request)
         amount, currency = body.get("amount"), body.get("currency")
         if not isinstance(amount, int) or not _positive_int(amount):
-            raise _ControlError(400, "amount must be a positive integer in Adyen's minor units")
+            raise ControlError(400, "amount must be a positive integer in Adyen's minor units")
         if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-            raise _ControlError(400, "currency must be a three-letter code")
+            raise ControlError(400, "currency must be a three-letter code")
         reference = body.get("psp_reference") or new_psp_reference()
         merchant_reference = body.get("merchant_reference") or f"order-{reference.lower()}"
         if not isinstance(reference, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", reference):
-            raise _ControlError(400, "psp_reference must be 1-64 letters, digits, '-' or '_'")
+            raise ControlError(400, "psp_reference must be 1-64 letters, digits, '-' or '_'")
         captured = bool(body.get("captured", True))
         with self._server.store.transaction() as tx:
             existing = self.state.payment(tx, reference)
@@ -471,7 +436,7 @@ class AdyenSandbox:
         with self._server.store.transaction() as tx:
             payment = self.state.payment(tx, unquote(args[0]))
             if payment is None:
-                raise _ControlError(404, f"no payment {args[0]}")
+                raise ControlError(404, f"no payment {args[0]}")
             self._notify(
                 tx,
                 "NOTIFICATION_OF_CHARGEBACK",
@@ -487,13 +452,13 @@ class AdyenSandbox:
 
     def _refund_failed(self, request: SandboxRequest, args: list[str]) -> Any:
         """A late failure: REFUND_FAILED for a refund whose REFUND said success (the bank bounced it)."""
-        reason = str(self._body(request).get("reason") or "Refund failed at the issuer")
+        reason = str(json_body(request).get("reason") or "Refund failed at the issuer")
         with self._server.store.transaction() as tx:
             refund = self.state.modification(tx, unquote(args[0]))
             if refund is None or refund.kind not in ("refund", "reversal"):
-                raise _ControlError(404, f"no refund {args[0]}")
+                raise ControlError(404, f"no refund {args[0]}")
             if refund.status != "succeeded":
-                raise _ControlError(409, f"refund {args[0]} is {refund.status}, not succeeded")
+                raise ControlError(409, f"refund {args[0]} is {refund.status}, not succeeded")
             self.state.set_modification_status(tx, refund.psp_reference, "refund_failed", reason)
             self._notify(
                 tx,
@@ -515,13 +480,13 @@ class AdyenSandbox:
         return {"data": [row.to_json() for row in rows]}
 
     def _hold(self, request: SandboxRequest, args: list[str]) -> Any:
-        self.hold_notifications = bool(self._body(request).get("held", True))
+        self.hold_notifications = bool(json_body(request).get("held", True))
         return {"held": self.hold_notifications}
 
     def _release(self, request: SandboxRequest, args: list[str]) -> Any:
-        order = self._body(request).get("order", "fifo")
+        order = json_body(request).get("order", "fifo")
         if order not in ("fifo", "reverse"):
-            raise _ControlError(400, "order must be fifo or reverse")
+            raise ControlError(400, "order must be fifo or reverse")
         self.hold_notifications = False
         with self._server.store.transaction() as tx:
             released = self.state.release_held(tx, reverse=order == "reverse")
@@ -536,11 +501,11 @@ class AdyenSandbox:
         }
 
     def _set_config(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._body(request)
+        body = json_body(request)
         if "webhook_url" in body:
             url = body["webhook_url"]
             if url is not None and not (isinstance(url, str) and re.match(r"https?://", url)):
-                raise _ControlError(400, "webhook_url must be an http(s) URL or null")
+                raise ControlError(400, "webhook_url must be an http(s) URL or null")
             self.webhook_url = url
         return self._config(request, args)
 
@@ -549,13 +514,13 @@ class AdyenSandbox:
         return {"faults": [f for f in faults if str(f["path_prefix"]).startswith(CHECKOUT_PREFIX)]}
 
     def _add_fault(self, request: SandboxRequest, args: list[str]) -> Any:
-        body: Mapping[str, Any] = {"path_prefix": CHECKOUT_PREFIX, **self._body(request)}
+        body: Mapping[str, Any] = {"path_prefix": CHECKOUT_PREFIX, **json_body(request)}
         try:
             fault = Fault.from_json(body)
         except ValueError as err:
-            raise _ControlError(400, str(err)) from err
+            raise ControlError(400, str(err)) from err
         if not fault.path_prefix.startswith(CHECKOUT_PREFIX):
-            raise _ControlError(400, f"path_prefix must start with {CHECKOUT_PREFIX}")
+            raise ControlError(400, f"path_prefix must start with {CHECKOUT_PREFIX}")
         self._server.faults.add(fault)
         return self._list_faults(request, args)
 

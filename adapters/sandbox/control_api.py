@@ -5,7 +5,6 @@ JSON in and out, no authentication, loopback clients only.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from dataclasses import asdict
 from typing import Any, cast
 from urllib.parse import parse_qs
 
+from adapters.sandbox.control_routes import ControlError, ControlRoute, dispatch, json_body, refuse_remote
 from adapters.sandbox.faults import Fault, FaultRegistry
 from adapters.sandbox.kinds import REFUND_BEHAVIORS, RefundBehavior
 from adapters.sandbox.routing import SandboxRequest, SandboxResponse
@@ -20,22 +20,6 @@ from adapters.sandbox.stats import CallStats
 from adapters.sandbox.store import SandboxStore
 from adapters.sandbox.stripe_engine import PaymentSeed, StripeEngine
 from adapters.sandbox.stripe_objects import StripeApiError
-
-_Route = Callable[[SandboxRequest, list[str]], Any]
-
-
-class ControlError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class ControlApi:
@@ -55,7 +39,7 @@ class ControlApi:
         self._stats = stats
         self._get_webhook_url = get_webhook_url
         self._set_webhook_url = set_webhook_url
-        self._routes: list[tuple[str, re.Pattern[str], _Route]] = [
+        self._routes: list[ControlRoute] = [
             ("GET", re.compile(r"/_sandbox/health"), self._health),
             ("POST", re.compile(r"/_sandbox/payments"), self._seed_payment),
             ("GET", re.compile(r"/_sandbox/refunds"), self._refunds),
@@ -71,32 +55,12 @@ class ControlApi:
         ]
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
-        if not _is_loopback(request.client_host):
-            return SandboxResponse.json(403, {"error": {"message": "loopback clients only"}})
-        for method, pattern, route in self._routes:
-            match = pattern.fullmatch(request.path)
-            if match and method == request.method:
-                try:
-                    return SandboxResponse.json(200, route(request, list(match.groups())))
-                except ControlError as err:
-                    return SandboxResponse.json(err.status, {"error": {"message": err.message}})
-                except StripeApiError as err:
-                    return SandboxResponse.json(err.status, err.body())
-        return SandboxResponse.json(
-            404, {"error": {"message": f"no control route {request.method} {request.path}"}}
-        )
-
-    @staticmethod
-    def _body(request: SandboxRequest) -> dict[str, Any]:
-        if not request.body:
-            return {}
+        if (refused := refuse_remote(request)) is not None:
+            return refused
         try:
-            body = json.loads(request.body)
-        except ValueError as err:
-            raise ControlError(400, f"invalid JSON: {err}") from err
-        if not isinstance(body, dict):
-            raise ControlError(400, "the body must be a JSON object")
-        return body
+            return dispatch(self._routes, request, request.path)
+        except StripeApiError as err:
+            return SandboxResponse.json(err.status, err.body())
 
     @staticmethod
     def _query(request: SandboxRequest, name: str) -> str | None:
@@ -107,7 +71,7 @@ class ControlApi:
         return {"ok": True}
 
     def _seed_payment(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._body(request)
+        body = json_body(request)
         provider = body.get("provider", "stripe")
         if provider != "stripe":
             raise ControlError(400, f"seeding {provider} payments is not supported yet")
@@ -160,7 +124,7 @@ class ControlApi:
         return {"object": "list", "data": data}
 
     def _settle(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._body(request)
+        body = json_body(request)
         status = body.get("status", "succeeded")
         failure_reason = body.get("failure_reason")
         with self._store.transaction() as tx:
@@ -177,7 +141,7 @@ class ControlApi:
         return {"stripe_webhook_url": self._get_webhook_url()}
 
     def _set_config(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._body(request)
+        body = json_body(request)
         if "stripe_webhook_url" in body:
             url = body["stripe_webhook_url"]
             if url is not None and not (isinstance(url, str) and re.match(r"https?://", url)):
@@ -190,7 +154,7 @@ class ControlApi:
 
     def _add_fault(self, request: SandboxRequest, args: list[str]) -> Any:
         try:
-            fault = Fault.from_json(self._body(request))
+            fault = Fault.from_json(json_body(request))
         except ValueError as err:
             raise ControlError(400, str(err)) from err
         self._faults.add(fault)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import re
 import time
@@ -28,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from adapters.sandbox.background import DueLoop
+from adapters.sandbox.control_routes import ControlError, dispatch, json_body, refuse_remote
 from adapters.sandbox.faults import Fault
 from adapters.sandbox.kinds import FAULT_KINDS
 from adapters.sandbox.paypal_engine import (
@@ -60,20 +60,6 @@ _AUTH_FAILURE = {
 
 Action = Callable[[StoreTx], tuple[int, dict[str, Any] | None]]
 """A validated POST's effect, run in the transaction that also stores its answer under the request id."""
-
-
-class _ControlError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _error(err: PayPalApiError, debug_id: str) -> SandboxResponse:
@@ -365,51 +351,31 @@ class PayPalSandbox:
     # control API -------------------------------------------------------------------------------
 
     def _control(self, request: SandboxRequest) -> SandboxResponse:
-        if not _is_loopback(request.client_host):
-            return SandboxResponse.json(403, {"error": {"message": "loopback clients only"}})
+        if (refused := refuse_remote(request)) is not None:
+            return refused
         sub_path = request.path.removeprefix(CONTROL_PREFIX)
         if sub_path == "cert.pem" and request.method == "GET":
             return SandboxResponse(200, self.engine.signing.cert_pem, content_type="application/x-pem-file")
-        for method, pattern, route in self._control_routes:
-            match = pattern.fullmatch(sub_path)
-            if match and method == request.method:
-                try:
-                    return SandboxResponse.json(200, route(request, list(match.groups())))
-                except _ControlError as err:
-                    return SandboxResponse.json(err.status, {"error": {"message": err.message}})
-                except PayPalApiError as err:
-                    return _error(err, new_debug_id())
-        return SandboxResponse.json(
-            404, {"error": {"message": f"no control route {request.method} {request.path}"}}
-        )
-
-    @staticmethod
-    def _control_body(request: SandboxRequest) -> dict[str, Any]:
-        if not request.body:
-            return {}
         try:
-            body = json.loads(request.body)
-        except ValueError as err:
-            raise _ControlError(400, f"invalid JSON: {err}") from err
-        if not isinstance(body, dict):
-            raise _ControlError(400, "the body must be a JSON object")
-        return body
+            return dispatch(self._control_routes, request, sub_path)
+        except PayPalApiError as err:
+            return _error(err, new_debug_id())
 
     @staticmethod
     def _optional_id(body: dict[str, Any]) -> str | None:
         value = body.get("id")
         if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[A-Z0-9-]{1,40}", value)):
-            raise _ControlError(400, "id must be upper-case letters, digits and dashes")
+            raise ControlError(400, "id must be upper-case letters, digits and dashes")
         return value
 
     def _seed_capture(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         behavior = body.get("refund_behavior", "completed")
         if behavior not in PAYPAL_REFUND_BEHAVIORS:
-            raise _ControlError(400, f"refund_behavior must be one of {sorted(PAYPAL_REFUND_BEHAVIORS)}")
+            raise ControlError(400, f"refund_behavior must be one of {sorted(PAYPAL_REFUND_BEHAVIORS)}")
         settle_after_ms = body.get("settle_after_ms", 1000)
         if not isinstance(settle_after_ms, int) or settle_after_ms < 0:
-            raise _ControlError(400, "settle_after_ms must be a non-negative integer")
+            raise ControlError(400, "settle_after_ms must be a non-negative integer")
         with self._store.transaction() as tx:
             return self.engine.seed_capture(
                 tx,
@@ -423,7 +389,7 @@ class PayPalSandbox:
             )
 
     def _seed_authorization(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         with self._store.transaction() as tx:
             return self.engine.seed_authorization(
                 tx,
@@ -448,19 +414,19 @@ class PayPalSandbox:
         return {"refunds": refunds}
 
     def _settle(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         with self._store.transaction() as tx:
             refund = self.engine.settle(tx, args[0], str(body.get("status", "COMPLETED")), body.get("reason"))
             return self.engine.refund_json(tx, refund)
 
     def _reverse(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         with self._store.transaction() as tx:
             reversal = self.engine.reverse(tx, args[0], body.get("amount"))
             return self.engine.refund_json(tx, reversal)
 
     def _dispute(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         with self._store.transaction() as tx:
             reason = str(body.get("reason") or "MERCHANDISE_OR_SERVICE_NOT_RECEIVED")
             return {"dispute_id": self.engine.dispute(tx, args[0], reason)}
@@ -469,13 +435,13 @@ class PayPalSandbox:
         return {"faults": self._faults.snapshot()}
 
     def _add_fault(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         if body.get("kind") not in _PAYPAL_FAULT_KINDS:
-            raise _ControlError(400, f"kind must be one of {sorted(_PAYPAL_FAULT_KINDS)}")
+            raise ControlError(400, f"kind must be one of {sorted(_PAYPAL_FAULT_KINDS)}")
         try:
             fault = Fault.from_json({"path_prefix": "/v2/payments/", **body})
         except ValueError as err:
-            raise _ControlError(400, str(err)) from err
+            raise ControlError(400, str(err)) from err
         self._faults.add(fault)
         return {"faults": self._faults.snapshot()}
 
@@ -496,21 +462,21 @@ class PayPalSandbox:
         }
 
     def _set_config(self, request: SandboxRequest, args: list[str]) -> Any:
-        body = self._control_body(request)
+        body = json_body(request)
         if "webhook_url" in body:
             url = body["webhook_url"]
             if url is not None and not (isinstance(url, str) and re.match(r"https?://", url)):
-                raise _ControlError(400, "webhook_url must be an http(s) URL or null")
+                raise ControlError(400, "webhook_url must be an http(s) URL or null")
             self._webhook_url = url
         return self._config(request, args)
 
     def _sign(self, request: SandboxRequest, args: list[str]) -> Any:
         """Transmission headers for an arbitrary body, as PayPal would send them (tests, demos)."""
-        body = self._control_body(request)
+        body = json_body(request)
         raw = body.get("body")
         webhook_id = body.get("webhook_id")
         if not isinstance(raw, str) or (webhook_id is not None and not isinstance(webhook_id, str)):
-            raise _ControlError(400, "body (and webhook_id, if given) must be strings")
+            raise ControlError(400, "body (and webhook_id, if given) must be strings")
         return {"headers": self.engine.sign(raw, webhook_id=webhook_id)}
 
     def _reset(self, request: SandboxRequest, args: list[str]) -> Any:
