@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from adapters.sandbox.control_client import ControlClient
-from adapters.sandbox.kinds import FaultKind
 
 
 class AdyenSandboxControl(ControlClient):
     PREFIX = "/_sandbox/adyen"
+    FAULT_PATHS = "/checkout/"
 
     def seed_payment(
         self,
@@ -64,33 +64,6 @@ class AdyenSandboxControl(ControlClient):
     def config(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/config")
         return result
-
-    def inject_fault(
-        self,
-        kind: FaultKind,
-        *,
-        count: int = 1,
-        path_prefix: str = "/checkout/",
-        method: str | None = None,
-        retry_after: float = 1.0,  # seconds, sent as the 429's Retry-After
-        delay_ms: int = 1000,
-    ) -> None:
-        body = {
-            "kind": kind,
-            "count": count,
-            "path_prefix": path_prefix,
-            "method": method,
-            "retry_after": retry_after,
-            "delay_ms": delay_ms,
-        }
-        self._call("POST", "/faults", json=body)
-
-    def faults(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/faults")["faults"])
-
-    def clear_faults(self) -> None:
-        """Clears every fault of the server's registry (Stripe's too)."""
-        self._call("DELETE", "/faults")
 
     def reset(self) -> None:
         self._call("POST", "/reset")

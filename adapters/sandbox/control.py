@@ -7,11 +7,12 @@ from typing import Any
 import httpx
 
 from adapters.sandbox.control_client import ControlClient
-from adapters.sandbox.kinds import FaultKind, RefundBehavior
+from adapters.sandbox.kinds import RefundBehavior
 
 
 class SandboxControl(ControlClient):
     PREFIX = "/_sandbox"
+    FAULT_PATHS = "/v1/"
 
     def healthy(self) -> bool:
         try:
@@ -43,32 +44,6 @@ class SandboxControl(ControlClient):
         if payment_id is not None:
             body["id"] = payment_id
         return str(self._call("POST", "/payments", json=body)["payment_intent"]["id"])
-
-    def inject_fault(
-        self,
-        kind: FaultKind,
-        *,
-        count: int = 1,
-        path_prefix: str = "/v1/",
-        method: str | None = None,
-        retry_after: float = 1.0,  # seconds, sent as the 429's Retry-After
-        delay_ms: int = 1000,
-    ) -> None:
-        body = {
-            "kind": kind,
-            "count": count,
-            "path_prefix": path_prefix,
-            "method": method,
-            "retry_after": retry_after,
-            "delay_ms": delay_ms,
-        }
-        self._call("POST", "/faults", json=body)
-
-    def faults(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/faults")["faults"])
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
 
     def stripe_refunds(self, payment_id: str) -> list[dict[str, Any]]:
         """Every refund the sandbox ever made for a PaymentIntent, oldest first, with its key."""

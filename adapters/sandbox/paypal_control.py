@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.sandbox.control_client import ControlClient
-from adapters.sandbox.kinds import FaultKind
 from adapters.sandbox.paypal_engine import PayPalRefundBehavior
 
 
 class PayPalSandboxControl(ControlClient):
     PREFIX = "/_sandbox/paypal"
+    FAULT_PATHS = "/v2/payments/"
 
     def seed_capture(
         self,
@@ -64,31 +64,6 @@ class PayPalSandboxControl(ControlClient):
         return str(
             self._call("POST", f"captures/{capture_id}/dispute", json={"reason": reason})["dispute_id"]
         )
-
-    def inject_fault(
-        self,
-        kind: FaultKind,
-        *,
-        count: int = 1,
-        path_prefix: str = "/v2/payments/",
-        method: str | None = None,
-        retry_after: float = 1.0,  # seconds, sent as the 429's Retry-After
-        delay_ms: int = 1000,
-    ) -> None:
-        """`error_500`, `rate_limit` (429 + Retry-After), `lose_response` (commit, then drop), `slow`."""
-        body = {
-            "kind": kind,
-            "count": count,
-            "path_prefix": path_prefix,
-            "method": method,
-            "retry_after": retry_after,
-            "delay_ms": delay_ms,
-        }
-        self._call("POST", "faults", json=body)
-
-    def clear_faults(self) -> None:
-        """Clears the server's fault registry: every PSP's faults, not only PayPal's."""
-        self._call("DELETE", "faults")
 
     def events(self) -> list[dict[str, Any]]:
         """Webhook events with their payload, delivery state and attempts."""
