@@ -118,6 +118,8 @@ async def test_a_disputed_payment_waits_for_ops_before_any_refund(
     view = await wait_for_status(stack, request_id, {"needs_attention"})
     assert view["failure_code"] == "payment_disputed"
     assert sandbox.stripe_refunds(payment) == []
+    listing = await eventually(lambda: _attention(stack), lambda out: request_id in out)
+    assert "payment_disputed" in listing
     assert (await cli(stack, "retry", request_id, "--operator", "carol")).returncode == 0
 
     async def refused_rounds() -> int:
@@ -151,11 +153,16 @@ async def test_a_refund_failing_after_success_is_reversed_in_the_books(
 
     view = await wait_for_status(stack, request_id, {"failed"})
     assert view["failure_code"] == "psp_declined"
+    assert request_id in await _attention(stack)
     assert [e["step"] for e in view["audit"]].count("late_failure_reversed") == 1
     await eventually(lambda: _late_failure_done(stack, request_id), bool)
     with stack.database.transaction() as session:
         assert set(ledger.balances(session, request_id).values()) == {0}
         assert len(ledger.lines_of(session, f"{request_id}:reversal")) == 2
+
+
+async def _attention(stack: Stack) -> str:
+    return (await cli(stack, "attention")).stdout
 
 
 async def _late_failure_done(stack: Stack, request_id: str) -> bool:

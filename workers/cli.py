@@ -122,6 +122,18 @@ def pending() -> None:
 
 
 @app.command()
+def attention() -> None:
+    """List refunds ops must act on: needs_attention, and refunds the PSP failed after success."""
+    from workers.ops import needing_attention
+
+    rows = _run(needing_attention(_settings()))
+    table = Table("request id", "state", "why")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table if rows else "nothing needs attention")
+
+
+@app.command()
 def approve(
     request_id: str,
     reviewer: Annotated[str, typer.Option(help="Who approves (recorded in the audit trail)")],

@@ -112,6 +112,30 @@ async def pending_reviews(settings: Settings) -> list[tuple[str, str, str, str, 
     return rows
 
 
+ATTENTION_QUERY = (
+    'WorkflowType = "RefundWorkflow" AND ExecutionStatus = "Running" '
+    f'AND RefundStatus = "{RefundStatus.NEEDS_ATTENTION.value}"'
+)
+
+
+async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
+    """Refunds ops must act on: stuck in needs_attention, or failed at the PSP after succeeding."""
+    client = await connect(settings)
+    rows = []
+    async for execution in client.list_workflows(ATTENTION_QUERY):
+        state = await client.get_workflow_handle(execution.id).query(RefundWorkflow.state)
+        reason = f"{state.failure_code.value if state.failure_code else ''} {state.failure_message}"
+        rows.append((state.request_id, "needs_attention", reason.strip()))
+    db = Database.connect(settings.database_url)
+    try:
+        with db.transaction() as session:
+            for entry in audit.entries_with_step(session, "late_failure_reversed"):
+                rows.append((entry.request_id, "failed_after_success", entry.reason_code or ""))
+    finally:
+        db.dispose()
+    return rows
+
+
 async def steer(
     settings: Settings, wf_id: str, update: str, argument: ReviewInput | RetryInput
 ) -> RefundState:

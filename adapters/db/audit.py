@@ -58,6 +58,19 @@ class AuditEntry(BaseModel):
     detail: dict[str, str]
 
 
+class StepEntry(BaseModel):
+    request_id: str
+    reason_code: str | None
+    at: datetime
+
+
+def entries_with_step(session: Session, step: str) -> list[StepEntry]:
+    rows = session.execute(
+        select(AuditRow).where(col(AuditRow.step) == step).order_by(col(AuditRow.id))
+    ).scalars()
+    return [StepEntry(request_id=r.request_id, reason_code=r.reason_code, at=r.at) for r in rows]
+
+
 def trail(session: Session, request_id: str) -> list[AuditEntry]:
     rows = session.execute(
         select(AuditRow)
