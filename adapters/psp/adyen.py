@@ -28,7 +28,7 @@ import requests
 from Adyen.services.checkout.modifications_api import ModificationsApi
 
 from adapters.psp import adyen_transformers as tf
-from adapters.psp.base import PaymentBook, PaymentLookup, PspError, PspEvent, WebhookRejected
+from adapters.psp.base import PaymentBook, PaymentLookup, PspError, PspEvent, WebhookRejected, refused
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.money import Money
@@ -177,11 +177,10 @@ class AdyenAdapter:
             case RefundMethod.REFUND:
                 amount = tf.to_adyen_amount(call.amount)
                 if amount is None:
-                    return tf.declined(
+                    return refused(
                         call,
                         ErrorCode.INVALID_AMOUNT,
                         f"{call.amount} cannot be expressed in Adyen's minor units",
-                        None,
                     )
                 request = tf.refund_request(call, amount, self._merchant_account)
                 send = self._modifications.refund_captured_payment
@@ -193,11 +192,11 @@ class AdyenAdapter:
             result = send(request, reference, idempotency_key=key)
         except Adyen.AdyenError as err:
             if _is_refusal(err):
-                return tf.declined(
+                return refused(
                     call,
                     tf.validation_decline_code(err.error_code),
                     _message(err),
-                    header(err.headers, "pspReference"),
+                    psp_request_id=header(err.headers, "pspReference"),
                 )
             raise psp_error(err) from err
         except requests.RequestException as err:

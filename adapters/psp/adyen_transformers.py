@@ -117,18 +117,6 @@ def modification_result(
     )
 
 
-def declined(call: PspRefundCall, code: ErrorCode, message: str, psp_request_id: str | None) -> RefundResult:
-    return RefundResult(
-        psp_refund_id=None,
-        status=PspRefundStatus.FAILED,
-        amount=call.amount,
-        method=call.method,
-        failure_code=code,
-        failure_message=message,
-        psp_request_id=psp_request_id,
-    )
-
-
 def validation_decline_code(error_code: str | None) -> ErrorCode:
     """What a 422 refusal of a modification means to us."""
     match error_code:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
-from domain.status import ErrorCode, Provider
+from domain.status import ErrorCode, Provider, PspRefundStatus
 
 
 class PspError(Exception):
@@ -111,6 +111,27 @@ class PspAdapter(Protocol):
     def webhook_acknowledgement(self) -> tuple[str, str]:
         """The body and media type the PSP expects when a delivery was accepted."""
         ...
+
+
+def refused(
+    call: PspRefundCall,
+    code: ErrorCode,
+    message: str,
+    *,
+    psp_request_id: str | None = None,
+    psp_response_ms: int | None = None,
+) -> RefundResult:
+    """The PSP (or our check of what it accepts) said no: a FAILED result, never an exception."""
+    return RefundResult(
+        psp_refund_id=None,
+        status=PspRefundStatus.FAILED,
+        amount=call.amount,
+        method=call.method,
+        failure_code=code,
+        failure_message=message,
+        psp_request_id=psp_request_id,
+        psp_response_ms=psp_response_ms,
+    )
 
 
 class PspRegistry:

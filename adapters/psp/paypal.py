@@ -45,11 +45,11 @@ from paypalserversdk.models.refund_request import RefundRequest
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 from adapters.psp import paypal_transformers as tf
-from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
+from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, refused
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
-from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
+from domain.status import ErrorCode, Provider, RefundMethod
 
 AUTH_ALGORITHM = "SHA256withRSA"
 CERT_FETCH_TIMEOUT_SECONDS = 5.0
@@ -253,13 +253,10 @@ class PayPalAdapter:
     def _refused(self, call: PspRefundCall, err: ApiException, started_seconds: float) -> RefundResult:
         body = _json(err.response.text)
         issue = tf.error_issue(body)
-        return RefundResult(
-            psp_refund_id=None,
-            status=PspRefundStatus.FAILED,
-            amount=call.amount,
-            method=call.method,
-            failure_code=ErrorCode.PAYMENT_NOT_FOUND if err.response_code == 404 else tf.decline_code(issue),
-            failure_message=f"{issue or err.response_code}: {tf.error_message(body)}".rstrip(": "),
+        return refused(
+            call,
+            ErrorCode.PAYMENT_NOT_FOUND if err.response_code == 404 else tf.decline_code(issue),
+            f"{issue or err.response_code}: {tf.error_message(body)}".rstrip(": "),
             psp_request_id=_debug_id(err),
             psp_response_ms=_elapsed_ms(started_seconds),
         )
@@ -267,12 +264,10 @@ class PayPalAdapter:
     def _refund(self, call: PspRefundCall, key: str) -> RefundResult:
         value = tf.to_paypal_value(call.amount)
         if value is None:
-            return RefundResult(
-                psp_refund_id=None,
-                status=PspRefundStatus.FAILED,
-                amount=call.amount,
-                failure_code=ErrorCode.INVALID_AMOUNT,
-                failure_message=f"{call.amount} cannot be sent to PayPal (unsupported currency or decimals)",
+            return refused(
+                call,
+                ErrorCode.INVALID_AMOUNT,
+                f"{call.amount} cannot be sent to PayPal (unsupported currency or decimals)",
             )
         fields = tf.refund_body(call, value)
         body = RefundRequest(

@@ -15,11 +15,11 @@ from typing import Any
 import stripe
 
 from adapters.psp import stripe_transformers as tf
-from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
+from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, refused
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
-from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
+from domain.status import ErrorCode, Provider, RefundMethod
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 
@@ -75,13 +75,10 @@ def _is_refusal(err: stripe.StripeError) -> bool:
 
 
 def _refused(call: PspRefundCall, err: stripe.StripeError, started_seconds: float) -> RefundResult:
-    return RefundResult(
-        psp_refund_id=None,
-        status=PspRefundStatus.FAILED,
-        amount=call.amount,
-        method=call.method,
-        failure_code=tf.decline_code(_error_code(err)),
-        failure_message=err.user_message or "",
+    return refused(
+        call,
+        tf.decline_code(_error_code(err)),
+        err.user_message or "",
         psp_request_id=err.request_id,
         psp_response_ms=int((time.perf_counter() - started_seconds) * 1000),
     )
@@ -158,12 +155,8 @@ class StripeAdapter:
     def _refund(self, call: PspRefundCall, key: str) -> RefundResult:
         amount = tf.to_stripe_amount(call.amount)
         if amount is None:
-            return RefundResult(
-                psp_refund_id=None,
-                status=PspRefundStatus.FAILED,
-                amount=call.amount,
-                failure_code=ErrorCode.INVALID_AMOUNT,
-                failure_message=f"{call.amount} cannot be expressed in Stripe's minor units",
+            return refused(
+                call, ErrorCode.INVALID_AMOUNT, f"{call.amount} cannot be expressed in Stripe's minor units"
             )
         params: Any = tf.refund_create_params(call, amount)  # a RefundCreateParams
         started = time.perf_counter()
@@ -183,14 +176,7 @@ class StripeAdapter:
         try:
             intent_id = self._intent_id(call.payment.reference)
             if intent_id is None:
-                return RefundResult(
-                    psp_refund_id=None,
-                    status=PspRefundStatus.FAILED,
-                    amount=call.amount,
-                    method=RefundMethod.VOID,
-                    failure_code=ErrorCode.PSP_DECLINED,
-                    failure_message="the charge has no PaymentIntent to cancel",
-                )
+                return refused(call, ErrorCode.PSP_DECLINED, "the charge has no PaymentIntent to cancel")
             intent = self._client.v1.payment_intents.cancel(
                 intent_id,
                 {"cancellation_reason": "requested_by_customer"},
