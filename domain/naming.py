@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "refunds"
@@ -58,3 +60,18 @@ def idempotency_key(request_id: str, generation: int) -> str:
     if generation < 1:
         raise ValueError("key generation starts at 1")
     return f"refund:{request_id}" if generation == 1 else f"refund:{request_id}:{generation}"
+
+
+ALIAS_PREFIX = "_sha256_"  # request ids start with a letter or digit, so an alias is never one
+
+
+def short_reference(request_id: str, limit: int) -> str:
+    """The request id itself, or a fixed-length alias of it where the PSP's reference field is
+    shorter than our ids (72 characters: the prefix and the hex SHA-256)."""
+    if len(request_id) <= limit:
+        return request_id
+    return ALIAS_PREFIX + hashlib.sha256(request_id.encode()).hexdigest()
+
+
+def is_alias(reference: str) -> bool:
+    return reference.startswith(ALIAS_PREFIX)

@@ -28,8 +28,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.engine import Database
 from adapters.sandbox.adyen_api import mount_adyen
+from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
 from adapters.sandbox.paypal_api import mount_paypal
+from adapters.sandbox.paypal_control import PayPalSandboxControl
 from adapters.sandbox.server import SandboxServer
 from domain.naming import SEARCH_ATTRIBUTES
 from tests.helpers import INBOUND_SECRET
@@ -238,6 +240,21 @@ async def stack(
 def sandbox(stack: Stack) -> Iterator[SandboxControl]:
     yield stack.sandbox
     stack.sandbox.clear_faults()
+
+
+@pytest.fixture
+def adyen(stack: Stack) -> Iterator[AdyenSandboxControl]:
+    with AdyenSandboxControl(stack.sandbox_url) as control:
+        yield control
+        control.clear_faults()
+        control.hold_notifications(False)
+
+
+@pytest.fixture
+def paypal(stack: Stack) -> Iterator[PayPalSandboxControl]:
+    with PayPalSandboxControl(stack.sandbox_url) as control:
+        yield control
+        control.clear_faults()
 
 
 def repo_root() -> Path:

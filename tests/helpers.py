@@ -9,6 +9,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
 from domain import signature
 
 T = TypeVar("T")
@@ -67,3 +70,12 @@ def signed_headers(body: bytes, secrets: list[str] | None = None, at: int | None
         "content-type": "application/json",
         "Refund-Signature": signature.sign(secrets or [INBOUND_SECRET], stamp, body),
     }
+
+
+async def workflow_completed(client: Client, workflow_id: str) -> bool:
+    """False until the workflow exists and has completed (a PSP's webhook may still be on its way)."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return False
+    return description.status is WorkflowExecutionStatus.COMPLETED

@@ -12,8 +12,15 @@ import pytest
 from Adyen.client import AdyenClient
 from Adyen.util import generate_notification_sig
 
+from adapters.db.reference_aliases import DatabaseReferenceBook
 from adapters.psp import adyen_transformers as tf
-from adapters.psp.adyen import AdyenAdapter, adyen_idempotency_key, sdk_checkout_version
+from adapters.psp.adyen import (
+    ADYEN_MAX_REFERENCE_LENGTH,
+    AdyenAdapter,
+    adyen_idempotency_key,
+    adyen_reference,
+    sdk_checkout_version,
+)
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
 from adapters.sandbox.adyen_control import AdyenSandboxControl
 from domain.contracts import PspRefundCall
@@ -30,6 +37,7 @@ from tests.fixtures.adyen import (  # noqa: F401  (fixtures, used by name)
     fixture_adyen_receiver,
     fixture_adyen_stack,
     fixture_payment_book,
+    fixture_reference_book,
 )
 from tests.fixtures.sandbox import eventually, unique
 
@@ -93,7 +101,7 @@ def signed_item(**fields: Any) -> dict[str, Any]:
         "pspReference": "REF0000000000001",
         "originalReference": "PAY0000000000001",
         "merchantAccountCode": ADYEN_MERCHANT,
-        "merchantReference": "req-1",
+        "merchantReference": "rf-req-1",
         "amount": {"value": 100, "currency": "EUR"},
         "eventCode": "REFUND",
         "success": "true",
@@ -158,14 +166,18 @@ def test_idempotency_keys_fit_adyens_64_characters() -> None:
     assert len(key) == 64 and key == adyen_idempotency_key(long_id, 3) != adyen_idempotency_key(long_id, 2)
 
 
-def test_the_sdk_version_is_appended_and_live_urls_survive_the_sdk(adyen_stack: AdyenStack) -> None:
+def test_the_sdk_version_is_appended_and_live_urls_survive_the_sdk(
+    adyen_stack: AdyenStack, reference_book: DatabaseReferenceBook
+) -> None:
     version = sdk_checkout_version()
     assert version == "v72"
     book = MemoryPaymentBook()
-    local = AdyenAdapter("k", adyen_stack.api_base + "/", ADYEN_MERCHANT, ADYEN_HMAC_KEY, book)
+    local = AdyenAdapter(
+        "k", adyen_stack.api_base + "/", ADYEN_MERCHANT, ADYEN_HMAC_KEY, book, reference_book
+    )
     assert local.checkout_url == f"{adyen_stack.api_base}/{version}"
     live_base = "https://1797a841fbb37ca7-AdyenDemo-checkout-live.adyenpayments.com/checkout"
-    live = AdyenAdapter("k", live_base, ADYEN_MERCHANT, ADYEN_HMAC_KEY, book)
+    live = AdyenAdapter("k", live_base, ADYEN_MERCHANT, ADYEN_HMAC_KEY, book, reference_book)
     client: AdyenClient = live._modifications.client
     # With platform "test" the SDK would rewrite "-live" to "-test"; the adapter picks "live".
     assert client._determine_api_url(client.platform, live.checkout_url) == f"{live_base}/{version}"
@@ -224,7 +236,26 @@ def test_refund_is_received_then_a_signed_refund_notification_succeeds(
     assert event.update.psp_event_id == f"adyen:{result.psp_refund_id}:REFUND:true" == event.event_id
     [modification] = adyen_control.modifications(reference)
     assert modification["idempotency_key"] == f"refund:{call.request_id}"
-    assert modification["merchant_reference"] == call.request_id
+    assert modification["merchant_reference"] == adyen_reference(call.request_id)
+
+
+def test_a_request_id_longer_than_adyens_reference_travels_as_an_alias(
+    adyen_adapter: AdyenAdapter,
+    adyen_control: AdyenSandboxControl,
+    adyen_stack: AdyenStack,
+    payment_book: MemoryPaymentBook,
+) -> None:
+    """Adyen's `reference` holds 80 characters, our request ids 128: the notification still finds us."""
+    reference = seed(adyen_control, adyen_adapter, adyen_stack, payment_book)
+    call = make_call(adyen_adapter, reference, 700, request_id=unique("r" * 100))
+    result = adyen_adapter.refund(call)
+    assert result.status is PspRefundStatus.PENDING and result.psp_refund_id
+
+    [modification] = adyen_control.modifications(reference)
+    sent = modification["merchant_reference"]
+    assert sent != call.request_id and len(sent) <= ADYEN_MAX_REFERENCE_LENGTH
+    event = parse(adyen_adapter, adyen_stack, result.psp_refund_id, "REFUND")
+    assert (event.kind, event.request_id) == ("refund_update", call.request_id)
 
 
 def test_refund_above_the_capture_fails_by_notification(
@@ -409,7 +440,9 @@ def test_key_in_use_is_psp_busy(
     assert len(adyen_control.modifications(reference)) == 1
 
 
-def test_wrong_key_is_auth_failed_and_unreachable_is_unavailable(adyen_stack: AdyenStack) -> None:
+def test_wrong_key_is_auth_failed_and_unreachable_is_unavailable(
+    adyen_stack: AdyenStack, reference_book: DatabaseReferenceBook
+) -> None:
     book = MemoryPaymentBook()
     call = PspRefundCall(
         request_id=unique("req"),
@@ -417,7 +450,9 @@ def test_wrong_key_is_auth_failed_and_unreachable_is_unavailable(adyen_stack: Ad
         amount=Money(value=100, currency="EUR"),
         reason_code="damaged",
     )
-    wrong = AdyenAdapter("not-the-key", adyen_stack.api_base, ADYEN_MERCHANT, ADYEN_HMAC_KEY, book)
+    wrong = AdyenAdapter(
+        "not-the-key", adyen_stack.api_base, ADYEN_MERCHANT, ADYEN_HMAC_KEY, book, reference_book
+    )
     with pytest.raises(PspError) as err:
         wrong.refund(call)
     assert (err.value.code, err.value.retryable, err.value.http_status) == (
@@ -426,7 +461,9 @@ def test_wrong_key_is_auth_failed_and_unreachable_is_unavailable(adyen_stack: Ad
         401,
     )
 
-    nowhere = AdyenAdapter("k", "http://127.0.0.1:9/checkout", ADYEN_MERCHANT, ADYEN_HMAC_KEY, book, 2)
+    nowhere = AdyenAdapter(
+        "k", "http://127.0.0.1:9/checkout", ADYEN_MERCHANT, ADYEN_HMAC_KEY, book, reference_book, 2
+    )
     with pytest.raises(PspError) as err:
         nowhere.refund(call)
     assert (err.value.code, err.value.retryable) == (ErrorCode.PSP_UNAVAILABLE, True)
@@ -468,17 +505,30 @@ def test_classification_of_other_events(adyen_adapter: AdyenAdapter) -> None:
     no_reference = signed_item(merchantReference="")
     foreign = signed_item(merchantAccountCode="SomeoneElse")
     refused_auth = signed_item(eventCode="AUTHORISATION", success="false", originalReference=None)
+    typed_by_hand = signed_item(merchantReference="order-1", pspReference="REF0000000000002")
+    ours = signed_item()
     events = adyen_adapter.parse_webhook(
-        delivery(chargeback, report, no_reference, foreign, refused_auth), {}
+        delivery(chargeback, report, no_reference, foreign, refused_auth, typed_by_hand, ours), {}
     )
     assert [(e.kind, e.raw_type) for e in events] == [
         ("dispute_opened", "NOTIFICATION_OF_CHARGEBACK"),
         ("ignored", "REPORT_AVAILABLE"),
-        ("ignored", "REFUND"),
+        ("refund_update", "REFUND"),
         ("ignored", "REFUND"),
         ("ignored", "AUTHORISATION"),
+        ("refund_update", "REFUND"),
+        ("refund_update", "REFUND"),
     ]
+    # only a reference we marked names a request of ours; any other is a refund to adopt
+    assert [e.request_id for e in events[5:]] == [None, "req-1"]
     assert events[0].payment_reference == "PAY0000000000001"
+    # a refund made in the Customer Area names no request of ours: it is reported for adoption
+    dashboard = events[2]
+    assert dashboard.request_id is None and dashboard.update is not None
+    assert (dashboard.payment_reference, dashboard.update.amount) == (
+        no_reference["originalReference"],
+        Money(value=no_reference["amount"]["value"], currency=no_reference["amount"]["currency"]),
+    )
 
 
 def test_sandbox_chargeback_is_a_dispute(

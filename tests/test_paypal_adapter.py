@@ -333,6 +333,17 @@ def test_forged_signature_and_foreign_cert_url_are_rejected(
         paypal_adapter.parse_webhook(body, {})
     assert caught.value.code == "signature_missing"
 
+    # A genuine signature replayed later: PayPal signs each attempt afresh, so an old one is a replay.
+    for sent_at in ("2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"):
+        replayed = paypal_control.sign(body.decode(), sent_at=sent_at)
+        with pytest.raises(WebhookRejected) as caught:
+            paypal_adapter.parse_webhook(body, replayed)
+        assert caught.value.code == "signature_expired"
+    malformed_time = paypal_control.sign(body.decode(), sent_at="yesterday")
+    with pytest.raises(WebhookRejected) as caught:
+        paypal_adapter.parse_webhook(body, malformed_time)
+    assert caught.value.code == "signature_invalid"
+
 
 def test_reversal_dispute_and_unknown_events(
     paypal_adapter: PayPalAdapter, paypal_control: PayPalSandboxControl, paypal_webhooks: WebhookReceiver

@@ -3,32 +3,19 @@ their signed notifications back to /webhooks/<psp>, the same exactly-once and le
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
 
 import pytest
 
 from adapters.db import holds, ledger
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.sandbox.adyen_control import AdyenSandboxControl
+from adapters.sandbox.kinds import FaultKind
 from adapters.sandbox.paypal_control import PayPalSandboxControl
 from domain.status import Provider
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, unique
 from tests.test_refund_flow import refund_through_pipeline, submit, wait_for_status
-
-
-@pytest.fixture
-def adyen(stack: Stack) -> Iterator[AdyenSandboxControl]:
-    with AdyenSandboxControl(stack.sandbox_url) as control:
-        yield control
-        control.clear_faults()
-
-
-@pytest.fixture
-def paypal(stack: Stack) -> Iterator[PayPalSandboxControl]:
-    with PayPalSandboxControl(stack.sandbox_url) as control:
-        yield control
-        control.clear_faults()
 
 
 async def known_adyen_payment(
@@ -164,3 +151,61 @@ async def test_adyen_chargeback_holds_the_payment(stack: Stack, adyen: AdyenSand
     view = await wait_for_status(stack, request_id, {"needs_attention"})
     assert view["failure_code"] == "payment_disputed"
     assert adyen.modifications(reference) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "count"), [("error_500", 3), ("rate_limit", 1), ("lose_response", 1), ("slow", 1)]
+)
+async def test_adyen_faults_are_retried_under_one_key_and_refund_once(
+    stack: Stack, adyen: AdyenSandboxControl, fault: FaultKind, count: int
+) -> None:
+    reference = await known_adyen_payment(stack, adyen, 3_000)
+    adyen.inject_fault(fault, count=count, retry_after=0.2, delay_ms=300)
+
+    view = await refund_through_pipeline(stack, reference, amount=1_200, provider="adyen")
+
+    assert view["status"] == "succeeded"
+    [refund] = adyen.modifications(reference)
+    assert (refund["kind"], refund["amount"], refund["idempotency_key"]) == (
+        "refund",
+        1_200,
+        f"refund:{view['request_id']}",
+    )
+    assert_books_balanced(stack, view["request_id"], 1_200)
+
+
+@pytest.mark.parametrize(("fault", "count"), [("error_500", 3), ("rate_limit", 1)])
+async def test_paypal_faults_are_retried_under_one_request_id_and_refund_once(
+    stack: Stack, paypal: PayPalSandboxControl, fault: FaultKind, count: int
+) -> None:
+    capture = paypal.seed_capture(amount="25.00", currency="EUR")
+    paypal.inject_fault(fault, count=count, method="POST", retry_after=0.2)
+
+    view = await refund_through_pipeline(stack, capture, amount=700, provider="paypal")
+
+    assert view["status"] == "succeeded"
+    [refund] = paypal.refunds(capture)
+    assert refund["paypal_request_id"] == f"refund:{view['request_id']}"
+    assert_books_balanced(stack, view["request_id"], 700)
+
+
+@pytest.mark.parametrize("provider", ["adyen", "paypal"])
+async def test_a_duplicate_request_refunds_once_at_every_psp(
+    stack: Stack, adyen: AdyenSandboxControl, paypal: PayPalSandboxControl, provider: str
+) -> None:
+    if provider == "adyen":
+        payment = await known_adyen_payment(stack, adyen, 2_000)
+    else:
+        payment = paypal.seed_capture(amount="20.00", currency="EUR")
+    request_id = unique("dup")
+    body = refund_body(request_id, payment, amount=500, provider=provider)
+
+    first, second = await asyncio.gather(submit(stack, body), submit(stack, body))
+    assert sorted([first.status_code, second.status_code]) in ([200, 202], [202, 202])
+    view = await wait_for_status(stack, request_id, {"succeeded"})
+    again = await submit(stack, body)
+    assert again.status_code == 200
+
+    made = adyen.modifications(payment) if provider == "adyen" else paypal.refunds(payment)
+    assert len(made) == 1
+    assert_books_balanced(stack, view["request_id"], 500)

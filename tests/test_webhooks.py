@@ -7,13 +7,12 @@ import time
 from typing import Any
 
 import stripe
-from temporalio.service import RPCError
 
 from adapters.db import audit, ledger
 from adapters.db.models import ReservationRow
 from adapters.sandbox.control import SandboxControl
 from tests.conftest import Stack, starter_for
-from tests.helpers import eventually, refund_body, unique
+from tests.helpers import eventually, refund_body, unique, workflow_completed
 from tests.test_refund_flow import FINAL, refund_through_pipeline, refund_view, submit, wait_for_status
 from tests.test_review import cli
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
@@ -181,7 +180,7 @@ async def test_a_dashboard_refund_is_adopted_into_the_books_once(
     request_id = f"external:stripe:{refund.id}"
 
     workflow = f"refund-external-stripe-{refund.id}"
-    await eventually(lambda: _runs_done(stack, workflow), bool)
+    await eventually(lambda: workflow_completed(stack.client, workflow), bool)
     assert await stack.client.get_workflow_handle(workflow).result() is True
     with stack.database.transaction() as session:
         assert sorted(ledger.balances(session, request_id).values()) == [-3_500, 3_500]
@@ -190,7 +189,7 @@ async def test_a_dashboard_refund_is_adopted_into_the_books_once(
 
     redelivered = refund_event_for(refund.id, payment, "succeeded", 3_500)
     assert (await deliver(stack, redelivered, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
-    await eventually(lambda: _runs_done(stack, f"refund-external-stripe-{refund.id}"), bool)
+    await eventually(lambda: workflow_completed(stack.client, f"refund-external-stripe-{refund.id}"), bool)
     with stack.database.transaction() as session:
         assert len(ledger.lines_of(session, f"{request_id}:refund")) == 2
 
@@ -208,11 +207,3 @@ def refund_event_for(refund_id: str, payment: str, status: str, amount: int) -> 
     return json.dumps(
         {"id": unique("evt"), "object": "event", "type": "refund.updated", "data": {"object": refund}}
     )
-
-
-async def _runs_done(stack: Stack, workflow_id: str) -> bool:
-    try:
-        description = await stack.client.get_workflow_handle(workflow_id).describe()
-    except RPCError:
-        return False  # not started yet: the PSP's webhook is on its way
-    return description.status is not None and description.status.name == "COMPLETED"

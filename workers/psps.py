@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from adapters.db.engine import Database
 from adapters.db.payment_book import DatabasePaymentBook
+from adapters.db.reference_aliases import DatabaseReferenceBook
 from adapters.psp.adyen import AdyenAdapter
 from adapters.psp.base import PspAdapter, PspRegistry
 from adapters.psp.paypal import PayPalAdapter
@@ -31,6 +32,7 @@ def build_registry(settings: Settings, db: Database) -> PspRegistry:
                 merchant_account=settings.adyen_merchant_account,
                 hmac_key_hex=settings.adyen_hmac_key,
                 payments=DatabasePaymentBook(db),
+                references=DatabaseReferenceBook(db),
                 timeout_seconds=settings.psp_timeout_seconds,
             )
         )

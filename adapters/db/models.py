@@ -122,3 +122,12 @@ class PaymentHoldRow(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     released_by: str | None = Field(default=None, max_length=128)
+
+
+class ReferenceAliasRow(SQLModel, table=True):
+    """A short alias of a request id, for PSPs whose reference field is shorter than our ids."""
+
+    __tablename__ = "reference_aliases"
+    alias: str = Field(primary_key=True, max_length=80)
+    request_id: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -21,6 +21,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import Adyen
@@ -28,11 +29,19 @@ import requests
 from Adyen.services.checkout.modifications_api import ModificationsApi
 
 from adapters.psp import adyen_transformers as tf
-from adapters.psp.base import PaymentBook, PaymentLookup, PspError, PspEvent, WebhookRejected, refused
+from adapters.psp.base import (
+    PaymentBook,
+    PaymentLookup,
+    PspError,
+    PspEvent,
+    ReferenceBook,
+    WebhookRejected,
+    refused,
+)
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.money import Money
-from domain.naming import idempotency_key
+from domain.naming import idempotency_key, is_alias, short_reference
 from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
 
 
@@ -45,6 +54,15 @@ def sdk_checkout_version() -> str:
 
 
 ADYEN_MAX_KEY_LENGTH = 64
+ADYEN_MAX_REFERENCE_LENGTH = 80  # a modification's `reference`, echoed as merchantReference
+# Marks a modification as ours: one made in the Customer Area carries the payment's or a typed one.
+OUR_REFERENCE_PREFIX = "rf-"
+
+
+def adyen_reference(request_id: str) -> str:
+    """What we send as a modification's `reference`: marked ours, short enough for Adyen."""
+    limit = ADYEN_MAX_REFERENCE_LENGTH - len(OUR_REFERENCE_PREFIX)
+    return OUR_REFERENCE_PREFIX + short_reference(request_id, limit)
 
 
 def adyen_idempotency_key(request_id: str, generation: int) -> str:
@@ -143,6 +161,7 @@ class AdyenAdapter:
         merchant_account: str,
         hmac_key_hex: str,
         payments: PaymentBook,
+        references: ReferenceBook,
         timeout_seconds: float = 30,
     ) -> None:
         base = api_base.rstrip("/")
@@ -157,6 +176,7 @@ class AdyenAdapter:
         self._merchant_account = merchant_account
         self._hmac_key_hex = hmac_key_hex
         self._payments = payments
+        self._references = references
 
     @property
     def checkout_url(self) -> str:
@@ -182,10 +202,10 @@ class AdyenAdapter:
                         ErrorCode.INVALID_AMOUNT,
                         f"{call.amount} cannot be expressed in Adyen's minor units",
                     )
-                request = tf.refund_request(call, amount, self._merchant_account)
+                request = tf.refund_request(amount, self._merchant_account, self._reference(call))
                 send = self._modifications.refund_captured_payment
             case RefundMethod.VOID:
-                request = tf.cancel_request(call, self._merchant_account)
+                request = tf.cancel_request(self._merchant_account, self._reference(call))
                 send = self._modifications.cancel_authorised_payment_by_psp_reference
         started = time.perf_counter()
         try:
@@ -252,8 +272,28 @@ class AdyenAdapter:
                     )
                 )
                 continue
-            events.append(tf.classify_item(item))
+            events.append(self._ours(tf.classify_item(item)))
         return events
+
+    def _reference(self, call: PspRefundCall) -> str:
+        """Our marked request id, or its alias when too long for Adyen (remembered first, so the
+        notification that echoes it can be traced back)."""
+        reference = adyen_reference(call.request_id)
+        alias = reference.removeprefix(OUR_REFERENCE_PREFIX)
+        if is_alias(alias):
+            self._references.remember(alias, call.request_id)
+        return reference
+
+    def _ours(self, event: PspEvent) -> PspEvent:
+        """Our request id for a merchantReference we sent; None for one we did not (to adopt)."""
+        if event.kind != "refund_update" or event.request_id is None:
+            return event
+        if not event.request_id.startswith(OUR_REFERENCE_PREFIX):
+            return replace(event, request_id=None)
+        request_id = event.request_id.removeprefix(OUR_REFERENCE_PREFIX)
+        if is_alias(request_id):
+            return replace(event, request_id=self._references.resolve(request_id))
+        return replace(event, request_id=request_id)
 
     def webhook_acknowledgement(self) -> tuple[str, str]:
         return "[accepted]", "text/plain"

@@ -82,13 +82,14 @@ def money_from(amount: Any) -> Money | None:
 # requests and answers ---------------------------------------------------------------------------
 
 
-def refund_request(call: PspRefundCall, amount: Mapping[str, Any], merchant_account: str) -> dict[str, Any]:
-    """`reference` carries our request id: Adyen echoes it as the notification's merchantReference."""
-    return {"merchantAccount": merchant_account, "amount": dict(amount), "reference": call.request_id}
+def refund_request(amount: Mapping[str, Any], merchant_account: str, reference: str) -> dict[str, Any]:
+    """`reference` carries our request id (or its alias): Adyen echoes it as the notification's
+    merchantReference."""
+    return {"merchantAccount": merchant_account, "amount": dict(amount), "reference": reference}
 
 
-def cancel_request(call: PspRefundCall, merchant_account: str) -> dict[str, Any]:
-    return {"merchantAccount": merchant_account, "reference": call.request_id}
+def cancel_request(merchant_account: str, reference: str) -> dict[str, Any]:
+    return {"merchantAccount": merchant_account, "reference": reference}
 
 
 def modification_result(
@@ -190,13 +191,13 @@ def refund_failure_code(reason: str) -> ErrorCode:
 
 
 def _refund_update(item: Mapping[str, Any], code: str, identifier: str) -> PspEvent:
-    request_id = _field(item, "merchantReference")
+    """Our refund's outcome, or (no merchantReference: made in the Customer Area) one to adopt.
+
+    Only a REFUND moves money; its amount and payment ride along so that a refund we never asked
+    for can be booked.
+    """
     reason = _field(item, "reason")
-    detail = {"success": _field(item, "success"), "payment_reference": _field(item, "originalReference")}
-    if not request_id:
-        return PspEvent(
-            identifier, "ignored", raw_type=code, detail={"why": "no merchantReference", **detail}
-        )
+    payment_reference = _field(item, "originalReference")
     failure: ErrorCode | None
     match (code, _success(item)):
         case ("REFUND_FAILED", _):
@@ -211,16 +212,18 @@ def _refund_update(item: Mapping[str, Any], code: str, identifier: str) -> PspEv
     return PspEvent(
         event_id=identifier,
         kind="refund_update",
-        request_id=request_id,
+        request_id=_field(item, "merchantReference") or None,
         update=PspRefundUpdate(
             psp_refund_id=_field(item, "pspReference"),
             status=status,
             failure_code=failure,
             failure_message=reason if status is PspRefundStatus.FAILED else "",
             psp_event_id=identifier,
+            amount=money_from(item.get("amount")) if code == "REFUND" else None,
         ),
+        payment_reference=payment_reference or None,
         raw_type=code,
-        detail=detail,
+        detail={"success": _field(item, "success"), "payment_reference": payment_reference},
     )
 
 

@@ -83,6 +83,14 @@ class PaymentBook(Protocol):
     def get(self, provider: Provider, reference: str) -> PaymentRecord | None: ...
 
 
+class ReferenceBook(Protocol):
+    """Aliases of request ids, for PSPs whose reference field is shorter than our ids."""
+
+    def remember(self, alias: str, request_id: str) -> None: ...
+
+    def resolve(self, alias: str) -> str | None: ...
+
+
 class PspAdapter(Protocol):
     """What the core needs from a PSP. Methods are synchronous; activities run them in threads."""
 

@@ -54,6 +54,8 @@ from domain.status import ErrorCode, Provider, RefundMethod
 AUTH_ALGORITHM = "SHA256withRSA"
 CERT_FETCH_TIMEOUT_SECONDS = 5.0
 MAX_CERT_BYTES = 64 * 1024
+# PayPal signs every delivery attempt afresh, so a transmission older than this is a replay.
+TRANSMISSION_TOLERANCE_SECONDS = 15 * 60
 _BUSY_ISSUES = frozenset({"PREVIOUS_REQUEST_IN_PROGRESS", "DUPLICATE_REQUEST_ID"})
 _REPRESENTATION = "return=representation"
 
@@ -139,6 +141,20 @@ class _Configuration(Configuration):  # type: ignore[misc]  # the SDK is untyped
 
     def get_base_uri(self, server: Server = Server.DEFAULT) -> str:
         return self._api_base
+
+
+def _check_fresh(transmission_time: str) -> None:
+    try:
+        sent = datetime.fromisoformat(transmission_time.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-TIME is not a time") from err
+    if sent.tzinfo is None:
+        raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-TIME has no time zone")
+    age = abs((datetime.now(UTC) - sent).total_seconds())
+    if age > TRANSMISSION_TOLERANCE_SECONDS:
+        raise WebhookRejected(
+            "signature_expired", "PAYPAL-TRANSMISSION-TIME is outside the 15 minute tolerance"
+        )
 
 
 class PayPalAdapter:
@@ -420,6 +436,7 @@ class PayPalAdapter:
             raw_signature = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError) as err:
             raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-SIG is not base64") from err
+        _check_fresh(transmission_time)
         signed = f"{transmission_id}|{transmission_time}|{self._webhook_id}|{zlib.crc32(body)}".encode()
         try:
             self._public_key(cert_url).verify(raw_signature, signed, padding.PKCS1v15(), hashes.SHA256())

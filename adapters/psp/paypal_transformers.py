@@ -103,6 +103,13 @@ def money_or_unknown(amount: Any) -> Money:
     return money_from(amount, Money(value=0, currency="XXX"))
 
 
+def money_or_none(amount: Any) -> Money | None:
+    try:
+        return money_from(amount)
+    except ValueError:
+        return None
+
+
 def _minor(amount: Any) -> tuple[int, str]:
     try:
         money = money_from(amount)
@@ -378,14 +385,9 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
         ):
             if "id" not in resource:
                 return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no refund"})
+            # No custom_id: a refund made in PayPal's dashboard, reported with what it needs to be
+            # adopted into the books (request_id None).
             request_id = refund_request_id(resource)
-            if request_id is None:
-                return PspEvent(
-                    event_id,
-                    "ignored",
-                    raw_type=event_type,
-                    detail={"why": "refund not made by us", "psp_refund_id": str(resource["id"])},
-                )
             failure_code, failure_message = refund_failure(resource)
             return PspEvent(
                 event_id=event_id,
@@ -397,7 +399,9 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
                     failure_code=failure_code,
                     failure_message=failure_message,
                     psp_event_id=event_id,
+                    amount=None if request_id else money_or_none(resource.get("amount")),
                 ),
+                payment_reference=refund_capture_id(resource),
                 raw_type=event_type,
                 detail={"psp_status": str(resource.get("status"))},
             )

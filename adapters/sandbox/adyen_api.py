@@ -76,6 +76,9 @@ class AdyenApiError(Exception):
         return SandboxResponse.json(self.status, body, {"pspReference": reference, **self.headers})
 
 
+MAX_REFERENCE_LENGTH = 80
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -113,6 +116,11 @@ class AdyenSandbox:
             ("POST", re.compile(r"/_sandbox/adyen/payments"), self._seed_payment),
             ("GET", re.compile(r"/_sandbox/adyen/payments/([^/]+)/modifications"), self._modifications),
             ("POST", re.compile(r"/_sandbox/adyen/payments/([^/]+)/chargeback"), self._chargeback),
+            (
+                "POST",
+                re.compile(r"/_sandbox/adyen/payments/([^/]+)/dashboard_refund"),
+                self._dashboard_refund,
+            ),
             ("POST", re.compile(r"/_sandbox/adyen/modifications/([^/]+)/refund_failed"), self._refund_failed),
             ("GET", re.compile(r"/_sandbox/adyen/notifications"), self._notifications),
             ("POST", re.compile(r"/_sandbox/adyen/notifications/hold"), self._hold),
@@ -260,6 +268,8 @@ class AdyenSandbox:
         reference = body.get("reference")
         if reference is not None and not isinstance(reference, str):
             raise AdyenApiError(422, "000", "reference must be a string")
+        if reference is not None and len(reference) > MAX_REFERENCE_LENGTH:
+            raise AdyenApiError(422, "000", f"Field 'reference' exceeds {MAX_REFERENCE_LENGTH} characters")
         amount: tuple[int, str] | None = None
         if operation == "refunds":
             raw = body.get("amount")
@@ -431,6 +441,21 @@ class AdyenSandbox:
     def _modifications(self, request: SandboxRequest, args: list[str]) -> Any:
         with self._server.store.transaction() as tx:
             return {"data": [m.to_json() for m in self.state.modifications(tx, unquote(args[0]))]}
+
+    def _dashboard_refund(self, request: SandboxRequest, args: list[str]) -> Any:
+        """A refund made by hand in the Customer Area: its reference is the payment's own."""
+        body = json_body(request)
+        value = body.get("amount")
+        if not isinstance(value, int) or not _positive_int(value):
+            raise ControlError(400, "amount must be a positive integer in minor units")
+        with self._server.store.transaction() as tx:
+            payment = self.state.payment(tx, unquote(args[0]))
+            if payment is None:
+                raise ControlError(404, f"no payment {args[0]}")
+            amount = (int(value), payment.currency)
+            return self._modify(
+                tx, "refunds", payment.psp_reference, payment.merchant_reference, amount, request
+            )
 
     def _chargeback(self, request: SandboxRequest, args: list[str]) -> Any:
         with self._server.store.transaction() as tx:

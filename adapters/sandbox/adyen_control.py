@@ -35,6 +35,14 @@ class AdyenSandboxControl(ControlClient):
         """Every refund/cancel/reversal made on a payment, oldest first, with its idempotency key."""
         return list(self._call("GET", f"/payments/{psp_reference}/modifications")["data"])
 
+    def dashboard_refund(self, psp_reference: str, amount: int) -> str:
+        """Refund by hand in the Customer Area (the payment's reference on it); the refund's pspReference."""
+        return str(
+            self._call("POST", f"/payments/{psp_reference}/dashboard_refund", json={"amount": amount})[
+                "pspReference"
+            ]
+        )
+
     def chargeback(self, psp_reference: str) -> None:
         """Send NOTIFICATION_OF_CHARGEBACK for a payment."""
         self._call("POST", f"/payments/{psp_reference}/chargeback")

@@ -124,6 +124,7 @@ class PayPalSandbox:
             ("POST", re.compile(r"authorizations"), self._seed_authorization),
             ("GET", re.compile(r"captures/([^/]+)/refunds"), self._list_refunds),
             ("POST", re.compile(r"captures/([^/]+)/reverse"), self._reverse),
+            ("POST", re.compile(r"captures/([^/]+)/dashboard_refund"), self._dashboard_refund),
             ("POST", re.compile(r"captures/([^/]+)/dispute"), self._dispute),
             ("POST", re.compile(r"refunds/([^/]+)/settle"), self._settle),
             ("GET", re.compile(r"faults"), self._list_faults),
@@ -419,6 +420,17 @@ class PayPalSandbox:
             refund = self.engine.settle(tx, args[0], str(body.get("status", "COMPLETED")), body.get("reason"))
             return self.engine.refund_json(tx, refund)
 
+    def _dashboard_refund(self, request: SandboxRequest, args: list[str]) -> Any:
+        """A refund made by hand in PayPal's dashboard: no PayPal-Request-Id, no custom_id."""
+        body = json_body(request)
+        with self._store.transaction() as tx:
+            capture = self.engine.get_capture(tx, args[0])
+            if capture is None:
+                raise ControlError(404, f"no capture {args[0]}")
+            amount = {"value": str(body.get("amount")), "currency_code": capture.currency}
+            refund = self.engine.refund(tx, capture.id, {"amount": amount}, None)
+            return self.engine.refund_json(tx, refund)
+
     def _reverse(self, request: SandboxRequest, args: list[str]) -> Any:
         body = json_body(request)
         with self._store.transaction() as tx:
@@ -475,9 +487,10 @@ class PayPalSandbox:
         body = json_body(request)
         raw = body.get("body")
         webhook_id = body.get("webhook_id")
-        if not isinstance(raw, str) or (webhook_id is not None and not isinstance(webhook_id, str)):
-            raise ControlError(400, "body (and webhook_id, if given) must be strings")
-        return {"headers": self.engine.sign(raw, webhook_id=webhook_id)}
+        sent_at = body.get("sent_at")
+        if not isinstance(raw, str) or not all(isinstance(v, str | None) for v in (webhook_id, sent_at)):
+            raise ControlError(400, "body (and webhook_id and sent_at, if given) must be strings")
+        return {"headers": self.engine.sign(raw, webhook_id=webhook_id, sent_at=sent_at)}
 
     def _reset(self, request: SandboxRequest, args: list[str]) -> Any:
         with self._store.transaction() as tx:

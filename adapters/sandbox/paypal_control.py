@@ -52,6 +52,13 @@ class PayPalSandboxControl(ControlClient):
         result: dict[str, Any] = self._call("POST", f"refunds/{refund_id}/settle", json=body)
         return result
 
+    def dashboard_refund(self, capture_id: str, amount: str) -> dict[str, Any]:
+        """Refund by hand in PayPal's dashboard (nothing of ours on it); the refund resource."""
+        result: dict[str, Any] = self._call(
+            "POST", f"captures/{capture_id}/dashboard_refund", json={"amount": amount}
+        )
+        return result
+
     def reverse_capture(self, capture_id: str, amount: str | None = None) -> dict[str, Any]:
         """PayPal takes the money back (PAYMENT.CAPTURE.REVERSED); the reversal resource."""
         result: dict[str, Any] = self._call(
@@ -79,11 +86,13 @@ class PayPalSandboxControl(ControlClient):
         result: dict[str, Any] = self._call("GET", "config")
         return result
 
-    def sign(self, body: str, webhook_id: str | None = None) -> dict[str, str]:
-        """The transmission headers PayPal would send with `body`."""
+    def sign(self, body: str, webhook_id: str | None = None, sent_at: str | None = None) -> dict[str, str]:
+        """The transmission headers PayPal would send with `body` (now, or at ISO time `sent_at`)."""
         payload: dict[str, Any] = {"body": body}
         if webhook_id is not None:
             payload["webhook_id"] = webhook_id
+        if sent_at is not None:
+            payload["sent_at"] = sent_at
         return dict(self._call("POST", "sign", json=payload)["headers"])
 
     def cert_pem(self) -> bytes:

@@ -301,10 +301,10 @@ class PayPalEngine:
     def cert_url(self) -> str:
         return f"{self._base_url()}/_sandbox/paypal/cert.pem"
 
-    def sign(self, body: str, *, webhook_id: str | None = None) -> dict[str, str]:
+    def sign(self, body: str, *, webhook_id: str | None = None, sent_at: str | None = None) -> dict[str, str]:
         """PayPal's transmission headers: RSA-SHA256 over `id|time|webhook_id|crc32(body)`."""
         transmission_id = str(uuid.uuid4())
-        transmission_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        transmission_time = sent_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         crc = zlib.crc32(body.encode())
         message = f"{transmission_id}|{transmission_time}|{webhook_id or self.webhook_id}|{crc}".encode()
         signature = self.signing.key.sign(message, padding.PKCS1v15(), hashes.SHA256())
