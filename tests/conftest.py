@@ -146,14 +146,14 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory, service_port: int) 
         stripe_webhook_url=f"http://127.0.0.1:{service_port}/webhooks/stripe",
     )
     service = f"http://127.0.0.1:{service_port}"
-    adyen = mount_adyen(
+    mount_adyen(
         server,
         api_key=SANDBOX_ADYEN_API_KEY,
         merchant_account=SANDBOX_ADYEN_MERCHANT_ACCOUNT,
         hmac_key_hex=SANDBOX_ADYEN_HMAC_KEY,
         webhook_url=f"{service}/webhooks/adyen",
     )
-    paypal = mount_paypal(
+    mount_paypal(
         server,
         client_id=SANDBOX_PAYPAL_CLIENT_ID,
         client_secret=SANDBOX_PAYPAL_CLIENT_SECRET,
@@ -162,8 +162,6 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory, service_port: int) 
     )
     server.start()
     yield server
-    paypal.close()
-    adyen.close()
     server.stop()
 
 

@@ -189,30 +189,24 @@ def test_restart_keeps_payments_modifications_keys_and_held_notifications(
     key = unique("key")
     url = adyen_receiver.url.replace("/stripe", "/adyen")
     with SandboxServer(port=0, state_path=state) as server:
-        sandbox = mount_adyen(server, api_key=ADYEN_API_KEY, merchant_account=ADYEN_MERCHANT, webhook_url=url)
-        try:
-            with AdyenSandboxControl(server.url) as control:
-                control.hold_notifications()
-                payment = control.seed_payment(amount=1_000, currency="EUR")
-                first = modifications_api(server.url).refund_captured_payment(
-                    refund_body(400), payment, idempotency_key=key
-                )
-        finally:
-            sandbox.close()
+        mount_adyen(server, api_key=ADYEN_API_KEY, merchant_account=ADYEN_MERCHANT, webhook_url=url)
+        with AdyenSandboxControl(server.url) as control:
+            control.hold_notifications()
+            payment = control.seed_payment(amount=1_000, currency="EUR")
+            first = modifications_api(server.url).refund_captured_payment(
+                refund_body(400), payment, idempotency_key=key
+            )
     assert adyen_receiver.matching(payment) == []
     with SandboxServer(port=0, state_path=state) as server:
-        sandbox = mount_adyen(server, api_key=ADYEN_API_KEY, merchant_account=ADYEN_MERCHANT, webhook_url=url)
-        try:
-            with AdyenSandboxControl(server.url) as control:
-                again = modifications_api(server.url).refund_captured_payment(
-                    refund_body(400), payment, idempotency_key=key
-                )
-                assert again.message == first.message
-                assert [m["amount"] for m in control.modifications(payment)] == [400]
-                assert [n["state"] for n in control.notifications(payment)] == ["held"] * 3
-                assert control.release_notifications() == 3
-                deliveries = eventually(lambda: len(d := adyen_receiver.matching(payment)) == 3 and d)
-                codes = [items(d)[0]["eventCode"] for d in deliveries]
-                assert codes == ["AUTHORISATION", "CAPTURE", "REFUND"]
-        finally:
-            sandbox.close()
+        mount_adyen(server, api_key=ADYEN_API_KEY, merchant_account=ADYEN_MERCHANT, webhook_url=url)
+        with AdyenSandboxControl(server.url) as control:
+            again = modifications_api(server.url).refund_captured_payment(
+                refund_body(400), payment, idempotency_key=key
+            )
+            assert again.message == first.message
+            assert [m["amount"] for m in control.modifications(payment)] == [400]
+            assert [n["state"] for n in control.notifications(payment)] == ["held"] * 3
+            assert control.release_notifications() == 3
+            deliveries = eventually(lambda: len(d := adyen_receiver.matching(payment)) == 3 and d)
+            codes = [items(d)[0]["eventCode"] for d in deliveries]
+            assert codes == ["AUTHORISATION", "CAPTURE", "REFUND"]

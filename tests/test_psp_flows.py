@@ -153,6 +153,29 @@ async def test_adyen_chargeback_holds_the_payment(stack: Stack, adyen: AdyenSand
     assert adyen.modifications(reference) == []
 
 
+@pytest.mark.parametrize("taken_back", ["dispute", "capture_reversed"])
+async def test_a_paypal_dispute_or_reversal_holds_the_capture(
+    stack: Stack, paypal: PayPalSandboxControl, taken_back: str
+) -> None:
+    """A dispute, or PayPal taking the capture's money back, blocks refunds until ops decide."""
+    capture = paypal.seed_capture(amount="45.00", currency="EUR")
+    if taken_back == "dispute":
+        paypal.open_dispute(capture)
+    else:
+        paypal.reverse_capture(capture)
+
+    async def held() -> bool:
+        with stack.database.transaction() as session:
+            return holds.held(session, Provider.PAYPAL, capture) is not None
+
+    await eventually(held, bool)
+    request_id = unique("held")
+    await submit(stack, refund_body(request_id, capture, amount=1_000, provider="paypal"))
+    view = await wait_for_status(stack, request_id, {"needs_attention"})
+    assert view["failure_code"] == "payment_disputed"
+    assert [r for r in paypal.refunds(capture) if r["kind"] == "refund"] == []
+
+
 @pytest.mark.parametrize(
     ("fault", "count"), [("error_500", 3), ("rate_limit", 1), ("lose_response", 1), ("slow", 1)]
 )

@@ -31,14 +31,14 @@ def run_sandbox(settings: Settings, port: int, service_url: str | None) -> None:
         stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
         stripe_webhook_url=f"{service_url}/webhooks/stripe" if service_url else None,
     )
-    adyen = mount_adyen(
+    mount_adyen(
         server,
         api_key=SANDBOX_ADYEN_API_KEY,
         merchant_account=SANDBOX_ADYEN_MERCHANT_ACCOUNT,
         hmac_key_hex=SANDBOX_ADYEN_HMAC_KEY,
         webhook_url=f"{service_url}/webhooks/adyen" if service_url else None,
     )
-    paypal = mount_paypal(
+    mount_paypal(
         server,
         client_id=SANDBOX_PAYPAL_CLIENT_ID,
         client_secret=SANDBOX_PAYPAL_CLIENT_SECRET,
@@ -47,8 +47,4 @@ def run_sandbox(settings: Settings, port: int, service_url: str | None) -> None:
     )
     seed_demo_payments(server)
     print(f"PSP sandbox on http://127.0.0.1:{port}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        paypal.close()
-        adyen.close()
+    server.serve_forever()

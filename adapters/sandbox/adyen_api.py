@@ -587,4 +587,5 @@ def mount_adyen(
     )
     server.router.mount(CHECKOUT_PREFIX, sandbox)
     server.router.mount(CONTROL_PREFIX, sandbox, count_calls=False)
+    server.on_stop(sandbox.close)
     return sandbox.start()

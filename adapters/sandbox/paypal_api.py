@@ -2,8 +2,7 @@
 
     with SandboxServer(state_path=...) as server:
         paypal = mount_paypal(server, webhook_url="http://127.0.0.1:8000/webhooks/paypal")
-        ...
-        paypal.close()  # before the server stops: the server knows nothing of PayPal's threads
+        ...  # stopping the server stops PayPal's settlement and webhook threads first
 
 Routes: `POST /v1/oauth2/token` (Basic client credentials -> Bearer token), `/v2/payments/...`
 (captures, authorisations, refunds, void), `GET /v2/checkout/orders/{id}` (the only place PayPal lists
@@ -521,4 +520,5 @@ def mount_paypal(
     for prefix in API_PREFIXES:
         server.router.mount(prefix, paypal)
     server.router.mount(CONTROL_PREFIX, paypal, count_calls=False)
+    server.on_stop(paypal.close)
     return paypal.start()

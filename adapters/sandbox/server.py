@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -166,6 +166,7 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
+        self._closers: list[Callable[[], None]] = []
 
     @property
     def url(self) -> str:
@@ -198,9 +199,15 @@ class SandboxServer:
         log.info("PSP sandbox listening on %s", self.url)
         return self
 
+    def on_stop(self, close: Callable[[], None]) -> None:
+        """Run `close` when the server stops, before its store closes (a mounted PSP's threads)."""
+        self._closers.append(close)
+
     def stop(self) -> None:
         """Stop serving, drop open connections, stop background work and close the state file."""
         self._stop_requested.set()
+        while self._closers:
+            self._closers.pop()()
         if self._http is None or self._stopped.is_set():
             return
         self._http.shutdown()
