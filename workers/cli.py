@@ -183,6 +183,45 @@ def release_hold(
     console.print(f"hold on {provider.value} {payment_reference} released by {operator}")
 
 
+db_app = typer.Typer(help="The product's database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Apply the database migrations (services also apply them at start)."""
+    from adapters.db import migrate
+    from adapters.db.engine import make_engine
+
+    engine = make_engine(_settings().database_url)
+    try:
+        before = migrate.current_revision(engine)
+        after = migrate.upgrade(engine, revision)
+    except migrate.UnversionedDatabase as err:
+        console.print(f"[red]unversioned_database[/red]: {err}")
+        raise typer.Exit(1) from err
+    finally:
+        engine.dispose()
+    console.print(f"database at revision {after} (was {before or 'empty'})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The database's migration revision and the newest one this version knows."""
+    from adapters.db import migrate
+    from adapters.db.engine import make_engine
+
+    engine = make_engine(_settings().database_url)
+    try:
+        console.print(
+            f"database {migrate.current_revision(engine) or 'empty'}, newest {migrate.head_revision()}"
+        )
+    finally:
+        engine.dispose()
+
+
 def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:
     from workers.ops import SteerError, steer
 

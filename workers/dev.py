@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
+from adapters.db import migrate
+from adapters.db.engine import make_engine
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
 from workers.settings import (
@@ -201,6 +203,8 @@ def run_dev(settings: Settings) -> int:
     sandbox_url = None if own_bases else f"http://127.0.0.1:{settings.sandbox_port}"
     env = child_environment(settings, sandbox_url)
     service_url = f"http://{settings.http_host}:{settings.http_port}"
+    if not migrate_database(settings.database_url):
+        return 1
 
     supervisor = Supervisor()
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background shell ignores it
@@ -247,6 +251,20 @@ def run_dev(settings: Settings) -> int:
         return 1
     finally:
         supervisor.stop()
+
+
+def migrate_database(url: str) -> bool:
+    """Migrate once before the children start, so a database problem is one clear line."""
+    engine = make_engine(url)
+    try:
+        revision = migrate.upgrade(engine)
+    except migrate.UnversionedDatabase as err:
+        print(f"refunds dev: {err}", file=sys.stderr, flush=True)
+        return False
+    finally:
+        engine.dispose()
+    print(f"database at revision {revision}", flush=True)
+    return True
 
 
 def banner(

@@ -12,7 +12,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel
 
-from adapters.db import models  # noqa: F401  (registers the tables)
+from adapters.db import (
+    migrate,
+    models,  # noqa: F401  (registers the tables)
+)
 
 
 def make_engine(url: str) -> Engine:
@@ -50,7 +53,9 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
 
 
 def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the newest migration (every process does this at start; it is a no-op
+    when the database is current, and concurrent starts are serialised by the migration's lock)."""
+    migrate.upgrade(engine)
 
 
 class Database:

@@ -1,0 +1,74 @@
+"""Alembic migrations: they build exactly the models' schema, run concurrently, go down and up again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import SQLModel
+
+from adapters.db import migrate
+from adapters.db.engine import make_engine
+from tests.conftest import PG_ADMIN_URL, postgres_available
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database of each kind, made for the test alone."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrations.db'}")
+        yield engine
+        engine.dispose()
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not running here")
+    name = f"refunds_migrations_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    yield engine
+    engine.dispose()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def differences(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, SQLModel.metadata))
+
+
+def test_migrations_build_exactly_the_models_schema(empty_engine: Engine) -> None:
+    """A model changed without a migration fails here."""
+    assert migrate.upgrade(empty_engine) == migrate.head_revision()
+    assert differences(empty_engine) == []
+    assert migrate.upgrade(empty_engine) == migrate.head_revision()  # a current database: no-op
+
+
+def test_every_migration_goes_down_and_up_again(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    assert migrate.downgrade(empty_engine, "base") is None
+    assert [t for t in inspect(empty_engine).get_table_names() if t != "alembic_version"] == []
+    assert migrate.upgrade(empty_engine) == migrate.head_revision()
+    assert differences(empty_engine) == []
+
+
+def test_processes_starting_together_migrate_once(empty_engine: Engine) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        revisions = list(pool.map(lambda _: migrate.upgrade(empty_engine), range(4)))
+    assert revisions == [migrate.head_revision()] * 4
+    assert differences(empty_engine) == []
+
+
+def test_a_database_without_a_revision_is_refused_with_a_clear_message(empty_engine: Engine) -> None:
+    with empty_engine.begin() as connection:
+        connection.execute(text("CREATE TABLE payments (payment_key VARCHAR(200) PRIMARY KEY)"))
+    with pytest.raises(migrate.UnversionedDatabase, match="predates migrations"):
+        migrate.upgrade(empty_engine)
