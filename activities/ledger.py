@@ -1,4 +1,5 @@
-"""Reserve before the PSP call; commit, release and post after it. Each in one transaction."""
+"""Reserve before the PSP call; post, void or reverse after it. Each step is one transaction with its
+reservation change, its ledger transfers (and their export outbox rows) and its audit rows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from activities.audit import activity_event
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.reservations import ReservationState
+from domain.allocation import Allocation
 from domain.contracts import (
     ExternalRefundInput,
     FinishInput,
@@ -15,8 +17,16 @@ from domain.contracts import (
     Reservation,
     ReserveInput,
 )
+from domain.money import Money
 from domain.naming import Activity, external_request_id
 from domain.status import ErrorCode, RefundMethod, RefundStatus
+
+
+def _allocation(amount: Money, allocation: Allocation | None) -> Allocation:
+    """The workflow's allocation, or (none given) the whole amount unallocated over no lines."""
+    if allocation is not None and allocation.total == amount.value:
+        return allocation
+    return Allocation(currency=amount.currency, unallocated=amount.value)
 
 
 class LedgerActivities:
@@ -28,6 +38,17 @@ class LedgerActivities:
     def reserve(self, input: ReserveInput) -> Reservation:
         with self._db.transaction() as session:
             outcome = reservations.reserve(self._db, session, input.request_id, input.payment, input.amount)
+            if outcome.granted:
+                ledger.hold(
+                    self._db,
+                    session,
+                    key_prefix=f"{input.request_id}:hold{outcome.holds}",
+                    request_id=input.request_id,
+                    merchant=self._merchant,
+                    currency=input.amount.currency,
+                    legs=ledger.cost_legs(self._merchant, _allocation(input.amount, input.allocation)),
+                    description=f"reserved for refund of {input.payment.reference}",
+                )
             event = activity_event(
                 "ledger:reserve",
                 "amount_reserved" if outcome.granted else "reservation_refused",
@@ -37,6 +58,53 @@ class LedgerActivities:
             audit.record(self._db, session, input.request_id, input.payment.reference, [*input.audit, event])
         return Reservation(granted=outcome.granted, available=outcome.available, refusal=outcome.refusal)
 
+    @activity.defn(name=Activity.FINISH)
+    def finish(self, outcome: FinishInput) -> None:
+        """Money moved (a refund succeeded): post the pending costs and the PSP's payout. Nothing
+        moved (a void, a refusal, a rejection): void them."""
+        moved = (
+            outcome.status is RefundStatus.SUCCEEDED
+            and outcome.method is RefundMethod.REFUND
+            and outcome.amount is not None
+        )
+        events = list(outcome.audit)
+        with self._db.transaction() as session:
+            succeeded = outcome.status is RefundStatus.SUCCEEDED
+            settled_as = ReservationState.COMMITTED if succeeded else ReservationState.RELEASED
+            if reservations.settle(session, outcome.request_id, settled_as):
+                events.append(activity_event("ledger:settle", f"reservation_{settled_as.value}"))
+            why = f"refund {outcome.psp_refund_id or '-'} of order {outcome.order_id}"
+            resolved = ledger.resolve(self._db, session, outcome.request_id, post=moved, description=why)
+            if moved and outcome.amount is not None:
+                amount = outcome.amount
+                ledger.post(
+                    self._db,
+                    session,
+                    key_prefix=f"{outcome.request_id}:payout",
+                    request_id=outcome.request_id,
+                    merchant=self._merchant,
+                    currency=amount.currency,
+                    legs=[
+                        ledger.payout_leg(
+                            self._merchant, outcome.provider.value, amount.currency, amount.value
+                        )
+                    ],
+                    description=why,
+                )
+                events.append(
+                    activity_event(
+                        "ledger:post",
+                        "ledger_posted",
+                        detail={"amount": str(amount.value), "currency": amount.currency},
+                    )
+                )
+            elif resolved:
+                events.append(
+                    activity_event("ledger:void", "ledger_voided", detail={"transfers": str(resolved)})
+                )
+            refunds.save_outcome(session, outcome)
+            audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+
     @activity.defn(name=Activity.REVERSE)
     def reverse(self, late: LateFailureInput) -> bool:
         """Reverse a succeeded refund's posting once and mark it failed; anything else is a no-op."""
@@ -44,18 +112,17 @@ class LedgerActivities:
             row = refunds.get(session, late.request_id)
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
-            original = ledger.lines_of(session, f"{late.request_id}:refund")
-            if original:
+            posted = ledger.transfers(session, late.request_id, posted_only=True)
+            if posted:
                 ledger.post(
                     self._db,
                     session,
-                    posting_key=f"{late.request_id}:reversal",
+                    key_prefix=f"{late.request_id}:reversal",
                     request_id=late.request_id,
-                    currency=original[0].currency,
+                    merchant=self._merchant,
+                    currency=posted[0].currency,
+                    legs=ledger.reversal_legs(posted),
                     description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",
-                    lines=[
-                        ledger.Line(line.account, debit=line.credit, credit=line.debit) for line in original
-                    ],
                 )
             code = late.update.failure_code or ErrorCode.PSP_DECLINED
             row.status = RefundStatus.FAILED.value
@@ -85,17 +152,20 @@ class LedgerActivities:
             return False
         request_id = external_request_id(refund.provider.value, refund.psp_refund_id)
         amount = outcome.amount
+        merchant, provider = self._merchant, refund.provider.value
         with self._db.transaction() as session:
             posted = ledger.post(
                 self._db,
                 session,
-                posting_key=f"{request_id}:refund",
+                key_prefix=f"{request_id}:external",
                 request_id=request_id,
+                merchant=merchant,
                 currency=amount.currency,
+                legs=[
+                    *ledger.cost_legs(merchant, _allocation(amount, None)),
+                    ledger.payout_leg(merchant, provider, amount.currency, amount.value),
+                ],
                 description=f"refund {refund.psp_refund_id} made outside the product",
-                lines=ledger.refund_lines(
-                    refund.provider.value, self._merchant, amount.currency, amount.value
-                ),
             )
             if not posted:
                 return False
@@ -117,45 +187,9 @@ class LedgerActivities:
             event = activity_event(
                 "external",
                 "external_refund_adopted",
-                actor=f"psp:{refund.provider.value}",
+                actor=f"psp:{provider}",
                 reason_code="not_requested_by_us",
                 detail={"psp_refund_id": refund.psp_refund_id, "psp_event_id": outcome.psp_event_id or ""},
             )
             audit.record(self._db, session, request_id, refund.payment_reference, [event])
         return True
-
-    @activity.defn(name=Activity.FINISH)
-    def finish(self, outcome: FinishInput) -> None:
-        succeeded = outcome.status is RefundStatus.SUCCEEDED
-        events = list(outcome.audit)
-        with self._db.transaction() as session:
-            settled_as = ReservationState.COMMITTED if succeeded else ReservationState.RELEASED
-            if reservations.settle(session, outcome.request_id, settled_as):
-                events.append(activity_event("ledger:settle", f"reservation_{settled_as.value}"))
-            if succeeded and outcome.method is RefundMethod.REFUND and outcome.amount is not None:
-                ledger.post(
-                    self._db,
-                    session,
-                    posting_key=f"{outcome.request_id}:refund",
-                    request_id=outcome.request_id,
-                    currency=outcome.amount.currency,
-                    description=f"refund {outcome.psp_refund_id} of order {outcome.order_id}",
-                    lines=ledger.refund_lines(
-                        outcome.provider.value,
-                        self._merchant,
-                        outcome.amount.currency,
-                        outcome.amount.value,
-                    ),
-                )
-                events.append(
-                    activity_event(
-                        "ledger:post",
-                        "ledger_posted",
-                        detail={
-                            "amount": str(outcome.amount.value),
-                            "currency": outcome.amount.currency,
-                        },
-                    )
-                )
-            refunds.save_outcome(session, outcome)
-            audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.allocation import Allocation, ShippingPolicy, allocate
 from domain.contracts import PaymentRecord
 from domain.money import Money
 from domain.requests import RefundRequest
@@ -15,10 +16,16 @@ class AmountDecision:
     amount: Money | None
     error: ErrorCode | None = None
     message: str = ""
+    allocation: Allocation | None = None
 
 
-def refund_amount(request: RefundRequest, payment: PaymentRecord) -> AmountDecision:
-    """The requested amount, or everything still refundable when the request names none."""
+def refund_amount(
+    request: RefundRequest,
+    payment: PaymentRecord,
+    shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN,
+) -> AmountDecision:
+    """The requested amount, or everything still refundable when the request names none, split over
+    the request's lines, tax and shipping."""
     currency = payment.currency
     if request.amount is not None and request.amount.currency != currency:
         return AmountDecision(
@@ -36,4 +43,9 @@ def refund_amount(request: RefundRequest, payment: PaymentRecord) -> AmountDecis
             ErrorCode.REFUND_EXCEEDS_CAPTURE,
             f"requested {value}, only {available} {currency} is refundable",
         )
-    return AmountDecision(Money(value=value, currency=currency))
+    amount = Money(value=value, currency=currency)
+    whole = payment.amount_captured or payment.amount_authorized
+    allocation = allocate(
+        amount, request.items or [], request.shipping_amount or 0, shipping_policy, full_return=value == whole
+    )
+    return AmountDecision(amount, allocation=allocation)

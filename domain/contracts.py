@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.allocation import Allocation, ShippingPolicy
 from domain.money import Money
 from domain.requests import RefundRequest
 from domain.status import (
@@ -41,6 +42,7 @@ class RefundPolicy(_Contract):
     confirmation_poll_seconds: int = 60
     confirmation_deadline_seconds: int = 7 * 24 * 3600
     max_key_generations: int = 5
+    shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
 
 
 class RefundWorkflowInput(_Contract):
@@ -129,6 +131,7 @@ class ReserveInput(_Contract):
     request_id: str
     payment: PaymentRecord
     amount: Money
+    allocation: Allocation | None = None  # None: the whole amount is goods
     audit: list[AuditEvent] = Field(default_factory=list)
 
 
@@ -205,6 +208,7 @@ class FinishInput(_Contract):
     method: RefundMethod = RefundMethod.REFUND
     psp_refund_id: str | None = None
     failure_code: ErrorCode | None = None
+    allocation: Allocation | None = None
     audit: list[AuditEvent] = Field(default_factory=list)
 
 
@@ -228,6 +232,7 @@ class RefundState(_Contract):
     method: RefundMethod = RefundMethod.REFUND
     requested_amount: Money | None = None
     amount: Money | None = None
+    allocation: Allocation | None = None
     psp_refund_id: str | None = None
     risk: RiskAssessment | None = None
     review: ReviewDecision | None = None

@@ -7,11 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.exc import IntegrityError
 
 from adapters.db import audit, ledger, reservations
 from adapters.db.engine import Database
+from adapters.db.models import LedgerTransferRow
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.db.reservations import ReservationState
+from domain.allocation import AllocatedLine, Allocation
 from domain.contracts import AuditEvent, PaymentRecord
 from domain.money import Money
 from domain.status import ErrorCode, PaymentState, Provider
@@ -96,53 +101,125 @@ def test_a_committed_request_is_never_reserved_again(db: Database) -> None:
     assert (outcome.granted, outcome.refusal) == (False, ErrorCode.ALREADY_REFUNDED)
 
 
-def test_unbalanced_postings_are_impossible(db: Database) -> None:
-    with db.transaction() as session, pytest.raises(ledger.UnbalancedPosting):
-        ledger.post(
-            db,
-            session,
-            posting_key=unique("p"),
-            request_id="x",
-            currency="EUR",
-            description="bad",
-            lines=[ledger.Line("a", debit=10), ledger.Line("b", credit=9)],
-        )
-    with db.transaction() as session, pytest.raises(ledger.UnbalancedPosting):
-        ledger.post(
-            db,
-            session,
-            posting_key=unique("p"),
-            request_id="x",
-            currency="EUR",
-            description="bad",
-            lines=[ledger.Line("a", debit=10, credit=10)],
-        )
+def transfer_row(**fields: object) -> LedgerTransferRow:
+    values: dict[str, object] = {
+        "transfer_key": unique("t"),
+        "request_id": "x",
+        "merchant": "m1",
+        "currency": "EUR",
+        "debit_account": "m1:a:EUR",
+        "credit_account": "m1:b:EUR",
+        "amount": 10,
+        "phase": "single",
+        "description": "test",
+        **fields,
+    }
+    return LedgerTransferRow(**values)  # type: ignore[arg-type]
 
 
-def test_reposting_is_a_no_op_and_books_balance(db: Database) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"amount": 0},
+        {"amount": -10},
+        {"credit_account": "m1:a:EUR"},  # one-sided: debit and credit the same account
+        {"phase": "sideways"},
+        {"phase": "post_pending"},  # a resolution that names no pending transfer
+    ],
+)
+def test_the_database_refuses_transfers_that_could_unbalance_the_books(
+    db: Database, bad: dict[str, object]
+) -> None:
+    """A transfer debits and credits one amount, so only these could break the balance: all refused."""
+    with pytest.raises(IntegrityError), db.transaction() as session:
+        session.add(transfer_row(**bad))
+        session.flush()
+
+
+def test_a_pending_transfer_is_resolved_once(db: Database) -> None:
+    with db.transaction() as session:
+        pending = transfer_row(phase="pending")
+        session.add(pending)
+        session.flush()
+        session.add(transfer_row(phase="post_pending", pending_id=pending.id))
+    with pytest.raises(IntegrityError), db.transaction() as session:
+        session.add(transfer_row(phase="void_pending", pending_id=pending.id))
+        session.flush()
+
+
+def allocation_of(goods: int, tax: int, shipping: int) -> Allocation:
+    line = AllocatedLine(sku="A", quantity=1, goods=goods, tax=tax)
+    return Allocation(currency="EUR", lines=[line], shipping=shipping)
+
+
+def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> None:
     request_id = unique("r")
-    lines = ledger.refund_lines("stripe", "m1", "EUR", 1_234)
-    for expected in (True, False):
+    legs = ledger.cost_legs("m1", allocation_of(1_000, 190, 490))
+    for _ in range(2):  # holding again under the same key is a no-op
         with db.transaction() as session:
+            ledger.hold(
+                db,
+                session,
+                key_prefix=f"{request_id}:hold1",
+                request_id=request_id,
+                merchant="m1",
+                currency="EUR",
+                legs=legs,
+                description="hold",
+            )
+    with db.transaction() as session:
+        assert ledger.balances(session, request_id) == {}
+        assert ledger.balances(session, request_id, pending=True) == {
+            ("m1:refund_contra_revenue:EUR", "EUR"): 1_000,
+            ("m1:sales_tax_payable:EUR", "EUR"): 190,
+            ("m1:shipping_contra_revenue:EUR", "EUR"): 490,
+            ("m1:customer_refunds_payable:EUR", "EUR"): -1_680,
+        }
+        assert ledger.resolve(db, session, request_id, post=True, description="confirmed") == 3
+        assert ledger.resolve(db, session, request_id, post=True, description="again") == 0
+        payout = ledger.payout_leg("m1", "adyen", "EUR", 1_680)
+        for expected in (True, False):
             assert (
                 ledger.post(
                     db,
                     session,
-                    posting_key=f"{request_id}:refund",
+                    key_prefix=f"{request_id}:payout",
                     request_id=request_id,
+                    merchant="m1",
                     currency="EUR",
-                    description="refund",
-                    lines=lines,
+                    legs=[payout],
+                    description="paid",
                 )
                 is expected
             )
     with db.transaction() as session:
-        balances = ledger.balances(session, request_id)
-        assert balances == {
-            ("m1:refunds_contra_revenue:EUR", "EUR"): 1_234,
-            ("m1:psp_clearing:stripe:EUR", "EUR"): -1_234,
+        assert ledger.balances(session, request_id, pending=True) == {}
+        assert ledger.balances(session, request_id) == {
+            ("m1:refund_contra_revenue:EUR", "EUR"): 1_000,
+            ("m1:sales_tax_payable:EUR", "EUR"): 190,
+            ("m1:shipping_contra_revenue:EUR", "EUR"): 490,
+            ("m1:psp_receivable:adyen:EUR", "EUR"): -1_680,
         }
-        assert sum(ledger.balances(session).values()) == 0
+
+
+def test_a_refused_refund_voids_its_reservation_and_posts_nothing(db: Database) -> None:
+    request_id = unique("r")
+    with db.transaction() as session:
+        ledger.hold(
+            db,
+            session,
+            key_prefix=f"{request_id}:hold1",
+            request_id=request_id,
+            merchant="m1",
+            currency="EUR",
+            legs=ledger.cost_legs("m1", allocation_of(700, 0, 0)),
+            description="hold",
+        )
+        assert ledger.resolve(db, session, request_id, post=False, description="refused") == 1
+        assert ledger.resolve(db, session, request_id, post=True, description="too late") == 0
+    with db.transaction() as session:
+        assert ledger.balances(session, request_id) == {}
+        assert ledger.balances(session, request_id, pending=True) == {}
 
 
 def test_audit_rows_are_written_once_per_key(db: Database) -> None:
@@ -171,3 +248,62 @@ def test_payment_book_keeps_the_furthest_state(db: Database) -> None:
     book.record(authorised)  # late, out of order: ignored
     book.record(captured)  # duplicate: nothing changes
     assert book.get(Provider.ADYEN, reference) == captured
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    refunds=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10**9),  # goods
+            st.integers(min_value=0, max_value=10**8),  # tax
+            st.integers(min_value=0, max_value=10**6),  # shipping
+            st.sampled_from(["JPY", "EUR", "KWD"]),
+            st.sampled_from(["posted", "voided", "reversed", "pending"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_books_balance_per_currency_whatever_happens(
+    tmp_path_factory: pytest.TempPathFactory, refunds: list[tuple[int, int, int, str, str]]
+) -> None:
+    db = Database.connect(f"sqlite:///{tmp_path_factory.mktemp('books') / 'books.db'}")
+    try:
+        for goods, tax, shipping, currency, fate in refunds:
+            request_id = unique("r")
+            allocation = allocation_of(goods, tax, shipping).model_copy(update={"currency": currency})
+            if allocation.total == 0:
+                continue
+            run_refund(db, request_id, allocation, fate)
+        with db.transaction() as session:
+            for view in (ledger.balances(session), ledger.balances(session, pending=True)):
+                per_currency: dict[str, int] = {}
+                for (_, currency), value in view.items():
+                    per_currency[currency] = per_currency.get(currency, 0) + value
+                assert set(per_currency.values()) <= {0}
+    finally:
+        db.dispose()
+
+
+def run_refund(db: Database, request_id: str, allocation: Allocation, fate: str) -> None:
+    currency = allocation.currency
+    with db.transaction() as session:
+        common = {"request_id": request_id, "merchant": "m1", "currency": currency, "description": fate}
+        ledger.hold(
+            db, session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
+        )
+        if fate == "pending":
+            return
+        ledger.resolve(db, session, request_id, post=fate != "voided", description=fate)
+        if fate == "voided":
+            return
+        payout = ledger.payout_leg("m1", "stripe", currency, allocation.total)
+        ledger.post(db, session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
+        if fate == "reversed":
+            posted = ledger.transfers(session, request_id, posted_only=True)
+            ledger.post(
+                db, session, key_prefix=f"{request_id}:reversal", legs=ledger.reversal_legs(posted), **common
+            )
+    if fate == "reversed":
+        with db.transaction() as session:
+            assert ledger.balances(session, request_id) == {}

@@ -12,9 +12,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from adapters.db import migrate
+from adapters.db import ledger, migrate
 from adapters.db.engine import make_engine
 from tests.conftest import PG_ADMIN_URL, postgres_available
 
@@ -72,3 +73,50 @@ def test_a_database_without_a_revision_is_refused_with_a_clear_message(empty_eng
         connection.execute(text("CREATE TABLE payments (payment_key VARCHAR(200) PRIMARY KEY)"))
     with pytest.raises(migrate.UnversionedDatabase, match="predates migrations"):
         migrate.upgrade(empty_engine)
+
+
+def test_postings_made_before_transfers_become_transfers(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine, "0001")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO ledger_postings (posting_key, request_id, currency, description, posted_at)"
+                " VALUES ('r1:refund', 'r1', 'EUR', 'refund re_1', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO ledger_lines (posting_key, account, debit, credit, currency) VALUES"
+                " ('r1:refund', 'm1:refunds_contra_revenue:EUR', 1234, 0, 'EUR'),"
+                " ('r1:refund', 'm1:psp_clearing:stripe:EUR', 0, 1234, 'EUR')"
+            )
+        )
+    migrate.upgrade(empty_engine)
+    with Session(empty_engine) as session:
+        assert ledger.transfers(session, "r1") == [
+            ledger.Transfer(
+                "r1:refund",
+                "m1:refunds_contra_revenue:EUR",
+                "m1:psp_clearing:stripe:EUR",
+                1234,
+                "EUR",
+                "single",
+            )
+        ]
+        assert ledger.balances(session, "r1") == {
+            ("m1:refunds_contra_revenue:EUR", "EUR"): 1234,
+            ("m1:psp_clearing:stripe:EUR", "EUR"): -1234,
+        }
+        merchant = session.execute(text("SELECT merchant FROM ledger_transfers")).scalar_one()
+        queued = session.execute(text("SELECT count(*) FROM ledger_outbox")).scalar_one()
+    assert (merchant, queued) == ("m1", 1)
+
+    migrate.downgrade(empty_engine, "0001")
+    with empty_engine.connect() as connection:
+        lines = connection.execute(
+            text("SELECT account, debit, credit FROM ledger_lines ORDER BY debit DESC")
+        ).all()
+    assert [tuple(line) for line in lines] == [
+        ("m1:refunds_contra_revenue:EUR", 1234, 0),
+        ("m1:psp_clearing:stripe:EUR", 0, 1234),
+    ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.allocation import ShippingPolicy
 from domain.contracts import RefundPolicy
 from domain.naming import DEFAULT_TASK_QUEUE
 
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     )
 
     review_threshold_major: int = 1_000
+    shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
     psp_timeout_seconds: int = 30
     confirmation_poll_seconds: int = 60
     confirmation_deadline_seconds: int = 7 * 24 * 3600
@@ -117,4 +119,5 @@ class Settings(BaseSettings):
             psp_call_timeout_seconds=self.psp_timeout_seconds,
             confirmation_poll_seconds=self.confirmation_poll_seconds,
             confirmation_deadline_seconds=self.confirmation_deadline_seconds,
+            shipping_policy=self.shipping_policy,
         )

@@ -106,12 +106,12 @@ class RefundWorkflow:
         self._set_status(RefundStatus.VALIDATING)
         payment = await self._validate()
 
-        decision = refund_amount(request, payment)
+        decision = refund_amount(request, payment, policy.shipping_policy)
         if decision.amount is None:
             raise _Stop(RefundStatus.FAILED, decision.error, decision.message)
         amount = decision.amount
         method = self._method_for(payment, amount)
-        self._update(amount=amount, method=method)
+        self._update(amount=amount, method=method, allocation=decision.allocation)
         self._publish(SA_AMOUNT.value_set(amount.value), SA_CURRENCY.value_set(amount.currency))
 
         self._set_status(RefundStatus.SCORING)
@@ -197,6 +197,7 @@ class RefundWorkflow:
                 request_id=self._state.request_id,
                 payment=payment,
                 amount=amount,
+                allocation=self._state.allocation,
                 audit=self._drain_audit(),
             ),
             result_type=Reservation,
@@ -332,6 +333,7 @@ class RefundWorkflow:
                 method=state.method,
                 psp_refund_id=state.psp_refund_id,
                 failure_code=code,
+                allocation=state.allocation,
                 audit=self._drain_audit(),
             ),
             start_to_close_timeout=timedelta(seconds=30),

@@ -85,15 +85,19 @@ class Database:
         self, session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
     ) -> int:
         """Insert rows, skipping any whose unique key exists; returns how many were inserted."""
+        return len(self.insert_new(session, model, rows))
+
+    def insert_new(self, session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> list[Any]:
+        """Insert rows, skipping any that conflict with a unique key; the primary keys inserted."""
         if not rows:
-            return 0
+            return []
         table = model.__table__  # type: ignore[attr-defined]
         dialect = postgresql if self.is_postgres else sqlite
-        # RETURNING counts what was really inserted (rowcount is unreliable for ON CONFLICT); rows go
+        # RETURNING tells what was really inserted (rowcount is unreliable for ON CONFLICT); rows go
         # as parameters, not in the statement, so its compiled form is cached across calls.
         key = next(iter(table.primary_key.columns))
         statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
-        return len(session.execute(statement, rows).all())
+        return [row[0] for row in session.execute(statement, rows).all()]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -37,28 +37,53 @@ class ReservationRow(SQLModel, table=True):
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     currency: str = Field(max_length=3)
     state: str = Field(max_length=16)  # held | committed | released
+    holds: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
-class LedgerPostingRow(SQLModel, table=True):
-    """One balanced double-entry posting, keyed by refund and step so re-posting is a no-op."""
+class LedgerTransferRow(SQLModel, table=True):
+    """One double-entry transfer: `amount` moves from `credit_account` to `debit_account`.
 
-    __tablename__ = "ledger_postings"
-    posting_key: str = Field(primary_key=True, max_length=200)
-    request_id: str = Field(index=True, max_length=128)
-    currency: str = Field(max_length=3)
-    description: str = Field(max_length=200)
-    posted_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    Every row debits and credits the same amount in one currency, so the ledger balances by
+    construction; the checks make an unbalanced or one-sided row impossible. Two-phase: a `pending`
+    row (the reservation) is later resolved once by a `post_pending` or `void_pending` row naming it;
+    a `single` row posts at once. Rows are never updated.
+    """
 
-
-class LedgerLineRow(SQLModel, table=True):
-    __tablename__ = "ledger_lines"
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_ledger_transfers_amount_positive"),
+        CheckConstraint("debit_account <> credit_account", name="ck_ledger_transfers_two_accounts"),
+        CheckConstraint(
+            "phase IN ('single', 'pending', 'post_pending', 'void_pending')", name="ck_ledger_transfers_phase"
+        ),
+        CheckConstraint(
+            "(pending_id IS NULL) = (phase IN ('single', 'pending'))", name="ck_ledger_transfers_resolves"
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
-    posting_key: str = Field(foreign_key="ledger_postings.posting_key", index=True, max_length=200)
-    account: str = Field(max_length=200)
-    debit: int = Field(sa_column=Column(BigInteger, nullable=False, default=0))
-    credit: int = Field(sa_column=Column(BigInteger, nullable=False, default=0))
+    transfer_key: str = Field(unique=True, max_length=200)
+    request_id: str = Field(index=True, max_length=128)
+    merchant: str = Field(max_length=64)
     currency: str = Field(max_length=3)
+    debit_account: str = Field(max_length=120)
+    credit_account: str = Field(max_length=120)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    phase: str = Field(max_length=16)
+    # unique: a pending transfer is posted or voided once
+    pending_id: int | None = Field(default=None, foreign_key="ledger_transfers.id", unique=True)
+    description: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class LedgerOutboxRow(SQLModel, table=True):
+    """A posted transfer waiting for the ERP export, written in the transfer's own transaction."""
+
+    __tablename__ = "ledger_outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    transfer_id: int = Field(foreign_key="ledger_transfers.id", unique=True)
+    exported_batch: str | None = Field(default=None, index=True, max_length=64)
+    exported_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class AuditRow(SQLModel, table=True):
@@ -93,6 +118,7 @@ class RefundRow(SQLModel, table=True):
     currency: str | None = Field(default=None, max_length=3)
     psp_refund_id: str | None = Field(default=None, max_length=128)
     failure_code: str | None = Field(default=None, max_length=64)
+    allocation: str | None = Field(default=None)  # JSON: domain.allocation.Allocation
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 

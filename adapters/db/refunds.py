@@ -23,6 +23,7 @@ def save_outcome(session: Session, outcome: FinishInput) -> None:
     row.currency = outcome.amount.currency if outcome.amount else None
     row.psp_refund_id = outcome.psp_refund_id
     row.failure_code = outcome.failure_code.value if outcome.failure_code else None
+    row.allocation = outcome.allocation.model_dump_json() if outcome.allocation else None
     row.updated_at = utcnow()
     session.add(row)
 

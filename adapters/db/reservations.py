@@ -27,6 +27,7 @@ class ReserveOutcome:
     granted: bool
     available: int
     refusal: ErrorCode | None = None
+    holds: int = 1  # how many times this request held money: the ledger keys each hold apart
 
 
 def payment_key(payment: PaymentRecord) -> str:
@@ -65,28 +66,29 @@ def reserve(
     existing = session.get(ReservationRow, request_id)
     available = row.refundable_cap - _in_use(session, key)
     if existing is not None and existing.state == ReservationState.HELD:
-        return ReserveOutcome(True, available)  # a retry of this step
+        return ReserveOutcome(True, available, holds=existing.holds)  # a retry of this step
     if existing is not None and existing.state == ReservationState.COMMITTED:
         # this request id was refunded before (e.g. its workflow aged out of Temporal's retention)
         return ReserveOutcome(False, max(available, 0), ErrorCode.ALREADY_REFUNDED)
     if amount.value > available:
         return ReserveOutcome(False, max(available, 0), ErrorCode.REFUND_EXCEEDS_CAPTURE)
     if existing is None:
-        session.add(
-            ReservationRow(
-                request_id=request_id,
-                payment_key=key,
-                amount=amount.value,
-                currency=amount.currency,
-                state=ReservationState.HELD,
-                updated_at=utcnow(),
-            )
+        existing = ReservationRow(
+            request_id=request_id,
+            payment_key=key,
+            amount=amount.value,
+            currency=amount.currency,
+            state=ReservationState.HELD,
+            holds=1,
+            updated_at=utcnow(),
         )
+        session.add(existing)
     else:
         existing.state = ReservationState.HELD
         existing.amount = amount.value
+        existing.holds += 1
         existing.updated_at = utcnow()
-    return ReserveOutcome(True, available - amount.value)
+    return ReserveOutcome(True, available - amount.value, holds=existing.holds)
 
 
 def record_external(
