@@ -110,6 +110,31 @@ def status(
 
 
 @app.command()
+def audit(
+    request_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """A refund's audit trail from the database: every step, actor, reason and PSP call."""
+    from adapters.db import audit as audit_rows
+    from adapters.db.engine import Database
+    from workers.ops import render_audit
+
+    db = Database.connect(_settings().database_url)
+    try:
+        with db.transaction() as session:
+            trail = [entry.model_dump(mode="json") for entry in audit_rows.trail(session, request_id)]
+    finally:
+        db.dispose()
+    if not trail:
+        console.print(f"[red]not_found[/red]: no audit trail for {request_id}")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(trail, indent=2))
+        return
+    render_audit(console, trail)
+
+
+@app.command()
 def pending() -> None:
     """List refunds awaiting review."""
     from workers.ops import pending_reviews

@@ -77,8 +77,31 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
     if review:
         verdict = "approved" if review["approved"] else "rejected"
         console.print(f"  review {verdict} by {review['reviewer']} {review.get('reason', '')}")
+    allocation = view.get("allocation")
+    if allocation:
+        render_allocation(console, allocation)
     console.print("  audit:")
-    for row in view["audit"]:
+    render_audit(console, view["audit"])
+
+
+def render_allocation(console: Console, allocation: dict[str, Any]) -> None:
+    currency = allocation["currency"]
+
+    def money(value: int) -> str:
+        return format_minor(value, currency)
+
+    console.print(f"  allocation ({currency}):")
+    for line in allocation["lines"]:
+        goods, tax = money(line["goods"]), money(line["tax"])
+        console.print(f"    {line['sku']} x{line['quantity']}  goods {goods}  tax {tax}", highlight=False)
+    console.print(
+        f"    shipping {money(allocation['shipping'])}  unallocated {money(allocation['unallocated'])}",
+        highlight=False,
+    )
+
+
+def render_audit(console: Console, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
         status = f"{row['status_before'] or ''} → {row['status_after']}" if row["status_after"] else ""
         psp = f"{row['psp_request_id']} {row['psp_response_ms']}ms" if row["psp_request_id"] else ""
         parts = [

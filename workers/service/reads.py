@@ -9,6 +9,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
 from adapters.db.audit import AuditEntry
+from domain.allocation import Allocation
 from domain.contracts import RefundState
 from domain.money import Money
 from domain.naming import request_id_from_workflow_id
@@ -59,6 +60,7 @@ def _settled_state(services: Services, request_id: str) -> RefundState | None:
         else None,
         psp_refund_id=row.psp_refund_id,
         failure_code=ErrorCode(row.failure_code) if row.failure_code else None,
+        allocation=Allocation.model_validate_json(row.allocation) if row.allocation else None,
     )
 
 
