@@ -92,6 +92,24 @@ def database_url(postgres_url: str | None, tmp_path_factory: pytest.TempPathFact
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'refunds.db'}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_url: str | None,
+) -> Iterator[Database]:
+    """The database layer alone, on SQLite and on PostgreSQL (skipped where it is not running)."""
+    if request.param == "postgresql":
+        if postgres_url is None:
+            pytest.skip("PostgreSQL is not running here")
+        url = postgres_url
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('guard') / 'guard.db'}"
+    database = Database.connect(url)
+    yield database
+    database.dispose()
+
+
 @pytest.fixture(scope="session")
 def database(database_url: str) -> Iterator[Database]:
     db = Database.connect(database_url)

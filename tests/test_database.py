@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -23,23 +22,6 @@ from domain.status import ErrorCode, PaymentState, Provider
 from tests.helpers import unique
 
 CONCURRENT_REFUNDS = 24
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    postgres_url: str | None,
-) -> Iterator[Database]:
-    if request.param == "postgresql":
-        if postgres_url is None:
-            pytest.skip("PostgreSQL is not running here")
-        url = postgres_url
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('guard') / 'guard.db'}"
-    database = Database.connect(url)
-    yield database
-    database.dispose()
 
 
 def captured(amount: int) -> PaymentRecord:

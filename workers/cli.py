@@ -134,6 +134,38 @@ def audit(
     render_audit(console, trail)
 
 
+@app.command("export")
+def export_ledger(
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="Append to this file (default: standard output)")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many entries")] = 10_000,
+) -> None:
+    """Ledger entries not yet exported, for the ERP: each entry leaves once (see the README)."""
+    from adapters.db import outbox
+    from adapters.db.engine import Database
+    from workers.erp_export import ExportFormat, file_writer, write_batch
+
+    try:
+        export_format = ExportFormat(fmt)
+    except ValueError:
+        console.print(f"[red]invalid_format[/red]: {fmt!r} is not csv or jsonl")
+        raise typer.Exit(2) from None
+    if out is not None:
+        writer = file_writer(out, export_format)
+    else:
+
+        def writer(batch: outbox.ExportBatch) -> None:
+            write_batch(batch, sys.stdout, export_format, header=True)
+            sys.stdout.flush()
+
+    db = Database.connect(_settings().database_url)
+    try:
+        batch = outbox.export(db, writer, limit=limit)
+    finally:
+        db.dispose()
+    Console(stderr=True).print(f"exported {len(batch.entries)} ledger entries as batch {batch.batch_id}")
+
+
 @app.command()
 def pending() -> None:
     """List refunds awaiting review."""
