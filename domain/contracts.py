@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.allocation import Allocation, ShippingPolicy
 from domain.money import Money
 from domain.requests import RefundRequest
+from domain.returns import DEFAULT_NO_RETURN_REASONS, GoodsReceipt, ReturnsState
 from domain.status import (
     ErrorCode,
     PaymentState,
@@ -43,6 +44,8 @@ class RefundPolicy(_Contract):
     confirmation_deadline_seconds: int = 7 * 24 * 3600
     max_key_generations: int = 5
     shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
+    no_return_reasons: tuple[str, ...] = DEFAULT_NO_RETURN_REASONS
+    returns_deadline_seconds: int = 90 * 24 * 3600
 
 
 class RefundWorkflowInput(_Contract):
@@ -212,6 +215,19 @@ class FinishInput(_Contract):
     audit: list[AuditEvent] = Field(default_factory=list)
 
 
+class RestockInput(_Contract):
+    """Restock a receipt's sellable units, once per (refund, receipt, SKU)."""
+
+    request_id: str
+    payment_reference: str
+    receipt: GoodsReceipt | None  # None: only the audit notes are written
+    audit: list[AuditEvent] = Field(default_factory=list)
+
+
+class RestockResult(_Contract):
+    restocked: dict[str, int] = Field(default_factory=dict)
+
+
 class LateFailureInput(_Contract):
     """The PSP failed a refund after reporting it succeeded (Stripe refund.failed, Adyen
     REFUND_FAILED after REFUND): the books must be reversed and ops told."""
@@ -233,6 +249,7 @@ class RefundState(_Contract):
     requested_amount: Money | None = None
     amount: Money | None = None
     allocation: Allocation | None = None
+    returns: ReturnsState = ReturnsState()
     psp_refund_id: str | None = None
     risk: RiskAssessment | None = None
     review: ReviewDecision | None = None

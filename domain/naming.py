@@ -29,6 +29,7 @@ class Activity:
     FINISH = "finish_refund"
     REVERSE = "reverse_failed_refund"
     RECORD_EXTERNAL = "record_external_refund"
+    RESTOCK = "restock_returned_goods"
 
 
 def workflow_id(request_id: str) -> str:

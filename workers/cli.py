@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from domain.contracts import RetryInput, ReviewInput
 from domain.naming import workflow_id
 from domain.status import Provider
 from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from domain.returns import ReceiptLine
 
 T = TypeVar("T")
 
@@ -219,6 +222,45 @@ def retry(
     _steer(request_id, "retry", RetryInput(operator=operator))
 
 
+@app.command()
+def receive(
+    request_id: str,
+    receipt: Annotated[str, typer.Option(help="The warehouse's receipt id (a repeat changes nothing)")],
+    line: Annotated[
+        list[str], typer.Option(help="SKU:RECEIVED[:SELLABLE], e.g. SHIRT:2:1; repeat for more SKUs")
+    ],
+    operator: Annotated[str, typer.Option(help="Who checked the goods in")],
+) -> None:
+    """Report returned goods received: their sellable units are restocked, once."""
+    from pydantic import ValidationError
+
+    from domain.returns import GoodsReceipt, ReturnsState
+    from workers.ops import SteerError, steer
+
+    try:
+        lines = [_receipt_line(text) for text in line]
+        goods = GoodsReceipt(receipt_id=receipt, lines=lines, received_by=operator)
+    except (ValueError, ValidationError) as err:
+        console.print(f"[red]invalid_request[/red]: {err}")
+        raise typer.Exit(2) from err
+    try:
+        state = _run(steer(_settings(), workflow_id(request_id), "goods_received", goods, ReturnsState))
+    except SteerError as err:
+        console.print(f"[red]{err.code}[/red]: {err}")
+        raise typer.Exit(1) from err
+    console.print(f"{request_id}: returns {state.status.value}, received {state.received}")
+
+
+def _receipt_line(text: str) -> ReceiptLine:
+    from domain.returns import ReceiptLine
+
+    sku, _, counts = text.partition(":")
+    received, _, sellable = counts.partition(":")
+    if not sku or not received.isdigit() or (sellable and not sellable.isdigit()):
+        raise ValueError(f"{text!r} is not SKU:RECEIVED[:SELLABLE]")
+    return ReceiptLine(sku=sku, received=int(received), sellable=int(sellable or received))
+
+
 @app.command("release-hold")
 def release_hold(
     provider: Annotated[Provider, typer.Argument(help="stripe, adyen or paypal")],
@@ -280,10 +322,11 @@ def db_current() -> None:
 
 
 def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:
+    from domain.contracts import RefundState
     from workers.ops import SteerError, steer
 
     try:
-        state = _run(steer(_settings(), workflow_id(request_id), update, argument))
+        state = _run(steer(_settings(), workflow_id(request_id), update, argument, RefundState))
     except SteerError as err:
         console.print(f"[red]{err.code}[/red]: {err}")
         raise typer.Exit(1) from err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from temporalio.client import WorkflowUpdateFailedError
@@ -21,10 +21,13 @@ from domain.naming import (
     request_id_from_workflow_id,
     workflow_id,
 )
+from domain.returns import GoodsReceipt
 from domain.status import RefundStatus
 from workers.settings import Settings
 from workers.temporal import connect
 from workflows.refund import RefundWorkflow
+
+T = TypeVar("T")
 
 PENDING_QUERY = (
     'WorkflowType = "RefundWorkflow" AND ExecutionStatus = "Running" '
@@ -160,12 +163,16 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 async def steer(
-    settings: Settings, wf_id: str, update: str, argument: ReviewInput | RetryInput
-) -> RefundState:
+    settings: Settings,
+    wf_id: str,
+    update: str,
+    argument: ReviewInput | RetryInput | GoodsReceipt,
+    result_type: type[T],
+) -> T:
     client = await connect(settings)
     handle = client.get_workflow_handle(wf_id)
     try:
-        state: RefundState = await handle.execute_update(update, argument, result_type=RefundState)
+        state: T = await handle.execute_update(update, argument, result_type=result_type)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):

@@ -12,6 +12,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import workflows
+from activities.inventory import InventoryActivities
 from activities.ledger import LedgerActivities
 from activities.payments import PaymentActivities
 from activities.validation import ValidationActivities
@@ -55,6 +56,7 @@ def build_worker(
     validation = ValidationActivities(db, psps, settings.inbound_secrets)
     payments = PaymentActivities(db, psps)
     ledger = LedgerActivities(db, settings.merchant_id)
+    inventory = InventoryActivities(db, settings.merchant_id)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -67,6 +69,7 @@ def build_worker(
             ledger.finish,
             ledger.reverse,
             ledger.record_external,
+            inventory.restock,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

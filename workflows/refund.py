@@ -7,6 +7,7 @@ imports I/O code.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         RefundWorkflowInput,
         Reservation,
         ReserveInput,
+        RestockInput,
+        RestockResult,
         RetryInput,
         ReviewDecision,
         ReviewInput,
@@ -38,6 +41,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.money import Money
     from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE, SA_STATUS, Activity
+    from domain.returns import (
+        GoodsReceipt,
+        ReturnsState,
+        ReturnsStatus,
+        expected_returns,
+        receipt_problem,
+        with_receipt,
+        with_restock,
+    )
     from domain.risk import assess_risk
     from domain.status import (
         ErrorCode,
@@ -72,6 +84,7 @@ class RefundWorkflow:
     def __init__(self, input: RefundWorkflowInput) -> None:
         request = input.request
         self._input = input
+        expected = expected_returns(request, input.policy.no_return_reasons)
         self._state = RefundState(
             request_id=request.request_id,
             provider=request.provider,
@@ -79,7 +92,11 @@ class RefundWorkflow:
             order_id=request.order_id,
             status=RefundStatus.RECEIVED,
             requested_amount=request.amount,
+            returns=ReturnsState(
+                status=ReturnsStatus.AWAITING_GOODS if expected else ReturnsStatus.NONE, expected=expected
+            ),
         )
+        self._receipts: list[GoodsReceipt] = []  # accepted, not yet restocked
         self._audit: list[AuditEvent] = []
         self._audit_seq = 0
         self._psp_updates: dict[str, PspRefundUpdate] = {}
@@ -90,10 +107,16 @@ class RefundWorkflow:
 
     @workflow.run
     async def run(self, input: RefundWorkflowInput) -> RefundState:
+        # Returned goods are restocked as they arrive, whatever the refund is doing meanwhile.
+        returns = None
+        if self._state.returns.status is ReturnsStatus.AWAITING_GOODS:
+            returns = asyncio.create_task(self._collect_returns())
         try:
             await self._process()
         except _Stop as stop:
             await self._finish(stop.status, stop.code, stop.message)
+        if returns is not None:
+            await returns
         await self._wait(workflow.all_handlers_finished)
         return self._state
 
@@ -312,6 +335,42 @@ class RefundWorkflow:
         self._update(failure_code=None, failure_message="")
         self._set_status(before)
 
+    # ---- returned goods ---------------------------------------------------------------------------
+
+    async def _collect_returns(self) -> None:
+        """Restock each receipt's sellable units until every unit is back or the deadline passes."""
+        deadline = workflow.now() + timedelta(seconds=self._input.policy.returns_deadline_seconds)
+        while True:
+            while self._receipts:
+                await self._restock(self._receipts.pop(0))
+            if self._state.returns.status is not ReturnsStatus.AWAITING_GOODS:
+                return
+            try:
+                await self._wait(lambda: bool(self._receipts), timeout=deadline - workflow.now())
+            except TimeoutError:
+                self._update(
+                    returns=self._state.returns.model_copy(update={"status": ReturnsStatus.NOT_RECEIVED})
+                )
+                self._note("returns_not_received", reason_code="deadline")
+                await self._restock(None)  # writes the note
+                return
+
+    async def _restock(self, receipt: GoodsReceipt | None) -> None:
+        result: RestockResult = await self._activity(
+            Activity.RESTOCK,
+            RestockInput(
+                request_id=self._state.request_id,
+                payment_reference=self._state.payment_reference,
+                receipt=receipt,
+                audit=self._drain_audit(),
+            ),
+            result_type=RestockResult,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DB_RETRY,
+            local=True,
+        )
+        self._update(returns=with_restock(self._state.returns, result.restocked))
+
     # ---- compensation and the terminal step ---------------------------------------------------
 
     async def _finish(self, status: RefundStatus, code: ErrorCode | None, message: str) -> None:
@@ -381,6 +440,20 @@ class RefundWorkflow:
                 f"refund is {self._state.status.value}, not needs_attention",
                 type=ErrorCode.INVALID_STATE,
             )
+
+    @workflow.update
+    def goods_received(self, receipt: GoodsReceipt) -> ReturnsState:
+        """The warehouse has the goods; a repeated receipt id changes nothing."""
+        if receipt.receipt_id not in self._state.returns.receipts:
+            self._update(returns=with_receipt(self._state.returns, receipt))
+            self._receipts.append(receipt)
+        return self._state.returns
+
+    @goods_received.validator
+    def _validate_goods_received(self, receipt: GoodsReceipt) -> None:
+        problem = receipt_problem(self._state.returns, receipt)
+        if problem is not None:
+            raise ApplicationError(problem, type=ErrorCode.INVALID_REQUEST)
 
     @workflow.signal
     def psp_refund_update(self, update: PspRefundUpdate) -> None:

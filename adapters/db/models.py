@@ -157,3 +157,25 @@ class ReferenceAliasRow(SQLModel, table=True):
     alias: str = Field(primary_key=True, max_length=80)
     request_id: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class StockRow(SQLModel, table=True):
+    """Sellable units on hand per merchant and SKU, as returns add them."""
+
+    __tablename__ = "inventory_stock"
+    merchant: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(primary_key=True, max_length=128)
+    on_hand: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class RestockRow(SQLModel, table=True):
+    """One receipt's restock of one SKU: the key that makes a restock happen once."""
+
+    __tablename__ = "inventory_restocks"
+    __table_args__ = (CheckConstraint("units > 0", name="ck_inventory_restocks_units_positive"),)
+    request_id: str = Field(primary_key=True, max_length=128)
+    receipt_id: str = Field(primary_key=True, max_length=128)
+    sku: str = Field(primary_key=True, max_length=128)
+    units: int = Field(sa_column=Column(BigInteger, nullable=False))
+    restocked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from adapters.db.engine import Database
 from workers.psps import build_registry
-from workers.service import health, refund_requests, refunds, webhooks
+from workers.service import health, refund_requests, refunds, returns, webhooks
 from workers.service.deps import Services
 from workers.service.errors import install_error_handlers
 from workers.settings import Settings
@@ -26,7 +26,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (refund_requests, refunds, webhooks, health):
+    for module in (refund_requests, refunds, returns, webhooks, health):
         app.include_router(module.router)
     return app
 

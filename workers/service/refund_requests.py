@@ -84,7 +84,7 @@ async def _admit(request: Request, response: Response, services: Services, heade
     is in the memo) gets 200 and that workflow, a changed one 409. Nothing new starts either way.
     """
     raw = await request.body()
-    _verify(raw, header, services.settings.inbound_secrets)
+    verify_signature(raw, header, services.settings.inbound_secrets)
     refund = _parse(raw)
     digest = refund.digest()
     wf_id = workflow_id(refund.request_id)
@@ -99,7 +99,7 @@ async def _admit(request: Request, response: Response, services: Services, heade
     return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=await _status(services, wf_id))
 
 
-def _verify(raw: bytes, header: str | None, secrets: list[str]) -> None:
+def verify_signature(raw: bytes, header: str | None, secrets: list[str]) -> None:
     try:
         signature.verify(header, raw, secrets, int(time.time()))
     except signature.SignatureError as err:

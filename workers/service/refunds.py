@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db.audit import AuditEntry
 from domain.contracts import RefundState, ReviewInput
@@ -17,6 +12,7 @@ from domain.status import ErrorCode
 from workers.service.deps import ReviewerDep, ServicesDep
 from workers.service.errors import ApiError
 from workers.service.reads import audit_trail, current_state
+from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
@@ -50,7 +46,8 @@ async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
     review = ReviewInput(reviewer=reviewer, reason=body.reason if body else "")
-    return await _review(services, request_id, RefundWorkflow.approve, review)
+    state: RefundState = await run_update(services, request_id, RefundWorkflow.approve, review)
+    return state
 
 
 @router.post("/{request_id}/reject", response_model=RefundState)
@@ -58,20 +55,5 @@ async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:
     review = ReviewInput(reviewer=reviewer, reason=body.reason)
-    return await _review(services, request_id, RefundWorkflow.reject, review)
-
-
-async def _review(services: ServicesDep, request_id: str, update: Any, review: ReviewInput) -> RefundState:
-    handle = services.temporal.get_workflow_handle(workflow_id(request_id))
-    try:
-        state: RefundState = await handle.execute_update(update, review)
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        code = cause.type if isinstance(cause, ApplicationError) and cause.type else "update_failed"
-        message = cause.message if isinstance(cause, ApplicationError) else str(err)
-        raise ApiError(409, code, message) from err
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise ApiError(404, ErrorCode.NOT_FOUND, f"no running refund {request_id}") from err
-        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+    state: RefundState = await run_update(services, request_id, RefundWorkflow.reject, review)
     return state

@@ -1,0 +1,40 @@
+"""Restock returned goods: the stock change and its audit row in one transaction."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.audit import activity_event
+from adapters.db import audit, inventory
+from adapters.db.engine import Database
+from domain.contracts import RestockInput, RestockResult
+from domain.naming import Activity
+
+
+class InventoryActivities:
+    def __init__(self, db: Database, merchant_id: str) -> None:
+        self._db = db
+        self._merchant = merchant_id
+
+    @activity.defn(name=Activity.RESTOCK)
+    def restock(self, input: RestockInput) -> RestockResult:
+        receipt = input.receipt
+        with self._db.transaction() as session:
+            if receipt is None:
+                audit.record(self._db, session, input.request_id, input.payment_reference, list(input.audit))
+                return RestockResult()
+            added = inventory.restock(self._db, session, self._merchant, input.request_id, receipt)
+            received = {line.sku: str(line.received) for line in receipt.lines}
+            event = activity_event(
+                f"inventory:{receipt.receipt_id}",
+                "goods_restocked" if added else "goods_received_unsellable",
+                actor=f"warehouse:{receipt.received_by}",
+                reason_code="restocked" if added else "nothing_sellable",
+                detail={
+                    "receipt_id": receipt.receipt_id,
+                    **{f"received:{sku}": units for sku, units in received.items()},
+                    **{f"restocked:{sku}": str(units) for sku, units in added.items()},
+                },
+            )
+            audit.record(self._db, session, input.request_id, input.payment_reference, [*input.audit, event])
+        return RestockResult(restocked=added)

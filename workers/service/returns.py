@@ -1,0 +1,44 @@
+"""POST /v1/refunds/{id}/goods-received: the warehouse reports returned goods, signed like a request."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from pydantic import ValidationError
+
+from domain.returns import GoodsReceipt, ReturnsState
+from domain.status import ErrorCode
+from workers.service.deps import ServicesDep
+from workers.service.errors import ApiError
+from workers.service.refund_requests import verify_signature
+from workers.service.updates import run_update
+from workflows.refund import RefundWorkflow
+
+router = APIRouter(prefix="/v1/refunds", tags=["returns"])
+
+
+@router.post(
+    "/{request_id}/goods-received",
+    response_model=ReturnsState,
+    responses={401: {"description": "Missing, invalid or expired signature"}},
+)
+async def goods_received(
+    request_id: str,
+    request: Request,
+    services: ServicesDep,
+    refund_signature: Annotated[str | None, Header()] = None,
+) -> ReturnsState:
+    """Restock the receipt's sellable units (once per `receipt_id`); 409 when the refund expects no
+    such goods or more units than it is owed."""
+    raw = await request.body()
+    verify_signature(raw, refund_signature, services.settings.inbound_secrets)
+    try:
+        receipt = GoodsReceipt.model_validate(json.loads(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
+    except ValidationError as err:
+        raise ApiError(422, ErrorCode.INVALID_REQUEST, str(err.errors(include_url=False))[:1000]) from err
+    state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
+    return state
