@@ -80,8 +80,10 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-def signed_input(request_id: str, payment: str, amount: int, policy: RefundPolicy) -> RefundWorkflowInput:
-    raw = refund_body(request_id, payment, amount=amount)
+def signed_input(
+    request_id: str, payment: str, amount: int, policy: RefundPolicy, **extra: Any
+) -> RefundWorkflowInput:
+    raw = refund_body(request_id, payment, amount=amount, **extra)
     return RefundWorkflowInput(
         request=RefundRequest.model_validate_json(raw),
         evidence=SignatureEvidence(
@@ -121,3 +123,33 @@ async def test_an_unconfirmed_refund_goes_to_ops_after_the_deadline_then_retries
 
     assert final.status.value == "succeeded"
     assert len(sandbox.stripe_refunds(payment)) == 1
+
+
+async def test_goods_never_returned_close_the_return_at_its_deadline(
+    stack: Stack, sandbox: SandboxControl, skipping_env: WorkflowEnvironment
+) -> None:
+    """The refund is done at once; the return stays open for 90 days of skipped time, then closes."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("noreturn")
+    item = {"sku": unique("SKU"), "quantity": 1, "unit_amount": 1_000, "tax_amount": 0, "restock": True}
+    side = stack.settings.model_copy(update={"task_queue": f"skip-{request_id}"})
+    workflow_input = signed_input(
+        request_id, payment, 1_000, RefundPolicy(), reason_code="changed_mind", items=[item]
+    )
+
+    async with worker_for(stack, side, client=skipping_env.client):
+        handle = await skipping_env.client.start_workflow(
+            RefundWorkflow.run, workflow_input, id=f"refund-{request_id}", task_queue=side.task_queue
+        )
+        await eventually(lambda: status_of(handle), lambda s: s == "succeeded")
+        assert (await handle.query(RefundWorkflow.state)).returns.status.value == "awaiting_goods"
+        await skipping_env.sleep(timedelta(days=91))
+        final = await handle.result()
+
+    assert (final.status.value, final.returns.status.value, final.returns.restocked) == (
+        "succeeded",
+        "not_received",
+        {},
+    )
+    with stack.database.transaction() as session:
+        assert "returns_not_received" in [e.step for e in audit.trail(session, request_id)]
