@@ -65,6 +65,7 @@ class ErrorCode(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     INVALID_AMOUNT = "invalid_amount"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    NOT_SUPPORTED = "not_supported"
     # PSP outcomes (PSP_NOTES.md's table)
     PSP_UNAVAILABLE = "psp_unavailable"
     PSP_RATE_LIMITED = "psp_rate_limited"

@@ -19,14 +19,13 @@ LARGE = 150_000  # 1,500.00 EUR: above the default 1,000.00 review threshold
 
 
 async def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "REFUNDS_ENVIRONMENT": "test",
-        "REFUNDS_TEMPORAL_ADDRESS": stack.settings.temporal_address,
-        "REFUNDS_DATABASE_URL": stack.settings.database_url,
-        "REFUNDS_INBOUND_WEBHOOK_SECRET": stack.settings.inbound_webhook_secret,
-        "COLUMNS": "200",
+    # the CLI runs with the test stack's settings (Temporal, database, PSPs on the sandbox)
+    configured = {
+        f"REFUNDS_{name.upper()}": str(value)
+        for name, value in stack.settings.model_dump().items()
+        if value is not None and not isinstance(value, (list, dict))
     }
+    env = {**os.environ, **configured, "COLUMNS": "200"}
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "workers.cli", *args],

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -167,6 +168,47 @@ def export_ledger(
     finally:
         db.dispose()
     Console(stderr=True).print(f"exported {len(batch.entries)} ledger entries as batch {batch.batch_id}")
+
+
+@app.command("reconcile")
+def reconcile_command(
+    provider: Annotated[Provider, typer.Option(help="stripe, adyen or paypal")],
+    since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC")],
+    payment: Annotated[list[str] | None, typer.Option(help="Only this payment (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The PSP's refunds against the books: missing on either side, amount or status differences.
+    Exits 1 when anything differs."""
+    from rich.progress import Progress
+
+    from adapters.psp.base import PspError
+    from workers.reconcile import reconcile_provider
+
+    start = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"{provider.value} refunds", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            found = reconcile_provider(_settings(), provider, start, payment or [], advance)
+        except PspError as err:
+            console.print(f"[red]{err.code.value}[/red]: {err.message}")
+            raise typer.Exit(2) from err
+    if as_json:
+        print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
+    elif not found:
+        console.print(f"{provider.value}: the books match the PSP since {start:%Y-%m-%d %H:%M}")
+    else:
+        table = Table("kind", "PSP refund", "payment", "request", "ours", "theirs")
+        for d in found:
+            table.add_row(
+                d.kind.value, d.psp_refund_id, d.payment_reference, d.request_id or "-", d.ours, d.theirs
+            )
+        console.print(table)
+    if found:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
 from adapters.db.engine import Database
-from domain.contracts import RefundState, RetryInput, ReviewInput
+from domain.contracts import RetryInput, ReviewInput
 from domain.money import format_minor
 from domain.naming import (
     SA_AMOUNT,

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from collections.abc import Sequence
+from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from adapters.db import ledger
+from adapters.db.ledger import AccountName
 from adapters.db.models import RefundRow, utcnow
 from domain.contracts import FinishInput
+from domain.money import Money
+from domain.reconciliation import BookedRefund
+from domain.status import Provider, RefundMethod, RefundStatus
 
 
 def save_outcome(session: Session, outcome: FinishInput) -> None:
@@ -30,3 +40,39 @@ def save_outcome(session: Session, outcome: FinishInput) -> None:
 
 def get(session: Session, request_id: str) -> RefundRow | None:
     return session.get(RefundRow, request_id)
+
+
+def booked(
+    session: Session, provider: Provider, since: datetime, payment_references: Sequence[str] = ()
+) -> list[BookedRefund]:
+    """Our refunds at `provider` settled since `since` (voids excluded: no refund exists at the PSP),
+    with what the ledger paid out for each."""
+    query = select(RefundRow).where(
+        col(RefundRow.provider) == provider.value,
+        col(RefundRow.updated_at) >= since,
+        col(RefundRow.psp_refund_id).is_not(None),
+        col(RefundRow.method) == RefundMethod.REFUND.value,
+    )
+    if payment_references:
+        query = query.where(col(RefundRow.payment_reference).in_(payment_references))
+    result: list[BookedRefund] = []
+    for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
+        if row.amount is None or not row.currency or row.psp_refund_id is None:
+            continue
+        receivable = f":{AccountName.PSP_RECEIVABLE.value}:{provider.value}:"
+        paid_out = -sum(
+            value
+            for (account_name, _), value in ledger.balances(session, row.request_id).items()
+            if receivable in account_name
+        )
+        result.append(
+            BookedRefund(
+                request_id=row.request_id,
+                psp_refund_id=row.psp_refund_id,
+                payment_reference=row.payment_reference,
+                amount=Money(value=row.amount, currency=row.currency),
+                succeeded=row.status == RefundStatus.SUCCEEDED.value,
+                paid_out=paid_out,
+            )
+        )
+    return result

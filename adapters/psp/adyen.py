@@ -20,8 +20,9 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import Adyen
@@ -42,6 +43,7 @@ from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.money import Money
 from domain.naming import idempotency_key, is_alias, short_reference
+from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, Provider, PspRefundStatus, RefundMethod
 
 
@@ -235,6 +237,16 @@ class AdyenAdapter:
         merchantReference is our request id.
         """
         return None
+
+    def list_refunds(
+        self, since: datetime, payment_references: Sequence[str], everything: bool
+    ) -> list[PspRefundRecord]:
+        """Adyen has no API that lists modifications: its Settlement details report is the source."""
+        raise PspError(
+            ErrorCode.NOT_SUPPORTED,
+            "adyen: Checkout cannot list refunds; reconcile with the Settlement details report",
+            retryable=False,
+        )
 
     def get_refund(self, psp_refund_id: str, request_id: str) -> RefundResult:
         """Always PENDING: Checkout cannot read a modification back.

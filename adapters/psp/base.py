@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
+from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, Provider, PspRefundStatus
 
 
@@ -114,6 +116,13 @@ class PspAdapter(Protocol):
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[PspEvent]:
         """Verify the delivery the PSP's way and classify its events; raise WebhookRejected."""
+        ...
+
+    def list_refunds(
+        self, since: datetime, payment_references: Sequence[str], everything: bool
+    ) -> list[PspRefundRecord]:
+        """Refunds the PSP made since `since` on these payments, or (`everything`, where the PSP can
+        list them) on any payment; PspError NOT_SUPPORTED where the PSP cannot list refunds."""
         ...
 
     def webhook_acknowledgement(self) -> tuple[str, str]:

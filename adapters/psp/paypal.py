@@ -26,7 +26,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
+from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, Provider, RefundMethod
 
 AUTH_ALGORITHM = "SHA256withRSA"
@@ -371,6 +372,25 @@ class PayPalAdapter:
             if _is_missing(err):
                 return None
             raise psp_error(err) from err
+
+    def list_refunds(
+        self, since: datetime, payment_references: Sequence[str], everything: bool
+    ) -> list[PspRefundRecord]:
+        """The refunds of each capture (PayPal lists a capture's refunds on its order; listing every
+        refund needs the Transaction Search API, which this product does not use)."""
+        records: list[PspRefundRecord] = []
+        for capture_id in payment_references:
+            try:
+                capture, _ = self._capture(capture_id)
+                refunds = self._order_refunds(capture) or []
+            except (ApiException, AuthValidationException, requests.RequestException) as err:
+                if _is_missing(err):
+                    continue
+                raise psp_error(err) from err
+            records.extend(
+                tf.refund_record(refund, capture_id) for refund in refunds if tf.created_since(refund, since)
+            )
+        return records
 
     def get_refund(self, psp_refund_id: str, request_id: str) -> RefundResult:
         """A refund by id; a void's id is its authorisation's, read when no refund has that id."""

@@ -8,12 +8,14 @@ PayPal sends and what we read are the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.psp.base import PspEvent
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
 from domain.money import Money, currency_exponent
+from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundMethod
 
 # amounts ----------------------------------------------------------------------------------------
@@ -270,6 +272,24 @@ def refund_failure(refund: Mapping[str, Any]) -> tuple[ErrorCode | None, str]:
 def refund_request_id(refund: Mapping[str, Any]) -> str | None:
     value = refund.get("custom_id") or refund.get("invoice_id")
     return str(value) if value else None
+
+
+def refund_record(refund: Mapping[str, Any], capture_id: str) -> PspRefundRecord:
+    return PspRefundRecord(
+        psp_refund_id=str(refund["id"]),
+        payment_reference=capture_id,
+        amount=money_or_unknown(refund.get("amount")),
+        status=refund_status(refund.get("status")),
+    )
+
+
+def created_since(refund: Mapping[str, Any], since: datetime) -> bool:
+    """True when the refund was created at or after `since` (or PayPal did not say when)."""
+    try:
+        created = datetime.fromisoformat(str(refund.get("create_time") or "").replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return created >= since
 
 
 def refund_result(

@@ -9,7 +9,8 @@ table says.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -19,6 +20,7 @@ from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
+from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, Provider, RefundMethod
 
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -190,6 +192,26 @@ class StripeAdapter:
         return tf.void_result(
             intent.to_dict(), psp_request_id=self._request_id(intent), psp_response_ms=elapsed
         )
+
+    def list_refunds(
+        self, since: datetime, payment_references: Sequence[str], everything: bool
+    ) -> list[PspRefundRecord]:
+        """Every refund created since `since` (Stripe lists them all), or those of the payments."""
+        created = int(since.timestamp())
+        queries: list[Any] = (
+            [{"created": {"gte": created}, "limit": self.list_page_size}]
+            if everything
+            else [{**tf.payment_param(ref), "limit": self.list_page_size} for ref in payment_references]
+        )
+        records: list[PspRefundRecord] = []
+        try:
+            for params in queries:
+                for refund in self._client.v1.refunds.list(params).auto_paging_iter():
+                    if int(refund.created or 0) >= created:
+                        records.append(tf.refund_record(refund.to_dict()))
+        except stripe.StripeError as err:
+            raise psp_error(err) from err
+        return records
 
     def find_refund(self, call: PspRefundCall) -> RefundResult | None:
         started = time.perf_counter()

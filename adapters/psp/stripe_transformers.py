@@ -10,6 +10,7 @@ from typing import Any
 from adapters.psp.base import PspEvent
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
 from domain.money import Money, currency_exponent
+from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundMethod
 
 METADATA_REQUEST_ID = "refund_request_id"
@@ -251,6 +252,15 @@ def void_result(
         psp_request_id=psp_request_id,
         psp_response_ms=psp_response_ms,
         adopted=adopted,
+    )
+
+
+def refund_record(refund: Mapping[str, Any]) -> PspRefundRecord:
+    return PspRefundRecord(
+        psp_refund_id=str(refund["id"]),
+        payment_reference=str(refund.get("payment_intent") or refund.get("charge") or ""),
+        amount=money(int(refund.get("amount") or 0), str(refund.get("currency") or "")),
+        status=refund_status(refund.get("status")),
     )
 
 
