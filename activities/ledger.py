@@ -17,6 +17,7 @@ from domain.contracts import (
     Reservation,
     ReserveInput,
 )
+from domain.fx import fx_difference
 from domain.money import Money
 from domain.naming import Activity, external_request_id
 from domain.status import ErrorCode, RefundMethod, RefundStatus
@@ -77,27 +78,25 @@ class LedgerActivities:
             resolved = ledger.resolve(self._db, session, outcome.request_id, post=moved, description=why)
             if moved and outcome.amount is not None:
                 amount = outcome.amount
-                ledger.post(
-                    self._db,
-                    session,
-                    key_prefix=f"{outcome.request_id}:payout",
-                    request_id=outcome.request_id,
-                    merchant=self._merchant,
-                    currency=amount.currency,
-                    legs=[
-                        ledger.payout_leg(
-                            self._merchant, outcome.provider.value, amount.currency, amount.value
-                        )
-                    ],
-                    description=why,
-                )
-                events.append(
-                    activity_event(
-                        "ledger:post",
-                        "ledger_posted",
-                        detail={"amount": str(amount.value), "currency": amount.currency},
+                postings = ledger.payout_postings(self._merchant, outcome.provider.value, amount, outcome.fx)
+                for currency, legs in postings:
+                    ledger.post(
+                        self._db,
+                        session,
+                        key_prefix=f"{outcome.request_id}:payout:{currency}",
+                        request_id=outcome.request_id,
+                        merchant=self._merchant,
+                        currency=currency,
+                        legs=legs,
+                        description=why,
                     )
-                )
+                detail = {"amount": str(amount.value), "currency": amount.currency}
+                if outcome.fx is not None:
+                    detail |= {
+                        "settled": str(outcome.fx.refund_settled),
+                        "fx_difference": str(fx_difference(amount, outcome.fx)),
+                    }
+                events.append(activity_event("ledger:post", "ledger_posted", detail=detail))
             elif resolved:
                 events.append(
                     activity_event("ledger:void", "ledger_voided", detail={"transfers": str(resolved)})
@@ -113,15 +112,15 @@ class LedgerActivities:
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)
-            if posted:
+            for currency in sorted({transfer.currency for transfer in posted}):
                 ledger.post(
                     self._db,
                     session,
                     key_prefix=f"{late.request_id}:reversal",
                     request_id=late.request_id,
                     merchant=self._merchant,
-                    currency=posted[0].currency,
-                    legs=ledger.reversal_legs(posted),
+                    currency=currency,
+                    legs=ledger.reversal_legs([t for t in posted if t.currency == currency]),
                     description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",
                 )
             code = late.update.failure_code or ErrorCode.PSP_DECLINED

@@ -10,6 +10,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.allocation import Allocation, ShippingPolicy
+from domain.fx import FxFacts
 from domain.money import Money
 from domain.requests import RefundRequest
 from domain.returns import DEFAULT_NO_RETURN_REASONS, GoodsReceipt, ReturnsState
@@ -82,6 +83,8 @@ class PaymentRecord(_Contract):
     amount_captured: int = 0
     amount_authorized: int = 0
     amount_refunded: int = 0
+    # the capture as it settled in the merchant's settlement currency, when that is another one
+    settlement: Money | None = None
 
     @property
     def refundable(self) -> int:
@@ -167,6 +170,8 @@ class RefundResult(_Contract):
     psp_request_id: str | None = None
     psp_response_ms: int | None = None
     adopted: bool = False
+    # the refund as it settled in the merchant's settlement currency, when that is another one
+    settlement: Money | None = None
 
 
 class RefundLookup(_Contract):
@@ -212,6 +217,7 @@ class FinishInput(_Contract):
     psp_refund_id: str | None = None
     failure_code: ErrorCode | None = None
     allocation: Allocation | None = None
+    fx: FxFacts | None = None  # set when the refund settled in another currency than the payment
     audit: list[AuditEvent] = Field(default_factory=list)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -221,6 +222,23 @@ async def test_concurrent_partials_never_exceed_the_capture(stack: Stack, sandbo
     failed = next(v for v in views if v["status"] == "failed")
     assert failed["failure_code"] == "refund_exceeds_capture"
     assert [r["amount"] for r in sandbox.stripe_refunds(payment)] == [600]
+
+
+async def test_twenty_concurrent_partials_through_the_pipeline_never_exceed_the_capture(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    ids = [unique("burst") for _ in range(20)]
+    responses = await asyncio.gather(
+        *(submit(stack, refund_body(request_id, payment, amount=700)) for request_id in ids)
+    )
+    assert [r.status_code for r in responses] == [202] * 20
+
+    views = await asyncio.gather(*(wait_for_status(stack, request_id, FINAL) for request_id in ids))
+
+    outcomes = sorted((v["status"], v.get("failure_code")) for v in views)
+    assert outcomes == [("failed", "refund_exceeds_capture")] * 6 + [("succeeded", None)] * 14
+    assert sum(r["amount"] for r in sandbox.stripe_refunds(payment)) == 14 * 700 <= 10_000
 
 
 async def test_uncaptured_authorisation_is_voided(stack: Stack, sandbox: SandboxControl) -> None:

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateInput,
         Validation,
     )
+    from domain.fx import FxFacts
     from domain.money import Money
     from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE, SA_STATUS, Activity
     from domain.returns import (
@@ -78,6 +79,17 @@ class _Stop(Exception):
         self.message = message
 
 
+def _fx_facts(payment: PaymentRecord, result: RefundResult) -> FxFacts | None:
+    """The PSP's settlement amounts, when the payment settled in another currency."""
+    if payment.settlement is None or result.settlement is None or not payment.amount_captured:
+        return None
+    return FxFacts(
+        captured=Money(value=payment.amount_captured, currency=payment.currency),
+        captured_settled=payment.settlement,
+        refund_settled=result.settlement,
+    )
+
+
 @workflow.defn(name="RefundWorkflow")
 class RefundWorkflow:
     @workflow.init
@@ -97,6 +109,7 @@ class RefundWorkflow:
             ),
         )
         self._receipts: list[GoodsReceipt] = []  # accepted, not yet restocked
+        self._fx: FxFacts | None = None
         self._audit: list[AuditEvent] = []
         self._audit_seq = 0
         self._psp_updates: dict[str, PspRefundUpdate] = {}
@@ -153,6 +166,7 @@ class RefundWorkflow:
         self._set_status(RefundStatus.REFUNDING)
         await self._reserve(payment, amount)
         result = await self._refund_at_psp(payment, amount, method)
+        self._fx = _fx_facts(payment, result)
 
         if result.status is PspRefundStatus.PENDING:
             self._set_status(RefundStatus.AWAITING_CONFIRMATION)
@@ -393,6 +407,7 @@ class RefundWorkflow:
                 psp_refund_id=state.psp_refund_id,
                 failure_code=code,
                 allocation=state.allocation,
+                fx=self._fx,
                 audit=self._drain_audit(),
             ),
             start_to_close_timeout=timedelta(seconds=30),

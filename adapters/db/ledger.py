@@ -18,6 +18,8 @@ from sqlmodel import col
 from adapters.db.engine import Database
 from adapters.db.models import LedgerOutboxRow, LedgerTransferRow, utcnow
 from domain.allocation import Allocation
+from domain.fx import FxFacts, at_capture_rate, fx_difference
+from domain.money import Money
 
 
 class AccountName(StrEnum):
@@ -28,7 +30,8 @@ class AccountName(StrEnum):
     CUSTOMER_REFUNDS_PAYABLE = "customer_refunds_payable"  # owed to the customer until the PSP pays
     PSP_RECEIVABLE = "psp_receivable"  # our balance at a PSP, which pays the refund
     PSP_FEES = "psp_fees"
-    FX_DIFFERENCE = "fx_difference"
+    FX_CONVERSION = "fx_conversion"  # where one currency turns into another, per currency
+    FX_DIFFERENCE = "fx_difference"  # gains and losses against the capture's rate
 
 
 class Phase(StrEnum):
@@ -87,6 +90,35 @@ def payout_leg(merchant: str, provider: str, currency: str, amount: int) -> Leg:
         account(merchant, AccountName.PSP_RECEIVABLE, currency, provider),
         amount,
     )
+
+
+def payout_postings(
+    merchant: str, provider: str, refund: Money, fx: FxFacts | None
+) -> list[tuple[str, list[Leg]]]:
+    """The PSP pays the customer, per currency. Paid from a balance in another currency, the refund
+    goes through `fx_conversion` in both currencies; the settlement currency side costs what the sale
+    brought in (the capture's rate), and the rest is an FX gain or loss."""
+    if fx is None or fx.refund_settled.currency == refund.currency:
+        return [(refund.currency, [payout_leg(merchant, provider, refund.currency, refund.value)])]
+    settled = fx.refund_settled.currency
+    receivable = account(merchant, AccountName.PSP_RECEIVABLE, settled, provider)
+    conversion = account(merchant, AccountName.FX_CONVERSION, settled)
+    difference = account(merchant, AccountName.FX_DIFFERENCE, settled)
+    expected, delta = at_capture_rate(refund, fx), fx_difference(refund, fx)
+    converted = [
+        Leg(
+            "payout",
+            account(merchant, AccountName.CUSTOMER_REFUNDS_PAYABLE, refund.currency),
+            account(merchant, AccountName.FX_CONVERSION, refund.currency),
+            refund.value,
+        )
+    ]
+    settlement = [Leg("payout", conversion, receivable, expected)] if expected > 0 else []
+    if delta > 0:
+        settlement.append(Leg("fx_loss", difference, receivable, delta))
+    elif delta < 0:
+        settlement.append(Leg("fx_gain", receivable, difference, -delta))
+    return [(refund.currency, converted), (settled, settlement)]
 
 
 def _rows(

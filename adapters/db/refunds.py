@@ -59,11 +59,15 @@ def booked(
     for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
         if row.amount is None or not row.currency or row.psp_refund_id is None:
             continue
-        receivable = f":{AccountName.PSP_RECEIVABLE.value}:{provider.value}:"
+        # paid from the PSP balance in the refund's currency, or converted from another one
+        paid_from = (
+            f":{AccountName.PSP_RECEIVABLE.value}:{provider.value}:",
+            f":{AccountName.FX_CONVERSION.value}:",
+        )
         paid_out = -sum(
             value
-            for (account_name, _), value in ledger.balances(session, row.request_id).items()
-            if receivable in account_name
+            for (account_name, currency), value in ledger.balances(session, row.request_id).items()
+            if currency == row.currency and any(part in account_name for part in paid_from)
         )
         result.append(
             BookedRefund(

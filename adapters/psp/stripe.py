@@ -130,7 +130,7 @@ class StripeAdapter:
         try:
             if reference.startswith("pi_"):
                 obj: stripe.StripeObject = self._client.v1.payment_intents.retrieve(
-                    reference, {"expand": ["latest_charge"]}
+                    reference, {"expand": ["latest_charge.balance_transaction"]}
                 )
                 record = tf.payment_from_intent(obj.to_dict())
             elif reference.startswith("ch_"):
@@ -221,6 +221,7 @@ class StripeAdapter:
                     params: Any = {  # a RefundListParams
                         **tf.payment_param(call.payment.reference),
                         "limit": self.list_page_size,
+                        "expand": ["data.balance_transaction"],
                     }
                     page = self._client.v1.refunds.list(params)
                     refunds = [refund.to_dict() for refund in page.auto_paging_iter()]

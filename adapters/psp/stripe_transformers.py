@@ -67,6 +67,15 @@ def _expanded(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+def settlement_of(balance_transaction: Any, currency: str) -> Money | None:
+    """An expanded balance transaction in another currency than `currency`: what it settled at."""
+    transaction = _expanded(balance_transaction)
+    settled_in = str((transaction or {}).get("currency") or "").upper()
+    if transaction is None or not settled_in or settled_in == currency.upper():
+        return None
+    return money(abs(int(transaction.get("amount") or 0)), settled_in)
+
+
 def payment_from_intent(intent: Mapping[str, Any]) -> PaymentRecord:
     """A PaymentIntent (with `latest_charge` expanded when there is one) as our PaymentRecord."""
     reference = str(intent["id"])
@@ -87,6 +96,7 @@ def payment_from_intent(intent: Mapping[str, Any]) -> PaymentRecord:
                 currency=currency,
                 amount_captured=from_stripe_amount(captured, currency),
                 amount_refunded=from_stripe_amount(refunded, currency),
+                settlement=settlement_of((charge or {}).get("balance_transaction"), currency),
             )
         case "requires_capture":
             return PaymentRecord(
@@ -180,6 +190,8 @@ def refund_create_params(call: PspRefundCall, amount: int) -> dict[str, Any]:
             METADATA_KEY_GENERATION: str(call.key_generation),
             METADATA_REASON_CODE: call.reason_code,
         },
+        # what the refund cost in the merchant's settlement currency, for the FX difference
+        "expand": ["balance_transaction"],
     }
     if call.reason_code in _STRIPE_REFUND_REASONS:
         params["reason"] = call.reason_code
@@ -221,16 +233,18 @@ def refund_result(
     adopted: bool = False,
 ) -> RefundResult:
     failure_code, failure_message = refund_failure(refund)
+    currency = str(refund.get("currency") or "")
     return RefundResult(
         psp_refund_id=str(refund["id"]),
         status=refund_status(refund.get("status")),
-        amount=money(int(refund.get("amount") or 0), str(refund.get("currency") or "")),
+        amount=money(int(refund.get("amount") or 0), currency),
         method=RefundMethod.REFUND,
         failure_code=failure_code,
         failure_message=failure_message,
         psp_request_id=psp_request_id,
         psp_response_ms=psp_response_ms,
         adopted=adopted,
+        settlement=settlement_of(refund.get("balance_transaction"), currency),
     )
 
 

@@ -30,8 +30,13 @@ class SandboxControl(ControlClient):
         refund_behavior: RefundBehavior = "succeeded",
         settle_after_ms: int = 1000,
         metadata: dict[str, str] | None = None,
+        settlement_currency: str | None = None,
+        exchange_rate: str | None = None,
+        refund_exchange_rate: str | None = None,
     ) -> str:
-        """Create a PaymentIntent (and its charge); return the intent id (`pi_...`)."""
+        """Create a PaymentIntent (and its charge); return the intent id (`pi_...`). With a
+        `settlement_currency`, the merchant's balance is in it: the capture converts at
+        `exchange_rate`, refunds at `refund_exchange_rate` (decimal strings, default the same)."""
         body: dict[str, Any] = {
             "provider": "stripe",
             "amount": amount,
@@ -43,6 +48,10 @@ class SandboxControl(ControlClient):
         }
         if payment_id is not None:
             body["id"] = payment_id
+        if settlement_currency is not None:
+            body |= {"settlement_currency": settlement_currency, "exchange_rate": exchange_rate}
+            if refund_exchange_rate is not None:
+                body["refund_exchange_rate"] = refund_exchange_rate
         return str(self._call("POST", "/payments", json=body)["payment_intent"]["id"])
 
     def stripe_refunds(self, payment_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 from urllib.parse import parse_qs
 
@@ -17,7 +18,7 @@ from adapters.sandbox.faults import Fault, FaultRegistry
 from adapters.sandbox.kinds import REFUND_BEHAVIORS, RefundBehavior
 from adapters.sandbox.routing import SandboxRequest, SandboxResponse
 from adapters.sandbox.stats import CallStats
-from adapters.sandbox.store import SandboxStore
+from adapters.sandbox.store import SandboxStore, Settlement
 from adapters.sandbox.stripe_engine import PaymentSeed, StripeEngine
 from adapters.sandbox.stripe_objects import StripeApiError
 
@@ -94,6 +95,7 @@ class ControlApi:
         metadata = body.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise ControlError(400, "metadata must be an object of strings")
+        settlement = _settlement(body, currency)
         intent, created = self._engine.seed_payment(
             PaymentSeed(
                 amount=amount,
@@ -103,6 +105,7 @@ class ControlApi:
                 refund_behavior=cast(RefundBehavior, behavior),
                 settle_after_ms=settle_after_ms,
                 metadata={str(k): str(v) for k, v in metadata.items()},
+                settlement=settlement,
             )
         )
         return {"payment_intent": intent, "charge": intent["latest_charge"], "created": created}
@@ -175,3 +178,25 @@ class ControlApi:
         self._faults.clear()
         self._stats.reset()
         return {"ok": True}
+
+
+def _settlement(body: dict[str, Any], currency: str) -> Settlement | None:
+    """`settlement_currency` with `exchange_rate` (and optionally `refund_exchange_rate`) as decimal
+    strings of settlement major units per payment major unit."""
+    into = body.get("settlement_currency")
+    if into is None:
+        return None
+    if (
+        not isinstance(into, str)
+        or not re.fullmatch(r"[A-Za-z]{3}", into)
+        or into.upper() == currency.upper()
+    ):
+        raise ControlError(400, "settlement_currency must be another three-letter code")
+    rates = [body.get("exchange_rate"), body.get("refund_exchange_rate", body.get("exchange_rate"))]
+    try:
+        capture_rate, refund_rate = (Decimal(str(rate)) for rate in rates)
+    except InvalidOperation as err:
+        raise ControlError(400, 'exchange rates must be decimal strings such as "0.92"') from err
+    if capture_rate <= 0 or refund_rate <= 0 or not all(isinstance(rate, str) for rate in rates):
+        raise ControlError(400, "exchange rates must be positive decimal strings")
+    return Settlement(str(into).upper(), capture_rate, refund_rate)

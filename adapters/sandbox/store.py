@@ -13,10 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS stripe_settlements (
+    payment_id TEXT PRIMARY KEY,
+    currency TEXT NOT NULL,
+    capture_rate TEXT NOT NULL,
+    refund_rate TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stripe_payments (
     id TEXT PRIMARY KEY,
     charge_id TEXT UNIQUE,
@@ -90,6 +97,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 """
 
 _TABLES = (
+    "stripe_settlements",
     "stripe_payments",
     "stripe_refunds",
     "idempotency",
@@ -119,6 +127,15 @@ class PaymentRow:
     created: int
     canceled_at: int | None = None
     cancellation_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The merchant's balance is in `currency`: captures convert at one rate, refunds at another."""
+
+    currency: str
+    capture_rate: Decimal
+    refund_rate: Decimal
 
 
 @dataclass
@@ -283,6 +300,22 @@ class StoreTx:
             " cancellation_reason = ? WHERE id = ?",
             (p.status, p.amount_captured, p.canceled_at, p.cancellation_reason, p.id),
         )
+
+    def set_settlement(self, payment_id: str, settlement: Settlement) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO stripe_settlements (payment_id, currency, capture_rate, refund_rate)"
+            " VALUES (?, ?, ?, ?)",
+            (payment_id, settlement.currency, str(settlement.capture_rate), str(settlement.refund_rate)),
+        )
+
+    def settlement_of(self, payment_id: str) -> Settlement | None:
+        row = self.conn.execute(
+            "SELECT currency, capture_rate, refund_rate FROM stripe_settlements WHERE payment_id = ?",
+            (payment_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Settlement(row["currency"], Decimal(row["capture_rate"]), Decimal(row["refund_rate"]))
 
     def refunded_amount(self, payment_id: str) -> int:
         """Refunds that hold money: pending ones count, failed or canceled ones gave it back."""

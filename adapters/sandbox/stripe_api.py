@@ -472,6 +472,7 @@ class StripeApi:
             raise StripeApiError(400, "This value must be less than or equal to 100.", param="limit")
         starting_after = _str(params, "starting_after")
         ending_before = _str(params, "ending_before")
+        item_expand = {e.removeprefix("data.") for e in _expand(params) if e.startswith("data.")}
 
         def action(tx: StoreTx) -> dict[str, Any]:
             payment_id: str | None = None
@@ -489,7 +490,7 @@ class StripeApi:
             refunds, has_more = tx.list_refunds(
                 payment_id=payment_id, limit=limit, after_seq=after, before_seq=before
             )
-            data = [self._engine.refund_json(tx, refund) for refund in refunds]
+            data = [self._engine.refund_json(tx, refund, item_expand) for refund in refunds]
             return list_json("/v1/refunds", data, has_more)
 
         return action

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.sandbox.kinds import RefundBehavior
-from adapters.sandbox.store import EventRow, PaymentRow, RefundRow, SandboxStore, StoreTx, now_ms
+from adapters.sandbox.settlement_fx import balance_transaction
+from adapters.sandbox.store import (
+    EventRow,
+    PaymentRow,
+    RefundRow,
+    SandboxStore,
+    Settlement,
+    StoreTx,
+    now_ms,
+)
 from adapters.sandbox.stripe_objects import (
     StripeApiError,
     charge_json,
@@ -41,6 +50,7 @@ class PaymentSeed:
     refund_behavior: RefundBehavior = "succeeded"
     settle_after_ms: int = 1000
     metadata: dict[str, str] = field(default_factory=dict)
+    settlement: Settlement | None = None  # the merchant's balance is in another currency
 
 
 def _noop() -> None:
@@ -147,8 +157,17 @@ class StripeEngine:
 
     def intent_json(self, tx: StoreTx, payment: PaymentRow, expand: Collection[str] = ()) -> dict[str, Any]:
         latest: str | dict[str, Any] | None = payment.charge_id
-        if payment.charge_id and "latest_charge" in expand:
-            latest = charge_json(payment, tx.refunded_amount(payment.id))
+        if payment.charge_id and any(e == "latest_charge" or e.startswith("latest_charge.") for e in expand):
+            transaction = None
+            if "latest_charge.balance_transaction" in expand and payment.amount_captured:
+                transaction = balance_transaction(
+                    payment.charge_id,
+                    payment.amount_captured,
+                    payment.currency,
+                    tx.settlement_of(payment.id),
+                    refund=False,
+                )
+            latest = charge_json(payment, tx.refunded_amount(payment.id), transaction)
         return payment_intent_json(payment, latest)
 
     def charge_json(self, tx: StoreTx, charge_id: str, expand: Collection[str] = ()) -> dict[str, Any]:
@@ -261,7 +280,13 @@ class StripeEngine:
             charge = self.charge_json(tx, refund.charge_id)
         if "payment_intent" in expand:
             intent = self.intent_json(tx, self.require_intent(tx, refund.payment_id))
-        return refund_json(refund, charge=charge, payment_intent=intent)
+        transaction = None
+        if "balance_transaction" in expand:
+            settlement = tx.settlement_of(refund.payment_id)
+            transaction = balance_transaction(
+                refund.id, refund.amount, refund.currency, settlement, refund=True
+            )
+        return refund_json(refund, charge=charge, payment_intent=intent, balance_transaction=transaction)
 
     def settle_refund(
         self, tx: StoreTx, refund_id: str, status: str, failure_reason: str | None = None
@@ -308,6 +333,8 @@ class StripeEngine:
                 refund_behavior=seed.refund_behavior,
                 settle_after_ms=seed.settle_after_ms,
             )
+            if created and seed.settlement is not None:
+                tx.set_settlement(payment.id, seed.settlement)
             intent = self.intent_json(tx, payment, ("latest_charge",))
         return intent, created
 

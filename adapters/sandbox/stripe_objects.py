@@ -62,7 +62,9 @@ def resource_missing(kind: str, object_id: str, param: str = "id") -> StripeApiE
     return StripeApiError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
 
 
-def charge_json(p: PaymentRow, amount_refunded: int) -> dict[str, Any]:
+def charge_json(
+    p: PaymentRow, amount_refunded: int, balance_transaction: dict[str, Any] | None = None
+) -> dict[str, Any]:
     captured = p.amount_captured > 0
     released = not captured and p.status == "canceled"
     refunded_total = p.amount if released else amount_refunded
@@ -72,7 +74,7 @@ def charge_json(p: PaymentRow, amount_refunded: int) -> dict[str, Any]:
         "amount": p.amount,
         "amount_captured": p.amount_captured,
         "amount_refunded": refunded_total,
-        "balance_transaction": None,
+        "balance_transaction": balance_transaction,
         "captured": captured,
         "created": p.created,
         "currency": p.currency,
@@ -116,12 +118,13 @@ def refund_json(
     *,
     charge: str | dict[str, Any] | None = None,
     payment_intent: str | dict[str, Any] | None = None,
+    balance_transaction: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": r.id,
         "object": "refund",
         "amount": r.amount,
-        "balance_transaction": None,
+        "balance_transaction": balance_transaction,
         "charge": charge if charge is not None else r.charge_id,
         "created": r.created,
         "currency": r.currency,
