@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from temporalio import activity
 
 from activities.audit import activity_event
 from activities.errors import application_error
-from adapters.db import audit, holds
+from adapters.db import audit, holds, velocity
 from adapters.db.engine import Database
 from adapters.psp.base import PspError, PspRegistry
 from domain import signature
@@ -99,6 +100,9 @@ class ValidationActivities:
             detail={"message": validation.message} if validation.message else {},
         )
         with self._db.transaction() as session:
+            if validation.payment is not None:
+                signals = velocity.record_and_measure(self._db, session, request, datetime.now(UTC))
+                validation = validation.model_copy(update={"signals": signals})
             rows = [*input.audit, *events, verdict]
             audit.record(self._db, session, request.request_id, request.payment_reference, rows)
         return validation

@@ -39,7 +39,15 @@ class SignatureEvidence(_Contract):
 class RefundPolicy(_Contract):
     """Policy captured when the refund is started, so a running workflow never changes its rules."""
 
+    version: str = "builtin"  # the policy file's version, recorded with every decision
     review_threshold_major: int = 1_000
+    review_score_threshold: int = 60
+    auto_approve_below_major: int = 0
+    always_review_reasons: tuple[str, ...] = ()
+    four_eyes_above_major: int | None = None
+    review_escalate_after_seconds: int = 24 * 3600
+    review_decide_after_seconds: int = 72 * 3600
+    on_review_deadline: str = "reject"  # or "approve"
     psp_call_timeout_seconds: int = 30
     confirmation_poll_seconds: int = 60
     confirmation_deadline_seconds: int = 7 * 24 * 3600
@@ -85,6 +93,7 @@ class PaymentRecord(_Contract):
     amount_refunded: int = 0
     # the capture as it settled in the merchant's settlement currency, when that is another one
     settlement: Money | None = None
+    created_at: datetime | None = None  # when the customer paid, where the PSP says
 
     @property
     def refundable(self) -> int:
@@ -98,10 +107,19 @@ class ValidateInput(_Contract):
     round: int = 1  # validation runs again after ops release a hold; each round is audited
 
 
+class RiskSignals(_Contract):
+    """What our own database knows of the customer's and the payment's refund history."""
+
+    customer_requests_30d: int = 0  # earlier refund requests by this customer in 30 days
+    customer_orders_90d: int = 0  # distinct orders of this customer refunded in 90 days
+    payment_requests: int = 0  # earlier refund requests against this payment
+
+
 class Validation(_Contract):
     """Outcome of checking the request against its signature and the PSP's record."""
 
     payment: PaymentRecord | None = None
+    signals: RiskSignals = RiskSignals()
     error: ErrorCode | None = None
     message: str = ""
     audit: list[AuditEvent] = Field(default_factory=list)
@@ -117,6 +135,8 @@ class RiskAssessment(_Contract):
     score: int
     reasons: list[RiskReason]
     requires_review: bool
+    policy_version: str = "builtin"
+    approvals_needed: int = 1  # two above the four-eyes amount
 
 
 class ReviewDecision(_Contract):

@@ -1,30 +1,99 @@
-"""A first rule-based risk score: every point has a reason a reviewer can read."""
+"""The risk score: rules whose every point has a reason a reviewer can read, and the policy's verdict.
+
+Signals come from the request, the PSP's record of the payment and our own database (velocity), so
+the score is the same on every replay: the workflow computes it from recorded activity results.
+"""
 
 from __future__ import annotations
 
-from domain.contracts import PaymentRecord, RefundPolicy, RiskAssessment, RiskReason
+from datetime import datetime, timedelta
+
+from domain.contracts import PaymentRecord, RefundPolicy, RiskAssessment, RiskReason, RiskSignals
 from domain.money import Money, format_minor, major_to_minor
 from domain.requests import RefundRequest
 
 
-def assess_risk(
-    request: RefundRequest, payment: PaymentRecord, amount: Money, policy: RefundPolicy
-) -> RiskAssessment:
-    reasons: list[RiskReason] = []
-    threshold = major_to_minor(policy.review_threshold_major, amount.currency)
-    share = amount.value * 100 // max(threshold, 1)
-    reasons.append(
+def _amount_reasons(amount: Money, payment: PaymentRecord, threshold: int) -> list[RiskReason]:
+    share_of_threshold = amount.value * 100 // max(threshold, 1)
+    reasons = [
         RiskReason(
             code="amount",
-            points=min(share // 2, 50),
-            detail=f"{amount} is {share}% of the review threshold "
+            points=min(share_of_threshold // 2, 50),
+            detail=f"{amount} is {share_of_threshold}% of the review threshold "
             f"{format_minor(threshold, amount.currency)} {amount.currency}",
         )
-    )
+    ]
     if payment.amount_captured and amount.value == payment.amount_captured:
         reasons.append(RiskReason(code="full_refund", points=10, detail="refunds the whole payment"))
+    elif payment.amount_captured and amount.value * 2 > payment.amount_captured:
+        share = amount.value * 100 // payment.amount_captured
+        reasons.append(RiskReason(code="most_of_capture", points=5, detail=f"{share}% of the capture"))
+    return reasons
+
+
+def _velocity_reasons(signals: RiskSignals) -> list[RiskReason]:
+    reasons = []
+    if signals.customer_requests_30d:
+        reasons.append(
+            RiskReason(
+                code="customer_velocity",
+                points=min(signals.customer_requests_30d * 10, 30),
+                detail=f"{signals.customer_requests_30d} earlier refund requests by this customer in 30 days",
+            )
+        )
+    if signals.customer_orders_90d >= 3:
+        reasons.append(
+            RiskReason(
+                code="serial_returner",
+                points=15,
+                detail=f"{signals.customer_orders_90d} of this customer's orders refunded in 90 days",
+            )
+        )
+    if signals.payment_requests:
+        reasons.append(
+            RiskReason(
+                code="payment_velocity",
+                points=min(signals.payment_requests * 10, 20),
+                detail=f"{signals.payment_requests} earlier refund requests against this payment",
+            )
+        )
+    return reasons
+
+
+def _timing_reasons(payment: PaymentRecord, now: datetime) -> list[RiskReason]:
+    if payment.created_at is None:
+        return []
+    age = now - payment.created_at
+    if age > timedelta(days=90):
+        return [RiskReason(code="old_purchase", points=15, detail=f"paid {age.days} days ago")]
+    if age < timedelta(hours=1):
+        minutes = int(age.total_seconds()) // 60
+        return [RiskReason(code="instant_refund", points=10, detail=f"paid {minutes} minutes ago")]
+    return []
+
+
+def assess_risk(
+    request: RefundRequest,
+    payment: PaymentRecord,
+    amount: Money,
+    policy: RefundPolicy,
+    signals: RiskSignals,
+    now: datetime,
+) -> RiskAssessment:
+    """The score (0-100) with its reasons, and whether a human must decide, per `policy`."""
+    threshold = major_to_minor(policy.review_threshold_major, amount.currency)
+    reasons = [
+        *_amount_reasons(amount, payment, threshold),
+        *_velocity_reasons(signals),
+        *_timing_reasons(payment, now),
+    ]
     if request.customer_id is None:
         reasons.append(RiskReason(code="anonymous_customer", points=5, detail="no customer id"))
+    always = request.reason_code in policy.always_review_reasons
+    if always:
+        reasons.append(
+            RiskReason(code="reason_code", points=20, detail=f"policy reviews every {request.reason_code!r}")
+        )
     over_threshold = amount.value >= threshold
     if over_threshold:
         reasons.append(
@@ -35,4 +104,14 @@ def assess_risk(
             )
         )
     score = min(sum(reason.points for reason in reasons), 100)
-    return RiskAssessment(score=score, reasons=reasons, requires_review=over_threshold)
+    small = amount.value < major_to_minor(policy.auto_approve_below_major, amount.currency)
+    four_eyes = policy.four_eyes_above_major
+    two_needed = four_eyes is not None and amount.value >= major_to_minor(four_eyes, amount.currency)
+    risky = over_threshold or score >= policy.review_score_threshold
+    return RiskAssessment(
+        score=score,
+        reasons=reasons,
+        requires_review=always or two_needed or (risky and not small),
+        policy_version=policy.version,
+        approvals_needed=2 if two_needed else 1,
+    )

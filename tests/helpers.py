@@ -56,7 +56,7 @@ def refund_body(
         "payment_reference": payment_reference,
         "reason_code": "damaged",
         "order_id": f"order-{request_id}",
-        "customer_id": "cus_1",
+        "customer_id": f"cus-{request_id}",  # one customer per request: no velocity across tests
         **extra,
     }
     if amount is not None:

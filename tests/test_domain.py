@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from domain import signature
 from domain.amount import refund_amount
-from domain.contracts import PaymentRecord, RefundPolicy
+from domain.contracts import PaymentRecord, RefundPolicy, RiskSignals
 from domain.money import Money, currency_exponent, format_minor, major_to_minor
 from domain.naming import idempotency_key
 from domain.requests import RefundRequest
@@ -18,6 +19,8 @@ from domain.risk import assess_risk
 from domain.status import ErrorCode, PaymentState, Provider
 
 CURRENCIES = ["EUR", "USD", "JPY", "KWD", "CLP", "BHD", "GBP"]
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def payment(captured: int, refunded: int = 0, currency: str = "EUR") -> PaymentRecord:
@@ -104,6 +107,8 @@ def test_review_exactly_at_or_above_threshold(value: int, currency: str) -> None
         payment(10**10, currency=currency),
         Money(value=value, currency=currency),
         policy,
+        RiskSignals(),
+        NOW,
     )
     assert risk.requires_review is (value >= threshold)
     assert 0 <= risk.score <= 100
@@ -116,6 +121,8 @@ def test_risk_reasons_explain_the_score() -> None:
         payment(1_000),
         Money(value=1_000, currency="EUR"),
         RefundPolicy(),
+        RiskSignals(),
+        NOW,
     )
     assert {r.code for r in risk.reasons} == {"amount", "full_refund", "anonymous_customer"}
 

@@ -36,6 +36,20 @@ def _settings() -> Settings:
     return Settings()
 
 
+def _checked_settings() -> Settings:
+    """Settings for a long-running process: a bad policy file stops it before it starts anything."""
+    from domain.policy_file import PolicyError
+
+    settings = _settings()
+    try:
+        policy = settings.policy()
+    except PolicyError as err:
+        console.print(f"[red]invalid_policy[/red]: {err}")
+        raise typer.Exit(2) from err
+    console.print(f"refund policy {policy.version}", highlight=False)
+    return settings
+
+
 def _run(operation: Coroutine[Any, Any, T]) -> T:
     """Run an ops call; Temporal being down or refusing is a one-line error, not a traceback."""
     try:
@@ -52,7 +66,7 @@ def dev() -> None:
     """Run everything on embedded defaults: Temporal + UI, sandbox, worker, service."""
     from workers.dev import run_dev
 
-    raise typer.Exit(run_dev(_settings()))
+    raise typer.Exit(run_dev(_checked_settings()))
 
 
 @app.command()
@@ -60,7 +74,7 @@ def worker() -> None:
     """Run the Temporal worker against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
     from workers.worker import run_worker
 
-    asyncio.run(run_worker(_settings()))
+    asyncio.run(run_worker(_checked_settings()))
 
 
 @app.command()
@@ -68,7 +82,7 @@ def serve() -> None:
     """Run the webhook starter service (FastAPI, OpenAPI at /docs)."""
     from workers.service.app import serve as serve_http
 
-    asyncio.run(serve_http(_settings()))
+    asyncio.run(serve_http(_checked_settings()))
 
 
 @app.command()

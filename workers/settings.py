@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain.allocation import ShippingPolicy
 from domain.contracts import RefundPolicy
 from domain.naming import DEFAULT_TASK_QUEUE
+from domain.policy_file import PolicyError, parse_policy
 
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
 SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
         "that runtime check for about a quarter of the worker's CPU",
     )
 
+    policy_file: Path | None = Field(
+        default=None,
+        description="TOML refund policy (review thresholds, four eyes, deadlines, returns); "
+        "without one, the settings below and built-in defaults apply",
+    )
     review_threshold_major: int = 1_000
     shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
     psp_timeout_seconds: int = 30
@@ -114,10 +120,35 @@ class Settings(BaseSettings):
         return self.paypal_api_base or "https://api-m.sandbox.paypal.com"
 
     def policy(self) -> RefundPolicy:
-        return RefundPolicy(
+        """The policy every new refund starts under; raises PolicyError for a bad policy file."""
+        base = RefundPolicy(
             review_threshold_major=self.review_threshold_major,
             psp_call_timeout_seconds=self.psp_timeout_seconds,
             confirmation_poll_seconds=self.confirmation_poll_seconds,
             confirmation_deadline_seconds=self.confirmation_deadline_seconds,
             shipping_policy=self.shipping_policy,
+        )
+        if self.policy_file is None:
+            return base
+        try:
+            text = self.policy_file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise PolicyError(f"{self.policy_file}: cannot be read: {err.strerror}") from err
+        rules = parse_policy(text, str(self.policy_file))
+        review, returns = rules.review, rules.returns
+        return base.model_copy(
+            update={
+                "version": rules.version,
+                "review_threshold_major": review.threshold_major,
+                "review_score_threshold": review.score_threshold,
+                "auto_approve_below_major": review.auto_approve_below_major,
+                "always_review_reasons": tuple(review.always_review_reasons),
+                "four_eyes_above_major": review.four_eyes_above_major,
+                "review_escalate_after_seconds": review.escalate_after_hours * 3600,
+                "review_decide_after_seconds": review.decide_after_hours * 3600,
+                "on_review_deadline": review.on_deadline,
+                "shipping_policy": returns.shipping,
+                "no_return_reasons": tuple(returns.no_return_reasons),
+                "returns_deadline_seconds": returns.deadline_days * 24 * 3600,
+            }
         )

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         RetryInput,
         ReviewDecision,
         ReviewInput,
+        RiskSignals,
         ValidateInput,
         Validation,
     )
@@ -110,6 +111,7 @@ class RefundWorkflow:
         )
         self._receipts: list[GoodsReceipt] = []  # accepted, not yet restocked
         self._fx: FxFacts | None = None
+        self._signals = RiskSignals()
         self._audit: list[AuditEvent] = []
         self._audit_seq = 0
         self._psp_updates: dict[str, PspRefundUpdate] = {}
@@ -151,12 +153,17 @@ class RefundWorkflow:
         self._publish(SA_AMOUNT.value_set(amount.value), SA_CURRENCY.value_set(amount.currency))
 
         self._set_status(RefundStatus.SCORING)
-        risk = assess_risk(request, payment, amount, policy)
+        risk = assess_risk(request, payment, amount, policy, self._signals, workflow.now())
         self._update(risk=risk)
         self._publish(SA_RISK_SCORE.value_set(risk.score))
         self._note(
             "risk_scored",
-            detail={"score": str(risk.score), "reasons": ",".join(r.code for r in risk.reasons)},
+            detail={
+                "score": str(risk.score),
+                "reasons": ",".join(r.code for r in risk.reasons),
+                "policy_version": risk.policy_version,
+                "approvals_needed": str(risk.approvals_needed),
+            },
             reason_code="review_required" if risk.requires_review else "auto_approved",
         )
 
@@ -199,6 +206,7 @@ class RefundWorkflow:
         if validation.payment is None:
             code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
             raise _Stop(RefundStatus.FAILED, code, validation.message)
+        self._signals = validation.signals
         return validation.payment
 
     def _method_for(self, payment: PaymentRecord, amount: Money) -> RefundMethod:

@@ -179,3 +179,15 @@ class RestockRow(SQLModel, table=True):
     sku: str = Field(primary_key=True, max_length=128)
     units: int = Field(sa_column=Column(BigInteger, nullable=False))
     restocked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class RefundRequestRow(SQLModel, table=True):
+    """Every refund request that passed validation: the history risk velocity is measured on."""
+
+    __tablename__ = "refund_requests"
+    request_id: str = Field(primary_key=True, max_length=128)
+    provider: str = Field(max_length=16)
+    payment_reference: str = Field(index=True, max_length=128)
+    customer_id: str | None = Field(default=None, index=True, max_length=128)
+    order_id: str = Field(max_length=128)
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -5,6 +5,7 @@ or `stripe.py` beside it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.psp.base import PspEvent
@@ -67,6 +68,10 @@ def _expanded(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+def _timestamp(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int) and value > 0 else None
+
+
 def settlement_of(balance_transaction: Any, currency: str) -> Money | None:
     """An expanded balance transaction in another currency than `currency`: what it settled at."""
     transaction = _expanded(balance_transaction)
@@ -97,6 +102,7 @@ def payment_from_intent(intent: Mapping[str, Any]) -> PaymentRecord:
                 amount_captured=from_stripe_amount(captured, currency),
                 amount_refunded=from_stripe_amount(refunded, currency),
                 settlement=settlement_of((charge or {}).get("balance_transaction"), currency),
+                created_at=_timestamp(intent.get("created")),
             )
         case "requires_capture":
             return PaymentRecord(

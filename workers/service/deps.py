@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from adapters.db.engine import Database
 from adapters.psp.base import PspRegistry
+from domain.contracts import RefundPolicy
 from domain.status import ErrorCode
 from workers.service.errors import ApiError
 from workers.settings import Settings
@@ -21,6 +22,11 @@ class Services:
     db: Database
     temporal: Client
     psps: PspRegistry
+    policy: RefundPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        # read once: every refund started by this process runs under the same policy version
+        self.policy = self.settings.policy()
 
 
 def _services(request: Request) -> Services:

@@ -124,7 +124,7 @@ async def _start(services: Services, refund: RefundRequest, evidence: SignatureE
     try:
         await services.temporal.start_workflow(
             RefundWorkflow.run,
-            RefundWorkflowInput(request=refund, evidence=evidence, policy=settings.policy()),
+            RefundWorkflowInput(request=refund, evidence=evidence, policy=services.policy),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

@@ -1,0 +1,58 @@
+"""Refund velocity from our own database: how often this customer and this payment asked before."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from adapters.db.engine import Database
+from adapters.db.models import RefundRequestRow
+from domain.contracts import RiskSignals
+from domain.requests import RefundRequest
+
+
+def record_and_measure(db: Database, session: Session, request: RefundRequest, now: datetime) -> RiskSignals:
+    """Remember this request (once), then count the earlier ones that make it riskier."""
+    db.insert_ignoring_conflicts(
+        session,
+        RefundRequestRow,
+        [
+            {
+                "request_id": request.request_id,
+                "provider": request.provider.value,
+                "payment_reference": request.payment_reference,
+                "customer_id": request.customer_id,
+                "order_id": request.order_id,
+                "requested_at": now,
+            }
+        ],
+    )
+    others = col(RefundRequestRow.request_id) != request.request_id
+    payment_requests = session.execute(
+        select(func.count()).where(
+            others,
+            col(RefundRequestRow.provider) == request.provider.value,
+            col(RefundRequestRow.payment_reference) == request.payment_reference,
+        )
+    ).scalar_one()
+    if request.customer_id is None:
+        return RiskSignals(payment_requests=payment_requests)
+    customer = col(RefundRequestRow.customer_id) == request.customer_id
+    recent = session.execute(
+        select(func.count()).where(
+            others, customer, col(RefundRequestRow.requested_at) >= now - timedelta(days=30)
+        )
+    ).scalar_one()
+    orders = session.execute(
+        select(func.count(func.distinct(RefundRequestRow.order_id))).where(
+            customer,
+            col(RefundRequestRow.order_id) != request.order_id,
+            col(RefundRequestRow.requested_at) >= now - timedelta(days=90),
+        )
+    ).scalar_one()
+    return RiskSignals(
+        customer_requests_30d=recent, customer_orders_90d=orders, payment_requests=payment_requests
+    )

@@ -1,0 +1,83 @@
+"""The merchant's refund policy file (TOML): review thresholds, four eyes, deadlines, returns.
+
+Parsed strictly: an unknown key, a wrong type or a missing version is a `PolicyError` naming the file
+and the field, so a bad policy stops the product at start instead of deciding refunds wrongly.
+
+    version = "2026-11-25.1"          # recorded with every decision
+
+    [review]
+    threshold_major = 1000            # at or above this many major units: a human decides
+    score_threshold = 60              # or at or above this risk score
+    auto_approve_below_major = 50     # below this, no review (unless the reason always needs one)
+    always_review_reasons = ["fraud_claim"]
+    four_eyes_above_major = 5000      # at or above: two different reviewers must approve
+    escalate_after_hours = 24
+    decide_after_hours = 72
+    on_deadline = "reject"            # or "approve"
+
+    [returns]
+    shipping = "full_return"          # always | never | full_return
+    no_return_reasons = ["damaged", "defective", "not_received", "vending_failure", "goodwill"]
+    deadline_days = 90
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from domain.allocation import ShippingPolicy
+from domain.returns import DEFAULT_NO_RETURN_REASONS
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReviewRules(_Strict):
+    threshold_major: int = Field(default=1_000, ge=0)
+    score_threshold: int = Field(default=60, ge=0, le=100)
+    auto_approve_below_major: int = Field(default=0, ge=0)
+    always_review_reasons: list[str] = []
+    four_eyes_above_major: int | None = Field(default=None, ge=0)
+    escalate_after_hours: int = Field(default=24, gt=0)
+    decide_after_hours: int = Field(default=72, gt=0)
+    on_deadline: Literal["reject", "approve"] = "reject"
+
+    @model_validator(mode="after")
+    def _escalate_before_deciding(self) -> ReviewRules:
+        if self.escalate_after_hours >= self.decide_after_hours:
+            raise ValueError("escalate_after_hours must be less than decide_after_hours")
+        return self
+
+
+class ReturnRules(_Strict):
+    shipping: ShippingPolicy = ShippingPolicy.FULL_RETURN
+    no_return_reasons: list[str] = list(DEFAULT_NO_RETURN_REASONS)
+    deadline_days: int = Field(default=90, gt=0)
+
+
+class PolicyFile(_Strict):
+    version: str = Field(min_length=1, max_length=64)
+    review: ReviewRules = ReviewRules()
+    returns: ReturnRules = ReturnRules()
+
+
+def parse_policy(text: str, source: str) -> PolicyFile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError(f"{source}: not valid TOML: {err}") from err
+    try:
+        return PolicyFile.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or '(file)'}: {e['msg']}" for e in err.errors()
+        )
+        raise PolicyError(f"{source}: {problems}") from err
