@@ -241,6 +241,17 @@ class FinishInput(_Contract):
     audit: list[AuditEvent] = Field(default_factory=list)
 
 
+class NotifyInput(_Contract):
+    """Tell ops something needs them (an escalated review), through the configured hook."""
+
+    request_id: str
+    payment_reference: str
+    event: str
+    message: str
+    detail: dict[str, str] = Field(default_factory=dict)
+    audit: list[AuditEvent] = Field(default_factory=list)
+
+
 class RestockInput(_Contract):
     """Restock a receipt's sellable units, once per (refund, receipt, SKU)."""
 
@@ -279,6 +290,9 @@ class RefundState(_Contract):
     psp_refund_id: str | None = None
     risk: RiskAssessment | None = None
     review: ReviewDecision | None = None
+    approvals: list[ReviewDecision] = Field(default_factory=list)  # four eyes: approvals so far
+    awaiting_review_since: datetime | None = None
+    review_escalated: bool = False
     failure_code: ErrorCode | None = None
     failure_message: str = ""
     key_generation: int = 1

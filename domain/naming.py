@@ -16,7 +16,20 @@ SA_PAYMENT = SearchAttributeKey.for_keyword("RefundPaymentReference")
 SA_AMOUNT = SearchAttributeKey.for_int("RefundAmount")
 SA_CURRENCY = SearchAttributeKey.for_keyword("RefundCurrency")
 SA_RISK_SCORE = SearchAttributeKey.for_int("RefundRiskScore")
-SEARCH_ATTRIBUTES = (SA_STATUS, SA_PROVIDER, SA_PAYMENT, SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE)
+SA_MERCHANT = SearchAttributeKey.for_keyword("RefundMerchant")
+SA_REVIEW_SINCE = SearchAttributeKey.for_datetime("RefundAwaitingReviewSince")
+SA_ESCALATED = SearchAttributeKey.for_bool("RefundReviewEscalated")
+SEARCH_ATTRIBUTES = (
+    SA_STATUS,
+    SA_PROVIDER,
+    SA_PAYMENT,
+    SA_AMOUNT,
+    SA_CURRENCY,
+    SA_RISK_SCORE,
+    SA_MERCHANT,
+    SA_REVIEW_SINCE,
+    SA_ESCALATED,
+)
 
 
 class Activity:
@@ -30,6 +43,7 @@ class Activity:
     REVERSE = "reverse_failed_refund"
     RECORD_EXTERNAL = "record_external_refund"
     RESTOCK = "restock_returned_goods"
+    NOTIFY = "notify_ops"
 
 
 def workflow_id(request_id: str) -> str:

@@ -81,3 +81,4 @@ class ErrorCode(StrEnum):
     CONFIRMATION_TIMEOUT = "confirmation_timeout"
     # review
     REVIEW_REJECTED = "review_rejected"
+    REVIEW_TIMEOUT = "review_timeout"

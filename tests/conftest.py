@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -271,6 +272,22 @@ def paypal(stack: Stack) -> Iterator[PayPalSandboxControl]:
     with PayPalSandboxControl(stack.sandbox_url) as control:
         yield control
         control.clear_faults()
+
+
+@pytest.fixture
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},  # type: ignore[misc]
+        )
+    )
+    yield env
+    await env.shutdown()
 
 
 def repo_root() -> Path:

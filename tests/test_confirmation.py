@@ -4,25 +4,21 @@ deadline. The week-long deadline runs on Temporal's time-skipping server, never 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db import audit
 from adapters.sandbox.control import SandboxControl
 from domain import signature
 from domain.contracts import RefundPolicy, RefundState, RefundWorkflowInput, RetryInput, SignatureEvidence
-from domain.naming import SEARCH_ATTRIBUTES
 from domain.requests import RefundRequest
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import INBOUND_SECRET, eventually, refund_body, signed_headers, unique
-from workers.binaries import find_binary
 from workflows.refund import RefundWorkflow
 
 
@@ -62,22 +58,6 @@ async def test_polling_confirms_when_the_webhook_never_comes(
     with stack.database.transaction() as session:
         confirmed = [e for e in audit.trail(session, request_id) if e.step == "psp_confirmed"]
     assert [e.detail["psp_event_id"] for e in confirmed] == ["poll"]
-
-
-@pytest.fixture
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},  # type: ignore[misc]
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 def signed_input(

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         description="TOML refund policy (review thresholds, four eyes, deadlines, returns); "
         "without one, the settings below and built-in defaults apply",
     )
+    escalation_webhook_url: str = Field(
+        default="", description="POSTed a JSON notice when a review waits past its escalation deadline"
+    )
     review_threshold_major: int = 1_000
     shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
     psp_timeout_seconds: int = 30

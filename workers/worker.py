@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 import workflows
 from activities.inventory import InventoryActivities
 from activities.ledger import LedgerActivities
+from activities.notify import NotifyActivities
 from activities.payments import PaymentActivities
 from activities.validation import ValidationActivities
 from adapters.db.engine import Database
@@ -57,6 +58,7 @@ def build_worker(
     payments = PaymentActivities(db, psps)
     ledger = LedgerActivities(db, settings.merchant_id)
     inventory = InventoryActivities(db, settings.merchant_id)
+    notify = NotifyActivities(db, settings.escalation_webhook_url)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -70,6 +72,7 @@ def build_worker(
             ledger.reverse,
             ledger.record_external,
             inventory.restock,
+            notify.notify,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts import (
         AuditEvent,
         FinishInput,
+        NotifyInput,
         PaymentRecord,
         PspRefundCall,
         PspRefundUpdate,
@@ -42,7 +43,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.fx import FxFacts
     from domain.money import Money
-    from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE, SA_STATUS, Activity
+    from domain.naming import (
+        SA_AMOUNT,
+        SA_CURRENCY,
+        SA_ESCALATED,
+        SA_REVIEW_SINCE,
+        SA_RISK_SCORE,
+        SA_STATUS,
+        Activity,
+    )
     from domain.returns import (
         GoodsReceipt,
         ReturnsState,
@@ -78,6 +87,14 @@ class _Stop(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def _person(reviewer: str) -> str:
+    """The same person whether they decided over HTTP, the CLI or the Temporal UI."""
+    return reviewer.removeprefix(UI_PREFIX)
+
+
+UI_PREFIX = "ui:"
 
 
 def _fx_facts(payment: PaymentRecord, result: RefundResult) -> FxFacts | None:
@@ -222,18 +239,78 @@ class RefundWorkflow:
         )
 
     async def _await_review(self) -> None:
+        """Wait for the reviewers; past the policy's deadlines, escalate, then let the policy decide."""
         self._set_status(RefundStatus.AWAITING_REVIEW)
-        await self._wait(lambda: self._state.review is not None)
+        self._update(awaiting_review_since=workflow.now())
+        self._publish(SA_REVIEW_SINCE.value_set(workflow.now()))
+        policy = self._input.policy
+        decided = lambda: self._state.review is not None  # noqa: E731
+        if workflow.patched("review-deadlines"):
+            escalate_after = timedelta(seconds=policy.review_escalate_after_seconds)
+            decide_after = timedelta(seconds=policy.review_decide_after_seconds)
+            try:
+                await self._wait(decided, timeout=escalate_after)
+            except TimeoutError:
+                await self._escalate_review(escalate_after)
+                try:
+                    await self._wait(decided, timeout=decide_after - escalate_after)
+                except TimeoutError:
+                    self._decide_by_policy()
+        else:
+            await self._wait(decided)
         review = self._state.review
         assert review is not None
         self._note(
             "review_decided",
-            actor=f"reviewer:{review.reviewer}",
+            actor=review.reviewer if ":" in review.reviewer else f"reviewer:{review.reviewer}",
             reason_code="approved" if review.approved else "rejected",
-            detail={"reason": review.reason} if review.reason else {},
+            detail={
+                "reason": review.reason,
+                "approvers": ",".join(a.reviewer for a in self._state.approvals),
+                "policy_version": policy.version,
+            },
         )
         if not review.approved:
-            raise _Stop(RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED, review.reason)
+            code = (
+                ErrorCode.REVIEW_TIMEOUT
+                if review.reviewer.startswith("policy:")
+                else ErrorCode.REVIEW_REJECTED
+            )
+            raise _Stop(RefundStatus.REJECTED, code, review.reason)
+
+    async def _escalate_review(self, waited: timedelta) -> None:
+        self._update(review_escalated=True)
+        self._publish(SA_ESCALATED.value_set(True))
+        hours = int(waited.total_seconds()) // 3600
+        self._note("review_escalated", reason_code="review_deadline", detail={"waited_hours": str(hours)})
+        await self._activity(
+            Activity.NOTIFY,
+            NotifyInput(
+                request_id=self._state.request_id,
+                payment_reference=self._state.payment_reference,
+                event="review_escalated",
+                message=f"refund {self._state.request_id} has waited {hours} hours for review",
+                detail={
+                    "amount": str(self._state.amount or ""),
+                    "risk": str(self._state.risk.score if self._state.risk else ""),
+                },
+                audit=self._drain_audit(),
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=5),
+        )
+
+    def _decide_by_policy(self) -> None:
+        policy = self._input.policy
+        approved = policy.on_review_deadline == "approve"
+        self._update(
+            review=ReviewDecision(
+                approved=approved,
+                reviewer=f"policy:{policy.version}",
+                reason=f"no decision within {policy.review_decide_after_seconds // 3600} hours",
+                decided_at=workflow.now(),
+            )
+        )
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
         reservation: Reservation = await self._activity(
@@ -438,7 +515,7 @@ class RefundWorkflow:
 
     @approve.validator
     def _validate_approve(self, review: ReviewInput) -> None:
-        self._check_reviewable(review)
+        self._check_approver(review)
 
     @workflow.update
     def reject(self, review: ReviewInput) -> RefundState:
@@ -477,6 +554,29 @@ class RefundWorkflow:
         problem = receipt_problem(self._state.returns, receipt)
         if problem is not None:
             raise ApplicationError(problem, type=ErrorCode.INVALID_REQUEST)
+
+    @workflow.signal
+    def approve_from_ui(self, review: ReviewInput) -> None:
+        """For the Temporal UI, which sends signals: the same checks; a refused one is audited."""
+        self._signalled_decision(review, approved=True)
+
+    @workflow.signal
+    def reject_from_ui(self, review: ReviewInput) -> None:
+        self._signalled_decision(review, approved=False)
+
+    def _signalled_decision(self, review: ReviewInput, *, approved: bool) -> None:
+        ui_review = review.model_copy(update={"reviewer": f"{UI_PREFIX}{review.reviewer}"})
+        try:
+            if approved:
+                self._check_approver(ui_review)
+            else:
+                self._validate_reject(ui_review)
+        except ApplicationError as err:
+            self._note(
+                "review_signal_refused", actor=f"reviewer:{ui_review.reviewer}", reason_code=str(err.type)
+            )
+            return
+        self._decide(ui_review, approved=approved)
 
     @workflow.signal
     def psp_refund_update(self, update: PspRefundUpdate) -> None:
@@ -531,14 +631,33 @@ class RefundWorkflow:
         if not review.reviewer.strip():
             raise ApplicationError("a reviewer identity is required", type=ErrorCode.UNAUTHORIZED)
 
+    def _check_approver(self, review: ReviewInput) -> None:
+        """Nobody approves a refund they requested, nor approves twice (four eyes means two people)."""
+        self._check_reviewable(review)
+        person = _person(review.reviewer)
+        requested_by = (self._input.request.metadata or {}).get("requested_by")
+        if requested_by and requested_by == person:
+            raise ApplicationError(f"{person} requested this refund", type=ErrorCode.UNAUTHORIZED)
+        if any(_person(a.reviewer) == person for a in self._state.approvals):
+            raise ApplicationError(
+                f"{review.reviewer} already approved; a second reviewer must", type=ErrorCode.INVALID_STATE
+            )
+
     def _decide(self, review: ReviewInput, approved: bool) -> None:
+        """A rejection decides at once; an approval once enough different reviewers approved."""
         decision = ReviewDecision(
-            approved=approved,
-            reviewer=review.reviewer,
-            reason=review.reason,
-            decided_at=workflow.now(),
+            approved=approved, reviewer=review.reviewer, reason=review.reason, decided_at=workflow.now()
         )
-        self._update(review=decision)
+        if not approved:
+            self._update(review=decision)
+            return
+        approvals = [*self._state.approvals, decision]
+        needed = self._state.risk.approvals_needed if self._state.risk else 1
+        self._update(approvals=approvals)
+        if len(approvals) >= needed:
+            self._update(review=decision)
+        else:
+            self._note("review_approved_once", actor=f"reviewer:{review.reviewer}", reason_code="four_eyes")
 
     def _record_update(self, update: PspRefundUpdate) -> None:
         """Keep the first final word per PSP refund; duplicates and late `pending` change nothing."""

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from domain import signature
 from domain.contracts import RefundWorkflowInput, SignatureEvidence
-from domain.naming import SA_PAYMENT, SA_PROVIDER, SA_STATUS, workflow_id
+from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, workflow_id
 from domain.requests import RefundRequest
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services, ServicesDep
@@ -129,7 +129,7 @@ async def _start(services: Services, refund: RefundRequest, evidence: SignatureE
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_initial_attributes(refund),
+            search_attributes=_initial_attributes(refund, settings.merchant_id),
             memo={BODY_DIGEST: digest},
         )
     except WorkflowAlreadyStartedError:
@@ -152,12 +152,13 @@ def _unavailable(err: RPCError) -> ApiError:
     return ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, f"could not reach Temporal ({err.message}); retry")
 
 
-def _initial_attributes(refund: RefundRequest) -> TypedSearchAttributes:
+def _initial_attributes(refund: RefundRequest, merchant: str) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(SA_STATUS, RefundStatus.RECEIVED.value),
             SearchAttributePair(SA_PROVIDER, refund.provider.value),
             SearchAttributePair(SA_PAYMENT, refund.payment_reference),
+            SearchAttributePair(SA_MERCHANT, merchant),
         ]
     )
 
