@@ -18,14 +18,14 @@ from tests.test_refund_flow import FINAL, submit, wait_for_status
 LARGE = 150_000  # 1,500.00 EUR: above the default 1,000.00 review threshold
 
 
-async def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(stack: Stack, *args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
     # the CLI runs with the test stack's settings (Temporal, database, PSPs on the sandbox)
     configured = {
         f"REFUNDS_{name.upper()}": str(value)
         for name, value in stack.settings.model_dump().items()
         if value is not None and not isinstance(value, (list, dict))
     }
-    env = {**os.environ, **configured, "COLUMNS": "200"}
+    env = {**os.environ, **configured, "COLUMNS": "200", **env_overrides}
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "workers.cli", *args],
@@ -57,8 +57,12 @@ async def test_cli_lists_pending_and_approves(stack: Stack, sandbox: SandboxCont
 
     listing = await eventually(pending, lambda out: request_id in out)
     assert "1500.00 EUR" in listing
+    row = next(line for line in listing.splitlines() if request_id in line)
+    assert "review_threshold" in row and "0/1" in row  # reasons and approvals from the workflow
 
-    approved = await cli(stack, "approve", request_id, "--reviewer", "alice")
+    anonymous = await cli(stack, "approve", request_id)
+    assert (anonymous.returncode, "unauthorized" in anonymous.stdout) == (2, True)
+    approved = await cli(stack, "approve", request_id, REFUNDS_OPERATOR="alice")  # the configured identity
     assert approved.returncode == 0, approved.stderr
 
     view = await wait_for_status(stack, request_id, FINAL)

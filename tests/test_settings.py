@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from domain.reviewer_tokens import new_reviewer_entry
 from tests.conftest import repo_root
 from workers.settings import DEV_INBOUND_SECRET, Settings
 
@@ -27,7 +28,22 @@ def test_outside_dev_the_placeholder_secret_is_refused() -> None:
 def test_rotation_secrets_and_reviewer_tokens_parse() -> None:
     settings = Settings(inbound_webhook_secret="old, new ,", reviewer_tokens="alice:t1, bob:t2, broken")
     assert settings.inbound_secrets == ["old", "new"]
-    assert settings.reviewers_by_token == {"t1": "alice", "t2": "bob"}
+    assert [settings.reviewer_for(t) for t in ("t1", "t2", "t3", "", "broken")] == [
+        "alice",
+        "bob",
+        None,
+        None,
+        None,
+    ]
+
+
+def test_reviewer_tokens_are_hashed_at_rest_and_plain_ones_refused_in_production() -> None:
+    token, entry = new_reviewer_entry("carol")
+    assert token not in entry and entry.startswith("carol:sha256:")
+    hashed = Settings(environment="production", inbound_webhook_secret="s", reviewer_tokens=entry)
+    assert (hashed.reviewer_for(token), hashed.reviewer_for(token + "x")) == ("carol", None)
+    with pytest.raises(ValidationError, match="plain tokens for alice"):
+        Settings(environment="production", inbound_webhook_secret="s", reviewer_tokens=f"alice:t1,{entry}")
 
 
 def test_database_defaults_to_sqlite_in_the_data_dir(tmp_path: object) -> None:

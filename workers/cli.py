@@ -36,6 +36,25 @@ def _settings() -> Settings:
     return Settings()
 
 
+def _identity(given: str | None) -> str:
+    """Who the CLI acts as: the option, else REFUNDS_OPERATOR; never anonymous."""
+    who = (given or _settings().operator).strip()
+    if not who:
+        console.print("[red]unauthorized[/red]: pass --reviewer/--operator or set REFUNDS_OPERATOR")
+        raise typer.Exit(2)
+    return who
+
+
+@app.command("reviewer-token")
+def reviewer_token(name: str) -> None:
+    """A new token for a reviewer, and the REFUNDS_REVIEWER_TOKENS entry (its hash) to configure."""
+    from domain.reviewer_tokens import new_reviewer_entry
+
+    token, entry = new_reviewer_entry(name)
+    console.print(f"token for {name} (give it to them, it is not stored): {token}", highlight=False)
+    console.print(f"add to REFUNDS_REVIEWER_TOKENS: {entry}", highlight=False)
+
+
 def _checked_settings() -> Settings:
     """Settings for a long-running process: a bad policy file stops it before it starts anything."""
     from domain.policy_file import PolicyError
@@ -231,7 +250,7 @@ def pending() -> None:
     from workers.ops import pending_reviews
 
     rows = _run(pending_reviews(_settings()))
-    table = Table("request id", "amount", "risk", "payment", "since")
+    table = Table("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
     for row in rows:
         table.add_row(*row)
     console.print(table if rows else "no refunds awaiting review")
@@ -252,30 +271,30 @@ def attention() -> None:
 @app.command()
 def approve(
     request_id: str,
-    reviewer: Annotated[str, typer.Option(help="Who approves (recorded in the audit trail)")],
+    reviewer: Annotated[str | None, typer.Option(help="Who approves (default REFUNDS_OPERATOR)")] = None,
     reason: Annotated[str, typer.Option(help="Optional note")] = "",
 ) -> None:
     """Approve a refund awaiting review."""
-    _steer(request_id, "approve", ReviewInput(reviewer=reviewer, reason=reason))
+    _steer(request_id, "approve", ReviewInput(reviewer=_identity(reviewer), reason=reason))
 
 
 @app.command()
 def reject(
     request_id: str,
-    reviewer: Annotated[str, typer.Option(help="Who rejects (recorded in the audit trail)")],
     reason: Annotated[str, typer.Option(help="Why (required)")],
+    reviewer: Annotated[str | None, typer.Option(help="Who rejects (default REFUNDS_OPERATOR)")] = None,
 ) -> None:
     """Reject a refund awaiting review; no money moves."""
-    _steer(request_id, "reject", ReviewInput(reviewer=reviewer, reason=reason))
+    _steer(request_id, "reject", ReviewInput(reviewer=_identity(reviewer), reason=reason))
 
 
 @app.command()
 def retry(
     request_id: str,
-    operator: Annotated[str, typer.Option(help="Who asks for the retry")],
+    operator: Annotated[str | None, typer.Option(help="Who asks (default REFUNDS_OPERATOR)")] = None,
 ) -> None:
     """Retry a refund that needs attention (after the cause was fixed)."""
-    _steer(request_id, "retry", RetryInput(operator=operator))
+    _steer(request_id, "retry", RetryInput(operator=_identity(operator)))
 
 
 @app.command()
@@ -285,7 +304,7 @@ def receive(
     line: Annotated[
         list[str], typer.Option(help="SKU:RECEIVED[:SELLABLE], e.g. SHIRT:2:1; repeat for more SKUs")
     ],
-    operator: Annotated[str, typer.Option(help="Who checked the goods in")],
+    operator: Annotated[str | None, typer.Option(help="Who checked the goods in")] = None,
 ) -> None:
     """Report returned goods received: their sellable units are restocked, once."""
     from pydantic import ValidationError
@@ -295,7 +314,7 @@ def receive(
 
     try:
         lines = [_receipt_line(text) for text in line]
-        goods = GoodsReceipt(receipt_id=receipt, lines=lines, received_by=operator)
+        goods = GoodsReceipt(receipt_id=receipt, lines=lines, received_by=_identity(operator))
     except (ValueError, ValidationError) as err:
         console.print(f"[red]invalid_request[/red]: {err}")
         raise typer.Exit(2) from err

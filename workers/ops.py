@@ -11,12 +11,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
 from adapters.db.engine import Database
-from domain.contracts import RetryInput, ReviewInput
+from domain.contracts import RefundState, RetryInput, ReviewInput
 from domain.money import format_minor
 from domain.naming import (
     SA_AMOUNT,
     SA_CURRENCY,
-    SA_PAYMENT,
+    SA_ESCALATED,
+    SA_REVIEW_SINCE,
     SA_RISK_SCORE,
     request_id_from_workflow_id,
     workflow_id,
@@ -118,24 +119,38 @@ def render_audit(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print("    " + "  ".join(part for part in parts if part), highlight=False)
 
 
-async def pending_reviews(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+async def pending_reviews(settings: Settings) -> list[tuple[str, ...]]:
+    """The review queue from visibility, with each refund's reasons and approvals from its query;
+    escalated refunds first, then the longest waiting."""
     client = await connect(settings)
-    rows = []
+    rows: list[tuple[bool, str, tuple[str, ...]]] = []
     async for execution in client.list_workflows(PENDING_QUERY):
         attrs = execution.typed_search_attributes
         amount = attrs.get(SA_AMOUNT)
         currency = attrs.get(SA_CURRENCY) or ""
         money = f"{format_minor(amount, currency)} {currency}" if amount is not None else "-"
-        rows.append(
-            (
-                request_id_from_workflow_id(execution.id),
-                money,
-                str(attrs.get(SA_RISK_SCORE) or "-"),
-                attrs.get(SA_PAYMENT) or "",
-                execution.start_time.isoformat(timespec="seconds"),
-            )
+        since = attrs.get(SA_REVIEW_SINCE) or execution.start_time
+        escalated = bool(attrs.get(SA_ESCALATED))
+        reasons, approvals = "", ""
+        try:
+            state: RefundState = await client.get_workflow_handle(execution.id).query(RefundWorkflow.state)
+        except RPCError:
+            pass  # no worker answers right now: visibility alone is still worth showing
+        else:
+            if state.risk is not None:
+                reasons = ", ".join(r.code for r in state.risk.reasons if r.points)
+                approvals = f"{len(state.approvals)}/{state.risk.approvals_needed}"
+        row = (
+            request_id_from_workflow_id(execution.id),
+            money,
+            str(attrs.get(SA_RISK_SCORE) or "-"),
+            reasons,
+            approvals,
+            since.isoformat(timespec="seconds"),
+            "yes" if escalated else "",
         )
-    return rows
+        rows.append((not escalated, row[5], row))
+    return [row for _, _, row in sorted(rows)]
 
 
 ATTENTION_QUERY = (

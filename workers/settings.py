@@ -11,6 +11,7 @@ from domain.allocation import ShippingPolicy
 from domain.contracts import RefundPolicy
 from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy_file import PolicyError, parse_policy
+from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
 
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
 SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
@@ -39,7 +40,11 @@ class Settings(BaseSettings):
     inbound_webhook_secret: str = DEV_INBOUND_SECRET
     reviewer_tokens: str = Field(
         default="",
-        description="reviewer:token pairs, comma-separated, for the HTTP review endpoints",
+        description="name:sha256:<hex of the token> entries, comma-separated, for the HTTP review "
+        "endpoints (`refunds reviewer-token NAME` makes one); plain name:token only outside production",
+    )
+    operator: str = Field(
+        default="", description="who the CLI acts as when --reviewer/--operator is not given"
     )
 
     stripe_api_key: str = ""
@@ -95,16 +100,22 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'refunds.db').resolve()}"
         if self.environment != "dev" and DEV_INBOUND_SECRET in self.inbound_secrets:
             raise ValueError("REFUNDS_INBOUND_WEBHOOK_SECRET must be set outside dev")
+        plain = [
+            name for name, secret in parse_entries(self.reviewer_tokens) if not secret.startswith(HASHED)
+        ]
+        if self.environment == "production" and plain:
+            raise ValueError(
+                f"REFUNDS_REVIEWER_TOKENS holds plain tokens for {', '.join(plain)}: store "
+                "name:sha256:<hex> entries (`refunds reviewer-token NAME` makes one)"
+            )
         return self
 
     @property
     def inbound_secrets(self) -> list[str]:
         return [s.strip() for s in self.inbound_webhook_secret.split(",") if s.strip()]
 
-    @property
-    def reviewers_by_token(self) -> dict[str, str]:
-        pairs = (p.strip().split(":", 1) for p in self.reviewer_tokens.split(",") if ":" in p)
-        return {token: name for name, token in pairs if name and token}
+    def reviewer_for(self, token: str) -> str | None:
+        return reviewer_for(token, parse_entries(self.reviewer_tokens)) if token else None
 
     @property
     def cert_url_prefixes(self) -> list[str]:

@@ -40,7 +40,7 @@ def _reviewer(
 ) -> str:
     """The reviewer is who the bearer token says, never what the body claims."""
     token = (authorization or "").removeprefix("Bearer ").strip()
-    reviewer = services.settings.reviewers_by_token.get(token) if token else None
+    reviewer = services.settings.reviewer_for(token)
     if reviewer is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid reviewer bearer token is required")
     return reviewer
