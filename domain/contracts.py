@@ -14,6 +14,7 @@ from domain.fx import FxFacts
 from domain.money import Money
 from domain.requests import RefundRequest
 from domain.returns import DEFAULT_NO_RETURN_REASONS, GoodsReceipt, ReturnsState
+from domain.risk_model import RiskModel
 from domain.status import (
     ErrorCode,
     PaymentState,
@@ -61,6 +62,7 @@ class RefundWorkflowInput(_Contract):
     request: RefundRequest
     evidence: SignatureEvidence
     policy: RefundPolicy = RefundPolicy()
+    risk_model: RiskModel | None = None  # the merchant's trained model, when there is one
 
 
 class AuditEvent(_Contract):
@@ -137,6 +139,7 @@ class RiskAssessment(_Contract):
     requires_review: bool
     policy_version: str = "builtin"
     approvals_needed: int = 1  # two above the four-eyes amount
+    features: dict[str, str] = Field(default_factory=dict)  # the model's inputs, kept for training
 
 
 class ReviewDecision(_Contract):

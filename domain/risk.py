@@ -7,10 +7,14 @@ the score is the same on every replay: the workflow computes it from recorded ac
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from domain.contracts import PaymentRecord, RefundPolicy, RiskAssessment, RiskReason, RiskSignals
-from domain.money import Money, format_minor, major_to_minor
+from domain.money import Money, currency_exponent, format_minor, major_to_minor
 from domain.requests import RefundRequest
+from domain.risk_model import RiskModel, rejection_percent
+
+MODEL_POINTS = 30  # a certain rejection by the model adds this much to the rules' score
 
 
 def _amount_reasons(amount: Money, payment: PaymentRecord, threshold: int) -> list[RiskReason]:
@@ -72,6 +76,29 @@ def _timing_reasons(payment: PaymentRecord, now: datetime) -> list[RiskReason]:
     return []
 
 
+def features_of(
+    rule_score: int,
+    amount: Money,
+    payment: PaymentRecord,
+    signals: RiskSignals,
+    anonymous: bool,
+    now: datetime,
+) -> dict[str, Decimal]:
+    """The model's inputs for one refund; the same function feeds training and scoring."""
+    captured = payment.amount_captured or payment.amount_authorized
+    days = (now - payment.created_at).days if payment.created_at is not None else -1
+    return {
+        "rule_score": Decimal(rule_score),
+        "amount_major": Decimal(amount.value).scaleb(-currency_exponent(amount.currency)),
+        "share_of_capture_pct": Decimal(amount.value * 100 // captured) if captured else Decimal(100),
+        "customer_requests_30d": Decimal(signals.customer_requests_30d),
+        "customer_orders_90d": Decimal(signals.customer_orders_90d),
+        "payment_requests": Decimal(signals.payment_requests),
+        "days_since_purchase": Decimal(days),
+        "anonymous": Decimal(int(anonymous)),
+    }
+
+
 def assess_risk(
     request: RefundRequest,
     payment: PaymentRecord,
@@ -79,8 +106,10 @@ def assess_risk(
     policy: RefundPolicy,
     signals: RiskSignals,
     now: datetime,
+    model: RiskModel | None = None,
 ) -> RiskAssessment:
-    """The score (0-100) with its reasons, and whether a human must decide, per `policy`."""
+    """The score (0-100) with its reasons, and whether a human must decide, per `policy`; a model
+    trained on the merchant's decisions adds its estimate as one more reason."""
     threshold = major_to_minor(policy.review_threshold_major, amount.currency)
     reasons = [
         *_amount_reasons(amount, payment, threshold),
@@ -103,6 +132,17 @@ def assess_risk(
                 detail="at or above the amount that policy sends to human review",
             )
         )
+    rule_score = min(sum(reason.points for reason in reasons), 100)
+    features = features_of(rule_score, amount, payment, signals, request.customer_id is None, now)
+    if model is not None:
+        percent = rejection_percent(model, features)
+        reasons.append(
+            RiskReason(
+                code="model",
+                points=percent * MODEL_POINTS // 100,
+                detail=f"model {model.version} expects a rejection at {percent}%",
+            )
+        )
     score = min(sum(reason.points for reason in reasons), 100)
     small = amount.value < major_to_minor(policy.auto_approve_below_major, amount.currency)
     four_eyes = policy.four_eyes_above_major
@@ -114,4 +154,5 @@ def assess_risk(
         requires_review=always or two_needed or (risky and not small),
         policy_version=policy.version,
         approvals_needed=2 if two_needed else 1,
+        features={name: str(value) for name, value in features.items()},
     )

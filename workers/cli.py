@@ -62,6 +62,7 @@ def _checked_settings() -> Settings:
     settings = _settings()
     try:
         policy = settings.policy()
+        settings.risk_model()
     except PolicyError as err:
         console.print(f"[red]invalid_policy[/red]: {err}")
         raise typer.Exit(2) from err
@@ -355,6 +356,36 @@ def release_hold(
         console.print(f"[red]not_found[/red]: no open hold on {provider.value} {payment_reference}")
         raise typer.Exit(1)
     console.print(f"hold on {provider.value} {payment_reference} released by {operator}")
+
+
+risk_app = typer.Typer(help="The risk model.", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
+
+
+@risk_app.command("train")
+def risk_train(
+    out: Annotated[Path | None, typer.Option(help="Directory for the model (default: data dir)")] = None,
+    min_samples: Annotated[int, typer.Option(min=4, help="Decisions needed at least")] = 20,
+) -> None:
+    """Fit a model on past review decisions, report its quality on held-out ones, save it."""
+    from adapters.db.engine import Database
+    from workers.risk_training import TrainingError, train
+
+    settings = _settings()
+    db = Database.connect(settings.database_url)
+    try:
+        report = train(db, out or settings.data_dir / "models", min_samples=min_samples)
+    except TrainingError as err:
+        console.print(f"[red]not_enough_data[/red]: {err}")
+        raise typer.Exit(1) from err
+    finally:
+        db.dispose()
+    metrics = ", ".join(f"{k} {v}" for k, v in report.model.metrics.items())
+    console.print(
+        f"trained {report.model.version} on {report.samples} decisions ({report.rejections} rejected)"
+    )
+    console.print(f"held-out quality: {metrics}", highlight=False)
+    console.print(f"use it: REFUNDS_RISK_MODEL_FILE={report.path}", highlight=False)
 
 
 db_app = typer.Typer(help="The product's database.", no_args_is_help=True)

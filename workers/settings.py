@@ -12,6 +12,7 @@ from domain.contracts import RefundPolicy
 from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy_file import PolicyError, parse_policy
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
+from domain.risk_model import RiskModel
 
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
 SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
         description="TOML refund policy (review thresholds, four eyes, deadlines, returns); "
         "without one, the settings below and built-in defaults apply",
     )
+    risk_model_file: Path | None = Field(
+        default=None, description="a model from `refunds risk train`, scored beside the rules"
+    )
     escalation_webhook_url: str = Field(
         default="", description="POSTed a JSON notice when a review waits past its escalation deadline"
     )
@@ -132,6 +136,17 @@ class Settings(BaseSettings):
     @property
     def paypal_base(self) -> str:
         return self.paypal_api_base or "https://api-m.sandbox.paypal.com"
+
+    def risk_model(self) -> RiskModel | None:
+        """The trained model new refunds are scored with; raises PolicyError when it cannot be used."""
+        if self.risk_model_file is None:
+            return None
+        try:
+            return RiskModel.model_validate_json(self.risk_model_file.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise PolicyError(f"{self.risk_model_file}: cannot be read: {err.strerror}") from err
+        except ValueError as err:
+            raise PolicyError(f"{self.risk_model_file}: not a risk model: {err}") from err
 
     def policy(self) -> RefundPolicy:
         """The policy every new refund starts under; raises PolicyError for a bad policy file."""

@@ -170,7 +170,9 @@ class RefundWorkflow:
         self._publish(SA_AMOUNT.value_set(amount.value), SA_CURRENCY.value_set(amount.currency))
 
         self._set_status(RefundStatus.SCORING)
-        risk = assess_risk(request, payment, amount, policy, self._signals, workflow.now())
+        risk = assess_risk(
+            request, payment, amount, policy, self._signals, workflow.now(), self._input.risk_model
+        )
         self._update(risk=risk)
         self._publish(SA_RISK_SCORE.value_set(risk.score))
         self._note(
@@ -260,6 +262,7 @@ class RefundWorkflow:
             await self._wait(decided)
         review = self._state.review
         assert review is not None
+        features = self._state.risk.features if self._state.risk else {}
         self._note(
             "review_decided",
             actor=review.reviewer if ":" in review.reviewer else f"reviewer:{review.reviewer}",
@@ -268,6 +271,7 @@ class RefundWorkflow:
                 "reason": review.reason,
                 "approvers": ",".join(a.reviewer for a in self._state.approvals),
                 "policy_version": policy.version,
+                **{f"feature:{name}": value for name, value in features.items()},
             },
         )
         if not review.approved:

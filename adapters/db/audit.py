@@ -62,13 +62,24 @@ class StepEntry(BaseModel):
     request_id: str
     reason_code: str | None
     at: datetime
+    actor: str = ""
+    detail: dict[str, str] = {}
 
 
 def entries_with_step(session: Session, step: str) -> list[StepEntry]:
     rows = session.execute(
         select(AuditRow).where(col(AuditRow.step) == step).order_by(col(AuditRow.id))
     ).scalars()
-    return [StepEntry(request_id=r.request_id, reason_code=r.reason_code, at=r.at) for r in rows]
+    return [
+        StepEntry(
+            request_id=r.request_id,
+            reason_code=r.reason_code,
+            at=r.at,
+            actor=r.actor,
+            detail=json.loads(r.detail) if r.detail else {},
+        )
+        for r in rows
+    ]
 
 
 def trail(session: Session, request_id: str) -> list[AuditEntry]:

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from adapters.db.engine import Database
 from adapters.psp.base import PspRegistry
 from domain.contracts import RefundPolicy
+from domain.risk_model import RiskModel
 from domain.status import ErrorCode
 from workers.service.errors import ApiError
 from workers.settings import Settings
@@ -23,10 +24,12 @@ class Services:
     temporal: Client
     psps: PspRegistry
     policy: RefundPolicy = field(init=False)
+    risk_model: RiskModel | None = field(init=False)
 
     def __post_init__(self) -> None:
-        # read once: every refund started by this process runs under the same policy version
+        # read once: every refund started by this process runs under the same policy and model
         self.policy = self.settings.policy()
+        self.risk_model = self.settings.risk_model()
 
 
 def _services(request: Request) -> Services:

@@ -124,7 +124,9 @@ async def _start(services: Services, refund: RefundRequest, evidence: SignatureE
     try:
         await services.temporal.start_workflow(
             RefundWorkflow.run,
-            RefundWorkflowInput(request=refund, evidence=evidence, policy=services.policy),
+            RefundWorkflowInput(
+                request=refund, evidence=evidence, policy=services.policy, risk_model=services.risk_model
+            ),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
