@@ -96,6 +96,7 @@ class PaymentRecord(_Contract):
     # the capture as it settled in the merchant's settlement currency, when that is another one
     settlement: Money | None = None
     created_at: datetime | None = None  # when the customer paid, where the PSP says
+    card_fingerprint: str | None = None  # the same card across payments, where the PSP gives one
 
     @property
     def refundable(self) -> int:
@@ -115,6 +116,7 @@ class RiskSignals(_Contract):
     customer_requests_30d: int = 0  # earlier refund requests by this customer in 30 days
     customer_orders_90d: int = 0  # distinct orders of this customer refunded in 90 days
     payment_requests: int = 0  # earlier refund requests against this payment
+    card_requests_30d: int = 0  # earlier refund requests on other payments by the same card, 30 days
 
 
 class Validation(_Contract):

@@ -53,6 +53,14 @@ def _velocity_reasons(signals: RiskSignals) -> list[RiskReason]:
                 detail=f"{signals.customer_orders_90d} of this customer's orders refunded in 90 days",
             )
         )
+    if signals.card_requests_30d:
+        reasons.append(
+            RiskReason(
+                code="card_velocity",
+                points=min(signals.card_requests_30d * 10, 30),
+                detail=f"{signals.card_requests_30d} earlier refund requests on the same card in 30 days",
+            )
+        )
     if signals.payment_requests:
         reasons.append(
             RiskReason(

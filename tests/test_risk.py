@@ -175,6 +175,15 @@ def test_velocity_counts_earlier_requests_of_the_customer_and_the_payment(db: Da
     assert measure("o1") == RiskSignals(customer_orders_90d=1)
     assert measure("o1") == RiskSignals(customer_requests_30d=1, customer_orders_90d=1, payment_requests=1)
     assert measure("o3", "pi_third") == RiskSignals(customer_requests_30d=2, customer_orders_90d=2)
+    card = f"fp-{customer}"
+    counts = []
+    for _ in range(2):  # two strangers, two payments, one card
+        with db.transaction() as session:
+            stranger = request(customer=unique("cus"), order=unique("o")).model_copy(
+                update={"payment_reference": unique("pi")}
+            )
+            counts.append(velocity.record_and_measure(db, session, stranger, now, card).card_requests_30d)
+    assert counts == [0, 1]
 
 
 async def test_a_customer_asking_again_is_scored_with_the_reason(
@@ -189,3 +198,17 @@ async def test_a_customer_asking_again_is_scored_with_the_reason(
     velocity_reason = next(r for r in view["risk"]["reasons"] if r["code"] == "customer_velocity")
     assert velocity_reason["detail"].startswith("1 earlier refund request")
     assert view["risk"]["policy_version"] == "builtin"
+
+
+async def test_the_same_card_across_customers_is_scored(stack: Stack, sandbox: SandboxControl) -> None:
+    """Stripe gives each card a fingerprint: two customers refunding to one card raise the score."""
+    card = unique("fp")
+    first, second = (
+        sandbox.seed_stripe_payment(amount=5_000, currency="EUR", metadata={"card": card}) for _ in range(2)
+    )
+    await refund_through_pipeline(stack, first, amount=500, customer_id=unique("cus"))
+    request_id = unique("card")
+    await submit(stack, refund_body(request_id, second, amount=500, customer_id=unique("cus")))
+    view = await wait_for_status(stack, request_id, FINAL)
+    codes = {r["code"] for r in view["risk"]["reasons"]}
+    assert "card_velocity" in codes and "customer_velocity" not in codes

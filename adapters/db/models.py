@@ -190,4 +190,5 @@ class RefundRequestRow(SQLModel, table=True):
     payment_reference: str = Field(index=True, max_length=128)
     customer_id: str | None = Field(default=None, index=True, max_length=128)
     order_id: str = Field(max_length=128)
+    card_fingerprint: str | None = Field(default=None, index=True, max_length=128)
     requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -14,7 +14,9 @@ from domain.contracts import RiskSignals
 from domain.requests import RefundRequest
 
 
-def record_and_measure(db: Database, session: Session, request: RefundRequest, now: datetime) -> RiskSignals:
+def record_and_measure(
+    db: Database, session: Session, request: RefundRequest, now: datetime, card_fingerprint: str | None = None
+) -> RiskSignals:
     """Remember this request (once), then count the earlier ones that make it riskier."""
     db.insert_ignoring_conflicts(
         session,
@@ -26,6 +28,7 @@ def record_and_measure(db: Database, session: Session, request: RefundRequest, n
                 "payment_reference": request.payment_reference,
                 "customer_id": request.customer_id,
                 "order_id": request.order_id,
+                "card_fingerprint": card_fingerprint,
                 "requested_at": now,
             }
         ],
@@ -38,8 +41,17 @@ def record_and_measure(db: Database, session: Session, request: RefundRequest, n
             col(RefundRequestRow.payment_reference) == request.payment_reference,
         )
     ).scalar_one()
+    cards = 0
+    if card_fingerprint is not None:
+        # other payments with the same card: refunds of this payment already count above
+        same_card = col(RefundRequestRow.card_fingerprint) == card_fingerprint
+        other_payment = col(RefundRequestRow.payment_reference) != request.payment_reference
+        recent_card = col(RefundRequestRow.requested_at) >= now - timedelta(days=30)
+        cards = session.execute(
+            select(func.count()).where(others, same_card, other_payment, recent_card)
+        ).scalar_one()
     if request.customer_id is None:
-        return RiskSignals(payment_requests=payment_requests)
+        return RiskSignals(payment_requests=payment_requests, card_requests_30d=cards)
     customer = col(RefundRequestRow.customer_id) == request.customer_id
     recent = session.execute(
         select(func.count()).where(
@@ -54,5 +66,8 @@ def record_and_measure(db: Database, session: Session, request: RefundRequest, n
         )
     ).scalar_one()
     return RiskSignals(
-        customer_requests_30d=recent, customer_orders_90d=orders, payment_requests=payment_requests
+        customer_requests_30d=recent,
+        customer_orders_90d=orders,
+        payment_requests=payment_requests,
+        card_requests_30d=cards,
     )

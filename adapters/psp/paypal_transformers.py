@@ -138,6 +138,7 @@ def payment_from_capture(capture: Mapping[str, Any], refunded: int | None) -> Pa
                 currency=currency,
                 amount_captured=captured,
                 amount_refunded=min(refunded or 0, captured),
+                created_at=_time(capture.get("create_time")),
             )
         case "REFUNDED":
             return PaymentRecord(
@@ -147,6 +148,7 @@ def payment_from_capture(capture: Mapping[str, Any], refunded: int | None) -> Pa
                 currency=currency,
                 amount_captured=captured,
                 amount_refunded=captured,
+                created_at=_time(capture.get("create_time")),
             )
         case "PENDING" | "DECLINED" | "FAILED":
             return PaymentRecord(
@@ -283,13 +285,18 @@ def refund_record(refund: Mapping[str, Any], capture_id: str) -> PspRefundRecord
     )
 
 
+def _time(value: Any) -> datetime | None:
+    """PayPal's RFC 3339 time (`2026-11-25T12:00:00Z`); None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat(str(value or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def created_since(refund: Mapping[str, Any], since: datetime) -> bool:
     """True when the refund was created at or after `since` (or PayPal did not say when)."""
-    try:
-        created = datetime.fromisoformat(str(refund.get("create_time") or "").replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    return created >= since
+    created = _time(refund.get("create_time"))
+    return created is None or created >= since
 
 
 def refund_result(

@@ -68,6 +68,12 @@ def _expanded(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+def _fingerprint(charge: Mapping[str, Any] | None) -> str | None:
+    card = ((charge or {}).get("payment_method_details") or {}).get("card") or {}
+    value = card.get("fingerprint") if isinstance(card, Mapping) else None
+    return str(value) if value else None
+
+
 def _timestamp(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int) and value > 0 else None
 
@@ -103,6 +109,7 @@ def payment_from_intent(intent: Mapping[str, Any]) -> PaymentRecord:
                 amount_refunded=from_stripe_amount(refunded, currency),
                 settlement=settlement_of((charge or {}).get("balance_transaction"), currency),
                 created_at=_timestamp(intent.get("created")),
+                card_fingerprint=_fingerprint(charge),
             )
         case "requires_capture":
             return PaymentRecord(

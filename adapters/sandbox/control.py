@@ -34,7 +34,8 @@ class SandboxControl(ControlClient):
         exchange_rate: str | None = None,
         refund_exchange_rate: str | None = None,
     ) -> str:
-        """Create a PaymentIntent (and its charge); return the intent id (`pi_...`). With a
+        """Create a PaymentIntent (and its charge); return the intent id (`pi_...`). `metadata["card"]`
+        is the card's fingerprint (payments sharing it were paid with one card). With a
         `settlement_currency`, the merchant's balance is in it: the capture converts at
         `exchange_rate`, refunds at `refund_exchange_rate` (decimal strings, default the same)."""
         body: dict[str, Any] = {
