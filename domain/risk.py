@@ -36,37 +36,23 @@ def _amount_reasons(amount: Money, payment: PaymentRecord, threshold: int) -> li
 
 
 def _velocity_reasons(signals: RiskSignals) -> list[RiskReason]:
-    reasons = []
-    if signals.customer_requests_30d:
-        reasons.append(
-            RiskReason(
-                code="customer_velocity",
-                points=min(signals.customer_requests_30d * 10, 30),
-                detail=f"{signals.customer_requests_30d} earlier refund requests by this customer in 30 days",
-            )
-        )
+    """Ten points per earlier request, capped; three or more refunded orders make a serial returner."""
+    counted = [
+        ("customer_velocity", signals.customer_requests_30d, 30, "by this customer in 30 days"),
+        ("card_velocity", signals.card_requests_30d, 30, "on the same card in 30 days"),
+        ("payment_velocity", signals.payment_requests, 20, "against this payment"),
+    ]
+    reasons = [
+        RiskReason(code=code, points=min(count * 10, cap), detail=f"{count} earlier refund requests {where}")
+        for code, count, cap, where in counted
+        if count
+    ]
     if signals.customer_orders_90d >= 3:
         reasons.append(
             RiskReason(
                 code="serial_returner",
                 points=15,
                 detail=f"{signals.customer_orders_90d} of this customer's orders refunded in 90 days",
-            )
-        )
-    if signals.card_requests_30d:
-        reasons.append(
-            RiskReason(
-                code="card_velocity",
-                points=min(signals.card_requests_30d * 10, 30),
-                detail=f"{signals.card_requests_30d} earlier refund requests on the same card in 30 days",
-            )
-        )
-    if signals.payment_requests:
-        reasons.append(
-            RiskReason(
-                code="payment_velocity",
-                points=min(signals.payment_requests * 10, 20),
-                detail=f"{signals.payment_requests} earlier refund requests against this payment",
             )
         )
     return reasons
