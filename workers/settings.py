@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     confirmation_poll_seconds: int = 60
     confirmation_deadline_seconds: int = 7 * 24 * 3600
 
+    worker_metrics_port: int = Field(
+        default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"
+    )
     sandbox_port: int = 12111
     temporal_ui_port: int = 8233
 

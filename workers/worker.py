@@ -22,7 +22,7 @@ from adapters.psp.base import PspRegistry
 from workers.psps import build_registry
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
-from workers.temporal import connect
+from workers.temporal import connect, metrics_runtime
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
@@ -85,7 +85,8 @@ async def run_worker(settings: Settings) -> None:
     """`refunds worker`: run until SIGINT/SIGTERM, letting in-flight activities finish."""
     precompile_workflows()
     db = Database.connect(settings.database_url)
-    client = await connect(settings)
+    port = settings.worker_metrics_port
+    client = await connect(settings, metrics_runtime(port) if port else None)
     stop = shutdown_event()
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(client, settings, db, build_registry(settings, db), executor)
