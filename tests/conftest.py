@@ -295,12 +295,15 @@ def repo_root() -> Path:
 
 
 @asynccontextmanager
-async def starter_for(stack: Stack, **overrides: object) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
+async def starter_for(
+    stack: Stack, client: Client | None = None, **overrides: object
+) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
     """The HTTP service in-process with its own settings (and its own task queue, so its workflows
-    run only on the worker a test chooses)."""
+    run only on the worker a test chooses), on the session's client unless told another."""
     values: dict[str, object] = {"task_queue": f"side-{uuid.uuid4().hex[:8]}", **overrides}
     settings = stack.settings.model_copy(update=values)
-    services = Services(settings, stack.database, stack.client, build_registry(settings, stack.database))
+    registry = build_registry(settings, stack.database)
+    services = Services(settings, stack.database, client or stack.client, registry)
     transport = httpx.ASGITransport(app=create_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
         yield settings, http

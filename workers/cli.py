@@ -45,6 +45,15 @@ def _identity(given: str | None) -> str:
     return who
 
 
+@app.command("payload-key")
+def payload_key(key_id: str) -> None:
+    """A new AES-256 key for workflow payloads: put it first in REFUNDS_PAYLOAD_KEYS to encrypt with
+    it, keep the old ones after it so older histories still open."""
+    from workers.codec import new_key_entry
+
+    console.print(new_key_entry(key_id), highlight=False)
+
+
 @app.command("reviewer-token")
 def reviewer_token(name: str) -> None:
     """A new token for a reviewer, and the REFUNDS_REVIEWER_TOKENS entry (its hash) to configure."""

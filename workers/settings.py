@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     confirmation_poll_seconds: int = 60
     confirmation_deadline_seconds: int = 7 * 24 * 3600
 
+    payload_keys: str = Field(
+        default="",
+        description="id:base64-of-32-bytes AES keys, comma-separated, the first encrypting: workflow "
+        "payloads are encrypted in Temporal's history (`refunds payload-key ID` makes one)",
+    )
+    codec_cors_origins: str = Field(
+        default="http://127.0.0.1:8233,http://localhost:8233",
+        description="Temporal UI origins allowed to call the codec server (/codec), comma-separated",
+    )
     worker_metrics_port: int = Field(
         default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"
     )

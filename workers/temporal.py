@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from workers.codec import EncryptionCodec, parse_keys
 from workers.settings import Settings
 
 
@@ -15,10 +19,18 @@ def metrics_runtime(port: int) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}")))
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic payloads, encrypted when payload keys are configured."""
+    keys = parse_keys(settings.payload_keys)
+    if not keys:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime,
     )

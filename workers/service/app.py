@@ -6,10 +6,11 @@ import logging
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from adapters.db.engine import Database
 from workers.psps import build_registry
-from workers.service import health, refund_requests, refunds, returns, webhooks
+from workers.service import codec, health, refund_requests, refunds, returns, webhooks
 from workers.service.deps import Services
 from workers.service.errors import install_error_handlers
 from workers.settings import Settings
@@ -26,7 +27,15 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (refund_requests, refunds, returns, webhooks, health):
+    if services.settings.codec_cors_origins:
+        # the Temporal UI calls the codec server from the browser
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=services.settings.codec_cors_origins.split(","),
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        )
+    for module in (refund_requests, refunds, returns, webhooks, codec, health):
         app.include_router(module.router)
     return app
 
