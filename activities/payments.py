@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 from temporalio import activity
 
 from activities.audit import activity_event
@@ -11,6 +14,17 @@ from adapters.db.engine import Database
 from adapters.psp.base import PspError, PspRegistry
 from domain.contracts import AuditEvent, PspRefundCall, PspRefundUpdate, RefundLookup, RefundResult
 from domain.naming import Activity
+
+
+def _record_psp_call(call: PspRefundCall, started: float, outcome: str) -> None:
+    """PSP call latency and outcomes, on the worker's metrics endpoint (Temporal's metric meter)."""
+    meter = activity.metric_meter().with_additional_attributes(
+        {"provider": call.payment.provider.value, "outcome": outcome}
+    )
+    meter.create_histogram_timedelta("refunds_psp_call_latency", "PSP refund calls", "ms").record(
+        timedelta(seconds=time.monotonic() - started)
+    )
+    meter.create_counter("refunds_psp_calls", "PSP refund calls by outcome code").add(1)
 
 
 class PaymentActivities:
@@ -24,6 +38,7 @@ class PaymentActivities:
         adapter = self._psps.get(call.payment.provider)
         attempt = activity.info().attempt
         key = f"psp_refund:g{call.key_generation}:a{attempt}"
+        started = time.monotonic()
         try:
             if attempt > 1 or call.key_generation > 1:
                 found = adapter.find_refund(call)
@@ -32,6 +47,7 @@ class PaymentActivities:
                     return found
             result = adapter.refund(call)
         except PspError as err:
+            _record_psp_call(call, started, err.code.value)
             self._audit(
                 call,
                 activity_event(
@@ -45,6 +61,7 @@ class PaymentActivities:
             )
             raise application_error(err) from err
         self._audit(call, _result_event(key, f"psp_{call.method.value}_requested", result))
+        _record_psp_call(call, started, result.failure_code.value if result.failure_code else "ok")
         return result
 
     @activity.defn(name=Activity.CHECK_REFUND)

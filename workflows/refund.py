@@ -505,6 +505,19 @@ class RefundWorkflow:
         )
         self._update(failure_code=code, failure_message=message)
         self._set_status(status, audited=False)
+        self._count_finished(status)
+
+    def _count_finished(self, status: RefundStatus) -> None:
+        """Refunds by final status and provider, and time to success (skipped during replay)."""
+        meter = workflow.metric_meter().with_additional_attributes(
+            {"provider": self._state.provider.value, "status": status.value}
+        )
+        meter.create_counter("refunds_finished", "Refunds by final status").add(1)
+        if status is RefundStatus.SUCCEEDED:
+            waited = workflow.now() - workflow.info().start_time
+            meter.create_histogram_timedelta("refunds_time_to_success", "Request to success", "ms").record(
+                waited
+            )
 
     # ---- messages from ops and PSPs -----------------------------------------------------------
 

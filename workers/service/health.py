@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from temporalio.service import RPCError
 
-from workers.service.metrics import REGISTRY
+from workers.ops import PENDING_QUERY
+from workers.service.deps import ServicesDep
+from workers.service.metrics import REGISTRY, REVIEW_QUEUE_DEPTH
 
 router = APIRouter(tags=["operations"])
 
@@ -16,5 +19,12 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(services: ServicesDep) -> Response:
+    """Product metrics; the review queue's depth is counted in Temporal's visibility at each scrape."""
+    try:
+        waiting = await services.temporal.count_workflows(PENDING_QUERY)
+    except RPCError:
+        pass  # Temporal unreachable: the last known depth stays
+    else:
+        REVIEW_QUEUE_DEPTH.set(waiting.count)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

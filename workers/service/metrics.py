@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -20,4 +20,7 @@ ACK_SECONDS = Histogram(
     "Time to acknowledge a refund request",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
+)
+REVIEW_QUEUE_DEPTH = Gauge(
+    "refunds_review_queue_depth", "Refunds waiting for a human decision", registry=REGISTRY
 )
