@@ -16,13 +16,13 @@ from domain.contracts import AuditEvent, PspRefundCall, PspRefundUpdate, RefundL
 from domain.naming import Activity
 
 
-def _record_psp_call(call: PspRefundCall, started: float, outcome: str) -> None:
+def _record_psp_call(call: PspRefundCall, started_seconds: float, outcome: str) -> None:
     """PSP call latency and outcomes, on the worker's metrics endpoint (Temporal's metric meter)."""
     meter = activity.metric_meter().with_additional_attributes(
         {"provider": call.payment.provider.value, "outcome": outcome}
     )
     meter.create_histogram_timedelta("refunds_psp_call_latency", "PSP refund calls", "ms").record(
-        timedelta(seconds=time.monotonic() - started)
+        timedelta(seconds=time.monotonic() - started_seconds)
     )
     meter.create_counter("refunds_psp_calls", "PSP refund calls by outcome code").add(1)
 
