@@ -46,6 +46,11 @@ class Activity:
     NOTIFY = "notify_ops"
 
 
+def psp_task_queue(task_queue: str, provider: str) -> str:
+    """Where a PSP's calls are queued: one queue per PSP account, rate-limited by its workers."""
+    return f"{task_queue}-psp-{provider}"
+
+
 def workflow_id(request_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{request_id}"
 

@@ -51,7 +51,7 @@ from workers.settings import (
     SANDBOX_STRIPE_WEBHOOK_SECRET,
     Settings,
 )
-from workers.worker import ACTIVITY_THREADS, build_worker
+from workers.worker import EXECUTOR_THREADS, build_worker
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -214,7 +214,7 @@ def make_settings(database_url: str, temporal: Client, sandbox_url: str, **overr
 
 @pytest.fixture(scope="session")
 def activity_executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=32) as executor:
+    with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         yield executor
 
 
@@ -312,7 +312,7 @@ async def starter_for(
 @asynccontextmanager
 async def worker_for(stack: Stack, settings: Settings, client: Client | None = None) -> AsyncIterator[None]:
     """A worker on `settings.task_queue`, against the session's server unless told another."""
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         worker = build_worker(
             client or stack.client,
             settings,

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8233,http://localhost:8233",
         description="Temporal UI origins allowed to call the codec server (/codec), comma-separated",
     )
+    psp_rate_limits: str = Field(
+        default="",
+        description="provider:calls-per-second, comma-separated, e.g. stripe:25,paypal:10: the most PSP "
+        "calls per second across every worker (each PSP's task queue is rate-limited by Temporal)",
+    )
     worker_metrics_port: int = Field(
         default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"
     )
@@ -129,6 +134,14 @@ class Settings(BaseSettings):
     @property
     def inbound_secrets(self) -> list[str]:
         return [s.strip() for s in self.inbound_webhook_secret.split(",") if s.strip()]
+
+    @property
+    def psp_rates(self) -> dict[str, float]:  # calls per second, per provider
+        rates = {}
+        for entry in (part.strip() for part in self.psp_rate_limits.split(",") if part.strip()):
+            provider, _, per_second = entry.partition(":")
+            rates[provider.strip()] = float(per_second)
+        return rates
 
     def reviewer_for(self, token: str) -> str | None:
         return reviewer_for(token, parse_entries(self.reviewer_tokens)) if token else None

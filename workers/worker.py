@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import compileall
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
@@ -19,6 +22,7 @@ from activities.payments import PaymentActivities
 from activities.validation import ValidationActivities
 from adapters.db.engine import Database
 from adapters.psp.base import PspRegistry
+from domain.naming import psp_task_queue
 from workers.psps import build_registry
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
@@ -27,7 +31,9 @@ from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
-ACTIVITY_THREADS = 32
+ACTIVITY_THREADS = 32  # the main worker's activity slots
+PSP_ACTIVITY_SLOTS = 8  # each PSP queue's worker: the rate limit, not slots, is what bounds it
+EXECUTOR_THREADS = ACTIVITY_THREADS + 3 * PSP_ACTIVITY_SLOTS  # a thread for every slot
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
@@ -46,6 +52,22 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
     return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
 
 
+class Workers:
+    """The refund worker and one worker per configured PSP, started and stopped together."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Workers:
+        for worker in self.workers:
+            await self._stack.enter_async_context(worker)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -53,20 +75,23 @@ def build_worker(
     psps: PspRegistry,
     executor: ThreadPoolExecutor,
     task_queue: str | None = None,
-) -> Worker:
+) -> Workers:
+    """Workflows and the database steps on the task queue; each PSP's calls on the PSP's own queue,
+    at most `REFUNDS_PSP_RATE_LIMITS` calls per second across every worker (Temporal enforces it)."""
+    queue = task_queue or settings.task_queue
     validation = ValidationActivities(db, psps, settings.inbound_secrets)
     payments = PaymentActivities(db, psps)
     ledger = LedgerActivities(db, settings.merchant_id)
     inventory = InventoryActivities(db, settings.merchant_id)
     notify = NotifyActivities(db, settings.escalation_webhook_url)
-    return Worker(
+    psp_calls: list[Callable[..., Any]] = [payments.refund, payments.check_refund]
+    main = Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=queue,
         workflows=[RefundWorkflow, LateRefundFailureWorkflow, ExternalRefundWorkflow],
         activities=[
             validation.validate,
-            payments.refund,
-            payments.check_refund,
+            *psp_calls,  # workflows started before the PSP queues still schedule them here
             ledger.reserve,
             ledger.finish,
             ledger.reverse,
@@ -79,6 +104,20 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_runner=workflow_runner(settings),
     )
+    limits = settings.psp_rates
+    per_psp = [
+        Worker(
+            client,
+            task_queue=psp_task_queue(queue, provider.value),
+            activities=psp_calls,
+            activity_executor=executor,
+            max_concurrent_activities=PSP_ACTIVITY_SLOTS,
+            max_task_queue_activities_per_second=limits.get(provider.value),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+        for provider in psps.providers()
+    ]
+    return Workers([main, *per_psp])
 
 
 async def run_worker(settings: Settings) -> None:
@@ -88,7 +127,7 @@ async def run_worker(settings: Settings) -> None:
     port = settings.worker_metrics_port
     client = await connect(settings, metrics_runtime(port) if port else None)
     stop = shutdown_event()
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         worker = build_worker(client, settings, db, build_registry(settings, db), executor)
         async with worker:
             print(

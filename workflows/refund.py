@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         SA_RISK_SCORE,
         SA_STATUS,
         Activity,
+        psp_task_queue,
     )
     from domain.returns import (
         GoodsReceipt,
@@ -614,14 +615,29 @@ class RefundWorkflow:
         """Run an activity after publishing search attributes. Short steps (the database, the
         payment lookup) run as local activities: no round trip through the server."""
         self._publish_now()
-        execute = workflow.execute_local_activity if local else workflow.execute_activity
-        return await execute(
+        if local:
+            return await workflow.execute_local_activity(
+                name,
+                argument,
+                result_type=result_type,
+                start_to_close_timeout=start_to_close_timeout,
+                retry_policy=retry_policy,
+            )
+        return await workflow.execute_activity(
             name,
             argument,
             result_type=result_type,
             start_to_close_timeout=start_to_close_timeout,
             retry_policy=retry_policy,
+            task_queue=self._queue_for(name),
         )
+
+    def _queue_for(self, name: str) -> str | None:
+        """PSP calls go to the PSP's own task queue, whose rate limit keeps a burst of refunds under
+        the PSP account's limit; everything else stays on the workflow's queue."""
+        if name not in (Activity.REFUND, Activity.CHECK_REFUND) or not workflow.patched("psp-task-queues"):
+            return None
+        return psp_task_queue(workflow.info().task_queue, self._state.provider.value)
 
     async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None = None) -> None:
         self._publish_now()

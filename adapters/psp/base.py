@@ -157,6 +157,9 @@ class PspRegistry:
     def __init__(self, adapters: list[PspAdapter]) -> None:
         self._adapters = {adapter.provider: adapter for adapter in adapters}
 
+    def providers(self) -> list[Provider]:
+        return list(self._adapters)
+
     def get(self, provider: Provider) -> PspAdapter:
         adapter = self._adapters.get(provider)
         if adapter is None:

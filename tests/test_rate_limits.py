@@ -1,0 +1,50 @@
+"""PSP rate limits: each PSP's calls run on the PSP's own task queue, which Temporal rate-limits
+across every worker, so a burst of refunds stays under the PSP account's limit."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.api.enums.v1 import EventType
+
+from adapters.sandbox.control import SandboxControl
+from domain.naming import Activity
+from tests.conftest import Stack
+from tests.helpers import unique
+from tests.test_refund_flow import refund_through_pipeline
+from workers.psps import build_registry
+from workers.worker import EXECUTOR_THREADS, build_worker
+
+
+async def test_psp_calls_are_scheduled_on_the_psps_own_queue(stack: Stack, sandbox: SandboxControl) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=600)
+    history = await stack.client.get_workflow_handle(view["workflow_id"]).fetch_history()
+    queues = {
+        event.activity_task_scheduled_event_attributes.activity_type.name: (
+            event.activity_task_scheduled_event_attributes.task_queue.name
+        )
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert queues == {Activity.REFUND: f"{stack.settings.task_queue}-psp-stripe"}
+
+
+async def test_each_configured_psp_gets_a_rate_limited_worker(stack: Stack) -> None:
+    rates = {"psp_rate_limits": "stripe:25, paypal:2.5", "task_queue": unique("rates")}
+    settings = stack.settings.model_copy(update=rates)
+    with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
+        workers = build_worker(
+            stack.client, settings, stack.database, build_registry(settings, stack.database), executor
+        )
+    limits = {
+        worker.config()["task_queue"]: worker.config().get("max_task_queue_activities_per_second")
+        for worker in workers.workers
+    }
+    queue = settings.task_queue
+    assert limits == {
+        queue: None,
+        f"{queue}-psp-stripe": 25,
+        f"{queue}-psp-adyen": None,  # no limit configured: Temporal's default
+        f"{queue}-psp-paypal": 2.5,
+    }
