@@ -48,6 +48,12 @@ class PaymentActivities:
             result = adapter.refund(call)
         except PspError as err:
             _record_psp_call(call, started, err.code.value)
+            activity.logger.warning(
+                "psp %s error %s",
+                call.method.value,
+                err.code.value,
+                extra={"psp_request_id": err.psp_request_id, "code": err.code.value},
+            )
             self._audit(
                 call,
                 activity_event(
@@ -62,6 +68,16 @@ class PaymentActivities:
             raise application_error(err) from err
         self._audit(call, _result_event(key, f"psp_{call.method.value}_requested", result))
         _record_psp_call(call, started, result.failure_code.value if result.failure_code else "ok")
+        activity.logger.info(
+            "psp %s %s",
+            call.method.value,
+            result.status.value,
+            extra={
+                "psp_request_id": result.psp_request_id,
+                "provider": call.payment.provider.value,
+                "status": result.status.value,
+            },
+        )
         return result
 
     @activity.defn(name=Activity.CHECK_REFUND)

@@ -76,6 +76,9 @@ def _checked_settings() -> Settings:
         console.print(f"[red]invalid_policy[/red]: {err}")
         raise typer.Exit(2) from err
     console.print(f"refund policy {policy.version}", highlight=False)
+    from workers.logs import configure_logging
+
+    configure_logging(settings.log_format)
     return settings
 
 

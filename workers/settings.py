@@ -104,6 +104,7 @@ class Settings(BaseSettings):
         description="provider:calls-per-second, comma-separated, e.g. stripe:25,paypal:10: the most PSP "
         "calls per second across every worker (each PSP's task queue is rate-limited by Temporal)",
     )
+    log_format: str = Field(default="text", description="text | json (one object per line, with refund ids)")
     worker_metrics_port: int = Field(
         default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"
     )
