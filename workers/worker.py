@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +75,7 @@ def build_worker(
     psps: PspRegistry,
     executor: ThreadPoolExecutor,
     task_queue: str | None = None,
+    workflow_classes: Sequence[type] | None = None,
 ) -> Workers:
     """Workflows and the database steps on the task queue; each PSP's calls on the PSP's own queue,
     at most `REFUNDS_PSP_RATE_LIMITS` calls per second across every worker (Temporal enforces it)."""
@@ -88,7 +89,9 @@ def build_worker(
     main = Worker(
         client,
         task_queue=queue,
-        workflows=[RefundWorkflow, LateRefundFailureWorkflow, ExternalRefundWorkflow],
+        workflows=list(
+            workflow_classes or [RefundWorkflow, LateRefundFailureWorkflow, ExternalRefundWorkflow]
+        ),
         activities=[
             validation.validate,
             *psp_calls,  # workflows started before the PSP queues still schedule them here
