@@ -1,13 +1,15 @@
-"""A worker killed with SIGKILL mid-refund: a new worker finishes it, and the PSP refunds once."""
+"""Workers going away mid-refund: killed (a new worker finishes it) or stopped (it drains first);
+either way the PSP refunds once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from adapters.sandbox.control import SandboxControl
 from domain.naming import Activity
@@ -77,3 +79,40 @@ async def test_killed_worker_mid_refund_is_finished_by_a_new_one(
     assert state.status.value == "succeeded"
     refunds = sandbox.stripe_refunds(payment)
     assert len(refunds) == 1 and refunds[0]["id"] == state.psp_refund_id
+
+
+async def test_a_worker_told_to_stop_lets_its_psp_call_finish_first(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """SIGTERM during a deploy: the in-flight refund call completes on the stopping worker (no retry,
+    no second PSP call), the process exits cleanly, and the next worker carries on."""
+    payment = sandbox.seed_stripe_payment(amount=9_000, currency="EUR")
+    request_id = unique("drain")
+    handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+
+    async with starter_for(stack, psp_timeout_seconds=30) as (settings, http):
+        process = worker_process(stack, settings.task_queue)
+        sandbox.inject_fault("slow", count=1, path_prefix="/v1/refunds", method="POST", delay_ms=SLOW_PSP_MS)
+        body = refund_body(request_id, payment, amount=4_000)
+        assert (await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))).is_success
+
+        async def refund_in_flight() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(a.activity_type.name == Activity.REFUND for a in pending)
+
+        await eventually(refund_in_flight, bool, timeout=30)
+        os.killpg(process.pid, signal.SIGTERM)
+        exit_code = await asyncio.to_thread(process.wait, 60)
+
+        async with worker_for(stack, settings):
+            state = await handle.result()
+
+    assert (exit_code, state.status.value) == (0, "succeeded")
+    history = await handle.fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert attempts == [1]  # finished by the stopping worker, never retried
+    assert len(sandbox.stripe_refunds(payment)) == 1
