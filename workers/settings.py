@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         description="provider:calls-per-second, comma-separated, e.g. stripe:25,paypal:10: the most PSP "
         "calls per second across every worker (each PSP's task queue is rate-limited by Temporal)",
     )
+    otel_endpoint: str = Field(
+        default="", description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces (unset: off)"
+    )
+    otel_service_name: str = "refunds"
     log_format: str = Field(default="text", description="text | json (one object per line, with refund ids)")
     worker_metrics_port: int = Field(
         default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"

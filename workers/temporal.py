@@ -11,6 +11,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from workers.codec import EncryptionCodec, parse_keys
 from workers.settings import Settings
+from workers.tracing import tracing_interceptors
 
 
 def metrics_runtime(port: int) -> Runtime:
@@ -33,4 +34,5 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=runtime,
+        interceptors=tracing_interceptors(settings),
     )
