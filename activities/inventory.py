@@ -23,7 +23,8 @@ class InventoryActivities:
             if receipt is None:
                 audit.record(self._db, session, input.request_id, input.payment_reference, list(input.audit))
                 return RestockResult()
-            added = inventory.restock(self._db, session, self._merchant, input.request_id, receipt)
+            merchant = input.merchant_id or self._merchant
+            added = inventory.restock(self._db, session, merchant, input.request_id, receipt)
             received = {line.sku: str(line.received) for line in receipt.lines}
             event = activity_event(
                 f"inventory:{receipt.receipt_id}",

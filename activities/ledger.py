@@ -40,14 +40,15 @@ class LedgerActivities:
         with self._db.transaction() as session:
             outcome = reservations.reserve(self._db, session, input.request_id, input.payment, input.amount)
             if outcome.granted:
+                merchant = input.merchant_id or self._merchant
                 ledger.hold(
                     self._db,
                     session,
                     key_prefix=f"{input.request_id}:hold{outcome.holds}",
                     request_id=input.request_id,
-                    merchant=self._merchant,
+                    merchant=merchant,
                     currency=input.amount.currency,
-                    legs=ledger.cost_legs(self._merchant, _allocation(input.amount, input.allocation)),
+                    legs=ledger.cost_legs(merchant, _allocation(input.amount, input.allocation)),
                     description=f"reserved for refund of {input.payment.reference}",
                 )
             event = activity_event(
@@ -78,14 +79,15 @@ class LedgerActivities:
             resolved = ledger.resolve(self._db, session, outcome.request_id, post=moved, description=why)
             if moved and outcome.amount is not None:
                 amount = outcome.amount
-                postings = ledger.payout_postings(self._merchant, outcome.provider.value, amount, outcome.fx)
+                merchant = outcome.merchant_id or self._merchant
+                postings = ledger.payout_postings(merchant, outcome.provider.value, amount, outcome.fx)
                 for currency, legs in postings:
                     ledger.post(
                         self._db,
                         session,
                         key_prefix=f"{outcome.request_id}:payout:{currency}",
                         request_id=outcome.request_id,
-                        merchant=self._merchant,
+                        merchant=merchant,
                         currency=currency,
                         legs=legs,
                         description=why,
@@ -118,7 +120,7 @@ class LedgerActivities:
                     session,
                     key_prefix=f"{late.request_id}:reversal",
                     request_id=late.request_id,
-                    merchant=self._merchant,
+                    merchant=posted[0].merchant or self._merchant,
                     currency=currency,
                     legs=ledger.reversal_legs([t for t in posted if t.currency == currency]),
                     description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",

@@ -27,10 +27,17 @@ _REFUSED_STATES = {
 
 
 class ValidationActivities:
-    def __init__(self, db: Database, psps: PspRegistry, inbound_secrets: list[str]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        psps: PspRegistry,
+        secrets_by_merchant: dict[str, list[str]],
+        default_merchant: str,
+    ) -> None:
         self._db = db
         self._psps = psps
-        self._secrets = inbound_secrets
+        self._secrets = secrets_by_merchant
+        self._default_merchant = default_merchant
 
     @activity.defn(name=Activity.VALIDATE)
     def validate(self, input: ValidateInput) -> Validation:
@@ -78,7 +85,7 @@ class ValidationActivities:
             signature.verify(
                 input.evidence.signature_header,
                 body,
-                self._secrets,
+                self._secrets.get(input.merchant_id or self._default_merchant, []),
                 int(time.time()),
                 tolerance=None,
             )

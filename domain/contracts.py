@@ -63,6 +63,7 @@ class RefundWorkflowInput(_Contract):
     evidence: SignatureEvidence
     policy: RefundPolicy = RefundPolicy()
     risk_model: RiskModel | None = None  # the merchant's trained model, when there is one
+    merchant_id: str | None = None  # None: the installation's default merchant
 
 
 class AuditEvent(_Contract):
@@ -106,6 +107,7 @@ class PaymentRecord(_Contract):
 class ValidateInput(_Contract):
     request: RefundRequest
     evidence: SignatureEvidence
+    merchant_id: str | None = None  # whose secret signed it; None: the default merchant
     audit: list[AuditEvent] = Field(default_factory=list)
     round: int = 1  # validation runs again after ops release a hold; each round is audited
 
@@ -160,6 +162,7 @@ class ReviewInput(_Contract):
 
 class ReserveInput(_Contract):
     request_id: str
+    merchant_id: str | None = None
     payment: PaymentRecord
     amount: Money
     allocation: Allocation | None = None  # None: the whole amount is goods
@@ -237,6 +240,7 @@ class FinishInput(_Contract):
     payment_reference: str
     order_id: str
     status: RefundStatus
+    merchant_id: str | None = None
     amount: Money | None
     method: RefundMethod = RefundMethod.REFUND
     psp_refund_id: str | None = None
@@ -262,7 +266,8 @@ class RestockInput(_Contract):
 
     request_id: str
     payment_reference: str
-    receipt: GoodsReceipt | None  # None: only the audit notes are written
+    receipt: GoodsReceipt | None
+    merchant_id: str | None = None  # None: only the audit notes are written
     audit: list[AuditEvent] = Field(default_factory=list)
 
 

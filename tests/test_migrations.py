@@ -101,6 +101,7 @@ def test_postings_made_before_transfers_become_transfers(empty_engine: Engine) -
                 1234,
                 "EUR",
                 "single",
+                "m1",
             )
         ]
         assert ledger.balances(session, "r1") == {

@@ -13,6 +13,7 @@ from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy_file import PolicyError, parse_policy
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
 from domain.risk_model import RiskModel
+from workers.merchants import MerchantProfile, load_merchants
 
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
 SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
         "that runtime check for about a quarter of the worker's CPU",
     )
 
+    merchants_file: Path | None = Field(
+        default=None,
+        description="TOML of further merchants, each with its inbound secrets and policy (see "
+        "workers/merchants.py); requests name theirs in the Refund-Merchant header",
+    )
     policy_file: Path | None = Field(
         default=None,
         description="TOML refund policy (review thresholds, four eyes, deadlines, returns); "
@@ -166,6 +172,12 @@ class Settings(BaseSettings):
     @property
     def paypal_base(self) -> str:
         return self.paypal_api_base or "https://api-m.sandbox.paypal.com"
+
+    def merchant_profiles(self) -> dict[str, MerchantProfile]:
+        """Every merchant this installation serves, the default one (these settings) included."""
+        profiles = load_merchants(self.merchants_file) if self.merchants_file else {}
+        profiles[self.merchant_id] = MerchantProfile(self.merchant_id, self.inbound_secrets, self.policy_file)
+        return profiles
 
     def risk_model(self) -> RiskModel | None:
         """The trained model new refunds are scored with; raises PolicyError when it cannot be used."""

@@ -80,7 +80,8 @@ def build_worker(
     """Workflows and the database steps on the task queue; each PSP's calls on the PSP's own queue,
     at most `REFUNDS_PSP_RATE_LIMITS` calls per second across every worker (Temporal enforces it)."""
     queue = task_queue or settings.task_queue
-    validation = ValidationActivities(db, psps, settings.inbound_secrets)
+    secrets = {m: profile.secrets for m, profile in settings.merchant_profiles().items()}
+    validation = ValidationActivities(db, psps, secrets, settings.merchant_id)
     payments = PaymentActivities(db, psps)
     ledger = LedgerActivities(db, settings.merchant_id)
     inventory = InventoryActivities(db, settings.merchant_id)

@@ -212,6 +212,7 @@ class RefundWorkflow:
                 ValidateInput(
                     request=self._input.request,
                     evidence=self._input.evidence,
+                    merchant_id=self._input.merchant_id,
                     audit=self._drain_audit(),
                     round=validation_round,
                 ),
@@ -322,6 +323,7 @@ class RefundWorkflow:
             Activity.RESERVE,
             ReserveInput(
                 request_id=self._state.request_id,
+                merchant_id=self._input.merchant_id,
                 payment=payment,
                 amount=amount,
                 allocation=self._state.allocation,
@@ -464,6 +466,7 @@ class RefundWorkflow:
             Activity.RESTOCK,
             RestockInput(
                 request_id=self._state.request_id,
+                merchant_id=self._input.merchant_id,
                 payment_reference=self._state.payment_reference,
                 receipt=receipt,
                 audit=self._drain_audit(),
@@ -488,6 +491,7 @@ class RefundWorkflow:
             Activity.FINISH,
             FinishInput(
                 request_id=state.request_id,
+                merchant_id=self._input.merchant_id,
                 provider=state.provider,
                 payment_reference=state.payment_reference,
                 order_id=state.order_id,

@@ -228,6 +228,7 @@ class Transfer:
     amount: int
     currency: str
     phase: str
+    merchant: str = ""
 
 
 def transfers(session: Session, request_id: str, *, posted_only: bool = False) -> list[Transfer]:
@@ -236,7 +237,7 @@ def transfers(session: Session, request_id: str, *, posted_only: bool = False) -
         query = query.where(col(LedgerTransferRow.phase).in_(POSTED_PHASES))
     rows = session.execute(query.order_by(col(LedgerTransferRow.id))).scalars()
     return [
-        Transfer(r.transfer_key, r.debit_account, r.credit_account, r.amount, r.currency, r.phase)
+        Transfer(r.transfer_key, r.debit_account, r.credit_account, r.amount, r.currency, r.phase, r.merchant)
         for r in rows
     ]
 

@@ -65,10 +65,13 @@ async def create_refund_request(
     response: Response,
     services: ServicesDep,
     refund_signature: Annotated[str | None, Header(description=_SIGNATURE_DOC)] = None,
+    refund_merchant: Annotated[
+        str | None, Header(description="The merchant whose secret signed the request (none: the default)")
+    ] = None,
 ) -> Accepted:
     started = time.perf_counter()
     try:
-        accepted = await _admit(request, response, services, refund_signature)
+        accepted = await _admit(request, response, services, refund_signature, refund_merchant)
     except ApiError as err:
         REFUND_REQUESTS.labels(outcome=err.code).inc()
         raise
@@ -77,21 +80,32 @@ async def create_refund_request(
     return accepted
 
 
-async def _admit(request: Request, response: Response, services: Services, header: str | None) -> Accepted:
+async def _admit(
+    request: Request, response: Response, services: Services, header: str | None, merchant: str | None
+) -> Accepted:
     """One RPC for a new request: Temporal's workflow id is the idempotency record.
 
     A request id seen before is answered from its workflow: the same request (its canonical digest
     is in the memo) gets 200 and that workflow, a changed one 409. Nothing new starts either way.
     """
     raw = await request.body()
-    verify_signature(raw, header, services.settings.inbound_secrets)
+    merchant_id = merchant or services.settings.merchant_id
+    profile = services.merchants.get(merchant_id)
+    if profile is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, f"unknown merchant {merchant_id!r}")
+    verify_signature(raw, header, profile.secrets)  # this merchant's secrets and no other's
     refund = _parse(raw)
-    digest = refund.digest()
+    # the same request id from another merchant is another body: a conflict, never its refund
+    digest = (
+        refund.digest()
+        if merchant_id == services.settings.merchant_id
+        else f"{merchant_id}:{refund.digest()}"
+    )
     wf_id = workflow_id(refund.request_id)
     evidence = SignatureEvidence(
         raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
     )
-    if await _start(services, refund, evidence, digest):
+    if await _start(services, refund, evidence, digest, merchant_id):
         return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus.RECEIVED)
     if await _body_digest(services, wf_id) != digest:
         raise ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
@@ -118,20 +132,27 @@ def _parse(raw: bytes) -> RefundRequest:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
 
 
-async def _start(services: Services, refund: RefundRequest, evidence: SignatureEvidence, digest: str) -> bool:
+async def _start(
+    services: Services, refund: RefundRequest, evidence: SignatureEvidence, digest: str, merchant_id: str
+) -> bool:
     """Start the refund's workflow; False when one with this id exists, running or closed."""
     settings = services.settings
+    default = merchant_id == settings.merchant_id
     try:
         await services.temporal.start_workflow(
             RefundWorkflow.run,
             RefundWorkflowInput(
-                request=refund, evidence=evidence, policy=services.policy, risk_model=services.risk_model
+                request=refund,
+                evidence=evidence,
+                policy=services.policies[merchant_id],
+                risk_model=services.risk_model,
+                merchant_id=None if default else merchant_id,
             ),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_initial_attributes(refund, settings.merchant_id),
+            search_attributes=_initial_attributes(refund, merchant_id),
             memo={BODY_DIGEST: digest},
         )
     except WorkflowAlreadyStartedError:
