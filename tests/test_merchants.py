@@ -3,6 +3,9 @@ one merchant's secret never starts a refund for another."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,20 @@ async def test_each_merchant_signs_its_own_refunds_and_books_them_apart(
         steps = [entry.step for entry in audit.trail(session, request_id)]
     assert accounts == {"globex:refund_contra_revenue:EUR", "globex:psp_receivable:stripe:EUR"}
     assert "validated" in steps  # the worker re-verified globex's signature with globex's secret
+
+
+def test_the_worker_refuses_to_start_on_a_bad_merchants_file(tmp_path: Path) -> None:
+    path = tmp_path / "merchants.toml"
+    path.write_text('[merchants.acme]\ninbound_webhook_secret = "s"\npolicy_file = "/nowhere.toml"\n')
+    started = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "worker"],
+        env={**os.environ, "REFUNDS_MERCHANTS_FILE": str(path), "REFUNDS_TEMPORAL_ADDRESS": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (started.returncode, "invalid_policy" in started.stdout) == (2, True)
+    assert "/nowhere.toml: cannot be read" in started.stdout
 
 
 def test_a_bad_merchants_file_is_refused_with_the_reason(tmp_path: Path) -> None:

@@ -72,6 +72,8 @@ def _checked_settings() -> Settings:
     try:
         policy = settings.policy()
         settings.risk_model()
+        for profile in settings.merchant_profiles().values():  # each merchant's policy must load too
+            settings.model_copy(update={"policy_file": profile.policy_file}).policy()
     except PolicyError as err:
         console.print(f"[red]invalid_policy[/red]: {err}")
         raise typer.Exit(2) from err
