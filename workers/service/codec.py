@@ -8,7 +8,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from domain.status import ErrorCode
-from workers.codec import EncryptionCodec, KeyConfigError, parse_keys
+from workers.codec import EncryptionCodec, KeyConfigError
 from workers.service.deps import ReviewerDep, ServicesDep
 from workers.service.errors import ApiError
 
@@ -16,10 +16,9 @@ router = APIRouter(prefix="/codec", tags=["codec server"])
 
 
 def _codec(services: ServicesDep) -> EncryptionCodec:
-    keys = parse_keys(services.settings.payload_keys)
-    if not keys:
+    if services.codec is None:
         raise ApiError(404, ErrorCode.NOT_FOUND, "payload encryption is not configured")
-    return EncryptionCodec(keys)
+    return services.codec
 
 
 async def _payloads(request: Request) -> Payloads:

@@ -13,6 +13,7 @@ from adapters.psp.base import PspRegistry
 from domain.contracts import RefundPolicy
 from domain.risk_model import RiskModel
 from domain.status import ErrorCode
+from workers.codec import EncryptionCodec, parse_keys
 from workers.merchants import MerchantProfile
 from workers.service.errors import ApiError
 from workers.settings import Settings
@@ -24,15 +25,16 @@ class Services:
     db: Database
     temporal: Client
     psps: PspRegistry
-    policy: RefundPolicy = field(init=False)
     risk_model: RiskModel | None = field(init=False)
     merchants: dict[str, MerchantProfile] = field(init=False)
-    policies: dict[str, RefundPolicy] = field(init=False)
+    policies: dict[str, RefundPolicy] = field(init=False)  # by merchant, the default one included
+    codec: EncryptionCodec | None = field(init=False)
 
     def __post_init__(self) -> None:
         # read once: every refund started by this process runs under the same policy and model
-        self.policy = self.settings.policy()
         self.risk_model = self.settings.risk_model()
+        keys = parse_keys(self.settings.payload_keys)
+        self.codec = EncryptionCodec(keys) if keys else None
         self.merchants = self.settings.merchant_profiles()
         self.policies = {
             merchant_id: self.settings.model_copy(update={"policy_file": profile.policy_file}).policy()
