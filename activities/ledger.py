@@ -114,13 +114,17 @@ class LedgerActivities:
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)
+            if row.psp_refund_id != late.update.psp_refund_id or any(
+                transfer.merchant != (late.merchant_id or self._merchant) for transfer in posted
+            ):
+                return False  # not this refund's PSP refund, or another merchant's account reporting
             for currency in sorted({transfer.currency for transfer in posted}):
                 ledger.post(
                     self._db,
                     session,
                     key_prefix=f"{late.request_id}:reversal",
                     request_id=late.request_id,
-                    merchant=posted[0].merchant or self._merchant,
+                    merchant=posted[0].merchant,
                     currency=currency,
                     legs=ledger.reversal_legs([t for t in posted if t.currency == currency]),
                     description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",
@@ -153,7 +157,7 @@ class LedgerActivities:
             return False
         request_id = external_request_id(refund.provider.value, refund.psp_refund_id)
         amount = outcome.amount
-        merchant, provider = self._merchant, refund.provider.value
+        merchant, provider = refund.merchant_id or self._merchant, refund.provider.value
         with self._db.transaction() as session:
             posted = ledger.post(
                 self._db,
@@ -181,6 +185,7 @@ class LedgerActivities:
                     payment_reference=refund.payment_reference,
                     order_id="",
                     status=RefundStatus.SUCCEEDED,
+                    merchant_id=refund.merchant_id,
                     amount=amount,
                     psp_refund_id=refund.psp_refund_id,
                 ),

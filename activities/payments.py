@@ -11,7 +11,7 @@ from activities.audit import activity_event
 from activities.errors import application_error
 from adapters.db import audit
 from adapters.db.engine import Database
-from adapters.psp.base import PspError, PspRegistry
+from adapters.psp.base import PspDirectory, PspError
 from domain.contracts import AuditEvent, PspRefundCall, PspRefundUpdate, RefundLookup, RefundResult
 from domain.naming import Activity
 
@@ -28,18 +28,18 @@ def _record_psp_call(call: PspRefundCall, started_seconds: float, outcome: str) 
 
 
 class PaymentActivities:
-    def __init__(self, db: Database, psps: PspRegistry) -> None:
+    def __init__(self, db: Database, psps: PspDirectory) -> None:
         self._db = db
         self._psps = psps
 
     @activity.defn(name=Activity.REFUND)
     def refund(self, call: PspRefundCall) -> RefundResult:
         """Search before any attempt whose predecessor's outcome is unknown; adopt what exists."""
-        adapter = self._psps.get(call.payment.provider)
         attempt = activity.info().attempt
         key = f"psp_refund:g{call.key_generation}:a{attempt}"
         started = time.monotonic()
         try:
+            adapter = self._psps.get(call.merchant_id, call.payment.provider)
             if attempt > 1 or call.key_generation > 1:
                 found = adapter.find_refund(call)
                 if found is not None:
@@ -83,7 +83,8 @@ class PaymentActivities:
     @activity.defn(name=Activity.CHECK_REFUND)
     def check_refund(self, lookup: RefundLookup) -> PspRefundUpdate:
         try:
-            result = self._psps.get(lookup.provider).get_refund(lookup.psp_refund_id, lookup.request_id)
+            adapter = self._psps.get(lookup.merchant_id, lookup.provider)
+            result = adapter.get_refund(lookup.psp_refund_id, lookup.request_id)
         except PspError as err:
             raise application_error(err) from err
         return PspRefundUpdate(

@@ -12,7 +12,7 @@ from activities.audit import activity_event
 from activities.errors import application_error
 from adapters.db import audit, holds, velocity
 from adapters.db.engine import Database
-from adapters.psp.base import PspError, PspRegistry
+from adapters.psp.base import PspDirectory, PspError
 from domain import signature
 from domain.contracts import AuditEvent, ValidateInput, Validation
 from domain.naming import Activity
@@ -30,7 +30,7 @@ class ValidationActivities:
     def __init__(
         self,
         db: Database,
-        psps: PspRegistry,
+        psps: PspDirectory,
         secrets_by_merchant: dict[str, list[str]],
         default_merchant: str,
     ) -> None:
@@ -47,7 +47,9 @@ class ValidationActivities:
             return self._conclude(input, refused)
 
         try:
-            lookup = self._psps.get(request.provider).lookup_payment(request.payment_reference)
+            lookup = self._psps.get(input.merchant_id, request.provider).lookup_payment(
+                request.payment_reference
+            )
         except PspError as err:
             if err.retryable:
                 raise application_error(err) from err

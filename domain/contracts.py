@@ -184,6 +184,7 @@ class PspRefundCall(_Contract):
     reason_code: str
     key_generation: int = 1
     method: RefundMethod = RefundMethod.REFUND
+    merchant_id: str | None = None  # whose PSP account; None: the default merchant
 
 
 class RefundResult(_Contract):
@@ -206,6 +207,7 @@ class RefundLookup(_Contract):
     provider: Provider
     psp_refund_id: str
     request_id: str
+    merchant_id: str | None = None
 
 
 class PspRefundUpdate(_Contract):
@@ -226,6 +228,7 @@ class ExternalRefundInput(_Contract):
     payment_reference: str
     psp_refund_id: str
     outcome: PspRefundUpdate | None = None  # set once the PSP's final word is in
+    merchant_id: str | None = None  # whose PSP account made it; None: the default merchant
 
 
 class RetryInput(_Contract):
@@ -282,6 +285,7 @@ class LateFailureInput(_Contract):
     provider: Provider
     request_id: str
     update: PspRefundUpdate
+    merchant_id: str | None = None  # whose PSP account reported it; None: the default merchant
 
 
 class RefundState(_Contract):
@@ -292,6 +296,7 @@ class RefundState(_Contract):
     payment_reference: str
     order_id: str
     status: RefundStatus
+    merchant_id: str | None = None  # None: the installation's default merchant
     method: RefundMethod = RefundMethod.REFUND
     requested_amount: Money | None = None
     amount: Money | None = None

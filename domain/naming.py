@@ -46,9 +46,11 @@ class Activity:
     NOTIFY = "notify_ops"
 
 
-def psp_task_queue(task_queue: str, provider: str) -> str:
-    """Where a PSP's calls are queued: one queue per PSP account, rate-limited by its workers."""
-    return f"{task_queue}-psp-{provider}"
+def psp_task_queue(task_queue: str, provider: str, merchant_id: str | None = None) -> str:
+    """Where a PSP's calls are queued: one queue per PSP account (the default merchant's, or another
+    merchant's own), rate-limited by its workers."""
+    suffix = f"-{merchant_id}" if merchant_id else ""
+    return f"{task_queue}-psp-{provider}{suffix}"
 
 
 def workflow_id(request_id: str) -> str:
@@ -64,8 +66,9 @@ def external_request_id(provider: str, psp_refund_id: str) -> str:
     return f"external:{provider}:{psp_refund_id}"
 
 
-def late_failure_workflow_id(request_id: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}late-failure-{request_id}"
+def late_failure_workflow_id(request_id: str, psp_refund_id: str) -> str:
+    """One per PSP refund: a failure naming our request but another refund cannot take its place."""
+    return f"{WORKFLOW_ID_PREFIX}late-failure-{request_id}-{psp_refund_id}"
 
 
 def request_id_from_workflow_id(wf_id: str) -> str:

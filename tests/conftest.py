@@ -9,6 +9,7 @@ otherwise (REFUNDS_TEST_DATABASE=sqlite forces it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -37,7 +38,7 @@ from adapters.sandbox.server import SandboxServer
 from domain.naming import SEARCH_ATTRIBUTES
 from tests.helpers import INBOUND_SECRET
 from workers.binaries import find_binary
-from workers.psps import build_registry
+from workers.psps import build_directory
 from workers.service.app import create_app
 from workers.service.deps import Services
 from workers.settings import (
@@ -212,6 +213,24 @@ def make_settings(database_url: str, temporal: Client, sandbox_url: str, **overr
     return Settings(**values)  # type: ignore[arg-type]
 
 
+@asynccontextmanager
+async def serving(services: Services, port: int) -> AsyncIterator[str]:
+    """The HTTP service on 127.0.0.1:`port` for the block; yields its base URL."""
+    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + 30
+    while not server.started:
+        if task.done() or asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"the service did not start on port {port}")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture(scope="session")
 def activity_executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
@@ -228,17 +247,14 @@ async def stack(
     activity_executor: ThreadPoolExecutor,
 ) -> AsyncIterator[Stack]:
     settings = make_settings(database_url, temporal_client, sandbox_server.url, http_port=service_port)
-    psps = build_registry(settings, database)
+    psps = build_directory(settings, database)
     services = Services(settings, database, temporal_client, psps)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services), host="127.0.0.1", port=service_port, log_level="error")
-    )
-    serving = asyncio.create_task(server.serve())
     worker = build_worker(temporal_client, settings, database, psps, activity_executor)
-    base_url = f"http://127.0.0.1:{service_port}"
-    async with worker, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with (
+        serving(services, service_port) as base_url,
+        worker,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as http,
+    ):
         yield Stack(
             settings=settings,
             services=services,
@@ -249,8 +265,6 @@ async def stack(
             database=database,
             client=temporal_client,
         )
-        server.should_exit = True
-        await serving
 
 
 @pytest.fixture
@@ -296,17 +310,21 @@ def repo_root() -> Path:
 
 @asynccontextmanager
 async def starter_for(
-    stack: Stack, client: Client | None = None, **overrides: object
+    stack: Stack, client: Client | None = None, port: int | None = None, **overrides: object
 ) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
     """The HTTP service in-process with its own settings (and its own task queue, so its workflows
-    run only on the worker a test chooses), on the session's client unless told another."""
+    run only on the worker a test chooses), on the session's client unless told another; with a
+    `port`, it also listens there (for a PSP sandbox's webhooks)."""
     values: dict[str, object] = {"task_queue": f"side-{uuid.uuid4().hex[:8]}", **overrides}
     settings = stack.settings.model_copy(update=values)
-    registry = build_registry(settings, stack.database)
+    registry = build_directory(settings, stack.database)
     services = Services(settings, stack.database, client or stack.client, registry)
     transport = httpx.ASGITransport(app=create_app(services))
-    async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
-        yield settings, http
+    async with contextlib.AsyncExitStack() as listening:
+        if port is not None:
+            await listening.enter_async_context(serving(services, port))
+        async with httpx.AsyncClient(transport=transport, base_url="http://starter") as http:
+            yield settings, http
 
 
 @asynccontextmanager
@@ -317,7 +335,7 @@ async def worker_for(stack: Stack, settings: Settings, client: Client | None = N
             client or stack.client,
             settings,
             stack.database,
-            build_registry(settings, stack.database),
+            build_directory(settings, stack.database),
             executor,
         )
         async with worker:

@@ -18,7 +18,7 @@ from domain.contracts import RefundState, ReviewInput
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from tests.next_release import CarelessReleaseRefundWorkflow, NextReleaseRefundWorkflow
-from workers.psps import build_registry
+from workers.psps import build_directory
 from workers.worker import EXECUTOR_THREADS, build_worker
 from workflows.refund import RefundWorkflow
 
@@ -41,7 +41,7 @@ async def test_a_refund_in_flight_finishes_on_the_next_release(stack: Stack, san
             await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
 
         # the deploy: every worker replaced by the next release's code
-        registry = build_registry(settings, stack.database)
+        registry = build_directory(settings, stack.database)
         with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
             next_release = build_worker(
                 stack.client,

@@ -3,47 +3,87 @@ one merchant's secret never starts a refund for another."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import stripe
+from temporalio.api.enums.v1 import EventType
 
-from adapters.db import audit, ledger
+from adapters.db import audit, ledger, refunds
 from adapters.sandbox.control import SandboxControl
+from adapters.sandbox.server import SandboxServer
+from adapters.sandbox.stripe_objects import webhook_headers
+from domain.naming import Activity
 from domain.policy_file import PolicyError
-from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import refund_body, signed_headers, unique
+from domain.reviewer_tokens import new_reviewer_entry
+from domain.status import Provider
+from tests.conftest import Stack, free_port, starter_for, worker_for
+from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
+from tests.test_refund_flow import refund_through_pipeline
+from tests.test_webhooks import refund_event
 from workers.merchants import load_merchants
+from workers.reconcile import reconcile_provider
+from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
 from workflows.refund import RefundWorkflow
 
 ACME_SECRET, GLOBEX_SECRET = "acme-secret", "globex-secret"
+GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globex"
 
 
-def merchants_file(tmp_path: Path) -> Path:
+@pytest.fixture
+def globex_stripe(tmp_path: Path) -> Iterator[SandboxServer]:
+    """Globex's own Stripe account: another sandbox, its own key, its own webhook endpoint."""
+    server = SandboxServer(
+        state_path=tmp_path / "globex-stripe.db",
+        stripe_api_key=GLOBEX_STRIPE_KEY,
+        stripe_webhook_secret=GLOBEX_STRIPE_WEBHOOK_SECRET,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def merchants_file(tmp_path: Path, globex_stripe_url: str, globex_reviewers: str = "") -> Path:
     policy = tmp_path / "globex-policy.toml"
     policy.write_text('version = "globex-3"\n')
     path = tmp_path / "merchants.toml"
     path.write_text(
         f'[merchants.acme]\ninbound_webhook_secret = "{ACME_SECRET}"\n'
         f'[merchants.globex]\ninbound_webhook_secret = "{GLOBEX_SECRET}"\npolicy_file = "{policy}"\n'
+        f'reviewer_tokens = "{globex_reviewers}"\n'
+        f'[merchants.globex.stripe]\napi_key = "{GLOBEX_STRIPE_KEY}"\n'
+        f'webhook_secret = "{GLOBEX_STRIPE_WEBHOOK_SECRET}"\napi_base = "{globex_stripe_url}"\n'
+        "rate_limit = 5\n"
     )
     return path
 
 
-async def test_each_merchant_signs_its_own_refunds_and_books_them_apart(
-    stack: Stack, sandbox: SandboxControl, tmp_path: Path
+def signed_for(merchant: str, secret: str, body: bytes) -> dict[str, str]:
+    return {**signed_headers(body, [secret]), "Refund-Merchant": merchant}
+
+
+async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_psp_account(
+    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
 ) -> None:
-    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    port = free_port()
+    globex_stripe.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/globex")
+    payment = SandboxControl(globex_stripe.url).seed_stripe_payment(
+        amount=5_000, currency="EUR", refund_behavior="pending_then_succeeded", settle_after_ms=200
+    )
     request_id = unique("globex")
     body = refund_body(request_id, payment, amount=900)
 
-    starter = starter_for(stack, merchants_file=merchants_file(tmp_path))
+    starter = starter_for(stack, port=port, merchants_file=merchants_file(tmp_path, globex_stripe.url))
     async with starter as (settings, http), worker_for(stack, settings):
 
         async def send(merchant: str, secret: str) -> int:
-            headers = {**signed_headers(body, [secret]), "Refund-Merchant": merchant}
+            headers = signed_for(merchant, secret, body)
             return (await http.post("/v1/refund-requests", content=body, headers=headers)).status_code
 
         # acme's secret cannot start a refund for globex, nor an unknown merchant's
@@ -52,17 +92,198 @@ async def test_each_merchant_signs_its_own_refunds_and_books_them_apart(
         assert await send("globex", GLOBEX_SECRET) == 202
         # the same request id from acme is not globex's refund
         assert await send("acme", ACME_SECRET) == 409
-        state = await stack.client.get_workflow_handle_for(
-            RefundWorkflow.run, f"refund-{request_id}"
-        ).result()
+        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+        state = await handle.result()
+        history = await handle.fetch_history()
+        # a refund made by hand in globex's Stripe dashboard is adopted into globex's books
+        dashboard = stripe.StripeClient(GLOBEX_STRIPE_KEY, base_addresses={"api": globex_stripe.url})
+        by_hand = dashboard.v1.refunds.create({"payment_intent": payment, "amount": 400})
+        adopted = f"refund-external-stripe-{by_hand.id}"
+        await eventually(lambda: workflow_completed(stack.client, adopted), bool)
+        found = reconcile_provider(
+            settings, Provider.STRIPE, datetime.now(UTC) - timedelta(hours=1), [], merchant_id="globex"
+        )
 
     assert state.status.value == "succeeded" and state.risk is not None
     assert state.risk.policy_version == "globex-3"
+    # refunded at globex's own account, on its own rate-limited queue, confirmed by its own webhook
+    assert [r["amount"] for r in SandboxControl(globex_stripe.url).stripe_refunds(payment)] == [900, 400]
+    scheduled = {
+        event.activity_task_scheduled_event_attributes.activity_type.name: (
+            event.activity_task_scheduled_event_attributes.task_queue.name
+        )
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert scheduled[Activity.REFUND] == f"{settings.task_queue}-psp-stripe-globex"
+    assert Activity.CHECK_REFUND not in scheduled  # no poll: globex's webhook confirmed it
+    signals = [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert signals == ["psp_refund_update"]
     with stack.database.transaction() as session:
         accounts = {account for account, _ in ledger.balances(session, request_id)}
         steps = [entry.step for entry in audit.trail(session, request_id)]
     assert accounts == {"globex:refund_contra_revenue:EUR", "globex:psp_receivable:stripe:EUR"}
     assert "validated" in steps  # the worker re-verified globex's signature with globex's secret
+    with stack.database.transaction() as session:
+        by_hand_accounts = {
+            account for account, _ in ledger.balances(session, f"external:stripe:{by_hand.id}")
+        }
+    assert by_hand_accounts == accounts
+    assert found == []  # globex's books (both refunds) match globex's account
+
+
+async def test_a_merchant_cannot_refund_through_another_merchants_psp_account(
+    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+) -> None:
+    theirs = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")  # the default merchant's
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    async with starter as (settings, http), worker_for(stack, settings):
+
+        async def outcome(merchant: str, secret: str) -> tuple[str, str | None]:
+            body = refund_body(unique(merchant), theirs, amount=700)
+            response = await http.post(
+                "/v1/refund-requests", content=body, headers=signed_for(merchant, secret, body)
+            )
+            assert response.status_code == 202
+            handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, response.json()["workflow_id"])
+            state = await handle.result()
+            return state.status.value, state.failure_code.value if state.failure_code else None
+
+        # globex's account has never heard of the payment; acme has no Stripe account at all
+        assert await outcome("globex", GLOBEX_SECRET) == ("failed", "payment_not_found")
+        assert await outcome("acme", ACME_SECRET) == ("failed", "provider_not_configured")
+    assert sandbox.stripe_refunds(theirs) == []
+
+
+async def test_another_merchants_psp_account_cannot_fail_a_refund_in_the_books(
+    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+) -> None:
+    """Globex's Stripe account reports a failure naming the default merchant's refund (a refund made
+    by hand there, copying its metadata): it is verified as globex's, so it reverses nothing."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=1_200)
+    request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
+    failure = refund_event(request_id, psp_refund_id, "failed")
+    with stack.database.transaction() as session:
+        before = ledger.balances(session, request_id)
+
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    async with starter as (settings, http), worker_for(stack, settings):
+        headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
+        assert (
+            await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
+        ).status_code == 200
+        late = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{psp_refund_id}")
+        assert await late.result() is False
+
+    with stack.database.transaction() as session:
+        assert ledger.balances(session, request_id) == before != {}
+        assert refunds.get(session, request_id).status == "succeeded"
+
+
+async def test_a_merchants_psp_webhooks_are_verified_with_its_own_account_secret(
+    stack: Stack, globex_stripe: SandboxServer, tmp_path: Path
+) -> None:
+    event = json.dumps({"id": "evt_1", "object": "event", "type": "refund.updated", "data": {"object": {}}})
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    async with starter as (_, http):
+
+        async def post(path: str, secret: str) -> tuple[int, str]:
+            response = await http.post(path, content=event, headers=webhook_headers(secret, event))
+            return response.status_code, response.json().get("error", {}).get("code", "")
+
+        # the default account's secret does not pass for globex's endpoint, nor globex's for the default's
+        assert await post("/webhooks/stripe/globex", SANDBOX_STRIPE_WEBHOOK_SECRET) == (
+            400,
+            "signature_invalid",
+        )
+        assert await post("/webhooks/stripe", GLOBEX_STRIPE_WEBHOOK_SECRET) == (400, "signature_invalid")
+        # a merchant, or a merchant's PSP, that is not configured has no endpoint
+        assert (await post("/webhooks/stripe/initech", GLOBEX_STRIPE_WEBHOOK_SECRET))[0] == 404
+        assert (await post("/webhooks/adyen/globex", GLOBEX_STRIPE_WEBHOOK_SECRET))[0] == 404
+
+
+async def test_a_merchants_reviewers_read_and_steer_only_its_own_refunds(
+    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+) -> None:
+    carol_token, carol_entry = new_reviewer_entry("carol")
+    carol = {"Authorization": f"Bearer {carol_token}"}
+    alice = {"Authorization": "Bearer alice-token"}  # one of the installation's own reviewers
+    theirs = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")  # the default merchant's
+    ours = SandboxControl(globex_stripe.url).seed_stripe_payment(amount=200_000, currency="EUR")
+    default_id, globex_id = unique("default"), unique("globex")
+    returned = [
+        {"sku": unique("sku"), "quantity": 1, "unit_amount": 150_000, "tax_amount": 0, "restock": True}
+    ]
+    globex_body = refund_body(globex_id, ours, amount=150_000, reason_code="changed_mind", items=returned)
+    default_body = refund_body(default_id, theirs, amount=150_000)
+
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url, carol_entry))
+    async with starter as (settings, http), worker_for(stack, settings):
+        posted = [
+            await http.post(
+                "/v1/refund-requests", content=default_body, headers=signed_headers(default_body)
+            ),
+            await http.post(
+                "/v1/refund-requests",
+                content=globex_body,
+                headers=signed_for("globex", GLOBEX_SECRET, globex_body),
+            ),
+        ]
+        assert [r.status_code for r in posted] == [202, 202]
+
+        async def statuses() -> list[str]:
+            views = [
+                (await http.get(f"/v1/refunds/{i}", headers=alice)).json() for i in (default_id, globex_id)
+            ]
+            return [view["status"] for view in views]
+
+        await eventually(statuses, lambda found: found == ["awaiting_review"] * 2)
+
+        # carol cannot read, steer or decode the default merchant's refund: it is as unknown as none
+        assert (await http.get(f"/v1/refunds/{default_id}", headers=carol)).status_code == 404
+        refused = await http.post(f"/v1/refunds/{default_id}/approve", headers=carol)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "not_found")
+        assert (await http.post("/codec/decode", headers=carol, json={"payloads": []})).status_code == 403
+        # her own merchant's refund she reads and approves, as carol@globex
+        view = (await http.get(f"/v1/refunds/{globex_id}", headers=carol)).json()
+        assert (view["merchant_id"], view["status"]) == ("globex", "awaiting_review")
+        approved = await http.post(f"/v1/refunds/{globex_id}/approve", headers=carol)
+        assert approved.status_code == 200, approved.text
+        assert [a["reviewer"] for a in approved.json()["approvals"]] == ["carol@globex"]
+        # the installation's reviewers act for every merchant
+        assert (await http.post(f"/v1/refunds/{default_id}/approve", headers=alice)).status_code == 200
+
+        # a receipt for globex's refund is globex's to sign: the default merchant's secret finds nothing
+        receipt = json.dumps(
+            {"receipt_id": "r1", "lines": [{"sku": returned[0]["sku"], "received": 1, "sellable": 1}]}
+        ).encode()
+        path = f"/v1/refunds/{globex_id}/goods-received"
+        foreign = await http.post(path, content=receipt, headers=signed_headers(receipt))
+        own = await http.post(path, content=receipt, headers=signed_for("globex", GLOBEX_SECRET, receipt))
+        assert (foreign.status_code, own.status_code) == (404, 200)
+        assert own.json()["received"] == {returned[0]["sku"]: 1}
+
+
+async def test_reads_need_a_reviewer_token_in_production(stack: Stack, sandbox: SandboxControl) -> None:
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("prod")
+    body = refund_body(request_id, payment, amount=500)
+    async with starter_for(stack, environment="production") as (settings, http), worker_for(stack, settings):
+        assert (
+            await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        ).status_code == 202
+        anonymous = await http.get(f"/v1/refunds/{request_id}")
+        forged = await http.get(f"/v1/refunds/{request_id}", headers={"Authorization": "Bearer guess"})
+        reviewer = await http.get(
+            f"/v1/refunds/{request_id}", headers={"Authorization": "Bearer alice-token"}
+        )
+    assert [r.status_code for r in (anonymous, forged, reviewer)] == [401, 401, 200]
+    assert anonymous.json()["error"]["code"] == "unauthorized"
 
 
 def test_the_worker_refuses_to_start_on_a_bad_merchants_file(tmp_path: Path) -> None:
@@ -85,7 +306,38 @@ def test_a_bad_merchants_file_is_refused_with_the_reason(tmp_path: Path) -> None
         ('[merchants.Acme]\ninbound_webhook_secret = "s"\n', "lowercase id"),
         ("[merchants.acme]\n", "inbound_webhook_secret is required"),
         ('[merchants.acme]\ninbound_webhook_secret = "s"\nstripe_key = "k"\n', "unknown keys"),
+        ('[merchants.acme]\ninbound_webhook_secret = "s"\nstripe = "sk"\n', "stripe: a table"),
+        (
+            '[merchants.acme]\ninbound_webhook_secret = "s"\n[merchants.acme.stripe]\napi_key = "sk"\n',
+            "acme.stripe.webhook_secret is required",
+        ),
+        (
+            '[merchants.acme]\ninbound_webhook_secret = "s"\n[merchants.acme.paypal]\nclient_id = "c"\n'
+            'client_secret = "x"\nwebhook_id = "w"\nrate_limit = 0\n',
+            "paypal.rate_limit: calls per second",
+        ),
+        (
+            '[merchants.acme]\ninbound_webhook_secret = "s"\n[merchants.acme.adyen]\napi_key = "k"\n'
+            'merchant_account = "m"\nhmac_key = "h"\nwebhook_secret = "w"\n',
+            "adyen: unknown keys",
+        ),
     ]:
         path.write_text(text)
         with pytest.raises(PolicyError, match=reason):
             load_merchants(path)
+
+
+def test_a_merchant_has_its_own_psp_accounts_and_no_one_elses(tmp_path: Path) -> None:
+    path = tmp_path / "merchants.toml"
+    path.write_text(
+        '[merchants.acme]\ninbound_webhook_secret = "s"\n'
+        '[merchants.acme.adyen]\napi_key = "ak"\nmerchant_account = "Acme"\nhmac_key = "00"\n'
+        "rate_limit = 7.5\n"
+    )
+    installation = Settings(stripe_api_key="sk_default", adyen_api_key="ak_default", merchants_file=path)
+    acme = installation.for_merchant(installation.merchant_profiles()["acme"])
+    assert (acme.adyen_api_key, acme.adyen_merchant_account, acme.psp_rates) == ("ak", "Acme", {"adyen": 7.5})
+    # the installation's own accounts are not lent to acme
+    assert (acme.stripe_api_key, acme.paypal_client_id) == ("", "")
+    default = installation.merchant_profiles()[installation.merchant_id]
+    assert installation.for_merchant(default).stripe_api_key == "sk_default"

@@ -4,6 +4,7 @@ across every worker, so a burst of refunds stays under the PSP account's limit."
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 
@@ -12,7 +13,7 @@ from domain.naming import Activity
 from tests.conftest import Stack
 from tests.helpers import unique
 from tests.test_refund_flow import refund_through_pipeline
-from workers.psps import build_registry
+from workers.psps import build_directory
 from workers.worker import EXECUTOR_THREADS, build_worker
 
 
@@ -35,7 +36,7 @@ async def test_each_configured_psp_gets_a_rate_limited_worker(stack: Stack) -> N
     settings = stack.settings.model_copy(update=rates)
     with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         workers = build_worker(
-            stack.client, settings, stack.database, build_registry(settings, stack.database), executor
+            stack.client, settings, stack.database, build_directory(settings, stack.database), executor
         )
     limits = {
         worker.config()["task_queue"]: worker.config().get("max_task_queue_activities_per_second")
@@ -47,4 +48,33 @@ async def test_each_configured_psp_gets_a_rate_limited_worker(stack: Stack) -> N
         f"{queue}-psp-stripe": 25,
         f"{queue}-psp-adyen": None,  # no limit configured: Temporal's default
         f"{queue}-psp-paypal": 2.5,
+    }
+
+
+async def test_each_merchants_own_psp_account_gets_its_own_rate_limited_worker(
+    stack: Stack, tmp_path: Path
+) -> None:
+    merchants = tmp_path / "merchants.toml"
+    merchants.write_text(
+        '[merchants.globex]\ninbound_webhook_secret = "s"\n'
+        '[merchants.globex.stripe]\napi_key = "sk_globex"\nwebhook_secret = "whsec_globex"\nrate_limit = 5\n'
+        '[merchants.acme]\ninbound_webhook_secret = "s"\n'  # no PSP account of its own: no queue
+    )
+    values = {"psp_rate_limits": "stripe:25", "task_queue": unique("rates"), "merchants_file": merchants}
+    settings = stack.settings.model_copy(update=values)
+    with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
+        workers = build_worker(
+            stack.client, settings, stack.database, build_directory(settings, stack.database), executor
+        )
+    limits = {
+        worker.config()["task_queue"]: worker.config().get("max_task_queue_activities_per_second")
+        for worker in workers.workers
+    }
+    queue = settings.task_queue
+    assert limits == {
+        queue: None,
+        f"{queue}-psp-stripe": 25,
+        f"{queue}-psp-adyen": None,
+        f"{queue}-psp-paypal": None,
+        f"{queue}-psp-stripe-globex": 5,  # globex's account, its own limit
     }

@@ -146,6 +146,12 @@ async def test_a_refund_failing_after_success_is_reversed_in_the_books(
     view = await wait_for_status(stack, request_id, FINAL)
     assert view["status"] == "succeeded"
 
+    # a failure naming our request but another PSP refund (made by hand, copying the metadata)
+    # changes nothing, and does not stand in the way of the real one
+    stray = refund_event(request_id, "re_not_ours", "failed")
+    assert (await deliver(stack, stray, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
+    assert await _late_failure_done(stack, request_id, "re_not_ours") is False
+
     failure = refund_event(request_id, view["psp_refund_id"], "failed")
     for _ in range(2):  # the PSP redelivers: one reversal only
         assert (await deliver(stack, failure, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
@@ -154,7 +160,7 @@ async def test_a_refund_failing_after_success_is_reversed_in_the_books(
     assert view["failure_code"] == "psp_declined"
     assert request_id in await _attention(stack)
     assert [e["step"] for e in view["audit"]].count("late_failure_reversed") == 1
-    await eventually(lambda: _late_failure_done(stack, request_id), bool)
+    await eventually(lambda: _late_failure_done(stack, request_id, view["psp_refund_id"]), bool)
     with stack.database.transaction() as session:
         assert ledger.balances(session, request_id) == {}
         reversals = [t for t in ledger.transfers(session, request_id) if ":reversal:" in t.transfer_key]
@@ -165,8 +171,8 @@ async def _attention(stack: Stack) -> str:
     return (await cli(stack, "attention")).stdout
 
 
-async def _late_failure_done(stack: Stack, request_id: str) -> bool:
-    handle = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}")
+async def _late_failure_done(stack: Stack, request_id: str, psp_refund_id: str) -> bool:
+    handle = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{psp_refund_id}")
     return bool(await handle.result())
 
 

@@ -223,6 +223,9 @@ def reconcile_command(
     provider: Annotated[Provider, typer.Option(help="stripe, adyen or paypal")],
     since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC")],
     payment: Annotated[list[str] | None, typer.Option(help="Only this payment (repeatable)")] = None,
+    merchant: Annotated[
+        str | None, typer.Option(help="Whose PSP account and books (default: the default merchant)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """The PSP's refunds against the books: missing on either side, amount or status differences.
@@ -240,7 +243,7 @@ def reconcile_command(
             progress.update(task, completed=done, total=total)
 
         try:
-            found = reconcile_provider(_settings(), provider, start, payment or [], advance)
+            found = reconcile_provider(_settings(), provider, start, payment or [], advance, merchant)
         except PspError as err:
             console.print(f"[red]{err.code.value}[/red]: {err.message}")
             raise typer.Exit(2) from err

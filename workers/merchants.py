@@ -1,25 +1,63 @@
-"""Merchants beside the default one: each with its own inbound secrets and refund policy.
+"""Merchants beside the default one: each with its own inbound secrets, policy and PSP accounts.
 
-    # REFUNDS_MERCHANTS_FILE
+    # REFUNDS_MERCHANTS_FILE (a secret: mount it, never bake it into an image)
     [merchants.acme]
     inbound_webhook_secret = "acme-secret-2026,acme-secret-2025"   # rotation, as for the default
     policy_file = "/etc/refunds/acme-policy.toml"                  # optional
+    reviewer_tokens = "carol:sha256:<hex>"   # optional: acme's own reviewers (`refunds reviewer-token`)
+
+    [merchants.acme.stripe]              # the merchant's own Stripe account
+    api_key = "sk_live_..."
+    webhook_secret = "whsec_..."         # of the endpoint /webhooks/stripe/acme
+    rate_limit = 25                      # optional: calls per second to this account
+    api_base = "https://api.stripe.com"  # optional: the installation's otherwise
+
+    [merchants.acme.adyen]               # api_key, merchant_account, hmac_key
+    [merchants.acme.paypal]              # client_id, client_secret, webhook_id
 
 A request names its merchant in the `Refund-Merchant` header (none: the default merchant) and must be
 signed with that merchant's secret, so one merchant's secret can never start another's refund. Its
-ledger accounts and audit carry the merchant; its workflow runs under the merchant's policy.
+reviewers (known to the service as `carol@acme`) read, approve and reject acme's refunds only; the
+installation's own reviewers (REFUNDS_REVIEWER_TOKENS) act for every merchant. Its
+PSP calls use the merchant's own accounts only (a PSP it has not configured is refused, never lent by
+another merchant); its ledger accounts and audit carry the merchant; it runs under the merchant's policy.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from domain.policy_file import PolicyError
+from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
 
 MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+# Each PSP section's keys and the installation setting each one stands for; api_base is optional.
+PSP_ACCOUNT_KEYS: dict[str, dict[str, str]] = {
+    "stripe": {
+        "api_key": "stripe_api_key",
+        "webhook_secret": "stripe_webhook_secret",
+        "api_base": "stripe_api_base",
+    },
+    "adyen": {
+        "api_key": "adyen_api_key",
+        "merchant_account": "adyen_merchant_account",
+        "hmac_key": "adyen_hmac_key",
+        "api_base": "adyen_api_base",
+    },
+    "paypal": {
+        "client_id": "paypal_client_id",
+        "client_secret": "paypal_client_secret",
+        "webhook_id": "paypal_webhook_id",
+        "api_base": "paypal_api_base",
+    },
+}
+_OPTIONAL = {"api_base", "rate_limit"}
+_MERCHANT_KEYS = {"inbound_webhook_secret", "policy_file", "reviewer_tokens", *PSP_ACCOUNT_KEYS}
 
 
 @dataclass(frozen=True)
@@ -27,6 +65,14 @@ class MerchantProfile:
     merchant_id: str
     secrets: list[str]
     policy_file: Path | None = None
+    # setting name -> value for the merchant's PSP accounts; None: the installation's own settings
+    psp_settings: dict[str, str] | None = field(default=None)
+    reviewers: list[tuple[str, str]] = field(default_factory=list)  # (name, sha256:<hex>)
+
+    def reviewer_for(self, token: str) -> str | None:
+        """`name@merchant` for one of this merchant's reviewer tokens."""
+        name = reviewer_for(token, self.reviewers) if token and self.reviewers else None
+        return f"{name}@{self.merchant_id}" if name else None
 
 
 def load_merchants(path: Path) -> dict[str, MerchantProfile]:
@@ -36,14 +82,51 @@ def load_merchants(path: Path) -> dict[str, MerchantProfile]:
         raise PolicyError(f"{path}: cannot be read as TOML: {err}") from err
     profiles = {}
     for merchant_id, entry in (data.get("merchants") or {}).items():
+        where = f"{path}: merchants.{merchant_id}"
         if not MERCHANT_ID.match(merchant_id) or not isinstance(entry, dict):
-            raise PolicyError(f"{path}: merchants.{merchant_id}: a lowercase id and a table are required")
-        unknown = set(entry) - {"inbound_webhook_secret", "policy_file"}
+            raise PolicyError(f"{where}: a lowercase id and a table are required")
+        unknown = set(entry) - _MERCHANT_KEYS
         if unknown:
-            raise PolicyError(f"{path}: merchants.{merchant_id}: unknown keys {sorted(unknown)}")
+            raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
         secrets = [s.strip() for s in str(entry.get("inbound_webhook_secret") or "").split(",") if s.strip()]
         if not secrets:
-            raise PolicyError(f"{path}: merchants.{merchant_id}.inbound_webhook_secret is required")
+            raise PolicyError(f"{where}.inbound_webhook_secret is required")
         policy = entry.get("policy_file")
-        profiles[merchant_id] = MerchantProfile(merchant_id, secrets, Path(policy) if policy else None)
+        reviewers = parse_entries(str(entry.get("reviewer_tokens") or ""))
+        plain = [name for name, secret in reviewers if not secret.startswith(HASHED)]
+        if plain:
+            raise PolicyError(f"{where}.reviewer_tokens: store name:sha256:<hex> entries, not {plain}")
+        profiles[merchant_id] = MerchantProfile(
+            merchant_id, secrets, Path(policy) if policy else None, _psp_settings(where, entry), reviewers
+        )
     return profiles
+
+
+def _psp_settings(where: str, entry: dict[str, Any]) -> dict[str, str]:
+    """The merchant's PSP accounts as settings: every credential blank but the merchant's own."""
+    settings = {
+        name: "" for keys in PSP_ACCOUNT_KEYS.values() for key, name in keys.items() if key != "api_base"
+    }
+    rates = []
+    for provider, keys in PSP_ACCOUNT_KEYS.items():
+        account = entry.get(provider)
+        if account is None:
+            continue
+        if not isinstance(account, dict):
+            raise PolicyError(f"{where}.{provider}: a table is required")
+        unknown = set(account) - set(keys) - _OPTIONAL
+        if unknown:
+            raise PolicyError(f"{where}.{provider}: unknown keys {sorted(unknown)}")
+        for key, name in keys.items():
+            value = str(account.get(key) or "").strip()
+            if not value and key not in _OPTIONAL:
+                raise PolicyError(f"{where}.{provider}.{key} is required")
+            if value:
+                settings[name] = value
+        if "rate_limit" in account:
+            rate = account["rate_limit"]
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+                raise PolicyError(f"{where}.{provider}.rate_limit: calls per second, above 0")
+            rates.append(f"{provider}:{rate}")
+    settings["psp_rate_limits"] = ",".join(rates)
+    return settings

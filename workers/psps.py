@@ -6,7 +6,7 @@ from adapters.db.engine import Database
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.db.reference_aliases import DatabaseReferenceBook
 from adapters.psp.adyen import AdyenAdapter
-from adapters.psp.base import PspAdapter, PspRegistry
+from adapters.psp.base import PspAdapter, PspDirectory, PspRegistry
 from adapters.psp.paypal import PayPalAdapter
 from adapters.psp.stripe import StripeAdapter
 from workers.settings import Settings
@@ -48,3 +48,12 @@ def build_registry(settings: Settings, db: Database) -> PspRegistry:
             )
         )
     return PspRegistry(adapters)
+
+
+def build_directory(settings: Settings, db: Database) -> PspDirectory:
+    """Every merchant's own PSP accounts, the default merchant's (these settings) included."""
+    registries = {
+        merchant_id: build_registry(settings.for_merchant(profile), db)
+        for merchant_id, profile in settings.merchant_profiles().items()
+    }
+    return PspDirectory(registries, settings.merchant_id)

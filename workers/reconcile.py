@@ -9,7 +9,7 @@ from adapters.db import refunds
 from adapters.db.engine import Database
 from domain.reconciliation import Discrepancy, PspRefundRecord, reconcile
 from domain.status import Provider
-from workers.psps import build_registry
+from workers.psps import build_directory
 from workers.settings import Settings
 
 
@@ -19,14 +19,17 @@ def reconcile_provider(
     since: datetime,
     payments: Sequence[str] = (),
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    merchant_id: str | None = None,
 ) -> list[Discrepancy]:
-    """Differences between `provider` and the books since `since`, for the given payments or (none
-    given) for every payment the books know plus whatever else the PSP can list. Raises PspError."""
+    """Differences between one merchant's account at `provider` (None: the default merchant's) and
+    its books since `since`, for the given payments or (none given) for every payment the books know
+    plus whatever else the PSP can list. Raises PspError."""
     db = Database.connect(settings.database_url)
     try:
-        adapter = build_registry(settings, db).get(provider)
+        mine = None if merchant_id in (None, settings.merchant_id) else merchant_id
+        adapter = build_directory(settings, db).get(mine, provider)
         with db.transaction() as session:
-            books = refunds.booked(session, provider, since, payments)
+            books = refunds.booked(session, provider, since, payments, mine)
         references = list(payments) or sorted({refund.payment_reference for refund in books})
         found: dict[str, PspRefundRecord] = {}
         steps = len(references) + (0 if payments else 1)

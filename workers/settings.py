@@ -76,8 +76,8 @@ class Settings(BaseSettings):
 
     merchants_file: Path | None = Field(
         default=None,
-        description="TOML of further merchants, each with its inbound secrets and policy (see "
-        "workers/merchants.py); requests name theirs in the Refund-Merchant header",
+        description="TOML of further merchants, each with its inbound secrets, policy and PSP "
+        "accounts (see workers/merchants.py); requests name theirs in the Refund-Merchant header",
     )
     policy_file: Path | None = Field(
         default=None,
@@ -178,6 +178,10 @@ class Settings(BaseSettings):
         profiles = load_merchants(self.merchants_file) if self.merchants_file else {}
         profiles[self.merchant_id] = MerchantProfile(self.merchant_id, self.inbound_secrets, self.policy_file)
         return profiles
+
+    def for_merchant(self, profile: MerchantProfile) -> Settings:
+        """These settings as one merchant's: its policy, its PSP accounts and their rate limits."""
+        return self.model_copy(update={"policy_file": profile.policy_file, **(profile.psp_settings or {})})
 
     def risk_model(self) -> RiskModel | None:
         """The trained model new refunds are scored with; raises PolicyError when it cannot be used."""

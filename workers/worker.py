@@ -21,9 +21,9 @@ from activities.notify import NotifyActivities
 from activities.payments import PaymentActivities
 from activities.validation import ValidationActivities
 from adapters.db.engine import Database
-from adapters.psp.base import PspRegistry
+from adapters.psp.base import PspDirectory
 from domain.naming import psp_task_queue
-from workers.psps import build_registry
+from workers.psps import build_directory
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
 from workers.temporal import connect, metrics_runtime
@@ -72,15 +72,17 @@ def build_worker(
     client: Client,
     settings: Settings,
     db: Database,
-    psps: PspRegistry,
+    psps: PspDirectory,
     executor: ThreadPoolExecutor,
     task_queue: str | None = None,
     workflow_classes: Sequence[type] | None = None,
 ) -> Workers:
-    """Workflows and the database steps on the task queue; each PSP's calls on the PSP's own queue,
-    at most `REFUNDS_PSP_RATE_LIMITS` calls per second across every worker (Temporal enforces it)."""
+    """Workflows and the database steps on the task queue; each PSP account's calls (the default
+    merchant's, each other merchant's own) on the account's own queue, at most its rate limit
+    (`REFUNDS_PSP_RATE_LIMITS`, a merchant's `rate_limit`) per second across every worker."""
     queue = task_queue or settings.task_queue
-    secrets = {m: profile.secrets for m, profile in settings.merchant_profiles().items()}
+    profiles = settings.merchant_profiles()
+    secrets = {m: profile.secrets for m, profile in profiles.items()}
     validation = ValidationActivities(db, psps, secrets, settings.merchant_id)
     payments = PaymentActivities(db, psps)
     ledger = LedgerActivities(db, settings.merchant_id)
@@ -108,19 +110,22 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_runner=workflow_runner(settings),
     )
-    limits = settings.psp_rates
-    per_psp = [
-        Worker(
-            client,
-            task_queue=psp_task_queue(queue, provider.value),
-            activities=psp_calls,
-            activity_executor=executor,
-            max_concurrent_activities=PSP_ACTIVITY_SLOTS,
-            max_task_queue_activities_per_second=limits.get(provider.value),
-            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    per_psp: list[Worker] = []
+    for merchant_id, profile in profiles.items():
+        account_settings = settings.for_merchant(profile)
+        own_queue = None if merchant_id == settings.merchant_id else merchant_id
+        per_psp.extend(
+            Worker(
+                client,
+                task_queue=psp_task_queue(queue, provider.value, own_queue),
+                activities=psp_calls,
+                activity_executor=executor,
+                max_concurrent_activities=PSP_ACTIVITY_SLOTS,
+                max_task_queue_activities_per_second=account_settings.psp_rates.get(provider.value),
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            )
+            for provider in psps.registry(merchant_id).providers()
         )
-        for provider in psps.providers()
-    ]
     return Workers([main, *per_psp])
 
 
@@ -132,7 +137,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings, metrics_runtime(port) if port else None)
     stop = shutdown_event()
     with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
-        worker = build_worker(client, settings, db, build_registry(settings, db), executor)
+        worker = build_worker(client, settings, db, build_directory(settings, db), executor)
         async with worker:
             print(
                 f"worker polling task queue {settings.task_queue!r} at {settings.temporal_address}",

@@ -122,6 +122,7 @@ class RefundWorkflow:
             payment_reference=request.payment_reference,
             order_id=request.order_id,
             status=RefundStatus.RECEIVED,
+            merchant_id=input.merchant_id,
             requested_amount=request.amount,
             returns=ReturnsState(
                 status=ReturnsStatus.AWAITING_GOODS if expected else ReturnsStatus.NONE, expected=expected
@@ -353,6 +354,7 @@ class RefundWorkflow:
                 reason_code=self._input.request.reason_code,
                 key_generation=self._state.key_generation,
                 method=method,
+                merchant_id=self._input.merchant_id,
             )
             try:
                 result: RefundResult = await self._activity(
@@ -409,6 +411,7 @@ class RefundWorkflow:
                         provider=self._state.provider,
                         psp_refund_id=psp_refund_id,
                         request_id=self._state.request_id,
+                        merchant_id=self._input.merchant_id,
                     ),
                     result_type=PspRefundUpdate,
                     start_to_close_timeout=self._psp_timeout(),
@@ -641,7 +644,7 @@ class RefundWorkflow:
         the PSP account's limit; everything else stays on the workflow's queue."""
         if name not in (Activity.REFUND, Activity.CHECK_REFUND) or not workflow.patched("psp-task-queues"):
             return None
-        return psp_task_queue(workflow.info().task_queue, self._state.provider.value)
+        return psp_task_queue(workflow.info().task_queue, self._state.provider.value, self._input.merchant_id)
 
     async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None = None) -> None:
         self._publish_now()

@@ -112,6 +112,8 @@ class RefundRow(SQLModel, table=True):
     provider: str = Field(max_length=16)
     payment_reference: str = Field(max_length=128)
     order_id: str = Field(max_length=128)
+    # whose refund it is; NULL: the installation's default merchant
+    merchant: str | None = Field(default=None, max_length=64)
     status: str = Field(max_length=32)
     method: str = Field(max_length=16)
     amount: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

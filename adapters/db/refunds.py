@@ -24,6 +24,7 @@ def save_outcome(session: Session, outcome: FinishInput) -> None:
         provider=outcome.provider.value,
         payment_reference=outcome.payment_reference,
         order_id=outcome.order_id,
+        merchant=outcome.merchant_id,
         status=outcome.status.value,
         method=outcome.method.value,
     )
@@ -43,11 +44,19 @@ def get(session: Session, request_id: str) -> RefundRow | None:
 
 
 def booked(
-    session: Session, provider: Provider, since: datetime, payment_references: Sequence[str] = ()
+    session: Session,
+    provider: Provider,
+    since: datetime,
+    payment_references: Sequence[str] = (),
+    merchant_id: str | None = None,
 ) -> list[BookedRefund]:
-    """Our refunds at `provider` settled since `since` (voids excluded: no refund exists at the PSP),
-    with what the ledger paid out for each."""
+    """One merchant's refunds at `provider` (None: the default merchant's) settled since `since`
+    (voids excluded: no refund exists at the PSP), with what the ledger paid out for each."""
+    mine = (
+        col(RefundRow.merchant).is_(None) if merchant_id is None else col(RefundRow.merchant) == merchant_id
+    )
     query = select(RefundRow).where(
+        mine,
         col(RefundRow.provider) == provider.value,
         col(RefundRow.updated_at) >= since,
         col(RefundRow.psp_refund_id).is_not(None),

@@ -169,3 +169,28 @@ class PspRegistry:
                 retryable=False,
             )
         return adapter
+
+
+class PspDirectory:
+    """Each merchant's PSP accounts. A merchant's calls only ever use its own credentials: a PSP
+    the merchant has not configured is refused, never lent by another merchant."""
+
+    def __init__(self, registries: dict[str, PspRegistry], default_merchant: str) -> None:
+        self._registries = registries
+        self.default_merchant = default_merchant
+
+    def merchants(self) -> list[str]:
+        return list(self._registries)
+
+    def registry(self, merchant_id: str | None) -> PspRegistry:
+        registry = self._registries.get(merchant_id or self.default_merchant)
+        if registry is None:
+            raise PspError(
+                ErrorCode.PROVIDER_NOT_CONFIGURED,
+                f"merchant {merchant_id} is not configured",
+                retryable=False,
+            )
+        return registry
+
+    def get(self, merchant_id: str | None, provider: Provider) -> PspAdapter:
+        return self.registry(merchant_id).get(provider)

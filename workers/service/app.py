@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from adapters.db.engine import Database
-from workers.psps import build_registry
+from workers.psps import build_directory
 from workers.service import codec, health, refund_requests, refunds, returns, webhooks
 from workers.service.deps import Services
 from workers.service.errors import install_error_handlers
@@ -43,7 +43,7 @@ def create_app(services: Services) -> FastAPI:
 async def serve(settings: Settings) -> None:
     """`refunds serve`: the HTTP service against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
     db = Database.connect(settings.database_url)
-    services = Services(settings, db, await connect(settings), build_registry(settings, db))
+    services = Services(settings, db, await connect(settings), build_directory(settings, db))
     config = uvicorn.Config(
         create_app(services),
         host=settings.http_host,

@@ -9,7 +9,7 @@ from temporalio.api.common.v1 import Payloads
 
 from domain.status import ErrorCode
 from workers.codec import EncryptionCodec, KeyConfigError
-from workers.service.deps import ReviewerDep, ServicesDep
+from workers.service.deps import OperatorDep, ServicesDep
 from workers.service.errors import ApiError
 
 router = APIRouter(prefix="/codec", tags=["codec server"])
@@ -29,8 +29,8 @@ async def _payloads(request: Request) -> Payloads:
 
 
 @router.post("/decode")
-async def decode(request: Request, services: ServicesDep, reviewer: ReviewerDep) -> Response:
-    """Open payloads for a reviewer; the UI sends its own bearer token when told to."""
+async def decode(request: Request, services: ServicesDep, operator: OperatorDep) -> Response:
+    """Open payloads for an installation reviewer; the UI sends its bearer token when told to."""
     codec = _codec(services)
     payloads = await _payloads(request)
     try:
@@ -42,7 +42,7 @@ async def decode(request: Request, services: ServicesDep, reviewer: ReviewerDep)
 
 
 @router.post("/encode")
-async def encode(request: Request, services: ServicesDep, reviewer: ReviewerDep) -> Response:
+async def encode(request: Request, services: ServicesDep, operator: OperatorDep) -> Response:
     codec = _codec(services)
     payloads = await _payloads(request)
     sealed = await codec.encode(payloads.payloads)

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from adapters.db.engine import Database
-from adapters.psp.base import PspRegistry
+from adapters.psp.base import PspDirectory
 from domain.contracts import RefundPolicy
 from domain.risk_model import RiskModel
 from domain.status import ErrorCode
@@ -24,7 +24,7 @@ class Services:
     settings: Settings
     db: Database
     temporal: Client
-    psps: PspRegistry
+    psps: PspDirectory
     risk_model: RiskModel | None = field(init=False)
     merchants: dict[str, MerchantProfile] = field(init=False)
     policies: dict[str, RefundPolicy] = field(init=False)  # by merchant, the default one included
@@ -37,7 +37,7 @@ class Services:
         self.codec = EncryptionCodec(keys) if keys else None
         self.merchants = self.settings.merchant_profiles()
         self.policies = {
-            merchant_id: self.settings.model_copy(update={"policy_file": profile.policy_file}).policy()
+            merchant_id: self.settings.for_merchant(profile).policy()
             for merchant_id, profile in self.merchants.items()
         }
 
@@ -47,17 +47,57 @@ def _services(request: Request) -> Services:
     return services
 
 
+@dataclass(frozen=True)
+class Reviewer:
+    name: str
+    merchant_id: str | None  # None: the installation's own reviewer, for every merchant's refunds
+
+
+def _identify(services: Services, authorization: str | None) -> Reviewer | None:
+    token = (authorization or "").removeprefix("Bearer ").strip()
+    if not token:
+        return None
+    name = services.settings.reviewer_for(token)
+    if name is not None:
+        return Reviewer(name, None)
+    for merchant_id, profile in services.merchants.items():
+        name = profile.reviewer_for(token)
+        if name is not None:
+            return Reviewer(name, merchant_id)
+    return None
+
+
 def _reviewer(
     services: Annotated[Services, Depends(_services)],
     authorization: Annotated[str | None, Header()] = None,
-) -> str:
+) -> Reviewer:
     """The reviewer is who the bearer token says, never what the body claims."""
-    token = (authorization or "").removeprefix("Bearer ").strip()
-    reviewer = services.settings.reviewer_for(token)
+    reviewer = _identify(services, authorization)
     if reviewer is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid reviewer bearer token is required")
     return reviewer
 
 
+def _operator(reviewer: Annotated[Reviewer, Depends(_reviewer)]) -> Reviewer:
+    """The installation's own reviewers: what they do spans merchants (the codec opens anyone's)."""
+    if reviewer.merchant_id is not None:
+        raise ApiError(403, ErrorCode.UNAUTHORIZED, f"{reviewer.name} acts for one merchant only")
+    return reviewer
+
+
+def _reader(
+    services: Annotated[Services, Depends(_services)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Reviewer | None:
+    """Reads need a reviewer token in production (refunds carry customer data); elsewhere a read
+    without one sees every refund, as in development."""
+    reader = _identify(services, authorization)
+    if reader is None and (authorization or services.settings.environment == "production"):
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid reviewer bearer token is required")
+    return reader
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
-ReviewerDep = Annotated[str, Depends(_reviewer)]
+ReviewerDep = Annotated[Reviewer, Depends(_reviewer)]
+OperatorDep = Annotated[Reviewer, Depends(_operator)]
+ReaderDep = Annotated[Reviewer | None, Depends(_reader)]

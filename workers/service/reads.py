@@ -12,7 +12,7 @@ from adapters.db.audit import AuditEntry
 from domain.allocation import Allocation
 from domain.contracts import RefundState
 from domain.money import Money
-from domain.naming import request_id_from_workflow_id
+from domain.naming import request_id_from_workflow_id, workflow_id
 from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
 from workers.service.deps import Services
 from workers.service.errors import ApiError
@@ -43,6 +43,15 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
     return state
 
 
+async def state_for(services: Services, request_id: str, merchant_id: str | None) -> RefundState:
+    """The refund as one merchant may see it (None: any merchant's): another merchant's refund is
+    as unknown as a missing one."""
+    state = await current_state(services, workflow_id(request_id))
+    if state is None or merchant_id not in (None, state.merchant_id or services.settings.merchant_id):
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
+    return state
+
+
 def _settled_state(services: Services, request_id: str) -> RefundState | None:
     with services.db.transaction() as session:
         row = refunds.get(session, request_id)
@@ -54,6 +63,7 @@ def _settled_state(services: Services, request_id: str) -> RefundState | None:
         payment_reference=row.payment_reference,
         order_id=row.order_id,
         status=RefundStatus(row.status),
+        merchant_id=row.merchant,
         method=RefundMethod(row.method),
         amount=Money(value=row.amount, currency=row.currency)
         if row.amount is not None and row.currency

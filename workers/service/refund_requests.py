@@ -89,11 +89,7 @@ async def _admit(
     is in the memo) gets 200 and that workflow, a changed one 409. Nothing new starts either way.
     """
     raw = await request.body()
-    merchant_id = merchant or services.settings.merchant_id
-    profile = services.merchants.get(merchant_id)
-    if profile is None:
-        raise ApiError(401, ErrorCode.UNAUTHORIZED, f"unknown merchant {merchant_id!r}")
-    verify_signature(raw, header, profile.secrets)  # this merchant's secrets and no other's
+    merchant_id = verify_merchant_signature(services, raw, header, merchant)
     refund = _parse(raw)
     # the same request id from another merchant is another body: a conflict, never its refund
     digest = (
@@ -111,6 +107,19 @@ async def _admit(
         raise ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
     response.status_code = 200
     return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=await _status(services, wf_id))
+
+
+def verify_merchant_signature(
+    services: Services, raw: bytes, header: str | None, merchant: str | None
+) -> str:
+    """The merchant (`Refund-Merchant`, none: the default one) whose secret signed `raw`: its
+    secrets and no other's."""
+    merchant_id = merchant or services.settings.merchant_id
+    profile = services.merchants.get(merchant_id)
+    if profile is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, f"unknown merchant {merchant_id!r}")
+    verify_signature(raw, header, profile.secrets)
+    return merchant_id
 
 
 def verify_signature(raw: bytes, header: str | None, secrets: list[str]) -> None:

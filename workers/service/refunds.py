@@ -1,4 +1,5 @@
-"""GET /v1/refunds/{id}; approve and reject by an authenticated reviewer."""
+"""GET /v1/refunds/{id}; approve and reject by an authenticated reviewer, a merchant's own reviewers
+for that merchant's refunds only."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from pydantic import BaseModel, Field
 from adapters.db.audit import AuditEntry
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
-from domain.status import ErrorCode
-from workers.service.deps import ReviewerDep, ServicesDep
-from workers.service.errors import ApiError
-from workers.service.reads import audit_trail, current_state
+from workers.service.deps import ReaderDep, ReviewerDep, ServicesDep
+from workers.service.reads import audit_trail, state_for
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
@@ -28,24 +27,18 @@ class ReviewBody(BaseModel):
 
 
 @router.get("/{request_id}", response_model=RefundView)
-async def get_refund(request_id: str, services: ServicesDep) -> RefundView:
-    wf_id = workflow_id(request_id)
-    state = await current_state(services, wf_id)
-    if state is None:
-        raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
+async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) -> RefundView:
+    state = await state_for(services, request_id, reader.merchant_id if reader else None)
     trail = await audit_trail(services, request_id)
-    return RefundView(
-        **state.model_dump(),
-        workflow_id=wf_id,
-        audit=trail,
-    )
+    return RefundView(**state.model_dump(), workflow_id=workflow_id(request_id), audit=trail)
 
 
 @router.post("/{request_id}/approve", response_model=RefundState)
 async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
-    review = ReviewInput(reviewer=reviewer, reason=body.reason if body else "")
+    await state_for(services, request_id, reviewer.merchant_id)  # a merchant's reviewer: its own refunds only
+    review = ReviewInput(reviewer=reviewer.name, reason=body.reason if body else "")
     state: RefundState = await run_update(services, request_id, RefundWorkflow.approve, review)
     return state
 
@@ -54,6 +47,7 @@ async def approve(
 async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:
-    review = ReviewInput(reviewer=reviewer, reason=body.reason)
+    await state_for(services, request_id, reviewer.merchant_id)
+    review = ReviewInput(reviewer=reviewer.name, reason=body.reason)
     state: RefundState = await run_update(services, request_id, RefundWorkflow.reject, review)
     return state

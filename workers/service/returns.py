@@ -12,7 +12,8 @@ from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
 from workers.service.errors import ApiError
-from workers.service.refund_requests import verify_signature
+from workers.service.reads import state_for
+from workers.service.refund_requests import verify_merchant_signature
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
@@ -29,16 +30,20 @@ async def goods_received(
     request: Request,
     services: ServicesDep,
     refund_signature: Annotated[str | None, Header()] = None,
+    refund_merchant: Annotated[
+        str | None, Header(description="The merchant whose secret signed the receipt (none: the default)")
+    ] = None,
 ) -> ReturnsState:
     """Restock the receipt's sellable units (once per `receipt_id`); 409 when the refund expects no
-    such goods or more units than it is owed."""
+    such goods or more units than it is owed; 404 for another merchant's refund."""
     raw = await request.body()
-    verify_signature(raw, refund_signature, services.settings.inbound_secrets)
+    merchant_id = verify_merchant_signature(services, raw, refund_signature, refund_merchant)
     try:
         receipt = GoodsReceipt.model_validate(json.loads(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
     except ValidationError as err:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, str(err.errors(include_url=False))[:1000]) from err
+    await state_for(services, request_id, merchant_id)
     state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
     return state

@@ -1,4 +1,6 @@
-"""POST /webhooks/{provider}: verify the PSP's way, then signal the refund's workflow."""
+"""POST /webhooks/{provider} (the default merchant's PSP accounts) and /webhooks/{provider}/{merchant}
+(another merchant's own): verify the PSP's way with that account's secret, then signal the refund's
+workflow."""
 
 from __future__ import annotations
 
@@ -24,13 +26,15 @@ from workflows.refund import RefundWorkflow
 router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
 
 
-async def _signal_refund(services: Services, provider: Provider, event: PspEvent) -> int:
+async def _signal_refund(
+    services: Services, provider: Provider, event: PspEvent, merchant_id: str | None
+) -> int:
     """Signal the refund's workflow. When it has ended and the PSP now says the refund failed, the
     books are reversed by a workflow of its own. Returns how many workflows were told."""
     if event.update is None:
         return 0
     if event.request_id is None:
-        return await _adopt(services, provider, event.update, event.payment_reference)
+        return await _adopt(services, provider, event.update, event.payment_reference, merchant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(event.request_id))
     try:
         await handle.signal(RefundWorkflow.psp_refund_update, event.update)
@@ -40,12 +44,14 @@ async def _signal_refund(services: Services, provider: Provider, event: PspEvent
             raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
     if event.update.status is not PspRefundStatus.FAILED:
         return 0
-    late = LateFailureInput(provider=provider, request_id=event.request_id, update=event.update)
+    late = LateFailureInput(
+        provider=provider, request_id=event.request_id, update=event.update, merchant_id=merchant_id
+    )
     try:
         await services.temporal.start_workflow(
             LateRefundFailureWorkflow.run,
             late,
-            id=late_failure_workflow_id(event.request_id),
+            id=late_failure_workflow_id(event.request_id, event.update.psp_refund_id),
             task_queue=services.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -58,13 +64,20 @@ async def _signal_refund(services: Services, provider: Provider, event: PspEvent
 
 
 async def _adopt(
-    services: Services, provider: Provider, update: PspRefundUpdate, payment_reference: str | None
+    services: Services,
+    provider: Provider,
+    update: PspRefundUpdate,
+    payment_reference: str | None,
+    merchant_id: str | None,
 ) -> int:
     """A refund we never asked for (the PSP's dashboard): one workflow per PSP refund books it."""
     if payment_reference is None or update.amount is None:
         return 0
     external = ExternalRefundInput(
-        provider=provider, payment_reference=payment_reference, psp_refund_id=update.psp_refund_id
+        provider=provider,
+        payment_reference=payment_reference,
+        psp_refund_id=update.psp_refund_id,
+        merchant_id=merchant_id,
     )
     try:
         await services.temporal.start_workflow(
@@ -82,8 +95,23 @@ async def _adopt(
 
 @router.post("/{provider}")
 async def psp_webhook(provider: Provider, request: Request, services: ServicesDep) -> Response:
+    return await _receive(provider, None, request, services)
+
+
+@router.post("/{provider}/{merchant_id}")
+async def merchant_psp_webhook(
+    provider: Provider, merchant_id: str, request: Request, services: ServicesDep
+) -> Response:
+    if merchant_id == services.psps.default_merchant:
+        merchant_id = ""
+    return await _receive(provider, merchant_id or None, request, services)
+
+
+async def _receive(
+    provider: Provider, merchant_id: str | None, request: Request, services: Services
+) -> Response:
     try:
-        adapter = services.psps.get(provider)
+        adapter = services.psps.get(merchant_id, provider)
     except PspError as err:
         raise ApiError(404, ErrorCode.PROVIDER_NOT_CONFIGURED, err.message) from err
     body = await request.body()
@@ -96,7 +124,7 @@ async def psp_webhook(provider: Provider, request: Request, services: ServicesDe
     for event in events:
         match event.kind:
             case "refund_update":
-                signalled += await _signal_refund(services, provider, event)
+                signalled += await _signal_refund(services, provider, event, merchant_id)
             case "payment_update":
                 if event.payment is not None:
                     await run_in_threadpool(DatabasePaymentBook(services.db).record, event.payment)
