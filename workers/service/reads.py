@@ -52,6 +52,13 @@ async def state_for(services: Services, request_id: str, merchant_id: str | None
     return state
 
 
+async def ensure_merchant(services: Services, request_id: str, merchant_id: str | None) -> None:
+    """404 unless the refund is `merchant_id`'s (None: anyone may act on it). An installation with
+    one merchant has nothing to check and spends no query on it."""
+    if merchant_id is not None and len(services.merchants) > 1:
+        await state_for(services, request_id, merchant_id)
+
+
 def _settled_state(services: Services, request_id: str) -> RefundState | None:
     with services.db.transaction() as session:
         row = refunds.get(session, request_id)

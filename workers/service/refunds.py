@@ -10,7 +10,7 @@ from adapters.db.audit import AuditEntry
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
 from workers.service.deps import ReaderDep, ReviewerDep, ServicesDep
-from workers.service.reads import audit_trail, state_for
+from workers.service.reads import audit_trail, ensure_merchant, state_for
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
@@ -37,7 +37,7 @@ async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) 
 async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
-    await state_for(services, request_id, reviewer.merchant_id)  # a merchant's reviewer: its own refunds only
+    await ensure_merchant(services, request_id, reviewer.merchant_id)  # a merchant's reviewer: its own only
     review = ReviewInput(reviewer=reviewer.name, reason=body.reason if body else "")
     state: RefundState = await run_update(services, request_id, RefundWorkflow.approve, review)
     return state
@@ -47,7 +47,7 @@ async def approve(
 async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:
-    await state_for(services, request_id, reviewer.merchant_id)
+    await ensure_merchant(services, request_id, reviewer.merchant_id)
     review = ReviewInput(reviewer=reviewer.name, reason=body.reason)
     state: RefundState = await run_update(services, request_id, RefundWorkflow.reject, review)
     return state

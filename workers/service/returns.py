@@ -12,7 +12,7 @@ from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
 from workers.service.errors import ApiError
-from workers.service.reads import state_for
+from workers.service.reads import ensure_merchant
 from workers.service.refund_requests import verify_merchant_signature
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
@@ -44,6 +44,6 @@ async def goods_received(
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
     except ValidationError as err:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, str(err.errors(include_url=False))[:1000]) from err
-    await state_for(services, request_id, merchant_id)
+    await ensure_merchant(services, request_id, merchant_id)
     state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
     return state
