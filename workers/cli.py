@@ -25,6 +25,7 @@ from workers.settings import Settings
 
 if TYPE_CHECKING:
     from domain.returns import ReceiptLine
+    from workers.versioning import DeploymentView
 
 T = TypeVar("T")
 
@@ -442,6 +443,55 @@ def db_current() -> None:
         )
     finally:
         engine.dispose()
+
+
+deploy_app = typer.Typer(
+    help="Worker Versioning: which build of the workers gets the work.", no_args_is_help=True
+)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("promote")
+def deploy_promote(
+    build_id: Annotated[str, typer.Argument(help="The build (REFUNDS_BUILD_ID of its workers)")],
+    ramp: Annotated[
+        int | None,
+        typer.Option(min=0, max=100, help="Send only this percentage of new refunds to it, for now"),
+    ] = None,
+) -> None:
+    """Make a build current (its workers take new refunds and, at their next step, those in flight),
+    or ramp it. Promoting the previous build again is the rollback."""
+    from workers.temporal import connect
+    from workers.versioning import promote
+
+    settings = _settings()
+
+    async def run() -> None:
+        await promote(await connect(settings), settings, build_id, ramp)
+
+    _run(run())
+    share = f"{ramp}% of new refunds" if ramp is not None else "current"
+    console.print(f"{settings.deployment_name}: build {build_id} {share}")
+
+
+@deploy_app.command("status")
+def deploy_status() -> None:
+    """The deployment's builds: current, ramping, draining (refunds still on it) or drained."""
+    from workers.temporal import connect
+    from workers.versioning import describe
+
+    settings = _settings()
+
+    async def run() -> DeploymentView:
+        return await describe(await connect(settings), settings)
+
+    view = _run(run())
+    ramping = f", ramping {view.ramping} at {view.ramp_percentage}%" if view.ramping else ""
+    console.print(f"{view.name}: current {view.current or 'unversioned'}{ramping}")
+    table = Table("build", "status", "drainage")
+    for build in view.builds:
+        table.add_row(build.build_id, build.status, build.drainage)
+    console.print(table)
 
 
 def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         "that runtime check for about a quarter of the worker's CPU",
     )
 
+    build_id: str = Field(
+        default="",
+        description="this release's build in the worker deployment (Worker Versioning); its workers get "
+        "work once `refunds deploy promote` makes it current; empty: unversioned workers",
+    )
+    deployment_name: str = Field(default="refunds", description="the worker deployment's name")
+
     merchants_file: Path | None = Field(
         default=None,
         description="TOML of further merchants, each with its inbound secrets, policy and PSP "

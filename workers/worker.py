@@ -27,6 +27,7 @@ from workers.psps import build_directory
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
 from workers.temporal import connect, metrics_runtime
+from workers.versioning import deployment_config
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
@@ -89,6 +90,7 @@ def build_worker(
     inventory = InventoryActivities(db, settings.merchant_id)
     notify = NotifyActivities(db, settings.escalation_webhook_url)
     psp_calls: list[Callable[..., Any]] = [payments.refund, payments.check_refund]
+    deployment = deployment_config(settings)
     main = Worker(
         client,
         task_queue=queue,
@@ -109,6 +111,7 @@ def build_worker(
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_runner=workflow_runner(settings),
+        deployment_config=deployment,
     )
     per_psp: list[Worker] = []
     for merchant_id, profile in profiles.items():
@@ -123,6 +126,7 @@ def build_worker(
                 max_concurrent_activities=PSP_ACTIVITY_SLOTS,
                 max_task_queue_activities_per_second=account_settings.psp_rates.get(provider.value),
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                deployment_config=deployment,
             )
             for provider in psps.registry(merchant_id).providers()
         )
