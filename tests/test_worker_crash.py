@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 
+import httpx
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from adapters.sandbox.control import SandboxControl
 from domain.naming import Activity
-from tests.conftest import Stack, repo_root, starter_for, worker_for
+from tests.conftest import Stack, free_port, repo_root, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from workflows.refund import RefundWorkflow
 
@@ -116,3 +117,87 @@ async def test_a_worker_told_to_stop_lets_its_psp_call_finish_first(
     ]
     assert attempts == [1]  # finished by the stopping worker, never retried
     assert len(sandbox.stripe_refunds(payment)) == 1
+
+
+async def test_a_service_told_to_stop_answers_the_request_it_is_reading_first(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """SIGTERM while a refund request is half received: the service stops taking new connections,
+    finishes that request (202, its workflow started) and exits cleanly; the refund goes through."""
+    payment = sandbox.seed_stripe_payment(amount=9_000, currency="EUR")
+    request_id = unique("stop")
+    body = refund_body(request_id, payment, amount=1_000)
+    port = free_port()
+    async with starter_for(stack) as (settings, _):
+        process = service_process(stack, settings.task_queue, port)
+        try:
+            await eventually(lambda: healthy(port), bool, timeout=60)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = [
+                "POST /v1/refund-requests HTTP/1.1",
+                f"Host: 127.0.0.1:{port}",
+                *(f"{name}: {value}" for name, value in signed_headers(body).items()),
+                f"Content-Length: {len(body)}",
+                "Expect: 100-continue",  # answered once the service is reading the body
+            ]
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+            await writer.drain()
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+
+            os.killpg(process.pid, signal.SIGTERM)
+            await eventually(lambda: refuses_connections(port), bool)  # no new requests taken
+            writer.write(body)
+            await writer.drain()
+            answer = (await reader.read()).decode()
+            writer.close()
+            exit_code = await asyncio.to_thread(process.wait, 60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+        async with worker_for(stack, settings):
+            state = await stack.client.get_workflow_handle_for(
+                RefundWorkflow.run, f"refund-{request_id}"
+            ).result()
+
+    assert answer.startswith("HTTP/1.1 202") and request_id in answer
+    assert (exit_code, state.status.value) == (0, "succeeded")
+
+
+def service_process(stack: Stack, task_queue: str, port: int) -> subprocess.Popen[bytes]:
+    settings = stack.settings
+    env = {
+        **os.environ,
+        "REFUNDS_ENVIRONMENT": "test",
+        "REFUNDS_TASK_QUEUE": task_queue,
+        "REFUNDS_TEMPORAL_ADDRESS": settings.temporal_address,
+        "REFUNDS_DATABASE_URL": settings.database_url,
+        "REFUNDS_INBOUND_WEBHOOK_SECRET": settings.inbound_webhook_secret,
+        "REFUNDS_HTTP_PORT": str(port),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "serve"],
+        env=env,
+        cwd=repo_root(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def healthy(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def refuses_connections(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import uvicorn
 from fastapi import FastAPI
@@ -52,6 +53,10 @@ async def serve(settings: Settings) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
+    # On SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight, then re-raises the
+    # signal to the handler that was there before: this one, so a drained service exits 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     print(f"refunds service listening on http://{settings.http_host}:{settings.http_port}", flush=True)
     await server.serve()
     db.dispose()
