@@ -26,6 +26,7 @@ from domain.status import Provider
 from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
 from tests.test_refund_flow import refund_through_pipeline
+from tests.test_review import cli
 from tests.test_webhooks import refund_event
 from workers.merchants import load_merchants
 from workers.reconcile import reconcile_provider
@@ -243,6 +244,12 @@ async def test_a_merchants_reviewers_read_and_steer_only_its_own_refunds(
             return [view["status"] for view in views]
 
         await eventually(statuses, lambda found: found == ["awaiting_review"] * 2)
+
+        async def globex_queue() -> str:
+            return (await cli(stack, "pending", "--merchant", "globex")).stdout
+
+        listed = await eventually(globex_queue, lambda out: globex_id in out)
+        assert default_id not in listed  # ops can work one merchant's review queue
 
         # carol cannot read, steer or decode the default merchant's refund: it is as unknown as none
         assert (await http.get(f"/v1/refunds/{default_id}", headers=carol)).status_code == 404

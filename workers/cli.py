@@ -264,11 +264,17 @@ def reconcile_command(
 
 
 @app.command()
-def pending() -> None:
+def pending(
+    merchant: Annotated[str | None, typer.Option(help="Only this merchant's refunds")] = None,
+) -> None:
     """List refunds awaiting review."""
-    from workers.ops import pending_reviews
+    from workers.ops import SteerError, pending_reviews
 
-    rows = _run(pending_reviews(_settings()))
+    try:
+        rows = _run(pending_reviews(_settings(), merchant))
+    except SteerError as err:
+        console.print(f"[red]{err.code}[/red]: {err}")
+        raise typer.Exit(2) from err
     table = Table("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
     for row in rows:
         table.add_row(*row)

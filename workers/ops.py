@@ -17,6 +17,7 @@ from domain.naming import (
     SA_AMOUNT,
     SA_CURRENCY,
     SA_ESCALATED,
+    SA_MERCHANT,
     SA_REVIEW_SINCE,
     SA_RISK_SCORE,
     request_id_from_workflow_id,
@@ -24,6 +25,7 @@ from domain.naming import (
 )
 from domain.returns import GoodsReceipt
 from domain.status import RefundStatus
+from workers.merchants import MERCHANT_ID
 from workers.settings import Settings
 from workers.temporal import connect
 from workflows.refund import RefundWorkflow
@@ -119,12 +121,17 @@ def render_audit(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print("    " + "  ".join(part for part in parts if part), highlight=False)
 
 
-async def pending_reviews(settings: Settings) -> list[tuple[str, ...]]:
-    """The review queue from visibility, with each refund's reasons and approvals from its query;
-    escalated refunds first, then the longest waiting."""
+async def pending_reviews(settings: Settings, merchant_id: str | None = None) -> list[tuple[str, ...]]:
+    """The review queue from visibility (one merchant's, when given), with each refund's reasons and
+    approvals from its query; escalated refunds first, then the longest waiting."""
     client = await connect(settings)
     rows: list[tuple[bool, str, tuple[str, ...]]] = []
-    async for execution in client.list_workflows(PENDING_QUERY):
+    query = PENDING_QUERY
+    if merchant_id is not None:
+        if not MERCHANT_ID.match(merchant_id):
+            raise SteerError("invalid_request", f"{merchant_id!r} is not a merchant id")
+        query += f' AND {SA_MERCHANT.name} = "{merchant_id}"'
+    async for execution in client.list_workflows(query):
         attrs = execution.typed_search_attributes
         amount = attrs.get(SA_AMOUNT)
         currency = attrs.get(SA_CURRENCY) or ""
