@@ -74,7 +74,7 @@ def seed(
     for code in ("AUTHORISATION", "CAPTURE") if captured else ("AUTHORISATION",):
         event = parse(adapter, stack, reference, code)
         assert event.kind == "payment_update" and event.payment is not None
-        book.record(event.payment)
+        book.record(event.payment, event.account)
     return reference
 
 

@@ -232,6 +232,23 @@ def test_payment_book_keeps_the_furthest_state(db: Database) -> None:
     assert book.get(Provider.ADYEN, reference) == captured
 
 
+def test_payment_book_shows_a_merchant_account_only_its_own_payments(db: Database) -> None:
+    book = DatabasePaymentBook(db)
+    ours, before_accounts = unique("psp"), unique("psp")
+    payment = PaymentRecord(
+        provider=Provider.ADYEN,
+        reference=ours,
+        state=PaymentState.CAPTURED,
+        currency="EUR",
+        amount_captured=900,
+    )
+    book.record(payment, "AcmeECOM")
+    book.record(payment.model_copy(update={"reference": before_accounts}))  # kept before accounts were
+    assert book.get(Provider.ADYEN, ours, "AcmeECOM") == payment
+    assert book.get(Provider.ADYEN, ours, "GlobexECOM") is None  # another merchant account's
+    assert book.get(Provider.ADYEN, before_accounts, "GlobexECOM") is not None
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     refunds=st.lists(

@@ -16,6 +16,8 @@ import stripe
 from temporalio.api.enums.v1 import EventType
 
 from adapters.db import audit, ledger, refunds
+from adapters.sandbox.adyen_api import mount_adyen
+from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
 from adapters.sandbox.server import SandboxServer
 from adapters.sandbox.stripe_objects import webhook_headers
@@ -25,6 +27,7 @@ from domain.reviewer_tokens import new_reviewer_entry
 from domain.status import Provider
 from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
+from tests.test_psp_flows import known_adyen_payment
 from tests.test_refund_flow import refund_through_pipeline
 from tests.test_review import cli
 from tests.test_webhooks import refund_event
@@ -35,22 +38,26 @@ from workflows.refund import RefundWorkflow
 
 ACME_SECRET, GLOBEX_SECRET = "acme-secret", "globex-secret"
 GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globex"
+GLOBEX_ADYEN_KEY, GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC = "globex_adyen_key", "GlobexECOM", "00" * 32
 
 
 @pytest.fixture
-def globex_stripe(tmp_path: Path) -> Iterator[SandboxServer]:
-    """Globex's own Stripe account: another sandbox, its own key, its own webhook endpoint."""
+def globex_psps(tmp_path: Path) -> Iterator[SandboxServer]:
+    """Globex's own Stripe and Adyen accounts: another sandbox, its own keys and secrets."""
     server = SandboxServer(
-        state_path=tmp_path / "globex-stripe.db",
+        state_path=tmp_path / "globex-psps.db",
         stripe_api_key=GLOBEX_STRIPE_KEY,
         stripe_webhook_secret=GLOBEX_STRIPE_WEBHOOK_SECRET,
+    )
+    mount_adyen(
+        server, api_key=GLOBEX_ADYEN_KEY, merchant_account=GLOBEX_ADYEN_ACCOUNT, hmac_key_hex=GLOBEX_HMAC
     )
     server.start()
     yield server
     server.stop()
 
 
-def merchants_file(tmp_path: Path, globex_stripe_url: str, globex_reviewers: str = "") -> Path:
+def merchants_file(tmp_path: Path, globex_psps_url: str, globex_reviewers: str = "") -> Path:
     policy = tmp_path / "globex-policy.toml"
     policy.write_text('version = "globex-3"\n')
     path = tmp_path / "merchants.toml"
@@ -59,8 +66,11 @@ def merchants_file(tmp_path: Path, globex_stripe_url: str, globex_reviewers: str
         f'[merchants.globex]\ninbound_webhook_secret = "{GLOBEX_SECRET}"\npolicy_file = "{policy}"\n'
         f'reviewer_tokens = "{globex_reviewers}"\n'
         f'[merchants.globex.stripe]\napi_key = "{GLOBEX_STRIPE_KEY}"\n'
-        f'webhook_secret = "{GLOBEX_STRIPE_WEBHOOK_SECRET}"\napi_base = "{globex_stripe_url}"\n'
+        f'webhook_secret = "{GLOBEX_STRIPE_WEBHOOK_SECRET}"\napi_base = "{globex_psps_url}"\n'
         "rate_limit = 5\n"
+        f'[merchants.globex.adyen]\napi_key = "{GLOBEX_ADYEN_KEY}"\n'
+        f'merchant_account = "{GLOBEX_ADYEN_ACCOUNT}"\n'
+        f'hmac_key = "{GLOBEX_HMAC}"\napi_base = "{globex_psps_url}/checkout"\n'
     )
     return path
 
@@ -70,17 +80,17 @@ def signed_for(merchant: str, secret: str, body: bytes) -> dict[str, str]:
 
 
 async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_psp_account(
-    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     port = free_port()
-    globex_stripe.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/globex")
-    payment = SandboxControl(globex_stripe.url).seed_stripe_payment(
+    globex_psps.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/globex")
+    payment = SandboxControl(globex_psps.url).seed_stripe_payment(
         amount=5_000, currency="EUR", refund_behavior="pending_then_succeeded", settle_after_ms=200
     )
     request_id = unique("globex")
     body = refund_body(request_id, payment, amount=900)
 
-    starter = starter_for(stack, port=port, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    starter = starter_for(stack, port=port, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (settings, http), worker_for(stack, settings):
 
         async def send(merchant: str, secret: str) -> int:
@@ -97,7 +107,7 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
         state = await handle.result()
         history = await handle.fetch_history()
         # a refund made by hand in globex's Stripe dashboard is adopted into globex's books
-        dashboard = stripe.StripeClient(GLOBEX_STRIPE_KEY, base_addresses={"api": globex_stripe.url})
+        dashboard = stripe.StripeClient(GLOBEX_STRIPE_KEY, base_addresses={"api": globex_psps.url})
         by_hand = dashboard.v1.refunds.create({"payment_intent": payment, "amount": 400})
         adopted = f"refund-external-stripe-{by_hand.id}"
         await eventually(lambda: workflow_completed(stack.client, adopted), bool)
@@ -108,7 +118,7 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
     assert state.status.value == "succeeded" and state.risk is not None
     assert state.risk.policy_version == "globex-3"
     # refunded at globex's own account, on its own rate-limited queue, confirmed by its own webhook
-    assert [r["amount"] for r in SandboxControl(globex_stripe.url).stripe_refunds(payment)] == [900, 400]
+    assert [r["amount"] for r in SandboxControl(globex_psps.url).stripe_refunds(payment)] == [900, 400]
     scheduled = {
         event.activity_task_scheduled_event_attributes.activity_type.name: (
             event.activity_task_scheduled_event_attributes.task_queue.name
@@ -138,14 +148,21 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
 
 
 async def test_a_merchant_cannot_refund_through_another_merchants_psp_account(
-    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+    stack: Stack,
+    sandbox: SandboxControl,
+    adyen: AdyenSandboxControl,
+    globex_psps: SandboxServer,
+    tmp_path: Path,
 ) -> None:
     theirs = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")  # the default merchant's
-    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    theirs_at_adyen = await known_adyen_payment(stack, adyen, 5_000)
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (settings, http), worker_for(stack, settings):
 
-        async def outcome(merchant: str, secret: str) -> tuple[str, str | None]:
-            body = refund_body(unique(merchant), theirs, amount=700)
+        async def outcome(
+            merchant: str, secret: str, payment: str, provider: str = "stripe"
+        ) -> tuple[str, str | None]:
+            body = refund_body(unique(merchant), payment, amount=700, provider=provider)
             response = await http.post(
                 "/v1/refund-requests", content=body, headers=signed_for(merchant, secret, body)
             )
@@ -155,13 +172,20 @@ async def test_a_merchant_cannot_refund_through_another_merchants_psp_account(
             return state.status.value, state.failure_code.value if state.failure_code else None
 
         # globex's account has never heard of the payment; acme has no Stripe account at all
-        assert await outcome("globex", GLOBEX_SECRET) == ("failed", "payment_not_found")
-        assert await outcome("acme", ACME_SECRET) == ("failed", "provider_not_configured")
+        assert await outcome("globex", GLOBEX_SECRET, theirs) == ("failed", "payment_not_found")
+        assert await outcome("acme", ACME_SECRET, theirs) == ("failed", "provider_not_configured")
+        # Adyen cannot be asked: its payments are known from notifications, each kept with the
+        # merchant account that was notified, so globex's Adyen account never sees the default's
+        assert await outcome("globex", GLOBEX_SECRET, theirs_at_adyen, "adyen") == (
+            "failed",
+            "payment_not_found",
+        )
     assert sandbox.stripe_refunds(theirs) == []
+    assert adyen.modifications(theirs_at_adyen) == []
 
 
 async def test_another_merchants_psp_account_cannot_fail_a_refund_in_the_books(
-    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     """Globex's Stripe account reports a failure naming the default merchant's refund (a refund made
     by hand there, copying its metadata): it is verified as globex's, so it reverses nothing."""
@@ -172,7 +196,7 @@ async def test_another_merchants_psp_account_cannot_fail_a_refund_in_the_books(
     with stack.database.transaction() as session:
         before = ledger.balances(session, request_id)
 
-    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (settings, http), worker_for(stack, settings):
         headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
         assert (
@@ -187,10 +211,10 @@ async def test_another_merchants_psp_account_cannot_fail_a_refund_in_the_books(
 
 
 async def test_a_merchants_psp_webhooks_are_verified_with_its_own_account_secret(
-    stack: Stack, globex_stripe: SandboxServer, tmp_path: Path
+    stack: Stack, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     event = json.dumps({"id": "evt_1", "object": "event", "type": "refund.updated", "data": {"object": {}}})
-    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url))
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (_, http):
 
         async def post(path: str, secret: str) -> tuple[int, str]:
@@ -205,17 +229,17 @@ async def test_a_merchants_psp_webhooks_are_verified_with_its_own_account_secret
         assert await post("/webhooks/stripe", GLOBEX_STRIPE_WEBHOOK_SECRET) == (400, "signature_invalid")
         # a merchant, or a merchant's PSP, that is not configured has no endpoint
         assert (await post("/webhooks/stripe/initech", GLOBEX_STRIPE_WEBHOOK_SECRET))[0] == 404
-        assert (await post("/webhooks/adyen/globex", GLOBEX_STRIPE_WEBHOOK_SECRET))[0] == 404
+        assert (await post("/webhooks/paypal/globex", GLOBEX_STRIPE_WEBHOOK_SECRET))[0] == 404
 
 
 async def test_a_merchants_reviewers_read_and_steer_only_its_own_refunds(
-    stack: Stack, sandbox: SandboxControl, globex_stripe: SandboxServer, tmp_path: Path
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     carol_token, carol_entry = new_reviewer_entry("carol")
     carol = {"Authorization": f"Bearer {carol_token}"}
     alice = {"Authorization": "Bearer alice-token"}  # one of the installation's own reviewers
     theirs = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")  # the default merchant's
-    ours = SandboxControl(globex_stripe.url).seed_stripe_payment(amount=200_000, currency="EUR")
+    ours = SandboxControl(globex_psps.url).seed_stripe_payment(amount=200_000, currency="EUR")
     default_id, globex_id = unique("default"), unique("globex")
     returned = [
         {"sku": unique("sku"), "quantity": 1, "unit_amount": 150_000, "tax_amount": 0, "restock": True}
@@ -223,7 +247,7 @@ async def test_a_merchants_reviewers_read_and_steer_only_its_own_refunds(
     globex_body = refund_body(globex_id, ours, amount=150_000, reason_code="changed_mind", items=returned)
     default_body = refund_body(default_id, theirs, amount=150_000)
 
-    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_stripe.url, carol_entry))
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url, carol_entry))
     async with starter as (settings, http), worker_for(stack, settings):
         posted = [
             await http.post(

@@ -130,6 +130,9 @@ class PspPaymentRow(SQLModel, table=True):
     __tablename__ = "psp_payments"
     provider: str = Field(primary_key=True, max_length=16)
     reference: str = Field(primary_key=True, max_length=128)
+    # the PSP merchant account it belongs to, where one PSP login serves several; NULL: recorded
+    # before accounts were kept (one account then)
+    account: str | None = Field(default=None, max_length=128)
     state: str = Field(max_length=16)
     currency: str = Field(max_length=3)
     amount_authorized: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))

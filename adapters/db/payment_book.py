@@ -15,11 +15,14 @@ class DatabasePaymentBook:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def get(self, provider: Provider, reference: str) -> PaymentRecord | None:
+    def get(self, provider: Provider, reference: str, account: str | None = None) -> PaymentRecord | None:
+        """The payment as recorded; with `account`, only if it is that merchant account's."""
         with self._db.transaction() as session:
             row = session.get(PspPaymentRow, (provider.value, reference))
             if row is None:
                 return None
+            if account is not None and row.account is not None and row.account != account:
+                return None  # another merchant account's payment
             return PaymentRecord(
                 provider=provider,
                 reference=reference,
@@ -30,7 +33,7 @@ class DatabasePaymentBook:
                 amount_refunded=row.amount_refunded,
             )
 
-    def record(self, payment: PaymentRecord) -> None:
+    def record(self, payment: PaymentRecord, account: str | None = None) -> None:
         """Keep the furthest state seen and the largest amounts; duplicates change nothing."""
         with self._db.transaction() as session:
             key = (payment.provider.value, payment.reference)
@@ -41,6 +44,7 @@ class DatabasePaymentBook:
                     reference=payment.reference,
                     state=payment.state.value,
                     currency=payment.currency,
+                    account=account,
                 )
             elif _RANK.get(payment.state, 0) < _RANK.get(PaymentState(row.state), 0):
                 return

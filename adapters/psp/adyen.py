@@ -189,7 +189,7 @@ class AdyenAdapter:
 
     def lookup_payment(self, reference: str) -> PaymentLookup:
         """Adyen cannot be asked: what its AUTHORISATION/CAPTURE notifications told us, if anything."""
-        record = self._payments.get(Provider.ADYEN, reference)
+        record = self._payments.get(Provider.ADYEN, reference, self._merchant_account)
         return PaymentLookup(record if record is not None else tf.not_found(reference))
 
     def refund(self, call: PspRefundCall) -> RefundResult:
@@ -284,7 +284,7 @@ class AdyenAdapter:
                     )
                 )
                 continue
-            events.append(self._ours(tf.classify_item(item)))
+            events.append(replace(self._ours(tf.classify_item(item)), account=self._merchant_account))
         return events
 
     def _reference(self, call: PspRefundCall) -> str:

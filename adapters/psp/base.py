@@ -77,12 +77,13 @@ class PspEvent:
     payment_reference: str | None = None
     raw_type: str = ""
     detail: Mapping[str, str] = field(default_factory=dict)
+    account: str | None = None  # the PSP merchant account, where one PSP login serves several
 
 
 class PaymentBook(Protocol):
     """What we recorded of payments from PSP notifications, for PSPs that cannot be asked."""
 
-    def get(self, provider: Provider, reference: str) -> PaymentRecord | None: ...
+    def get(self, provider: Provider, reference: str, account: str | None = None) -> PaymentRecord | None: ...
 
 
 class ReferenceBook(Protocol):

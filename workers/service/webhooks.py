@@ -127,7 +127,8 @@ async def _receive(
                 signalled += await _signal_refund(services, provider, event, merchant_id)
             case "payment_update":
                 if event.payment is not None:
-                    await run_in_threadpool(DatabasePaymentBook(services.db).record, event.payment)
+                    book = DatabasePaymentBook(services.db)
+                    await run_in_threadpool(book.record, event.payment, event.account)
             case "dispute_opened":
                 if event.payment_reference is not None:
                     reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
