@@ -31,9 +31,9 @@ async def test_psp_calls_are_scheduled_on_the_psps_own_queue(stack: Stack, sandb
     assert queues == {Activity.REFUND: f"{stack.settings.task_queue}-psp-stripe"}
 
 
-async def test_each_configured_psp_gets_a_rate_limited_worker(stack: Stack) -> None:
-    rates = {"psp_rate_limits": "stripe:25, paypal:2.5", "task_queue": unique("rates")}
-    settings = stack.settings.model_copy(update=rates)
+def queue_limits(stack: Stack, **overrides: object) -> tuple[str, dict[str, float | None]]:
+    """The task queue, and each queue's activity rate limit, of a worker built with `overrides`."""
+    settings = stack.settings.model_copy(update={"task_queue": unique("rates"), **overrides})
     with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         workers = build_worker(
             stack.client, settings, stack.database, build_directory(settings, stack.database), executor
@@ -42,7 +42,11 @@ async def test_each_configured_psp_gets_a_rate_limited_worker(stack: Stack) -> N
         worker.config()["task_queue"]: worker.config().get("max_task_queue_activities_per_second")
         for worker in workers.workers
     }
-    queue = settings.task_queue
+    return settings.task_queue, limits
+
+
+async def test_each_configured_psp_gets_a_rate_limited_worker(stack: Stack) -> None:
+    queue, limits = queue_limits(stack, psp_rate_limits="stripe:25, paypal:2.5")
     assert limits == {
         queue: None,
         f"{queue}-psp-stripe": 25,
@@ -60,17 +64,7 @@ async def test_each_merchants_own_psp_account_gets_its_own_rate_limited_worker(
         '[merchants.globex.stripe]\napi_key = "sk_globex"\nwebhook_secret = "whsec_globex"\nrate_limit = 5\n'
         '[merchants.acme]\ninbound_webhook_secret = "s"\n'  # no PSP account of its own: no queue
     )
-    values = {"psp_rate_limits": "stripe:25", "task_queue": unique("rates"), "merchants_file": merchants}
-    settings = stack.settings.model_copy(update=values)
-    with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
-        workers = build_worker(
-            stack.client, settings, stack.database, build_directory(settings, stack.database), executor
-        )
-    limits = {
-        worker.config()["task_queue"]: worker.config().get("max_task_queue_activities_per_second")
-        for worker in workers.workers
-    }
-    queue = settings.task_queue
+    queue, limits = queue_limits(stack, psp_rate_limits="stripe:25", merchants_file=merchants)
     assert limits == {
         queue: None,
         f"{queue}-psp-stripe": 25,

@@ -21,26 +21,35 @@ from workflows.refund import RefundWorkflow
 SLOW_PSP_MS = 2_500
 
 
-def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
+def refunds_process(stack: Stack, command: str, task_queue: str, **env: str) -> subprocess.Popen[bytes]:
+    """`refunds <command>` in a process group of its own, on the test stack's Temporal and database."""
     settings = stack.settings
-    env = {
-        **os.environ,
+    configured = {
         "REFUNDS_ENVIRONMENT": "test",
         "REFUNDS_TASK_QUEUE": task_queue,
         "REFUNDS_TEMPORAL_ADDRESS": settings.temporal_address,
         "REFUNDS_DATABASE_URL": settings.database_url,
         "REFUNDS_INBOUND_WEBHOOK_SECRET": settings.inbound_webhook_secret,
-        "REFUNDS_STRIPE_API_KEY": settings.stripe_api_key,
-        "REFUNDS_STRIPE_API_BASE": settings.stripe_api_base,
-        "REFUNDS_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker"],
-        env=env,
+        [sys.executable, "-m", "workers.cli", command],
+        env={**os.environ, **configured, **env},
         cwd=repo_root(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+    )
+
+
+def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
+    settings = stack.settings
+    return refunds_process(
+        stack,
+        "worker",
+        task_queue,
+        REFUNDS_STRIPE_API_KEY=settings.stripe_api_key,
+        REFUNDS_STRIPE_API_BASE=settings.stripe_api_base,
+        REFUNDS_STRIPE_WEBHOOK_SECRET=settings.stripe_webhook_secret,
     )
 
 
@@ -129,7 +138,7 @@ async def test_a_service_told_to_stop_answers_the_request_it_is_reading_first(
     body = refund_body(request_id, payment, amount=1_000)
     port = free_port()
     async with starter_for(stack) as (settings, _):
-        process = service_process(stack, settings.task_queue, port)
+        process = refunds_process(stack, "serve", settings.task_queue, REFUNDS_HTTP_PORT=str(port))
         try:
             await eventually(lambda: healthy(port), bool, timeout=60)
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -163,27 +172,6 @@ async def test_a_service_told_to_stop_answers_the_request_it_is_reading_first(
 
     assert answer.startswith("HTTP/1.1 202") and request_id in answer
     assert (exit_code, state.status.value) == (0, "succeeded")
-
-
-def service_process(stack: Stack, task_queue: str, port: int) -> subprocess.Popen[bytes]:
-    settings = stack.settings
-    env = {
-        **os.environ,
-        "REFUNDS_ENVIRONMENT": "test",
-        "REFUNDS_TASK_QUEUE": task_queue,
-        "REFUNDS_TEMPORAL_ADDRESS": settings.temporal_address,
-        "REFUNDS_DATABASE_URL": settings.database_url,
-        "REFUNDS_INBOUND_WEBHOOK_SECRET": settings.inbound_webhook_secret,
-        "REFUNDS_HTTP_PORT": str(port),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve"],
-        env=env,
-        cwd=repo_root(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 async def healthy(port: int) -> bool:

@@ -56,23 +56,17 @@ class DeploymentView:
 
 async def promote(client: Client, settings: Settings, build_id: str, ramp: int | None = None) -> None:
     """Make `build_id` current, or with `ramp` send that share of new refunds to it."""
+    namespace, name, service = client.namespace, settings.deployment_name, client.workflow_service
     if ramp is None:
-        await client.workflow_service.set_worker_deployment_current_version(
+        await service.set_worker_deployment_current_version(
             SetWorkerDeploymentCurrentVersionRequest(
-                namespace=client.namespace,
-                deployment_name=settings.deployment_name,
-                build_id=build_id,
-                identity=IDENTITY,
+                namespace=namespace, deployment_name=name, build_id=build_id, identity=IDENTITY
             )
         )
         return
-    await client.workflow_service.set_worker_deployment_ramping_version(
+    await service.set_worker_deployment_ramping_version(
         SetWorkerDeploymentRampingVersionRequest(
-            namespace=client.namespace,
-            deployment_name=settings.deployment_name,
-            build_id=build_id,
-            percentage=ramp,
-            identity=IDENTITY,
+            namespace=namespace, deployment_name=name, build_id=build_id, identity=IDENTITY, percentage=ramp
         )
     )
 
