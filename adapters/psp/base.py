@@ -180,9 +180,6 @@ class PspDirectory:
         self._registries = registries
         self.default_merchant = default_merchant
 
-    def merchants(self) -> list[str]:
-        return list(self._registries)
-
     def registry(self, merchant_id: str | None) -> PspRegistry:
         registry = self._registries.get(merchant_id or self.default_merchant)
         if registry is None:
