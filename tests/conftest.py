@@ -29,16 +29,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.engine import Database
-from adapters.sandbox.adyen_api import mount_adyen
 from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.paypal_api import mount_paypal
 from adapters.sandbox.paypal_control import PayPalSandboxControl
 from adapters.sandbox.server import SandboxServer
 from domain.naming import SEARCH_ATTRIBUTES
 from tests.helpers import INBOUND_SECRET
 from workers.binaries import find_binary
 from workers.psps import build_directory
+from workers.sandbox import sandbox_server as sandbox_server_for
 from workers.service.app import create_app
 from workers.service.deps import Services
 from workers.settings import (
@@ -157,29 +156,8 @@ def service_port() -> int:
 
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory, service_port: int) -> Iterator[SandboxServer]:
-    server = SandboxServer(
-        host="127.0.0.1",
-        port=0,
-        state_path=tmp_path_factory.mktemp("sandbox") / "sandbox.db",
-        stripe_api_key=SANDBOX_STRIPE_API_KEY,
-        stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
-        stripe_webhook_url=f"http://127.0.0.1:{service_port}/webhooks/stripe",
-    )
-    service = f"http://127.0.0.1:{service_port}"
-    mount_adyen(
-        server,
-        api_key=SANDBOX_ADYEN_API_KEY,
-        merchant_account=SANDBOX_ADYEN_MERCHANT_ACCOUNT,
-        hmac_key_hex=SANDBOX_ADYEN_HMAC_KEY,
-        webhook_url=f"{service}/webhooks/adyen",
-    )
-    mount_paypal(
-        server,
-        client_id=SANDBOX_PAYPAL_CLIENT_ID,
-        client_secret=SANDBOX_PAYPAL_CLIENT_SECRET,
-        webhook_id=SANDBOX_PAYPAL_WEBHOOK_ID,
-        webhook_url=f"{service}/webhooks/paypal",
-    )
+    state = tmp_path_factory.mktemp("sandbox") / "sandbox.db"
+    server = sandbox_server_for(0, state, f"http://127.0.0.1:{service_port}")
     server.start()
     yield server
     server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from adapters.sandbox.adyen_api import mount_adyen
 from adapters.sandbox.demo import seed_demo_payments
 from adapters.sandbox.paypal_api import mount_paypal
@@ -19,32 +21,42 @@ from workers.settings import (
 )
 
 
-def run_sandbox(settings: Settings, port: int, service_url: str | None) -> None:
-    """Stripe on `/v1/`, Adyen Checkout on `/checkout/`, PayPal on `/v1/oauth2` and `/v2/`; signed
-    events go to `<service>/webhooks/<psp>`."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def sandbox_server(port: int, state_path: Path, service_url: str | None) -> SandboxServer:
+    """Stripe on `/v1/`, Adyen Checkout on `/checkout/`, PayPal on `/v1/oauth2` and `/v2/`, with the
+    sandbox credentials; signed events go to `<service>/webhooks/<psp>` (none: nowhere)."""
+
+    def webhooks(psp: str) -> str | None:
+        return f"{service_url}/webhooks/{psp}" if service_url else None
+
     server = SandboxServer(
         host="127.0.0.1",
         port=port,
-        state_path=settings.data_dir / "sandbox.db",
+        state_path=state_path,
         stripe_api_key=SANDBOX_STRIPE_API_KEY,
         stripe_webhook_secret=SANDBOX_STRIPE_WEBHOOK_SECRET,
-        stripe_webhook_url=f"{service_url}/webhooks/stripe" if service_url else None,
+        stripe_webhook_url=webhooks("stripe"),
     )
     mount_adyen(
         server,
         api_key=SANDBOX_ADYEN_API_KEY,
         merchant_account=SANDBOX_ADYEN_MERCHANT_ACCOUNT,
         hmac_key_hex=SANDBOX_ADYEN_HMAC_KEY,
-        webhook_url=f"{service_url}/webhooks/adyen" if service_url else None,
+        webhook_url=webhooks("adyen"),
     )
     mount_paypal(
         server,
         client_id=SANDBOX_PAYPAL_CLIENT_ID,
         client_secret=SANDBOX_PAYPAL_CLIENT_SECRET,
         webhook_id=SANDBOX_PAYPAL_WEBHOOK_ID,
-        webhook_url=f"{service_url}/webhooks/paypal" if service_url else None,
+        webhook_url=webhooks("paypal"),
     )
+    return server
+
+
+def run_sandbox(settings: Settings, port: int, service_url: str | None) -> None:
+    """`refunds sandbox`: state under the data dir, a few demo payments, until stopped."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = sandbox_server(port, settings.data_dir / "sandbox.db", service_url)
     seed_demo_payments(server)
     print(f"PSP sandbox on http://127.0.0.1:{port}", flush=True)
     server.serve_forever()

@@ -152,6 +152,19 @@ def refused(
     )
 
 
+def ensure_refund_of(
+    provider: Provider, psp_refund_id: str, owner: str | None, request_id: str, psp_request_id: str | None
+) -> None:
+    """A refund read back by id must be this request's (its metadata names the owner, when any)."""
+    if owner is not None and owner != request_id:
+        raise PspError(
+            ErrorCode.INVALID_STATE,
+            f"{provider.value} refund {psp_refund_id} belongs to request {owner}, not {request_id}",
+            retryable=False,
+            psp_request_id=psp_request_id,
+        )
+
+
 class PspRegistry:
     """The adapters this process is configured for, by provider."""
 

@@ -45,7 +45,7 @@ from paypalserversdk.models.refund_request import RefundRequest
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 from adapters.psp import paypal_transformers as tf
-from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, refused
+from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, ensure_refund_of, refused
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
@@ -412,13 +412,7 @@ class PayPalAdapter:
             raise psp_error(err) from err
         refund = self._body(response) or {"id": psp_refund_id}
         owner = tf.refund_request_id(refund)
-        if owner is not None and owner != request_id:
-            raise PspError(
-                ErrorCode.INVALID_STATE,
-                f"paypal refund {psp_refund_id} belongs to request {owner}, not {request_id}",
-                retryable=False,
-                psp_request_id=self._debug(response),
-            )
+        ensure_refund_of(self.provider, psp_refund_id, owner, request_id, self._debug(response))
         return tf.refund_result(
             refund, psp_request_id=self._debug(response), psp_response_ms=_elapsed_ms(started)
         )

@@ -16,7 +16,7 @@ from typing import Any
 import stripe
 
 from adapters.psp import stripe_transformers as tf
-from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, refused
+from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, ensure_refund_of, refused
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
 from domain.naming import idempotency_key
@@ -267,13 +267,7 @@ class StripeAdapter:
             raise psp_error(err) from err
         body = refund.to_dict()
         owner = tf.refund_request_id(body)
-        if owner is not None and owner != request_id:
-            raise PspError(
-                ErrorCode.INVALID_STATE,
-                f"stripe refund {psp_refund_id} belongs to request {owner}, not {request_id}",
-                retryable=False,
-                psp_request_id=self._request_id(refund),
-            )
+        ensure_refund_of(self.provider, psp_refund_id, owner, request_id, self._request_id(refund))
         return tf.refund_result(
             body,
             psp_request_id=self._request_id(refund),
