@@ -146,7 +146,7 @@ class LedgerActivities:
             event = event.model_copy(
                 update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
             )
-            audit.record(self._db, session, late.request_id, row.payment_reference, [event])
+            audit.record(self._db, session, late.request_id, row.payment_reference, [*late.audit, event])
             return True
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)

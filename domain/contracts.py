@@ -185,6 +185,7 @@ class PspRefundCall(_Contract):
     key_generation: int = 1
     method: RefundMethod = RefundMethod.REFUND
     merchant_id: str | None = None  # whose PSP account; None: the default merchant
+    search_first: bool = False  # ops retried a call whose outcome is unknown: adopt before acting
 
 
 class RefundResult(_Contract):
@@ -286,6 +287,7 @@ class LateFailureInput(_Contract):
     request_id: str
     update: PspRefundUpdate
     merchant_id: str | None = None  # whose PSP account reported it; None: the default merchant
+    audit: list[AuditEvent] = Field(default_factory=list)
 
 
 class RefundState(_Contract):

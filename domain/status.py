@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     # the PSP replays a stored failure under this idempotency key: search, then use the next key
     PSP_KEY_POISONED = "psp_key_poisoned"
     CONFIRMATION_TIMEOUT = "confirmation_timeout"
+    STEP_FAILED = "step_failed"  # a step failed for good without a code of its own: ops retry it
     # review
     REVIEW_REJECTED = "review_rejected"
     REVIEW_TIMEOUT = "review_timeout"
