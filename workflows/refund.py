@@ -249,7 +249,8 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        """A disputed payment waits for ops: refunding it could pay the customer twice."""
+        """A disputed payment waits for ops (refunding it could pay the customer twice), and so does
+        a PSP account ops must fix."""
         for validation_round in itertools.count(1):
             check = ValidateInput(
                 request=self._input.request,
@@ -268,14 +269,22 @@ class RefundWorkflow:
                     local=True,
                 )
             )
-            if validation.error is not ErrorCode.PAYMENT_DISPUTED:
+            if not self._ops_can_fix(validation.error):
                 break
-            await self._needs_attention(ErrorCode.PAYMENT_DISPUTED, validation.message)
+            assert validation.error is not None
+            await self._needs_attention(validation.error, validation.message)
         if validation.payment is None:
             code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
             raise _Stop(RefundStatus.FAILED, code, validation.message)
         self._signals = validation.signals
         return validation.payment
+
+    @staticmethod
+    def _ops_can_fix(error: ErrorCode | None) -> bool:
+        """A dispute ops may release; a PSP key ops may rotate. Both are retried, never failed."""
+        if error is ErrorCode.PAYMENT_DISPUTED:
+            return True
+        return error is ErrorCode.PSP_AUTH_FAILED and workflow.patched(NEVER_FAIL)
 
     def _method_for(self, payment: PaymentRecord, amount: Money) -> RefundMethod:
         """An uncaptured authorisation is cancelled, never refunded; it cannot be cancelled in part."""
