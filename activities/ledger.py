@@ -71,6 +71,11 @@ class LedgerActivities:
         )
         events = list(outcome.audit)
         with self._db.transaction() as session:
+            if refunds.get(session, outcome.request_id) is not None:
+                # settled already (this step's own retry, or a run the database outlived): the
+                # books and the row stand as they are
+                audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+                return
             succeeded = outcome.status is RefundStatus.SUCCEEDED
             settled_as = ReservationState.COMMITTED if succeeded else ReservationState.RELEASED
             if reservations.settle(session, outcome.request_id, settled_as):

@@ -252,6 +252,7 @@ class FinishInput(_Contract):
     allocation: Allocation | None = None
     fx: FxFacts | None = None  # set when the refund settled in another currency than the payment
     audit: list[AuditEvent] = Field(default_factory=list)
+    request_digest: str | None = None  # the settled row answers a resent request after retention
 
 
 class NotifyInput(_Contract):

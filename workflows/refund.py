@@ -632,6 +632,7 @@ class RefundWorkflow:
             allocation=state.allocation,
             fx=self._fx,
             audit=self._drain_audit(),
+            request_digest=self._input.request.digest_for(self._input.merchant_id),
         )
         await self._until_done(
             lambda: self._activity(
