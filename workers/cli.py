@@ -339,7 +339,9 @@ def receive(
 
     try:
         lines = [_receipt_line(text) for text in line]
-        goods = GoodsReceipt(receipt_id=receipt, lines=lines, received_by=_identity(operator))
+        goods = GoodsReceipt(
+            receipt_id=receipt, lines=lines, received_by=_identity(operator), request_id=request_id
+        )
     except (ValueError, ValidationError) as err:
         console.print(f"[red]invalid_request[/red]: {err}")
         raise typer.Exit(2) from err

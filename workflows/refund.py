@@ -747,6 +747,10 @@ class RefundWorkflow:
 
     @goods_received.validator
     def _validate_goods_received(self, receipt: GoodsReceipt) -> None:
+        if receipt.request_id is not None and receipt.request_id != self._state.request_id:
+            raise ApplicationError(
+                f"the receipt is for refund {receipt.request_id}", type=ErrorCode.INVALID_REQUEST
+            )
         problem = receipt_problem(self._state.returns, receipt)
         if problem is not None:
             raise ApplicationError(problem, type=ErrorCode.INVALID_REQUEST)

@@ -44,6 +44,12 @@ async def goods_received(
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
     except ValidationError as err:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, str(err.errors(include_url=False))[:1000]) from err
+    if receipt.request_id != request_id:  # the signature covers the refund it names, and only that
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_REQUEST,
+            f"the signed receipt must name this refund (request_id {request_id!r})",
+        )
     await ensure_merchant(services, request_id, merchant_id)
     state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
     return state
