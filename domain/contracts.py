@@ -56,6 +56,9 @@ class RefundPolicy(_Contract):
     shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
     no_return_reasons: tuple[str, ...] = DEFAULT_NO_RETURN_REASONS
     returns_deadline_seconds: int = 90 * 24 * 3600
+    # a Temporal UI decision without a proof counts (as one approval at most, never a second one);
+    # never in production unless configured
+    unverified_ui_reviews: bool = False
 
 
 class RefundWorkflowInput(_Contract):
@@ -64,6 +67,9 @@ class RefundWorkflowInput(_Contract):
     policy: RefundPolicy = RefundPolicy()
     risk_model: RiskModel | None = None  # the merchant's trained model, when there is one
     merchant_id: str | None = None  # None: the installation's default merchant
+    # the service's public keys: a review decision counts only with a proof one of them verifies
+    # (domain/identity.py); empty for refunds started before decisions were signed
+    review_keys: tuple[str, ...] = ()
 
 
 class AuditEvent(_Contract):
@@ -158,6 +164,7 @@ class ReviewInput(_Contract):
 
     reviewer: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="", max_length=1000)
+    proof: str | None = Field(default=None, max_length=200)  # the service's signature of this decision
 
 
 class ReserveInput(_Contract):

@@ -63,7 +63,7 @@ async def test_record_histories(stack: Stack, sandbox: SandboxControl) -> None:
     await submit(stack, refund_body(happy, small, amount=2_000))
     await submit(stack, refund_body(reviewed, big, amount=LARGE))
     await wait_for_status(stack, reviewed, {"awaiting_review"})
-    assert (await cli(stack, "approve", reviewed, "--reviewer", "alice")).returncode == 0
+    assert (await cli(stack, "approve", reviewed, "--token", "alice-token")).returncode == 0
     for name, request_id in (("happy_path", happy), ("review_approved", reviewed)):
         await wait_for_status(stack, request_id, FINAL)
         history = await stack.client.get_workflow_handle(f"refund-{request_id}").fetch_history()

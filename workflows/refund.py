@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain import identity
     from domain.amount import refund_amount
     from domain.contracts import (
         AuditEvent,
@@ -109,14 +110,6 @@ class _Stop(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-def _person(reviewer: str) -> str:
-    """The same person whether they decided over HTTP, the CLI or the Temporal UI."""
-    return reviewer.removeprefix(UI_PREFIX)
-
-
-UI_PREFIX = "ui:"
 
 
 def _fx_facts(payment: PaymentRecord, result: RefundResult) -> FxFacts | None:
@@ -711,6 +704,7 @@ class RefundWorkflow:
     @approve.validator
     def _validate_approve(self, review: ReviewInput) -> None:
         self._check_approver(review)
+        self._check_proof(review, "approve")
 
     @workflow.update
     def reject(self, review: ReviewInput) -> RefundState:
@@ -719,9 +713,8 @@ class RefundWorkflow:
 
     @reject.validator
     def _validate_reject(self, review: ReviewInput) -> None:
-        self._check_reviewable(review)
-        if not review.reason.strip():
-            raise ApplicationError("a rejection needs a reason", type=ErrorCode.INVALID_REQUEST)
+        self._check_rejecter(review)
+        self._check_proof(review, "reject")
 
     @workflow.update
     def retry(self, request: RetryInput) -> RefundState:
@@ -765,18 +758,24 @@ class RefundWorkflow:
         self._signalled_decision(review, approved=False)
 
     def _signalled_decision(self, review: ReviewInput, *, approved: bool) -> None:
-        ui_review = review.model_copy(update={"reviewer": f"{UI_PREFIX}{review.reviewer}"})
+        """A decision carrying the service's proof counts as its reviewer's; one without counts as
+        `ui:<name>` only where the policy allows it, as one approval at most, never a second."""
+        verdict = "approve" if approved else "reject"
+        if not self._is_proven(review, verdict):
+            review = review.model_copy(update={"reviewer": f"{identity.UI_PREFIX}{review.reviewer}"})
         try:
+            if self._input.review_keys and not self._is_proven(review, verdict):
+                self._check_unverified(approved)
             if approved:
-                self._check_approver(ui_review)
+                self._check_approver(review)
             else:
-                self._validate_reject(ui_review)
+                self._check_rejecter(review)
         except ApplicationError as err:
             self._note(
-                "review_signal_refused", actor=f"reviewer:{ui_review.reviewer}", reason_code=str(err.type)
+                "review_signal_refused", actor=f"reviewer:{review.reviewer}", reason_code=str(err.type)
             )
             return
-        self._decide(ui_review, approved=approved)
+        self._decide(review, approved=approved)
 
     @workflow.signal
     def psp_refund_update(self, update: PspRefundUpdate) -> None:
@@ -849,14 +848,45 @@ class RefundWorkflow:
     def _check_approver(self, review: ReviewInput) -> None:
         """Nobody approves a refund they requested, nor approves twice (four eyes means two people)."""
         self._check_reviewable(review)
-        person = _person(review.reviewer)
         requested_by = (self._input.request.metadata or {}).get("requested_by")
-        if requested_by and requested_by == person:
-            raise ApplicationError(f"{person} requested this refund", type=ErrorCode.UNAUTHORIZED)
-        if any(_person(a.reviewer) == person for a in self._state.approvals):
+        if requested_by and identity.same_person(requested_by, review.reviewer):
+            raise ApplicationError(f"{review.reviewer} requested this refund", type=ErrorCode.UNAUTHORIZED)
+        if any(identity.same_person(a.reviewer, review.reviewer) for a in self._state.approvals):
             raise ApplicationError(
                 f"{review.reviewer} already approved; a second reviewer must", type=ErrorCode.INVALID_STATE
             )
+
+    def _check_rejecter(self, review: ReviewInput) -> None:
+        self._check_reviewable(review)
+        if not review.reason.strip():
+            raise ApplicationError("a rejection needs a reason", type=ErrorCode.INVALID_REQUEST)
+
+    def _is_proven(self, review: ReviewInput, verdict: str) -> bool:
+        return identity.proven(
+            self._input.review_keys,
+            review.proof,
+            workflow.info().workflow_id,
+            verdict,
+            review.reviewer,
+            review.reason,
+        )
+
+    def _check_proof(self, review: ReviewInput, verdict: str) -> None:
+        """An Update's reviewer counts only with the service's proof (refunds started before
+        decisions were signed have no keys and keep the rule they started under)."""
+        if self._input.review_keys and not self._is_proven(review, verdict):
+            raise ApplicationError(
+                "a decision needs a reviewer token: decide through the service (HTTP or `refunds approve`)",
+                type=ErrorCode.UNAUTHORIZED,
+            )
+
+    def _check_unverified(self, approved: bool) -> None:
+        """A name typed into the Temporal UI proves nothing: where allowed, one approval at most."""
+        if not self._input.policy.unverified_ui_reviews:
+            raise ApplicationError("an unverified Temporal UI decision", type=ErrorCode.UNAUTHORIZED)
+        needed = self._state.risk.approvals_needed if self._state.risk else 1
+        if approved and needed > 1 and self._state.approvals:
+            raise ApplicationError("a second approval needs a reviewer token", type=ErrorCode.UNAUTHORIZED)
 
     def _decide(self, review: ReviewInput, approved: bool) -> None:
         """A rejection decides at once; an approval once enough different reviewers approved."""

@@ -170,6 +170,7 @@ async def _start(
                 policy=services.policies[merchant_id],
                 risk_model=services.risk_model,
                 merchant_id=None if default else merchant_id,
+                review_keys=services.review_keys,
             ),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,
