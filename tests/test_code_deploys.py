@@ -19,7 +19,7 @@ from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
 from tests.next_release import CarelessReleaseRefundWorkflow, NextReleaseRefundWorkflow
 from workers.psps import build_directory
-from workers.worker import EXECUTOR_THREADS, build_worker
+from workers.worker import EXECUTOR_THREADS, build_worker, sandboxed_runner
 from workflows.refund import RefundWorkflow
 
 
@@ -72,9 +72,17 @@ async def test_a_refund_in_flight_finishes_on_the_next_release(stack: Stack, san
     assert "next_release_check" in steps_of(stack, fresh)
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[NextReleaseRefundWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[NextReleaseRefundWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandboxed_runner(),
+    )
     await replayer.replay_workflow(history)  # raises on any nondeterminism
-    careless = Replayer(workflows=[CarelessReleaseRefundWorkflow], data_converter=pydantic_data_converter)
+    careless = Replayer(
+        workflows=[CarelessReleaseRefundWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandboxed_runner(),
+    )
     with pytest.raises(NondeterminismError):
         await careless.replay_workflow(history)
 
