@@ -184,3 +184,16 @@ async def test_a_signed_receipt_restocks_only_the_refund_it_names(
     assert replayed.json()["error"]["code"] == "invalid_request"
     await eventually(lambda: _stock_is(stack, shirt, 1), bool)
     assert (await refund_view(stack, second))["returns"]["received"] == {}
+
+    # the warehouse resends it: answered, restocked nothing more, and the history does not grow
+    events = await _history_length(stack, first)
+    again = await stack.http.post(
+        f"/v1/refunds/{first}/goods-received", content=receipt, headers=signed_headers(receipt)
+    )
+    assert (again.status_code, again.json()["received"]) == (200, {shirt: 1})
+    assert await _history_length(stack, first) == events
+
+
+async def _history_length(stack: Stack, request_id: str) -> int:
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    return len([event async for event in handle.fetch_history_events()])
