@@ -1,4 +1,4 @@
-"""The public refund request body (DESIGN.md's contract), validated strictly."""
+"""The public refund request body (the README's contract), validated strictly."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ class ErrorCode(StrEnum):
     INVALID_AMOUNT = "invalid_amount"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"
     NOT_SUPPORTED = "not_supported"
-    # PSP outcomes (PSP_NOTES.md's table)
+    # PSP outcomes (docs/architecture.md's table)
     PSP_UNAVAILABLE = "psp_unavailable"
     PSP_RATE_LIMITED = "psp_rate_limited"
     PSP_BUSY = "psp_busy"

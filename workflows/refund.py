@@ -1,8 +1,8 @@
 """RefundWorkflow: one signed refund request, from validation to a balanced ledger.
 
-The steps in `_process` follow DESIGN.md's flow. Pure decisions (amount, risk) run here in workflow
-code; everything that touches the outside world is an activity, called by name so this module never
-imports I/O code.
+The steps in `_process` follow the flow in docs/architecture.md. Pure decisions (amount, risk) run
+here in workflow code; everything that touches the outside world is an activity, called by name so
+this module never imports I/O code.
 """
 
 from __future__ import annotations
