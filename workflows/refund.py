@@ -86,6 +86,7 @@ T = TypeVar("T")
 # Patches: each guards a change that schedules different commands than recorded histories did.
 NEVER_FAIL = "never-fail"  # a step that fails for good hands the refund to ops instead of failing it
 LATE_FAILURE = "late-failure-in-workflow"  # a PSP failure after success is reversed by the open workflow
+STATUS_BEFORE_GOODS = "status-before-goods"  # a refund awaiting goods shows its final status at once
 
 # The PSP's own word that it made no refund: the refund fails and its reservation is released.
 # Every other error leaves it unknown whether money moved, so ops decide (`needs_attention`).
@@ -188,7 +189,10 @@ class RefundWorkflow:
                 if returns is not None:
                     await returns
                 return
-            await self._wait(lambda: returns.done() or self._late_failure() is not None)
+            if workflow.patched(STATUS_BEFORE_GOODS):
+                self._publish_now()  # the final status reaches the search attributes now
+            # no `_wait`: histories recorded before STATUS_BEFORE_GOODS upsert nothing here
+            await workflow.wait_condition(lambda: returns.done() or self._late_failure() is not None)
 
     # ---- the business process -----------------------------------------------------------------
 
