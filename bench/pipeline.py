@@ -174,6 +174,7 @@ async def main() -> None:
         "REFUNDS_DATA_DIR": str(workdir),
         "REFUNDS_DATABASE_URL": database_url,
         "REFUNDS_INBOUND_WEBHOOK_SECRET": SECRET,
+        "REFUNDS_REVIEW_SIGNING_KEY": f"bench-review-signing-{uuid.uuid4().hex}",
         "REFUNDS_HTTP_PORT": str(http_port),
         "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
         "REFUNDS_STRIPE_API_BASE": sandbox_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from domain.policy_file import PolicyError
 from domain.reviewer_tokens import new_reviewer_entry
 from tests.conftest import repo_root
 from workers.settings import DEV_INBOUND_SECRET, Settings
@@ -35,13 +36,16 @@ def test_outside_dev_the_placeholder_secret_is_refused() -> None:
 
 def test_outside_dev_decisions_are_signed_with_a_key_of_their_own() -> None:
     """Never derived from a secret a merchant holds: whoever signs requests must not sign approvals."""
-    for signing in ["", "short", "shared-request-secret-that-is-long-enough"]:
+    for signing in ["short", "shared-request-secret-that-is-long-enough"]:
         with pytest.raises(ValidationError, match="REFUNDS_REVIEW_SIGNING_KEY"):
             Settings(
                 environment="production",
                 inbound_webhook_secret="shared-request-secret-that-is-long-enough",
                 review_signing_key=signing,
             )
+    unset = Settings(environment="production", inbound_webhook_secret="s3cret")  # a worker needs none
+    with pytest.raises(PolicyError, match="REFUNDS_REVIEW_SIGNING_KEY"):
+        unset.decision_key()  # the service cannot start without one
     rotating = Settings(
         environment="production",
         inbound_webhook_secret="s3cret",

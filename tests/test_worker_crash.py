@@ -30,6 +30,7 @@ def refunds_process(stack: Stack, command: str, task_queue: str, **env: str) -> 
         "REFUNDS_TEMPORAL_ADDRESS": settings.temporal_address,
         "REFUNDS_DATABASE_URL": settings.database_url,
         "REFUNDS_INBOUND_WEBHOOK_SECRET": settings.inbound_webhook_secret,
+        "REFUNDS_REVIEW_SIGNING_KEY": settings.review_signing_key,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "workers.cli", command],

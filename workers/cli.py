@@ -66,7 +66,7 @@ def reviewer_token(name: str) -> None:
     console.print(f"add to REFUNDS_REVIEWER_TOKENS: {entry}", highlight=False)
 
 
-def _checked_settings() -> Settings:
+def _checked_settings(*, signs_decisions: bool = False) -> Settings:
     """Settings for a long-running process: a bad policy file stops it before it starts anything."""
     from domain.policy_file import PolicyError
 
@@ -74,6 +74,8 @@ def _checked_settings() -> Settings:
     try:
         policy = settings.policy()
         settings.risk_model()
+        if signs_decisions:
+            settings.decision_key()
         for profile in settings.merchant_profiles().values():  # each merchant's policy must load too
             settings.model_copy(update={"policy_file": profile.policy_file}).policy()
     except PolicyError as err:
@@ -118,7 +120,7 @@ def serve() -> None:
     """Run the webhook starter service (FastAPI, OpenAPI at /docs)."""
     from workers.service.app import serve as serve_http
 
-    asyncio.run(serve_http(_checked_settings()))
+    asyncio.run(serve_http(_checked_settings(signs_decisions=True)))
 
 
 @app.command()

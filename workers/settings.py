@@ -165,8 +165,6 @@ class Settings(BaseSettings):
         if self.environment != "dev" and DEV_INBOUND_SECRET in self.inbound_secrets:
             raise ValueError("REFUNDS_INBOUND_WEBHOOK_SECRET must be set outside dev")
         signing = [s.strip() for s in self.review_signing_key.split(",") if s.strip()]
-        if self.environment != "dev" and not signing:
-            raise ValueError("REFUNDS_REVIEW_SIGNING_KEY must be set outside dev")
         if any(len(s) < 32 or s in self.inbound_secrets for s in signing) and self.environment != "dev":
             raise ValueError(
                 "REFUNDS_REVIEW_SIGNING_KEY must be at least 32 characters and no merchant's request secret"
@@ -195,8 +193,16 @@ class Settings(BaseSettings):
 
     @property
     def review_signing_secrets(self) -> list[str]:
+        """The service's signing secrets; outside dev it cannot start without one (the worker and
+        the CLI never sign, so they need none)."""
         configured = [s.strip() for s in self.review_signing_key.split(",") if s.strip()]
-        return configured or [DEV_REVIEW_SIGNING_SECRET]  # only dev starts without one
+        if configured:
+            return configured
+        if self.environment != "dev":
+            raise PolicyError(
+                "REFUNDS_REVIEW_SIGNING_KEY must be set outside dev: the service signs decisions"
+            )
+        return [DEV_REVIEW_SIGNING_SECRET]
 
     def decision_key(self) -> Ed25519PrivateKey:
         """The key the service signs review decisions with; workflows hold its public half."""
