@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -22,7 +22,17 @@ def record(
     original_reference: str,
     events: list[AuditEvent],
 ) -> int:
-    """Insert events; an event key already written for this refund is skipped (retries)."""
+    """Insert events; an event key already written for this refund is skipped (retries).
+
+    A step the workflow took is stamped with its task's start (`workflow.now()` does not move while
+    a local activity runs) and written with the next activity, so it can carry an earlier time than
+    a row already written. Each row is stamped no earlier than the refund's latest row: the trail's
+    time order is the order the steps happened in."""
+    floor = _latest(session, request_id)
+    stamps = []
+    for event in events:
+        floor = event.at if floor is None or event.at > floor else floor
+        stamps.append(floor)
     rows = [
         {
             "request_id": request_id,
@@ -36,9 +46,9 @@ def record(
             "psp_request_id": event.psp_request_id,
             "psp_response_ms": event.psp_response_ms,
             "detail": json.dumps(event.detail, sort_keys=True),
-            "at": event.at,
+            "at": at,
         }
-        for event in events
+        for event, at in zip(events, stamps, strict=True)
     ]
     return db.insert_ignoring_conflicts(session, AuditRow, rows)
 
@@ -82,11 +92,20 @@ def entries_with_step(session: Session, step: str) -> list[StepEntry]:
     ]
 
 
+def _latest(session: Session, request_id: str) -> datetime | None:
+    latest = session.execute(
+        select(func.max(AuditRow.at)).where(col(AuditRow.request_id) == request_id)
+    ).scalar_one_or_none()
+    if latest is not None and latest.tzinfo is None:  # SQLite keeps no zone; every stamp is UTC
+        latest = latest.replace(tzinfo=UTC)
+    return latest
+
+
 def trail(session: Session, request_id: str) -> list[AuditEntry]:
     rows = session.execute(
         select(AuditRow)
         .where(col(AuditRow.request_id) == request_id)
-        .order_by(col(AuditRow.id))  # the order steps were written in, which is the process order
+        .order_by(col(AuditRow.at), col(AuditRow.id))  # time order, then the order written
     ).scalars()
     return [
         AuditEntry(

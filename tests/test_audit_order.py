@@ -1,0 +1,36 @@
+"""A refund's audit trail reads in the order its steps happened, and its times agree with that order,
+even when a step the workflow took is written after a later one with an earlier stamp."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from adapters.db import audit
+from adapters.db.engine import Database
+from domain.contracts import AuditEvent
+from tests.helpers import unique
+
+
+def _event(key: str, step: str, at: datetime) -> AuditEvent:
+    return AuditEvent(key=key, step=step, actor="system", at=at)
+
+
+def test_the_trail_is_in_time_order_and_times_never_run_backwards(db: Database) -> None:
+    request_id = unique("order")
+    task_start = datetime.now(UTC)
+    validated = task_start + timedelta(milliseconds=150)  # the activity's own clock, later
+    with db.transaction() as session:
+        audit.record(db, session, request_id, "pi_1", [_event("validate", "validated", validated)])
+    with db.transaction() as session:  # the workflow's note of that task, written with the next step
+        audit.record(
+            db,
+            session,
+            request_id,
+            "pi_1",
+            [_event("wf:1", "status_changed", task_start), _event("reserve", "amount_reserved", task_start)],
+        )
+    with db.transaction() as session:
+        trail = audit.trail(session, request_id)
+    assert [e.step for e in trail] == ["validated", "status_changed", "amount_reserved"]
+    stamps = [e.at if e.at.tzinfo else e.at.replace(tzinfo=UTC) for e in trail]
+    assert stamps == sorted(stamps)
