@@ -5,6 +5,7 @@ same state. The sandbox is the ground truth: it is never killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -222,10 +223,8 @@ class Stack:
         assert name in KILLABLE, f"{name} is not to be killed"
         child = self.children[name]
         assert child.process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         child.process.wait()
         child.kills += 1
         self._spawn(name)
