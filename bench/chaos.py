@@ -81,7 +81,7 @@ class Run:
     concurrency: int
     step_timeout: float
     payments: dict[str, str] = field(default_factory=dict)
-    sent: int = 0
+    progress: int = 0  # refunds accepted plus refunds settled: chaos events fire along it
     notes: list[str] = field(default_factory=list)  # what the harness saw go wrong on the way
     faults: Counter[str] = field(default_factory=Counter)
     replays: int = 0
@@ -98,8 +98,6 @@ class Run:
                 self.notes.append(f"{plan.request_id}: {err}")
             except Exception as err:  # a harness failure for this refund: reported, the run goes on
                 self.notes.append(f"{plan.request_id}: harness error {type(err).__name__}: {err}")
-            finally:
-                self.sent += 1 if plan.request_id not in self.payments else 0
 
     async def _drive(self, plan: RefundPlan) -> None:
         payment = await asyncio.to_thread(
@@ -110,14 +108,15 @@ class Run:
                 lambda: self._announced(payment), f"{plan.request_id}: Adyen payment", self.step_timeout
             )
         self.payments[plan.request_id] = payment
-        self.sent += 1
         body = json.dumps(plan.body(payment), separators=(",", ":")).encode()
         await self._submit(plan, body)
+        self.progress += 1
         if plan.resend == "early":
             await self._submit(plan, body)
         if plan.reviewed:
             await self._review(plan)
         status = await self._settled(plan)
+        self.progress += 1
         if plan.late_failure and status == "succeeded":
             reference = await asyncio.to_thread(self.psps.adyen_refund_reference, payment)
             if reference is None:
@@ -130,7 +129,7 @@ class Run:
             await self._submit(plan, body)
 
     async def _announced(self, payment: str) -> bool | None:
-        if await asyncio.to_thread(self.psps.adyen_payment_announced, payment):
+        if await asyncio.to_thread(self.psps.adyen_payment_announced, payment, self._redelivered):
             return True
         await self.redeliver("adyen")  # the sandbox gave up while the service was down
         return None
@@ -174,10 +173,14 @@ class Run:
         return str(await until(probe, f"{plan.request_id}: settling", self.step_timeout))
 
     async def _review(self, plan: RefundPlan) -> None:
-        async def awaiting() -> bool | None:
-            return True if await self.status(plan.request_id) == "awaiting_review" else None
+        async def awaiting() -> str | None:
+            status = await self.status(plan.request_id)
+            return status if status == "awaiting_review" or status in SETTLED else None
 
-        await until(awaiting, f"{plan.request_id}: awaiting review", self.step_timeout)
+        status = await until(awaiting, f"{plan.request_id}: awaiting review", self.step_timeout)
+        if status != "awaiting_review":
+            self.notes.append(f"{plan.request_id}: {status} without review")
+            return
         decisions = [(name, "approve") for name in plan.approvers]
         if plan.rejected_by:
             decisions = [(plan.rejected_by, "reject")]
@@ -229,9 +232,10 @@ class Run:
     # ---- chaos ------------------------------------------------------------------------------------
 
     async def chaos(self, schedule: list[ChaosEvent], kills: Counter[str]) -> None:
-        """Fire each event once its share of refunds is sent; revive anything that died meanwhile."""
+        """Fire each event once the run has come that far (refunds accepted plus refunds settled, out
+        of twice their number); revive anything that died meanwhile."""
         for event in schedule:
-            while self.sent < event.at * len(self.plans) and not self.done:
+            while self.progress < event.at * 2 * len(self.plans) and not self.done:
                 await self._revive()
                 await asyncio.sleep(POLL_SECONDS)
             await self._fire(event, kills)

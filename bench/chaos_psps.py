@@ -83,11 +83,12 @@ class Psps:
             )
         return self.adyen.seed_payment(amount=amount, currency=currency)
 
-    def adyen_payment_announced(self, psp_reference: str) -> bool:
-        """Its AUTHORISATION and CAPTURE notifications were accepted by the service."""
+    def adyen_payment_announced(self, psp_reference: str, redelivered: set[str]) -> bool:
+        """Its AUTHORISATION and CAPTURE notifications were accepted by the service (from the sandbox,
+        or sent again by us once the sandbox gave up)."""
         notes = self.adyen.notifications(psp_reference)
         mine = [n for n in notes if n["event_code"] in ("AUTHORISATION", "CAPTURE")]
-        return len(mine) >= 2 and all(n["state"] == "delivered" for n in mine)
+        return len(mine) >= 2 and all(n["state"] == "delivered" or n["id"] in redelivered for n in mine)
 
     def adyen_refund_reference(self, payment: str) -> str | None:
         found = [m for m in self.adyen.modifications(payment) if m["kind"] == "refund"]
