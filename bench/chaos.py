@@ -198,7 +198,11 @@ class Run:
                 return None if response.status_code >= 500 else response
 
             response = await until(decide, f"{plan.request_id}: {verb} by {reviewer}", self.step_timeout)
-            if response.status_code != 200 and "invalid_state" not in response.text:
+            # a retry after a lost answer finds the decision taken: the refund moved on, or was closed
+            repeated = "invalid_state" in response.text or (
+                response.status_code == 404 and await self.status(plan.request_id) in SETTLED
+            )
+            if response.status_code != 200 and not repeated:
                 self.notes.append(
                     f"{plan.request_id}: {verb} by {reviewer}: {response.status_code} {response.text}"
                 )
