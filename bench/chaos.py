@@ -123,6 +123,12 @@ class Run:
                 self.notes.append(f"{plan.request_id}: no standing Adyen refund to fail late")
             else:
                 await asyncio.to_thread(self.psps.adyen.fail_refund_late, reference)
+                # the failure reaches us before the goods do: the refund's workflow is still open
+                await until(
+                    lambda: self._notified(reference, "REFUND_FAILED"),
+                    f"{plan.request_id}: REFUND_FAILED delivered",
+                    self.step_timeout,
+                )
         if plan.items:
             await self._goods_received(plan)
         if plan.resend == "late":
@@ -132,6 +138,14 @@ class Run:
         if await asyncio.to_thread(self.psps.adyen_payment_announced, payment, self._redelivered):
             return True
         await self.redeliver("adyen")  # the sandbox gave up while the service was down
+        return None
+
+    async def _notified(self, psp_reference: str, event_code: str) -> bool | None:
+        notes = await asyncio.to_thread(self.psps.adyen.notifications, psp_reference)
+        mine = [n for n in notes if n["event_code"] == event_code]
+        if mine and all(n["state"] == "delivered" or n["id"] in self._redelivered for n in mine):
+            return True
+        await self.redeliver("adyen")
         return None
 
     def _signed(self, body: bytes) -> dict[str, str]:
@@ -164,6 +178,14 @@ class Run:
         if response.status_code != 200:
             return None
         return str(response.json()["status"])
+
+    async def _receipt_taken(self, request_id: str, receipt_id: str) -> bool:
+        try:
+            response = await self.http.get(f"/v1/refunds/{request_id}", headers=_bearer("alice"))
+        except httpx.HTTPError:
+            return False
+        returns = response.json().get("returns") or {} if response.status_code == 200 else {}
+        return receipt_id in returns.get("receipts", [])
 
     async def _settled(self, plan: RefundPlan) -> str:
         async def probe() -> str | None:
@@ -215,6 +237,7 @@ class Run:
                 for item, sellable in zip(plan.items, plan.sellable, strict=True)
             ],
             "received_by": "warehouse-chaos",
+            "request_id": plan.request_id,  # the signed receipt names its refund
         }
         body = json.dumps(receipt, separators=(",", ":")).encode()
 
@@ -228,6 +251,8 @@ class Run:
             return None if response.status_code >= 500 else response
 
         response = await until(attempt, f"{plan.request_id}: goods receipt", self.step_timeout)
+        if response.status_code == 404 and await self._receipt_taken(plan.request_id, receipt["receipt_id"]):
+            return  # a retry after a lost answer: the receipt closed the return the first time
         if response.status_code != 200:
             self.notes.append(
                 f"{plan.request_id}: goods receipt {response.status_code} {response.text[:200]}"
