@@ -71,6 +71,11 @@ class LedgerActivities:
         )
         events = list(outcome.audit)
         with self._db.transaction() as session:
+            if refunds.get(session, outcome.request_id) is not None:
+                # settled already (this step's own retry, or a run the database outlived): the
+                # books and the row stand as they are
+                audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+                return
             succeeded = outcome.status is RefundStatus.SUCCEEDED
             settled_as = ReservationState.COMMITTED if succeeded else ReservationState.RELEASED
             if reservations.settle(session, outcome.request_id, settled_as):
@@ -146,7 +151,7 @@ class LedgerActivities:
             event = event.model_copy(
                 update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
             )
-            audit.record(self._db, session, late.request_id, row.payment_reference, [event])
+            audit.record(self._db, session, late.request_id, row.payment_reference, [*late.audit, event])
             return True
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)

@@ -40,7 +40,7 @@ class PaymentActivities:
         started = time.monotonic()
         try:
             adapter = self._psps.get(call.merchant_id, call.payment.provider)
-            if attempt > 1 or call.key_generation > 1:
+            if attempt > 1 or call.key_generation > 1 or call.search_first:
                 found = adapter.find_refund(call)
                 if found is not None:
                     self._audit(call, _result_event(f"{key}:adopted", "psp_refund_adopted", found))

@@ -56,6 +56,9 @@ class RefundPolicy(_Contract):
     shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
     no_return_reasons: tuple[str, ...] = DEFAULT_NO_RETURN_REASONS
     returns_deadline_seconds: int = 90 * 24 * 3600
+    # a Temporal UI decision without a proof counts (as one approval at most, never a second one);
+    # never in production unless configured
+    unverified_ui_reviews: bool = False
 
 
 class RefundWorkflowInput(_Contract):
@@ -64,6 +67,9 @@ class RefundWorkflowInput(_Contract):
     policy: RefundPolicy = RefundPolicy()
     risk_model: RiskModel | None = None  # the merchant's trained model, when there is one
     merchant_id: str | None = None  # None: the installation's default merchant
+    # the service's public keys: a review decision counts only with a proof one of them verifies
+    # (domain/identity.py); empty for refunds started before decisions were signed
+    review_keys: tuple[str, ...] = ()
 
 
 class AuditEvent(_Contract):
@@ -158,6 +164,7 @@ class ReviewInput(_Contract):
 
     reviewer: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="", max_length=1000)
+    proof: str | None = Field(default=None, max_length=200)  # the service's signature of this decision
 
 
 class ReserveInput(_Contract):
@@ -185,6 +192,7 @@ class PspRefundCall(_Contract):
     key_generation: int = 1
     method: RefundMethod = RefundMethod.REFUND
     merchant_id: str | None = None  # whose PSP account; None: the default merchant
+    search_first: bool = False  # ops retried a call whose outcome is unknown: adopt before acting
 
 
 class RefundResult(_Contract):
@@ -251,6 +259,7 @@ class FinishInput(_Contract):
     allocation: Allocation | None = None
     fx: FxFacts | None = None  # set when the refund settled in another currency than the payment
     audit: list[AuditEvent] = Field(default_factory=list)
+    request_digest: str | None = None  # the settled row answers a resent request after retention
 
 
 class NotifyInput(_Contract):
@@ -286,6 +295,7 @@ class LateFailureInput(_Contract):
     request_id: str
     update: PspRefundUpdate
     merchant_id: str | None = None  # whose PSP account reported it; None: the default merchant
+    audit: list[AuditEvent] = Field(default_factory=list)
 
 
 class RefundState(_Contract):

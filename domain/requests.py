@@ -1,4 +1,4 @@
-"""The public refund request body (DESIGN.md's contract), validated strictly."""
+"""The public refund request body (the README's contract), validated strictly."""
 
 from __future__ import annotations
 
@@ -44,3 +44,7 @@ class RefundRequest(BaseModel):
         """SHA-256 of the canonical form: the same request re-serialised (key order, spacing)
         digests the same; any changed value does not."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def digest_for(self, merchant_id: str | None) -> str:
+        """The digest a duplicate is compared by: another merchant's same body is another request."""
+        return self.digest() if merchant_id is None else f"{merchant_id}:{self.digest()}"

@@ -44,6 +44,9 @@ class GoodsReceipt(_Frozen):
     receipt_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
     lines: list[ReceiptLine] = Field(min_length=1)
     received_by: str = Field(default="warehouse", min_length=1, max_length=128)
+    # the refund these goods came back for: a signed receipt is bound to it, so the same receipt
+    # posted to another refund restocks nothing (required over HTTP; None only in old histories)
+    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
 
 class ReturnsStatus(StrEnum):

@@ -66,7 +66,7 @@ class ErrorCode(StrEnum):
     INVALID_AMOUNT = "invalid_amount"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"
     NOT_SUPPORTED = "not_supported"
-    # PSP outcomes (PSP_NOTES.md's table)
+    # PSP outcomes (docs/architecture.md's table)
     PSP_UNAVAILABLE = "psp_unavailable"
     PSP_RATE_LIMITED = "psp_rate_limited"
     PSP_BUSY = "psp_busy"
@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     # the PSP replays a stored failure under this idempotency key: search, then use the next key
     PSP_KEY_POISONED = "psp_key_poisoned"
     CONFIRMATION_TIMEOUT = "confirmation_timeout"
+    STEP_FAILED = "step_failed"  # a step failed for good without a code of its own: ops retry it
     # review
     REVIEW_REJECTED = "review_rejected"
     REVIEW_TIMEOUT = "review_timeout"

@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from domain import signature
+from domain import identity, signature
+from domain.contracts import ReviewInput
+from workers.settings import Settings
 
 T = TypeVar("T")
 
@@ -79,3 +81,12 @@ async def workflow_completed(client: Client, workflow_id: str) -> bool:
     except RPCError:
         return False
     return description.status is WorkflowExecutionStatus.COMPLETED
+
+
+def proven_review(
+    settings: Settings, request_id: str, reviewer: str, verdict: str = "approve"
+) -> ReviewInput:
+    """A decision as the service makes it for a reviewer it authenticated: signed for this refund."""
+    key = settings.decision_key()
+    proof = identity.sign_decision(key, f"refund-{request_id}", verdict, reviewer, "")
+    return ReviewInput(reviewer=reviewer, proof=proof)

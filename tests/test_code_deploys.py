@@ -14,12 +14,12 @@ from temporalio.workflow import NondeterminismError
 
 from adapters.db import audit
 from adapters.sandbox.control import SandboxControl
-from domain.contracts import RefundState, ReviewInput
+from domain.contracts import RefundState
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, refund_body, signed_headers, unique
+from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
 from tests.next_release import CarelessReleaseRefundWorkflow, NextReleaseRefundWorkflow
 from workers.psps import build_directory
-from workers.worker import EXECUTOR_THREADS, build_worker
+from workers.worker import EXECUTOR_THREADS, build_worker, sandboxed_runner
 from workflows.refund import RefundWorkflow
 
 
@@ -52,7 +52,9 @@ async def test_a_refund_in_flight_finishes_on_the_next_release(stack: Stack, san
                 workflow_classes=[NextReleaseRefundWorkflow],
             )
             async with next_release:
-                await handle.execute_update(RefundWorkflow.approve, ReviewInput(reviewer="alice"))
+                await handle.execute_update(
+                    RefundWorkflow.approve, proven_review(settings, request_id, "alice")
+                )
                 final = await handle.result()
 
                 # a refund started after the deploy takes the new step
@@ -70,9 +72,17 @@ async def test_a_refund_in_flight_finishes_on_the_next_release(stack: Stack, san
     assert "next_release_check" in steps_of(stack, fresh)
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[NextReleaseRefundWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[NextReleaseRefundWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandboxed_runner(),
+    )
     await replayer.replay_workflow(history)  # raises on any nondeterminism
-    careless = Replayer(workflows=[CarelessReleaseRefundWorkflow], data_converter=pydantic_data_converter)
+    careless = Replayer(
+        workflows=[CarelessReleaseRefundWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandboxed_runner(),
+    )
     with pytest.raises(NondeterminismError):
         await careless.replay_workflow(history)
 

@@ -290,9 +290,8 @@ async def test_a_merchants_reviewers_read_and_steer_only_its_own_refunds(
         assert (await http.post(f"/v1/refunds/{default_id}/approve", headers=alice)).status_code == 200
 
         # a receipt for globex's refund is globex's to sign: the default merchant's secret finds nothing
-        receipt = json.dumps(
-            {"receipt_id": "r1", "lines": [{"sku": returned[0]["sku"], "received": 1, "sellable": 1}]}
-        ).encode()
+        line = {"sku": returned[0]["sku"], "received": 1, "sellable": 1}
+        receipt = json.dumps({"receipt_id": "r1", "lines": [line], "request_id": globex_id}).encode()
         path = f"/v1/refunds/{globex_id}/goods-received"
         foreign = await http.post(path, content=receipt, headers=signed_headers(receipt))
         own = await http.post(path, content=receipt, headers=signed_for("globex", GLOBEX_SECRET, receipt))

@@ -21,6 +21,7 @@ from tests.conftest import Stack
 from tests.helpers import unique
 from tests.test_refund_flow import FINAL, submit, wait_for_status
 from tests.test_review import LARGE
+from workers.worker import sandboxed_runner
 from workflows.refund import RefundWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -34,7 +35,9 @@ def recorded() -> list[Path]:
 @pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[RefundWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[RefundWorkflow], data_converter=pydantic_data_converter, workflow_runner=sandboxed_runner()
+    )
     await replayer.replay_workflow(history)
 
 
@@ -45,7 +48,11 @@ def test_histories_are_present() -> None:
 async def test_a_breaking_change_fails_replay() -> None:
     path = HISTORIES / "happy_path.json"
     history = WorkflowHistory.from_json("happy_path", path.read_text())
-    replayer = Replayer(workflows=[ReorderedRefundWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[ReorderedRefundWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandboxed_runner(),
+    )
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(history)
 
@@ -63,7 +70,7 @@ async def test_record_histories(stack: Stack, sandbox: SandboxControl) -> None:
     await submit(stack, refund_body(happy, small, amount=2_000))
     await submit(stack, refund_body(reviewed, big, amount=LARGE))
     await wait_for_status(stack, reviewed, {"awaiting_review"})
-    assert (await cli(stack, "approve", reviewed, "--reviewer", "alice")).returncode == 0
+    assert (await cli(stack, "approve", reviewed, "--token", "alice-token")).returncode == 0
     for name, request_id in (("happy_path", happy), ("review_approved", reviewed)):
         await wait_for_status(stack, request_id, FINAL)
         history = await stack.client.get_workflow_handle(f"refund-{request_id}").fetch_history()

@@ -29,6 +29,7 @@ async def report(stack: Stack, request_id: str, receipt_id: str, *lines: tuple[s
                 {"sku": sku, "received": received, "sellable": sellable} for sku, received, sellable in lines
             ],
             "received_by": "dock-3",
+            "request_id": request_id,
         }
     ).encode()
     return await stack.http.post(
@@ -137,7 +138,8 @@ async def test_unsigned_or_malformed_receipts_change_nothing(stack: Stack, sandb
     await submit(stack, refund_body(request_id, payment, reason_code="changed_mind", items=items(shirt, cap)))
     await wait_for_status(stack, request_id, FINAL)
 
-    body = json.dumps({"receipt_id": "r1", "lines": [{"sku": shirt, "received": 1, "sellable": 1}]}).encode()
+    line = {"sku": shirt, "received": 1, "sellable": 1}
+    body = json.dumps({"receipt_id": "r1", "lines": [line], "request_id": request_id}).encode()
     unsigned = await stack.http.post(f"/v1/refunds/{request_id}/goods-received", content=body)
     malformed = await stack.http.post(
         f"/v1/refunds/{request_id}/goods-received", content=b"{", headers=signed_headers(b"{")
@@ -152,3 +154,46 @@ async def test_unsigned_or_malformed_receipts_change_nothing(stack: Stack, sandb
     assert checked_in.returncode == 0, checked_in.stdout + checked_in.stderr
     assert "returns received" in checked_in.stdout
     await eventually(lambda: _stock_is(stack, shirt, 2), bool)
+
+
+async def test_a_signed_receipt_restocks_only_the_refund_it_names(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """One warehouse receipt replayed against a second refund of the same SKU restocks nothing there."""
+    shirt, cap = unique("SHIRT"), unique("CAP")
+    first, second = unique("ret"), unique("ret")
+    for request_id in (first, second):
+        payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+        body = refund_body(request_id, payment, reason_code="changed_mind", items=items(shirt, cap))
+        await submit(stack, body)
+        await wait_for_status(stack, request_id, FINAL)
+
+    line = {"sku": shirt, "received": 1, "sellable": 1}
+    receipt = json.dumps({"receipt_id": "dock-r1", "lines": [line], "request_id": first}).encode()
+    accepted = await stack.http.post(
+        f"/v1/refunds/{first}/goods-received", content=receipt, headers=signed_headers(receipt)
+    )
+    replayed = await stack.http.post(
+        f"/v1/refunds/{second}/goods-received", content=receipt, headers=signed_headers(receipt)
+    )
+    unbound = json.dumps({"receipt_id": "dock-r2", "lines": [line]}).encode()
+    unnamed = await stack.http.post(
+        f"/v1/refunds/{second}/goods-received", content=unbound, headers=signed_headers(unbound)
+    )
+    assert [r.status_code for r in (accepted, replayed, unnamed)] == [200, 422, 422]
+    assert replayed.json()["error"]["code"] == "invalid_request"
+    await eventually(lambda: _stock_is(stack, shirt, 1), bool)
+    assert (await refund_view(stack, second))["returns"]["received"] == {}
+
+    # the warehouse resends it: answered, restocked nothing more, and the history does not grow
+    events = await _history_length(stack, first)
+    again = await stack.http.post(
+        f"/v1/refunds/{first}/goods-received", content=receipt, headers=signed_headers(receipt)
+    )
+    assert (again.status_code, again.json()["received"]) == (200, {shirt: 1})
+    assert await _history_length(stack, first) == events
+
+
+async def _history_length(stack: Stack, request_id: str) -> int:
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    return len([event async for event in handle.fetch_history_events()])

@@ -62,7 +62,11 @@ async def test_cli_lists_pending_and_approves(stack: Stack, sandbox: SandboxCont
 
     anonymous = await cli(stack, "approve", request_id)
     assert (anonymous.returncode, "unauthorized" in anonymous.stdout) == (2, True)
-    approved = await cli(stack, "approve", request_id, REFUNDS_OPERATOR="alice")  # the configured identity
+    mixed_up = await cli(
+        stack, "approve", request_id, "--reviewer", "bob", REFUNDS_REVIEWER_TOKEN="alice-token"
+    )
+    assert (mixed_up.returncode, "not bob's" in mixed_up.stdout) == (2, True)
+    approved = await cli(stack, "approve", request_id, REFUNDS_REVIEWER_TOKEN="alice-token")  # configured
     assert approved.returncode == 0, approved.stderr
 
     view = await wait_for_status(stack, request_id, FINAL)
@@ -79,10 +83,10 @@ async def test_cli_lists_pending_and_approves(stack: Stack, sandbox: SandboxCont
 async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) -> None:
     request_id, payment = await large_refund_awaiting_review(stack, sandbox)
 
-    missing_reason = await cli(stack, "reject", request_id, "--reviewer", "bob", "--reason", " ")
+    missing_reason = await cli(stack, "reject", request_id, "--token", "bob-token", "--reason", " ")
     assert missing_reason.returncode == 1 and "invalid_request" in missing_reason.stdout
 
-    rejected = await cli(stack, "reject", request_id, "--reviewer", "bob", "--reason", "known abuser")
+    rejected = await cli(stack, "reject", request_id, "--token", "bob-token", "--reason", "known abuser")
     assert rejected.returncode == 0, rejected.stderr
 
     view = await wait_for_status(stack, request_id, FINAL)
@@ -95,7 +99,7 @@ async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) 
     }
     assert sandbox.stripe_refunds(payment) == []
 
-    again = await cli(stack, "approve", request_id, "--reviewer", "alice")
+    again = await cli(stack, "approve", request_id, "--token", "alice-token")
     assert again.returncode == 1
 
 

@@ -12,9 +12,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from adapters.sandbox.control import SandboxControl
-from domain.contracts import RefundState, ReviewInput
+from domain.contracts import RefundState
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, refund_body, signed_headers, unique
+from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
 from tests.next_release import NextReleaseRefundWorkflow
 from tests.test_code_deploys import state_of, steps_of
 from tests.test_review import cli
@@ -69,7 +69,8 @@ async def test_a_new_build_gets_work_once_promoted_and_takes_over_refunds_in_fli
 
         async with worker_for(stack, v1):
             await promoted(stack, v1, "v1")
-            waiting = await start(unique("inflight"), 150_000)  # waits for a reviewer
+            inflight = unique("inflight")
+            waiting = await start(inflight, 150_000)  # waits for a reviewer
             await eventually(lambda: state_of(waiting), lambda s: s.status.value == "awaiting_review")
 
             with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
@@ -90,7 +91,7 @@ async def test_a_new_build_gets_work_once_promoted_and_takes_over_refunds_in_fli
                     await eventually(lambda: ops("deploy", "promote", "v2"), bool)
                     after = unique("after")
                     await (await start(after, 100)).result()
-                    await waiting.execute_update(RefundWorkflow.approve, ReviewInput(reviewer="alice"))
+                    await waiting.execute_update(RefundWorkflow.approve, proven_review(v1, inflight, "alice"))
                     final = await waiting.result()
                     deployment = await describe(stack.client, v2)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from temporalio.service import RPCError
 
@@ -293,24 +294,43 @@ def attention() -> None:
     console.print(table if rows else "nothing needs attention")
 
 
+_TOKEN_HELP = "Your reviewer token (default REFUNDS_REVIEWER_TOKEN; in dev, the dev reviewer's)"
+_REVIEWER_HELP = "Who you are: refused unless the token is theirs (the token decides who acts)"
+
+
 @app.command()
 def approve(
     request_id: str,
-    reviewer: Annotated[str | None, typer.Option(help="Who approves (default REFUNDS_OPERATOR)")] = None,
+    reviewer: Annotated[str | None, typer.Option(help=_REVIEWER_HELP)] = None,
     reason: Annotated[str, typer.Option(help="Optional note")] = "",
+    token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
 ) -> None:
-    """Approve a refund awaiting review."""
-    _steer(request_id, "approve", ReviewInput(reviewer=_identity(reviewer), reason=reason))
+    """Approve a refund awaiting review, as the reviewer your token proves (through the service)."""
+    _decide(request_id, "approve", reason, token, reviewer)
 
 
 @app.command()
 def reject(
     request_id: str,
     reason: Annotated[str, typer.Option(help="Why (required)")],
-    reviewer: Annotated[str | None, typer.Option(help="Who rejects (default REFUNDS_OPERATOR)")] = None,
+    reviewer: Annotated[str | None, typer.Option(help=_REVIEWER_HELP)] = None,
+    token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
 ) -> None:
     """Reject a refund awaiting review; no money moves."""
-    _steer(request_id, "reject", ReviewInput(reviewer=_identity(reviewer), reason=reason))
+    _decide(request_id, "reject", reason, token, reviewer)
+
+
+def _decide(request_id: str, verdict: str, reason: str, token: str | None, reviewer: str | None) -> None:
+    from workers.review_client import ReviewError, decide, reviewer_token
+
+    settings = _settings()
+    try:
+        state = decide(settings, request_id, verdict, reason, reviewer_token(settings, token), reviewer)
+    except ReviewError as err:
+        console.print(f"[red]{err.code}[/red]: {escape(str(err))}")
+        raise typer.Exit(2 if err.code == "unauthorized" else 1) from err
+    approvals = len(state.get("approvals") or [])
+    console.print(f"{request_id}: {state['status']} ({approvals} approval(s))", highlight=False)
 
 
 @app.command()
@@ -339,7 +359,9 @@ def receive(
 
     try:
         lines = [_receipt_line(text) for text in line]
-        goods = GoodsReceipt(receipt_id=receipt, lines=lines, received_by=_identity(operator))
+        goods = GoodsReceipt(
+            receipt_id=receipt, lines=lines, received_by=_identity(operator), request_id=request_id
+        )
     except (ValueError, ValidationError) as err:
         console.print(f"[red]invalid_request[/red]: {err}")
         raise typer.Exit(2) from err

@@ -26,6 +26,7 @@ from adapters.db.engine import make_engine
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
 from workers.settings import (
+    DEV_REVIEWER_TOKEN,
     SANDBOX_ADYEN_API_KEY,
     SANDBOX_ADYEN_HMAC_KEY,
     SANDBOX_ADYEN_MERCHANT_ACCOUNT,
@@ -38,7 +39,7 @@ from workers.settings import (
 )
 from workers.temporal import connect
 
-DEV_REVIEWER_TOKENS = "ops:dev-review-token"
+DEV_REVIEWER_TOKENS = f"ops:{DEV_REVIEWER_TOKEN}"
 STARTUP_DEADLINE_SECONDS = 60
 STOP_GRACE_SECONDS = 15
 

@@ -46,19 +46,22 @@ class SteerError(Exception):
 
 async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | None:
     client = await connect(settings)
+    state: RefundState | None = None
     try:
         state = await client.get_workflow_handle(workflow_id(request_id)).query(RefundWorkflow.state)
     except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
     db = Database.connect(settings.database_url)
     try:
         with db.transaction() as session:
             trail = audit.trail(session, request_id)
             settled = refunds.get(session, request_id)
+            state = state or refunds.settled_state(session, request_id)  # after Temporal's retention
     finally:
         db.dispose()
+    if state is None:
+        return None
     view = state.model_dump(mode="json")
     if settled is not None and settled.status == RefundStatus.FAILED.value:  # failed after succeeding
         view.update(status=settled.status, failure_code=settled.failure_code)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain import identity
 from domain.allocation import ShippingPolicy
 from domain.contracts import RefundPolicy
 from domain.naming import DEFAULT_TASK_QUEUE
@@ -24,6 +26,9 @@ SANDBOX_ADYEN_HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC
 SANDBOX_PAYPAL_CLIENT_ID = "paypal_sandbox_client"
 SANDBOX_PAYPAL_CLIENT_SECRET = "paypal_sandbox_secret"
 SANDBOX_PAYPAL_WEBHOOK_ID = "WH-SANDBOX"
+
+
+DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and the CLI's default there
 
 
 class Settings(BaseSettings):
@@ -46,7 +51,25 @@ class Settings(BaseSettings):
         "endpoints (`refunds reviewer-token NAME` makes one); plain name:token only outside production",
     )
     operator: str = Field(
-        default="", description="who the CLI acts as when --reviewer/--operator is not given"
+        default="", description="who the CLI acts as when --operator is not given (retry, receive)"
+    )
+    reviewer_token: str = Field(
+        default="",
+        description="the CLI's reviewer token: `refunds approve`/`reject` act through the service as "
+        "the reviewer it names (in dev, the dev reviewer's token when unset)",
+    )
+    service_url: str = Field(
+        default="", description="where the CLI reaches the service (unset: http://<http_host>:<http_port>)"
+    )
+    review_signing_key: str = Field(
+        default="",
+        description="secret the service derives its review-decision signing key from; workflows "
+        "verify decisions with its public key (unset: derived from REFUNDS_INBOUND_WEBHOOK_SECRET)",
+    )
+    ui_reviews_unverified: bool | None = Field(
+        default=None,
+        description="a Temporal UI decision without a proof counts as one approval at most "
+        "(unset: yes outside production, no in production)",
     )
 
     stripe_api_key: str = ""
@@ -161,6 +184,14 @@ class Settings(BaseSettings):
             rates[provider.strip()] = float(per_second)
         return rates
 
+    def decision_key(self) -> Ed25519PrivateKey:
+        """The key the service signs review decisions with; workflows hold its public half."""
+        return identity.signing_key(self.review_signing_key or self.inbound_webhook_secret)
+
+    @property
+    def service_base(self) -> str:
+        return (self.service_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
     def reviewer_for(self, token: str) -> str | None:
         return reviewer_for(token, parse_entries(self.reviewer_tokens)) if token else None
 
@@ -209,6 +240,11 @@ class Settings(BaseSettings):
             confirmation_poll_seconds=self.confirmation_poll_seconds,
             confirmation_deadline_seconds=self.confirmation_deadline_seconds,
             shipping_policy=self.shipping_policy,
+            unverified_ui_reviews=(
+                self.environment != "production"
+                if self.ui_reviews_unverified is None
+                else self.ui_reviews_unverified
+            ),
         )
         if self.policy_file is None:
             return base

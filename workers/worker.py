@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
 from activities.inventory import InventoryActivities
@@ -48,9 +48,17 @@ def precompile_workflows() -> None:
     compileall.compile_dir(Path(workflows.__file__).parent, quiet=2)
 
 
+def sandboxed_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with `cryptography` shared from the host: review decisions are verified
+    in workflow code, and its native module cannot be loaded a second time inside the sandbox."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("cryptography")
+    )
+
+
 def workflow_runner(settings: Settings) -> WorkflowRunner:
     """Tests always run sandboxed, so CI catches non-deterministic workflow code either way."""
-    return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+    return sandboxed_runner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
 
 
 class Workers:

@@ -1,27 +1,29 @@
 """RefundWorkflow: one signed refund request, from validation to a balanced ledger.
 
-The steps in `_process` follow DESIGN.md's flow. Pure decisions (amount, risk) run here in workflow
-code; everything that touches the outside world is an activity, called by name so this module never
-imports I/O code.
+The steps in `_process` follow the flow in docs/architecture.md. Pure decisions (amount, risk) run
+here in workflow code; everything that touches the outside world is an activity, called by name so
+this module never imports I/O code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain import identity
     from domain.amount import refund_amount
     from domain.contracts import (
         AuditEvent,
         FinishInput,
+        LateFailureInput,
         NotifyInput,
         PaymentRecord,
         PspRefundCall,
@@ -79,6 +81,26 @@ _PSP_RETRY = RetryPolicy(
 )
 _MAX_POLL_INTERVAL = timedelta(hours=1)
 
+T = TypeVar("T")
+
+# Patches: each guards a change that schedules different commands than recorded histories did.
+NEVER_FAIL = "never-fail"  # a step that fails for good hands the refund to ops instead of failing it
+LATE_FAILURE = "late-failure-in-workflow"  # a PSP failure after success is reversed by the open workflow
+
+# The PSP's own word that it made no refund: the refund fails and its reservation is released.
+# Every other error leaves it unknown whether money moved, so ops decide (`needs_attention`).
+_REFUSALS = frozenset(
+    {
+        ErrorCode.REFUND_EXCEEDS_CAPTURE,
+        ErrorCode.ALREADY_REFUNDED,
+        ErrorCode.PSP_DECLINED,
+        ErrorCode.PAYMENT_NOT_REFUNDABLE,
+        ErrorCode.CURRENCY_MISMATCH,
+        ErrorCode.INVALID_AMOUNT,
+        ErrorCode.NOT_SUPPORTED,
+    }
+)
+
 
 class _Stop(Exception):
     """Ends processing with a final status; raised by steps, caught once in `run`."""
@@ -88,14 +110,6 @@ class _Stop(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-def _person(reviewer: str) -> str:
-    """The same person whether they decided over HTTP, the CLI or the Temporal UI."""
-    return reviewer.removeprefix(UI_PREFIX)
-
-
-UI_PREFIX = "ui:"
 
 
 def _fx_facts(payment: PaymentRecord, result: RefundResult) -> FxFacts | None:
@@ -134,7 +148,13 @@ class RefundWorkflow:
         self._audit: list[AuditEvent] = []
         self._audit_seq = 0
         self._psp_updates: dict[str, PspRefundUpdate] = {}
+        self._late_failures: dict[str, PspRefundUpdate] = {}  # failed after the PSP said succeeded
+        self._reversed = False
         self._retry_requested_by: str | None = None
+        self._retries = 0  # ops retries so far; each wakes every step waiting in needs_attention
+        self._attention_waiters = 0
+        self._status_before_attention = RefundStatus.RECEIVED
+        self._background: list[asyncio.Task[None]] = []  # notifications: never on the money path
         self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
 
     # ---- Temporal entry point: bookkeeping around the business steps -------------------------
@@ -149,10 +169,26 @@ class RefundWorkflow:
             await self._process()
         except _Stop as stop:
             await self._finish(stop.status, stop.code, stop.message)
-        if returns is not None:
-            await returns
+        await self._watch_for_late_failure(returns)
         await self._wait(workflow.all_handlers_finished)
+        if self._background:
+            await asyncio.gather(*self._background)
+        if (late := self._late_failure()) is not None:
+            await self._reverse(late)  # a failure signalled as the workflow was about to end
         return self._state
+
+    async def _watch_for_late_failure(self, returns: asyncio.Task[None] | None) -> None:
+        """While the refund stays open (goods still to come back), a PSP failure after success
+        reverses the books here; once closed, the webhook route starts a workflow that does."""
+        while True:
+            late = self._late_failure()
+            if late is not None:
+                await self._reverse(late)
+            if returns is None or returns.done():
+                if returns is not None:
+                    await returns
+                return
+            await self._wait(lambda: returns.done() or self._late_failure() is not None)
 
     # ---- the business process -----------------------------------------------------------------
 
@@ -206,30 +242,42 @@ class RefundWorkflow:
             raise _Stop(RefundStatus.FAILED, result.failure_code, result.failure_message)
 
     async def _validate(self) -> PaymentRecord:
-        """A disputed payment waits for ops: refunding it could pay the customer twice."""
+        """A disputed payment waits for ops (refunding it could pay the customer twice), and so does
+        a PSP account ops must fix."""
         for validation_round in itertools.count(1):
-            validation: Validation = await self._activity(
-                Activity.VALIDATE,
-                ValidateInput(
-                    request=self._input.request,
-                    evidence=self._input.evidence,
-                    merchant_id=self._input.merchant_id,
-                    audit=self._drain_audit(),
-                    round=validation_round,
-                ),
-                result_type=Validation,
-                start_to_close_timeout=self._psp_timeout(),
-                retry_policy=_PSP_RETRY,
-                local=True,
+            check = ValidateInput(
+                request=self._input.request,
+                evidence=self._input.evidence,
+                merchant_id=self._input.merchant_id,
+                audit=self._drain_audit(),
+                round=validation_round,
             )
-            if validation.error is not ErrorCode.PAYMENT_DISPUTED:
+            validation: Validation = await self._until_done(
+                lambda check=check: self._activity(  # type: ignore[misc]
+                    Activity.VALIDATE,
+                    check,
+                    result_type=Validation,
+                    start_to_close_timeout=self._psp_timeout(),
+                    retry_policy=_PSP_RETRY,
+                    local=True,
+                )
+            )
+            if not self._ops_can_fix(validation.error):
                 break
-            await self._needs_attention(ErrorCode.PAYMENT_DISPUTED, validation.message)
+            assert validation.error is not None
+            await self._needs_attention(validation.error, validation.message)
         if validation.payment is None:
             code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
             raise _Stop(RefundStatus.FAILED, code, validation.message)
         self._signals = validation.signals
         return validation.payment
+
+    @staticmethod
+    def _ops_can_fix(error: ErrorCode | None) -> bool:
+        """A dispute ops may release; a PSP key ops may rotate. Both are retried, never failed."""
+        if error is ErrorCode.PAYMENT_DISPUTED:
+            return True
+        return error is ErrorCode.PSP_AUTH_FAILED and workflow.patched(NEVER_FAIL)
 
     def _method_for(self, payment: PaymentRecord, amount: Money) -> RefundMethod:
         """An uncaptured authorisation is cancelled, never refunded; it cannot be cancelled in part."""
@@ -290,22 +338,42 @@ class RefundWorkflow:
         self._publish(SA_ESCALATED.value_set(True))
         hours = int(waited.total_seconds()) // 3600
         self._note("review_escalated", reason_code="review_deadline", detail={"waited_hours": str(hours)})
+        notice = NotifyInput(
+            request_id=self._state.request_id,
+            payment_reference=self._state.payment_reference,
+            event="review_escalated",
+            message=f"refund {self._state.request_id} has waited {hours} hours for review",
+            detail={
+                "amount": str(self._state.amount or ""),
+                "risk": str(self._state.risk.score if self._state.risk else ""),
+            },
+        )
+        if workflow.patched(NEVER_FAIL):
+            # the audit stays with the money path; the notice goes out beside it, never in its way
+            self._background.append(asyncio.create_task(self._notify(notice)))
+            return
         await self._activity(
             Activity.NOTIFY,
-            NotifyInput(
-                request_id=self._state.request_id,
-                payment_reference=self._state.payment_reference,
-                event="review_escalated",
-                message=f"refund {self._state.request_id} has waited {hours} hours for review",
-                detail={
-                    "amount": str(self._state.amount or ""),
-                    "risk": str(self._state.risk.score if self._state.risk else ""),
-                },
-                audit=self._drain_audit(),
-            ),
+            notice.model_copy(update={"audit": self._drain_audit()}),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
+
+    async def _notify(self, notice: NotifyInput) -> None:
+        """Tell ops; a hook that keeps failing is audited and the refund goes on."""
+        try:
+            await self._activity(
+                Activity.NOTIFY,
+                notice,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError as err:
+            self._note(
+                "ops_notification_failed",
+                reason_code=notice.event,
+                detail={"error": _failure_of(err)[1][:500]},
+            )
 
     def _decide_by_policy(self) -> None:
         policy = self._input.policy
@@ -320,20 +388,23 @@ class RefundWorkflow:
         )
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
-        reservation: Reservation = await self._activity(
-            Activity.RESERVE,
-            ReserveInput(
-                request_id=self._state.request_id,
-                merchant_id=self._input.merchant_id,
-                payment=payment,
-                amount=amount,
-                allocation=self._state.allocation,
-                audit=self._drain_audit(),
-            ),
-            result_type=Reservation,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DB_RETRY,
-            local=True,
+        hold = ReserveInput(
+            request_id=self._state.request_id,
+            merchant_id=self._input.merchant_id,
+            payment=payment,
+            amount=amount,
+            allocation=self._state.allocation,
+            audit=self._drain_audit(),
+        )
+        reservation: Reservation = await self._until_done(
+            lambda: self._activity(
+                Activity.RESERVE,
+                hold,
+                result_type=Reservation,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_DB_RETRY,
+                local=True,
+            )
         )
         if not reservation.granted:
             raise _Stop(
@@ -346,6 +417,7 @@ class RefundWorkflow:
         self, payment: PaymentRecord, amount: Money, method: RefundMethod
     ) -> RefundResult:
         """Exactly once at the PSP: one key per generation, a new one only after a search."""
+        search_first = False  # after ops retry a call whose outcome is unknown, look before acting
         while True:
             call = PspRefundCall(
                 request_id=self._state.request_id,
@@ -355,6 +427,7 @@ class RefundWorkflow:
                 key_generation=self._state.key_generation,
                 method=method,
                 merchant_id=self._input.merchant_id,
+                search_first=search_first,
             )
             try:
                 result: RefundResult = await self._activity(
@@ -366,11 +439,21 @@ class RefundWorkflow:
                 )
             except ActivityError as err:
                 cause = err.cause
-                if not isinstance(cause, ApplicationError):
-                    raise
-                if cause.type != ErrorCode.PSP_KEY_POISONED:
-                    raise _Stop(RefundStatus.FAILED, _code(cause.type), cause.message) from err
-                await self._next_key_generation(cause.message)
+                if not workflow.patched(NEVER_FAIL):
+                    if not isinstance(cause, ApplicationError):
+                        raise
+                    if cause.type != ErrorCode.PSP_KEY_POISONED:
+                        raise _Stop(RefundStatus.FAILED, _code(cause.type), cause.message) from err
+                    await self._next_key_generation(cause.message)
+                    continue
+                code, message = _failure_of(err)
+                if code is ErrorCode.PSP_KEY_POISONED:
+                    await self._next_key_generation(message)
+                elif code in _REFUSALS:
+                    raise _Stop(RefundStatus.FAILED, code, message) from err
+                else:
+                    await self._needs_attention(code, message)
+                    search_first = True
                 continue
             self._update(psp_refund_id=result.psp_refund_id)
             return result
@@ -393,10 +476,15 @@ class RefundWorkflow:
         policy = self._input.policy
         deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
         interval = timedelta(seconds=policy.confirmation_poll_seconds)
+        confirmed = lambda: self._final_update(psp_refund_id) is not None  # noqa: E731
         while (update := self._final_update(psp_refund_id)) is None:
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
-                await self._needs_attention(ErrorCode.CONFIRMATION_TIMEOUT, "PSP never confirmed")
+                await self._needs_attention(
+                    ErrorCode.CONFIRMATION_TIMEOUT,
+                    "PSP never confirmed",
+                    resolved=confirmed if workflow.patched(NEVER_FAIL) else None,
+                )
                 deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
                 continue
             try:
@@ -405,18 +493,25 @@ class RefundWorkflow:
                     timeout=min(interval, remaining),
                 )
             except TimeoutError:
-                polled: PspRefundUpdate = await self._activity(
-                    Activity.CHECK_REFUND,
-                    RefundLookup(
-                        provider=self._state.provider,
-                        psp_refund_id=psp_refund_id,
-                        request_id=self._state.request_id,
-                        merchant_id=self._input.merchant_id,
-                    ),
-                    result_type=PspRefundUpdate,
-                    start_to_close_timeout=self._psp_timeout(),
-                    retry_policy=_PSP_RETRY,
-                )
+                try:
+                    polled: PspRefundUpdate = await self._activity(
+                        Activity.CHECK_REFUND,
+                        RefundLookup(
+                            provider=self._state.provider,
+                            psp_refund_id=psp_refund_id,
+                            request_id=self._state.request_id,
+                            merchant_id=self._input.merchant_id,
+                        ),
+                        result_type=PspRefundUpdate,
+                        start_to_close_timeout=self._psp_timeout(),
+                        retry_policy=_PSP_RETRY,
+                    )
+                except ActivityError as err:
+                    if not workflow.patched(NEVER_FAIL):
+                        raise
+                    # the PSP's own webhook may still settle it while ops look
+                    await self._needs_attention(*_failure_of(err), resolved=confirmed)
+                    continue
                 self._record_update(polled)
                 interval = min(interval * 2, _MAX_POLL_INTERVAL)
         self._note(
@@ -433,16 +528,39 @@ class RefundWorkflow:
             }
         )
 
-    async def _needs_attention(self, code: ErrorCode, message: str) -> None:
-        """Hand the refund to ops and wait until an operator asks to try again."""
-        before = self._state.status
+    async def _needs_attention(
+        self, code: ErrorCode, message: str, resolved: Callable[[], bool] | None = None
+    ) -> None:
+        """Hand the refund to ops and wait until an operator asks to try again, or until `resolved`
+        (the PSP's own final word) makes the question moot. Steps waiting at once (the refund and
+        a restock) share one `needs_attention` and one retry."""
+        if self._attention_waiters == 0:
+            self._status_before_attention = self._state.status
+        self._attention_waiters += 1
         self._update(failure_code=code, failure_message=message)
         self._set_status(RefundStatus.NEEDS_ATTENTION)
-        self._retry_requested_by = None
-        await self._wait(lambda: self._retry_requested_by is not None)
-        self._note("ops_retry", actor=f"operator:{self._retry_requested_by}", reason_code=code.value)
-        self._update(failure_code=None, failure_message="")
-        self._set_status(before)
+        retries = self._retries
+        await self._wait(lambda: self._retries > retries or (resolved is not None and resolved()))
+        self._attention_waiters -= 1
+        if self._retries > retries:
+            self._note("ops_retry", actor=f"operator:{self._retry_requested_by}", reason_code=code.value)
+        else:
+            psp = f"psp:{self._state.provider.value}"
+            self._note("attention_resolved", actor=psp, reason_code=code.value)
+        if self._attention_waiters == 0:
+            self._update(failure_code=None, failure_message="")
+            self._set_status(self._status_before_attention)
+
+    async def _until_done(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run a step; when it fails for good, ops see why in `needs_attention` and their `retry`
+        runs it again. A refund workflow never ends `Failed` with its money unaccounted for."""
+        while True:
+            try:
+                return await step()
+            except ActivityError as err:
+                if not workflow.patched(NEVER_FAIL):
+                    raise
+                await self._needs_attention(*_failure_of(err))
 
     # ---- returned goods ---------------------------------------------------------------------------
 
@@ -465,19 +583,22 @@ class RefundWorkflow:
                 return
 
     async def _restock(self, receipt: GoodsReceipt | None) -> None:
-        result: RestockResult = await self._activity(
-            Activity.RESTOCK,
-            RestockInput(
-                request_id=self._state.request_id,
-                merchant_id=self._input.merchant_id,
-                payment_reference=self._state.payment_reference,
-                receipt=receipt,
-                audit=self._drain_audit(),
-            ),
-            result_type=RestockResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DB_RETRY,
-            local=True,
+        restock = RestockInput(
+            request_id=self._state.request_id,
+            merchant_id=self._input.merchant_id,
+            payment_reference=self._state.payment_reference,
+            receipt=receipt,
+            audit=self._drain_audit(),
+        )
+        result: RestockResult = await self._until_done(
+            lambda: self._activity(
+                Activity.RESTOCK,
+                restock,
+                result_type=RestockResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_DB_RETRY,
+                local=True,
+            )
         )
         self._update(returns=with_restock(self._state.returns, result.restocked))
 
@@ -490,26 +611,30 @@ class RefundWorkflow:
         """
         self._note("status_changed", status_before=self._state.status, status_after=status)
         state = self._state
-        await self._activity(
-            Activity.FINISH,
-            FinishInput(
-                request_id=state.request_id,
-                merchant_id=self._input.merchant_id,
-                provider=state.provider,
-                payment_reference=state.payment_reference,
-                order_id=state.order_id,
-                status=status,
-                amount=state.amount,
-                method=state.method,
-                psp_refund_id=state.psp_refund_id,
-                failure_code=code,
-                allocation=state.allocation,
-                fx=self._fx,
-                audit=self._drain_audit(),
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DB_RETRY,
-            local=True,
+        books = FinishInput(
+            request_id=state.request_id,
+            merchant_id=self._input.merchant_id,
+            provider=state.provider,
+            payment_reference=state.payment_reference,
+            order_id=state.order_id,
+            status=status,
+            amount=state.amount,
+            method=state.method,
+            psp_refund_id=state.psp_refund_id,
+            failure_code=code,
+            allocation=state.allocation,
+            fx=self._fx,
+            audit=self._drain_audit(),
+            request_digest=self._input.request.digest_for(self._input.merchant_id),
+        )
+        await self._until_done(
+            lambda: self._activity(
+                Activity.FINISH,
+                books,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_DB_RETRY,
+                local=True,
+            )
         )
         self._update(failure_code=code, failure_message=message)
         self._set_status(status, audited=False)
@@ -527,6 +652,44 @@ class RefundWorkflow:
                 waited
             )
 
+    def _late_failure(self) -> PspRefundUpdate | None:
+        """The PSP's failure of a refund this workflow booked as succeeded, not yet reversed."""
+        psp_refund_id = self._state.psp_refund_id
+        if self._reversed or self._state.status is not RefundStatus.SUCCEEDED or psp_refund_id is None:
+            return None
+        for update in (self._late_failures.get(psp_refund_id), self._psp_updates.get(psp_refund_id)):
+            if update is not None and update.status is PspRefundStatus.FAILED:
+                return update
+        return None
+
+    async def _reverse(self, update: PspRefundUpdate) -> None:
+        """Reverse the posting and show the refund failed; `refunds attention` lists it for ops."""
+        self._reversed = True
+        if not workflow.patched(LATE_FAILURE):
+            return  # recorded before open workflows reversed late failures themselves
+        late = LateFailureInput(
+            provider=self._state.provider,
+            request_id=self._state.request_id,
+            update=update,
+            merchant_id=self._input.merchant_id,
+            audit=self._drain_audit(),
+        )
+        await self._until_done(
+            lambda: self._activity(
+                Activity.REVERSE,
+                late,
+                result_type=bool,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_DB_RETRY,
+                local=True,
+            )
+        )
+        self._update(
+            failure_code=update.failure_code or ErrorCode.PSP_DECLINED, failure_message=update.failure_message
+        )
+        self._set_status(RefundStatus.FAILED, audited=False)  # the reversal's own audit row says so
+        self._publish_now()
+
     # ---- messages from ops and PSPs -----------------------------------------------------------
 
     @workflow.query
@@ -541,6 +704,7 @@ class RefundWorkflow:
     @approve.validator
     def _validate_approve(self, review: ReviewInput) -> None:
         self._check_approver(review)
+        self._check_proof(review, "approve")
 
     @workflow.update
     def reject(self, review: ReviewInput) -> RefundState:
@@ -549,13 +713,13 @@ class RefundWorkflow:
 
     @reject.validator
     def _validate_reject(self, review: ReviewInput) -> None:
-        self._check_reviewable(review)
-        if not review.reason.strip():
-            raise ApplicationError("a rejection needs a reason", type=ErrorCode.INVALID_REQUEST)
+        self._check_rejecter(review)
+        self._check_proof(review, "reject")
 
     @workflow.update
     def retry(self, request: RetryInput) -> RefundState:
         self._retry_requested_by = request.operator
+        self._retries += 1
         return self._state
 
     @retry.validator
@@ -576,6 +740,10 @@ class RefundWorkflow:
 
     @goods_received.validator
     def _validate_goods_received(self, receipt: GoodsReceipt) -> None:
+        if receipt.request_id is not None and receipt.request_id != self._state.request_id:
+            raise ApplicationError(
+                f"the receipt is for refund {receipt.request_id}", type=ErrorCode.INVALID_REQUEST
+            )
         problem = receipt_problem(self._state.returns, receipt)
         if problem is not None:
             raise ApplicationError(problem, type=ErrorCode.INVALID_REQUEST)
@@ -590,18 +758,24 @@ class RefundWorkflow:
         self._signalled_decision(review, approved=False)
 
     def _signalled_decision(self, review: ReviewInput, *, approved: bool) -> None:
-        ui_review = review.model_copy(update={"reviewer": f"{UI_PREFIX}{review.reviewer}"})
+        """A decision carrying the service's proof counts as its reviewer's; one without counts as
+        `ui:<name>` only where the policy allows it, as one approval at most, never a second."""
+        verdict = "approve" if approved else "reject"
+        if not self._is_proven(review, verdict):
+            review = review.model_copy(update={"reviewer": f"{identity.UI_PREFIX}{review.reviewer}"})
         try:
+            if self._input.review_keys and not self._is_proven(review, verdict):
+                self._check_unverified(approved)
             if approved:
-                self._check_approver(ui_review)
+                self._check_approver(review)
             else:
-                self._validate_reject(ui_review)
+                self._check_rejecter(review)
         except ApplicationError as err:
             self._note(
-                "review_signal_refused", actor=f"reviewer:{ui_review.reviewer}", reason_code=str(err.type)
+                "review_signal_refused", actor=f"reviewer:{review.reviewer}", reason_code=str(err.type)
             )
             return
-        self._decide(ui_review, approved=approved)
+        self._decide(review, approved=approved)
 
     @workflow.signal
     def psp_refund_update(self, update: PspRefundUpdate) -> None:
@@ -674,14 +848,45 @@ class RefundWorkflow:
     def _check_approver(self, review: ReviewInput) -> None:
         """Nobody approves a refund they requested, nor approves twice (four eyes means two people)."""
         self._check_reviewable(review)
-        person = _person(review.reviewer)
         requested_by = (self._input.request.metadata or {}).get("requested_by")
-        if requested_by and requested_by == person:
-            raise ApplicationError(f"{person} requested this refund", type=ErrorCode.UNAUTHORIZED)
-        if any(_person(a.reviewer) == person for a in self._state.approvals):
+        if requested_by and identity.same_person(requested_by, review.reviewer):
+            raise ApplicationError(f"{review.reviewer} requested this refund", type=ErrorCode.UNAUTHORIZED)
+        if any(identity.same_person(a.reviewer, review.reviewer) for a in self._state.approvals):
             raise ApplicationError(
                 f"{review.reviewer} already approved; a second reviewer must", type=ErrorCode.INVALID_STATE
             )
+
+    def _check_rejecter(self, review: ReviewInput) -> None:
+        self._check_reviewable(review)
+        if not review.reason.strip():
+            raise ApplicationError("a rejection needs a reason", type=ErrorCode.INVALID_REQUEST)
+
+    def _is_proven(self, review: ReviewInput, verdict: str) -> bool:
+        return identity.proven(
+            self._input.review_keys,
+            review.proof,
+            workflow.info().workflow_id,
+            verdict,
+            review.reviewer,
+            review.reason,
+        )
+
+    def _check_proof(self, review: ReviewInput, verdict: str) -> None:
+        """An Update's reviewer counts only with the service's proof (refunds started before
+        decisions were signed have no keys and keep the rule they started under)."""
+        if self._input.review_keys and not self._is_proven(review, verdict):
+            raise ApplicationError(
+                "a decision needs a reviewer token: decide through the service (HTTP or `refunds approve`)",
+                type=ErrorCode.UNAUTHORIZED,
+            )
+
+    def _check_unverified(self, approved: bool) -> None:
+        """A name typed into the Temporal UI proves nothing: where allowed, one approval at most."""
+        if not self._input.policy.unverified_ui_reviews:
+            raise ApplicationError("an unverified Temporal UI decision", type=ErrorCode.UNAUTHORIZED)
+        needed = self._state.risk.approvals_needed if self._state.risk else 1
+        if approved and needed > 1 and self._state.approvals:
+            raise ApplicationError("a second approval needs a reviewer token", type=ErrorCode.UNAUTHORIZED)
 
     def _decide(self, review: ReviewInput, approved: bool) -> None:
         """A rejection decides at once; an approval once enough different reviewers approved."""
@@ -700,10 +905,13 @@ class RefundWorkflow:
             self._note("review_approved_once", actor=f"reviewer:{review.reviewer}", reason_code="four_eyes")
 
     def _record_update(self, update: PspRefundUpdate) -> None:
-        """Keep the first final word per PSP refund; duplicates and late `pending` change nothing."""
+        """Keep the first final word per PSP refund; duplicates and late `pending` change nothing, a
+        failure after success is kept apart and reversed."""
         known = self._psp_updates.get(update.psp_refund_id)
         if known is None or known.status is PspRefundStatus.PENDING:
             self._psp_updates[update.psp_refund_id] = update
+        elif known.status is PspRefundStatus.SUCCEEDED and update.status is PspRefundStatus.FAILED:
+            self._late_failures.setdefault(update.psp_refund_id, update)  # reversed, not dropped
 
     def _final_update(self, psp_refund_id: str) -> PspRefundUpdate | None:
         update = self._psp_updates.get(psp_refund_id)
@@ -754,6 +962,17 @@ class RefundWorkflow:
 
     def _psp_timeout(self) -> timedelta:
         return timedelta(seconds=self._input.policy.psp_call_timeout_seconds)
+
+
+def _failure_of(err: ActivityError) -> tuple[ErrorCode, str]:
+    """The code and message ops see for a step that failed for good."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        try:
+            return ErrorCode(cause.type or ""), cause.message
+        except ValueError:
+            return ErrorCode.STEP_FAILED, f"{err.activity_type}: {cause.message}"
+    return ErrorCode.STEP_FAILED, f"{err.activity_type}: {cause or err}"
 
 
 def _code(error_type: str | None) -> ErrorCode:

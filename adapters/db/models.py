@@ -121,6 +121,7 @@ class RefundRow(SQLModel, table=True):
     psp_refund_id: str | None = Field(default=None, max_length=128)
     failure_code: str | None = Field(default=None, max_length=64)
     allocation: str | None = Field(default=None)  # JSON: domain.allocation.Allocation
+    request_digest: str | None = Field(default=None, max_length=160)  # the request it settled
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
@@ -197,3 +198,13 @@ class RefundRequestRow(SQLModel, table=True):
     order_id: str = Field(max_length=128)
     card_fingerprint: str | None = Field(default=None, index=True, max_length=128)
     requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class PspEventRow(SQLModel, table=True):
+    """A PSP event already signalled to its workflow: a replay of it is acknowledged, not signalled."""
+
+    __tablename__ = "psp_events"
+    provider: str = Field(primary_key=True, max_length=16)
+    account: str = Field(primary_key=True, max_length=64)  # our merchant whose PSP account sent it
+    event_key: str = Field(primary_key=True, max_length=200)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

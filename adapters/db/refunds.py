@@ -12,35 +12,63 @@ from sqlmodel import col
 from adapters.db import ledger
 from adapters.db.ledger import AccountName
 from adapters.db.models import RefundRow, utcnow
-from domain.contracts import FinishInput
+from domain.allocation import Allocation
+from domain.contracts import FinishInput, RefundState
 from domain.money import Money
 from domain.reconciliation import BookedRefund
-from domain.status import Provider, RefundMethod, RefundStatus
+from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
 
 
-def save_outcome(session: Session, outcome: FinishInput) -> None:
-    row = session.get(RefundRow, outcome.request_id) or RefundRow(
-        request_id=outcome.request_id,
-        provider=outcome.provider.value,
-        payment_reference=outcome.payment_reference,
-        order_id=outcome.order_id,
-        merchant=outcome.merchant_id,
-        status=outcome.status.value,
-        method=outcome.method.value,
+def save_outcome(session: Session, outcome: FinishInput) -> bool:
+    """Write the settled refund once. A settled row is the lasting record and is never overwritten
+    (only a late PSP failure changes it, through the reversal); False when one exists."""
+    if session.get(RefundRow, outcome.request_id) is not None:
+        return False
+    session.add(
+        RefundRow(
+            request_id=outcome.request_id,
+            provider=outcome.provider.value,
+            payment_reference=outcome.payment_reference,
+            order_id=outcome.order_id,
+            merchant=outcome.merchant_id,
+            status=outcome.status.value,
+            method=outcome.method.value,
+            amount=outcome.amount.value if outcome.amount else None,
+            currency=outcome.amount.currency if outcome.amount else None,
+            psp_refund_id=outcome.psp_refund_id,
+            failure_code=outcome.failure_code.value if outcome.failure_code else None,
+            allocation=outcome.allocation.model_dump_json() if outcome.allocation else None,
+            request_digest=outcome.request_digest,
+            updated_at=utcnow(),
+        )
     )
-    row.status = outcome.status.value
-    row.method = outcome.method.value
-    row.amount = outcome.amount.value if outcome.amount else None
-    row.currency = outcome.amount.currency if outcome.amount else None
-    row.psp_refund_id = outcome.psp_refund_id
-    row.failure_code = outcome.failure_code.value if outcome.failure_code else None
-    row.allocation = outcome.allocation.model_dump_json() if outcome.allocation else None
-    row.updated_at = utcnow()
-    session.add(row)
+    return True
 
 
 def get(session: Session, request_id: str) -> RefundRow | None:
     return session.get(RefundRow, request_id)
+
+
+def settled_state(session: Session, request_id: str) -> RefundState | None:
+    """The settled refund as the API shows it, from its row: what outlives Temporal's retention."""
+    row = session.get(RefundRow, request_id)
+    if row is None:
+        return None
+    return RefundState(
+        request_id=row.request_id,
+        provider=Provider(row.provider),
+        payment_reference=row.payment_reference,
+        order_id=row.order_id,
+        status=RefundStatus(row.status),
+        merchant_id=row.merchant,
+        method=RefundMethod(row.method),
+        amount=Money(value=row.amount, currency=row.currency)
+        if row.amount is not None and row.currency
+        else None,
+        psp_refund_id=row.psp_refund_id,
+        failure_code=ErrorCode(row.failure_code) if row.failure_code else None,
+        allocation=Allocation.model_validate_json(row.allocation) if row.allocation else None,
+    )
 
 
 def booked(

@@ -102,7 +102,7 @@ def _status(err: Adyen.AdyenError) -> int | None:
 
 
 def psp_error(err: Adyen.AdyenError | requests.RequestException) -> PspError:
-    """The one error shape at our boundary, per PSP_NOTES.md's retry classification.
+    """The one error shape at our boundary, per docs/architecture.md's error classification.
 
     The SDK raises by HTTP status (Adyen/client.py `_raise_http_error`): 400 AdyenAPIValidationError,
     401 AdyenAPIAuthenticationError, 403 AdyenAPIInvalidPermission, 422 AdyenAPIUnprocessableEntity,

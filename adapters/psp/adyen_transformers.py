@@ -21,7 +21,7 @@ from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus
 # else follows domain.money's ISO table.
 ADYEN_EXPONENTS: dict[str, int] = {"CLP": 2, "CVE": 0, "IDR": 0, "ISK": 2}
 
-# The fields of a NotificationRequestItem that its HMAC signs, in order (PSP_NOTES.md).
+# The fields of a NotificationRequestItem that its HMAC signs, in order.
 HMAC_FIELDS = (
     "pspReference",
     "originalReference",

@@ -15,7 +15,7 @@ What the SDK does, read in its source (2.4.0, on apimatic-core):
   are classified like any other call.
 
 A refusal by PayPal (amount exceeded, already refunded, declined) is a FAILED `RefundResult`;
-transport, auth, rate-limit and bug-shaped failures raise `PspError` per PSP_NOTES.md's table.
+transport, auth, rate-limit and bug-shaped failures raise `PspError` per docs/architecture.md's table.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _issue(err: ApiException) -> str | None:
 
 
 def psp_error(err: Exception) -> PspError:
-    """The one error shape at our boundary, per PSP_NOTES.md's retry classification."""
+    """The one error shape at our boundary, per docs/architecture.md's error classification."""
     if isinstance(err, requests.RequestException):
         return PspError(ErrorCode.PSP_UNAVAILABLE, f"paypal: {type(err).__name__}: {err}", retryable=True)
     if isinstance(err, AuthValidationException):

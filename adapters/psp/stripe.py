@@ -2,7 +2,7 @@
 
 The SDK never retries (`max_network_retries=0`): retries are Temporal's, with the same idempotency
 key. A refusal by Stripe (amount too large, already refunded, declined) is a FAILED `RefundResult`;
-transport, auth, rate-limit and bug-shaped failures raise `PspError`, classified as PSP_NOTES.md's
+transport, auth, rate-limit and bug-shaped failures raise `PspError`, classified as docs/architecture.md's
 table says.
 """
 
@@ -31,7 +31,7 @@ def _error_code(err: stripe.StripeError) -> str | None:
 
 
 def psp_error(err: stripe.StripeError) -> PspError:
-    """The one error shape at our boundary, per PSP_NOTES.md's retry classification."""
+    """The one error shape at our boundary, per docs/architecture.md's error classification."""
     message = f"stripe: {err.user_message or type(err).__name__}"
     retry_after_seconds: float | None = None
     poisoned = False

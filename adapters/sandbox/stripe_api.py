@@ -1,6 +1,6 @@
 """Stripe's HTTP API as the official SDK speaks it: `/v1/...`, form bodies, Bearer keys, idempotency.
 
-Idempotency follows Stripe (PSP_NOTES.md): per API key and `Idempotency-Key`, the first response is
+Idempotency follows Stripe: per API key and `Idempotency-Key`, the first response is
 stored once the endpoint began executing (a 500 included) and replayed with `Idempotent-Replayed:
 true`; other parameters under the same key are an `idempotency_error`; a key still executing is a 409;
 requests that fail validation store nothing.

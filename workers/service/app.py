@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from adapters.db.engine import Database
 from workers.psps import build_directory
-from workers.service import codec, health, refund_requests, refunds, returns, webhooks
+from workers.service import codec, health, refund_requests, refunds, returns, reviewers, webhooks
 from workers.service.deps import Services
 from workers.service.errors import install_error_handlers
 from workers.settings import Settings
@@ -36,7 +36,7 @@ def create_app(services: Services) -> FastAPI:
             allow_methods=["POST"],
             allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         )
-    for module in (refund_requests, refunds, returns, webhooks, codec, health):
+    for module in (refund_requests, refunds, reviewers, returns, webhooks, codec, health):
         app.include_router(module.router)
     return app
 

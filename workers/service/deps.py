@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
+from domain import identity
 from domain.contracts import RefundPolicy
 from domain.risk_model import RiskModel
 from domain.status import ErrorCode
@@ -29,12 +31,16 @@ class Services:
     merchants: dict[str, MerchantProfile] = field(init=False)
     policies: dict[str, RefundPolicy] = field(init=False)  # by merchant, the default one included
     codec: EncryptionCodec | None = field(init=False)
+    decision_key: Ed25519PrivateKey = field(init=False)  # signs the decisions reviewers make here
+    review_keys: tuple[str, ...] = field(init=False)  # its public half, given to every new refund
 
     def __post_init__(self) -> None:
         # read once: every refund started by this process runs under the same policy and model
         self.risk_model = self.settings.risk_model()
         keys = parse_keys(self.settings.payload_keys)
         self.codec = EncryptionCodec(keys) if keys else None
+        self.decision_key = self.settings.decision_key()
+        self.review_keys = (identity.public_key(self.decision_key),)
         self.merchants = self.settings.merchant_profiles()
         self.policies = {
             merchant_id: self.settings.for_merchant(profile).policy()

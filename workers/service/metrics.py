@@ -15,6 +15,12 @@ WEBHOOK_FAILURES = Counter(
     ["source", "code"],
     registry=REGISTRY,
 )
+WEBHOOK_REPLAYS = Counter(
+    "refunds_webhook_replays_total",
+    "Verified PSP events seen before: acknowledged, not signalled again",
+    ["source"],
+    registry=REGISTRY,
+)
 ACK_SECONDS = Histogram(
     "refunds_request_ack_seconds",
     "Time to acknowledge a refund request",

@@ -9,11 +9,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
 from adapters.db.audit import AuditEntry
-from domain.allocation import Allocation
 from domain.contracts import RefundState
-from domain.money import Money
 from domain.naming import request_id_from_workflow_id, workflow_id
-from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
+from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services
 from workers.service.errors import ApiError
 from workflows.refund import RefundWorkflow
@@ -22,15 +20,16 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 async def current_state(services: Services, wf_id: str) -> RefundState | None:
-    """The workflow's own answer; None for an unknown refund. When no worker can answer, a settled
-    refund is read from the database and one still in flight is a 503, never a false 404."""
+    """The workflow's own answer; None for an unknown refund. A settled refund Temporal no longer
+    remembers, or no worker can answer for, is read from the database; one still in flight that
+    no worker answers for is a 503, never a false 404."""
     handle = services.temporal.get_workflow_handle(wf_id)
     try:
         state: RefundState = await handle.query(RefundWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
         settled = await run_in_threadpool(_settled_state, services, request_id_from_workflow_id(wf_id))
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return settled  # the lasting record outlives Temporal's retention
         if settled is None:
             raise ApiError(
                 503, ErrorCode.TEMPORAL_UNAVAILABLE, f"refund state unavailable: {err.message}"
@@ -61,24 +60,7 @@ async def ensure_merchant(services: Services, request_id: str, merchant_id: str 
 
 def _settled_state(services: Services, request_id: str) -> RefundState | None:
     with services.db.transaction() as session:
-        row = refunds.get(session, request_id)
-    if row is None:
-        return None
-    return RefundState(
-        request_id=row.request_id,
-        provider=Provider(row.provider),
-        payment_reference=row.payment_reference,
-        order_id=row.order_id,
-        status=RefundStatus(row.status),
-        merchant_id=row.merchant,
-        method=RefundMethod(row.method),
-        amount=Money(value=row.amount, currency=row.currency)
-        if row.amount is not None and row.currency
-        else None,
-        psp_refund_id=row.psp_refund_id,
-        failure_code=ErrorCode(row.failure_code) if row.failure_code else None,
-        allocation=Allocation.model_validate_json(row.allocation) if row.allocation else None,
-    )
+        return refunds.settled_state(session, request_id)
 
 
 async def audit_trail(services: Services, request_id: str) -> list[AuditEntry]:

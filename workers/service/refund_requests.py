@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -18,6 +19,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from adapters.db import refunds
+from adapters.db.models import RefundRow
 from domain import signature
 from domain.contracts import RefundWorkflowInput, SignatureEvidence
 from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, workflow_id
@@ -92,21 +95,32 @@ async def _admit(
     merchant_id = verify_merchant_signature(services, raw, header, merchant)
     refund = _parse(raw)
     # the same request id from another merchant is another body: a conflict, never its refund
-    digest = (
-        refund.digest()
-        if merchant_id == services.settings.merchant_id
-        else f"{merchant_id}:{refund.digest()}"
-    )
+    digest = refund.digest_for(None if merchant_id == services.settings.merchant_id else merchant_id)
     wf_id = workflow_id(refund.request_id)
+    settled = await run_in_threadpool(_settled_row, services, refund.request_id)
+    if settled is not None:  # the lasting record, whether or not Temporal still remembers the run
+        if settled.request_digest != digest:
+            raise _conflict()
+        response.status_code = 200
+        return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus(settled.status))
     evidence = SignatureEvidence(
         raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
     )
     if await _start(services, refund, evidence, digest, merchant_id):
         return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus.RECEIVED)
     if await _body_digest(services, wf_id) != digest:
-        raise ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
+        raise _conflict()
     response.status_code = 200
     return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=await _status(services, wf_id))
+
+
+def _conflict() -> ApiError:
+    return ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
+
+
+def _settled_row(services: Services, request_id: str) -> RefundRow | None:
+    with services.db.transaction() as session:
+        return refunds.get(session, request_id)
 
 
 def verify_merchant_signature(
@@ -156,6 +170,7 @@ async def _start(
                 policy=services.policies[merchant_id],
                 risk_model=services.risk_model,
                 merchant_id=None if default else merchant_id,
+                review_keys=services.review_keys,
             ),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,

@@ -7,9 +7,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from adapters.db.audit import AuditEntry
+from domain import identity
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
-from workers.service.deps import ReaderDep, ReviewerDep, ServicesDep
+from workers.service.deps import ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
 from workers.service.reads import audit_trail, ensure_merchant, state_for
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
@@ -38,7 +39,7 @@ async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
     await ensure_merchant(services, request_id, reviewer.merchant_id)  # a merchant's reviewer: its own only
-    review = ReviewInput(reviewer=reviewer.name, reason=body.reason if body else "")
+    review = _signed(services, request_id, "approve", reviewer, body.reason if body else "")
     state: RefundState = await run_update(services, request_id, RefundWorkflow.approve, review)
     return state
 
@@ -48,6 +49,16 @@ async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:
     await ensure_merchant(services, request_id, reviewer.merchant_id)
-    review = ReviewInput(reviewer=reviewer.name, reason=body.reason)
+    review = _signed(services, request_id, "reject", reviewer, body.reason)
     state: RefundState = await run_update(services, request_id, RefundWorkflow.reject, review)
     return state
+
+
+def _signed(
+    services: Services, request_id: str, verdict: str, reviewer: Reviewer, reason: str
+) -> ReviewInput:
+    """The decision of the reviewer the token proved, signed for this refund's workflow alone."""
+    proof = identity.sign_decision(
+        services.decision_key, workflow_id(request_id), verdict, reviewer.name, reason
+    )
+    return ReviewInput(reviewer=reviewer.name, reason=reason, proof=proof)

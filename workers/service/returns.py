@@ -12,7 +12,7 @@ from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
 from workers.service.errors import ApiError
-from workers.service.reads import ensure_merchant
+from workers.service.reads import state_for
 from workers.service.refund_requests import verify_merchant_signature
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
@@ -44,6 +44,15 @@ async def goods_received(
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
     except ValidationError as err:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, str(err.errors(include_url=False))[:1000]) from err
-    await ensure_merchant(services, request_id, merchant_id)
+    if receipt.request_id != request_id:  # the signature covers the refund it names, and only that
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_REQUEST,
+            f"the signed receipt must name this refund (request_id {request_id!r})",
+        )
+    scope = merchant_id if len(services.merchants) > 1 else None  # another merchant's refund: 404
+    refund = await state_for(services, request_id, scope)
+    if receipt.receipt_id in refund.returns.receipts:
+        return refund.returns  # a repeat is answered, never sent to the workflow: its history stays small
     state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
     return state

@@ -10,7 +10,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import holds
+from adapters.db import holds, psp_events
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
 from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
@@ -18,12 +18,36 @@ from domain.naming import external_refund_workflow_id, late_failure_workflow_id,
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError
-from workers.service.metrics import WEBHOOK_FAILURES
+from workers.service.metrics import WEBHOOK_FAILURES, WEBHOOK_REPLAYS
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
+
+
+async def _signal_once(
+    services: Services, provider: Provider, event: PspEvent, merchant_id: str | None
+) -> int:
+    """Signal an event the first time only: a replay (Adyen signs no timestamp, so a captured
+    notification can be sent again forever) is acknowledged and goes no further. The event is
+    remembered after it was signalled, so one that could not be signalled is taken again."""
+    account = merchant_id or services.psps.default_merchant
+
+    def _seen() -> bool:
+        with services.db.transaction() as session:
+            return psp_events.seen(session, provider, account, event.event_id)
+
+    def _remember() -> None:
+        with services.db.transaction() as session:
+            psp_events.remember(services.db, session, provider, account, event.event_id)
+
+    if await run_in_threadpool(_seen):
+        WEBHOOK_REPLAYS.labels(source=provider.value).inc()
+        return 0
+    signalled = await _signal_refund(services, provider, event, merchant_id)
+    await run_in_threadpool(_remember)
+    return signalled
 
 
 async def _signal_refund(
@@ -124,7 +148,7 @@ async def _receive(
     for event in events:
         match event.kind:
             case "refund_update":
-                signalled += await _signal_refund(services, provider, event, merchant_id)
+                signalled += await _signal_once(services, provider, event, merchant_id)
             case "payment_update":
                 if event.payment is not None:
                     book = DatabasePaymentBook(services.db)

@@ -1,0 +1,20 @@
+"""GET /v1/reviewers/me: who a reviewer token acts as (the CLI checks it before deciding)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from workers.service.deps import ReviewerDep
+
+router = APIRouter(prefix="/v1/reviewers", tags=["refunds"])
+
+
+class Me(BaseModel):
+    reviewer: str
+    merchant_id: str | None  # None: the installation's own reviewer, for every merchant
+
+
+@router.get("/me", response_model=Me)
+async def whoami(reviewer: ReviewerDep) -> Me:
+    return Me(reviewer=reviewer.name, merchant_id=reviewer.merchant_id)
