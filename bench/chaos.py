@@ -222,7 +222,7 @@ class Run:
             response = await until(decide, f"{plan.request_id}: {verb} by {reviewer}", self.step_timeout)
             # a retry after a lost answer finds the decision taken: the refund moved on, or was closed
             repeated = "invalid_state" in response.text or (
-                response.status_code == 404 and await self.status(plan.request_id) in SETTLED
+                response.status_code == 404 and await self._settled(plan) in SETTLED
             )
             if response.status_code != 200 and not repeated:
                 self.notes.append(
@@ -230,8 +230,9 @@ class Run:
                 )
 
     async def _goods_received(self, plan: RefundPlan) -> None:
+        receipt_id = f"rcpt-{plan.request_id}"
         receipt = {
-            "receipt_id": f"rcpt-{plan.request_id}",
+            "receipt_id": receipt_id,
             "lines": [
                 {"sku": item["sku"], "received": item["quantity"], "sellable": sellable}
                 for item, sellable in zip(plan.items, plan.sellable, strict=True)
@@ -251,7 +252,7 @@ class Run:
             return None if response.status_code >= 500 else response
 
         response = await until(attempt, f"{plan.request_id}: goods receipt", self.step_timeout)
-        if response.status_code == 404 and await self._receipt_taken(plan.request_id, receipt["receipt_id"]):
+        if response.status_code == 404 and await self._receipt_taken(plan.request_id, receipt_id):
             return  # a retry after a lost answer: the receipt closed the return the first time
         if response.status_code != 200:
             self.notes.append(

@@ -213,7 +213,7 @@ def no_reservation_held(db: Database, end: EndState) -> Check:
     check = Check(7, "no held reservation")
     with db.transaction() as session:
         held = session.execute(
-            select(ReservationRow.request_id).where(col(ReservationRow.state) == "held")
+            select(col(ReservationRow.request_id)).where(col(ReservationRow.state) == "held")
         ).scalars()
         for rid in held:
             row = end.rows.get(rid)

@@ -93,7 +93,7 @@ def _plan(rng: random.Random, request_id: str, provider: str) -> RefundPlan:
     items: tuple[dict[str, Any], ...] = ()
     sellable: tuple[int, ...] = ()
     if rng.random() < 0.2 and not approvers and rejected_by is None:  # small: never reviewed
-        lines = []
+        lines: list[dict[str, Any]] = []
         for line in range(rng.randint(1, 2)):
             quantity = rng.randint(1, 3)
             unit = rng.randint(500, 9_000)

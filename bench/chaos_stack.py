@@ -156,7 +156,7 @@ class Stack:
     def settings(self) -> Settings:
         """The same configuration, for the checks run in this process (attention, reconcile)."""
         values = {key.removeprefix("REFUNDS_").lower(): value for key, value in self.environment().items()}
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+        return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
     def start(self) -> None:
         """Every process, in dependency order, each ready before the next starts."""
