@@ -373,28 +373,34 @@ async def run(args: argparse.Namespace) -> int:
     schedule = make_schedule(args.seed, args.count, args.kills)
     kills: Counter[str] = Counter({name: 0 for name in KILLABLE})
     checks: list[Check] = []
+    phases: dict[str, float] = {}  # when each phase ended
     try:
         await asyncio.to_thread(stack.start)
+        phases["start"] = time.monotonic()
         psps = Psps(stack.sandbox_url, stack.service_url)
         async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
             chaos_run = Run(stack, psps, http, plans, args.concurrency, args.step_timeout)
             gate = asyncio.Semaphore(args.concurrency)
             chaos = asyncio.create_task(chaos_run.chaos(schedule, kills))
             await asyncio.gather(*(chaos_run.drive(plan, gate) for plan in plans))
+            phases["refunds"] = time.monotonic()
             chaos_run.done = True
             await chaos
             await asyncio.to_thread(psps.clear_faults)
             await chaos_run.quiesce(args.settle_timeout, args.retry_attention)
+            phases["settle"] = time.monotonic()
             client = await connect(stack.settings())
             db = Database.connect(database_url)
             try:
                 end = await read_end_state(client, db, stack.settings(), plans, chaos_run.payments)
                 checks = await check_all(client, db, stack.settings(), psps, plans, end, since)
+                phases["checks"] = time.monotonic()
             finally:
                 db.dispose()
             psps.close()
     finally:
         await asyncio.to_thread(stack.stop)
+        phases["stop"] = time.monotonic()
         if database_name and not args.keep:
             drop_database(database_name)
         if not args.keep and not args.data_dir:
@@ -417,6 +423,7 @@ async def run(args: argparse.Namespace) -> int:
         "crashes": {n: c.crashes for n, c in stack.children.items() if c.crashes},
         "invariants": {f"{c.number}": _verdict(c) for c in checks},
         "duration_s": round(time.monotonic() - started, 1),
+        "phases_s": {name: round(at - started, 1) for name, at in phases.items()},
         "database": database_url.split(":")[0],
         "data_dir": str(data_dir) if args.keep or args.data_dir else None,
     }
