@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -368,7 +367,7 @@ async def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="refunds-chaos-"))
     database_url, database_name = fresh_database(data_dir, args.sqlite)
     stack = Stack(data_dir, database_url, workflow_sandbox=args.workflow_sandbox)
-    tag = f"{args.seed}-{random.Random().randrange(16**6):06x}"  # ids unique per run, choices seeded
+    tag = str(args.seed)  # ids from the seed too: every run has a fresh Temporal, database and sandbox
     plans = make_plans(args.seed, args.count, tag)
     schedule = make_schedule(args.seed, args.count, args.kills)
     kills: Counter[str] = Counter({name: 0 for name in KILLABLE})
@@ -446,7 +445,9 @@ def main() -> None:
     parser.add_argument("--retry-attention", action="store_true", help="retry needs_attention refunds once")
     parser.add_argument("--sqlite", action="store_true", help="SQLite even where PostgreSQL answers")
     parser.add_argument("--workflow-sandbox", action="store_true", help="Temporal's determinism sandbox on")
-    parser.add_argument("--data-dir", default="", help="default: a temp dir, removed afterwards")
+    parser.add_argument(
+        "--data-dir", default="", help="a new, empty one (default: a temp dir, removed after)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data dir and database")
     code = asyncio.run(run(parser.parse_args()))
     sys.stdout.flush()
