@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import unicodedata
 
 from cryptography.exceptions import InvalidSignature
@@ -22,13 +23,21 @@ _PURPOSE = "refunds-review-decision/v1"
 
 
 def person(identity: str) -> str:
-    """The person behind an identity: `Carol@acme`, `ui:carol` and ` carol ` are one person.
+    """The person behind an identity: `Carol@acme`, `ui:carol`, `UI:ui:carol` and ` carol ` are one.
 
     A merchant's reviewer acts as `name@merchant`; a request's `requested_by` may be a bare name
-    or an address. Comparing the name before any `@`, case- and width-insensitively, errs towards
-    "the same person", which is the safe side for four eyes."""
-    name = unicodedata.normalize("NFKC", identity).strip().removeprefix(UI_PREFIX)
-    return name.partition("@")[0].strip().casefold()
+    or an address. Comparing the name before any `@`, case- and width-insensitively and without
+    invisible characters, errs towards "the same person", which is the safe side for four eyes."""
+    name = unicodedata.normalize("NFKC", identity).casefold()
+    name = "".join(c for c in name if unicodedata.category(c) != "Cf")  # zero-width and the like
+    name = name.strip()
+    while name.startswith(UI_PREFIX):
+        name = name.removeprefix(UI_PREFIX).strip()
+    return name.partition("@")[0].strip()
+
+
+# what a name typed into the Temporal UI may look like: nothing to hide a second identity in
+UI_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def same_person(a: str, b: str) -> bool:

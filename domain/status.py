@@ -58,6 +58,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     INVALID_STATE = "invalid_state"
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
     # validation against the PSP
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"

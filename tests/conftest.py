@@ -171,6 +171,7 @@ def make_settings(database_url: str, temporal: Client, sandbox_url: str, **overr
         "database_url": database_url,
         "inbound_webhook_secret": INBOUND_SECRET,
         "reviewer_tokens": "alice:alice-token,bob:bob-token",
+        "review_signing_key": "test-review-signing-secret-0123456789abcdef",
         "stripe_api_key": SANDBOX_STRIPE_API_KEY,
         "stripe_api_base": sandbox_url,
         "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,

@@ -142,7 +142,7 @@ def test_no_secret_is_committed() -> None:
     for path in Path(ROOT / "deploy").glob("*.example"):
         for key, value in env_file(str(path.relative_to(ROOT)).removesuffix(".example")).items():
             if "SECRET" in key or "PASSWORD" in key or key.endswith("_KEY"):
-                assert value in ("", "change-me"), key
+                assert value == "" or value.startswith("change-me"), key
 
 
 async def test_the_worker_serves_temporal_sdk_metrics_on_its_port(stack: Stack) -> None:

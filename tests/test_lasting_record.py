@@ -91,6 +91,26 @@ async def _read(http: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
     return dict(response.json()) if response.status_code == 200 else {}
 
 
+async def test_a_resend_of_a_refund_settled_before_digests_were_kept_is_answered(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Rows settled before migration 0008 have no digest: what the row remembers decides."""
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    request_id = unique("pre0008")
+    body = refund_body(request_id, payment, amount=1_000)
+    assert (await submit(stack, body)).status_code == 202
+    await wait_for_status(stack, request_id, FINAL)
+    with stack.database.transaction() as session:
+        row = refunds.get(session, request_id)
+        assert row is not None
+        row.request_digest = None  # as the migration leaves an older row
+
+    again = await submit(stack, body)
+    other_order = await submit(stack, refund_body(request_id, payment, amount=1_000, order_id="order-x"))
+    assert (again.status_code, again.json()["status"]) == (200, "succeeded")
+    assert (other_order.status_code, other_order.json()["error"]["code"]) == (409, "request_conflict")
+
+
 def _outcome(request_id: str, status: RefundStatus, psp_refund_id: str | None) -> FinishInput:
     return FinishInput(
         request_id=request_id,

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowExecutionStatus
 from adapters.db import audit, ledger
 from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
+from domain.naming import SA_STATUS
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, unique
 from tests.test_psp_flows import known_adyen_payment
@@ -28,8 +29,14 @@ async def _succeeded_awaiting_goods(stack: Stack, body: bytes, request_id: str) 
     assert (await submit(stack, body)).status_code == 202
     view = await wait_for_status(stack, request_id, {"succeeded"})
     assert view["returns"]["status"] == "awaiting_goods"
-    description = await stack.client.get_workflow_handle(f"refund-{request_id}").describe()
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    description = await handle.describe()
     assert description.status is WorkflowExecutionStatus.RUNNING  # still open: goods to come back
+    # and the Temporal UI already says so, not `refunding` until the goods arrive
+    described = await eventually(
+        handle.describe, lambda d: d.typed_search_attributes.get(SA_STATUS) == "succeeded"
+    )
+    assert described.status is WorkflowExecutionStatus.RUNNING
     return view
 
 

@@ -182,6 +182,9 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
         with db.transaction() as session:
             for entry in audit.entries_with_step(session, "late_failure_reversed"):
                 rows.append((entry.request_id, "failed_after_success", entry.reason_code or ""))
+            for entry in audit.entries_with_step(session, "late_failure_not_reversed"):
+                why = f"{entry.reason_code or ''} reverse by hand: it failed before this release"
+                rows.append((entry.request_id, "failed_after_success", why))
     finally:
         db.dispose()
     return rows

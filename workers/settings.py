@@ -29,6 +29,7 @@ SANDBOX_PAYPAL_WEBHOOK_ID = "WH-SANDBOX"
 
 
 DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and the CLI's default there
+DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # unset outside dev: refused
 
 
 class Settings(BaseSettings):
@@ -63,8 +64,9 @@ class Settings(BaseSettings):
     )
     review_signing_key: str = Field(
         default="",
-        description="secret the service derives its review-decision signing key from; workflows "
-        "verify decisions with its public key (unset: derived from REFUNDS_INBOUND_WEBHOOK_SECRET)",
+        description="secret(s) the service derives its review-decision signing keys from, comma-"
+        "separated while rotating (the first signs; refunds accept every one's decisions); at least 32 "
+        "random characters, required outside dev, never a secret shared with merchants",
     )
     ui_reviews_unverified: bool | None = Field(
         default=None,
@@ -162,6 +164,13 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'refunds.db').resolve()}"
         if self.environment != "dev" and DEV_INBOUND_SECRET in self.inbound_secrets:
             raise ValueError("REFUNDS_INBOUND_WEBHOOK_SECRET must be set outside dev")
+        signing = [s.strip() for s in self.review_signing_key.split(",") if s.strip()]
+        if self.environment != "dev" and not signing:
+            raise ValueError("REFUNDS_REVIEW_SIGNING_KEY must be set outside dev")
+        if any(len(s) < 32 or s in self.inbound_secrets for s in signing) and self.environment != "dev":
+            raise ValueError(
+                "REFUNDS_REVIEW_SIGNING_KEY must be at least 32 characters and no merchant's request secret"
+            )
         plain = [
             name for name, secret in parse_entries(self.reviewer_tokens) if not secret.startswith(HASHED)
         ]
@@ -184,9 +193,18 @@ class Settings(BaseSettings):
             rates[provider.strip()] = float(per_second)
         return rates
 
+    @property
+    def review_signing_secrets(self) -> list[str]:
+        configured = [s.strip() for s in self.review_signing_key.split(",") if s.strip()]
+        return configured or [DEV_REVIEW_SIGNING_SECRET]  # only dev starts without one
+
     def decision_key(self) -> Ed25519PrivateKey:
         """The key the service signs review decisions with; workflows hold its public half."""
-        return identity.signing_key(self.review_signing_key or self.inbound_webhook_secret)
+        return identity.signing_key(self.review_signing_secrets[0])
+
+    def review_public_keys(self) -> tuple[str, ...]:
+        """Every signing key's public half: a refund waiting across a rotation still verifies."""
+        return tuple(identity.public_key(identity.signing_key(s)) for s in self.review_signing_secrets)
 
     @property
     def service_base(self) -> str:

@@ -86,6 +86,7 @@ T = TypeVar("T")
 # Patches: each guards a change that schedules different commands than recorded histories did.
 NEVER_FAIL = "never-fail"  # a step that fails for good hands the refund to ops instead of failing it
 LATE_FAILURE = "late-failure-in-workflow"  # a PSP failure after success is reversed by the open workflow
+STATUS_BEFORE_GOODS = "status-before-goods"  # a refund awaiting goods shows its final status at once
 
 # The PSP's own word that it made no refund: the refund fails and its reservation is released.
 # Every other error leaves it unknown whether money moved, so ops decide (`needs_attention`).
@@ -188,7 +189,10 @@ class RefundWorkflow:
                 if returns is not None:
                     await returns
                 return
-            await self._wait(lambda: returns.done() or self._late_failure() is not None)
+            if workflow.patched(STATUS_BEFORE_GOODS):
+                self._publish_now()  # the final status reaches the search attributes now
+            # no `_wait`: histories recorded before STATUS_BEFORE_GOODS upsert nothing here
+            await workflow.wait_condition(lambda: returns.done() or self._late_failure() is not None)
 
     # ---- the business process -----------------------------------------------------------------
 
@@ -547,7 +551,7 @@ class RefundWorkflow:
         else:
             psp = f"psp:{self._state.provider.value}"
             self._note("attention_resolved", actor=psp, reason_code=code.value)
-        if self._attention_waiters == 0:
+        if self._attention_waiters == 0 and self._state.status is RefundStatus.NEEDS_ATTENTION:
             self._update(failure_code=None, failure_message="")
             self._set_status(self._status_before_attention)
 
@@ -666,7 +670,15 @@ class RefundWorkflow:
         """Reverse the posting and show the refund failed; `refunds attention` lists it for ops."""
         self._reversed = True
         if not workflow.patched(LATE_FAILURE):
-            return  # recorded before open workflows reversed late failures themselves
+            # recorded before open workflows reversed late failures themselves: at least the audit
+            # (written with the next step) tells ops, and `refunds attention` lists it
+            self._note(
+                "late_failure_not_reversed",
+                actor=f"psp:{self._state.provider.value}",
+                reason_code=(update.failure_code or ErrorCode.PSP_DECLINED).value,
+                detail={"psp_refund_id": update.psp_refund_id},
+            )
+            return
         late = LateFailureInput(
             provider=self._state.provider,
             request_id=self._state.request_id,
@@ -724,7 +736,7 @@ class RefundWorkflow:
 
     @retry.validator
     def _validate_retry(self, request: RetryInput) -> None:
-        if self._state.status is not RefundStatus.NEEDS_ATTENTION:
+        if self._state.status is not RefundStatus.NEEDS_ATTENTION and not self._attention_waiters:
             raise ApplicationError(
                 f"refund is {self._state.status.value}, not needs_attention",
                 type=ErrorCode.INVALID_STATE,
@@ -765,7 +777,7 @@ class RefundWorkflow:
             review = review.model_copy(update={"reviewer": f"{identity.UI_PREFIX}{review.reviewer}"})
         try:
             if self._input.review_keys and not self._is_proven(review, verdict):
-                self._check_unverified(approved)
+                self._check_unverified(review, approved)
             if approved:
                 self._check_approver(review)
             else:
@@ -849,12 +861,19 @@ class RefundWorkflow:
         """Nobody approves a refund they requested, nor approves twice (four eyes means two people)."""
         self._check_reviewable(review)
         requested_by = (self._input.request.metadata or {}).get("requested_by")
-        if requested_by and identity.same_person(requested_by, review.reviewer):
+        if requested_by and self._same_person(requested_by, review.reviewer):
             raise ApplicationError(f"{review.reviewer} requested this refund", type=ErrorCode.UNAUTHORIZED)
-        if any(identity.same_person(a.reviewer, review.reviewer) for a in self._state.approvals):
+        if any(self._same_person(a.reviewer, review.reviewer) for a in self._state.approvals):
             raise ApplicationError(
                 f"{review.reviewer} already approved; a second reviewer must", type=ErrorCode.INVALID_STATE
             )
+
+    def _same_person(self, a: str, b: str) -> bool:
+        """People, not strings; a refund started before decisions were signed keeps the exact
+        comparison it started under, so its recorded UI signals replay as they ran."""
+        if self._input.review_keys:
+            return identity.same_person(a, b)
+        return a.removeprefix(identity.UI_PREFIX) == b.removeprefix(identity.UI_PREFIX)
 
     def _check_rejecter(self, review: ReviewInput) -> None:
         self._check_reviewable(review)
@@ -880,13 +899,19 @@ class RefundWorkflow:
                 type=ErrorCode.UNAUTHORIZED,
             )
 
-    def _check_unverified(self, approved: bool) -> None:
-        """A name typed into the Temporal UI proves nothing: where allowed, one approval at most."""
+    def _check_unverified(self, review: ReviewInput, approved: bool) -> None:
+        """A name typed into the Temporal UI proves nothing. Where allowed, it decides a review that
+        one person may decide alone; it never counts towards four eyes, where each approver must be
+        a proven, different person."""
         if not self._input.policy.unverified_ui_reviews:
             raise ApplicationError("an unverified Temporal UI decision", type=ErrorCode.UNAUTHORIZED)
+        if not identity.UI_NAME.match(review.reviewer.removeprefix(identity.UI_PREFIX)):
+            raise ApplicationError(
+                "a Temporal UI name is letters, digits, . _ -", type=ErrorCode.UNAUTHORIZED
+            )
         needed = self._state.risk.approvals_needed if self._state.risk else 1
-        if approved and needed > 1 and self._state.approvals:
-            raise ApplicationError("a second approval needs a reviewer token", type=ErrorCode.UNAUTHORIZED)
+        if approved and needed > 1:
+            raise ApplicationError("four eyes need reviewer tokens", type=ErrorCode.UNAUTHORIZED)
 
     def _decide(self, review: ReviewInput, approved: bool) -> None:
         """A rejection decides at once; an approval once enough different reviewers approved."""

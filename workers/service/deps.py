@@ -11,7 +11,6 @@ from temporalio.client import Client
 
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
-from domain import identity
 from domain.contracts import RefundPolicy
 from domain.risk_model import RiskModel
 from domain.status import ErrorCode
@@ -40,7 +39,7 @@ class Services:
         keys = parse_keys(self.settings.payload_keys)
         self.codec = EncryptionCodec(keys) if keys else None
         self.decision_key = self.settings.decision_key()
-        self.review_keys = (identity.public_key(self.decision_key),)
+        self.review_keys = self.settings.review_public_keys()
         self.merchants = self.settings.merchant_profiles()
         self.policies = {
             merchant_id: self.settings.for_merchant(profile).policy()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from temporalio.common import (
     SearchAttributePair,
@@ -95,11 +96,12 @@ async def _admit(
     merchant_id = verify_merchant_signature(services, raw, header, merchant)
     refund = _parse(raw)
     # the same request id from another merchant is another body: a conflict, never its refund
-    digest = refund.digest_for(None if merchant_id == services.settings.merchant_id else merchant_id)
+    owner = None if merchant_id == services.settings.merchant_id else merchant_id
+    digest = refund.digest_for(owner)
     wf_id = workflow_id(refund.request_id)
     settled = await run_in_threadpool(_settled_row, services, refund.request_id)
     if settled is not None:  # the lasting record, whether or not Temporal still remembers the run
-        if settled.request_digest != digest:
+        if not _settled_as(settled, refund, digest, owner):
             raise _conflict()
         response.status_code = 200
         return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus(settled.status))
@@ -119,8 +121,31 @@ def _conflict() -> ApiError:
 
 
 def _settled_row(services: Services, request_id: str) -> RefundRow | None:
-    with services.db.transaction() as session:
-        return refunds.get(session, request_id)
+    try:
+        with services.db.transaction() as session:
+            return refunds.get(session, request_id)
+    except SQLAlchemyError as err:  # never start what the lasting record may already have settled
+        raise ApiError(
+            503, ErrorCode.DATABASE_UNAVAILABLE, "the refund database cannot be read right now; retry"
+        ) from err
+
+
+def _settled_as(row: RefundRow, refund: RefundRequest, digest: str, owner: str | None) -> bool:
+    """Whether `refund` is the request the row settled: by digest, or (a row settled before
+    digests were kept) by what the row remembers of it."""
+    if row.request_digest is not None:
+        return row.request_digest == digest
+    amount_matches = refund.amount is None or (row.amount, row.currency) == (
+        refund.amount.value,
+        refund.amount.currency,
+    )
+    remembered = (row.merchant, row.provider, row.payment_reference, row.order_id)
+    return amount_matches and remembered == (
+        owner,
+        refund.provider.value,
+        refund.payment_reference,
+        refund.order_id,
+    )
 
 
 def verify_merchant_signature(
