@@ -36,6 +36,7 @@ from workers.settings import (
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 INBOUND_SECRET = "chaos-inbound-secret"
+REVIEW_SIGNING_KEY = "chaos-review-signing-key-0123456789abcdef"  # 32+ characters, no merchant's secret
 REVIEWERS = {"alice": "alice-chaos-token", "bob": "bob-chaos-token"}
 KILLABLE = ("worker", "service", "temporal")
 READY_DEADLINE_SECONDS = 90
@@ -135,6 +136,7 @@ class Stack:
             "REFUNDS_HTTP_PORT": str(self.http_port),
             "REFUNDS_INBOUND_WEBHOOK_SECRET": INBOUND_SECRET,
             "REFUNDS_REVIEWER_TOKENS": ",".join(f"{name}:{token}" for name, token in REVIEWERS.items()),
+            "REFUNDS_REVIEW_SIGNING_KEY": REVIEW_SIGNING_KEY,
             "REFUNDS_POLICY_FILE": str(self.data_dir / "policy.toml"),
             "REFUNDS_PSP_TIMEOUT_SECONDS": "5",
             "REFUNDS_CONFIRMATION_POLL_SECONDS": "5",
