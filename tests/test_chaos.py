@@ -1,0 +1,45 @@
+"""The chaos run's small form: 24 refunds across the three PSPs, PSP faults, webhook replays and a
+SIGKILL of the worker, the service and the Temporal server, then every end-state invariant.
+
+Seed 10 draws every kind of refund: reviewed (four eyes, rejected), returned goods, resent, failed at the
+PSP, failed at Adyen after success (twice while awaiting returned goods).
+
+It runs `bench/chaos.py` as a process of its own (its own Temporal server, sandbox, worker and
+service on free ports), with a fixed seed: a failure prints the seed, the broken invariants and the
+refunds they name, and `python -m bench.chaos --seed 10 --count 24 --kills 3` replays it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import repo_root
+
+SEED = 10
+RUN_DEADLINE_SECONDS = 200
+
+
+@pytest.mark.timeout(RUN_DEADLINE_SECONDS + 30)
+def test_refunds_survive_faults_and_kills_with_every_invariant_intact() -> None:
+    argv = [sys.executable, "-m", "bench.chaos", "--seed", str(SEED), "--count", "24", "--kills", "3"]
+    argv += ["--step-timeout", "90", "--settle-timeout", "60"]
+    if os.environ.get("REFUNDS_TEST_DATABASE") == "sqlite":
+        argv.append("--sqlite")
+    env = {**os.environ, "PYTHONPATH": str(repo_root())}
+    env = {k: v for k, v in env.items() if not k.startswith("REFUNDS_") or k == "REFUNDS_TEST_DATABASE"}
+    run = subprocess.run(
+        argv, cwd=repo_root(), env=env, capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS
+    )
+    report = run.stdout + run.stderr[-3000:]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("summary ")]
+    assert lines, report
+    summary = json.loads(lines[-1].removeprefix("summary "))
+    assert sum(summary["kills"].values()) == 3, report
+    assert summary["faults"] > 0, report
+    broken = {number: verdict for number, verdict in summary["invariants"].items() if "BROKEN" in verdict}
+    assert not broken and run.returncode == 0, report
