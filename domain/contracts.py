@@ -164,7 +164,8 @@ class ReviewInput(_Contract):
 
     reviewer: str = Field(min_length=1, max_length=128)
     reason: str = Field(default="", max_length=1000)
-    proof: str | None = Field(default=None, max_length=200)  # the service's signature of this decision
+    # the service's signature(s) of this decision, one per signing key it holds while rotating
+    proof: str | None = Field(default=None, max_length=500)
 
 
 class ReserveInput(_Contract):

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 UI_PREFIX = "ui:"  # a decision sent from the Temporal UI without a proof
 _PURPOSE = "refunds-review-decision/v1"
+_MAX_PROOFS = 4  # signing keys kept at once while rotating
 
 
 def person(identity: str) -> str:
@@ -64,6 +65,14 @@ def sign_decision(key: Ed25519PrivateKey, workflow_id: str, verdict: str, review
     return base64.b64encode(key.sign(_message(workflow_id, verdict, reviewer, reason))).decode()
 
 
+def sign_with_each(
+    keys: list[Ed25519PrivateKey], workflow_id: str, verdict: str, reviewer: str, reason: str
+) -> str:
+    """One proof per signing key, comma-separated: a refund started before a rotation knows only
+    the older key, and any one proof it can verify is enough."""
+    return ",".join(sign_decision(key, workflow_id, verdict, reviewer, reason) for key in keys)
+
+
 def proven(
     public_keys: tuple[str, ...],
     proof: str | None,
@@ -72,18 +81,19 @@ def proven(
     reviewer: str,
     reason: str,
 ) -> bool:
-    """True when one of the keys signed exactly this decision."""
+    """True when one of the keys signed exactly this decision (any of the comma-separated proofs)."""
     if not proof or not public_keys:
         return False
-    try:
-        signature = base64.b64decode(proof, validate=True)
-    except ValueError:
-        return False
     message = _message(workflow_id, verdict, reviewer, reason)
-    for encoded in public_keys:
+    for one_proof in proof.split(",")[:_MAX_PROOFS]:
         try:
-            Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded)).verify(signature, message)
-        except (InvalidSignature, ValueError):
+            signature = base64.b64decode(one_proof, validate=True)
+        except ValueError:
             continue
-        return True
+        for encoded in public_keys:
+            try:
+                Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded)).verify(signature, message)
+            except (InvalidSignature, ValueError):
+                continue
+            return True
     return False

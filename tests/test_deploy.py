@@ -137,6 +137,12 @@ def test_the_dockerfile_is_multi_stage_slim_non_root_and_runs_the_cli() -> None:
     assert copied == packages and all((ROOT / package).is_dir() for package in packages)
 
 
+def test_only_the_service_can_sign_review_decisions() -> None:
+    """A worker runs PSP calls at scale; it never holds the key that makes an approval count."""
+    holders = {name for name in OURS if "REFUNDS_REVIEW_SIGNING_KEY" in environment_of(OURS[name])}
+    assert holders == {"service"}
+
+
 def test_no_secret_is_committed() -> None:
     assert not (ROOT / "deploy" / "refunds.env").exists() or ".env" in (ROOT / ".gitignore").read_text()
     for path in Path(ROOT / "deploy").glob("*.example"):

@@ -95,6 +95,30 @@ async def test_in_production_the_temporal_ui_decides_only_with_a_proof(
     assert _refused(stack, request_id) == 2
 
 
+OLD_KEY = "the-review-signing-secret-before-the-rotation"
+NEW_KEY = "the-review-signing-secret-after-the-rotation!"
+
+
+async def test_a_refund_waiting_across_a_key_rotation_is_still_decided(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Started under the old key; the service now signs with `new,old`: the refund knows the old one."""
+    before = starter_for(stack, reviewer_tokens=TOKENS, review_signing_key=OLD_KEY)
+    async with before as (settings, http), worker_for(stack, settings):
+        request_id = await _large_refund(stack, sandbox, http, 150_000)
+        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
+        rotated = starter_for(
+            stack,
+            reviewer_tokens=TOKENS,
+            review_signing_key=f"{NEW_KEY},{OLD_KEY}",
+            task_queue=settings.task_queue,
+        )
+        async with rotated as (_, after_rotation):
+            assert (await decide(after_rotation, request_id, "approve", "alice")).status_code == 200
+        assert (await handle.result()).status.value == "succeeded"
+
+
 async def test_a_reviewer_cannot_approve_their_own_request_under_another_spelling(
     stack: Stack, sandbox: SandboxControl
 ) -> None:

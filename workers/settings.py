@@ -169,6 +169,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "REFUNDS_REVIEW_SIGNING_KEY must be at least 32 characters and no merchant's request secret"
             )
+        if len(signing) > 4:
+            raise ValueError(
+                "REFUNDS_REVIEW_SIGNING_KEY holds at most 4 secrets (the new one, then older ones)"
+            )
         plain = [
             name for name, secret in parse_entries(self.reviewer_tokens) if not secret.startswith(HASHED)
         ]
@@ -207,6 +211,11 @@ class Settings(BaseSettings):
     def decision_key(self) -> Ed25519PrivateKey:
         """The key the service signs review decisions with; workflows hold its public half."""
         return identity.signing_key(self.review_signing_secrets[0])
+
+    def decision_keys(self) -> list[Ed25519PrivateKey]:
+        """Every key a decision is signed with while rotating: refunds started before the rotation
+        hold only the older public key."""
+        return [identity.signing_key(secret) for secret in self.review_signing_secrets]
 
     def review_public_keys(self) -> tuple[str, ...]:
         """Every signing key's public half: a refund waiting across a rotation still verifies."""

@@ -895,7 +895,8 @@ class RefundWorkflow:
         decisions were signed have no keys and keep the rule they started under)."""
         if self._input.review_keys and not self._is_proven(review, verdict):
             raise ApplicationError(
-                "a decision needs a reviewer token: decide through the service (HTTP or `refunds approve`)",
+                "a decision needs a reviewer token and a key this refund knows: decide through the service "
+                "(HTTP or `refunds approve`), which still holds the signing key the refund started with",
                 type=ErrorCode.UNAUTHORIZED,
             )
 

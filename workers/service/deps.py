@@ -30,7 +30,7 @@ class Services:
     merchants: dict[str, MerchantProfile] = field(init=False)
     policies: dict[str, RefundPolicy] = field(init=False)  # by merchant, the default one included
     codec: EncryptionCodec | None = field(init=False)
-    decision_key: Ed25519PrivateKey = field(init=False)  # signs the decisions reviewers make here
+    decision_keys: list[Ed25519PrivateKey] = field(init=False)  # sign the decisions reviewers make here
     review_keys: tuple[str, ...] = field(init=False)  # its public half, given to every new refund
 
     def __post_init__(self) -> None:
@@ -38,7 +38,7 @@ class Services:
         self.risk_model = self.settings.risk_model()
         keys = parse_keys(self.settings.payload_keys)
         self.codec = EncryptionCodec(keys) if keys else None
-        self.decision_key = self.settings.decision_key()
+        self.decision_keys = self.settings.decision_keys()
         self.review_keys = self.settings.review_public_keys()
         self.merchants = self.settings.merchant_profiles()
         self.policies = {

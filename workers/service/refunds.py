@@ -58,7 +58,7 @@ def _signed(
     services: Services, request_id: str, verdict: str, reviewer: Reviewer, reason: str
 ) -> ReviewInput:
     """The decision of the reviewer the token proved, signed for this refund's workflow alone."""
-    proof = identity.sign_decision(
-        services.decision_key, workflow_id(request_id), verdict, reviewer.name, reason
+    proof = identity.sign_with_each(
+        services.decision_keys, workflow_id(request_id), verdict, reviewer.name, reason
     )
     return ReviewInput(reviewer=reviewer.name, reason=reason, proof=proof)

@@ -33,6 +33,8 @@ async def _signal_once(
     notification can be sent again forever) is acknowledged and goes no further. The event is
     remembered after it was signalled, so one that could not be signalled is taken again."""
     account = merchant_id or services.psps.default_merchant
+    if not event.event_id:  # nothing to know it again by: signalled every time, as before
+        return await _signal_refund(services, provider, event, merchant_id)
 
     def _seen() -> bool:
         with services.db.transaction() as session:
