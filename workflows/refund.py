@@ -400,16 +400,7 @@ class RefundWorkflow:
             allocation=self._state.allocation,
             audit=self._drain_audit(),
         )
-        reservation: Reservation = await self._until_done(
-            lambda: self._activity(
-                Activity.RESERVE,
-                hold,
-                result_type=Reservation,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_DB_RETRY,
-                local=True,
-            )
-        )
+        reservation = await self._db_step(Activity.RESERVE, hold, Reservation)
         if not reservation.granted:
             raise _Stop(
                 RefundStatus.FAILED,
@@ -555,6 +546,20 @@ class RefundWorkflow:
             self._update(failure_code=None, failure_message="")
             self._set_status(self._status_before_attention)
 
+    async def _db_step(self, name: str, argument: object, result_type: type[T]) -> T:
+        """A short, idempotent database step: a local activity, retried, never failing the refund."""
+        result: T = await self._until_done(
+            lambda: self._activity(
+                name,
+                argument,
+                result_type=result_type,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_DB_RETRY,
+                local=True,
+            )
+        )
+        return result
+
     async def _until_done(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run a step; when it fails for good, ops see why in `needs_attention` and their `retry`
         runs it again. A refund workflow never ends `Failed` with its money unaccounted for."""
@@ -594,16 +599,7 @@ class RefundWorkflow:
             receipt=receipt,
             audit=self._drain_audit(),
         )
-        result: RestockResult = await self._until_done(
-            lambda: self._activity(
-                Activity.RESTOCK,
-                restock,
-                result_type=RestockResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_DB_RETRY,
-                local=True,
-            )
-        )
+        result = await self._db_step(Activity.RESTOCK, restock, RestockResult)
         self._update(returns=with_restock(self._state.returns, result.restocked))
 
     # ---- compensation and the terminal step ---------------------------------------------------
@@ -686,16 +682,7 @@ class RefundWorkflow:
             merchant_id=self._input.merchant_id,
             audit=self._drain_audit(),
         )
-        await self._until_done(
-            lambda: self._activity(
-                Activity.REVERSE,
-                late,
-                result_type=bool,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_DB_RETRY,
-                local=True,
-            )
-        )
+        await self._db_step(Activity.REVERSE, late, bool)
         self._update(
             failure_code=update.failure_code or ErrorCode.PSP_DECLINED, failure_message=update.failure_message
         )
