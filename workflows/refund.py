@@ -83,10 +83,13 @@ _MAX_POLL_INTERVAL = timedelta(hours=1)
 
 T = TypeVar("T")
 
-# Patches: each guards a change that schedules different commands than recorded histories did.
-NEVER_FAIL = "never-fail"  # a step that fails for good hands the refund to ops instead of failing it
-LATE_FAILURE = "late-failure-in-workflow"  # a PSP failure after success is reversed by the open workflow
-STATUS_BEFORE_GOODS = "status-before-goods"  # a refund awaiting goods shows its final status at once
+# One patch, decided in the workflow's first task (before any local activity: a patch checked right
+# after one can replay differently when the original run finished that activity's task early), guards
+# what this release schedules differently from recorded histories:
+# - a step that fails for good hands the refund to ops (`needs_attention`) instead of failing it;
+# - a PSP failure after success is reversed by the refund's own workflow while it is still open;
+# - a refund awaiting returned goods shows its final status in the search attributes at once.
+EDGE_PATHS = "edge-paths-2026-11"
 
 # The PSP's own word that it made no refund: the refund fails and its reservation is released.
 # Every other error leaves it unknown whether money moved, so ops decide (`needs_attention`).
@@ -156,12 +159,14 @@ class RefundWorkflow:
         self._attention_waiters = 0
         self._status_before_attention = RefundStatus.RECEIVED
         self._background: list[asyncio.Task[None]] = []  # notifications: never on the money path
+        self._edge_paths = False  # decided at the start of `run` (EDGE_PATHS)
         self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
 
     # ---- Temporal entry point: bookkeeping around the business steps -------------------------
 
     @workflow.run
     async def run(self, input: RefundWorkflowInput) -> RefundState:
+        self._edge_paths = workflow.patched(EDGE_PATHS)
         # Returned goods are restocked as they arrive, whatever the refund is doing meanwhile.
         returns = None
         if self._state.returns.status is ReturnsStatus.AWAITING_GOODS:
@@ -189,9 +194,9 @@ class RefundWorkflow:
                 if returns is not None:
                     await returns
                 return
-            if workflow.patched(STATUS_BEFORE_GOODS):
+            if self._edge_paths:
                 self._publish_now()  # the final status reaches the search attributes now
-            # no `_wait`: histories recorded before STATUS_BEFORE_GOODS upsert nothing here
+            # no `_wait`: histories recorded before EDGE_PATHS upsert nothing here
             await workflow.wait_condition(lambda: returns.done() or self._late_failure() is not None)
 
     # ---- the business process -----------------------------------------------------------------
@@ -276,12 +281,11 @@ class RefundWorkflow:
         self._signals = validation.signals
         return validation.payment
 
-    @staticmethod
-    def _ops_can_fix(error: ErrorCode | None) -> bool:
+    def _ops_can_fix(self, error: ErrorCode | None) -> bool:
         """A dispute ops may release; a PSP key ops may rotate. Both are retried, never failed."""
         if error is ErrorCode.PAYMENT_DISPUTED:
             return True
-        return error is ErrorCode.PSP_AUTH_FAILED and workflow.patched(NEVER_FAIL)
+        return error is ErrorCode.PSP_AUTH_FAILED and self._edge_paths
 
     def _method_for(self, payment: PaymentRecord, amount: Money) -> RefundMethod:
         """An uncaptured authorisation is cancelled, never refunded; it cannot be cancelled in part."""
@@ -352,7 +356,7 @@ class RefundWorkflow:
                 "risk": str(self._state.risk.score if self._state.risk else ""),
             },
         )
-        if workflow.patched(NEVER_FAIL):
+        if self._edge_paths:
             # the audit stays with the money path; the notice goes out beside it, never in its way
             self._background.append(asyncio.create_task(self._notify(notice)))
             return
@@ -434,7 +438,7 @@ class RefundWorkflow:
                 )
             except ActivityError as err:
                 cause = err.cause
-                if not workflow.patched(NEVER_FAIL):
+                if not self._edge_paths:
                     if not isinstance(cause, ApplicationError):
                         raise
                     if cause.type != ErrorCode.PSP_KEY_POISONED:
@@ -478,7 +482,7 @@ class RefundWorkflow:
                 await self._needs_attention(
                     ErrorCode.CONFIRMATION_TIMEOUT,
                     "PSP never confirmed",
-                    resolved=confirmed if workflow.patched(NEVER_FAIL) else None,
+                    resolved=confirmed if self._edge_paths else None,
                 )
                 deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
                 continue
@@ -502,7 +506,7 @@ class RefundWorkflow:
                         retry_policy=_PSP_RETRY,
                     )
                 except ActivityError as err:
-                    if not workflow.patched(NEVER_FAIL):
+                    if not self._edge_paths:
                         raise
                     # the PSP's own webhook may still settle it while ops look
                     await self._needs_attention(*_failure_of(err), resolved=confirmed)
@@ -567,7 +571,7 @@ class RefundWorkflow:
             try:
                 return await step()
             except ActivityError as err:
-                if not workflow.patched(NEVER_FAIL):
+                if not self._edge_paths:
                     raise
                 await self._needs_attention(*_failure_of(err))
 
@@ -665,7 +669,7 @@ class RefundWorkflow:
     async def _reverse(self, update: PspRefundUpdate) -> None:
         """Reverse the posting and show the refund failed; `refunds attention` lists it for ops."""
         self._reversed = True
-        if not workflow.patched(LATE_FAILURE):
+        if not self._edge_paths:
             # recorded before open workflows reversed late failures themselves: at least the audit
             # (written with the next step) tells ops, and `refunds attention` lists it
             self._note(
