@@ -90,6 +90,8 @@ T = TypeVar("T")
 # - a PSP failure after success is reversed by the refund's own workflow while it is still open;
 # - a refund awaiting returned goods shows its final status in the search attributes at once.
 EDGE_PATHS = "edge-paths-2026-11"
+REVIEW_DEADLINES = "review-deadlines"  # reviews escalate and are decided by policy at their deadlines
+PSP_TASK_QUEUES = "psp-task-queues"  # PSP calls run on the PSP's rate-limited task queue
 
 # The PSP's own word that it made no refund: the refund fails and its reservation is released.
 # Every other error leaves it unknown whether money moved, so ops decide (`needs_attention`).
@@ -167,6 +169,11 @@ class RefundWorkflow:
     @workflow.run
     async def run(self, input: RefundWorkflowInput) -> RefundState:
         self._edge_paths = workflow.patched(EDGE_PATHS)
+        if self._edge_paths:
+            # a refund started on this release decides the older patches here too, before any local
+            # activity; later checks of them return this answer and record nothing where they stand
+            for older in (REVIEW_DEADLINES, PSP_TASK_QUEUES):
+                workflow.patched(older)
         # Returned goods are restocked as they arrive, whatever the refund is doing meanwhile.
         returns = None
         if self._state.returns.status is ReturnsStatus.AWAITING_GOODS:
@@ -306,7 +313,7 @@ class RefundWorkflow:
         self._publish(SA_REVIEW_SINCE.value_set(workflow.now()))
         policy = self._input.policy
         decided = lambda: self._state.review is not None  # noqa: E731
-        if workflow.patched("review-deadlines"):
+        if workflow.patched(REVIEW_DEADLINES):
             escalate_after = timedelta(seconds=policy.review_escalate_after_seconds)
             decide_after = timedelta(seconds=policy.review_decide_after_seconds)
             try:
@@ -819,7 +826,7 @@ class RefundWorkflow:
     def _queue_for(self, name: str) -> str | None:
         """PSP calls go to the PSP's own task queue, whose rate limit keeps a burst of refunds under
         the PSP account's limit; everything else stays on the workflow's queue."""
-        if name not in (Activity.REFUND, Activity.CHECK_REFUND) or not workflow.patched("psp-task-queues"):
+        if name not in (Activity.REFUND, Activity.CHECK_REFUND) or not workflow.patched(PSP_TASK_QUEUES):
             return None
         return psp_task_queue(workflow.info().task_queue, self._state.provider.value, self._input.merchant_id)
 
