@@ -69,7 +69,7 @@ class SandboxControl(ControlClient):
         return result
 
     def fail_stripe_refund_late(self, refund_id: str, failure_reason: str | None = None) -> dict[str, Any]:
-        """Fail a succeeded refund after the fact (`refund.failed` follows); the amount is refundable again."""
+        """Fail a succeeded refund after the fact (`refund.failed` follows): refundable again."""
         body: dict[str, Any] = {} if failure_reason is None else {"failure_reason": failure_reason}
         result: dict[str, Any] = self._call("POST", f"/refunds/{refund_id}/fail", json=body)
         return result
