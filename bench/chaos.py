@@ -468,6 +468,7 @@ class Run:
             if now != before[rid]:
                 check.failures.append(f"{rid}: {now - before[rid]} new PSP refunds after retention")
         self.retention_sample = len(chosen)
+        check.measure = f"{len(chosen)} resent twice and read"
         return check
 
     async def _post(self, rid: str, path: str, body: bytes) -> httpx.Response:
@@ -526,6 +527,7 @@ class Run:
 
 def _verdict(check: Check) -> str:
     verdict = "ok" if check.ok else f"BROKEN({len(check.failures)})"
+    verdict += f" [{check.measure}]" if check.measure else ""
     return verdict + (f" (not checkable: {','.join(check.skipped)})" if check.skipped else "")
 
 

@@ -42,6 +42,7 @@ class Check:
     name: str
     failures: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what the product cannot check (and why)
+    measure: str = ""  # what it measured, for the summary
 
     @property
     def ok(self) -> bool:
@@ -250,6 +251,7 @@ async def review_proven(client: Client, plans: list[RefundPlan], end: EndState) 
     it needed two, each a reviewer the service proved (their token), never a name typed in the
     Temporal UI."""
     check = Check(8, "review by proven people")
+    counted: dict[str, int] = defaultdict(int)
     for plan in plans:
         row = end.rows.get(plan.request_id)
         if not plan.reviewed or row is None:
@@ -260,6 +262,8 @@ async def review_proven(client: Client, plans: list[RefundPlan], end: EndState) 
             continue
         needed = state.risk.approvals_needed if state.risk else 1
         names = [a.reviewer for a in state.approvals]
+        for name in names:
+            counted["ui" if name.startswith(identity.UI_PREFIX) else "proven"] += 1
         people = [identity.person(name) for name in names]
         problems = []
         if len(set(people)) != len(people):
@@ -273,6 +277,7 @@ async def review_proven(client: Client, plans: list[RefundPlan], end: EndState) 
             check.failures.append(
                 f"{plan.request_id} ({row.status}, needs {needed}): approvals {names}: " + ", ".join(problems)
             )
+    check.measure = f"approvals {dict(counted)}"
     return check
 
 
@@ -283,6 +288,7 @@ async def replays_leave_history_alone(
     most one psp_refund_update signal per distinct PSP event about its refund (plus REPLAY_SLACK),
     however many times the events were replayed."""
     check = Check(9, "replays leave history alone")
+    worst, longest, stormed_longest = 0, 0, 0
     bodies = {provider: [d.body for d in psps.deliveries(provider)] for provider in PROVIDERS}
     for plan in plans:
         payment = end.payments.get(plan.request_id)
@@ -300,11 +306,15 @@ async def replays_leave_history_alone(
             and event.workflow_execution_signaled_event_attributes.signal_name == "psp_refund_update"
             for event in history.events
         )
+        worst, longest = max(worst, signals - distinct), max(longest, len(history.events))
+        if plan.storm:
+            stormed_longest = max(stormed_longest, len(history.events))
         if signals > distinct + REPLAY_SLACK:
             check.failures.append(
                 f"{plan.request_id} ({plan.provider}, stormed {plan.storm}): {signals} PSP signals for "
                 f"{distinct} PSP events; history {len(history.events)} events"
             )
+    check.measure = f"signals-events max {worst}, history max {longest}, stormed max {stormed_longest}"
     return check
 
 
@@ -355,6 +365,7 @@ def restocked_once(db: Database, plans: list[RefundPlan], end: EndState) -> Chec
     for receipt, rids in sorted(owners.items()):
         if len(rids) > 1:
             check.failures.append(f"receipt {receipt} restocked for {sorted(rids)}")
+    check.measure = f"{len(restocks)} restocks, {sum(per_sku.values())} units"
     for sku in sorted(set(stock) | set(per_sku)):
         if stock.get(sku, 0) != per_sku.get(sku, 0):
             check.failures.append(f"{sku}: {stock.get(sku, 0)} on hand, {per_sku.get(sku, 0)} restocked")
