@@ -6,16 +6,28 @@ its PSPs misbehave; then the end state is checked against the PSPs' own records 
 Starts the Temporal dev server, the PSP sandbox, the worker and the HTTP service as separate processes
 on loopback (one data dir; PostgreSQL when it answers, SQLite otherwise). Sends signed refunds across
 Stripe, Adyen and PayPal: partial and full, some reviewed (two reviewers above the four-eyes amount,
-some rejected), some with returned goods and a warehouse receipt, some sent twice, some the PSP fails
-(pending, then failed) and, on Adyen, some it fails after success. Meanwhile, from the seed: PSP faults
-(500, 429, slow, lost responses, stored 500s), replayed webhooks, and SIGKILLs of the worker, the service
-and the Temporal server, each restarted on the same data. The sandbox, the ground truth, is never killed.
+some rejected; names typed into the Temporal UI's approve signal without proof before and between the
+reviewers' own decisions), some with returned goods and a warehouse receipt (first a signed receipt
+naming another refund and one naming none, both to be refused; then its own, twice), some sent twice,
+some the PSP fails (pending, then failed) and, on Adyen and Stripe, some it fails after success; some
+have their own signed PSP notifications replayed in a storm of 50-200 (before and after a late
+failure). Meanwhile, from the seed: PSP faults (500, 429, slow, lost responses, stored 500s), replayed
+webhooks, and SIGKILLs of the worker, the service and the Temporal server, each restarted on the same
+data. The sandbox, the ground truth, is never killed.
 
 Then it waits (with a deadline) until every refund is settled or needs attention and checks:
 1 terminal or listed by `refunds attention`; 2 one standing PSP refund of the booked amount per
 succeeded refund, none otherwise; 3 no workflow Failed, Terminated or TimedOut; 4 the ledger balances
 per currency; 5 `refunds reconcile` clean for every PSP; 6 every audit trail complete and in time
-order; 7 no reservation held for a settled refund. Exit 1 when any broke, details above the summary.
+order; 7 no reservation held for a settled refund; 8 a succeeded reviewed refund was approved by
+enough different people, by proven reviewers (tokens) wherever it needed two; 9 no refund's history
+holds more psp_refund_update signals than distinct PSP events about it (plus a small slack), storm or
+not; 10 a refund the PSP failed after success ends failed; 11 restocks per refund and SKU within what
+it returned and found sellable, only by its own receipt, once, and stock on hand their sum. Last
+(--retention N), Temporal restarts on an empty database, as if retention forgot every workflow:
+12 N settled refunds resent as they were answer 200 with their status, changed 409, read back their
+status, and nothing starts again (no workflow, no PSP refund). Exit 1 when any broke, details above
+the summary.
 Every random choice comes from --seed: the same seed replays the same refunds, faults and kills (in
 the same order; the machine decides the exact instants).
 """
