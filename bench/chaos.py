@@ -6,16 +6,28 @@ its PSPs misbehave; then the end state is checked against the PSPs' own records 
 Starts the Temporal dev server, the PSP sandbox, the worker and the HTTP service as separate processes
 on loopback (one data dir; PostgreSQL when it answers, SQLite otherwise). Sends signed refunds across
 Stripe, Adyen and PayPal: partial and full, some reviewed (two reviewers above the four-eyes amount,
-some rejected), some with returned goods and a warehouse receipt, some sent twice, some the PSP fails
-(pending, then failed) and, on Adyen, some it fails after success. Meanwhile, from the seed: PSP faults
-(500, 429, slow, lost responses, stored 500s), replayed webhooks, and SIGKILLs of the worker, the service
-and the Temporal server, each restarted on the same data. The sandbox, the ground truth, is never killed.
+some rejected; names typed into the Temporal UI's approve signal without proof before and between the
+reviewers' own decisions), some with returned goods and a warehouse receipt (first a signed receipt
+naming another refund and one naming none, both to be refused; then its own, twice), some sent twice,
+some the PSP fails (pending, then failed) and, on Adyen and Stripe, some it fails after success; some
+have their own signed PSP notifications replayed in a storm of 50-200 (before and after a late
+failure). Meanwhile, from the seed: PSP faults (500, 429, slow, lost responses, stored 500s), replayed
+webhooks, and SIGKILLs of the worker, the service and the Temporal server, each restarted on the same
+data. The sandbox, the ground truth, is never killed.
 
 Then it waits (with a deadline) until every refund is settled or needs attention and checks:
 1 terminal or listed by `refunds attention`; 2 one standing PSP refund of the booked amount per
 succeeded refund, none otherwise; 3 no workflow Failed, Terminated or TimedOut; 4 the ledger balances
 per currency; 5 `refunds reconcile` clean for every PSP; 6 every audit trail complete and in time
-order; 7 no reservation held for a settled refund. Exit 1 when any broke, details above the summary.
+order; 7 no reservation held for a settled refund; 8 a succeeded reviewed refund was approved by
+enough different people, by proven reviewers (tokens) wherever it needed two; 9 no refund's history
+holds more psp_refund_update signals than distinct PSP events about it (plus a small slack), storm or
+not; 10 a refund the PSP failed after success ends failed; 11 restocks per refund and SKU within what
+it returned and found sellable, only by its own receipt, once, and stock on hand their sum. Last
+(--retention N), Temporal restarts on an empty database, as if retention forgot every workflow:
+12 N settled refunds resent as they were answer 200 with their status, changed 409, read back their
+status, and nothing starts again (no workflow, no PSP refund). Exit 1 when any broke, details above
+the summary.
 Every random choice comes from --seed: the same seed replays the same refunds, faults and kills (in
 the same order; the machine decides the exact instants).
 """
@@ -26,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -41,13 +54,17 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from temporalio.client import Client  # noqa: E402
+from temporalio.service import RPCError  # noqa: E402
+
 from adapters.db.engine import Database  # noqa: E402
-from bench.chaos_invariants import TERMINAL, Check, check_all, read_end_state  # noqa: E402
+from bench.chaos_invariants import TERMINAL, Check, EndState, check_all, read_end_state  # noqa: E402
 from bench.chaos_plan import CURRENCY, ChaosEvent, RefundPlan, make_plans, make_schedule  # noqa: E402
 from bench.chaos_psps import PROVIDERS, Psps  # noqa: E402
 from bench.chaos_stack import INBOUND_SECRET, KILLABLE, REVIEWERS, Stack, drop_database, fresh_database  # noqa: E402
 from domain import signature  # noqa: E402
-from domain.contracts import RefundState, RetryInput  # noqa: E402
+from domain.contracts import RefundState, RetryInput, ReviewInput  # noqa: E402
+from domain.naming import workflow_id  # noqa: E402
 from workers.ops import SteerError, steer  # noqa: E402
 from workers.temporal import connect  # noqa: E402
 
@@ -79,11 +96,18 @@ class Run:
     plans: list[RefundPlan]
     concurrency: int
     step_timeout: float
+    temporal: Client
+    seed: int
     payments: dict[str, str] = field(default_factory=dict)
     progress: int = 0  # refunds accepted plus refunds settled: chaos events fire along it
     notes: list[str] = field(default_factory=list)  # what the harness saw go wrong on the way
     faults: Counter[str] = field(default_factory=Counter)
     replays: int = 0
+    storm_replays: int = 0
+    failed_late: set[str] = field(default_factory=set)  # refunds the PSP failed after success
+    ui_signals: int = 0
+    misfiled_receipts: int = 0
+    retention_sample: int = 0
     done: bool = False
     _redelivered: set[str] = field(default_factory=set)
 
@@ -116,22 +140,76 @@ class Run:
             await self._review(plan)
         status = await self._settled(plan)
         self.progress += 1
+        storm = random.Random(f"{self.seed}:{plan.request_id}:storm")
+        if plan.storm and plan.late_failure:  # half before the failure, half after it
+            await self._storm(plan, payment, plan.storm // 2, storm)
         if plan.late_failure and status == "succeeded":
-            reference = await asyncio.to_thread(self.psps.adyen_refund_reference, payment)
-            if reference is None:
-                self.notes.append(f"{plan.request_id}: no standing Adyen refund to fail late")
-            else:
-                await asyncio.to_thread(self.psps.adyen.fail_refund_late, reference)
-                # the failure reaches us before the goods do: the refund's workflow is still open
-                await until(
-                    lambda: self._notified(reference, "REFUND_FAILED"),
-                    f"{plan.request_id}: REFUND_FAILED delivered",
-                    self.step_timeout,
-                )
+            await self._fail_late(plan, payment)
+        if plan.storm:
+            await self._storm(plan, payment, plan.storm - plan.storm // 2 * plan.late_failure, storm)
         if plan.items:
             await self._goods_received(plan)
         if plan.resend == "late":
             await self._submit(plan, body)
+
+    async def _fail_late(self, plan: RefundPlan, payment: str) -> None:
+        """The PSP fails the succeeded refund; the failure reaches us before the goods do (the
+        refund's workflow is still open when goods are due)."""
+        rid = plan.request_id
+        if plan.provider == "adyen":
+            reference = await asyncio.to_thread(self.psps.adyen_refund_reference, payment)
+        else:
+            reference = await asyncio.to_thread(self.psps.stripe_refund_id, payment)
+        if reference is None:
+            self.notes.append(f"{rid}: no standing {plan.provider} refund to fail late")
+            return
+        if plan.provider == "adyen":
+            await asyncio.to_thread(self.psps.adyen.fail_refund_late, reference)
+            probe = lambda: self._notified(reference, "REFUND_FAILED")  # noqa: E731
+        else:
+            await asyncio.to_thread(self.psps.stripe.fail_stripe_refund_late, reference)
+            probe = lambda: self._stripe_notified(reference, "refund.failed")  # noqa: E731
+        self.failed_late.add(rid)
+        await until(probe, f"{rid}: late failure delivered", self.step_timeout)
+
+    async def _stripe_notified(self, refund_id: str, event_type: str) -> bool | None:
+        events = await asyncio.to_thread(self.psps.stripe.webhook_events)
+        mine = [
+            e
+            for e in events
+            if e["type"] == event_type and e["payload"]["data"]["object"].get("id") == refund_id
+        ]
+        if mine and all(e["state"] == "delivered" or e["id"] in self._redelivered for e in mine):
+            return True
+        await self.redeliver("stripe")
+        return None
+
+    async def _storm(self, plan: RefundPlan, payment: str, count: int, rng: random.Random) -> None:
+        """Replay the refund's own signed PSP notifications `count` times, a few at once, as a PSP
+        redelivering (or anyone holding a captured Adyen notification, which carries no timestamp)."""
+        psp_ids = [
+            r.psp_refund_id for r in await asyncio.to_thread(self.psps.refunds_of, plan.provider, payment)
+        ]
+        deliveries = await asyncio.to_thread(self.psps.deliveries, plan.provider)
+        own = sorted(
+            (d for d in deliveries if any(psp_id in d.body for psp_id in psp_ids)), key=lambda d: d.event_id
+        )
+        if not own:
+            self.notes.append(f"{plan.request_id}: no notifications of its own to replay")
+            return
+        picks = [own[rng.randrange(len(own))] for _ in range(count)]
+        gate = asyncio.Semaphore(4)
+
+        async def one(delivery: Any) -> None:
+            async with gate:
+                try:
+                    status = await asyncio.to_thread(self.psps.send, delivery)
+                except httpx.HTTPError:
+                    return  # the service is down: a replay lost
+                if 200 <= status < 300:
+                    self.storm_replays += 1
+
+        await asyncio.gather(*(one(d) for d in picks))
 
     async def _announced(self, payment: str) -> bool | None:
         if await asyncio.to_thread(self.psps.adyen_payment_announced, payment, self._redelivered):
@@ -205,7 +283,10 @@ class Run:
         decisions = [(name, "approve") for name in plan.approvers]
         if plan.rejected_by:
             decisions = [(plan.rejected_by, "reject")]
+        typed = list(plan.ui_names)
         for reviewer, verb in decisions:
+            if typed:  # a Temporal UI user approves first, under a name typed in, with no proof
+                await self._ui_approve(plan, typed.pop(0))
 
             async def decide(reviewer: str = reviewer, verb: str = verb) -> httpx.Response | None:
                 body = json.dumps({"reason": "chaos run"} if verb == "reject" else {}).encode()
@@ -228,6 +309,19 @@ class Run:
                     f"{plan.request_id}: {verb} by {reviewer}: {response.status_code} {response.text}"
                 )
 
+    async def _ui_approve(self, plan: RefundPlan, name: str) -> None:
+        handle = self.temporal.get_workflow_handle(workflow_id(plan.request_id))
+
+        async def attempt() -> bool | None:
+            try:
+                await handle.signal("approve_from_ui", ReviewInput(reviewer=name))
+            except RPCError:
+                return None  # Temporal is down (it is brought back): the UI user clicks again
+            return True
+
+        await until(attempt, f"{plan.request_id}: UI approval as {name}", self.step_timeout)
+        self.ui_signals += 1
+
     async def _goods_received(self, plan: RefundPlan) -> None:
         receipt_id = f"rcpt-{plan.request_id}"
         receipt = {
@@ -239,8 +333,39 @@ class Run:
             "received_by": "warehouse-chaos",
             "request_id": plan.request_id,  # the signed receipt names its refund
         }
+        # first, receipts that are not this refund's: its own goods, signed, but naming another
+        # refund (a warehouse posting to the wrong URL), and a receipt naming none; both refused
+        other = self._neighbour(plan)
+        misfiled = [
+            {**receipt, "receipt_id": f"rcpt-misfiled-{plan.request_id}", "request_id": other},
+            {k: v for k, v in receipt.items() if k != "request_id"}
+            | {"receipt_id": f"rcpt-unbound-{plan.request_id}"},
+        ]
+        for wrong in misfiled:
+            response = await self._post_receipt(plan, json.dumps(wrong, separators=(",", ":")).encode())
+            self.misfiled_receipts += 1
+            if response.status_code != 422:
+                self.notes.append(
+                    f"{plan.request_id}: receipt {wrong['receipt_id']} (for {wrong.get('request_id')}) "
+                    f"answered {response.status_code} {response.text[:200]}"
+                )
         body = json.dumps(receipt, separators=(",", ":")).encode()
+        for sent in range(2):  # the warehouse sends its receipt twice: it restocks once
+            response = await self._post_receipt(plan, body)
+            if response.status_code == 404 and await self._receipt_taken(plan.request_id, receipt_id):
+                continue  # a retry after a lost answer: the receipt closed the return the first time
+            if response.status_code != 200 and sent == 0:
+                self.notes.append(
+                    f"{plan.request_id}: goods receipt {response.status_code} {response.text[:200]}"
+                )
 
+    def _neighbour(self, plan: RefundPlan) -> str:
+        """Another refund with returned goods (or any other), whose URL a receipt might be misfiled to."""
+        others = [p.request_id for p in self.plans if p.items and p.request_id != plan.request_id]
+        others = others or [p.request_id for p in self.plans if p.request_id != plan.request_id]
+        return others[sum(map(ord, plan.request_id)) % len(others)] if others else "chaos-nobody"
+
+    async def _post_receipt(self, plan: RefundPlan, body: bytes) -> httpx.Response:
         async def attempt() -> httpx.Response | None:
             try:
                 response = await self.http.post(
@@ -250,13 +375,10 @@ class Run:
                 return None
             return None if response.status_code >= 500 else response
 
-        response = await until(attempt, f"{plan.request_id}: goods receipt", self.step_timeout)
-        if response.status_code == 404 and await self._receipt_taken(plan.request_id, receipt_id):
-            return  # a retry after a lost answer: the receipt closed the return the first time
-        if response.status_code != 200:
-            self.notes.append(
-                f"{plan.request_id}: goods receipt {response.status_code} {response.text[:200]}"
-            )
+        response: httpx.Response = await until(
+            attempt, f"{plan.request_id}: goods receipt", self.step_timeout
+        )
+        return response
 
     # ---- chaos ------------------------------------------------------------------------------------
 
@@ -309,6 +431,69 @@ class Run:
                     sent += 1
         return sent
 
+    # ---- retention -------------------------------------------------------------------------------
+
+    async def forgotten(self, end: EndState, sample: int) -> Check:
+        """Temporal restarted on an empty database (retention forgot every closed workflow): a
+        sample of settled refunds, resent as they were, is answered 200 with its settled status and
+        starts nothing (no workflow, no PSP refund); resent changed, 409; read back, its status."""
+        check = Check(12, "settled after retention")
+        rng = random.Random(f"{self.seed}:retention")
+        settled = [
+            p
+            for p in self.plans
+            if p.request_id in self.payments
+            and p.request_id in end.rows
+            and end.rows[p.request_id].status in TERMINAL
+        ]
+        chosen = rng.sample(settled, min(sample, len(settled)))
+        before = {
+            p.request_id: len(
+                await asyncio.to_thread(self.psps.refunds_of, p.provider, self.payments[p.request_id])
+            )
+            for p in chosen
+        }
+        await asyncio.to_thread(self.stack.forget)
+        for plan in chosen:
+            rid, status = plan.request_id, end.rows[plan.request_id].status
+            body = plan.body(self.payments[rid])
+            changed = {**body, "order_id": f"{body['order_id']}-changed"}
+            for sent, expected in ((body, 200), (changed, 409)):
+                raw = json.dumps(sent, separators=(",", ":")).encode()
+                response = await self._post(rid, "/v1/refund-requests", raw)
+                answered = response.json().get("status") if response.status_code == 200 else None
+                if response.status_code != expected or (expected == 200 and answered != status):
+                    check.failures.append(
+                        f"{rid} ({status}): resent {'as it was' if expected == 200 else 'changed'}, "
+                        f"answered {response.status_code} {response.text[:160]}"
+                    )
+            read = await self.status(rid)
+            if read != status:
+                check.failures.append(f"{rid} ({status}): read back as {read}")
+        client = await connect(self.stack.settings())
+        started = {e.id async for e in client.list_workflows()}
+        for plan in chosen:
+            rid = plan.request_id
+            if workflow_id(rid) in started:
+                check.failures.append(f"{rid}: a workflow started again after retention")
+            now = len(await asyncio.to_thread(self.psps.refunds_of, plan.provider, self.payments[rid]))
+            if now != before[rid]:
+                check.failures.append(f"{rid}: {now - before[rid]} new PSP refunds after retention")
+        self.retention_sample = len(chosen)
+        check.measure = f"{len(chosen)} resent twice and read"
+        return check
+
+    async def _post(self, rid: str, path: str, body: bytes) -> httpx.Response:
+        async def attempt() -> httpx.Response | None:
+            try:
+                response = await self.http.post(path, content=body, headers=self._signed(body))
+            except httpx.HTTPError:
+                return None
+            return None if response.status_code >= 500 else response
+
+        response: httpx.Response = await until(attempt, f"{rid}: POST {path}", self.step_timeout)
+        return response
+
     # ---- the end ----------------------------------------------------------------------------------
 
     async def quiesce(self, timeout: float, retry_attention: bool) -> list[str]:
@@ -354,6 +539,7 @@ class Run:
 
 def _verdict(check: Check) -> str:
     verdict = "ok" if check.ok else f"BROKEN({len(check.failures)})"
+    verdict += f" [{check.measure}]" if check.measure else ""
     return verdict + (f" (not checkable: {','.join(check.skipped)})" if check.skipped else "")
 
 
@@ -378,7 +564,10 @@ async def run(args: argparse.Namespace) -> int:
         phases["start"] = time.monotonic()
         psps = Psps(stack.sandbox_url, stack.service_url)
         async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
-            chaos_run = Run(stack, psps, http, plans, args.concurrency, args.step_timeout)
+            temporal = await connect(stack.settings())
+            chaos_run = Run(
+                stack, psps, http, plans, args.concurrency, args.step_timeout, temporal, args.seed
+            )
             gate = asyncio.Semaphore(args.concurrency)
             chaos = asyncio.create_task(chaos_run.chaos(schedule, kills))
             await asyncio.gather(*(chaos_run.drive(plan, gate) for plan in plans))
@@ -392,8 +581,12 @@ async def run(args: argparse.Namespace) -> int:
             db = Database.connect(database_url)
             try:
                 end = await read_end_state(client, db, stack.settings(), plans, chaos_run.payments)
+                end.failed_late = set(chaos_run.failed_late)
                 checks = await check_all(client, db, stack.settings(), psps, plans, end, since)
                 phases["checks"] = time.monotonic()
+                if args.retention:
+                    checks.append(await chaos_run.forgotten(end, args.retention))
+                    phases["retention"] = time.monotonic()
             finally:
                 db.dispose()
             psps.close()
@@ -418,6 +611,12 @@ async def run(args: argparse.Namespace) -> int:
         "faults": sum(chaos_run.faults.values()),
         "faults_by_kind": dict(chaos_run.faults),
         "webhook_replays": chaos_run.replays,
+        "storm_replays": chaos_run.storm_replays,
+        "stormed_refunds": sum(1 for p in plans if p.storm),
+        "late_failures": dict(Counter(p.provider for p in plans if p.request_id in chaos_run.failed_late)),
+        "ui_signals": chaos_run.ui_signals,
+        "misfiled_receipts": chaos_run.misfiled_receipts,
+        "retention_sample": chaos_run.retention_sample,
         "kills": dict(kills),
         "crashes": {n: c.crashes for n, c in stack.children.items() if c.crashes},
         "invariants": {f"{c.number}": _verdict(c) for c in checks},
@@ -441,6 +640,12 @@ def main() -> None:
     parser.add_argument("--step-timeout", type=float, default=240, help="seconds a refund may take per step")
     parser.add_argument(
         "--settle-timeout", type=float, default=180, help="seconds to wait for quiet at the end"
+    )
+    parser.add_argument(
+        "--retention",
+        type=int,
+        default=12,
+        help="at the end, Temporal on an empty database; this many settled refunds resent and read (0: skip)",
     )
     parser.add_argument("--retry-attention", action="store_true", help="retry needs_attention refunds once")
     parser.add_argument("--sqlite", action="store_true", help="SQLite even where PostgreSQL answers")

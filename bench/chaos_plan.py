@@ -4,7 +4,7 @@ to each) and the schedule of faults, webhook replays and kills. The same seed, t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters.sandbox.kinds import FaultKind
@@ -28,7 +28,9 @@ class RefundPlan:
     items: tuple[dict[str, Any], ...] = ()  # returned goods (restock=true): a receipt follows
     sellable: tuple[int, ...] = ()  # per item, how many units the warehouse can sell again
     resend: str | None = None  # early | late: the same request sent again
-    late_failure: bool = False  # the PSP fails the refund after it succeeded (Adyen)
+    late_failure: bool = False  # the PSP fails the refund after it succeeded (Adyen, Stripe)
+    storm: int = 0  # its own signed PSP notifications replayed this many times once it settled
+    ui_names: tuple[str, ...] = ()  # names typed into the Temporal UI's approve signal, no proof
 
     @property
     def reviewed(self) -> bool:
@@ -66,12 +68,33 @@ class ChaosEvent:
         return f"{self.action}:{self.target}" + (f"({extra})" if extra else "")
 
 
+# names a Temporal UI user may type: strangers, and the real reviewers' names without their tokens
+UI_NAMES = ("mallory", "trent", "carol", "Alice", "bob", "ui.eve")
+
+
 def make_plans(seed: int, count: int, run_tag: str) -> list[RefundPlan]:
     rng = random.Random(f"{seed}:plans")
     plans = []
     for index in range(count):
         provider = PROVIDERS[index % 3] if index < 3 else rng.choice(PROVIDERS)
         plans.append(_plan(rng, f"chaos-{run_tag}-{index:04d}", provider))
+    return _covered(rng, plans)
+
+
+def _covered(rng: random.Random, plans: list[RefundPlan]) -> list[RefundPlan]:
+    """However few the refunds, one Adyen refund is stormed and then failed late, and one Stripe
+    refund fails late: the paths a small run would otherwise draw only by luck."""
+    plans = list(plans)
+    if not any(p.storm and p.late_failure and p.provider == "adyen" for p in plans):
+        for index, plan in enumerate(plans):
+            if plan.provider == "adyen" and plan.rejected_by is None:
+                plans[index] = replace(plan, late_failure=True, storm=rng.randint(50, 200))
+                break
+    if not any(p.late_failure and p.provider == "stripe" for p in plans):
+        for index, plan in enumerate(plans):
+            if plan.provider == "stripe" and plan.rejected_by is None and plan.behavior == "ok":
+                plans[index] = replace(plan, late_failure=True)
+                break
     return plans
 
 
@@ -119,6 +142,14 @@ def _plan(rng: random.Random, request_id: str, provider: str) -> RefundPlan:
     else:
         behavior = rng.choices(["ok", "pending", "fails"], weights=[70, 20, 10])[0]
     resend = rng.choice(["early", "late"]) if rng.random() < 0.15 else None
+    if provider == "stripe" and behavior != "fails":  # PayPal has no failure after COMPLETED
+        late_failure = rng.random() < (0.4 if items else 0.1)
+    storm = rng.randint(50, 200) if rng.random() < 0.06 else 0
+    ui_names: tuple[str, ...] = ()
+    if len(approvers) > 1:  # four eyes: two typed names, neither may count
+        ui_names = tuple(rng.sample(UI_NAMES, 2))
+    elif approvers and rng.random() < 0.5:  # one typed name: it may decide alone, as ui:<name>
+        ui_names = (rng.choice(UI_NAMES),)
     return RefundPlan(
         request_id=request_id,
         provider=provider,
@@ -131,6 +162,8 @@ def _plan(rng: random.Random, request_id: str, provider: str) -> RefundPlan:
         sellable=sellable,
         resend=resend,
         late_failure=late_failure and not rejected_by,
+        storm=storm,
+        ui_names=ui_names,
     )
 
 

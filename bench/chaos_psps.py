@@ -95,6 +95,10 @@ class Psps:
         standing = [m for m in found if m["status"] == "succeeded"]
         return str(standing[0]["psp_reference"]) if standing else None
 
+    def stripe_refund_id(self, payment: str) -> str | None:
+        standing = [r for r in self.stripe.stripe_refunds(payment) if r["status"] == "succeeded"]
+        return str(standing[0]["id"]) if standing else None
+
     # faults -------------------------------------------------------------------------------------
 
     def inject(

@@ -232,6 +232,19 @@ class Stack:
         self._spawn(name)
         self.wait_ready(name)
 
+    def forget(self) -> None:
+        """SIGKILL the Temporal server and start it on a fresh, empty database file: retention has
+        forgotten every workflow (the service and the worker stay up and reconnect)."""
+        child = self.children["temporal"]
+        assert child.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+        for path in self.data_dir.glob("temporal.db*"):
+            path.rename(path.with_name(path.name.replace("temporal.db", "temporal-forgotten.db")))
+        self._spawn("temporal")
+        self.wait_ready("temporal")
+
     def revive(self) -> list[str]:
         """Start again whatever died on its own; the names, for the report."""
         revived = []

@@ -369,6 +369,33 @@ def test_pending_refund_settled_through_the_control_api(
     eventually(lambda: any(b"refund.failed" in d.body for d in webhook_receiver.matching(refund.id)))
 
 
+def test_succeeded_refund_fails_late_through_the_control_api(
+    stripe_client: stripe.StripeClient,
+    sandbox_control: SandboxControl,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    payment = _seed(sandbox_control, 1_000)
+    refund = stripe_client.v1.refunds.create({"payment_intent": payment, "amount": 400})
+    assert refund.status == "succeeded"
+    failed = sandbox_control.fail_stripe_refund_late(refund.id)
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "lost_or_stolen_card")
+    assert stripe_client.v1.refunds.retrieve(refund.id).status == "failed"
+    intent = stripe_client.v1.payment_intents.retrieve(payment, {"expand": ["latest_charge"]})
+    assert isinstance(intent.latest_charge, stripe.Charge)
+    assert intent.latest_charge.amount_refunded == 0
+    with pytest.raises(httpx.HTTPStatusError):  # only once, and only a succeeded refund
+        sandbox_control.fail_stripe_refund_late(refund.id)
+    deliveries = eventually(
+        lambda: len(webhook_receiver.matching(refund.id)) == 2 and webhook_receiver.matching(refund.id)
+    )
+    events = [
+        stripe.Webhook.construct_event(d.body, d.headers["Stripe-Signature"], WEBHOOK_SECRET)
+        for d in deliveries
+    ]
+    assert [e.type for e in events] == ["refund.created", "refund.failed"]
+    assert events[1].data.object["status"] == "failed"
+
+
 def test_webhook_delivery_is_retried_until_accepted(
     stripe_client: stripe.StripeClient,
     sandbox_control: SandboxControl,

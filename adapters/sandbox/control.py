@@ -68,6 +68,12 @@ class SandboxControl(ControlClient):
         result: dict[str, Any] = self._call("POST", f"/refunds/{refund_id}/settle", json=body)
         return result
 
+    def fail_stripe_refund_late(self, refund_id: str, failure_reason: str | None = None) -> dict[str, Any]:
+        """Fail a succeeded refund after the fact (`refund.failed` follows): refundable again."""
+        body: dict[str, Any] = {} if failure_reason is None else {"failure_reason": failure_reason}
+        result: dict[str, Any] = self._call("POST", f"/refunds/{refund_id}/fail", json=body)
+        return result
+
     def events(self) -> list[dict[str, Any]]:
         """Webhook delivery attempts: event_id, type, url, attempt, http_status, error, at_ms."""
         return list(self._call("GET", "/events")["deliveries"])

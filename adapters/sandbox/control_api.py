@@ -45,6 +45,7 @@ class ControlApi:
             ("POST", re.compile(r"/_sandbox/payments"), self._seed_payment),
             ("GET", re.compile(r"/_sandbox/refunds"), self._refunds),
             ("POST", re.compile(r"/_sandbox/refunds/([^/]+)/settle"), self._settle),
+            ("POST", re.compile(r"/_sandbox/refunds/([^/]+)/fail"), self._fail_late),
             ("GET", re.compile(r"/_sandbox/events"), self._events),
             ("GET", re.compile(r"/_sandbox/config"), self._config),
             ("POST", re.compile(r"/_sandbox/config"), self._set_config),
@@ -132,6 +133,12 @@ class ControlApi:
         failure_reason = body.get("failure_reason")
         with self._store.transaction() as tx:
             refund = self._engine.settle_refund(tx, args[0], str(status), failure_reason)
+            return self._engine.refund_json(tx, refund)
+
+    def _fail_late(self, request: SandboxRequest, args: list[str]) -> Any:
+        failure_reason = json_body(request).get("failure_reason")
+        with self._store.transaction() as tx:
+            refund = self._engine.fail_refund_late(tx, args[0], failure_reason)
             return self._engine.refund_json(tx, refund)
 
     def _events(self, request: SandboxRequest, args: list[str]) -> Any:

@@ -308,6 +308,22 @@ class StripeEngine:
         self._emit(tx, "refund.updated" if status == "succeeded" else "refund.failed", refund_json(refund))
         return refund
 
+    def fail_refund_late(self, tx: StoreTx, refund_id: str, failure_reason: str | None = None) -> RefundRow:
+        """A succeeded refund fails after all (the card's issuer bounced it, as Stripe reports rarely):
+        the amount is refundable again and a `refund.failed` event announces it."""
+        refund = self.require_refund(tx, refund_id)
+        if refund.status != "succeeded":
+            raise StripeApiError(
+                400,
+                f"Refund {refund_id} is {refund.status}; only a succeeded refund can fail late.",
+                code="refund_not_succeeded",
+            )
+        reason = failure_reason or "lost_or_stolen_card"
+        tx.settle_refund(refund_id, "failed", reason)
+        refund.status, refund.failure_reason = "failed", reason
+        self._emit(tx, "refund.failed", refund_json(refund))
+        return refund
+
     def settle_due(self) -> int | None:
         """Settle every refund whose time has come; return when the next one is due (ms epoch)."""
         with self.store.transaction() as tx:
