@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from domain.currencies import MAX_MINOR_UNITS, REFUNDABLE_CURRENCIES
 from domain.money import Money
 from domain.status import Provider
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 
 
+# A JSON integer of minor units: never a float (25.0), a string ("2500") or a boolean (true).
+MinorUnits = Annotated[StrictInt, Field(ge=0, le=MAX_MINOR_UNITS)]
+
+# Metadata is the merchant's, echoed in the audit and to the PSP: bounded like the PSPs bound theirs.
+METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 50, 40, 500
+
+
+class RequestedAmount(Money):
+    """The amount a request asks for: at least one minor unit, in a currency money can be refunded in."""
+
+    value: StrictInt = Field(ge=1, le=MAX_MINOR_UNITS, description="Integer amount in minor units.")
+
+    @field_validator("currency")
+    @classmethod
+    def _known(cls, currency: str) -> str:
+        code = currency.upper()
+        if code not in REFUNDABLE_CURRENCIES:
+            raise ValueError(f"{currency!r} is not an ISO 4217 currency money can be refunded in")
+        return code
+
+
 class RefundItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sku: str = Field(min_length=1, max_length=128)
-    quantity: int = Field(gt=0, le=1_000_000)
-    unit_amount: int = Field(ge=0, description="Minor units per unit, before tax.")
-    tax_amount: int = Field(default=0, ge=0, description="Minor units of tax for the whole line.")
+    quantity: StrictInt = Field(gt=0, le=1_000_000)
+    unit_amount: MinorUnits = Field(description="Minor units per unit, before tax.")
+    tax_amount: MinorUnits = Field(default=0, description="Minor units of tax for the whole line.")
     restock: bool = False
 
 
@@ -30,15 +53,34 @@ class RefundRequest(BaseModel):
     request_id: str = Field(pattern=_ID, description="The merchant's idempotency key for this refund.")
     provider: Provider
     payment_reference: str = Field(min_length=1, max_length=128)
-    amount: Money | None = Field(
+    amount: RequestedAmount | None = Field(
         default=None, description="Omitted: everything still refundable on the payment."
     )
     reason_code: str = Field(min_length=1, max_length=64)
     order_id: str = Field(min_length=1, max_length=128)
     customer_id: str | None = Field(default=None, max_length=128)
-    items: list[RefundItem] | None = None
-    shipping_amount: int | None = Field(default=None, ge=0)
-    metadata: dict[str, str] | None = None
+    items: list[RefundItem] | None = Field(default=None, max_length=500)
+    shipping_amount: MinorUnits | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=METADATA_KEYS)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _as_requested(cls, amount: object) -> object:
+        """Plain `Money` (code building a request) is checked as a requested amount too."""
+        if isinstance(amount, Money) and not isinstance(amount, RequestedAmount):
+            return amount.model_dump()
+        return amount
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        for key, value in (metadata or {}).items():
+            if not 0 < len(key) <= METADATA_KEY_LENGTH or len(value) > METADATA_VALUE_LENGTH:
+                raise ValueError(
+                    f"metadata keys are 1-{METADATA_KEY_LENGTH} characters, values at most "
+                    f"{METADATA_VALUE_LENGTH}"
+                )
+        return metadata
 
     def digest(self) -> str:
         """SHA-256 of the canonical form: the same request re-serialised (key order, spacing)

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 REPLAY_TOLERANCE_SECONDS = 300
+MAX_HEADER_LENGTH = 2048  # a timestamp and a handful of rotation signatures
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: `str.isdigit` also takes superscripts
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SignatureError(Exception):
@@ -39,13 +43,15 @@ def sign(secrets: list[str], timestamp: int, body: bytes) -> str:
 def parse(header: str | None) -> ParsedSignature:
     if not header:
         raise SignatureError("signature_missing", "Refund-Signature header is missing")
+    if len(header) > MAX_HEADER_LENGTH:
+        raise SignatureError("signature_invalid", "Refund-Signature is too long")
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
-        elif key == "v1" and value:
+        elif key == "v1" and _HEX_SHA256.fullmatch(value):
             signatures.append(value.lower())
     if timestamp is None or not signatures:
         raise SignatureError("signature_invalid", "Refund-Signature must carry t= and v1=")

@@ -165,7 +165,9 @@ def item_signature(item: Mapping[str, Any]) -> str | None:
 
 def signature_valid(item: Mapping[str, Any], hmac_key_hex: str) -> bool:
     signature = item_signature(item)
-    return signature is not None and hmac.compare_digest(signature, hmac_signature(item, hmac_key_hex))
+    expected = hmac_signature(item, hmac_key_hex)
+    # as bytes: `compare_digest` refuses non-ASCII text with a TypeError, which would be a 500
+    return signature is not None and hmac.compare_digest(signature.encode(), expected.encode())
 
 
 # notifications: classification ------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""Bad input at the door: amounts that are not JSON integers of minor units in a refundable currency,
+unbounded metadata and malformed signature headers are refused with a code, and nothing starts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from domain import signature
+from domain.currencies import MAX_MINOR_UNITS
+from tests.conftest import Stack
+from tests.helpers import refund_body, signed_headers, unique
+from tests.test_intake import assert_not_started, post
+from tests.test_psp_webhooks import adyen_delivery, adyen_item
+from tests.test_psp_webhooks import post as post_webhook
+from workers.settings import SANDBOX_ADYEN_HMAC_KEY
+
+
+def _body(request_id: str, **fields: Any) -> bytes:
+    payload = json.loads(refund_body(request_id, "pi_any", amount=100))
+    payload.update(fields)
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        {"value": 25.0, "currency": "EUR"},  # a float: was refunded as 0.25 EUR
+        {"value": "2500", "currency": "EUR"},
+        {"value": True, "currency": "EUR"},
+        {"value": 0, "currency": "EUR"},
+        {"value": 100, "currency": "XYZ"},  # not a currency
+        {"value": 100, "currency": "XAU"},  # gold has no minor units
+        {"value": 10**23, "currency": "EUR"},
+        {"value": 2**63 - 1, "currency": "EUR"},
+        {"value": MAX_MINOR_UNITS + 1, "currency": "EUR"},
+    ],
+    ids=["float", "string", "bool", "zero", "unknown", "metal", "1e23", "int64", "above-cap"],
+)
+async def test_an_amount_is_a_positive_json_integer_in_a_refundable_currency(
+    stack: Stack, amount: dict[str, Any]
+) -> None:
+    request_id = unique("amount")
+    body = _body(request_id, amount=amount)
+    status, payload = await post(stack, body, signed_headers(body))
+    assert (status, payload["error"]["code"]) == (422, "invalid_request")
+    await assert_not_started(stack, request_id)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"shipping_amount": 5.5},
+        {"items": [{"sku": "A", "quantity": 1.0, "unit_amount": 100}]},
+        {"items": [{"sku": "A", "quantity": 1, "unit_amount": "100"}]},
+        {"metadata": {f"k{i}": "v" for i in range(51)}},
+        {"metadata": {"k" * 41: "v"}},
+        {"metadata": {"note": "x" * 501}},
+        {"metadata": {"": "v"}},
+    ],
+    ids=["shipping-float", "quantity-float", "unit-string", "51-keys", "long-key", "long-value", "empty-key"],
+)
+async def test_lines_shipping_and_metadata_are_bounded_integers_and_strings(
+    stack: Stack, fields: dict[str, Any]
+) -> None:
+    request_id = unique("fields")
+    body = _body(request_id, **fields)
+    status, payload = await post(stack, body, signed_headers(body))
+    assert (status, payload["error"]["code"]) == (422, "invalid_request")
+    await assert_not_started(stack, request_id)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=²,v1=" + "0" * 64,  # a digit to str.isdigit, not to int
+        "t=" + "9" * 5000 + ",v1=" + "0" * 64,
+        "t=1700000000,v1=é" + "0" * 63,
+        "t=1700000000,v1=" + "0" * 64 + "\u0660",
+        "t=-5,v1=" + "0" * 64,
+        "t=1700000000,v1=" + "0" * 10_000,
+    ],
+    ids=["superscript-two", "5000-digits", "non-ascii-v1", "arabic-digit", "negative", "huge-v1"],
+)
+async def test_a_malformed_signature_header_is_401_never_500(stack: Stack, header: str) -> None:
+    request_id = unique("header")
+    body = refund_body(request_id, "pi_any", amount=100)
+    headers = {"content-type": b"application/json", "Refund-Signature": header.encode()}  # as sent
+    response = await stack.http.post("/v1/refund-requests", content=body, headers=headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "signature_invalid")
+    await assert_not_started(stack, request_id)
+
+
+def test_the_parser_refuses_what_it_cannot_compare() -> None:
+    for header in ["t=²,v1=ab", "t=1,v1=é", "t=" + "1" * 20 + ",v1=ab"]:
+        with pytest.raises(signature.SignatureError):
+            signature.parse(header)
+
+
+async def test_an_adyen_signature_that_is_not_base64_text_is_refused_not_a_500(stack: Stack) -> None:
+    item = adyen_item("PSP0000000000001", "rf-nobody", SANDBOX_ADYEN_HMAC_KEY)
+    item["additionalData"] = {"hmacSignature": "é" * 44}
+    response = await post_webhook(stack, "adyen", adyen_delivery(item))
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "signature_invalid")
