@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     INVALID_STATE = "invalid_state"
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
+    REQUEST_TOO_LARGE = "request_too_large"
     # validation against the PSP
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"

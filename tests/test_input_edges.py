@@ -4,6 +4,7 @@ unbounded metadata and malformed signature headers are refused with a code, and 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -104,3 +105,39 @@ async def test_an_adyen_signature_that_is_not_base64_text_is_refused_not_a_500(s
     item["additionalData"] = {"hmacSignature": "é" * 44}
     response = await post_webhook(stack, "adyen", adyen_delivery(item))
     assert (response.status_code, response.json()["error"]["code"]) == (400, "signature_invalid")
+
+
+async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        chunk = b"x" * min(size, total - sent)
+        sent += len(chunk)
+        yield chunk
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"), [("/v1/refund-requests", 65_536), ("/webhooks/stripe", 1_048_576)]
+)
+async def test_an_oversized_body_is_413_before_it_is_read(stack: Stack, path: str, limit: int) -> None:
+    declared = await stack.http.post(
+        path, content=b"x" * (limit + 1), headers={"content-type": "application/json"}
+    )
+    chunked = await stack.http.post(
+        path, content=_chunks(limit * 3), headers={"content-type": "application/json"}
+    )
+    for response in (declared, chunked):
+        assert (response.status_code, response.json()["error"]["code"]) == (413, "request_too_large")
+
+
+async def test_a_signed_request_over_the_limit_is_413_and_never_asks_to_retry(stack: Stack) -> None:
+    request_id = unique("big")
+    body = _body(
+        request_id,
+        metadata={f"k{i}": "v" * 500 for i in range(50)},
+        items=[{"sku": f"{i:03d}" + "S" * 120, "quantity": 1, "unit_amount": 1} for i in range(400)],
+    )
+    assert len(body) > 65_536
+    status, payload = await post(stack, body, signed_headers(body))
+    assert (status, payload["error"]["code"]) == (413, "request_too_large")
+    assert "retry" not in payload["error"]["message"]
+    await assert_not_started(stack, request_id)

@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"
     )
+    max_request_bytes: int = Field(
+        default=65_536, description="the largest body a refund request, receipt or review may have (413)"
+    )
+    max_webhook_bytes: int = Field(default=1_048_576, description="the largest PSP webhook body (413)")
+    max_codec_bytes: int = Field(
+        default=4_194_304, description="the largest payload batch the codec server decodes (413)"
+    )
     sandbox_port: int = 12111
     temporal_ui_port: int = 8233
 

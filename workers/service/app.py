@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from adapters.db.engine import Database
 from workers.psps import build_directory
 from workers.service import codec, health, refund_requests, refunds, returns, reviewers, webhooks
+from workers.service.body_limits import BodyLimit
 from workers.service.deps import Services
 from workers.service.errors import install_error_handlers
 from workers.settings import Settings
@@ -38,6 +39,7 @@ def create_app(services: Services) -> FastAPI:
         )
     for module in (refund_requests, refunds, reviewers, returns, webhooks, codec, health):
         app.include_router(module.router)
+    app.add_middleware(BodyLimit, settings=services.settings)
     return app
 
 
