@@ -6,14 +6,19 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from domain import identity, signature
 from domain.contracts import ReviewInput
+from domain.naming import SEARCH_ATTRIBUTES
+from workers.binaries import find_binary
 from workers.settings import Settings
 
 T = TypeVar("T")
@@ -90,3 +95,18 @@ def proven_review(
     key = settings.decision_key()
     proof = identity.sign_decision(key, f"refund-{request_id}", verdict, reviewer, "")
     return ReviewInput(reviewer=reviewer, proof=proof)
+
+
+@asynccontextmanager
+async def fresh_temporal() -> AsyncIterator[Client]:
+    """A Temporal server of its own, in memory: shutting it down is retention forgetting everything."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()

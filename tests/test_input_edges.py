@@ -11,8 +11,8 @@ import pytest
 
 from domain import signature
 from domain.currencies import MAX_MINOR_UNITS
-from tests.conftest import Stack
-from tests.helpers import refund_body, signed_headers, unique
+from tests.conftest import Stack, starter_for
+from tests.helpers import fresh_temporal, refund_body, signed_headers, unique
 from tests.test_intake import assert_not_started, post
 from tests.test_psp_webhooks import adyen_delivery, adyen_item
 from tests.test_psp_webhooks import post as post_webhook
@@ -141,3 +141,17 @@ async def test_a_signed_request_over_the_limit_is_413_and_never_asks_to_retry(st
     assert (status, payload["error"]["code"]) == (413, "request_too_large")
     assert "retry" not in payload["error"]["message"]
     await assert_not_started(stack, request_id)
+
+
+async def test_temporal_down_is_a_503_that_tells_the_client_what_to_do_not_our_internals(
+    stack: Stack,
+) -> None:
+    async with fresh_temporal() as gone:
+        pass  # a server the service was connected to, now down
+    async with starter_for(stack, client=gone) as (_, http):
+        request_id = unique("down")
+        body = refund_body(request_id, "pi_any", amount=100)
+        response = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (503, "temporal_unavailable")
+    assert error["message"] == "accepting refund requests is not possible right now; retry shortly"

@@ -5,15 +5,11 @@ signalled once, however often it is replayed, so no refund's history grows witho
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment
 
 from activities.ledger import LedgerActivities
 from adapters.db import refunds
@@ -22,29 +18,12 @@ from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
 from domain.contracts import FinishInput
 from domain.money import Money
-from domain.naming import SEARCH_ATTRIBUTES
 from domain.status import Provider, RefundStatus
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, refund_body, signed_headers, unique
+from tests.helpers import eventually, fresh_temporal, refund_body, signed_headers, unique
 from tests.test_psp_flows import known_adyen_payment
 from tests.test_psp_webhooks import post
 from tests.test_refund_flow import FINAL, submit, wait_for_status
-from workers.binaries import find_binary
-
-
-@asynccontextmanager
-async def _temporal() -> AsyncIterator[Client]:
-    """A Temporal server of its own, in memory: shutting it down is retention forgetting everything."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(find_binary("temporal")),
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    try:
-        yield env.client
-    finally:
-        await env.shutdown()
 
 
 async def test_a_refund_temporal_forgot_is_answered_from_its_settled_row(
@@ -53,7 +32,7 @@ async def test_a_refund_temporal_forgot_is_answered_from_its_settled_row(
     payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
     request_id = unique("retained")
     body = refund_body(request_id, payment, amount=1_200)
-    async with _temporal() as remembering:
+    async with fresh_temporal() as remembering:
         async with (
             starter_for(stack, client=remembering) as (settings, http),
             worker_for(stack, settings, client=remembering),
@@ -62,7 +41,7 @@ async def test_a_refund_temporal_forgot_is_answered_from_its_settled_row(
             done = await eventually(lambda: _read(http, request_id), lambda v: v.get("status") in FINAL)
         assert done["status"] == "succeeded"
 
-    async with _temporal() as forgetful, starter_for(stack, client=forgetful) as (_, http):
+    async with fresh_temporal() as forgetful, starter_for(stack, client=forgetful) as (_, http):
         read = await _read(http, request_id)
         assert (read["status"], read["psp_refund_id"], read["amount"]) == (
             "succeeded",

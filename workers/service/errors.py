@@ -24,6 +24,12 @@ class ApiError(Exception):
         self.details = details
 
 
+def temporal_unavailable(err: Exception, what: str) -> ApiError:
+    """Temporal could not be reached: the client learns what to do, the log keeps what went wrong."""
+    log.warning("temporal unavailable while %s: %s", what, err)
+    return ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, f"{what} is not possible right now; retry shortly")
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:

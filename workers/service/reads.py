@@ -13,7 +13,7 @@ from domain.contracts import RefundState
 from domain.naming import request_id_from_workflow_id, workflow_id
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, temporal_unavailable
 from workflows.refund import RefundWorkflow
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -31,9 +31,7 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
         if err.status is RPCStatusCode.NOT_FOUND:
             return settled  # the lasting record outlives Temporal's retention
         if settled is None:
-            raise ApiError(
-                503, ErrorCode.TEMPORAL_UNAVAILABLE, f"refund state unavailable: {err.message}"
-            ) from err
+            raise temporal_unavailable(err, "reading this refund") from err
         return settled
     if state.status is RefundStatus.SUCCEEDED:  # the PSP may have failed it since
         settled = await run_in_threadpool(_settled_state, services, state.request_id)

@@ -28,7 +28,7 @@ from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, workf
 from domain.requests import RefundRequest
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services, ServicesDep
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, temporal_unavailable
 from workers.service.metrics import ACK_SECONDS, REFUND_REQUESTS
 from workers.service.reads import current_state
 from workflows.refund import RefundWorkflow
@@ -221,7 +221,7 @@ async def _body_digest(services: Services, wf_id: str) -> str | None:
 
 
 def _unavailable(err: RPCError) -> ApiError:
-    return ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, f"could not reach Temporal ({err.message}); retry")
+    return temporal_unavailable(err, "accepting refund requests")
 
 
 def _initial_attributes(refund: RefundRequest, merchant: str) -> TypedSearchAttributes:

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.naming import workflow_id
 from domain.status import ErrorCode
 from workers.service.deps import Services
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, temporal_unavailable
 
 
 async def run_update(services: Services, request_id: str, update: Any, argument: Any) -> Any:
@@ -28,4 +28,4 @@ async def run_update(services: Services, request_id: str, update: Any, argument:
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise ApiError(404, ErrorCode.NOT_FOUND, f"no running refund {request_id}") from err
-        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+        raise temporal_unavailable(err, "deciding this refund") from err

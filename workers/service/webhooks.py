@@ -17,7 +17,7 @@ from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpd
 from domain.naming import external_refund_workflow_id, late_failure_workflow_id, workflow_id
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.service.deps import Services, ServicesDep
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, temporal_unavailable
 from workers.service.metrics import WEBHOOK_FAILURES, WEBHOOK_REPLAYS
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
@@ -67,7 +67,7 @@ async def _signal_refund(
         return 1
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
-            raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+            raise temporal_unavailable(err, "taking this event") from err
     if event.update.status is not PspRefundStatus.FAILED:
         return 0
     late = LateFailureInput(
@@ -85,7 +85,7 @@ async def _signal_refund(
     except WorkflowAlreadyStartedError:
         pass  # a duplicate delivery of a failure already handled
     except RPCError as err:
-        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+        raise temporal_unavailable(err, "taking this event") from err
     return 1
 
 
@@ -115,7 +115,7 @@ async def _adopt(
             start_signal_args=[update],
         )
     except RPCError as err:
-        raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, err.message) from err
+        raise temporal_unavailable(err, "taking this event") from err
     return 1
 
 
