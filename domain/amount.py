@@ -41,7 +41,8 @@ def refund_amount(
         return AmountDecision(
             None,
             ErrorCode.REFUND_EXCEEDS_CAPTURE,
-            f"requested {value}, only {available} {currency} is refundable",
+            f"requested {Money(value=value, currency=currency)}, only "
+            f"{Money(value=available, currency=currency)} is refundable",
         )
     amount = Money(value=value, currency=currency)
     whole = payment.amount_captured or payment.amount_authorized

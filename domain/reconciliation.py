@@ -84,7 +84,8 @@ def reconcile(psp: Iterable[PspRefundRecord], books: Iterable[BookedRefund]) -> 
             ours_says = "succeeded" if booked.succeeded else "not succeeded"
             found.append(_ours(DiscrepancyKind.STATUS_MISMATCH, booked, ours_says, record.status.value))
         elif psp_succeeded and (record.amount != booked.amount or booked.paid_out != record.amount.value):
-            ours_says = f"{booked.amount} (ledger {booked.paid_out})"
+            paid_out = Money(value=booked.paid_out, currency=booked.amount.currency)
+            ours_says = f"{booked.amount} (ledger {paid_out})"
             found.append(_ours(DiscrepancyKind.AMOUNT_MISMATCH, booked, ours_says, str(record.amount)))
     return found
 

@@ -152,3 +152,8 @@ def test_signature_freshness_window() -> None:
         signature.verify(header, b"{}", ["s"], 1_301)
     assert err.value.code == "signature_expired"
     assert signature.verify(header, b"{}", ["s"], 10**9, tolerance=None)
+
+
+def test_messages_show_money_in_its_currency_never_bare_minor_units() -> None:
+    decision = refund_amount(request(99_999_999), payment(10_000, refunded=5_125))
+    assert decision.message == "requested 999999.99 EUR, only 48.75 EUR is refundable"
