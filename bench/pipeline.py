@@ -168,7 +168,7 @@ async def main() -> None:
     database_url = args.database_url or f"sqlite:///{workdir / 'refunds.db'}"
     env = {
         **os.environ,
-        "REFUNDS_ENVIRONMENT": "bench",
+        "REFUNDS_ENVIRONMENT": "test",
         "REFUNDS_TEMPORAL_ADDRESS": address,
         "REFUNDS_TASK_QUEUE": f"refunds-bench-{uuid.uuid4().hex[:6]}",
         "REFUNDS_DATA_DIR": str(workdir),

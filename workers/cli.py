@@ -66,11 +66,18 @@ def reviewer_token(name: str) -> None:
     console.print(f"add to REFUNDS_REVIEWER_TOKENS: {entry}", highlight=False)
 
 
-def _checked_settings(*, signs_decisions: bool = False) -> Settings:
+def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False) -> Settings:
     """Settings for a long-running process: a bad policy file stops it before it starts anything."""
     from domain.policy_file import PolicyError
 
     settings = _settings()
+    if safe_start:
+        from workers.safety import start_problem
+
+        problem = start_problem(settings)
+        if problem is not None:
+            console.print(f"[red]unsafe_settings[/red]: {escape(problem)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
     try:
         policy = settings.policy()
         settings.risk_model()
@@ -112,7 +119,7 @@ def worker() -> None:
     """Run the Temporal worker against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
     from workers.worker import run_worker
 
-    asyncio.run(run_worker(_checked_settings()))
+    asyncio.run(run_worker(_checked_settings(safe_start=True)))
 
 
 @app.command()
@@ -120,7 +127,7 @@ def serve() -> None:
     """Run the webhook starter service (FastAPI, OpenAPI at /docs)."""
     from workers.service.app import serve as serve_http
 
-    asyncio.run(serve_http(_checked_settings(signs_decisions=True)))
+    asyncio.run(serve_http(_checked_settings(signs_decisions=True, safe_start=True)))
 
 
 @app.command()

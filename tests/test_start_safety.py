@@ -1,0 +1,77 @@
+"""Only a development machine runs on dev defaults: `refunds serve` and `refunds worker` refuse, in one
+line naming the setting, an unset or unknown environment, published dev values, the deploy examples'
+placeholders, and a PSP configured without the secret that proves its webhooks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from domain.reviewer_tokens import token_digest
+from tests.conftest import repo_root
+from workers.safety import start_problem
+from workers.settings import (
+    DEV_REVIEWER_TOKEN,
+    SANDBOX_ADYEN_HMAC_KEY,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    Settings,
+)
+
+SAFE = {
+    "environment": "production",
+    "inbound_webhook_secret": "a-real-inbound-secret",
+    "review_signing_key": "a-review-signing-secret-of-32-chars-or-more",
+}
+
+
+def test_a_production_start_with_real_values_is_safe() -> None:
+    psps = {
+        "stripe_api_key": "sk_live_x",
+        "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
+        "adyen_api_key": "ak",
+        "adyen_hmac_key": SANDBOX_ADYEN_HMAC_KEY,
+        "paypal_client_id": "id",
+        "paypal_webhook_id": "WH-1",
+    }
+    assert start_problem(Settings(**SAFE, **psps)) is None  # type: ignore[arg-type]
+    assert start_problem(Settings(environment="dev")) is None  # a development machine, said so
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"environment": "prod"}, "REFUNDS_ENVIRONMENT"),
+        ({"environment": "staging"}, "REFUNDS_ENVIRONMENT"),
+        ({"inbound_webhook_secret": "change-me"}, "REFUNDS_INBOUND_WEBHOOK_SECRET"),
+        ({"review_signing_key": "change-me-to-32-or-more-random-characters"}, "REFUNDS_REVIEW_SIGNING_KEY"),
+        ({"reviewer_tokens": f"ops:sha256:{token_digest(DEV_REVIEWER_TOKEN)}"}, "REFUNDS_REVIEWER_TOKENS"),
+        ({"stripe_api_key": "sk_live_x"}, "REFUNDS_STRIPE_WEBHOOK_SECRET"),
+        ({"adyen_api_key": "ak", "adyen_hmac_key": ""}, "REFUNDS_ADYEN_HMAC_KEY"),  # a forged CAPTURE passed
+        ({"adyen_api_key": "ak", "adyen_hmac_key": "ABCD"}, "REFUNDS_ADYEN_HMAC_KEY"),
+        ({"adyen_api_key": "ak", "adyen_hmac_key": "zz" * 32}, "REFUNDS_ADYEN_HMAC_KEY"),
+        ({"paypal_client_id": "id"}, "REFUNDS_PAYPAL_WEBHOOK_ID"),
+    ],
+)
+def test_an_unsafe_setting_is_named(changes: dict[str, str], named: str) -> None:
+    problem = start_problem(Settings(**{**SAFE, **changes}))  # type: ignore[arg-type]
+    assert problem is not None and named in problem
+
+
+def test_a_start_without_an_environment_is_refused_in_one_line() -> None:
+    """`refunds serve` with nothing set used to serve on the published dev secret, reads without a token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+    for command in ("serve", "worker"):
+        run = subprocess.run(
+            [sys.executable, "-m", "workers.cli", command],
+            env=env,
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines = run.stdout.strip().splitlines()
+        assert (run.returncode, len(lines)) == (2, 1), run.stdout + run.stderr
+        assert "unsafe_settings" in lines[0] and "REFUNDS_ENVIRONMENT" in lines[0]

@@ -1,0 +1,55 @@
+"""What a long-running process refuses to start on: only a development machine runs on dev defaults.
+
+`refunds dev` starts its children with REFUNDS_ENVIRONMENT=dev; every other `refunds serve` or
+`refunds worker` must say where it runs, and outside dev it refuses the published dev values, the
+deploy examples' placeholders, and a PSP configured without the secret that proves its webhooks.
+"""
+
+from __future__ import annotations
+
+import re
+
+from workers.settings import DEV_REVIEWER_TOKEN, Settings
+
+ENVIRONMENTS = ("dev", "test", "production")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_SECRETS = (
+    "inbound_webhook_secret",
+    "review_signing_key",
+    "reviewer_tokens",
+    "stripe_api_key",
+    "stripe_webhook_secret",
+    "adyen_api_key",
+    "adyen_hmac_key",
+    "paypal_client_secret",
+    "payload_keys",
+    "database_url",
+)
+
+
+def start_problem(settings: Settings) -> str | None:
+    """The first reason this process must not start, in one line naming the setting; None when safe."""
+    if "environment" not in settings.model_fields_set:
+        return "REFUNDS_ENVIRONMENT is not set: production (or dev, on a development machine only)"
+    if settings.environment not in ENVIRONMENTS:
+        return f"REFUNDS_ENVIRONMENT={settings.environment!r} is none of {', '.join(ENVIRONMENTS)}"
+    if settings.environment == "dev":
+        return None
+    for name in _SECRETS:
+        if "change-me" in str(getattr(settings, name)):
+            return f"REFUNDS_{name.upper()} still holds the example's change-me value"
+    if settings.reviewer_for(DEV_REVIEWER_TOKEN) is not None:
+        return "REFUNDS_REVIEWER_TOKENS accepts the dev reviewer's published token"
+    return _psp_problem(settings)
+
+
+def _psp_problem(settings: Settings) -> str | None:
+    """A PSP whose webhooks cannot be verified would let anyone post its events."""
+    if settings.stripe_api_key and not settings.stripe_webhook_secret:
+        return "REFUNDS_STRIPE_WEBHOOK_SECRET must be set when Stripe is configured"
+    key = settings.adyen_hmac_key
+    if settings.adyen_api_key and (len(key) < 64 or len(key) % 2 or not _HEX.fullmatch(key)):
+        return "REFUNDS_ADYEN_HMAC_KEY must be the hex HMAC key from Adyen (32 bytes or more)"
+    if settings.paypal_client_id and not settings.paypal_webhook_id:
+        return "REFUNDS_PAYPAL_WEBHOOK_ID must be set when PayPal is configured"
+    return None
