@@ -321,7 +321,12 @@ def test_the_worker_refuses_to_start_on_a_bad_merchants_file(tmp_path: Path) -> 
     path.write_text('[merchants.acme]\ninbound_webhook_secret = "s"\npolicy_file = "/nowhere.toml"\n')
     started = subprocess.run(
         [sys.executable, "-m", "workers.cli", "worker"],
-        env={**os.environ, "REFUNDS_MERCHANTS_FILE": str(path), "REFUNDS_TEMPORAL_ADDRESS": "127.0.0.1:9"},
+        env={
+            **os.environ,
+            "REFUNDS_ENVIRONMENT": "dev",
+            "REFUNDS_MERCHANTS_FILE": str(path),
+            "REFUNDS_TEMPORAL_ADDRESS": "127.0.0.1:9",
+        },
         capture_output=True,
         text=True,
         timeout=60,

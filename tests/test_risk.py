@@ -104,7 +104,12 @@ def test_a_process_refuses_to_start_on_a_bad_policy(tmp_path: Path, command: str
     path.write_text('version = "1"\n[review]\nscore_threshold = 300\n')
     started = subprocess.run(
         [sys.executable, "-m", "workers.cli", command],
-        env={**os.environ, "REFUNDS_POLICY_FILE": str(path), "REFUNDS_TEMPORAL_ADDRESS": "127.0.0.1:9"},
+        env={
+            **os.environ,
+            "REFUNDS_ENVIRONMENT": "dev",
+            "REFUNDS_POLICY_FILE": str(path),
+            "REFUNDS_TEMPORAL_ADDRESS": "127.0.0.1:9",
+        },
         capture_output=True,
         text=True,
         timeout=60,
