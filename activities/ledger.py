@@ -115,7 +115,9 @@ class LedgerActivities:
     def reverse(self, late: LateFailureInput) -> bool:
         """Reverse a succeeded refund's posting once and mark it failed; anything else is a no-op."""
         with self._db.transaction() as session:
-            row = refunds.get(session, late.request_id)
+            # locked: the refund's own workflow and the late-failure workflow may both try; the
+            # second must see the first's `failed`, never reverse the reversal
+            row = refunds.get(session, late.request_id, for_update=True)
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)

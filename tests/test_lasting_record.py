@@ -5,6 +5,7 @@ signalled once, however often it is replayed, so no refund's history grows witho
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -12,13 +13,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import ActivityEnvironment
 
 from activities.ledger import LedgerActivities
-from adapters.db import refunds
+from adapters.db import ledger, refunds
 from adapters.db.engine import Database
 from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
-from domain.contracts import FinishInput
+from domain.contracts import FinishInput, LateFailureInput, PspRefundUpdate
 from domain.money import Money
-from domain.status import Provider, RefundStatus
+from domain.status import Provider, PspRefundStatus, RefundStatus
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, fresh_temporal, refund_body, signed_headers, unique
 from tests.test_psp_flows import known_adyen_payment
@@ -151,3 +152,22 @@ async def test_a_replayed_adyen_notification_is_signalled_once_and_the_real_fail
     adyen.fail_refund_late(refund_id)
     failed = await wait_for_status(stack, request_id, {"failed"})
     assert [e["step"] for e in failed["audit"]].count("late_failure_reversed") == 1
+
+
+def test_two_reversals_at_once_reverse_the_books_once(db: Database) -> None:
+    """The refund's own workflow and the late-failure workflow may both reverse: the row lock lets one."""
+    request_id = unique("twice")
+    ledger_steps = LedgerActivities(db, "default")
+    ActivityEnvironment().run(ledger_steps.finish, _outcome(request_id, RefundStatus.SUCCEEDED, "re_1"))
+    late = LateFailureInput(
+        provider=Provider.STRIPE,
+        request_id=request_id,
+        update=PspRefundUpdate(psp_refund_id="re_1", status=PspRefundStatus.FAILED),
+    )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: ActivityEnvironment().run(ledger_steps.reverse, late), range(4)))
+    assert sorted(results) == [False, False, False, True]
+    with db.transaction() as session:
+        assert ledger.balances(session, request_id) == {}
+        row = refunds.get(session, request_id)
+        assert row is not None and row.status == "failed"

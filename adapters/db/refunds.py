@@ -45,8 +45,9 @@ def save_outcome(session: Session, outcome: FinishInput) -> bool:
     return True
 
 
-def get(session: Session, request_id: str) -> RefundRow | None:
-    return session.get(RefundRow, request_id)
+def get(session: Session, request_id: str, *, for_update: bool = False) -> RefundRow | None:
+    """The settled row; `for_update` locks it until the transaction ends (one reversal at a time)."""
+    return session.get(RefundRow, request_id, with_for_update=for_update)
 
 
 def settled_state(session: Session, request_id: str) -> RefundState | None:

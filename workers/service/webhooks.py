@@ -55,21 +55,24 @@ async def _signal_once(
 async def _signal_refund(
     services: Services, provider: Provider, event: PspEvent, merchant_id: str | None
 ) -> int:
-    """Signal the refund's workflow. When it has ended and the PSP now says the refund failed, the
-    books are reversed by a workflow of its own. Returns how many workflows were told."""
+    """Signal the refund's workflow. A failure is also handed to a workflow of its own, which
+    reverses the books of a refund that had succeeded: the refund's workflow may have ended, or have
+    started before open workflows reversed failures themselves (both are keyed and locked: the books
+    are reversed once). Returns how many workflows were told."""
     if event.update is None:
         return 0
     if event.request_id is None:
         return await _adopt(services, provider, event.update, event.payment_reference, merchant_id)
     handle = services.temporal.get_workflow_handle(workflow_id(event.request_id))
+    signalled = 0
     try:
         await handle.signal(RefundWorkflow.psp_refund_update, event.update)
-        return 1
+        signalled = 1
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise temporal_unavailable(err, "taking this event") from err
     if event.update.status is not PspRefundStatus.FAILED:
-        return 0
+        return signalled
     late = LateFailureInput(
         provider=provider, request_id=event.request_id, update=event.update, merchant_id=merchant_id
     )
@@ -86,7 +89,7 @@ async def _signal_refund(
         pass  # a duplicate delivery of a failure already handled
     except RPCError as err:
         raise temporal_unavailable(err, "taking this event") from err
-    return 1
+    return signalled + 1
 
 
 async def _adopt(
