@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -159,3 +160,22 @@ def test_dev_runs_refunds_survives_a_hard_kill_and_stops_cleanly(dev: DevRun) ->
     assert "stopping" in dev.log.read_text()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{dev.url}/healthz", timeout=1)
+
+
+def test_dev_on_a_taken_port_says_which_and_starts_nothing(tmp_path: Path) -> None:
+    run = DevRun(tmp_path / "taken")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", run.http_port))
+        holder.listen()  # another refunds dev, or anything else, already listens there
+        done = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "dev"],
+            env=run.env,
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"port {run.http_port} is in use" in done.stderr and "REFUNDS_HTTP_PORT" in done.stderr
+    assert BANNER not in done.stdout
+    assert not (tmp_path / "taken" / "temporal.db").exists()  # nothing was started

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -193,6 +194,28 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def taken_port(settings: Settings, with_sandbox: bool) -> str | None:
+    """The first port `refunds dev` needs that something else holds, and the setting that moves it:
+    checked before anything starts, so another instance answering health checks is never mistaken
+    for ours."""
+    host, _, temporal_port = settings.temporal_address.rpartition(":")
+    wanted = [
+        (host or "127.0.0.1", int(temporal_port), "REFUNDS_TEMPORAL_ADDRESS"),
+        (host or "127.0.0.1", settings.temporal_ui_port, "REFUNDS_TEMPORAL_UI_PORT"),
+        (settings.http_host, settings.http_port, "REFUNDS_HTTP_PORT"),
+    ]
+    if with_sandbox:
+        wanted.append(("127.0.0.1", settings.sandbox_port, "REFUNDS_SANDBOX_PORT"))
+    for bind_host, port, setting in wanted:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener, not TIME_WAIT
+            try:
+                probe.bind((bind_host, port))
+            except OSError:
+                return f"port {port} is in use (another refunds dev?): stop it, or move it with {setting}"
+    return None
+
+
 def run_dev(settings: Settings) -> int:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +225,10 @@ def run_dev(settings: Settings) -> int:
     # one sandbox serves every PSP whose base is unset
     own_bases = settings.stripe_api_base and settings.adyen_api_base and settings.paypal_api_base
     sandbox_url = None if own_bases else f"http://127.0.0.1:{settings.sandbox_port}"
+    taken = taken_port(settings, with_sandbox=sandbox_url is not None)
+    if taken is not None:
+        print(f"port_in_use: {taken}", file=sys.stderr, flush=True)
+        return 2
     env = child_environment(settings, sandbox_url)
     service_url = f"http://{settings.http_host}:{settings.http_port}"
     if not migrate_database(settings.database_url):
