@@ -12,7 +12,8 @@ import pytest
 
 from domain.reviewer_tokens import token_digest
 from tests.conftest import repo_root
-from workers.safety import start_problem
+from workers.codec import new_key_entry
+from workers.safety import start_problem, start_warning
 from workers.settings import (
     DEV_REVIEWER_TOKEN,
     SANDBOX_ADYEN_HMAC_KEY,
@@ -24,6 +25,7 @@ SAFE = {
     "environment": "production",
     "inbound_webhook_secret": "a-real-inbound-secret",
     "review_signing_key": "a-review-signing-secret-of-32-chars-or-more",
+    "payload_keys": new_key_entry("k1"),
 }
 
 
@@ -53,11 +55,20 @@ def test_a_production_start_with_real_values_is_safe() -> None:
         ({"adyen_api_key": "ak", "adyen_hmac_key": "ABCD"}, "REFUNDS_ADYEN_HMAC_KEY"),
         ({"adyen_api_key": "ak", "adyen_hmac_key": "zz" * 32}, "REFUNDS_ADYEN_HMAC_KEY"),
         ({"paypal_client_id": "id"}, "REFUNDS_PAYPAL_WEBHOOK_ID"),
+        ({"payload_keys": ""}, "REFUNDS_PAYLOAD_KEYS"),  # histories would show customer data in clear
     ],
 )
 def test_an_unsafe_setting_is_named(changes: dict[str, str], named: str) -> None:
     problem = start_problem(Settings(**{**SAFE, **changes}))  # type: ignore[arg-type]
     assert problem is not None and named in problem
+
+
+def test_running_production_without_payload_encryption_is_a_named_waiver_that_warns() -> None:
+    waived = Settings(**{**SAFE, "payload_keys": "", "payload_encryption_waived": True})  # type: ignore[arg-type]
+    assert start_problem(waived) is None
+    warning = start_warning(waived)
+    assert warning is not None and "clear" in warning
+    assert start_warning(Settings(**SAFE)) is None  # type: ignore[arg-type]
 
 
 def test_a_start_without_an_environment_is_refused_in_one_line() -> None:

@@ -72,12 +72,15 @@ def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False
 
     settings = _settings()
     if safe_start:
-        from workers.safety import start_problem
+        from workers.safety import start_problem, start_warning
 
         problem = start_problem(settings)
         if problem is not None:
             console.print(f"[red]unsafe_settings[/red]: {escape(problem)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
+        warning = start_warning(settings)
+        if warning is not None:
+            console.print(f"[yellow]warning[/yellow]: {escape(warning)}", highlight=False, soft_wrap=True)
     try:
         policy = settings.policy()
         settings.risk_model()

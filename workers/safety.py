@@ -40,7 +40,23 @@ def start_problem(settings: Settings) -> str | None:
             return f"REFUNDS_{name.upper()} still holds the example's change-me value"
     if settings.reviewer_for(DEV_REVIEWER_TOKEN) is not None:
         return "REFUNDS_REVIEWER_TOKENS accepts the dev reviewer's published token"
+    if settings.environment == "production" and not settings.payload_keys and not waived(settings):
+        return (
+            "REFUNDS_PAYLOAD_KEYS must be set in production (`refunds payload-key ID`): histories would "
+            "hold customer data in clear; REFUNDS_PAYLOAD_ENCRYPTION_WAIVED=true runs without, warned"
+        )
     return _psp_problem(settings)
+
+
+def waived(settings: Settings) -> bool:
+    return settings.payload_encryption_waived
+
+
+def start_warning(settings: Settings) -> str | None:
+    """What a start that is allowed still says out loud."""
+    if settings.environment == "production" and not settings.payload_keys and waived(settings):
+        return "payload encryption is waived: Temporal's histories hold customer data in clear"
+    return None
 
 
 def _psp_problem(settings: Settings) -> str | None:

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         description="id:base64-of-32-bytes AES keys, comma-separated, the first encrypting: workflow "
         "payloads are encrypted in Temporal's history (`refunds payload-key ID` makes one)",
     )
+    payload_encryption_waived: bool = Field(
+        default=False,
+        description="run production without REFUNDS_PAYLOAD_KEYS (histories then hold customer data in "
+        "clear); every start warns",
+    )
     codec_cors_origins: str = Field(
         default="http://127.0.0.1:8233,http://localhost:8233",
         description="Temporal UI origins allowed to call the codec server (/codec), comma-separated",
