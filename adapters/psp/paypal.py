@@ -55,6 +55,9 @@ from domain.status import ErrorCode, Provider, RefundMethod
 AUTH_ALGORITHM = "SHA256withRSA"
 CERT_FETCH_TIMEOUT_SECONDS = 5.0
 MAX_CERT_BYTES = 64 * 1024
+CERT_FAILURE_TTL_SECONDS = 60.0  # a failing certificate URL is not fetched again for a minute
+MAX_CONCURRENT_CERT_FETCHES = 4
+MAX_REMEMBERED_FAILURES = 1024
 # PayPal signs every delivery attempt afresh, so a transmission older than this is a replay.
 TRANSMISSION_TOLERANCE_SECONDS = 15 * 60
 _BUSY_ISSUES = frozenset({"PREVIOUS_REQUEST_IN_PROGRESS", "DUPLICATE_REQUEST_ID"})
@@ -189,6 +192,8 @@ class PayPalAdapter:
         self._cert_url_prefixes = [p if p.endswith("/") else p + "/" for p in cert_url_prefixes]
         self._cert_cache: dict[str, rsa.RSAPublicKey] = {}
         self._cert_lock = threading.Lock()
+        self._cert_failures: dict[str, tuple[float, WebhookRejected]] = {}
+        self._cert_fetches = threading.BoundedSemaphore(MAX_CONCURRENT_CERT_FETCHES)
         self._cert_http = httpx.Client(timeout=CERT_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
 
     @staticmethod
@@ -458,11 +463,34 @@ class PayPalAdapter:
             raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-SIG does not match") from err
 
     def _public_key(self, cert_url: str) -> rsa.RSAPublicKey:
-        """The certificate's RSA key, fetched once per URL (PayPal's cert URLs name one certificate)."""
+        """The certificate's RSA key, fetched once per URL (PayPal's cert URLs name one certificate).
+
+        A failed fetch is remembered briefly and only a few fetches run at once, so forged deliveries
+        naming a slow or failing certificate URL can neither tie up the service nor hammer the host."""
         with self._cert_lock:
             cached = self._cert_cache.get(cert_url)
+            failed = self._cert_failures.get(cert_url)
         if cached is not None:
             return cached
+        if failed is not None and failed[0] > time.monotonic():
+            raise failed[1]
+        if not self._cert_fetches.acquire(blocking=False):
+            raise WebhookRejected("certificate_unavailable", "too many certificate fetches at once")
+        try:
+            key = self._fetch_key(cert_url)
+        except WebhookRejected as err:
+            with self._cert_lock:
+                if len(self._cert_failures) >= MAX_REMEMBERED_FAILURES:
+                    self._cert_failures.clear()
+                self._cert_failures[cert_url] = (time.monotonic() + CERT_FAILURE_TTL_SECONDS, err)
+            raise
+        finally:
+            self._cert_fetches.release()
+        with self._cert_lock:
+            self._cert_cache[cert_url] = key
+        return key
+
+    def _fetch_key(self, cert_url: str) -> rsa.RSAPublicKey:
         try:
             response = self._cert_http.get(cert_url)
             response.raise_for_status()
@@ -480,6 +508,4 @@ class PayPalAdapter:
         key = certificate.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise WebhookRejected("signature_invalid", "the certificate's key is not RSA")
-        with self._cert_lock:
-            self._cert_cache[cert_url] = key
         return key

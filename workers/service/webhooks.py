@@ -145,7 +145,8 @@ async def _receive(
         raise ApiError(404, ErrorCode.PROVIDER_NOT_CONFIGURED, err.message) from err
     body = await request.body()
     try:
-        events = adapter.parse_webhook(body, dict(request.headers))
+        # off the event loop: verifying may fetch a certificate (PayPal) and must not stall the service
+        events = await run_in_threadpool(adapter.parse_webhook, body, dict(request.headers))
     except WebhookRejected as err:
         WEBHOOK_FAILURES.labels(source=provider.value, code=err.code).inc()
         raise ApiError(400, err.code, err.message) from err
