@@ -46,6 +46,10 @@ class RefundPolicy(_Contract):
     auto_approve_below_major: int = 0
     always_review_reasons: tuple[str, ...] = ()
     four_eyes_above_major: int | None = None
+    # minor units of each currency one major unit of the amounts above is worth; a currency missing
+    # from a non-empty table is always reviewed. Empty (refunds started before it): each currency's
+    # own major unit
+    review_currencies: dict[str, int] = Field(default_factory=dict)
     review_escalate_after_seconds: int = 24 * 3600
     review_decide_after_seconds: int = 72 * 3600
     on_review_deadline: str = "reject"  # or "approve"

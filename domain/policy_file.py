@@ -15,6 +15,11 @@ and the field, so a bad policy stops the product at start instead of deciding re
     decide_after_hours = 72
     on_deadline = "reject"            # or "approve"
 
+    [review.currencies]               # minor units of each currency worth one major unit of the
+    EUR = 100                         # amounts above; a currency not listed is always reviewed
+    JPY = 160
+    KWD = 310
+
     [returns]
     shipping = "full_return"          # always | never | full_return
     no_return_reasons = ["damaged", "defective", "not_received", "vending_failure", "goodwill"]
@@ -29,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from domain.allocation import ShippingPolicy
+from domain.currencies import REFUNDABLE_CURRENCIES
 from domain.returns import DEFAULT_NO_RETURN_REASONS
 
 
@@ -49,6 +55,16 @@ class ReviewRules(_Strict):
     escalate_after_hours: int = Field(default=24, gt=0)
     decide_after_hours: int = Field(default=72, gt=0)
     on_deadline: Literal["reject", "approve"] = "reject"
+    # minor units of each currency one major unit of the amounts above is worth (EUR = 100 when they
+    # are euros); empty: every currency's own major unit, as before this table existed
+    currencies: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_currencies(self) -> ReviewRules:
+        for code, rate in self.currencies.items():
+            if code not in REFUNDABLE_CURRENCIES or rate <= 0:
+                raise ValueError(f"currencies.{code}: an ISO 4217 code and a positive number of minor units")
+        return self
 
     @model_validator(mode="after")
     def _escalate_before_deciding(self) -> ReviewRules:

@@ -6,6 +6,7 @@ the score is the same on every replay: the workflow computes it from recorded ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -17,16 +18,18 @@ from domain.risk_model import RiskModel, rejection_percent
 MODEL_POINTS = 30  # a certain rejection by the model adds this much to the rules' score
 
 
-def _amount_reasons(amount: Money, payment: PaymentRecord, threshold: int) -> list[RiskReason]:
-    share_of_threshold = amount.value * 100 // max(threshold, 1)
-    reasons = [
-        RiskReason(
-            code="amount",
-            points=min(share_of_threshold // 2, 50),
-            detail=f"{amount} is {share_of_threshold}% of the review threshold "
-            f"{format_minor(threshold, amount.currency)} {amount.currency}",
+def _amount_reasons(amount: Money, payment: PaymentRecord, threshold: int | None) -> list[RiskReason]:
+    reasons = []
+    if threshold is not None:  # None: the policy sets no amounts in this currency
+        share_of_threshold = amount.value * 100 // max(threshold, 1)
+        reasons.append(
+            RiskReason(
+                code="amount",
+                points=min(share_of_threshold // 2, 50),
+                detail=f"{amount} is {share_of_threshold}% of the review threshold "
+                f"{format_minor(threshold, amount.currency)} {amount.currency}",
+            )
         )
-    ]
     if payment.amount_captured and amount.value == payment.amount_captured:
         reasons.append(RiskReason(code="full_refund", points=10, detail="refunds the whole payment"))
     elif payment.amount_captured and amount.value * 2 > payment.amount_captured:
@@ -93,6 +96,17 @@ def features_of(
     }
 
 
+def _converter(policy: RefundPolicy, currency: str) -> Callable[[int], int] | None:
+    """The policy's major-unit amounts in `currency`'s minor units: through the policy's table when
+    it has one, else each currency's own major unit; None for a currency the table does not list."""
+    if not policy.review_currencies:
+        return lambda major: major_to_minor(major, currency)
+    rate = policy.review_currencies.get(currency)
+    if rate is None:
+        return None
+    return lambda major: major * rate
+
+
 def assess_risk(
     request: RefundRequest,
     payment: PaymentRecord,
@@ -104,7 +118,8 @@ def assess_risk(
 ) -> RiskAssessment:
     """The score (0-100) with its reasons, and whether a human must decide, per `policy`; a model
     trained on the merchant's decisions adds its estimate as one more reason."""
-    threshold = major_to_minor(policy.review_threshold_major, amount.currency)
+    in_currency = _converter(policy, amount.currency)
+    threshold = in_currency(policy.review_threshold_major) if in_currency else None
     reasons = [
         *_amount_reasons(amount, payment, threshold),
         *_velocity_reasons(signals),
@@ -117,7 +132,16 @@ def assess_risk(
         reasons.append(
             RiskReason(code="reason_code", points=20, detail=f"policy reviews every {request.reason_code!r}")
         )
-    over_threshold = amount.value >= threshold
+    unlisted = in_currency is None
+    if unlisted:
+        reasons.append(
+            RiskReason(
+                code="unlisted_currency",
+                points=40,
+                detail=f"the policy sets no amounts in {amount.currency}: a human decides",
+            )
+        )
+    over_threshold = threshold is not None and amount.value >= threshold
     if over_threshold:
         reasons.append(
             RiskReason(
@@ -138,14 +162,15 @@ def assess_risk(
             )
         )
     score = min(sum(reason.points for reason in reasons), 100)
-    small = amount.value < major_to_minor(policy.auto_approve_below_major, amount.currency)
+    small = in_currency is not None and amount.value < in_currency(policy.auto_approve_below_major)
     four_eyes = policy.four_eyes_above_major
-    two_needed = four_eyes is not None and amount.value >= major_to_minor(four_eyes, amount.currency)
+    # an unlisted currency cannot be sized: where the policy wants four eyes at all, it gets them
+    two_needed = four_eyes is not None and (in_currency is None or amount.value >= in_currency(four_eyes))
     risky = over_threshold or score >= policy.review_score_threshold
     return RiskAssessment(
         score=score,
         reasons=reasons,
-        requires_review=always or two_needed or (risky and not small),
+        requires_review=always or unlisted or two_needed or (risky and not small),
         policy_version=policy.version,
         approvals_needed=2 if two_needed else 1,
         features={name: str(value) for name, value in features.items()},

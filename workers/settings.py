@@ -28,6 +28,35 @@ SANDBOX_PAYPAL_CLIENT_SECRET = "paypal_sandbox_secret"
 SANDBOX_PAYPAL_WEBHOOK_ID = "WH-SANDBOX"
 
 
+# The built-in policy's amounts are euros: the minor units of each currency one euro is roughly worth.
+# A policy file's [review.currencies] replaces the table; a currency in neither is always reviewed.
+BUILTIN_REVIEW_CURRENCIES: dict[str, int] = {
+    "EUR": 100,
+    "USD": 110,
+    "GBP": 85,
+    "CHF": 95,
+    "SEK": 1_150,
+    "NOK": 1_170,
+    "DKK": 746,
+    "PLN": 430,
+    "CZK": 2_500,
+    "HUF": 39_500,
+    "CAD": 150,
+    "AUD": 165,
+    "NZD": 180,
+    "SGD": 145,
+    "HKD": 850,
+    "CNY": 780,
+    "INR": 9_000,
+    "BRL": 600,
+    "MXN": 2_000,
+    "ZAR": 2_000,
+    "JPY": 160,
+    "KWD": 330,
+    "BHD": 410,
+    "IDR": 1_700_000,
+}
+
 DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and the CLI's default there
 DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # unset outside dev: refused
 
@@ -285,6 +314,7 @@ class Settings(BaseSettings):
             confirmation_poll_seconds=self.confirmation_poll_seconds,
             confirmation_deadline_seconds=self.confirmation_deadline_seconds,
             shipping_policy=self.shipping_policy,
+            review_currencies=BUILTIN_REVIEW_CURRENCIES,
             unverified_ui_reviews=(
                 self.environment != "production"
                 if self.ui_reviews_unverified is None
@@ -310,6 +340,7 @@ class Settings(BaseSettings):
                 "review_escalate_after_seconds": review.escalate_after_hours * 3600,
                 "review_decide_after_seconds": review.decide_after_hours * 3600,
                 "on_review_deadline": review.on_deadline,
+                "review_currencies": review.currencies or base.review_currencies,
                 "shipping_policy": returns.shipping,
                 "no_return_reasons": tuple(returns.no_return_reasons),
                 "returns_deadline_seconds": returns.deadline_days * 24 * 3600,
