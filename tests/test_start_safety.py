@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,28 @@ def test_a_start_without_an_environment_is_refused_in_one_line() -> None:
         lines = run.stdout.strip().splitlines()
         assert (run.returncode, len(lines)) == (2, 1), run.stdout + run.stderr
         assert "unsafe_settings" in lines[0] and "REFUNDS_ENVIRONMENT" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ('inbound_webhook_secret = "change-me"\n', "merchant acme: inbound_webhook_secret"),
+        (
+            'inbound_webhook_secret = "acme-secret"\n[merchants.acme.adyen]\napi_key = "ak"\n'
+            'merchant_account = "Acme"\nhmac_key = "ABCD"\n',
+            "merchant acme: REFUNDS_ADYEN_HMAC_KEY",
+        ),
+        (
+            'inbound_webhook_secret = "acme-secret"\n[merchants.acme.stripe]\napi_key = "sk_live_acme"\n'
+            'webhook_secret = "change-me"\n',
+            "merchant acme: REFUNDS_STRIPE_WEBHOOK_SECRET",
+        ),
+    ],
+)
+def test_each_merchants_own_accounts_are_held_to_the_same_rules(
+    tmp_path: Path, entry: str, named: str
+) -> None:
+    merchants = tmp_path / "merchants.toml"
+    merchants.write_text(f"[merchants.acme]\n{entry}")
+    problem = start_problem(Settings(**SAFE, merchants_file=merchants))  # type: ignore[arg-type]
+    assert problem is not None and problem.startswith(named)

@@ -107,9 +107,13 @@ async def test_a_worker_told_to_stop_lets_its_psp_call_finish_first(
         body = refund_body(request_id, payment, amount=4_000)
         assert (await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))).is_success
 
-        async def refund_in_flight() -> bool:
+        async def refund_in_flight() -> bool:  # started on the worker, not only scheduled
             pending = (await handle.describe()).raw_description.pending_activities
-            return any(a.activity_type.name == Activity.REFUND for a in pending)
+            return any(
+                a.activity_type.name == Activity.REFUND
+                and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                for a in pending
+            )
 
         await eventually(refund_in_flight, bool, timeout=30)
         os.killpg(process.pid, signal.SIGTERM)

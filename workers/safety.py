@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from workers.settings import DEV_REVIEWER_TOKEN, Settings
+from domain.policy_file import PolicyError
+from workers.settings import DEV_INBOUND_SECRET, DEV_REVIEWER_TOKEN, Settings
 
 ENVIRONMENTS = ("dev", "test", "production")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -35,9 +36,9 @@ def start_problem(settings: Settings) -> str | None:
         return f"REFUNDS_ENVIRONMENT={settings.environment!r} is none of {', '.join(ENVIRONMENTS)}"
     if settings.environment == "dev":
         return None
-    for name in _SECRETS:
-        if "change-me" in str(getattr(settings, name)):
-            return f"REFUNDS_{name.upper()} still holds the example's change-me value"
+    placeholder = _placeholder(settings)
+    if placeholder is not None:
+        return placeholder
     if settings.reviewer_for(DEV_REVIEWER_TOKEN) is not None:
         return "REFUNDS_REVIEWER_TOKENS accepts the dev reviewer's published token"
     if settings.environment == "production" and not settings.payload_keys and not waived(settings):
@@ -45,7 +46,32 @@ def start_problem(settings: Settings) -> str | None:
             "REFUNDS_PAYLOAD_KEYS must be set in production (`refunds payload-key ID`): histories would "
             "hold customer data in clear; REFUNDS_PAYLOAD_ENCRYPTION_WAIVED=true runs without, warned"
         )
-    return _psp_problem(settings)
+    return _psp_problem(settings) or _merchants_problem(settings)
+
+
+def _placeholder(settings: Settings) -> str | None:
+    for name in _SECRETS:
+        if "change-me" in str(getattr(settings, name)):
+            return f"REFUNDS_{name.upper()} still holds the example's change-me value"
+    return None
+
+
+def _merchants_problem(settings: Settings) -> str | None:
+    """Each merchant's own secrets and PSP accounts, from REFUNDS_MERCHANTS_FILE, by the same rules."""
+    try:
+        profiles = settings.merchant_profiles()
+    except PolicyError:
+        return None  # a file that cannot be read is reported, with its reason, by the policy check
+    for merchant_id, profile in profiles.items():
+        if merchant_id == settings.merchant_id:
+            continue
+        if any("change-me" in secret or secret == DEV_INBOUND_SECRET for secret in profile.secrets):
+            return f"merchant {merchant_id}: inbound_webhook_secret holds a dev or example value"
+        own = settings.for_merchant(profile)
+        problem = _placeholder(own) or _psp_problem(own)
+        if problem is not None:
+            return f"merchant {merchant_id}: {problem}"
+    return None
 
 
 def waived(settings: Settings) -> bool:
