@@ -30,14 +30,19 @@ def _refused(stack: Stack, request_id: str) -> int:
         return [e.step for e in audit.trail(session, request_id)].count("review_signal_refused")
 
 
-async def _large_refund(stack: Stack, sandbox: SandboxControl, http: Any, amount: int, **extra: Any) -> str:
+async def _awaiting_review(
+    stack: Stack, sandbox: SandboxControl, http: Any, amount: int, **extra: Any
+) -> tuple[str, WorkflowHandle[Any, RefundState]]:
+    """A large refund, requested and waiting for its reviewers."""
     payment = sandbox.seed_stripe_payment(amount=1_000_000, currency="EUR")
     request_id = unique("who")
     body = refund_body(request_id, payment, amount=amount, **extra)
     assert (
         await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
     ).status_code == 202
-    return request_id
+    handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+    await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
+    return request_id, handle
 
 
 async def test_names_typed_into_the_temporal_ui_never_make_four_eyes(
@@ -47,9 +52,7 @@ async def test_names_typed_into_the_temporal_ui_never_make_four_eyes(
     policy.write_text(FOUR_EYES)
     starter = starter_for(stack, policy_file=policy, reviewer_tokens=TOKENS)
     async with starter as (settings, http), worker_for(stack, settings):
-        request_id = await _large_refund(stack, sandbox, http, 600_000)
-        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
+        request_id, handle = await _awaiting_review(stack, sandbox, http, 600_000)
 
         # typed names count for nothing here: not two of them, and not one beside a proven reviewer
         await handle.signal(RefundWorkflow.approve_from_ui, ReviewInput(reviewer="bob"))
@@ -76,9 +79,7 @@ async def test_in_production_the_temporal_ui_decides_only_with_a_proof(
 ) -> None:
     starter = starter_for(stack, reviewer_tokens=TOKENS, ui_reviews_unverified=False)
     async with starter as (settings, http), worker_for(stack, settings):
-        request_id = await _large_refund(stack, sandbox, http, 150_000)
-        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
+        request_id, handle = await _awaiting_review(stack, sandbox, http, 150_000)
 
         await handle.signal(RefundWorkflow.approve_from_ui, ReviewInput(reviewer="dave"))
         forged_key = identity.signing_key(INBOUND_SECRET)  # what a merchant's shop could derive
@@ -105,9 +106,7 @@ async def test_a_refund_waiting_across_a_key_rotation_is_still_decided(
     """Started under the old key; the service now signs with `new,old`: the refund knows the old one."""
     before = starter_for(stack, reviewer_tokens=TOKENS, review_signing_key=OLD_KEY)
     async with before as (settings, http), worker_for(stack, settings):
-        request_id = await _large_refund(stack, sandbox, http, 150_000)
-        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
+        request_id, handle = await _awaiting_review(stack, sandbox, http, 150_000)
         rotated = starter_for(
             stack,
             reviewer_tokens=TOKENS,
@@ -123,11 +122,9 @@ async def test_a_reviewer_cannot_approve_their_own_request_under_another_spellin
     stack: Stack, sandbox: SandboxControl
 ) -> None:
     async with starter_for(stack, reviewer_tokens=TOKENS) as (settings, http), worker_for(stack, settings):
-        request_id = await _large_refund(
+        request_id, handle = await _awaiting_review(
             stack, sandbox, http, 150_000, metadata={"requested_by": " Carol@shop.example"}
         )
-        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
         own = await decide(http, request_id, "approve", "carol")
         assert (own.status_code, own.json()["error"]["code"]) == (409, "unauthorized")
         assert (await decide(http, request_id, "approve", "alice")).status_code == 200

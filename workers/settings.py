@@ -99,8 +99,8 @@ class Settings(BaseSettings):
     )
     ui_reviews_unverified: bool | None = Field(
         default=None,
-        description="a Temporal UI decision without a proof counts as one approval at most "
-        "(unset: yes outside production, no in production)",
+        description="a Temporal UI decision without a proof decides a single-approval review, never "
+        "towards four eyes (unset: yes outside production, no in production)",
     )
 
     stripe_api_key: str = ""
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'refunds.db').resolve()}"
         if self.environment != "dev" and DEV_INBOUND_SECRET in self.inbound_secrets:
             raise ValueError("REFUNDS_INBOUND_WEBHOOK_SECRET must be set outside dev")
-        signing = [s.strip() for s in self.review_signing_key.split(",") if s.strip()]
+        signing = _entries(self.review_signing_key)
         if any(len(s) < 32 or s in self.inbound_secrets for s in signing) and self.environment != "dev":
             raise ValueError(
                 "REFUNDS_REVIEW_SIGNING_KEY must be at least 32 characters and no merchant's request secret"
@@ -226,12 +226,12 @@ class Settings(BaseSettings):
 
     @property
     def inbound_secrets(self) -> list[str]:
-        return [s.strip() for s in self.inbound_webhook_secret.split(",") if s.strip()]
+        return _entries(self.inbound_webhook_secret)
 
     @property
     def psp_rates(self) -> dict[str, float]:  # calls per second, per provider
         rates = {}
-        for entry in (part.strip() for part in self.psp_rate_limits.split(",") if part.strip()):
+        for entry in _entries(self.psp_rate_limits):
             provider, _, per_second = entry.partition(":")
             rates[provider.strip()] = float(per_second)
         return rates
@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     def review_signing_secrets(self) -> list[str]:
         """The service's signing secrets; outside dev it cannot start without one (the worker and
         the CLI never sign, so they need none)."""
-        configured = [s.strip() for s in self.review_signing_key.split(",") if s.strip()]
+        configured = _entries(self.review_signing_key)
         if configured:
             return configured
         if self.environment != "dev":
@@ -251,7 +251,7 @@ class Settings(BaseSettings):
 
     def decision_key(self) -> Ed25519PrivateKey:
         """The key the service signs review decisions with; workflows hold its public half."""
-        return identity.signing_key(self.review_signing_secrets[0])
+        return self.decision_keys()[0]
 
     def decision_keys(self) -> list[Ed25519PrivateKey]:
         """Every key a decision is signed with while rotating: refunds started before the rotation
@@ -260,7 +260,7 @@ class Settings(BaseSettings):
 
     def review_public_keys(self) -> tuple[str, ...]:
         """Every signing key's public half: a refund waiting across a rotation still verifies."""
-        return tuple(identity.public_key(identity.signing_key(s)) for s in self.review_signing_secrets)
+        return tuple(identity.public_key(key) for key in self.decision_keys())
 
     @property
     def service_base(self) -> str:
@@ -271,7 +271,7 @@ class Settings(BaseSettings):
 
     @property
     def cert_url_prefixes(self) -> list[str]:
-        return [p.strip() for p in self.paypal_cert_url_prefixes.split(",") if p.strip()]
+        return _entries(self.paypal_cert_url_prefixes)
 
     @property
     def stripe_base(self) -> str:
@@ -346,3 +346,8 @@ class Settings(BaseSettings):
                 "returns_deadline_seconds": returns.deadline_days * 24 * 3600,
             }
         )
+
+
+def _entries(listed: str) -> list[str]:
+    """A comma-separated setting's entries, blanks dropped."""
+    return [entry.strip() for entry in listed.split(",") if entry.strip()]

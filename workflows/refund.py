@@ -8,6 +8,7 @@ this module never imports I/O code.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -269,7 +270,8 @@ class RefundWorkflow:
                 round=validation_round,
             )
             validation: Validation = await self._until_done(
-                lambda check=check: self._activity(  # type: ignore[misc]
+                functools.partial(
+                    self._activity,
                     Activity.VALIDATE,
                     check,
                     result_type=Validation,
@@ -769,12 +771,12 @@ class RefundWorkflow:
 
     def _signalled_decision(self, review: ReviewInput, *, approved: bool) -> None:
         """A decision carrying the service's proof counts as its reviewer's; one without counts as
-        `ui:<name>` only where the policy allows it, as one approval at most, never a second."""
-        verdict = "approve" if approved else "reject"
-        if not self._is_proven(review, verdict):
+        `ui:<name>` only where the policy allows it, and never towards four eyes."""
+        proven = self._is_proven(review, "approve" if approved else "reject")
+        if not proven:
             review = review.model_copy(update={"reviewer": f"{identity.UI_PREFIX}{review.reviewer}"})
         try:
-            if self._input.review_keys and not self._is_proven(review, verdict):
+            if self._input.review_keys and not proven:
                 self._check_unverified(review, approved)
             if approved:
                 self._check_approver(review)

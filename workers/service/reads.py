@@ -49,11 +49,18 @@ async def state_for(services: Services, request_id: str, merchant_id: str | None
     return state
 
 
+def merchant_scope(services: Services, merchant_id: str | None) -> str | None:
+    """The merchant whose refunds a caller may touch; None when there is nothing to check (anyone's
+    refund, or an installation with one merchant)."""
+    return merchant_id if len(services.merchants) > 1 else None
+
+
 async def ensure_merchant(services: Services, request_id: str, merchant_id: str | None) -> None:
     """404 unless the refund is `merchant_id`'s (None: anyone may act on it). An installation with
     one merchant has nothing to check and spends no query on it."""
-    if merchant_id is not None and len(services.merchants) > 1:
-        await state_for(services, request_id, merchant_id)
+    scope = merchant_scope(services, merchant_id)
+    if scope is not None:
+        await state_for(services, request_id, scope)
 
 
 def _settled_state(services: Services, request_id: str) -> RefundState | None:

@@ -12,7 +12,7 @@ from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
 from workers.service.errors import ApiError
-from workers.service.reads import state_for
+from workers.service.reads import merchant_scope, state_for
 from workers.service.refund_requests import verify_merchant_signature
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
@@ -50,8 +50,7 @@ async def goods_received(
             ErrorCode.INVALID_REQUEST,
             f"the signed receipt must name this refund (request_id {request_id!r})",
         )
-    scope = merchant_id if len(services.merchants) > 1 else None  # another merchant's refund: 404
-    refund = await state_for(services, request_id, scope)
+    refund = await state_for(services, request_id, merchant_scope(services, merchant_id))  # else 404
     if receipt.receipt_id in refund.returns.receipts:
         return refund.returns  # a repeat is answered, never sent to the workflow: its history stays small
     state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
