@@ -15,8 +15,8 @@ from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
 from domain import signature
 from domain.contracts import AuditEvent, ValidateInput, Validation
-from domain.naming import Activity
-from domain.requests import RefundRequest
+from domain.naming import Activity, refund_id
+from domain.requests import AS_SENT, RefundRequest
 from domain.status import ErrorCode, PaymentState
 
 _REFUSED_STATES = {
@@ -91,10 +91,12 @@ class ValidationActivities:
                 int(time.time()),
                 tolerance=None,
             )
-            signed = RefundRequest.model_validate_json(body)
+            signed = RefundRequest.model_validate_json(body, context=AS_SENT)
         except (signature.SignatureError, ValidationError) as err:
             return Validation(error=ErrorCode.SIGNATURE_INVALID, message=str(err))
-        if signed != input.request:
+        # kept under the id marked with its merchant (bare when started before ids were per merchant)
+        kept = signed.model_copy(update={"request_id": refund_id(input.merchant_id, signed.request_id)})
+        if input.request not in (kept, signed):
             return Validation(
                 error=ErrorCode.SIGNATURE_INVALID, message="request differs from the signed body"
             )

@@ -53,6 +53,30 @@ def psp_task_queue(task_queue: str, provider: str, merchant_id: str | None = Non
     return f"{task_queue}-psp-{provider}{suffix}"
 
 
+# A merchant's request ids are its own: another merchant's refund is kept under `<merchant>~<id>`,
+# a separator no request id may contain, so two merchants' ids never meet. The default merchant's
+# refunds keep the bare request id, as every refund did before merchants had ids of their own.
+MERCHANT_SEPARATOR = "~"
+
+
+def refund_id(merchant_id: str | None, request_id: str) -> str:
+    """The id a merchant's refund is kept under (workflow, PSP keys, ledger): the request id,
+    marked with the merchant unless it is the default one (None)."""
+    return request_id if merchant_id is None else f"{merchant_id}{MERCHANT_SEPARATOR}{request_id}"
+
+
+def merchants_request_id(refund: str) -> str:
+    """The request id the merchant knows a refund by."""
+    return refund.rpartition(MERCHANT_SEPARATOR)[2]
+
+
+def refund_merchant(refund: str) -> str | None:
+    """The merchant a refund id names; None for a bare id (the default merchant's, or one kept
+    before merchants had ids of their own)."""
+    merchant, separator, _ = refund.partition(MERCHANT_SEPARATOR)
+    return merchant if separator else None
+
+
 def workflow_id(request_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{request_id}"
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from domain.currencies import MAX_MINOR_UNITS, REFUNDABLE_CURRENCIES
 from domain.money import Money
 from domain.status import Provider
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"  # what a merchant may send
+# What a refund is kept under: the request id, marked with its merchant unless the default one
+# (`domain.naming.refund_id`); the mark is ours to add, never the merchant's to send.
+REFUND_ID_PATTERN = r"^(?:[a-z0-9][a-z0-9-]{0,63}~)?[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+REFUND_ID_LENGTH = 128  # a merchant other than the default has its id's length less for the mark
+AS_SENT = "as sent by a merchant"  # validation context: a request as it comes in over HTTP
 
 
 # A JSON integer of minor units: never a float (25.0), a string ("2500") or a boolean (true).
@@ -50,7 +56,11 @@ class RefundRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    request_id: str = Field(pattern=_ID, description="The merchant's idempotency key for this refund.")
+    request_id: str = Field(
+        pattern=REFUND_ID_PATTERN,
+        max_length=REFUND_ID_LENGTH,
+        description="The merchant's idempotency key for this refund.",
+    )
     provider: Provider
     payment_reference: str = Field(min_length=1, max_length=128)
     amount: RequestedAmount | None = Field(
@@ -62,6 +72,14 @@ class RefundRequest(BaseModel):
     items: list[RefundItem] | None = Field(default=None, max_length=500)
     shipping_amount: MinorUnits | None = None
     metadata: dict[str, str] | None = Field(default=None, max_length=METADATA_KEYS)
+
+    @field_validator("request_id")
+    @classmethod
+    def _merchants_own(cls, request_id: str, info: ValidationInfo) -> str:
+        """A merchant sends its own id; only we mark it with a merchant."""
+        if info.context == AS_SENT and not re.match(REQUEST_ID_PATTERN, request_id):
+            raise ValueError(f"a request id matches {REQUEST_ID_PATTERN}")
+        return request_id
 
     @field_validator("amount", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.requests import RefundRequest
+from domain.requests import REFUND_ID_LENGTH, REFUND_ID_PATTERN, RefundRequest
 
 # Reasons whose goods never come back (or could not be sold): the refund expects no return.
 DEFAULT_NO_RETURN_REASONS = ("damaged", "defective", "not_received", "vending_failure", "goodwill")
@@ -46,7 +46,7 @@ class GoodsReceipt(_Frozen):
     received_by: str = Field(default="warehouse", min_length=1, max_length=128)
     # the refund these goods came back for: a signed receipt is bound to it, so the same receipt
     # posted to another refund restocks nothing (required over HTTP; None only in old histories)
-    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+    request_id: str | None = Field(default=None, pattern=REFUND_ID_PATTERN, max_length=REFUND_ID_LENGTH)
 
 
 class ReturnsStatus(StrEnum):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import stripe
 from temporalio.api.enums.v1 import EventType
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from adapters.db import audit, ledger, refunds
 from adapters.sandbox.adyen_api import mount_adyen
@@ -21,8 +22,10 @@ from adapters.sandbox.adyen_control import AdyenSandboxControl
 from adapters.sandbox.control import SandboxControl
 from adapters.sandbox.server import SandboxServer
 from adapters.sandbox.stripe_objects import webhook_headers
-from domain.naming import Activity
+from domain.contracts import RefundWorkflowInput, SignatureEvidence
+from domain.naming import SA_MERCHANT, Activity
 from domain.policy_file import PolicyError
+from domain.requests import RefundRequest
 from domain.reviewer_tokens import new_reviewer_entry
 from domain.status import Provider
 from tests.conftest import Stack, free_port, starter_for, worker_for
@@ -93,17 +96,19 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
     starter = starter_for(stack, port=port, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (settings, http), worker_for(stack, settings):
 
-        async def send(merchant: str, secret: str) -> int:
+        async def send(merchant: str, secret: str) -> tuple[int, str | None]:
             headers = signed_for(merchant, secret, body)
-            return (await http.post("/v1/refund-requests", content=body, headers=headers)).status_code
+            response = await http.post("/v1/refund-requests", content=body, headers=headers)
+            return response.status_code, response.json().get("workflow_id")
 
         # acme's secret cannot start a refund for globex, nor an unknown merchant's
-        assert await send("globex", ACME_SECRET) == 401
-        assert await send("initech", ACME_SECRET) == 401
-        assert await send("globex", GLOBEX_SECRET) == 202
-        # the same request id from acme is not globex's refund
-        assert await send("acme", ACME_SECRET) == 409
-        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-{request_id}")
+        assert (await send("globex", ACME_SECRET))[0] == 401
+        assert (await send("initech", ACME_SECRET))[0] == 401
+        assert await send("globex", GLOBEX_SECRET) == (202, f"refund-globex~{request_id}")
+        assert await send("globex", GLOBEX_SECRET) == (200, f"refund-globex~{request_id}")
+        # a merchant's request ids are its own: acme's same id is acme's own refund, no conflict
+        assert await send("acme", ACME_SECRET) == (202, f"refund-acme~{request_id}")
+        handle = stack.client.get_workflow_handle_for(RefundWorkflow.run, f"refund-globex~{request_id}")
         state = await handle.result()
         history = await handle.fetch_history()
         # a refund made by hand in globex's Stripe dashboard is adopted into globex's books
@@ -115,7 +120,8 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
             settings, Provider.STRIPE, datetime.now(UTC) - timedelta(hours=1), [], merchant_id="globex"
         )
 
-    assert state.status.value == "succeeded" and state.risk is not None
+    assert state.status.value == "succeeded", state
+    assert state.risk is not None
     assert state.risk.policy_version == "globex-3"
     # refunded at globex's own account, on its own rate-limited queue, confirmed by its own webhook
     assert [r["amount"] for r in SandboxControl(globex_psps.url).stripe_refunds(payment)] == [900, 400]
@@ -135,8 +141,8 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
     ]
     assert signals == ["psp_refund_update"]
     with stack.database.transaction() as session:
-        accounts = {account for account, _ in ledger.balances(session, request_id)}
-        steps = [entry.step for entry in audit.trail(session, request_id)]
+        accounts = {account for account, _ in ledger.balances(session, f"globex~{request_id}")}
+        steps = [entry.step for entry in audit.trail(session, f"globex~{request_id}")]
     assert accounts == {"globex:refund_contra_revenue:EUR", "globex:psp_receivable:stripe:EUR"}
     assert "validated" in steps  # the worker re-verified globex's signature with globex's secret
     with stack.database.transaction() as session:
@@ -263,7 +269,8 @@ async def test_a_merchants_reviewers_read_and_steer_only_its_own_refunds(
 
         async def statuses() -> list[str]:
             views = [
-                (await http.get(f"/v1/refunds/{i}", headers=alice)).json() for i in (default_id, globex_id)
+                (await http.get(f"/v1/refunds/{i}", headers=alice)).json()
+                for i in (default_id, f"globex~{globex_id}")  # the installation's: by the full id
             ]
             return [view["status"] for view in views]
 
@@ -376,3 +383,107 @@ def test_a_merchant_has_its_own_psp_accounts_and_no_one_elses(tmp_path: Path) ->
     assert (acme.stripe_api_key, acme.paypal_client_id) == ("", "")
     default = installation.merchant_profiles()[installation.merchant_id]
     assert installation.for_merchant(default).stripe_api_key == "sk_default"
+
+
+async def test_a_merchants_request_ids_are_its_own(
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """The same request id from two merchants is two refunds: neither is told the other's exists
+    (no 409), neither can claim it first, each reads and steers only its own."""
+    carol_token, carol_entry = new_reviewer_entry("carol")
+    carol = {"Authorization": f"Bearer {carol_token}"}
+    alice = {"Authorization": "Bearer alice-token"}
+    shared = unique("shared")
+    theirs = refund_body(shared, sandbox.seed_stripe_payment(amount=5_000, currency="EUR"), amount=700)
+    ours = refund_body(
+        shared, SandboxControl(globex_psps.url).seed_stripe_payment(amount=5_000, currency="EUR"), amount=900
+    )
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url, carol_entry))
+    async with starter as (settings, http), worker_for(stack, settings):
+        first = await http.post("/v1/refund-requests", content=theirs, headers=signed_headers(theirs))
+        second = await http.post(
+            "/v1/refund-requests", content=ours, headers=signed_for("globex", GLOBEX_SECRET, ours)
+        )
+        assert (first.status_code, second.status_code) == (202, 202), second.text
+        assert first.json() == {"request_id": shared, "workflow_id": f"refund-{shared}", "status": "received"}
+        assert second.json()["request_id"] == shared  # as the merchant knows it
+        states = [
+            await stack.client.get_workflow_handle_for(RefundWorkflow.run, r.json()["workflow_id"]).result()
+            for r in (first, second)
+        ]
+        # carol (globex's reviewer) reads globex's by its own id; the installation's by the full id
+        own = (await http.get(f"/v1/refunds/{shared}", headers=carol)).json()
+        full = (await http.get(f"/v1/refunds/globex~{shared}", headers=alice)).json()
+        bare = (await http.get(f"/v1/refunds/{shared}", headers=alice)).json()
+        # a full id names its merchant: carol cannot reach another merchant's through it
+        foreign = await http.get(f"/v1/refunds/acme~{shared}", headers=carol)
+        # nor may a merchant send an id already marked with a merchant
+        marked = refund_body(f"globex~{shared}", "pi_x", amount=100)
+        forged = await http.post("/v1/refund-requests", content=marked, headers=signed_headers(marked))
+
+    assert [(s.status.value, s.amount.value if s.amount else None) for s in states] == [
+        ("succeeded", 700),
+        ("succeeded", 900),
+    ]
+    assert (own["amount"]["value"], own["merchant_id"]) == (900, "globex")
+    assert full["workflow_id"] == f"refund-globex~{shared}" and full["amount"]["value"] == 900
+    assert (bare["amount"]["value"], bare["merchant_id"]) == (700, None)
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "not_found")
+    assert (forged.status_code, forged.json()["error"]["details"][0]["loc"]) == (422, ["request_id"])
+    with stack.database.transaction() as session:
+        kept = {row: refunds.get(session, row) for row in (shared, f"globex~{shared}")}
+    assert {row: (r.merchant, r.amount) for row, r in kept.items() if r} == {
+        shared: (None, 700),
+        f"globex~{shared}": ("globex", 900),
+    }
+
+
+async def test_a_refund_kept_under_its_bare_id_is_answered_never_refunded_again(
+    stack: Stack, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """A merchant's refund started before its ids were its own runs under the bare id: the same
+    request again is answered from it (200), a changed one is a conflict, and nothing refunds twice."""
+    globex = SandboxControl(globex_psps.url)
+    payment = globex.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("before")
+    body = refund_body(request_id, payment, amount=600)
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
+    async with starter as (settings, http), worker_for(stack, settings):
+        sent = RefundRequest.model_validate_json(body)
+        await stack.client.start_workflow(  # as the service started a merchant's refund before
+            RefundWorkflow.run,
+            RefundWorkflowInput(
+                request=sent,
+                evidence=SignatureEvidence(
+                    raw_body=body.decode(),
+                    signature_header=signed_for("globex", GLOBEX_SECRET, body)["Refund-Signature"],
+                    received_at=datetime.now(UTC),
+                ),
+                policy=settings.for_merchant(settings.merchant_profiles()["globex"]).policy(),
+                merchant_id="globex",
+                review_keys=settings.review_public_keys(),
+            ),
+            id=f"refund-{request_id}",
+            task_queue=settings.task_queue,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SA_MERCHANT, "globex")]),
+            memo={"body_sha256": sent.digest_for("globex")},
+        )
+        again = await http.post(
+            "/v1/refund-requests", content=body, headers=signed_for("globex", GLOBEX_SECRET, body)
+        )
+        changed = refund_body(request_id, payment, amount=601)
+        conflict = await http.post(
+            "/v1/refund-requests", content=changed, headers=signed_for("globex", GLOBEX_SECRET, changed)
+        )
+        state = await stack.client.get_workflow_handle_for(
+            RefundWorkflow.run, f"refund-{request_id}"
+        ).result()
+        settled = await http.post(
+            "/v1/refund-requests", content=body, headers=signed_for("globex", GLOBEX_SECRET, body)
+        )
+
+    assert again.status_code == 200 and again.json()["workflow_id"] == f"refund-{request_id}"
+    assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "request_conflict")
+    assert state.status.value == "succeeded"
+    assert (settled.status_code, settled.json()["status"]) == (200, "succeeded")
+    assert [r["amount"] for r in globex.stripe_refunds(payment)] == [600]

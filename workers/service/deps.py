@@ -46,6 +46,10 @@ class Services:
             for merchant_id, profile in self.merchants.items()
         }
 
+    def owner(self, merchant_id: str) -> str | None:
+        """How a merchant is named on its refunds (`domain.naming.refund_id`): None for the default."""
+        return None if merchant_id == self.settings.merchant_id else merchant_id
+
 
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services

@@ -10,7 +10,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import audit, refunds
 from adapters.db.audit import AuditEntry
 from domain.contracts import RefundState
-from domain.naming import request_id_from_workflow_id, workflow_id
+from domain.naming import refund_id, refund_merchant, request_id_from_workflow_id, workflow_id
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services
 from workers.service.errors import ApiError, temporal_unavailable
@@ -40,13 +40,28 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
     return state
 
 
-async def state_for(services: Services, request_id: str, merchant_id: str | None) -> RefundState:
-    """The refund as one merchant may see it (None: any merchant's): another merchant's refund is
-    as unknown as a missing one."""
-    state = await current_state(services, workflow_id(request_id))
-    if state is None or merchant_id not in (None, state.merchant_id or services.settings.merchant_id):
-        raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
-    return state
+async def state_for(services: Services, given: str, merchant_id: str | None) -> RefundState:
+    """The refund `given` names, as one merchant may see it: by its own request id (or its full
+    refund id); None: any merchant's, by the full refund id. Another merchant's refund is as
+    unknown as a missing one."""
+    for candidate in _refund_ids(services, given, merchant_id):
+        state = await current_state(services, workflow_id(candidate))
+        owner = state.merchant_id or services.settings.merchant_id if state is not None else None
+        if state is not None and merchant_id in (None, owner):
+            return state
+    raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {given}")
+
+
+def _refund_ids(services: Services, given: str, merchant_id: str | None) -> list[str]:
+    """Where a caller's id may be kept, in order: the id marked with the caller's merchant, then
+    the bare id (a refund kept before merchants had ids of their own)."""
+    if merchant_id is None:
+        return [given]
+    marked = refund_merchant(given)
+    if marked is not None:
+        return [given] if marked == merchant_id else []
+    own = refund_id(services.owner(merchant_id), given)
+    return [own] if own == given else [own, given]
 
 
 def merchant_scope(services: Services, merchant_id: str | None) -> str | None:
@@ -55,12 +70,14 @@ def merchant_scope(services: Services, merchant_id: str | None) -> str | None:
     return merchant_id if len(services.merchants) > 1 else None
 
 
-async def ensure_merchant(services: Services, request_id: str, merchant_id: str | None) -> None:
-    """404 unless the refund is `merchant_id`'s (None: anyone may act on it). An installation with
-    one merchant has nothing to check and spends no query on it."""
+async def refund_to_act_on(services: Services, given: str, merchant_id: str | None) -> str:
+    """The id of the refund `given` names for a caller acting for `merchant_id` (None: for any);
+    404 unless it is that merchant's. An installation with one merchant has nothing to check and
+    spends no query on it."""
     scope = merchant_scope(services, merchant_id)
-    if scope is not None:
-        await state_for(services, request_id, scope)
+    if scope is None:
+        return given
+    return (await state_for(services, given, scope)).request_id
 
 
 def _settled_state(services: Services, request_id: str) -> RefundState | None:

@@ -18,14 +18,14 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import refunds
 from adapters.db.models import RefundRow
 from domain import signature
 from domain.contracts import RefundWorkflowInput, SignatureEvidence
-from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, workflow_id
-from domain.requests import RefundRequest
+from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
+from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError, temporal_unavailable
@@ -44,6 +44,13 @@ class Accepted(BaseModel):
     status: RefundStatus
 
 
+def _request_schema() -> dict[str, Any]:
+    """The body as a merchant sends it: its own request id, never one marked with a merchant."""
+    schema = RefundRequest.model_json_schema()
+    schema["properties"]["request_id"]["pattern"] = REQUEST_ID_PATTERN
+    return schema
+
+
 _SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; several `v1=` during rotation'
 
 
@@ -60,7 +67,7 @@ _SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; s
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": RefundRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": _request_schema()}},
         }
     },
 )
@@ -91,12 +98,14 @@ async def _admit(
 
     A request id seen before is answered from its workflow: the same request (its canonical digest
     is in the memo) gets 200 and that workflow, a changed one 409. Nothing new starts either way.
+    A merchant's request ids are its own: its refund is kept under the id marked with the merchant
+    (`domain.naming.refund_id`), so another merchant's same id is another refund, never a 409.
     """
     raw = await request.body()
     merchant_id = verify_merchant_signature(services, raw, header, merchant)
-    refund = _parse(raw)
-    # the same request id from another merchant is another body: a conflict, never its refund
-    owner = None if merchant_id == services.settings.merchant_id else merchant_id
+    sent = _parse(raw)
+    owner = services.owner(merchant_id)
+    refund = _kept_as(sent, owner)
     digest = refund.digest_for(owner)
     wf_id = workflow_id(refund.request_id)
     settled = await run_in_threadpool(_settled_row, services, refund.request_id)
@@ -104,16 +113,65 @@ async def _admit(
         if not _settled_as(settled, refund, digest, owner):
             raise _conflict()
         response.status_code = 200
-        return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus(settled.status))
+        return _accepted(sent, wf_id, RefundStatus(settled.status))
+    if owner is not None and (kept_bare := await _kept_bare(services, sent, owner)) is not None:
+        response.status_code = 200
+        return _accepted(sent, workflow_id(sent.request_id), kept_bare)
     evidence = SignatureEvidence(
         raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
     )
     if await _start(services, refund, evidence, digest, merchant_id):
-        return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=RefundStatus.RECEIVED)
-    if await _body_digest(services, wf_id) != digest:
+        return _accepted(sent, wf_id, RefundStatus.RECEIVED)
+    if (await _kept(services, wf_id))[0] != digest:
         raise _conflict()
     response.status_code = 200
-    return Accepted(request_id=refund.request_id, workflow_id=wf_id, status=await _status(services, wf_id))
+    return _accepted(sent, wf_id, await _status(services, wf_id))
+
+
+async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> RefundStatus | None:
+    """The status of `owner`'s refund kept under the bare request id, as every refund was before
+    merchants had ids of their own (so a resend of it never refunds again); 409 for another body.
+    None when no refund of `owner`'s is kept so: another merchant's bare id is none of its business."""
+    digest = sent.digest_for(owner)
+    settled = await run_in_threadpool(_settled_row, services, sent.request_id)
+    if settled is not None:
+        if settled.merchant != owner:
+            return None
+        if not _settled_as(settled, sent, digest, owner):
+            raise _conflict()
+        return RefundStatus(settled.status)
+    wf_id = workflow_id(sent.request_id)
+    kept_digest, kept_by = await _kept(services, wf_id)
+    if kept_by != owner:
+        return None
+    if kept_digest != digest:
+        raise _conflict()
+    return await _status(services, wf_id)
+
+
+def _accepted(sent: RefundRequest, wf_id: str, status: RefundStatus) -> Accepted:
+    """The merchant's own request id, and the workflow its refund runs as."""
+    return Accepted(request_id=sent.request_id, workflow_id=wf_id, status=status)
+
+
+def _kept_as(sent: RefundRequest, owner: str | None) -> RefundRequest:
+    """The request as its refund is kept: under the request id marked with its merchant."""
+    kept = refund_id(owner, sent.request_id)
+    if len(kept) > REFUND_ID_LENGTH:
+        most = REFUND_ID_LENGTH - len(kept) + len(sent.request_id)
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_REQUEST,
+            "request is invalid",
+            [
+                {
+                    "loc": ["request_id"],
+                    "msg": f"{owner}'s request ids are at most {most} characters",
+                    "type": "string_too_long",
+                }
+            ],
+        )
+    return sent.model_copy(update={"request_id": kept})
 
 
 def _conflict() -> ApiError:
@@ -174,7 +232,7 @@ def _parse(raw: bytes) -> RefundRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
     try:
-        return RefundRequest.model_validate(payload)
+        return RefundRequest.model_validate(payload, context=AS_SENT)
     except ValidationError as err:
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
@@ -211,13 +269,16 @@ async def _start(
     return True
 
 
-async def _body_digest(services: Services, wf_id: str) -> str | None:
+async def _kept(services: Services, wf_id: str) -> tuple[str | None, str | None]:
+    """The request digest and merchant of the workflow `wf_id`; (None, None) when there is none."""
     try:
         description = await services.temporal.get_workflow_handle(wf_id).describe()
     except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None, None
         raise _unavailable(err) from err
     digest: str | None = await description.memo_value(BODY_DIGEST, None)
-    return digest
+    return digest, description.typed_search_attributes.get(SA_MERCHANT)
 
 
 def _unavailable(err: RPCError) -> ApiError:

@@ -11,7 +11,7 @@ from domain import identity
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
 from workers.service.deps import ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
-from workers.service.reads import audit_trail, ensure_merchant, state_for
+from workers.service.reads import audit_trail, refund_to_act_on, state_for
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
@@ -30,17 +30,17 @@ class ReviewBody(BaseModel):
 @router.get("/{request_id}", response_model=RefundView)
 async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) -> RefundView:
     state = await state_for(services, request_id, reader.merchant_id if reader else None)
-    trail = await audit_trail(services, request_id)
-    return RefundView(**state.model_dump(), workflow_id=workflow_id(request_id), audit=trail)
+    trail = await audit_trail(services, state.request_id)
+    return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id), audit=trail)
 
 
 @router.post("/{request_id}/approve", response_model=RefundState)
 async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
-    await ensure_merchant(services, request_id, reviewer.merchant_id)  # a merchant's reviewer: its own only
-    review = _signed(services, request_id, "approve", reviewer, body.reason if body else "")
-    state: RefundState = await run_update(services, request_id, RefundWorkflow.approve, review)
+    refund = await refund_to_act_on(services, request_id, reviewer.merchant_id)  # a merchant's: its own
+    review = _signed(services, refund, "approve", reviewer, body.reason if body else "")
+    state: RefundState = await run_update(services, refund, RefundWorkflow.approve, review)
     return state
 
 
@@ -48,17 +48,15 @@ async def approve(
 async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:
-    await ensure_merchant(services, request_id, reviewer.merchant_id)
-    review = _signed(services, request_id, "reject", reviewer, body.reason)
-    state: RefundState = await run_update(services, request_id, RefundWorkflow.reject, review)
+    refund = await refund_to_act_on(services, request_id, reviewer.merchant_id)
+    review = _signed(services, refund, "reject", reviewer, body.reason)
+    state: RefundState = await run_update(services, refund, RefundWorkflow.reject, review)
     return state
 
 
-def _signed(
-    services: Services, request_id: str, verdict: str, reviewer: Reviewer, reason: str
-) -> ReviewInput:
+def _signed(services: Services, refund: str, verdict: str, reviewer: Reviewer, reason: str) -> ReviewInput:
     """The decision of the reviewer the token proved, signed for this refund's workflow alone."""
     proof = identity.sign_with_each(
-        services.decision_keys, workflow_id(request_id), verdict, reviewer.name, reason
+        services.decision_keys, workflow_id(refund), verdict, reviewer.name, reason
     )
     return ReviewInput(reviewer=reviewer.name, reason=reason, proof=proof)

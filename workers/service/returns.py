@@ -53,5 +53,6 @@ async def goods_received(
     refund = await state_for(services, request_id, merchant_scope(services, merchant_id))  # else 404
     if receipt.receipt_id in refund.returns.receipts:
         return refund.returns  # a repeat is answered, never sent to the workflow: its history stays small
-    state: ReturnsState = await run_update(services, request_id, RefundWorkflow.goods_received, receipt)
+    kept = receipt.model_copy(update={"request_id": refund.request_id})  # as the refund is kept
+    state: ReturnsState = await run_update(services, refund.request_id, RefundWorkflow.goods_received, kept)
     return state
