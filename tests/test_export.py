@@ -103,11 +103,17 @@ async def test_refunds_export_writes_json_lines_once(
     assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
     out = tmp_path / "erp.jsonl"
 
+    # neither a bare export nor a look marks anything: the file export after them still gets it all
+    bare = await cli(stack, "export")
+    peek = await cli(stack, "export", "--peek")
     first = await cli(stack, "export", "--format", "jsonl", "--out", str(out))
     second = await cli(stack, "export", "--format", "jsonl", "--out", str(out))
 
+    assert (bare.returncode, "choose_destination" in bare.stdout) == (2, True)
+    assert peek.returncode == 0 and request_id in peek.stdout
     assert first.returncode == second.returncode == 0, first.stderr
-    assert "exported 0 ledger entries" in second.stderr
+    batch = first.stderr.split("as batch ")[1].strip()
+    assert f"nothing new to export since batch {batch}" in second.stderr
     entries = [json.loads(line) for line in out.read_text().splitlines()]
     ours = [e for e in entries if e["request_id"] == request_id]
     assert [(e["amount_minor"], e["amount"], e["currency"]) for e in ours] == [(700, "700", "JPY")] * 2

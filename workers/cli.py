@@ -7,15 +7,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from temporalio.service import RPCError
 
 from domain import signature
@@ -38,12 +39,32 @@ def _settings() -> Settings:
     return Settings()
 
 
+def _say(message: str) -> None:
+    """Plain text: names, ids and messages may hold brackets, which are never read as markup."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> None:
+    """A table of plain-text cells (a reason may hold brackets), or what it means to have none."""
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    if rows:
+        console.print(table)
+    else:
+        _say(empty)
+
+
+def _fail(code: str, message: object, exit_code: int = 1) -> NoReturn:
+    """One line, `code: message`, and the exit status scripts check."""
+    console.print(Text.assemble((code, "red"), f": {message}"), highlight=False, soft_wrap=True)
+    raise typer.Exit(exit_code)
+
+
 def _identity(given: str | None) -> str:
     """Who the CLI acts as: the option, else REFUNDS_OPERATOR; never anonymous."""
     who = (given or _settings().operator).strip()
     if not who:
-        console.print("[red]unauthorized[/red]: pass --reviewer/--operator or set REFUNDS_OPERATOR")
-        raise typer.Exit(2)
+        _fail("unauthorized", "pass --reviewer/--operator or set REFUNDS_OPERATOR", 2)
     return who
 
 
@@ -53,7 +74,7 @@ def payload_key(key_id: str) -> None:
     it, keep the old ones after it so older histories still open."""
     from workers.codec import new_key_entry
 
-    console.print(new_key_entry(key_id), highlight=False)
+    _say(new_key_entry(key_id))
 
 
 @app.command("reviewer-token")
@@ -62,8 +83,8 @@ def reviewer_token(name: str) -> None:
     from domain.reviewer_tokens import new_reviewer_entry
 
     token, entry = new_reviewer_entry(name)
-    console.print(f"token for {name} (give it to them, it is not stored): {token}", highlight=False)
-    console.print(f"add to REFUNDS_REVIEWER_TOKENS: {entry}", highlight=False)
+    _say(f"token for {name} (give it to them, it is not stored): {token}")
+    _say(f"add to REFUNDS_REVIEWER_TOKENS: {entry}")
 
 
 def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False) -> Settings:
@@ -76,8 +97,7 @@ def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False
 
         problem = start_problem(settings)
         if problem is not None:
-            console.print(f"[red]unsafe_settings[/red]: {escape(problem)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            _fail("unsafe_settings", problem, 2)
         warning = start_warning(settings)
         if warning is not None:
             console.print(f"[yellow]warning[/yellow]: {escape(warning)}", highlight=False, soft_wrap=True)
@@ -89,9 +109,8 @@ def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False
         for profile in settings.merchant_profiles().values():  # each merchant's policy must load too
             settings.model_copy(update={"policy_file": profile.policy_file}).policy()
     except PolicyError as err:
-        console.print(f"[red]invalid_policy[/red]: {err}")
-        raise typer.Exit(2) from err
-    console.print(f"refund policy {policy.version}", highlight=False)
+        _fail("invalid_policy", err, 2)
+    _say(f"refund policy {policy.version}")
     from workers.logs import configure_logging
 
     configure_logging(settings.log_format)
@@ -103,10 +122,9 @@ def _run(operation: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(operation)
     except RPCError as err:
-        console.print(f"[red]temporal_error[/red]: {err.message}")
+        _fail("temporal_error", err.message)
     except RuntimeError as err:  # the client could not connect
-        console.print(f"[red]temporal_unavailable[/red]: {err}")
-    raise typer.Exit(1)
+        _fail("temporal_unavailable", err)
 
 
 @app.command()
@@ -165,8 +183,7 @@ def status(
 
     view = _run(refund_view(_settings(), request_id))
     if view is None:
-        console.print(f"[red]no refund {request_id}[/red]")
-        raise typer.Exit(1)
+        _fail("not_found", f"no refund {request_id}")
     if as_json:
         print(json.dumps(view, indent=2, default=str))
         return
@@ -192,8 +209,7 @@ def audit(
     finally:
         db.dispose()
     if not trail:
-        console.print(f"[red]not_found[/red]: no audit trail for {request_id}")
-        raise typer.Exit(1)
+        _fail("not_found", f"no audit trail for {request_id}")
     if as_json:
         print(json.dumps(trail, indent=2))
         return
@@ -203,10 +219,20 @@ def audit(
 @app.command("export")
 def export_ledger(
     fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "jsonl",
-    out: Annotated[Path | None, typer.Option(help="Append to this file (default: standard output)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Append the entries to this file and mark them exported")
+    ] = None,
+    to_stdout: Annotated[
+        bool, typer.Option("--stdout", help="Write them to standard output and mark them exported")
+    ] = False,
+    peek: Annotated[
+        bool, typer.Option("--peek", help="Show what the next export would send; mark nothing")
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, help="At most this many entries")] = 10_000,
 ) -> None:
-    """Ledger entries not yet exported, for the ERP: each entry leaves once (see the README)."""
+    """Ledger entries not yet exported, for the ERP: each entry leaves once (see the README).
+
+    Example: refunds export --format csv --out ledger.csv"""
     from adapters.db import outbox
     from adapters.db.engine import Database
     from workers.erp_export import ExportFormat, file_writer, write_batch
@@ -214,22 +240,30 @@ def export_ledger(
     try:
         export_format = ExportFormat(fmt)
     except ValueError:
-        console.print(f"[red]invalid_format[/red]: {fmt!r} is not csv or jsonl")
-        raise typer.Exit(2) from None
-    if out is not None:
-        writer = file_writer(out, export_format)
-    else:
+        _fail("invalid_format", f"{fmt!r} is not csv or jsonl", 2)
+    if [out is not None, to_stdout, peek].count(True) != 1:
+        _fail(
+            "choose_destination", "pass one of --out FILE, --stdout (both mark entries exported) or --peek", 2
+        )
 
-        def writer(batch: outbox.ExportBatch) -> None:
-            write_batch(batch, sys.stdout, export_format, header=True)
-            sys.stdout.flush()
+    def to_terminal(batch: outbox.ExportBatch) -> None:
+        write_batch(batch, sys.stdout, export_format, header=True)
+        sys.stdout.flush()
 
     db = Database.connect(_settings().database_url)
     try:
-        batch = outbox.export(db, writer, limit=limit)
+        if peek:
+            to_terminal(outbox.ExportBatch("(not exported)", outbox.peek(db, limit=limit)))
+            return
+        batch = outbox.export(db, file_writer(out, export_format) if out else to_terminal, limit=limit)
+        previous = None if batch.entries else outbox.last_batch(db)
     finally:
         db.dispose()
-    Console(stderr=True).print(f"exported {len(batch.entries)} ledger entries as batch {batch.batch_id}")
+    done = Console(stderr=True, markup=False, highlight=False)
+    if batch.entries:
+        done.print(f"exported {len(batch.entries)} ledger entries as batch {batch.batch_id}")
+    else:
+        done.print(f"nothing new to export since batch {previous}" if previous else "nothing to export yet")
 
 
 @app.command("reconcile")
@@ -259,19 +293,17 @@ def reconcile_command(
         try:
             found = reconcile_provider(_settings(), provider, start, payment or [], advance, merchant)
         except PspError as err:
-            console.print(f"[red]{err.code.value}[/red]: {err.message}")
-            raise typer.Exit(2) from err
+            _fail(err.code.value, err.message, 2)
     if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
     elif not found:
-        console.print(f"{provider.value}: the books match the PSP since {start:%Y-%m-%d %H:%M}")
+        _say(f"{provider.value}: the books match the PSP since {start:%Y-%m-%d %H:%M}")
     else:
-        table = Table("kind", "PSP refund", "payment", "request", "ours", "theirs")
-        for d in found:
-            table.add_row(
-                d.kind.value, d.psp_refund_id, d.payment_reference, d.request_id or "-", d.ours, d.theirs
-            )
-        console.print(table)
+        rows = [
+            (d.kind.value, d.psp_refund_id, d.payment_reference, d.request_id or "-", d.ours, d.theirs)
+            for d in found
+        ]
+        _print_table(Table("kind", "PSP refund", "payment", "request", "ours", "theirs"), rows, "")
     if found:
         raise typer.Exit(1)
 
@@ -286,12 +318,9 @@ def pending(
     try:
         rows = _run(pending_reviews(_settings(), merchant))
     except SteerError as err:
-        console.print(f"[red]{err.code}[/red]: {err}")
-        raise typer.Exit(2) from err
+        _fail(err.code, err, 2)
     table = Table("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table if rows else "no refunds awaiting review")
+    _print_table(table, rows, "no refunds awaiting review")
 
 
 @app.command()
@@ -300,10 +329,7 @@ def attention() -> None:
     from workers.ops import needing_attention
 
     rows = _run(needing_attention(_settings()))
-    table = Table("request id", "state", "why")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table if rows else "nothing needs attention")
+    _print_table(Table("request id", "state", "why"), rows, "nothing needs attention")
 
 
 _TOKEN_HELP = "Your reviewer token (default REFUNDS_REVIEWER_TOKEN; in dev, the dev reviewer's)"
@@ -339,10 +365,9 @@ def _decide(request_id: str, verdict: str, reason: str, token: str | None, revie
     try:
         state = decide(settings, request_id, verdict, reason, reviewer_token(settings, token), reviewer)
     except ReviewError as err:
-        console.print(f"[red]{err.code}[/red]: {escape(str(err))}")
-        raise typer.Exit(2 if err.code == "unauthorized" else 1) from err
+        _fail(err.code, err, 2 if err.code == "unauthorized" else 1)
     approvals = len(state.get("approvals") or [])
-    console.print(f"{request_id}: {state['status']} ({approvals} approval(s))", highlight=False)
+    _say(f"{request_id}: {state['status']} ({approvals} approval(s))")
 
 
 @app.command()
@@ -375,14 +400,12 @@ def receive(
             receipt_id=receipt, lines=lines, received_by=_identity(operator), request_id=request_id
         )
     except (ValueError, ValidationError) as err:
-        console.print(f"[red]invalid_request[/red]: {err}")
-        raise typer.Exit(2) from err
+        _fail("invalid_request", err, 2)
     try:
         state = _run(steer(_settings(), workflow_id(request_id), "goods_received", goods, ReturnsState))
     except SteerError as err:
-        console.print(f"[red]{err.code}[/red]: {err}")
-        raise typer.Exit(1) from err
-    console.print(f"{request_id}: returns {state.status.value}, received {state.received}")
+        _fail(err.code, err)
+    _say(f"{request_id}: returns {state.status.value}, received {state.received}")
 
 
 def _receipt_line(text: str) -> ReceiptLine:
@@ -399,21 +422,24 @@ def _receipt_line(text: str) -> ReceiptLine:
 def release_hold(
     provider: Annotated[Provider, typer.Argument(help="stripe, adyen or paypal")],
     payment_reference: str,
-    operator: Annotated[str, typer.Option(help="Who decided the dispute allows refunds again")],
+    operator: Annotated[
+        str | None,
+        typer.Option(help="Who decided the dispute allows refunds again (default REFUNDS_OPERATOR)"),
+    ] = None,
 ) -> None:
     """Lift a dispute hold on a payment; then `refunds retry` the refunds that wait on it."""
     from adapters.db import holds
     from adapters.db.engine import Database
 
+    who = _identity(operator)
     db = Database.connect(_settings().database_url)
     try:
-        released = holds.release_hold(db, provider, payment_reference, operator)
+        released = holds.release_hold(db, provider, payment_reference, who)
     finally:
         db.dispose()
     if not released:
-        console.print(f"[red]not_found[/red]: no open hold on {provider.value} {payment_reference}")
-        raise typer.Exit(1)
-    console.print(f"hold on {provider.value} {payment_reference} released by {operator}")
+        _fail("not_found", f"no open hold on {provider.value} {payment_reference}")
+    _say(f"hold on {provider.value} {payment_reference} released by {who}")
 
 
 risk_app = typer.Typer(help="The risk model.", no_args_is_help=True)
@@ -434,16 +460,13 @@ def risk_train(
     try:
         report = train(db, out or settings.data_dir / "models", min_samples=min_samples)
     except TrainingError as err:
-        console.print(f"[red]not_enough_data[/red]: {err}")
-        raise typer.Exit(1) from err
+        _fail("not_enough_data", err)
     finally:
         db.dispose()
     metrics = ", ".join(f"{k} {v}" for k, v in report.model.metrics.items())
-    console.print(
-        f"trained {report.model.version} on {report.samples} decisions ({report.rejections} rejected)"
-    )
-    console.print(f"held-out quality: {metrics}", highlight=False)
-    console.print(f"use it: REFUNDS_RISK_MODEL_FILE={report.path}", highlight=False)
+    _say(f"trained {report.model.version} on {report.samples} decisions ({report.rejections} rejected)")
+    _say(f"held-out quality: {metrics}")
+    _say(f"use it: REFUNDS_RISK_MODEL_FILE={report.path}")
 
 
 db_app = typer.Typer(help="The product's database.", no_args_is_help=True)
@@ -463,11 +486,10 @@ def db_upgrade(
         before = migrate.current_revision(engine)
         after = migrate.upgrade(engine, revision)
     except migrate.UnversionedDatabase as err:
-        console.print(f"[red]unversioned_database[/red]: {err}")
-        raise typer.Exit(1) from err
+        _fail("unversioned_database", err)
     finally:
         engine.dispose()
-    console.print(f"database at revision {after} (was {before or 'empty'})")
+    _say(f"database at revision {after} (was {before or 'empty'})")
 
 
 @db_app.command("current")
@@ -478,9 +500,7 @@ def db_current() -> None:
 
     engine = make_engine(_settings().database_url)
     try:
-        console.print(
-            f"database {migrate.current_revision(engine) or 'empty'}, newest {migrate.head_revision()}"
-        )
+        _say(f"database {migrate.current_revision(engine) or 'empty'}, newest {migrate.head_revision()}")
     finally:
         engine.dispose()
 
@@ -511,7 +531,7 @@ def deploy_promote(
 
     _run(run())
     share = f"{ramp}% of new refunds" if ramp is not None else "current"
-    console.print(f"{settings.deployment_name}: build {build_id} {share}")
+    _say(f"{settings.deployment_name}: build {build_id} {share}")
 
 
 @deploy_app.command("status")
@@ -527,11 +547,9 @@ def deploy_status() -> None:
 
     view = _run(run())
     ramping = f", ramping {view.ramping} at {view.ramp_percentage}%" if view.ramping else ""
-    console.print(f"{view.name}: current {view.current or 'unversioned'}{ramping}")
-    table = Table("build", "status", "drainage")
-    for build in view.builds:
-        table.add_row(build.build_id, build.status, build.drainage)
-    console.print(table)
+    _say(f"{view.name}: current {view.current or 'unversioned'}{ramping}")
+    builds = [(build.build_id, build.status, build.drainage) for build in view.builds]
+    _print_table(Table("build", "status", "drainage"), builds, "no builds")
 
 
 def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:
@@ -541,9 +559,8 @@ def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> 
     try:
         state = _run(steer(_settings(), workflow_id(request_id), update, argument, RefundState))
     except SteerError as err:
-        console.print(f"[red]{err.code}[/red]: {err}")
-        raise typer.Exit(1) from err
-    console.print(f"{request_id}: {state.status.value}")
+        _fail(err.code, err)
+    _say(f"{request_id}: {state.status.value}")
 
 
 def main() -> None:

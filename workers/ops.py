@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.text import Text
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -68,24 +69,31 @@ async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | N
     return {**view, "audit": [entry.model_dump(mode="json") for entry in trail]}
 
 
+def _plain(console: Console, text: str) -> None:
+    """Ids, reasons and messages are the merchant's or a reviewer's text: never read as markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def render_refund(console: Console, view: dict[str, Any]) -> None:
     amount = view.get("amount") or view.get("requested_amount")
     money = f"{format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else "-"
-    console.print(f"[bold]{view['request_id']}[/bold]  {view['status']}  ({view['method']})")
-    console.print(f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
-    console.print(f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
+    console.print(Text.assemble((view["request_id"], "bold"), f"  {view['status']}  ({view['method']})"))
+    _plain(console, f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
+    _plain(console, f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
     if view.get("failure_code"):
-        console.print(f"  [red]{view['failure_code']}[/red] {view.get('failure_message', '')}")
+        console.print(
+            Text.assemble("  ", (view["failure_code"], "red"), f" {view.get('failure_message', '')}")
+        )
     risk = view.get("risk")
     if risk:
         reasons = "; ".join(f"{r['code']} +{r['points']}: {r['detail']}" for r in risk["reasons"])
-        console.print(
-            f"  risk {risk['score']} ({'review' if risk['requires_review'] else 'auto'}): {reasons}"
+        _plain(
+            console, f"  risk {risk['score']} ({'review' if risk['requires_review'] else 'auto'}): {reasons}"
         )
     review = view.get("review")
     if review:
         verdict = "approved" if review["approved"] else "rejected"
-        console.print(f"  review {verdict} by {review['reviewer']} {review.get('reason', '')}")
+        _plain(console, f"  review {verdict} by {review['reviewer']} {review.get('reason', '')}")
     allocation = view.get("allocation")
     if allocation:
         render_allocation(console, allocation)
@@ -102,7 +110,7 @@ def render_allocation(console: Console, allocation: dict[str, Any]) -> None:
     console.print(f"  allocation ({currency}):")
     for line in allocation["lines"]:
         goods, tax = money(line["goods"]), money(line["tax"])
-        console.print(f"    {line['sku']} x{line['quantity']}  goods {goods}  tax {tax}", highlight=False)
+        _plain(console, f"    {line['sku']} x{line['quantity']}  goods {goods}  tax {tax}")
     console.print(
         f"    shipping {money(allocation['shipping'])}  unallocated {money(allocation['unallocated'])}",
         highlight=False,
@@ -121,7 +129,7 @@ def render_audit(console: Console, rows: list[dict[str, Any]]) -> None:
             status,
             psp,
         ]
-        console.print("    " + "  ".join(part for part in parts if part), highlight=False)
+        _plain(console, "    " + "  ".join(part for part in parts if part))
 
 
 async def pending_reviews(settings: Settings, merchant_id: str | None = None) -> list[tuple[str, ...]]:

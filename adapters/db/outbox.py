@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlmodel import col
 
 from adapters.db.engine import Database
@@ -40,20 +40,23 @@ class ExportBatch:
     entries: list[ExportEntry]
 
 
+def _unexported(limit: int) -> Select[LedgerOutboxRow, LedgerTransferRow]:
+    return (
+        select(LedgerOutboxRow, LedgerTransferRow)
+        .join(LedgerTransferRow, col(LedgerTransferRow.id) == col(LedgerOutboxRow.transfer_id))
+        .where(col(LedgerOutboxRow.exported_batch).is_(None))
+        .order_by(col(LedgerOutboxRow.id))
+        .limit(limit)
+    )
+
+
 def export(
     db: Database, write: Callable[[ExportBatch], None], *, limit: int = 10_000, batch_id: str | None = None
 ) -> ExportBatch:
     """Claim up to `limit` unexported entries, hand them to `write`, then mark them exported."""
     batch = batch_id or f"b{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
     with db.transaction() as session:
-        claimed = (
-            select(LedgerOutboxRow, LedgerTransferRow)
-            .join(LedgerTransferRow, col(LedgerTransferRow.id) == col(LedgerOutboxRow.transfer_id))
-            .where(col(LedgerOutboxRow.exported_batch).is_(None))
-            .order_by(col(LedgerOutboxRow.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=LedgerOutboxRow)
-        )
+        claimed = _unexported(limit).with_for_update(skip_locked=True, of=LedgerOutboxRow)
         rows = session.execute(claimed).all()
         result = ExportBatch(batch, [_entry(outbox, transfer) for outbox, transfer in rows])
         if not rows:
@@ -64,6 +67,24 @@ def export(
             outbox.exported_batch = batch
             outbox.exported_at = now
     return result
+
+
+def peek(db: Database, *, limit: int = 10_000) -> list[ExportEntry]:
+    """The entries the next export would send, left unexported."""
+    with db.transaction() as session:
+        return [_entry(outbox, transfer) for outbox, transfer in session.execute(_unexported(limit)).all()]
+
+
+def last_batch(db: Database) -> str | None:
+    """The batch exported most recently; None before the first."""
+    with db.transaction() as session:
+        latest = (
+            select(col(LedgerOutboxRow.exported_batch))
+            .where(col(LedgerOutboxRow.exported_batch).is_not(None))
+            .order_by(col(LedgerOutboxRow.exported_at).desc(), col(LedgerOutboxRow.id).desc())
+            .limit(1)
+        )
+        return session.execute(latest).scalar_one_or_none()
 
 
 def _entry(outbox: LedgerOutboxRow, transfer: LedgerTransferRow) -> ExportEntry:

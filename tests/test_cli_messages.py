@@ -1,0 +1,57 @@
+"""What the CLI says: text that holds brackets is printed as written, and every command that acts
+takes its operator from the same place (the option, else REFUNDS_OPERATOR)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from adapters.db import holds
+from adapters.db.engine import Database
+from domain.status import Provider
+from workers.cli import app
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A CLI of its own: a fresh data directory and database, dev settings."""
+    return {
+        "REFUNDS_DATA_DIR": str(tmp_path),
+        "REFUNDS_DATABASE_URL": f"sqlite:///{tmp_path / 'refunds.db'}",
+        "REFUNDS_ENVIRONMENT": "dev",
+        "COLUMNS": "200",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_brackets_in_a_message_are_printed_as_written(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # scikit-learn not installed
+    assert run(env, "risk", "train") == (
+        1,
+        "not_enough_data: scikit-learn is not installed: pip install -e '.[ml]'\n",
+    )
+    code, output = run(env, "export", "--format", "[csv]", "--out", "x")
+    assert (code, output) == (2, "invalid_format: '[csv]' is not csv or jsonl\n")
+
+
+def test_release_hold_takes_the_operator_from_the_environment(env: dict[str, str]) -> None:
+    db = Database.connect(env["REFUNDS_DATABASE_URL"])
+    try:
+        holds.open_hold(db, Provider.STRIPE, "pi_disputed", "dispute dp_1")
+    finally:
+        db.dispose()
+    anonymous = run(env, "release-hold", "stripe", "pi_disputed")
+    released = run({**env, "REFUNDS_OPERATOR": "ops-[ann]"}, "release-hold", "stripe", "pi_disputed")
+    again = run({**env, "REFUNDS_OPERATOR": "ops-ann"}, "release-hold", "stripe", "pi_disputed")
+    assert anonymous[0] == 2 and "REFUNDS_OPERATOR" in anonymous[1]
+    assert released == (0, "hold on stripe pi_disputed released by ops-[ann]\n")
+    assert again == (1, "not_found: no open hold on stripe pi_disputed\n")
