@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"
     INVALID_STATE = "invalid_state"
+    ALREADY_FINISHED = "already_finished"  # steering a refund whose workflow has completed
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"

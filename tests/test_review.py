@@ -88,6 +88,7 @@ async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) 
 
     rejected = await cli(stack, "reject", request_id, "--token", "bob-token", "--reason", "known abuser")
     assert rejected.returncode == 0, rejected.stderr
+    assert f"{request_id}: rejected" in rejected.stdout  # the state the decision left, not the review
 
     view = await wait_for_status(stack, request_id, FINAL)
     assert (view["status"], view["failure_code"]) == ("rejected", "review_rejected")
@@ -100,7 +101,10 @@ async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) 
     assert sandbox.stripe_refunds(payment) == []
 
     again = await cli(stack, "approve", request_id, "--token", "alice-token")
-    assert again.returncode == 1
+    retried = await cli(stack, "retry", request_id, "--operator", "ops-ann")
+    assert again.returncode == retried.returncode == 1
+    assert f"already_finished: refund {request_id} already finished (rejected)" in again.stdout
+    assert f"already_finished: refund {request_id} already finished (rejected)" in retried.stdout
 
 
 async def review(stack: Stack, request_id: str, action: str, token: str | None, **body: Any) -> Any:
@@ -118,11 +122,19 @@ async def test_http_review_needs_an_authenticated_reviewer(stack: Stack, sandbox
 
     approved = await review(stack, request_id, "approve", "alice-token")
     assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] != "awaiting_review"  # where the approval sent it
     view = await wait_for_status(stack, request_id, FINAL)
     assert view["status"] == "succeeded" and view["review"]["reviewer"] == "alice"
 
     late = await review(stack, request_id, "reject", "bob-token", reason="too late")
-    assert late.status_code in (404, 409)
+    assert (late.status_code, late.json()["error"]) == (
+        409,
+        {
+            "code": "already_finished",
+            "message": f"refund {request_id} already finished (succeeded)",
+            "details": {"status": "succeeded"},
+        },
+    )
     assert len(sandbox.stripe_refunds(payment)) == 1
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import contextlib
+from typing import Any, TypeVar, cast
 
 from rich.console import Console
 from rich.text import Text
@@ -25,7 +26,7 @@ from domain.naming import (
     workflow_id,
 )
 from domain.returns import GoodsReceipt
-from domain.status import RefundStatus
+from domain.status import ErrorCode, RefundStatus
 from workers.merchants import MERCHANT_ID
 from workers.settings import Settings
 from workers.temporal import connect
@@ -215,6 +216,16 @@ async def steer(
             raise SteerError(cause.type or "update_failed", cause.message) from err
         raise SteerError("update_failed", str(err)) from err
     except RPCError as err:
-        code = "not_found" if err.status is RPCStatusCode.NOT_FOUND else "temporal_unavailable"
-        raise SteerError(code, err.message) from err
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise SteerError("temporal_unavailable", err.message) from err
+        request_id = request_id_from_workflow_id(wf_id)
+        finished = await refund_view(settings, request_id)
+        if finished is None:
+            raise SteerError("not_found", f"no refund {request_id}") from err
+        raise SteerError(
+            ErrorCode.ALREADY_FINISHED, f"refund {request_id} already finished ({finished['status']})"
+        ) from err
+    if result_type is RefundState:  # the workflow acted on it in the same task: show where it went
+        with contextlib.suppress(RPCError):
+            state = cast(T, await handle.query(RefundWorkflow.state))
     return state

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -66,6 +66,12 @@ class AuditEntry(BaseModel):
     psp_request_id: str | None
     psp_response_ms: int | None
     detail: dict[str, str]
+
+    @field_validator("at")
+    @classmethod
+    def _in_utc(cls, at: datetime) -> datetime:
+        """SQLite hands back UTC times without their zone: every reader gets them with it."""
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 class StepEntry(BaseModel):

@@ -11,7 +11,8 @@ from domain import identity
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
 from workers.service.deps import ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
-from workers.service.reads import audit_trail, refund_to_act_on, state_for
+from workers.service.errors import ApiError
+from workers.service.reads import audit_trail, current_state, refund_to_act_on, state_for
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
@@ -40,8 +41,7 @@ async def approve(
 ) -> RefundState:
     refund = await refund_to_act_on(services, request_id, reviewer.merchant_id)  # a merchant's: its own
     review = _signed(services, refund, "approve", reviewer, body.reason if body else "")
-    state: RefundState = await run_update(services, refund, RefundWorkflow.approve, review)
-    return state
+    return await _after(services, refund, await run_update(services, refund, RefundWorkflow.approve, review))
 
 
 @router.post("/{request_id}/reject", response_model=RefundState)
@@ -50,8 +50,16 @@ async def reject(
 ) -> RefundState:
     refund = await refund_to_act_on(services, request_id, reviewer.merchant_id)
     review = _signed(services, refund, "reject", reviewer, body.reason)
-    state: RefundState = await run_update(services, refund, RefundWorkflow.reject, review)
-    return state
+    return await _after(services, refund, await run_update(services, refund, RefundWorkflow.reject, review))
+
+
+async def _after(services: Services, refund: str, decided: RefundState) -> RefundState:
+    """The refund as the decision left it: the workflow acts on a decision in the task that took it,
+    so asking again shows where it went (rejected, refunding), not the review it was in."""
+    try:
+        return await current_state(services, workflow_id(refund)) or decided
+    except ApiError:  # could not ask again: what the decision itself answered is still true
+        return decided
 
 
 def _signed(services: Services, refund: str, verdict: str, reviewer: Reviewer, reason: str) -> ReviewInput:

@@ -12,6 +12,7 @@ from domain.naming import workflow_id
 from domain.status import ErrorCode
 from workers.service.deps import Services
 from workers.service.errors import ApiError, temporal_unavailable
+from workers.service.reads import current_state
 
 
 async def run_update(services: Services, request_id: str, update: Any, argument: Any) -> Any:
@@ -27,5 +28,18 @@ async def run_update(services: Services, request_id: str, update: Any, argument:
         raise ApiError(409, code, message) from err
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            raise ApiError(404, ErrorCode.NOT_FOUND, f"no running refund {request_id}") from err
+            raise await _not_running(services, request_id) from err
         raise temporal_unavailable(err, "deciding this refund") from err
+
+
+async def _not_running(services: Services, request_id: str) -> ApiError:
+    """409 naming how a finished refund ended; 404 for one that never was."""
+    finished = await current_state(services, workflow_id(request_id))
+    if finished is None:
+        return ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
+    return ApiError(
+        409,
+        ErrorCode.ALREADY_FINISHED,
+        f"refund {request_id} already finished ({finished.status.value})",
+        {"status": finished.status.value},
+    )
