@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,18 @@ def test_dev_runs_refunds_survives_a_hard_kill_and_stops_cleanly(dev: DevRun) ->
 
     status = dev.cli("status", "dev-large", "--json")
     assert json.loads(status.stdout)["review"]["reviewer"] == "ops"
+    # a command run beside dev finds the sandbox and its keys with nothing exported
+    since = datetime.now(UTC).strftime("%Y-%m-%d")
+    for provider in ("stripe", "paypal"):
+        reconciled = dev.cli("reconcile", "--provider", provider, "--since", since)
+        assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+        assert "the books match the PSP" in reconciled.stdout
+    adyen = dev.cli("reconcile", "--provider", "adyen", "--since", since)  # configured, but cannot list
+    assert adyen.stdout.startswith("not_supported: adyen")
 
     assert dev.interrupt() == 0
     assert "stopping" in dev.log.read_text()
+    assert not (Path(dev.env["REFUNDS_DATA_DIR"]) / "dev.env").exists()  # nothing points at a stopped dev
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{dev.url}/healthz", timeout=1)
 

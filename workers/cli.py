@@ -23,7 +23,7 @@ from domain import signature
 from domain.contracts import RetryInput, ReviewInput
 from domain.naming import workflow_id
 from domain.status import Provider
-from workers.settings import Settings
+from workers.settings import Settings, local_settings
 
 if TYPE_CHECKING:
     from domain.returns import ReceiptLine
@@ -36,7 +36,7 @@ console = Console()
 
 
 def _settings() -> Settings:
-    return Settings()
+    return local_settings()
 
 
 def _say(message: str) -> None:
@@ -88,10 +88,11 @@ def reviewer_token(name: str) -> None:
 
 
 def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False) -> Settings:
-    """Settings for a long-running process: a bad policy file stops it before it starts anything."""
+    """Settings for a long-running process: a bad policy file stops it before it starts anything.
+    Its own environment alone: what a `refunds dev` told its children is for commands run by hand."""
     from domain.policy_file import PolicyError
 
-    settings = _settings()
+    settings = Settings()
     if safe_start:
         from workers.safety import start_problem, start_warning
 

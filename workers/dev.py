@@ -8,6 +8,7 @@ doubles nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from adapters.db.engine import make_engine
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
 from workers.settings import (
+    DEV_ENV_FILE,
     DEV_REVIEWER_TOKEN,
     SANDBOX_ADYEN_API_KEY,
     SANDBOX_ADYEN_HMAC_KEY,
@@ -229,11 +231,12 @@ def run_dev(settings: Settings) -> int:
     if taken is not None:
         print(f"port_in_use: {taken}", file=sys.stderr, flush=True)
         return 2
-    env = child_environment(settings, sandbox_url)
     service_url = f"http://{settings.http_host}:{settings.http_port}"
+    env = {**child_environment(settings, sandbox_url), "REFUNDS_SERVICE_URL": service_url}
     if not migrate_database(settings.database_url):
         return 1
 
+    told = write_dev_env(data_dir / DEV_ENV_FILE, env)
     supervisor = Supervisor()
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background shell ignores it
         signal.signal(sig, _interrupt)
@@ -279,6 +282,23 @@ def run_dev(settings: Settings) -> int:
         return 1
     finally:
         supervisor.stop()
+        told.unlink(missing_ok=True)
+
+
+def _quoted(value: str) -> str:
+    """Single quotes keep a value literal for dotenv (no `${...}` expansion); JSON quoting otherwise."""
+    return f"'{value}'" if "'" not in value and "\n" not in value else json.dumps(value)
+
+
+def write_dev_env(path: Path, env: dict[str, str]) -> Path:
+    """What the children were told, for commands run by hand beside dev (`local_settings`): they
+    find the sandbox, its keys and the service without anything exported. Readable by us alone."""
+    lines = [f"{key}={_quoted(value)}" for key, value in sorted(env.items()) if key.startswith("REFUNDS_")]
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return path
 
 
 def migrate_database(url: str) -> bool:

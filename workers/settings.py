@@ -61,6 +61,9 @@ DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and th
 DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # unset outside dev: refused
 
 
+DEV_ENV_FILE = "dev.env"  # what a running `refunds dev` gave its children, in its data directory
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFUNDS_", env_file=".env", extra="ignore")
 
@@ -351,3 +354,14 @@ class Settings(BaseSettings):
 def _entries(listed: str) -> list[str]:
     """A comma-separated setting's entries, blanks dropped."""
     return [entry.strip() for entry in listed.split(",") if entry.strip()]
+
+
+def local_settings() -> Settings:
+    """Settings for a command run by hand: beside a `refunds dev` on the same data directory, with
+    what dev runs (addresses, sandbox bases and keys) unless the environment or `.env` says else.
+    Never outside dev."""
+    settings = Settings()
+    beside_dev = settings.data_dir / DEV_ENV_FILE
+    if settings.environment != "dev" or not beside_dev.is_file():
+        return settings
+    return Settings(_env_file=(beside_dev, ".env"))
