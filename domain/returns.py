@@ -62,6 +62,7 @@ class ReturnsState(_Frozen):
     received: dict[str, int] = {}
     restocked: dict[str, int] = {}
     receipts: list[str] = []
+    restocking: list[str] = []  # receipts accepted whose sellable units are not restocked yet
 
 
 def expected_returns(request: RefundRequest, no_return_reasons: Iterable[str]) -> list[ReturnLine]:
@@ -107,13 +108,16 @@ def with_receipt(state: ReturnsState, receipt: GoodsReceipt) -> ReturnsState:
         update={
             "received": received,
             "receipts": [*state.receipts, receipt.receipt_id],
+            "restocking": [*state.restocking, receipt.receipt_id],
             "status": ReturnsStatus.RECEIVED if complete else state.status,
         }
     )
 
 
-def with_restock(state: ReturnsState, restocked: dict[str, int]) -> ReturnsState:
+def with_restock(state: ReturnsState, receipt_id: str | None, restocked: dict[str, int]) -> ReturnsState:
+    """The state once `receipt_id`'s units (None: none, the deadline's note) are restocked."""
     totals = dict(state.restocked)
     for sku, units in restocked.items():
         totals[sku] = totals.get(sku, 0) + units
-    return state.model_copy(update={"restocked": totals})
+    pending = [receipt for receipt in state.restocking if receipt != receipt_id]
+    return state.model_copy(update={"restocked": totals, "restocking": pending})

@@ -60,6 +60,8 @@ async def test_goods_are_restocked_once_when_received_even_after_the_refund(
 
     first = await report(stack, request_id, "rcpt-1", (shirt, 1, 1))
     assert (first.status_code, first.json()["received"]) == (200, {shirt: 1})
+    # accepted, not yet restocked: the answer says so rather than claim the units are back on sale
+    assert (first.json()["restocked"], first.json()["restocking"]) == ({}, ["rcpt-1"])
     repeated = await report(stack, request_id, "rcpt-1", (shirt, 1, 1))
     assert (repeated.status_code, repeated.json()["received"]) == (200, {shirt: 1})
     await eventually(lambda: _stock_is(stack, shirt, 1), bool)
@@ -75,7 +77,7 @@ async def test_goods_are_restocked_once_when_received_even_after_the_refund(
     await eventually(lambda: workflow_completed(stack.client, f"refund-{request_id}"), bool)
 
     final = await refund_view(stack, request_id)
-    assert final["returns"]["restocked"] == {shirt: 1}
+    assert (final["returns"]["restocked"], final["returns"]["restocking"]) == ({shirt: 1}, [])
     assert stock(stack, shirt) == 1 and stock(stack, cap) == 0
     steps = [e["step"] for e in final["audit"]]
     assert steps.count("goods_restocked") == 1 and steps.count("goods_received_unsellable") == 1
@@ -125,9 +127,11 @@ async def test_a_refund_whose_goods_do_not_come_back_expects_none(
         "received": {},
         "restocked": {},
         "receipts": [],
+        "restocking": [],
     }
     await eventually(lambda: workflow_completed(stack.client, f"refund-{request_id}"), bool)
-    assert (await report(stack, request_id, "r1", (shirt, 1, 1))).status_code == 404
+    late = await report(stack, request_id, "r1", (shirt, 1, 1))
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "already_finished")
     assert stock(stack, shirt) == 0
 
 

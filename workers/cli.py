@@ -22,7 +22,7 @@ from temporalio.service import RPCError
 from domain import signature
 from domain.contracts import RetryInput, ReviewInput
 from domain.naming import workflow_id
-from domain.status import Provider
+from domain.status import Provider, RefundStatus
 from workers.settings import Settings, local_settings
 
 if TYPE_CHECKING:
@@ -178,19 +178,32 @@ def sign(
 def status(
     request_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    wait: Annotated[
+        RefundStatus | None,
+        typer.Option(help="Return once the refund is in this status (exit 1 if it ends elsewhere)"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds --wait waits at most")] = 60,
 ) -> None:
-    """Show a refund: status, amounts, PSP refund id, risk, review and audit trail."""
-    from workers.ops import refund_view
+    """Show a refund: status, amounts, PSP refund id, risk, review and audit trail.
 
-    view = _run(refund_view(_settings(), request_id))
+    Example: refunds status demo-1 --wait succeeded"""
+    from workers.ops import refund_view, wait_for_status
+
+    settings = _settings()
+    if wait is None:
+        view = _run(refund_view(settings, request_id))
+    else:
+        view = _run(wait_for_status(settings, request_id, wait, timeout))
     if view is None:
         _fail("not_found", f"no refund {request_id}")
     if as_json:
         print(json.dumps(view, indent=2, default=str))
-        return
-    from workers.ops import render_refund
+    else:
+        from workers.ops import render_refund
 
-    render_refund(console, view)
+        render_refund(console, view)
+    if wait is not None and view["status"] != wait.value:
+        _fail("not_reached", f"{request_id} is {view['status']}, not {wait.value}")
 
 
 @app.command()
@@ -406,7 +419,9 @@ def receive(
         state = _run(steer(_settings(), workflow_id(request_id), "goods_received", goods, ReturnsState))
     except SteerError as err:
         _fail(err.code, err)
-    _say(f"{request_id}: returns {state.status.value}, received {state.received}")
+    pending = f", restock pending for {', '.join(state.restocking)}" if state.restocking else ""
+    counts = f"received {state.received}, restocked {state.restocked}"
+    _say(f"{request_id}: returns {state.status.value}, {counts}{pending}")
 
 
 def _receipt_line(text: str) -> ReceiptLine:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from typing import Any, TypeVar, cast
 
 from rich.console import Console
@@ -68,6 +70,24 @@ async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | N
     if settled is not None and settled.status == RefundStatus.FAILED.value:  # failed after succeeding
         view.update(status=settled.status, failure_code=settled.failure_code)
     return {**view, "audit": [entry.model_dump(mode="json") for entry in trail]}
+
+
+_ENDED = {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELLED}
+
+
+async def wait_for_status(
+    settings: Settings, request_id: str, wanted: RefundStatus, timeout_seconds: float
+) -> dict[str, Any] | None:
+    """The refund once it is in `wanted`, or as it is when it has ended elsewhere or time is up."""
+    deadline = time.monotonic() + timeout_seconds
+    pause = 0.05
+    while True:
+        view = await refund_view(settings, request_id)
+        status = RefundStatus(view["status"]) if view is not None else None
+        if status is wanted or status in _ENDED or time.monotonic() >= deadline:
+            return view
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 1.0)
 
 
 def _plain(console: Console, text: str) -> None:

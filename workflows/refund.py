@@ -613,7 +613,8 @@ class RefundWorkflow:
             audit=self._drain_audit(),
         )
         result = await self._db_step(Activity.RESTOCK, restock, RestockResult)
-        self._update(returns=with_restock(self._state.returns, result.restocked))
+        receipt_id = receipt.receipt_id if receipt is not None else None
+        self._update(returns=with_restock(self._state.returns, receipt_id, result.restocked))
 
     # ---- compensation and the terminal step ---------------------------------------------------
 
