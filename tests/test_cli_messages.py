@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from adapters.db import holds
@@ -55,3 +57,13 @@ def test_release_hold_takes_the_operator_from_the_environment(env: dict[str, str
     assert anonymous[0] == 2 and "REFUNDS_OPERATOR" in anonymous[1]
     assert released == (0, "hold on stripe pi_disputed released by ops-[ann]\n")
     assert again == (1, "not_found: no open hold on stripe pi_disputed\n")
+
+
+def test_every_command_shows_an_example_in_its_help(env: dict[str, str]) -> None:
+    root: Any = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name, command in root.commands.items():
+        subcommands = getattr(command, "commands", None)
+        paths += [[name, sub] for sub in subcommands] if subcommands else [[name]]
+    assert len(paths) > 20
+    assert [" ".join(path) for path in paths if "Example: " not in run(env, *path, "--help")[1]] == []

@@ -54,6 +54,15 @@ def _print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> 
         _say(empty)
 
 
+def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], empty: str, as_json: bool) -> None:
+    """A table for people, or with --json a list of objects keyed by the columns (snake_case)."""
+    if as_json:
+        keys = [column.replace(" ", "_") for column in columns]
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2, default=str))
+    else:
+        _print_table(Table(*columns), rows, empty)
+
+
 def _fail(code: str, message: object, exit_code: int = 1) -> NoReturn:
     """One line, `code: message`, and the exit status scripts check."""
     console.print(Text.assemble((code, "red"), f": {message}"), highlight=False, soft_wrap=True)
@@ -71,7 +80,9 @@ def _identity(given: str | None) -> str:
 @app.command("payload-key")
 def payload_key(key_id: str) -> None:
     """A new AES-256 key for workflow payloads: put it first in REFUNDS_PAYLOAD_KEYS to encrypt with
-    it, keep the old ones after it so older histories still open."""
+    it, keep the old ones after it so older histories still open.
+
+    Example: refunds payload-key k2026"""
     from workers.codec import new_key_entry
 
     _say(new_key_entry(key_id))
@@ -79,7 +90,9 @@ def payload_key(key_id: str) -> None:
 
 @app.command("reviewer-token")
 def reviewer_token(name: str) -> None:
-    """A new token for a reviewer, and the REFUNDS_REVIEWER_TOKENS entry (its hash) to configure."""
+    """A new token for a reviewer, and the REFUNDS_REVIEWER_TOKENS entry (its hash) to configure.
+
+    Example: refunds reviewer-token alice"""
     from domain.reviewer_tokens import new_reviewer_entry
 
     token, entry = new_reviewer_entry(name)
@@ -130,7 +143,9 @@ def _run(operation: Coroutine[Any, Any, T]) -> T:
 
 @app.command()
 def dev() -> None:
-    """Run everything on embedded defaults: Temporal + UI, sandbox, worker, service."""
+    """Run everything on embedded defaults: Temporal + UI, sandbox, worker, service.
+
+    Example: REFUNDS_HTTP_PORT=8001 refunds dev"""
     from workers.dev import run_dev
 
     raise typer.Exit(run_dev(_checked_settings()))
@@ -138,7 +153,9 @@ def dev() -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the Temporal worker against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
+    """Run the Temporal worker against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL.
+
+    Example: REFUNDS_ENVIRONMENT=production refunds worker"""
     from workers.worker import run_worker
 
     asyncio.run(run_worker(_checked_settings(safe_start=True)))
@@ -146,7 +163,9 @@ def worker() -> None:
 
 @app.command()
 def serve() -> None:
-    """Run the webhook starter service (FastAPI, OpenAPI at /docs)."""
+    """Run the webhook starter service (FastAPI, OpenAPI at /docs).
+
+    Example: REFUNDS_ENVIRONMENT=production refunds serve"""
     from workers.service.app import serve as serve_http
 
     asyncio.run(serve_http(_checked_settings(signs_decisions=True, safe_start=True)))
@@ -159,7 +178,9 @@ def sandbox(
         str | None, typer.Option(help="The refunds service; signed events go to its /webhooks/<psp>")
     ] = None,
 ) -> None:
-    """Run the PSP sandboxes (Stripe's and Adyen's API paths) on loopback, state under REFUNDS_DATA_DIR."""
+    """Run the PSP sandboxes (Stripe's and Adyen's API paths) on loopback, state under REFUNDS_DATA_DIR.
+
+    Example: refunds sandbox --port 12111"""
     from workers.sandbox import run_sandbox
 
     run_sandbox(_settings(), port, service_url)
@@ -169,7 +190,10 @@ def sandbox(
 def sign(
     body: Annotated[Path | None, typer.Option(help="File holding the exact body; stdin if omitted")] = None,
 ) -> None:
-    """Print the Refund-Signature header value for a request body."""
+    """Print the Refund-Signature header value for a request body.
+
+    Example: printf %s "$body" | refunds sign
+    """
     raw = body.read_bytes() if body else sys.stdin.buffer.read()
     print(signature.sign(_settings().inbound_secrets, int(time.time()), raw))
 
@@ -211,7 +235,9 @@ def audit(
     request_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """A refund's audit trail from the database: every step, actor, reason and PSP call."""
+    """A refund's audit trail from the database: every step, actor, reason and PSP call.
+
+    Example: refunds audit demo-1 --json"""
     from adapters.db import audit as audit_rows
     from adapters.db.engine import Database
     from workers.ops import render_audit
@@ -291,7 +317,9 @@ def reconcile_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """The PSP's refunds against the books: missing on either side, amount or status differences.
-    Exits 1 when anything differs."""
+    Exits 1 when anything differs.
+
+    Example: refunds reconcile --provider stripe --since 2026-11-01 --json"""
     from rich.progress import Progress
 
     from adapters.psp.base import PspError
@@ -325,25 +353,32 @@ def reconcile_command(
 @app.command()
 def pending(
     merchant: Annotated[str | None, typer.Option(help="Only this merchant's refunds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """List refunds awaiting review."""
+    """List refunds awaiting review.
+
+    Example: refunds pending --merchant globex --json"""
     from workers.ops import SteerError, pending_reviews
 
     try:
         rows = _run(pending_reviews(_settings(), merchant))
     except SteerError as err:
         _fail(err.code, err, 2)
-    table = Table("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
-    _print_table(table, rows, "no refunds awaiting review")
+    columns = ("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
+    _print_rows(columns, rows, "no refunds awaiting review", as_json)
 
 
 @app.command()
-def attention() -> None:
-    """List refunds ops must act on: needs_attention, and refunds the PSP failed after success."""
+def attention(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """List refunds ops must act on: needs_attention, and refunds the PSP failed after success.
+
+    Example: refunds attention --json"""
     from workers.ops import needing_attention
 
     rows = _run(needing_attention(_settings()))
-    _print_table(Table("request id", "state", "why"), rows, "nothing needs attention")
+    _print_rows(("request id", "state", "why"), rows, "nothing needs attention", as_json)
 
 
 _TOKEN_HELP = "Your reviewer token (default REFUNDS_REVIEWER_TOKEN; in dev, the dev reviewer's)"
@@ -357,7 +392,10 @@ def approve(
     reason: Annotated[str, typer.Option(help="Optional note")] = "",
     token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
 ) -> None:
-    """Approve a refund awaiting review, as the reviewer your token proves (through the service)."""
+    """Approve a refund awaiting review, as the reviewer your token proves (through the service).
+
+    Example: refunds approve demo-2 --reason 'receipt checked'
+    """
     _decide(request_id, "approve", reason, token, reviewer)
 
 
@@ -368,7 +406,10 @@ def reject(
     reviewer: Annotated[str | None, typer.Option(help=_REVIEWER_HELP)] = None,
     token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
 ) -> None:
-    """Reject a refund awaiting review; no money moves."""
+    """Reject a refund awaiting review; no money moves.
+
+    Example: refunds reject demo-3 --reason 'abuse pattern'
+    """
     _decide(request_id, "reject", reason, token, reviewer)
 
 
@@ -389,7 +430,9 @@ def retry(
     request_id: str,
     operator: Annotated[str | None, typer.Option(help="Who asks (default REFUNDS_OPERATOR)")] = None,
 ) -> None:
-    """Retry a refund that needs attention (after the cause was fixed)."""
+    """Retry a refund that needs attention (after the cause was fixed).
+
+    Example: refunds retry demo-4 --operator ann"""
     _steer(request_id, "retry", RetryInput(operator=_identity(operator)))
 
 
@@ -402,7 +445,9 @@ def receive(
     ],
     operator: Annotated[str | None, typer.Option(help="Who checked the goods in")] = None,
 ) -> None:
-    """Report returned goods received: their sellable units are restocked, once."""
+    """Report returned goods received: their sellable units are restocked, once.
+
+    Example: refunds receive demo-5 --receipt rcpt-1 --line SHIRT:2:1 --operator ann"""
     from pydantic import ValidationError
 
     from domain.returns import GoodsReceipt, ReturnsState
@@ -443,7 +488,9 @@ def release_hold(
         typer.Option(help="Who decided the dispute allows refunds again (default REFUNDS_OPERATOR)"),
     ] = None,
 ) -> None:
-    """Lift a dispute hold on a payment; then `refunds retry` the refunds that wait on it."""
+    """Lift a dispute hold on a payment; then `refunds retry` the refunds that wait on it.
+
+    Example: refunds release-hold stripe pi_123 --operator ann"""
     from adapters.db import holds
     from adapters.db.engine import Database
 
@@ -467,7 +514,9 @@ def risk_train(
     out: Annotated[Path | None, typer.Option(help="Directory for the model (default: data dir)")] = None,
     min_samples: Annotated[int, typer.Option(min=4, help="Decisions needed at least")] = 20,
 ) -> None:
-    """Fit a model on past review decisions, report its quality on held-out ones, save it."""
+    """Fit a model on past review decisions, report its quality on held-out ones, save it.
+
+    Example: refunds risk train --min-samples 50"""
     from adapters.db.engine import Database
     from workers.risk_training import TrainingError, train
 
@@ -493,7 +542,9 @@ app.add_typer(db_app, name="db")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
 ) -> None:
-    """Apply the database migrations (services also apply them at start)."""
+    """Apply the database migrations (services also apply them at start).
+
+    Example: refunds db upgrade"""
     from adapters.db import migrate
     from adapters.db.engine import make_engine
 
@@ -510,7 +561,9 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current() -> None:
-    """The database's migration revision and the newest one this version knows."""
+    """The database's migration revision and the newest one this version knows.
+
+    Example: refunds db current"""
     from adapters.db import migrate
     from adapters.db.engine import make_engine
 
@@ -536,7 +589,9 @@ def deploy_promote(
     ] = None,
 ) -> None:
     """Make a build current (its workers take new refunds and, at their next step, those in flight),
-    or ramp it. Promoting the previous build again is the rollback."""
+    or ramp it. Promoting the previous build again is the rollback.
+
+    Example: refunds deploy promote v42 --ramp 10"""
     from workers.temporal import connect
     from workers.versioning import promote
 
@@ -552,7 +607,9 @@ def deploy_promote(
 
 @deploy_app.command("status")
 def deploy_status() -> None:
-    """The deployment's builds: current, ramping, draining (refunds still on it) or drained."""
+    """The deployment's builds: current, ramping, draining (refunds still on it) or drained.
+
+    Example: refunds deploy status"""
     from workers.temporal import connect
     from workers.versioning import describe
 
