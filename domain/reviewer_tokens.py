@@ -29,12 +29,19 @@ def parse_entries(configured: str) -> list[tuple[str, str]]:
     return entries
 
 
+def entry_digests(entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each reviewer with the digest of the token that proves them."""
+    return [
+        (name, secret.removeprefix(HASHED) if secret.startswith(HASHED) else token_digest(secret))
+        for name, secret in entries
+    ]
+
+
 def reviewer_for(token: str, entries: list[tuple[str, str]]) -> str | None:
     """Whose token this is; compared in constant time against every entry."""
     digest = token_digest(token)
     found = None
-    for name, secret in entries:
-        expected = secret.removeprefix(HASHED) if secret.startswith(HASHED) else token_digest(secret)
+    for name, expected in entry_digests(entries):
         if hmac.compare_digest(digest, expected):
             found = name
     return found

@@ -92,19 +92,50 @@ def test_the_stack_comes_up_in_order() -> None:
 
     assert waits_for("temporal-schema") == {"postgresql": "service_healthy"}
     assert waits_for("temporal") == {"temporal-schema": "service_completed_successfully"}
-    assert waits_for("temporal-search-attributes") == {"temporal": "service_healthy"}
+    assert waits_for("temporal-setup") == {"temporal": "service_healthy"}
     assert waits_for("migrate") == {"postgresql": "service_healthy"}
     for name in ("worker", "service"):
         assert waits_for(name) == {
-            "temporal-search-attributes": "service_completed_successfully",
+            "temporal-setup": "service_completed_successfully",
             "migrate": "service_completed_successfully",
         }
     checked = {name for name, service in SERVICES.items() if "test" in service.get("healthcheck", {})}
     assert checked == {"postgresql", "temporal", "worker", "service"}  # what others wait for, and ours
 
 
+def test_one_shot_jobs_retry_a_few_times_then_fail_loudly() -> None:
+    """A job that connects a moment too early is started again; one that keeps failing stops the
+    stack's start instead of being hidden (`|| true`)."""
+    for name in ("temporal-schema", "temporal-setup", "migrate"):
+        assert SERVICES[name]["restart"] == "on-failure:5", name
+        assert "|| true" not in str(SERVICES[name].get("command", "")), name
+    assert "|| true" not in (ROOT / "deploy" / "temporal-setup.sh").read_text()
+
+
+def test_postgresql_is_healthy_only_when_its_real_server_answers_over_tcp() -> None:
+    """The image's first-boot server listens on its socket alone; pg_isready without -h would call
+    it ready and let the schema job connect to a server about to stop."""
+    check = SERVICES["postgresql"]["healthcheck"]["test"][1]
+    assert "pg_isready -h 127.0.0.1" in check and "-d $${POSTGRES_DB}" in check
+
+
+def test_temporal_binds_every_interface_so_its_health_check_and_clients_reach_it() -> None:
+    """Without BIND_ON_IP the official image binds the container's own address only, and
+    `nc -z localhost 7233` is refused for ever."""
+    temporal = SERVICES["temporal"]
+    assert temporal["environment"]["BIND_ON_IP"] == "0.0.0.0"
+    assert temporal["healthcheck"]["test"] == ["CMD", "nc", "-z", "localhost", "7233"]
+
+
+def test_the_setup_job_is_the_tested_script() -> None:
+    job = SERVICES["temporal-setup"]
+    assert job["entrypoint"] == ["sh", "/scripts/temporal-setup.sh"]
+    assert "./deploy/temporal-setup.sh:/scripts/temporal-setup.sh:ro" in job["volumes"]
+    assert job["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
 def test_every_search_attribute_is_registered_with_its_type() -> None:
-    script = SERVICES["temporal-search-attributes"]["command"][0]
+    script = (ROOT / "deploy" / "temporal-setup.sh").read_text()
     registered = dict(re.findall(r"--name (\w+) --type (\w+)", script))
     assert {name: SA_TYPES[kind] for name, kind in registered.items()} == {
         key.name: key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_").lower()
@@ -113,7 +144,7 @@ def test_every_search_attribute_is_registered_with_its_type() -> None:
 
 
 def test_temporal_runs_on_its_official_images_with_postgresql() -> None:
-    for name in ("temporal", "temporal-schema", "temporal-search-attributes", "temporal-ui"):
+    for name in ("temporal", "temporal-schema", "temporal-setup", "temporal-ui"):
         assert SERVICES[name]["image"].startswith("temporalio/"), name
     assert SERVICES["temporal"]["environment"]["DB"] == "postgres12"
     databases = (ROOT / "deploy" / "postgres-init.sql").read_text()
@@ -121,6 +152,35 @@ def test_temporal_runs_on_its_official_images_with_postgresql() -> None:
         re.findall(r"CREATE DATABASE (\w+)", databases)
     )
     assert "refunds" in environment_of(OURS["worker"])["REFUNDS_DATABASE_URL"].rsplit("/", 1)[-1]
+
+
+def test_image_versions_are_pinned_exactly_in_one_place() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    pinned = COMPOSE["x-images"]
+    for image in pinned.values():
+        tag = image.partition(":")[2]
+        assert re.fullmatch(r"\d+(\.\d+){0,2}", tag), image  # no floating minor versions
+        assert text.count(image) == 1, image  # named once, used through its anchor
+    used = {
+        service["image"] for service in SERVICES.values() if "image" in service and "build" not in service
+    }
+    assert used == set(pinned.values())
+    assert all(
+        re.fullmatch(r"\d+\.\d+\.\d+", image.partition(":")[2]) for image in used if "temporalio/" in image
+    )
+
+
+def test_the_ui_decodes_through_the_service_from_the_browser() -> None:
+    """The UI's codec endpoint is called by the reviewer's browser: it must be the service's published
+    address, with the session cookie, and the service must allow the UI's own origin."""
+    ui = SERVICES["temporal-ui"]
+    endpoint = ui["environment"]["TEMPORAL_CODEC_ENDPOINT"]
+    service_port = SERVICES["service"]["ports"][0].split(":")[0]
+    assert endpoint == f"http://localhost:{service_port}/codec"
+    assert ui["environment"]["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    ui_port = ui["ports"][0].split(":")[0]
+    origins = environment_of(SERVICES["service"])["REFUNDS_CODEC_CORS_ORIGINS"].split(",")
+    assert f"http://localhost:{ui_port}" in origins
 
 
 def test_the_dockerfile_is_multi_stage_slim_non_root_and_runs_the_cli() -> None:

@@ -112,3 +112,12 @@ def test_each_merchants_own_accounts_are_held_to_the_same_rules(
     merchants.write_text(f"[merchants.acme]\n{entry}")
     problem = start_problem(Settings(**SAFE, merchants_file=merchants))  # type: ignore[arg-type]
     assert problem is not None and problem.startswith(named)
+
+
+def test_tracing_without_its_extra_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The setting would otherwise fail on import inside the running process."""
+    traced = {**SAFE, "otel_endpoint": "http://collector:4318/v1/traces"}
+    assert start_problem(Settings(**traced)) is None  # type: ignore[arg-type]  # the extra is installed here
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    problem = start_problem(Settings(**traced))  # type: ignore[arg-type]
+    assert problem is not None and "REFUNDS_OTEL_ENDPOINT" in problem and "[otel]" in problem

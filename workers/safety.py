@@ -34,6 +34,8 @@ def start_problem(settings: Settings) -> str | None:
         return "REFUNDS_ENVIRONMENT is not set: production (or dev, on a development machine only)"
     if settings.environment not in ENVIRONMENTS:
         return f"REFUNDS_ENVIRONMENT={settings.environment!r} is none of {', '.join(ENVIRONMENTS)}"
+    if settings.otel_endpoint and not tracing_installed():
+        return "REFUNDS_OTEL_ENDPOINT is set but the otel extra is not installed: pip install '.[otel]'"
     if settings.environment == "dev":
         return None
     placeholder = _placeholder(settings)
@@ -72,6 +74,16 @@ def _merchants_problem(settings: Settings) -> str | None:
         if problem is not None:
             return f"merchant {merchant_id}: {problem}"
     return None
+
+
+def tracing_installed() -> bool:
+    """Whether the OpenTelemetry SDK and exporter that REFUNDS_OTEL_ENDPOINT needs can be imported."""
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def waived(settings: Settings) -> bool:

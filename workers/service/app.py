@@ -36,6 +36,7 @@ def create_app(services: Services) -> FastAPI:
             allow_origins=services.settings.codec_cors_origins.split(","),
             allow_methods=["POST"],
             allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+            allow_credentials=True,  # the reviewer's codec session cookie (/codec/login)
         )
     for module in (refund_requests, refunds, reviewers, returns, webhooks, codec, health):
         app.include_router(module.router)

@@ -1,15 +1,25 @@
 """POST /codec/decode and /codec/encode: Temporal's codec server, so the Temporal UI can show
-encrypted payloads to authenticated ops (configure the UI's codec endpoint to this service)."""
+encrypted payloads to authenticated ops (configure the UI's codec endpoint to this service).
+
+The UI calls it from the reviewer's browser: a reviewer signs in once at /codec/login with their
+token, and the browser then sends the session cookie with the UI's codec calls."""
 
 from __future__ import annotations
 
+import html
+import time
+from urllib.parse import parse_qs
+
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from domain.reviewer_tokens import token_digest
 from domain.status import ErrorCode
 from workers.codec import EncryptionCodec, KeyConfigError
-from workers.service.deps import OperatorDep, ServicesDep
+from workers.service import codec_session
+from workers.service.deps import CodecReaderDep, Reviewer, ServicesDep
 from workers.service.errors import ApiError
 
 router = APIRouter(prefix="/codec", tags=["codec server"])
@@ -29,8 +39,8 @@ async def _payloads(request: Request) -> Payloads:
 
 
 @router.post("/decode")
-async def decode(request: Request, services: ServicesDep, operator: OperatorDep) -> Response:
-    """Open payloads for an installation reviewer; the UI sends its bearer token when told to."""
+async def decode(request: Request, services: ServicesDep, operator: CodecReaderDep) -> Response:
+    """Open payloads for an installation reviewer (bearer token, or the UI's codec session)."""
     codec = _codec(services)
     payloads = await _payloads(request)
     try:
@@ -42,8 +52,67 @@ async def decode(request: Request, services: ServicesDep, operator: OperatorDep)
 
 
 @router.post("/encode")
-async def encode(request: Request, services: ServicesDep, operator: OperatorDep) -> Response:
+async def encode(request: Request, services: ServicesDep, operator: CodecReaderDep) -> Response:
     codec = _codec(services)
     payloads = await _payloads(request)
     sealed = await codec.encode(payloads.payloads)
     return Response(json_format.MessageToJson(Payloads(payloads=sealed)), media_type="application/json")
+
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Refunds codec sign-in</title></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 4em auto">{body}</body></html>"""
+_FORM = """<h1>Decrypt payloads in the Temporal UI</h1>
+<p>Sign in with your reviewer token: this browser then sends a session with the Temporal UI's codec
+calls for {hours} hours (or until you sign out, or your token is removed).</p>
+<form method="post" action="login"><input type="password" name="token" autocomplete="off" autofocus
+ size="40"> <button>Sign in</button></form>"""
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_page() -> HTMLResponse:
+    form = _FORM.format(hours=codec_session.SESSION_SECONDS // 3600)
+    return HTMLResponse(_PAGE.format(body=form), headers=_NO_STORE)
+
+
+@router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login(request: Request, services: ServicesDep) -> HTMLResponse:
+    """An installation reviewer's token, posted by the form above, opens a codec session."""
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    token = (fields.get("token") or [""])[0].strip()
+    reviewer = services.settings.reviewer_for(token)  # the installation's own reviewers only
+    if reviewer is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "not a token of the installation's reviewers")
+    return _signed_in(services, request, Reviewer(reviewer, None), token_digest(token))
+
+
+def _signed_in(services: ServicesDep, request: Request, reviewer: Reviewer, digest: str) -> HTMLResponse:
+    secrets = services.settings.review_signing_secrets
+    session = codec_session.issue(secrets, reviewer.name, digest, int(time.time()))
+    page = HTMLResponse(
+        _PAGE.format(body=f"<p>Signed in as {html.escape(reviewer.name)}. You can close this tab.</p>"),
+        headers=_NO_STORE,
+    )
+    page.set_cookie(
+        codec_session.COOKIE,
+        session,
+        max_age=codec_session.SESSION_SECONDS,
+        path="/codec",
+        httponly=True,
+        samesite="strict",  # same-site pages only: the UI and the service share a site
+        secure=_https(request),
+    )
+    return page
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    response = Response(status_code=204, headers=_NO_STORE)
+    response.delete_cookie(
+        codec_session.COOKIE, path="/codec", httponly=True, samesite="strict", secure=_https(request)
+    )
+    return response
+
+
+def _https(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"

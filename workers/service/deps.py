@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -12,10 +13,12 @@ from temporalio.client import Client
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
 from domain.contracts import RefundPolicy
+from domain.reviewer_tokens import entry_digests, parse_entries
 from domain.risk_model import RiskModel
 from domain.status import ErrorCode
 from workers.codec import EncryptionCodec, parse_keys
 from workers.merchants import MerchantProfile
+from workers.service import codec_session
 from workers.service.errors import ApiError
 from workers.settings import Settings
 
@@ -106,7 +109,37 @@ def _reader(
     return reader
 
 
+def _codec_reader(
+    services: Annotated[Services, Depends(_services)],
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Reviewer:
+    """An installation reviewer, by bearer token, or by the session cookie the Temporal UI sends
+    from the reviewer's browser (`/codec/login`)."""
+    if authorization:
+        return _operator(_reviewer(services, authorization))
+    name = codec_session.holder(
+        services.settings.review_signing_secrets,
+        installation_reviewers(services.settings),
+        request.cookies.get(codec_session.COOKIE, ""),
+        int(time.time()),
+    )
+    if name is None:
+        raise ApiError(
+            401,
+            ErrorCode.UNAUTHORIZED,
+            "a reviewer bearer token or a codec session (/codec/login) is required",
+        )
+    return Reviewer(name, None)
+
+
+def installation_reviewers(settings: Settings) -> list[tuple[str, str]]:
+    """The installation's own reviewers, each with its token's digest."""
+    return entry_digests(parse_entries(settings.reviewer_tokens))
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 ReviewerDep = Annotated[Reviewer, Depends(_reviewer)]
 OperatorDep = Annotated[Reviewer, Depends(_operator)]
+CodecReaderDep = Annotated[Reviewer, Depends(_codec_reader)]
 ReaderDep = Annotated[Reviewer | None, Depends(_reader)]

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Runs in Temporal's admin-tools image once Temporal's port is open: waits until the cluster answers
+# healthy, makes sure the namespace exists, then registers our search attributes (the names and
+# types of domain/naming.py's SEARCH_ATTRIBUTES). Safe to run again: an existing namespace or
+# attribute of the same type is left as it is. Anything that still fails after the retries stops
+# the job with a non-zero exit, so the worker and the service never start on a half-made namespace.
+set -eu
+
+ADDRESS=${TEMPORAL_ADDRESS:-temporal:7233}
+NAMESPACE=${TEMPORAL_NAMESPACE:-default}
+ATTEMPTS=${SETUP_ATTEMPTS:-30}
+PAUSE=${SETUP_PAUSE_SECONDS:-2}
+
+retry() {
+  what=$1
+  shift
+  attempt=1
+  until "$@"; do
+    if [ "$attempt" -ge "$ATTEMPTS" ]; then
+      echo "temporal-setup: $what failed after $ATTEMPTS attempts" >&2
+      exit 1
+    fi
+    attempt=$((attempt + 1))
+    sleep "$PAUSE"
+  done
+}
+
+namespace_exists() {
+  temporal operator namespace describe -n "$NAMESPACE" --address "$ADDRESS" >/dev/null 2>&1 ||
+    temporal operator namespace create -n "$NAMESPACE" --address "$ADDRESS"
+}
+
+retry "waiting for a healthy Temporal at $ADDRESS" temporal operator cluster health --address "$ADDRESS"
+retry "making namespace $NAMESPACE" namespace_exists
+retry "registering search attributes in $NAMESPACE" \
+  temporal operator search-attribute create --address "$ADDRESS" -n "$NAMESPACE" \
+  --name RefundStatus --type Keyword \
+  --name RefundProvider --type Keyword \
+  --name RefundPaymentReference --type Keyword \
+  --name RefundAmount --type Int \
+  --name RefundCurrency --type Keyword \
+  --name RefundRiskScore --type Int \
+  --name RefundMerchant --type Keyword \
+  --name RefundAwaitingReviewSince --type Datetime \
+  --name RefundReviewEscalated --type Bool
+echo "temporal-setup: namespace $NAMESPACE and its search attributes are ready"
