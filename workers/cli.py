@@ -35,7 +35,27 @@ console = Console()
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings, or one line naming what is wrong with them: never a traceback, which would
+    print every value given (the secrets among them) into the log."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as err:
+        console.print(
+            f"[red]invalid_settings[/red]: {escape(_settings_problem(err))}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
+
+
+def _settings_problem(err: Any) -> str:
+    """What a settings ValidationError says, without the values it was given."""
+    problems = []
+    for error in err.errors(include_url=False, include_input=False, include_context=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"REFUNDS_{name}: {message}" if name else message)
+    return "; ".join(problems)
 
 
 def _identity(given: str | None) -> str:
