@@ -7,8 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from domain.reviewer_tokens import token_digest
 from tests.conftest import repo_root
+from tests.test_start_safety import SAFE
+from workers.safety import start_problem
+from workers.settings import DEV_REVIEWER_TOKEN, Settings
 
 NO_PSP = "http://127.0.0.1:9"  # globex's Stripe account, never called by these tests
 
@@ -35,3 +42,42 @@ def test_settings_that_cannot_be_loaded_are_refused_in_one_line_that_shows_no_se
     lines = output.strip().splitlines()
     assert (run.returncode, len(lines)) == (2, 1), output
     assert "REFUNDS_INBOUND_WEBHOOK_SECRET" in lines[0]
+
+
+def _with_merchants(tmp_path: Path, text: str, **changes: str) -> str | None:
+    path = tmp_path / "merchants.toml"
+    path.write_text(text)
+    return start_problem(Settings(**{**SAFE, **changes}, merchants_file=path))  # type: ignore[arg-type]
+
+
+def test_a_merchants_reviewers_may_not_accept_the_published_dev_token(tmp_path: Path) -> None:
+    """Anyone could read and approve acme's refunds with the token printed in the README."""
+    entry = f"ops:sha256:{token_digest(DEV_REVIEWER_TOKEN)}"
+    problem = _with_merchants(
+        tmp_path, f'[merchants.acme]\ninbound_webhook_secret = "acme-secret"\nreviewer_tokens = "{entry}"\n'
+    )
+    assert problem is not None and problem.startswith("merchant acme")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ids=["the default merchant's", "another merchant's"],
+    argvalues=[
+        # acme signs with the default merchant's secret: it starts the default merchant's refunds
+        '[merchants.acme]\ninbound_webhook_secret = "a-real-inbound-secret"\n',
+        # two merchants with one secret: each can sign as the other
+        '[merchants.acme]\ninbound_webhook_secret = "shared"\n'
+        '[merchants.globex]\ninbound_webhook_secret = "globex-new,shared"\n',
+    ],
+)
+def test_no_two_merchants_share_an_inbound_secret(tmp_path: Path, text: str) -> None:
+    problem = _with_merchants(tmp_path, text)
+    assert problem is not None and "inbound_webhook_secret" in problem
+
+
+def test_the_review_signing_key_is_no_merchants_request_secret(tmp_path: Path) -> None:
+    """Refused for the default merchant's secret, but a merchant from the file could derive the
+    service's decision key from its own secret."""
+    key = "a-review-signing-secret-of-32-chars-or-more"
+    problem = _with_merchants(tmp_path, f'[merchants.acme]\ninbound_webhook_secret = "{key}"\n')
+    assert problem is not None and "REFUNDS_REVIEW_SIGNING_KEY" in problem
