@@ -4,6 +4,7 @@ docstring says what it was), the last one an attack that was already refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from domain.reviewer_tokens import token_digest
-from tests.conftest import repo_root
+from tests.conftest import Stack, repo_root
 from tests.test_start_safety import SAFE
 from workers.safety import start_problem
 from workers.settings import DEV_REVIEWER_TOKEN, Settings
@@ -81,3 +82,24 @@ def test_the_review_signing_key_is_no_merchants_request_secret(tmp_path: Path) -
     key = "a-review-signing-secret-of-32-chars-or-more"
     problem = _with_merchants(tmp_path, f'[merchants.acme]\ninbound_webhook_secret = "{key}"\n')
     assert problem is not None and "REFUNDS_REVIEW_SIGNING_KEY" in problem
+
+
+# ---- bodies the service took that the worker cannot read --------------------------------------
+
+
+async def test_unauthenticated_garbage_at_the_adyen_webhook_is_a_400_never_a_500(stack: Stack) -> None:
+    """No HMAC key needed: a lone surrogate (the hmacSignature, or any signed field) and deep nesting
+    were unhandled errors."""
+    item = {"eventCode": "REFUND", "pspReference": "psp1", "additionalData": {"hmacSignature": "abc"}}
+    forged = [
+        {
+            "notificationItems": [
+                {"NotificationRequestItem": {**item, "additionalData": {"hmacSignature": "\ud800"}}}
+            ]
+        },
+        {"notificationItems": [{"NotificationRequestItem": {**item, "pspReference": "\udc00"}}]},
+    ]
+    bodies = [json.dumps(b).encode() for b in forged] + [b"[" * 100_000]
+    for body in bodies:
+        response = await stack.http.post("/webhooks/adyen", content=body)
+        assert response.status_code == 400, response.text
