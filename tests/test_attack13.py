@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sandbox.control import SandboxControl
 from domain.reviewer_tokens import token_digest
 from tests.conftest import Stack, repo_root
+from tests.helpers import refund_body, signed_headers, unique
 from tests.test_start_safety import SAFE
 from workers.safety import start_problem
 from workers.settings import DEV_REVIEWER_TOKEN, Settings
@@ -103,3 +105,51 @@ async def test_unauthenticated_garbage_at_the_adyen_webhook_is_a_400_never_a_500
     for body in bodies:
         response = await stack.http.post("/webhooks/adyen", content=body)
         assert response.status_code == 400, response.text
+
+
+def _plain(request_id: str) -> str:
+    return refund_body(request_id, "pi_x", amount=100).decode()
+
+
+SIGNED_BODIES = {
+    "utf-16 with a BOM": lambda: _plain(unique("enc")).encode("utf-16"),  # a 500: the evidence is UTF-8
+    "utf-16-le": lambda: _plain(unique("enc")).encode("utf-16-le"),  # 202, then signature_invalid
+    "utf-8 with a BOM": lambda: _plain(unique("enc")).encode("utf-8-sig"),  # the same
+    "a lone surrogate": lambda: refund_body(unique("sur"), "pi_x", amount=100, metadata={"\ud800": "x"}),
+    "deep nesting": lambda: b"[" * 60_000,  # a 500
+}
+
+
+@pytest.mark.parametrize("what", SIGNED_BODIES)
+async def test_a_signed_body_is_parsed_as_the_worker_parses_it(stack: Stack, what: str) -> None:
+    """The service parsed with `json.loads`, the worker re-verifies with pydantic's parser: what only
+    the first accepts was a 202 for a refund that then failed as `signature_invalid` (or a 500)."""
+    body = SIGNED_BODIES[what]()
+    response = await stack.http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+    if response.status_code == 202:
+        await stack.client.get_workflow_handle(response.json()["workflow_id"]).terminate("test")
+    assert response.status_code in (400, 422), (what, response.status_code, response.text)
+
+
+async def test_a_nul_in_a_signed_request_is_refused_not_stuck_in_validation(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """PostgreSQL refuses NUL in text: the refund was accepted, then validated again and again, forever
+    (its validation writes the audit and velocity rows); a receipt's SKU the same at restocking."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    body = refund_body(unique("nul"), payment, amount=100, customer_id="cus\u0000x")
+    response = await stack.http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+    if response.status_code == 202:
+        await stack.client.get_workflow_handle(response.json()["workflow_id"]).terminate("test")
+    assert response.status_code == 422, response.text
+    line = {"sku": "sku\u0000", "received": 1, "sellable": 1}
+    receipt = json.dumps({"receipt_id": "r1", "lines": [line], "request_id": "r-1"}).encode()
+    posted = await stack.http.post(
+        "/v1/refunds/r-1/goods-received", content=receipt, headers=signed_headers(receipt)
+    )
+    assert posted.status_code == 422, posted.text
+
+
+async def test_reading_an_id_with_a_nul_is_a_404_not_a_500(stack: Stack) -> None:
+    response = await stack.http.get("/v1/refunds/a%00b")
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")

@@ -54,7 +54,10 @@ async def state_for(services: Services, given: str, merchant_id: str | None) -> 
 
 def _refund_ids(services: Services, given: str, merchant_id: str | None) -> list[str]:
     """Where a caller's id may be kept, in order: the id marked with the caller's merchant, then
-    the bare id (a refund kept before merchants had ids of their own)."""
+    the bare id (a refund kept before merchants had ids of their own); none for an id no refund can
+    have: text with a NUL, which PostgreSQL refuses to even compare."""
+    if "\x00" in given:
+        return []
     if merchant_id is None:
         return [given]
     marked = refund_merchant(given)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -227,14 +226,18 @@ def verify_signature(raw: bytes, header: str | None, secrets: list[str]) -> None
 
 
 def _parse(raw: bytes) -> RefundRequest:
+    """The body read by the parser the worker re-verifies it with (`activities.validation`): a body
+    only one of two parsers takes (UTF-16, a byte order mark, a lone surrogate, nesting past the
+    parser's depth) is refused here, never accepted to fail later as a signature that does not match."""
     try:
-        payload: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
-    try:
-        return RefundRequest.model_validate(payload, context=AS_SENT)
+        return RefundRequest.model_validate_json(raw, context=AS_SENT)
     except ValidationError as err:
-        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        errors = err.errors(include_url=False)
+        unreadable = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if unreadable is not None:
+            reason = (unreadable.get("ctx") or {}).get("error", unreadable["msg"])
+            raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {reason}") from err
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
 
 
