@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,19 @@ async def test_a_nul_in_a_signed_request_is_refused_not_stuck_in_validation(
 async def test_reading_an_id_with_a_nul_is_a_404_not_a_500(stack: Stack) -> None:
     response = await stack.http.get("/v1/refunds/a%00b")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_an_oversized_chunked_review_is_a_413(stack: Stack) -> None:
+    """A body without Content-Length is cut off at the limit; where FastAPI reads it (a review's
+    reason) the 413 became `400 There was an error parsing the body`."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * 1024
+
+    response = await stack.http.post(
+        "/v1/refunds/whatever/approve",
+        content=chunks(),
+        headers={"Authorization": "Bearer alice-token", "content-type": "application/json"},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "request_too_large")
