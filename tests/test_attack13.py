@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from adapters.sandbox.control import SandboxControl
-from domain.reviewer_tokens import token_digest
-from tests.conftest import Stack, repo_root
+from domain.reviewer_tokens import new_reviewer_entry, token_digest
+from tests.conftest import Stack, repo_root, starter_for
 from tests.helpers import refund_body, signed_headers, unique
+from tests.test_merchants import GLOBEX_SECRET, merchants_file, signed_for
 from tests.test_start_safety import SAFE
 from workers.safety import start_problem
 from workers.settings import DEV_REVIEWER_TOKEN, Settings
@@ -170,3 +171,62 @@ async def test_an_oversized_chunked_review_is_a_413(stack: Stack) -> None:
         headers={"Authorization": "Bearer alice-token", "content-type": "application/json"},
     )
     assert (response.status_code, response.json()["error"]["code"]) == (413, "request_too_large")
+
+
+# ---- per-merchant request ids ------------------------------------------------------------------
+
+
+async def test_a_merchants_reviewer_learns_nothing_of_another_merchants_refund_while_no_worker_answers(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """With the workers down, the default merchant's refund was a 503 to globex's reviewer where an
+    id no one used is a 404: a merchant could probe another's request ids during an outage."""
+    carol_token, carol_entry = new_reviewer_entry("carol")
+    carol = {"Authorization": f"Bearer {carol_token}"}
+    theirs = unique("theirs")
+    body = refund_body(theirs, "pi_x", amount=100)
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, NO_PSP, carol_entry))
+    async with starter as (_, http):  # no worker polls this starter's queue
+        assert (
+            await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        ).status_code == 202
+        try:
+            read = await http.get(f"/v1/refunds/{theirs}", headers=carol)
+            unused = await http.get(f"/v1/refunds/{unique('unused')}", headers=carol)
+        finally:
+            await stack.client.get_workflow_handle(f"refund-{theirs}").terminate("test")
+    assert unused.status_code == 404
+    assert (read.status_code, read.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_another_merchants_warehouse_cannot_name_a_refund_by_its_full_id(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The default merchant's warehouse posts a receipt naming globex's refund by its full id."""
+    request_id = unique("ret")
+    sku = unique("sku")
+    items = [{"sku": sku, "quantity": 1, "unit_amount": 100, "tax_amount": 0, "restock": True}]
+    body = refund_body(request_id, "pi_x", amount=100, reason_code="changed_mind", items=items)
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, NO_PSP))
+    async with starter as (_, http):
+        started = await http.post(
+            "/v1/refund-requests", content=body, headers=signed_for("globex", GLOBEX_SECRET, body)
+        )
+        full = f"globex~{request_id}"
+        try:
+            answers = []
+            for named in (full, request_id):
+                receipt = json.dumps(
+                    {
+                        "receipt_id": "r1",
+                        "lines": [{"sku": sku, "received": 1, "sellable": 1}],
+                        "request_id": named,
+                    }
+                ).encode()
+                response = await http.post(
+                    f"/v1/refunds/{named}/goods-received", content=receipt, headers=signed_headers(receipt)
+                )
+                answers.append(response.status_code)
+        finally:
+            await stack.client.get_workflow_handle(started.json()["workflow_id"]).terminate("test")
+    assert answers == [404, 404]
