@@ -4,6 +4,7 @@ docstring says what it was), the last one an attack that was already refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from adapters.sandbox.control import SandboxControl
 from domain.reviewer_tokens import new_reviewer_entry, token_digest
-from tests.conftest import Stack, repo_root, starter_for
+from tests.conftest import Stack, repo_root, starter_for, worker_for
 from tests.helpers import refund_body, signed_headers, unique
 from tests.test_merchants import GLOBEX_SECRET, merchants_file, signed_for
 from tests.test_start_safety import SAFE
@@ -197,6 +198,41 @@ async def test_a_merchants_reviewer_learns_nothing_of_another_merchants_refund_w
             await stack.client.get_workflow_handle(f"refund-{theirs}").terminate("test")
     assert unused.status_code == 404
     assert (read.status_code, read.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_two_identical_requests_of_a_merchant_at_once_start_one_workflow(
+    stack: Stack, tmp_path: Path
+) -> None:
+    body = refund_body(unique("twice"), "pi_x", amount=100)
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, NO_PSP))
+    async with starter as (settings, http), worker_for(stack, settings):
+        sent = await asyncio.gather(
+            *(
+                http.post(
+                    "/v1/refund-requests", content=body, headers=signed_for("globex", GLOBEX_SECRET, body)
+                )
+                for _ in range(4)
+            )
+        )
+        ids = {r.json().get("workflow_id") for r in sent}
+        for wf_id in ids - {None}:
+            await stack.client.get_workflow_handle(wf_id).terminate("test")
+    assert sorted(r.status_code for r in sent) == [200, 200, 200, 202], [r.text for r in sent]
+    assert len(ids) == 1 and str(ids.pop()).startswith("refund-globex~")
+
+
+async def test_a_resend_is_answered_while_no_worker_answers(stack: Stack) -> None:
+    """The same request again is known by its workflow alone (nothing new starts): it was a 503
+    `retry shortly` for as long as the workers were down, only because its status could not be read."""
+    body = refund_body(unique("resend"), "pi_x", amount=100)
+    async with starter_for(stack) as (_, http):  # no worker polls this starter's queue
+        first = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        try:
+            again = await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        finally:
+            await stack.client.get_workflow_handle(first.json()["workflow_id"]).terminate("test")
+    assert (first.status_code, again.status_code) == (202, 200), again.text
+    assert again.json()["workflow_id"] == first.json()["workflow_id"]
 
 
 async def test_another_merchants_warehouse_cannot_name_a_refund_by_its_full_id(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -121,10 +122,11 @@ async def _admit(
     )
     if await _start(services, refund, evidence, digest, merchant_id):
         return _accepted(sent, wf_id, RefundStatus.RECEIVED)
-    if (await _kept(services, wf_id))[0] != digest:
+    kept = await _kept(services, wf_id)
+    if kept.digest != digest:
         raise _conflict()
     response.status_code = 200
-    return _accepted(sent, wf_id, await _status(services, wf_id))
+    return _accepted(sent, wf_id, await _status(services, wf_id, kept))
 
 
 async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> RefundStatus | None:
@@ -140,12 +142,12 @@ async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> Ref
             raise _conflict()
         return RefundStatus(settled.status)
     wf_id = workflow_id(sent.request_id)
-    kept_digest, kept_by = await _kept(services, wf_id)
-    if kept_by != owner:
+    kept = await _kept(services, wf_id)
+    if kept.merchant != owner:
         return None
-    if kept_digest != digest:
+    if kept.digest != digest:
         raise _conflict()
-    return await _status(services, wf_id)
+    return await _status(services, wf_id, kept)
 
 
 def _accepted(sent: RefundRequest, wf_id: str, status: RefundStatus) -> Accepted:
@@ -272,16 +274,25 @@ async def _start(
     return True
 
 
-async def _kept(services: Services, wf_id: str) -> tuple[str | None, str | None]:
-    """The request digest and merchant of the workflow `wf_id`; (None, None) when there is none."""
+@dataclass(frozen=True)
+class _Kept:
+    """What Temporal keeps of a workflow started for a request: all None when there is none."""
+
+    digest: str | None = None
+    merchant: str | None = None
+    status: str | None = None  # as last published to the search attributes
+
+
+async def _kept(services: Services, wf_id: str) -> _Kept:
     try:
         description = await services.temporal.get_workflow_handle(wf_id).describe()
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            return None, None
+            return _Kept()
         raise _unavailable(err) from err
     digest: str | None = await description.memo_value(BODY_DIGEST, None)
-    return digest, description.typed_search_attributes.get(SA_MERCHANT)
+    attributes = description.typed_search_attributes
+    return _Kept(digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
 
 
 def _unavailable(err: RPCError) -> ApiError:
@@ -299,6 +310,11 @@ def _initial_attributes(refund: RefundRequest, merchant: str) -> TypedSearchAttr
     )
 
 
-async def _status(services: Services, wf_id: str) -> RefundStatus:
-    state = await current_state(services, wf_id)
+async def _status(services: Services, wf_id: str, kept: _Kept) -> RefundStatus:
+    """The refund's status for a request sent again: its workflow's answer, else (no worker answers
+    now) what the workflow last published. The request is known, nothing new starts: never a 503."""
+    try:
+        state = await current_state(services, wf_id)
+    except ApiError:
+        return RefundStatus(kept.status) if kept.status in set(RefundStatus) else RefundStatus.RECEIVED
     return state.status if state is not None else RefundStatus.RECEIVED
