@@ -6,7 +6,15 @@ import hashlib
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from domain.currencies import MAX_MINOR_UNITS, REFUNDABLE_CURRENCIES
 from domain.money import Money
@@ -18,6 +26,18 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"  # what a merchant 
 REFUND_ID_PATTERN = r"^(?:[a-z0-9][a-z0-9-]{0,63}~)?[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 REFUND_ID_LENGTH = 128  # a merchant other than the default has its id's length less for the mark
 AS_SENT = "as sent by a merchant"  # validation context: a request as it comes in over HTTP
+
+
+def holds_nul(value: object) -> bool:
+    """Whether text anywhere in `value` holds a NUL, which PostgreSQL cannot store: a refund taken with
+    one would fail every write of its validation, retried for ever."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
 # A JSON integer of minor units: never a float (25.0), a string ("2500") or a boolean (true).
@@ -80,6 +100,12 @@ class RefundRequest(BaseModel):
         if info.context == AS_SENT and not re.match(REQUEST_ID_PATTERN, request_id):
             raise ValueError(f"a request id matches {REQUEST_ID_PATTERN}")
         return request_id
+
+    @model_validator(mode="after")
+    def _storable(self, info: ValidationInfo) -> RefundRequest:
+        if info.context == AS_SENT and holds_nul(self.model_dump()):
+            raise ValueError("text may not contain NUL (\\u0000)")
+        return self
 
     @field_validator("amount", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -36,7 +36,28 @@ console = Console()
 
 
 def _settings() -> Settings:
-    return local_settings()
+    return _loaded(local_settings)
+
+
+def _loaded(make: Callable[[], Settings]) -> Settings:
+    """The settings, or one line naming what is wrong with them: never a traceback, which would
+    print every value given (the secrets among them) into the log."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as err:
+        _fail("invalid_settings", _settings_problem(err), 2)
+
+
+def _settings_problem(err: Any) -> str:
+    """What a settings ValidationError says, without the values it was given."""
+    problems = []
+    for error in err.errors(include_url=False, include_input=False, include_context=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"REFUNDS_{name}: {message}" if name else message)
+    return "; ".join(problems)
 
 
 def _say(message: str) -> None:
@@ -105,7 +126,7 @@ def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False
     Its own environment alone: what a `refunds dev` told its children is for commands run by hand."""
     from domain.policy_file import PolicyError
 
-    settings = Settings()
+    settings = _loaded(Settings)
     if safe_start:
         from workers.safety import start_problem, start_warning
 

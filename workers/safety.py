@@ -64,11 +64,22 @@ def _merchants_problem(settings: Settings) -> str | None:
         profiles = settings.merchant_profiles()
     except PolicyError:
         return None  # a file that cannot be read is reported, with its reason, by the policy check
-    for merchant_id, profile in profiles.items():
+    signing = {key.strip() for key in settings.review_signing_key.split(",") if key.strip()}
+    signed_by: dict[str, str] = {}  # each request secret and the merchant whose requests it signs
+    default_first = sorted(profiles.items(), key=lambda item: item[0] != settings.merchant_id)
+    for merchant_id, profile in default_first:
+        for secret in profile.secrets:
+            other = signed_by.setdefault(secret, merchant_id)
+            if other != merchant_id:  # either could sign the other's refunds
+                return f"merchant {merchant_id}: inbound_webhook_secret is also {other}'s"
         if merchant_id == settings.merchant_id:
             continue
         if any("change-me" in secret or secret == DEV_INBOUND_SECRET for secret in profile.secrets):
             return f"merchant {merchant_id}: inbound_webhook_secret holds a dev or example value"
+        if signing.intersection(profile.secrets):  # the merchant could derive the decision key
+            return f"merchant {merchant_id}: REFUNDS_REVIEW_SIGNING_KEY is this merchant's request secret"
+        if profile.reviewer_for(DEV_REVIEWER_TOKEN) is not None:
+            return f"merchant {merchant_id}: reviewer_tokens accepts the dev reviewer's published token"
         own = settings.for_merchant(profile)
         problem = _placeholder(own) or _psp_problem(own)
         if problem is not None:

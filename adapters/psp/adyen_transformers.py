@@ -153,7 +153,8 @@ def hmac_signing_string(item: Mapping[str, Any]) -> str:
 def hmac_signature(item: Mapping[str, Any], hmac_key_hex: str) -> str:
     """Base64(HMAC-SHA256(hex-decoded key, signing string)) of one NotificationRequestItem."""
     key = binascii.a2b_hex(hmac_key_hex)
-    digest = hmac.new(key, hmac_signing_string(item).encode(), hashlib.sha256).digest()
+    signed = hmac_signing_string(item).encode("utf-8", "surrogatepass")  # a forged lone surrogate too
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
 
@@ -166,8 +167,10 @@ def item_signature(item: Mapping[str, Any]) -> str | None:
 def signature_valid(item: Mapping[str, Any], hmac_key_hex: str) -> bool:
     signature = item_signature(item)
     expected = hmac_signature(item, hmac_key_hex)
-    # as bytes: `compare_digest` refuses non-ASCII text with a TypeError, which would be a 500
-    return signature is not None and hmac.compare_digest(signature.encode(), expected.encode())
+    # as bytes: `compare_digest` refuses non-ASCII text with a TypeError, and a lone surrogate (JSON's
+    # `\ud800`) does not even encode as UTF-8 strictly: either would be a 500
+    given = signature.encode("utf-8", "surrogatepass") if signature is not None else None
+    return given is not None and hmac.compare_digest(given, expected.encode())
 
 
 # notifications: classification ------------------------------------------------------------------

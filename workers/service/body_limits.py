@@ -8,6 +8,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from domain.status import ErrorCode
 from workers.service.errors import ApiError, error_body
 from workers.settings import Settings
@@ -53,8 +55,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise _too_large(limit)  # answered by the app's error handler, as JSON
+                if received > limit:  # answered by the app's error handler, as JSON; an HTTPException
+                    # because FastAPI passes those on where it reads a route's body itself (a review's
+                    # reason), where any other error became `400 There was an error parsing the body`
+                    raise HTTPException(413, _too_large(limit).message)
             return message
 
         await self.app(scope, limited, send)

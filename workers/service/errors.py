@@ -54,7 +54,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        code = ErrorCode.NOT_FOUND if err.status_code == 404 else f"http_{err.status_code}"
+        named = {404: ErrorCode.NOT_FOUND, 413: ErrorCode.REQUEST_TOO_LARGE}
+        code = named.get(err.status_code, f"http_{err.status_code}")
         return JSONResponse(error_body(code, str(err.detail)), status_code=err.status_code)
 
     @app.exception_handler(Exception)

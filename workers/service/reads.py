@@ -10,7 +10,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import audit, refunds
 from adapters.db.audit import AuditEntry
 from domain.contracts import RefundState
-from domain.naming import refund_id, refund_merchant, request_id_from_workflow_id, workflow_id
+from domain.naming import (
+    SA_MERCHANT,
+    refund_id,
+    refund_merchant,
+    request_id_from_workflow_id,
+    workflow_id,
+)
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services
 from workers.service.errors import ApiError, temporal_unavailable
@@ -45,16 +51,37 @@ async def state_for(services: Services, given: str, merchant_id: str | None) -> 
     refund id); None: any merchant's, by the full refund id. Another merchant's refund is as
     unknown as a missing one."""
     for candidate in _refund_ids(services, given, merchant_id):
-        state = await current_state(services, workflow_id(candidate))
+        try:
+            state = await current_state(services, workflow_id(candidate))
+        except ApiError:  # no answer now: a 503 only for the caller's own refund, else none of its business
+            if merchant_id is None or await _owner(services, candidate) in (merchant_id, None):
+                raise
+            continue
         owner = state.merchant_id or services.settings.merchant_id if state is not None else None
         if state is not None and merchant_id in (None, owner):
             return state
     raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {given}")
 
 
+async def _owner(services: Services, refund: str) -> str | None:
+    """The merchant a refund's workflow was started for, by its search attribute; None when that
+    cannot be told (Temporal unreachable too, or a workflow started before refunds named theirs)."""
+    marked = refund_merchant(refund)
+    if marked is not None:
+        return marked
+    try:
+        description = await services.temporal.get_workflow_handle(workflow_id(refund)).describe()
+    except RPCError:
+        return None
+    return description.typed_search_attributes.get(SA_MERCHANT)
+
+
 def _refund_ids(services: Services, given: str, merchant_id: str | None) -> list[str]:
     """Where a caller's id may be kept, in order: the id marked with the caller's merchant, then
-    the bare id (a refund kept before merchants had ids of their own)."""
+    the bare id (a refund kept before merchants had ids of their own); none for an id no refund can
+    have: text with a NUL, which PostgreSQL refuses to even compare."""
+    if "\x00" in given:
+        return []
     if merchant_id is None:
         return [given]
     marked = refund_merchant(given)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -122,10 +122,11 @@ async def _admit(
     )
     if await _start(services, refund, evidence, digest, merchant_id):
         return _accepted(sent, wf_id, RefundStatus.RECEIVED)
-    if (await _kept(services, wf_id))[0] != digest:
+    kept = await _kept(services, wf_id)
+    if kept.digest != digest:
         raise _conflict()
     response.status_code = 200
-    return _accepted(sent, wf_id, await _status(services, wf_id))
+    return _accepted(sent, wf_id, await _status(services, wf_id, kept))
 
 
 async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> RefundStatus | None:
@@ -141,12 +142,12 @@ async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> Ref
             raise _conflict()
         return RefundStatus(settled.status)
     wf_id = workflow_id(sent.request_id)
-    kept_digest, kept_by = await _kept(services, wf_id)
-    if kept_by != owner:
+    kept = await _kept(services, wf_id)
+    if kept.merchant != owner:
         return None
-    if kept_digest != digest:
+    if kept.digest != digest:
         raise _conflict()
-    return await _status(services, wf_id)
+    return await _status(services, wf_id, kept)
 
 
 def _accepted(sent: RefundRequest, wf_id: str, status: RefundStatus) -> Accepted:
@@ -227,14 +228,18 @@ def verify_signature(raw: bytes, header: str | None, secrets: list[str]) -> None
 
 
 def _parse(raw: bytes) -> RefundRequest:
+    """The body read by the parser the worker re-verifies it with (`activities.validation`): a body
+    only one of two parsers takes (UTF-16, a byte order mark, a lone surrogate, nesting past the
+    parser's depth) is refused here, never accepted to fail later as a signature that does not match."""
     try:
-        payload: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
-    try:
-        return RefundRequest.model_validate(payload, context=AS_SENT)
+        return RefundRequest.model_validate_json(raw, context=AS_SENT)
     except ValidationError as err:
-        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        errors = err.errors(include_url=False)
+        unreadable = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if unreadable is not None:
+            reason = (unreadable.get("ctx") or {}).get("error", unreadable["msg"])
+            raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {reason}") from err
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
 
 
@@ -269,16 +274,25 @@ async def _start(
     return True
 
 
-async def _kept(services: Services, wf_id: str) -> tuple[str | None, str | None]:
-    """The request digest and merchant of the workflow `wf_id`; (None, None) when there is none."""
+@dataclass(frozen=True)
+class _Kept:
+    """What Temporal keeps of a workflow started for a request: all None when there is none."""
+
+    digest: str | None = None
+    merchant: str | None = None
+    status: str | None = None  # as last published to the search attributes
+
+
+async def _kept(services: Services, wf_id: str) -> _Kept:
     try:
         description = await services.temporal.get_workflow_handle(wf_id).describe()
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            return None, None
+            return _Kept()
         raise _unavailable(err) from err
     digest: str | None = await description.memo_value(BODY_DIGEST, None)
-    return digest, description.typed_search_attributes.get(SA_MERCHANT)
+    attributes = description.typed_search_attributes
+    return _Kept(digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
 
 
 def _unavailable(err: RPCError) -> ApiError:
@@ -296,6 +310,11 @@ def _initial_attributes(refund: RefundRequest, merchant: str) -> TypedSearchAttr
     )
 
 
-async def _status(services: Services, wf_id: str) -> RefundStatus:
-    state = await current_state(services, wf_id)
+async def _status(services: Services, wf_id: str, kept: _Kept) -> RefundStatus:
+    """The refund's status for a request sent again: its workflow's answer, else (no worker answers
+    now) what the workflow last published. The request is known, nothing new starts: never a 503."""
+    try:
+        state = await current_state(services, wf_id)
+    except ApiError:
+        return RefundStatus(kept.status) if kept.status in set(RefundStatus) else RefundStatus.RECEIVED
     return state.status if state is not None else RefundStatus.RECEIVED

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 
+from domain.requests import holds_nul
 from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
@@ -38,12 +38,15 @@ async def goods_received(
     such goods or more units than it is owed; 404 for another merchant's refund."""
     raw = await request.body()
     merchant_id = verify_merchant_signature(services, raw, refund_signature, refund_merchant)
-    try:
-        receipt = GoodsReceipt.model_validate(json.loads(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {err}") from err
+    try:  # read as a refund request is (`refund_requests._parse`)
+        receipt = GoodsReceipt.model_validate_json(raw)
     except ValidationError as err:
-        raise ApiError(422, ErrorCode.INVALID_REQUEST, str(err.errors(include_url=False))[:1000]) from err
+        errors = err.errors(include_url=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {errors[0]['msg']}") from err
+        raise ApiError(422, ErrorCode.INVALID_REQUEST, str(errors)[:1000]) from err
+    if holds_nul(receipt.model_dump()):
+        raise ApiError(422, ErrorCode.INVALID_REQUEST, "text may not contain NUL (\\u0000)")
     if receipt.request_id != request_id:  # the signature covers the refund it names, and only that
         raise ApiError(
             422,
