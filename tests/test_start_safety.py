@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from domain.policy_file import PolicyError
 from domain.reviewer_tokens import token_digest
 from tests.conftest import repo_root
 from workers.codec import new_key_entry
@@ -33,9 +34,9 @@ SAFE = {
 def test_a_production_start_with_real_values_is_safe() -> None:
     psps = {
         "stripe_api_key": "sk_live_x",
-        "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
+        "stripe_webhook_secret": "whsec_a-real-one",
         "adyen_api_key": "ak",
-        "adyen_hmac_key": SANDBOX_ADYEN_HMAC_KEY,
+        "adyen_hmac_key": "0123456789ABCDEF" * 4,
         "paypal_client_id": "id",
         "paypal_webhook_id": "WH-1",
     }
@@ -57,6 +58,10 @@ def test_a_production_start_with_real_values_is_safe() -> None:
         ({"adyen_api_key": "ak", "adyen_hmac_key": "zz" * 32}, "REFUNDS_ADYEN_HMAC_KEY"),
         ({"paypal_client_id": "id"}, "REFUNDS_PAYPAL_WEBHOOK_ID"),
         ({"payload_keys": ""}, "REFUNDS_PAYLOAD_KEYS"),  # histories would show customer data in clear
+        ({"inbound_webhook_secret": "CHANGE-ME-please"}, "REFUNDS_INBOUND_WEBHOOK_SECRET"),
+        # the sandbox's credentials are published in this repository
+        ({"stripe_api_key": "sk_live_x", "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET}, "sandbox"),
+        ({"adyen_api_key": "ak", "adyen_hmac_key": SANDBOX_ADYEN_HMAC_KEY.lower()}, "REFUNDS_ADYEN_HMAC_KEY"),
     ],
 )
 def test_an_unsafe_setting_is_named(changes: dict[str, str], named: str) -> None:
@@ -121,3 +126,24 @@ def test_tracing_without_its_extra_is_refused_at_start(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     problem = start_problem(Settings(**traced))  # type: ignore[arg-type]
     assert problem is not None and "REFUNDS_OTEL_ENDPOINT" in problem and "[otel]" in problem
+
+
+def test_a_merchants_file_may_not_redefine_the_default_merchant(tmp_path: Path) -> None:
+    merchants = tmp_path / "merchants.toml"
+    merchants.write_text('[merchants.default]\ninbound_webhook_secret = "another-secret"\n')
+    with pytest.raises(PolicyError, match="default merchant"):
+        Settings(**SAFE, merchants_file=merchants).merchant_profiles()  # type: ignore[arg-type]
+
+
+def test_one_token_may_not_prove_reviewers_of_two_scopes(tmp_path: Path) -> None:
+    """Whichever scope is found first would act: a merchant's reviewer as the installation's."""
+    entry = f"sha256:{token_digest('one-token')}"
+    merchants = tmp_path / "merchants.toml"
+    merchants.write_text(
+        f'[merchants.acme]\ninbound_webhook_secret = "acme-secret"\nreviewer_tokens = "carol:{entry}"\n'
+    )
+    shared = Settings(**SAFE, merchants_file=merchants, reviewer_tokens=f"alice:{entry}")  # type: ignore[arg-type]
+    problem = start_problem(shared)
+    assert problem is not None and "reviewer carol's token is also one of the installation's" in problem
+    apart = Settings(**SAFE, merchants_file=merchants, reviewer_tokens=f"alice:sha256:{token_digest('x')}")  # type: ignore[arg-type]
+    assert start_problem(apart) is None

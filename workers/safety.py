@@ -8,9 +8,21 @@ deploy examples' placeholders, and a PSP configured without the secret that prov
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from domain.policy_file import PolicyError
-from workers.settings import DEV_INBOUND_SECRET, DEV_REVIEWER_TOKEN, Settings
+from domain.reviewer_tokens import entry_digests, parse_entries
+from workers.merchants import MerchantProfile
+from workers.settings import (
+    DEV_INBOUND_SECRET,
+    DEV_REVIEWER_TOKEN,
+    SANDBOX_ADYEN_API_KEY,
+    SANDBOX_ADYEN_HMAC_KEY,
+    SANDBOX_PAYPAL_CLIENT_SECRET,
+    SANDBOX_STRIPE_API_KEY,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    Settings,
+)
 
 ENVIRONMENTS = ("dev", "test", "production")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -51,10 +63,25 @@ def start_problem(settings: Settings) -> str | None:
     return _psp_problem(settings) or _merchants_problem(settings)
 
 
+# The PSP sandbox's credentials are in this repository: in production they would let anyone sign
+# a webhook the product believes.
+_PUBLISHED = {
+    "stripe_api_key": SANDBOX_STRIPE_API_KEY,
+    "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
+    "adyen_api_key": SANDBOX_ADYEN_API_KEY,
+    "adyen_hmac_key": SANDBOX_ADYEN_HMAC_KEY,
+    "paypal_client_secret": SANDBOX_PAYPAL_CLIENT_SECRET,
+}
+
+
 def _placeholder(settings: Settings) -> str | None:
     for name in _SECRETS:
-        if "change-me" in str(getattr(settings, name)):
+        if "change-me" in str(getattr(settings, name)).lower():
             return f"REFUNDS_{name.upper()} still holds the example's change-me value"
+    if settings.environment == "production":
+        for name, published in _PUBLISHED.items():
+            if str(getattr(settings, name)).strip().lower() == published.lower():
+                return f"REFUNDS_{name.upper()} is the PSP sandbox's published value"
     return None
 
 
@@ -64,6 +91,9 @@ def _merchants_problem(settings: Settings) -> str | None:
         profiles = settings.merchant_profiles()
     except PolicyError:
         return None  # a file that cannot be read is reported, with its reason, by the policy check
+    shared = _shared_reviewer(profiles.values(), settings)
+    if shared is not None:
+        return shared
     signing = {key.strip() for key in settings.review_signing_key.split(",") if key.strip()}
     signed_by: dict[str, str] = {}  # each request secret and the merchant whose requests it signs
     default_first = sorted(profiles.items(), key=lambda item: item[0] != settings.merchant_id)
@@ -74,7 +104,7 @@ def _merchants_problem(settings: Settings) -> str | None:
                 return f"merchant {merchant_id}: inbound_webhook_secret is also {other}'s"
         if merchant_id == settings.merchant_id:
             continue
-        if any("change-me" in secret or secret == DEV_INBOUND_SECRET for secret in profile.secrets):
+        if any("change-me" in secret.lower() or secret == DEV_INBOUND_SECRET for secret in profile.secrets):
             return f"merchant {merchant_id}: inbound_webhook_secret holds a dev or example value"
         if signing.intersection(profile.secrets):  # the merchant could derive the decision key
             return f"merchant {merchant_id}: REFUNDS_REVIEW_SIGNING_KEY is this merchant's request secret"
@@ -84,6 +114,22 @@ def _merchants_problem(settings: Settings) -> str | None:
         problem = _placeholder(own) or _psp_problem(own)
         if problem is not None:
             return f"merchant {merchant_id}: {problem}"
+    return None
+
+
+def _shared_reviewer(profiles: Iterable[MerchantProfile], settings: Settings) -> str | None:
+    """One token proving a reviewer of two merchants (or of a merchant and the installation) would act
+    as whichever is found first: every token belongs to one scope."""
+    scopes: dict[str, str] = {
+        digest: "the installation" for _, digest in entry_digests(parse_entries(settings.reviewer_tokens))
+    }
+    for profile in profiles:
+        if profile.merchant_id == settings.merchant_id:
+            continue
+        for name, digest in entry_digests(profile.reviewers):
+            other = scopes.setdefault(digest, f"merchant {profile.merchant_id}")
+            if other != f"merchant {profile.merchant_id}":
+                return f"merchant {profile.merchant_id}: reviewer {name}'s token is also one of {other}'s"
     return None
 
 

@@ -291,6 +291,11 @@ class Settings(BaseSettings):
     def merchant_profiles(self) -> dict[str, MerchantProfile]:
         """Every merchant this installation serves, the default one (these settings) included."""
         profiles = load_merchants(self.merchants_file) if self.merchants_file else {}
+        if self.merchant_id in profiles:  # its entry would be silently replaced by these settings
+            raise PolicyError(
+                f"{self.merchants_file}: merchants.{self.merchant_id} is the default merchant "
+                "(REFUNDS_MERCHANT_ID), whose settings are the REFUNDS_* ones"
+            )
         profiles[self.merchant_id] = MerchantProfile(self.merchant_id, self.inbound_secrets, self.policy_file)
         return profiles
 
