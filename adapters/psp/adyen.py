@@ -314,7 +314,7 @@ class AdyenAdapter:
     def _items(body: bytes) -> list[Mapping[str, Any]]:
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, RecursionError) as err:  # read before any HMAC is checked: nested too deep
             raise WebhookRejected("invalid_payload", f"not JSON: {err}") from err
         wrapped = payload.get("notificationItems") if isinstance(payload, Mapping) else None
         if not isinstance(wrapped, list) or not wrapped:
