@@ -82,3 +82,25 @@ async def test_the_history_holds_no_plain_customer_data_and_the_codec_server_ope
     assert refused.status_code == 401
     [decoded] = json.loads(opened.text)["payloads"]
     assert "cus-very-private" in base64.b64decode(decoded["data"]).decode()
+
+
+async def test_the_codec_server_answers_what_is_not_a_payloads_message_or_does_not_open_never_500(
+    stack: Stack,
+) -> None:
+    """Found fuzzing the OpenAPI: bytes that are not UTF-8 were a 500 and `""` or `[]` passed as an
+    empty message; a payload marked encrypted but too short for a nonce, or naming its key in bytes
+    that are not text, was a 500 too."""
+    token = {"Authorization": "Bearer alice-token"}
+    forged = [
+        Payload(metadata={"encoding": ENCODING, "encryption-key-id": b"k2"}, data=b"short"),
+        Payload(metadata={"encoding": ENCODING, "encryption-key-id": b"\xff"}, data=bytes(40)),
+    ]
+    async with starter_for(stack, payload_keys=NEW) as (_settings, http):
+        for body in (b"\xff\xfe", b'""', b"[]", b"[" * 10_000 + b"]" * 10_000):
+            for route in ("/codec/decode", "/codec/encode"):
+                response = await http.post(route, content=body, headers=token)
+                assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_json")
+        for payload in forged:
+            request = json_format.MessageToJson(Payloads(payloads=[payload]))
+            response = await http.post("/codec/decode", content=request, headers=token)
+            assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request")

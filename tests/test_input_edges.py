@@ -109,6 +109,20 @@ async def test_an_adyen_signature_that_is_not_base64_text_is_refused_not_a_500(s
     assert (response.status_code, response.json()["error"]["code"]) == (400, "signature_invalid")
 
 
+async def test_json_nested_deeper_than_the_parser_goes_is_400_never_500(stack: Stack) -> None:
+    """Python's JSON parser gives up on deep nesting with a RecursionError, not a ValueError: an
+    Adyen delivery (read before any HMAC is checked, so by anyone) and signed bodies were 500s."""
+    deep = b"[" * 10_000 + b"]" * 10_000
+    webhook = await post_webhook(stack, "adyen", deep)
+    assert (webhook.status_code, webhook.json()["error"]["code"]) == (400, "invalid_payload")
+    request = await stack.http.post("/v1/refund-requests", content=deep, headers=signed_headers(deep))
+    assert (request.status_code, request.json()["error"]["code"]) == (400, "invalid_json")
+    receipt = await stack.http.post(
+        f"/v1/refunds/{unique('deep')}/goods-received", content=deep, headers=signed_headers(deep)
+    )
+    assert (receipt.status_code, receipt.json()["error"]["code"]) == (400, "invalid_json")
+
+
 async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
     sent = 0
     while sent < total:

@@ -74,12 +74,12 @@ class EncryptionCodec(PayloadCodec):
         (histories written before encryption was switched on)."""
         if payload.metadata.get("encoding") != ENCODING:
             return payload
-        key_id = payload.metadata.get(KEY_ID, b"").decode()
+        key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")  # no key has a broken name
         cipher = self._by_id.get(key_id)
         if cipher is None:
             raise KeyConfigError(f"payload encrypted with unknown key {key_id!r}")
         try:
             opened = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
-        except InvalidTag as err:
+        except (InvalidTag, ValueError) as err:  # ValueError: too short to hold a nonce
             raise KeyConfigError(f"payload does not open with key {key_id!r}") from err
         return Payload.FromString(opened)

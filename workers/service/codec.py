@@ -7,7 +7,9 @@ token, and the browser then sends the session cookie with the UI's codec calls."
 from __future__ import annotations
 
 import html
+import json
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -20,9 +22,34 @@ from domain.status import ErrorCode
 from workers.codec import EncryptionCodec, KeyConfigError
 from workers.service import codec_session
 from workers.service.deps import CodecReaderDep, Reviewer, ServicesDep
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, error_responses
+from workers.service.openapi import json_body
 
-router = APIRouter(prefix="/codec", tags=["codec server"])
+router = APIRouter(
+    prefix="/codec",
+    tags=["codec server"],
+    responses=error_responses(
+        (400, "Not a JSON Payloads message"),
+        401,
+        (403, "A merchant's reviewer: the codec is for the installation's own"),
+        (404, "Payload encryption is not configured"),
+        413,
+        (422, "A payload does not open with the configured keys"),
+    ),
+)
+_BYTES = {"type": "string", "format": "byte"}
+_PAYLOAD = {
+    "type": "object",
+    "properties": {"metadata": {"type": "object", "additionalProperties": _BYTES}, "data": _BYTES},
+    "additionalProperties": False,
+}
+_PAYLOADS: dict[str, Any] = {
+    "type": "object",
+    "description": "Temporal's `Payloads` message in protobuf JSON",
+    "properties": {"payloads": {"type": "array", "items": _PAYLOAD}},
+    "additionalProperties": False,
+}
+_OPENED: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {"schema": _PAYLOADS}}}}
 
 
 def _codec(services: ServicesDep) -> EncryptionCodec:
@@ -32,15 +59,21 @@ def _codec(services: ServicesDep) -> EncryptionCodec:
 
 
 async def _payloads(request: Request) -> Payloads:
+    """The body as a `Payloads` message: a JSON object (protobuf's parser alone also takes `""` and
+    `[]` for an empty message, and fails on bytes that are not UTF-8 or nest too deep)."""
     try:
-        return json_format.Parse(await request.body(), Payloads())
-    except json_format.ParseError as err:
+        message = json.loads(await request.body())
+        if not isinstance(message, dict):
+            raise json_format.ParseError("a Payloads message is a JSON object")
+        return json_format.ParseDict(message, Payloads())
+    except (ValueError, RecursionError, json_format.ParseError) as err:  # ValueError: not JSON, not UTF-8
         raise ApiError(400, ErrorCode.INVALID_JSON, f"not a Payloads message: {err}") from err
 
 
-@router.post("/decode")
+@router.post("/decode", responses=_OPENED, openapi_extra=json_body(_PAYLOADS))
 async def decode(request: Request, services: ServicesDep, operator: CodecReaderDep) -> Response:
-    """Open payloads for an installation reviewer (bearer token, or the UI's codec session)."""
+    """Open payloads for an installation reviewer (bearer token, or the UI's codec session). A
+    payload marked encrypted that does not open (unknown key, tampered or cut short) is a 422."""
     codec = _codec(services)
     payloads = await _payloads(request)
     try:
@@ -51,7 +84,7 @@ async def decode(request: Request, services: ServicesDep, operator: CodecReaderD
     return Response(body, media_type="application/json")
 
 
-@router.post("/encode")
+@router.post("/encode", responses=_OPENED, openapi_extra=json_body(_PAYLOADS))
 async def encode(request: Request, services: ServicesDep, operator: CodecReaderDep) -> Response:
     codec = _codec(services)
     payloads = await _payloads(request)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.status import ErrorCode
@@ -35,6 +36,40 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     if details is not None:
         error["details"] = details
     return {"error": error}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None  # present only where there is more to say (a validation error's fields)
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error, as `error_body` makes it."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "The body is not JSON, or not what this route reads",
+    401: "No valid credentials: a missing, invalid or expired signature or bearer token",
+    403: "The credentials are valid but do not reach this",
+    404: "No such refund (or not the caller's), or nothing configured here",
+    409: "Refused in the refund's current state",
+    413: "The body is over this route's limit",
+    422: "The request is invalid",
+    503: "Temporal or the database cannot be reached right now; retry shortly",
+}
+
+
+def error_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for the errors a route answers with, each a status (its usual meaning) or a
+    (status, meaning) pair: the OpenAPI document then shows the error body they all share."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for entry in statuses:
+        status, meaning = entry if isinstance(entry, tuple) else (entry, _MEANINGS[entry])
+        documented[status] = {"model": ErrorResponse, "description": meaning}
+    return documented
 
 
 def install_error_handlers(app: FastAPI) -> None:

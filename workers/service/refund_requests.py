@@ -28,8 +28,9 @@ from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refun
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services, ServicesDep
-from workers.service.errors import ApiError, temporal_unavailable
+from workers.service.errors import ApiError, error_responses, temporal_unavailable
 from workers.service.metrics import ACK_SECONDS, REFUND_REQUESTS
+from workers.service.openapi import json_body
 from workers.service.reads import current_state
 from workflows.refund import RefundWorkflow
 
@@ -59,17 +60,20 @@ _SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; s
     status_code=202,
     response_model=Accepted,
     responses={
-        200: {"description": "The same request again: the existing workflow, nothing new started"},
-        401: {"description": "Missing, invalid or expired signature"},
-        409: {"description": "The request_id was used before with another body"},
-        422: {"description": "Malformed body"},
+        200: {
+            "model": Accepted,
+            "description": "The same request again: the existing workflow, nothing new started",
+        },
+        **error_responses(
+            400,
+            (401, "Missing, invalid or expired signature, or an unknown merchant"),
+            (409, "The request_id was used before with another body"),
+            413,
+            (422, "Malformed body"),
+            503,
+        ),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _request_schema()}},
-        }
-    },
+    openapi_extra=json_body(_request_schema()),
 )
 async def create_refund_request(
     request: Request,

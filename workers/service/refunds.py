@@ -11,12 +11,12 @@ from domain import identity
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
 from workers.service.deps import ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, error_responses
 from workers.service.reads import audit_trail, current_state, refund_to_act_on, state_for
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
-router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+router = APIRouter(prefix="/v1/refunds", tags=["refunds"], responses=error_responses(401, 404, 422, 503))
 
 
 class RefundView(RefundState):
@@ -35,7 +35,7 @@ async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) 
     return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id), audit=trail)
 
 
-@router.post("/{request_id}/approve", response_model=RefundState)
+@router.post("/{request_id}/approve", response_model=RefundState, responses=error_responses(400, 409, 413))
 async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
@@ -44,7 +44,7 @@ async def approve(
     return await _after(services, refund, await run_update(services, refund, RefundWorkflow.approve, review))
 
 
-@router.post("/{request_id}/reject", response_model=RefundState)
+@router.post("/{request_id}/reject", response_model=RefundState, responses=error_responses(400, 409, 413))
 async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:

@@ -11,7 +11,8 @@ from domain.requests import holds_nul
 from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
-from workers.service.errors import ApiError
+from workers.service.errors import ApiError, error_responses
+from workers.service.openapi import json_body
 from workers.service.reads import merchant_scope, state_for
 from workers.service.refund_requests import verify_merchant_signature
 from workers.service.updates import run_update
@@ -23,7 +24,16 @@ router = APIRouter(prefix="/v1/refunds", tags=["returns"])
 @router.post(
     "/{request_id}/goods-received",
     response_model=ReturnsState,
-    responses={401: {"description": "Missing, invalid or expired signature"}},
+    responses=error_responses(
+        400,
+        (401, "Missing, invalid or expired signature, or an unknown merchant"),
+        404,
+        (409, "The refund expects no such goods, or fewer units"),
+        413,
+        422,
+        503,
+    ),
+    openapi_extra=json_body(GoodsReceipt),
 )
 async def goods_received(
     request_id: str,

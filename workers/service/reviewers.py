@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from workers.service.deps import ReviewerDep
+from workers.service.errors import error_responses
 
-router = APIRouter(prefix="/v1/reviewers", tags=["refunds"])
+router = APIRouter(prefix="/v1/reviewers", tags=["refunds"], responses=error_responses(401, 422))
 
 
 class Me(BaseModel):

@@ -17,13 +17,48 @@ from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpd
 from domain.naming import external_refund_workflow_id, late_failure_workflow_id, workflow_id
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.service.deps import Services, ServicesDep
-from workers.service.errors import ApiError, temporal_unavailable
+from workers.service.errors import ApiError, error_responses, temporal_unavailable
 from workers.service.metrics import WEBHOOK_FAILURES, WEBHOOK_REPLAYS
+from workers.service.openapi import json_body
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
-router = APIRouter(prefix="/webhooks", tags=["PSP webhooks"])
+_ACKNOWLEDGED = {
+    "description": "Taken (or seen before): the PSP's own acknowledgement, JSON or text as it expects; "
+    "`Refunds-Signalled` tells how many workflows were told",
+    "content": {"application/json": {}, "text/plain": {}},
+}
+router = APIRouter(
+    prefix="/webhooks",
+    tags=["PSP webhooks"],
+    responses={
+        200: _ACKNOWLEDGED,
+        **error_responses(
+            (400, "Not signed by the PSP account's secret, or not the PSP's event format"),
+            (404, "This PSP is not configured (for this merchant)"),
+            413,
+            422,
+            503,
+        ),
+    },
+)
+_SIGNED_BY = {
+    "Stripe-Signature": "Stripe's `t=...,v1=...` signature of the body (Stripe)",
+    **{
+        f"Paypal-{name}": "A transmission header PayPal signs with its certificate (PayPal)"
+        for name in ("Transmission-Id", "Transmission-Time", "Transmission-Sig", "Cert-Url", "Auth-Algo")
+    },
+}
+_EVENT = {
+    **json_body(
+        {"type": "object", "description": "The PSP's delivery as it sends it (Adyen signs each item in it)"}
+    ),
+    "parameters": [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
+        for name, text in _SIGNED_BY.items()
+    ],
+}
 
 
 async def _signal_once(
@@ -122,12 +157,12 @@ async def _adopt(
     return 1
 
 
-@router.post("/{provider}")
+@router.post("/{provider}", openapi_extra=_EVENT)
 async def psp_webhook(provider: Provider, request: Request, services: ServicesDep) -> Response:
     return await _receive(provider, None, request, services)
 
 
-@router.post("/{provider}/{merchant_id}")
+@router.post("/{provider}/{merchant_id}", openapi_extra=_EVENT)
 async def merchant_psp_webhook(
     provider: Provider, merchant_id: str, request: Request, services: ServicesDep
 ) -> Response:
