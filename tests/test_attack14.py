@@ -4,13 +4,17 @@ once it has been decided."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.table import Table
 
 from tests.conftest import repo_root
+from workers import cli, ops
 from workers.dev import write_dev_env
 from workers.settings import DEV_ENV_FILE, Settings, local_settings
 
@@ -117,3 +121,61 @@ def test_dev_env_is_never_read_outside_dev(
         assert local_settings().service_base == "http://dev"
     finally:
         told.close()
+
+
+# --- what reaches an operator's terminal ------------------------------------------------------
+
+
+def plain_console() -> Console:
+    """A console that is not a terminal: Rich adds no escape sequences of its own."""
+    return Console(file=io.StringIO(), force_terminal=False, color_system=None, width=200)
+
+
+HOSTILE_TEXT = (
+    f"pi_1{ESC}]52;c;cm0gLXJmIH4={ESC}\\{ESC}[2J{ESC}]8;;http://evil{ESC}\\x\u202e[link=http://evil]y[/link]"
+)
+
+
+def test_text_from_merchants_psps_and_reviewers_reaches_the_terminal_inert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    console = plain_console()
+    monkeypatch.setattr(cli, "console", console)
+    view = {
+        "request_id": "r-1",
+        "status": "needs_attention",
+        "method": "refund",
+        "provider": "stripe",
+        "payment_reference": HOSTILE_TEXT,
+        "order_id": HOSTILE_TEXT,
+        "amount": {"value": 100, "currency": "EUR"},
+        "failure_code": "psp_error",
+        "failure_message": HOSTILE_TEXT,
+        "review": {"approved": True, "reviewer": HOSTILE_TEXT, "reason": HOSTILE_TEXT},
+        "allocation": {
+            "currency": "[blink]EUR",
+            "lines": [{"sku": HOSTILE_TEXT, "quantity": 1, "goods": 100, "tax": 0}],
+            "shipping": 0,
+            "unallocated": 0,
+        },
+        "audit": [
+            {
+                "at": "2026-11-29T10:00:00.000000+00:00",
+                "step": "validated",
+                "actor": HOSTILE_TEXT,
+                "reason_code": HOSTILE_TEXT,
+                "status_before": None,
+                "status_after": "validated",
+                "psp_request_id": None,
+            }
+        ],
+    }
+    ops.render_refund(console, view)
+    cli._say(f"hold on stripe {HOSTILE_TEXT} released by {HOSTILE_TEXT}")
+    cli._print_table(Table("request id", "state", "why"), [("r-1", "needs_attention", HOSTILE_TEXT)], "")
+    with pytest.raises(Exception):  # noqa: B017 (typer.Exit)
+        cli._fail("psp_error", HOSTILE_TEXT)
+    printed = console.file.getvalue()  # type: ignore[attr-defined]
+    assert ESC not in printed and "\u202e" not in printed
+    assert "[link=http://evil]y[/link]" in printed  # brackets as written, still
+    assert "[blink]EUR" in printed

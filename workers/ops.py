@@ -32,6 +32,7 @@ from domain.status import ErrorCode, RefundStatus
 from workers.merchants import MERCHANT_ID
 from workers.settings import Settings
 from workers.temporal import connect
+from workers.terminal import printable
 from workflows.refund import RefundWorkflow
 
 T = TypeVar("T")
@@ -91,19 +92,25 @@ async def wait_for_status(
 
 
 def _plain(console: Console, text: str) -> None:
-    """Ids, reasons and messages are the merchant's or a reviewer's text: never read as markup."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Ids, reasons and messages are the merchant's or a reviewer's text: never read as markup, their
+    control characters shown, never acted on by the terminal."""
+    console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def render_refund(console: Console, view: dict[str, Any]) -> None:
     amount = view.get("amount") or view.get("requested_amount")
     money = f"{format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else "-"
-    console.print(Text.assemble((view["request_id"], "bold"), f"  {view['status']}  ({view['method']})"))
+    headline = printable(f"  {view['status']}  ({view['method']})")
+    console.print(Text.assemble((printable(view["request_id"]), "bold"), headline))
     _plain(console, f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
     _plain(console, f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
     if view.get("failure_code"):
         console.print(
-            Text.assemble("  ", (view["failure_code"], "red"), f" {view.get('failure_message', '')}")
+            Text.assemble(
+                "  ",
+                (printable(view["failure_code"]), "red"),
+                printable(f" {view.get('failure_message', '')}"),
+            )
         )
     risk = view.get("risk")
     if risk:
@@ -128,13 +135,13 @@ def render_allocation(console: Console, allocation: dict[str, Any]) -> None:
     def money(value: int) -> str:
         return format_minor(value, currency)
 
-    console.print(f"  allocation ({currency}):")
+    _plain(console, f"  allocation ({currency}):")
     for line in allocation["lines"]:
         goods, tax = money(line["goods"]), money(line["tax"])
         _plain(console, f"    {line['sku']} x{line['quantity']}  goods {goods}  tax {tax}")
-    console.print(
+    _plain(
+        console,
         f"    shipping {money(allocation['shipping'])}  unallocated {money(allocation['unallocated'])}",
-        highlight=False,
     )
 
 
