@@ -4,15 +4,22 @@ once it has been decided."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from rich.console import Console
 from rich.table import Table
+from temporalio.service import RPCError, RPCStatusCode
 
+from domain.status import RefundStatus
 from tests.conftest import repo_root
 from workers import cli, ops
 from workers.dev import write_dev_env
@@ -179,3 +186,63 @@ def test_text_from_merchants_psps_and_reviewers_reaches_the_terminal_inert(
     assert ESC not in printed and "\u202e" not in printed
     assert "[link=http://evil]y[/link]" in printed  # brackets as written, still
     assert "[blink]EUR" in printed
+
+
+# --- the CLI never waits on an unanswered query longer than it says ---------------------------
+
+
+class SilentHandle:
+    """A refund in flight whose worker is gone: a query waits for the server's own 30 s."""
+
+    def __init__(self, asked: list[timedelta | None]) -> None:
+        self.asked = asked
+
+    async def query(self, *_args: Any, rpc_timeout: timedelta | None = None, **_kw: Any) -> Any:
+        self.asked.append(rpc_timeout)
+        await asyncio.sleep(rpc_timeout.total_seconds() if rpc_timeout else 30)
+        raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+
+
+class SilentClient:
+    def __init__(self, running: int = 0) -> None:
+        self.asked: list[timedelta | None] = []
+        self.running = running
+
+    def get_workflow_handle(self, _wf_id: str) -> SilentHandle:
+        return SilentHandle(self.asked)
+
+    async def list_workflows(self, _query: str) -> AsyncIterator[Any]:
+        for n in range(self.running):
+            yield SimpleNamespace(id=f"refund-r{n}", typed_search_attributes={}, start_time=datetime.now(UTC))
+
+
+@pytest.fixture
+def silent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[SilentClient, Settings]]:
+    client = SilentClient(running=3)
+
+    async def connect(_settings: Settings) -> SilentClient:
+        return client
+
+    monkeypatch.setattr(ops, "connect", connect)
+    monkeypatch.setattr(ops, "QUERY_SECONDS", 0.2, raising=False)
+    yield client, Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'r.db'}")
+
+
+async def test_status_wait_gives_up_at_its_timeout_when_no_worker_answers(
+    silent: tuple[SilentClient, Settings],
+) -> None:
+    client, settings = silent
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RPCError):
+        await asyncio.wait_for(ops.wait_for_status(settings, "r0", RefundStatus.SUCCEEDED, 0.5), 10)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert None not in client.asked
+
+
+async def test_the_queue_lists_without_waiting_on_each_silent_refund(
+    silent: tuple[SilentClient, Settings],
+) -> None:
+    client, settings = silent
+    rows = await asyncio.wait_for(ops.pending_reviews(settings), 10)
+    assert [row[0] for row in rows] == ["r0", "r1", "r2"] or sorted(r[0] for r in rows) == ["r0", "r1", "r2"]
+    assert client.asked and None not in client.asked
