@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.contracts import RefundState
 from domain.status import RefundStatus
 from tests.conftest import repo_root
 from workers import cli, ops
@@ -246,3 +248,52 @@ async def test_the_queue_lists_without_waiting_on_each_silent_refund(
     rows = await asyncio.wait_for(ops.pending_reviews(settings), 10)
     assert [row[0] for row in rows] == ["r0", "r1", "r2"] or sorted(r[0] for r in rows) == ["r0", "r1", "r2"]
     assert client.asked and None not in client.asked
+
+
+# --- a decision taken is answered as taken ----------------------------------------------------
+
+
+async def test_a_decision_taken_is_answered_even_when_reading_it_back_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from temporalio.client import WorkflowQueryFailedError
+
+    from workers.service import refunds as service_refunds
+
+    decided = RefundState.model_construct(request_id="r-1", status=RefundStatus.AWAITING_REVIEW)
+    for failure in (
+        OperationalError("SELECT", {}, Exception("database is locked")),
+        WorkflowQueryFailedError("query handler failed"),
+    ):
+
+        async def current_state(*_args: Any, failure: Exception = failure) -> RefundState:
+            raise failure
+
+        monkeypatch.setattr(service_refunds, "current_state", current_state)
+        assert await service_refunds._after(SimpleNamespace(), "r-1", decided) is decided
+
+
+async def test_cli_retry_answers_once_the_update_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from temporalio.client import WorkflowQueryFailedError
+
+    done = RefundState.model_construct(request_id="r-1", status=RefundStatus.REFUNDING)
+
+    class Handle:
+        async def execute_update(self, *_args: Any, **_kw: Any) -> RefundState:
+            return done
+
+        async def query(self, *_args: Any, **_kw: Any) -> RefundState:
+            raise WorkflowQueryFailedError("query handler failed")
+
+    class Client:
+        def get_workflow_handle(self, _wf_id: str) -> Handle:
+            return Handle()
+
+    async def connect(_settings: Settings) -> Client:
+        return Client()
+
+    monkeypatch.setattr(ops, "connect", connect)
+    from domain.contracts import RetryInput
+
+    state = await ops.steer(Settings(), "refund-r-1", "retry", RetryInput(operator="ann"), RefundState)
+    assert state is done

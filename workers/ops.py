@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 from rich.console import Console
 from rich.text import Text
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
@@ -274,6 +274,6 @@ async def steer(
             ErrorCode.ALREADY_FINISHED, f"refund {request_id} already finished ({finished['status']})"
         ) from err
     if result_type is RefundState:  # the workflow acted on it in the same task: show where it went
-        with contextlib.suppress(RPCError):
+        with contextlib.suppress(TemporalError):  # taken either way: the update's answer stands
             state = cast(T, await handle.query(RefundWorkflow.state, rpc_timeout=_within()))
     return state
