@@ -19,10 +19,14 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 from temporalio.service import RPCError, RPCStatusCode
+from typer.testing import CliRunner
 
+from adapters.db import outbox
+from adapters.db.engine import Database
 from domain.contracts import RefundState
 from domain.status import RefundStatus
 from tests.conftest import repo_root
+from tests.test_export import book_refund
 from workers import cli, ops
 from workers.dev import write_dev_env
 from workers.settings import DEV_ENV_FILE, Settings, local_settings
@@ -297,3 +301,26 @@ async def test_cli_retry_answers_once_the_update_is_taken(monkeypatch: pytest.Mo
 
     state = await ops.steer(Settings(), "refund-r-1", "retry", RetryInput(operator="ann"), RefundState)
     assert state is done
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def test_export_to_a_path_it_cannot_write_says_so_and_marks_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'refunds.db'}"
+    db = Database.connect(url)
+    try:
+        book_refund(db, goods=1_000, tax=0)
+    finally:
+        db.dispose()
+    env = {"REFUNDS_DATA_DIR": str(tmp_path), "REFUNDS_DATABASE_URL": url, "REFUNDS_ENVIRONMENT": "dev"}
+    for target in (tmp_path, tmp_path / "missing" / "ledger.csv"):
+        result = CliRunner().invoke(cli.app, ["export", "--out", str(target)], env=env)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("cannot_write: "), result.output
+        assert "Traceback" not in result.output
+    db = Database.connect(url)
+    try:
+        assert outbox.peek(db) != [] and outbox.last_batch(db) is None
+    finally:
+        db.dispose()

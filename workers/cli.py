@@ -303,6 +303,10 @@ def export_ledger(
             return
         batch = outbox.export(db, file_writer(out, export_format) if out else to_terminal, limit=limit)
         previous = None if batch.entries else outbox.last_batch(db)
+    except OSError as err:  # raised while writing: the claim rolled back, nothing is marked
+        _fail(
+            "cannot_write", f"{out or 'standard output'}: {err.strerror or err}; nothing was marked exported"
+        )
     finally:
         db.dispose()
     done = Console(stderr=True, markup=False, highlight=False)
