@@ -324,3 +324,20 @@ def test_export_to_a_path_it_cannot_write_says_so_and_marks_nothing(tmp_path: Pa
         assert outbox.peek(db) != [] and outbox.last_batch(db) is None
     finally:
         db.dispose()
+
+
+# --- the documents ------------------------------------------------------------------------------
+
+
+def test_every_runnable_document_example_checks_what_it_says() -> None:
+    """A block without an expectation passes whatever its curl got back (curl -s exits 0 on a 401)."""
+    from tests.test_docs import DOCUMENTS, examples
+
+    unchecked = [
+        example.where for document in DOCUMENTS for example in examples(document) if not example.expected
+    ]
+    assert unchecked == []
+    for document in DOCUMENTS:  # an expectation a blank line parts from its block is never checked
+        text = (repo_root() / document).read_text()
+        attached = sum(len(example.expected) > 0 for example in examples(document))
+        assert text.count("<!-- expect:") == attached, document
