@@ -17,6 +17,7 @@ import pytest
 from adapters.sandbox.control import SandboxControl
 from tests.conftest import repo_root
 from tests.dev_run import BANNER, DevRun
+from workers.settings import DEV_ENV_FILE
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_dev_runs_refunds_survives_a_hard_kill_and_stops_cleanly(dev: DevRun) ->
 
     assert dev.interrupt() == 0
     assert "stopping" in dev.log.read_text()
-    assert not (Path(dev.env["REFUNDS_DATA_DIR"]) / "dev.env").exists()  # nothing points at a stopped dev
+    assert not (Path(dev.env["REFUNDS_DATA_DIR"]) / DEV_ENV_FILE).exists()  # nothing points at a stopped dev
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{dev.url}/healthz", timeout=1)
 

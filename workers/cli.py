@@ -24,6 +24,7 @@ from domain.contracts import RetryInput, ReviewInput
 from domain.naming import workflow_id
 from domain.status import Provider, RefundStatus
 from workers.settings import Settings, local_settings
+from workers.terminal import printable
 
 if TYPE_CHECKING:
     from domain.returns import ReceiptLine
@@ -61,14 +62,15 @@ def _settings_problem(err: Any) -> str:
 
 
 def _say(message: str) -> None:
-    """Plain text: names, ids and messages may hold brackets, which are never read as markup."""
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
+    """Plain text: names, ids and messages may hold brackets, which are never read as markup, and
+    control characters, which are shown, never sent to the terminal as they are."""
+    console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> None:
     """A table of plain-text cells (a reason may hold brackets), or what it means to have none."""
     for row in rows:
-        table.add_row(*(Text(str(cell)) for cell in row))
+        table.add_row(*(Text(printable(cell)) for cell in row))
     if rows:
         console.print(table)
     else:
@@ -86,7 +88,9 @@ def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], empty:
 
 def _fail(code: str, message: object, exit_code: int = 1) -> NoReturn:
     """One line, `code: message`, and the exit status scripts check."""
-    console.print(Text.assemble((code, "red"), f": {message}"), highlight=False, soft_wrap=True)
+    console.print(
+        Text.assemble((printable(code), "red"), f": {printable(message)}"), highlight=False, soft_wrap=True
+    )
     raise typer.Exit(exit_code)
 
 
@@ -135,7 +139,9 @@ def _checked_settings(*, signs_decisions: bool = False, safe_start: bool = False
             _fail("unsafe_settings", problem, 2)
         warning = start_warning(settings)
         if warning is not None:
-            console.print(f"[yellow]warning[/yellow]: {escape(warning)}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[yellow]warning[/yellow]: {escape(printable(warning))}", highlight=False, soft_wrap=True
+            )
     try:
         policy = settings.policy()
         settings.risk_model()
@@ -318,6 +324,10 @@ def export_ledger(
             return
         batch = outbox.export(db, file_writer(out, export_format) if out else to_terminal, limit=limit)
         previous = None if batch.entries else outbox.last_batch(db)
+    except OSError as err:  # raised while writing: the claim rolled back, nothing is marked
+        _fail(
+            "cannot_write", f"{out or 'standard output'}: {err.strerror or err}; nothing was marked exported"
+        )
     finally:
         db.dispose()
     done = Console(stderr=True, markup=False, highlight=False)

@@ -8,6 +8,8 @@ doubles nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -282,23 +284,32 @@ def run_dev(settings: Settings) -> int:
         return 1
     finally:
         supervisor.stop()
-        told.unlink(missing_ok=True)
+        told.close()
 
 
-def _quoted(value: str) -> str:
-    """Single quotes keep a value literal for dotenv (no `${...}` expansion); JSON quoting otherwise."""
-    return f"'{value}'" if "'" not in value and "\n" not in value else json.dumps(value)
+@dataclass
+class DevEnvFile:
+    """What the children were told, locked for as long as this dev runs: a command run by hand
+    reads it only while the lock is held, so a file a hard kill left behind points nowhere."""
+
+    path: Path
+    descriptor: int
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.close(self.descriptor)
 
 
-def write_dev_env(path: Path, env: dict[str, str]) -> Path:
+def write_dev_env(path: Path, env: dict[str, str]) -> DevEnvFile:
     """What the children were told, for commands run by hand beside dev (`local_settings`): they
     find the sandbox, its keys and the service without anything exported. Readable by us alone."""
-    lines = [f"{key}={_quoted(value)}" for key, value in sorted(env.items()) if key.startswith("REFUNDS_")]
+    told = {key: value for key, value in sorted(env.items()) if key.startswith("REFUNDS_")}
     path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    return path
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.write(descriptor, (json.dumps(told, indent=1) + "\n").encode("utf-8"))  # exact, unlike dotenv
+    return DevEnvFile(path, descriptor)
 
 
 def migrate_database(url: str) -> bool:

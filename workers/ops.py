@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from rich.console import Console
 from rich.text import Text
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
@@ -32,6 +33,7 @@ from domain.status import ErrorCode, RefundStatus
 from workers.merchants import MERCHANT_ID
 from workers.settings import Settings
 from workers.temporal import connect
+from workers.terminal import printable
 from workflows.refund import RefundWorkflow
 
 T = TypeVar("T")
@@ -42,17 +44,29 @@ PENDING_QUERY = (
 )
 
 
+QUERY_SECONDS = 5.0  # a refund no worker answers for: the server alone would wait 30 s per query
+
+
+def _within(seconds: float | None = None) -> timedelta:
+    """How long one query may take: QUERY_SECONDS, or less when less is left (a second at least)."""
+    return timedelta(seconds=QUERY_SECONDS if seconds is None else min(QUERY_SECONDS, max(1.0, seconds)))
+
+
 class SteerError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | None:
+async def refund_view(
+    settings: Settings, request_id: str, query_seconds: float | None = None
+) -> dict[str, Any] | None:
     client = await connect(settings)
     state: RefundState | None = None
     try:
-        state = await client.get_workflow_handle(workflow_id(request_id)).query(RefundWorkflow.state)
+        state = await client.get_workflow_handle(workflow_id(request_id)).query(
+            RefundWorkflow.state, rpc_timeout=_within(query_seconds)
+        )
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
@@ -78,32 +92,44 @@ _ENDED = {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED, Re
 async def wait_for_status(
     settings: Settings, request_id: str, wanted: RefundStatus, timeout_seconds: float
 ) -> dict[str, Any] | None:
-    """The refund once it is in `wanted`, or as it is when it has ended elsewhere or time is up."""
+    """The refund once it is in `wanted`, or as it is when it has ended elsewhere or time is up; a
+    refund no worker answers for is asked again until then, never waited on past it."""
     deadline = time.monotonic() + timeout_seconds
     pause = 0.05
     while True:
-        view = await refund_view(settings, request_id)
-        status = RefundStatus(view["status"]) if view is not None else None
-        if status is wanted or status in _ENDED or time.monotonic() >= deadline:
-            return view
+        try:
+            view = await refund_view(settings, request_id, deadline - time.monotonic())
+        except RPCError:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            status = RefundStatus(view["status"]) if view is not None else None
+            if status is wanted or status in _ENDED or time.monotonic() >= deadline:
+                return view
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, 1.0)
 
 
 def _plain(console: Console, text: str) -> None:
-    """Ids, reasons and messages are the merchant's or a reviewer's text: never read as markup."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Ids, reasons and messages are the merchant's or a reviewer's text: never read as markup, their
+    control characters shown, never acted on by the terminal."""
+    console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def render_refund(console: Console, view: dict[str, Any]) -> None:
     amount = view.get("amount") or view.get("requested_amount")
     money = f"{format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else "-"
-    console.print(Text.assemble((view["request_id"], "bold"), f"  {view['status']}  ({view['method']})"))
+    headline = printable(f"  {view['status']}  ({view['method']})")
+    console.print(Text.assemble((printable(view["request_id"]), "bold"), headline))
     _plain(console, f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
     _plain(console, f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
     if view.get("failure_code"):
         console.print(
-            Text.assemble("  ", (view["failure_code"], "red"), f" {view.get('failure_message', '')}")
+            Text.assemble(
+                "  ",
+                (printable(view["failure_code"]), "red"),
+                printable(f" {view.get('failure_message', '')}"),
+            )
         )
     risk = view.get("risk")
     if risk:
@@ -128,13 +154,13 @@ def render_allocation(console: Console, allocation: dict[str, Any]) -> None:
     def money(value: int) -> str:
         return format_minor(value, currency)
 
-    console.print(f"  allocation ({currency}):")
+    _plain(console, f"  allocation ({currency}):")
     for line in allocation["lines"]:
         goods, tax = money(line["goods"]), money(line["tax"])
         _plain(console, f"    {line['sku']} x{line['quantity']}  goods {goods}  tax {tax}")
-    console.print(
+    _plain(
+        console,
         f"    shipping {money(allocation['shipping'])}  unallocated {money(allocation['unallocated'])}",
-        highlight=False,
     )
 
 
@@ -172,7 +198,8 @@ async def pending_reviews(settings: Settings, merchant_id: str | None = None) ->
         escalated = bool(attrs.get(SA_ESCALATED))
         reasons, approvals = "", ""
         try:
-            state: RefundState = await client.get_workflow_handle(execution.id).query(RefundWorkflow.state)
+            handle = client.get_workflow_handle(execution.id)
+            state: RefundState = await handle.query(RefundWorkflow.state, rpc_timeout=_within())
         except RPCError:
             pass  # no worker answers right now: visibility alone is still worth showing
         else:
@@ -203,7 +230,8 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
     client = await connect(settings)
     rows = []
     async for execution in client.list_workflows(ATTENTION_QUERY):
-        state = await client.get_workflow_handle(execution.id).query(RefundWorkflow.state)
+        handle = client.get_workflow_handle(execution.id)
+        state = await handle.query(RefundWorkflow.state, rpc_timeout=_within())
         reason = f"{state.failure_code.value if state.failure_code else ''} {state.failure_message}"
         rows.append((state.request_id, "needs_attention", reason.strip()))
     db = Database.connect(settings.database_url)
@@ -246,6 +274,6 @@ async def steer(
             ErrorCode.ALREADY_FINISHED, f"refund {request_id} already finished ({finished['status']})"
         ) from err
     if result_type is RefundState:  # the workflow acted on it in the same task: show where it went
-        with contextlib.suppress(RPCError):
-            state = cast(T, await handle.query(RefundWorkflow.state))
+        with contextlib.suppress(TemporalError):  # taken either way: the update's answer stands
+            state = cast(T, await handle.query(RefundWorkflow.state, rpc_timeout=_within()))
     return state

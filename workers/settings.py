@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import stat
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from dotenv import dotenv_values
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -61,7 +67,7 @@ DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and th
 DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # unset outside dev: refused
 
 
-DEV_ENV_FILE = "dev.env"  # what a running `refunds dev` gave its children, in its data directory
+DEV_ENV_FILE = "dev-settings.json"  # what a running `refunds dev` gave its children, in its data directory
 
 
 class Settings(BaseSettings):
@@ -196,6 +202,14 @@ class Settings(BaseSettings):
     )
     sandbox_port: int = 12111
     temporal_ui_port: int = 8233
+
+    @field_validator(
+        "ui_reviews_unverified", "merchants_file", "policy_file", "risk_model_file", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`NAME=` (as `.env.example` has it) leaves an optional setting unset, not a path "."."""
+        return None if value == "" else value
 
     @field_validator("stripe_api_base", "adyen_api_base", "paypal_api_base")
     @classmethod
@@ -362,11 +376,45 @@ def _entries(listed: str) -> list[str]:
 
 
 def local_settings() -> Settings:
-    """Settings for a command run by hand: beside a `refunds dev` on the same data directory, with
-    what dev runs (addresses, sandbox bases and keys) unless the environment or `.env` says else.
-    Never outside dev."""
+    """Settings for a command run by hand: beside a running `refunds dev` on the same data
+    directory, what dev told its children (addresses, sandbox bases and keys) for every setting the
+    environment and `.env` leave empty. Never outside dev, never from a dev that is gone (its file
+    outlives a hard kill), never from a file someone else could have written."""
     settings = Settings()
-    beside_dev = settings.data_dir / DEV_ENV_FILE
-    if settings.environment != "dev" or not beside_dev.is_file():
+    if settings.environment != "dev":
         return settings
-    return Settings(_env_file=(beside_dev, ".env"))
+    told = _told_by_running_dev(settings.data_dir / DEV_ENV_FILE)
+    if not told:
+        return settings
+    given = {name.upper() for name, value in os.environ.items() if value}
+    given |= {name.upper() for name, value in dotenv_values(".env").items() if value}
+    fields = {f"REFUNDS_{name.upper()}": name for name in Settings.model_fields}
+    beside_dev: dict[str, Any] = {
+        fields[name]: value for name, value in told.items() if name in fields and name not in given
+    }
+    return Settings(**beside_dev)
+
+
+def _told_by_running_dev(path: Path) -> dict[str, str]:
+    """The file `refunds dev` keeps locked while it runs (JSON: every value exactly as written);
+    nothing when no dev holds it, or when it is not our own, owner-only, regular file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return {}
+    with os.fdopen(descriptor, encoding="utf-8") as told:
+        facts = os.fstat(descriptor)
+        if not stat.S_ISREG(facts.st_mode) or facts.st_uid != os.getuid() or facts.st_mode & 0o077:
+            return {}
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # dev holds it: it runs
+            try:
+                content = json.load(told)
+            except ValueError:
+                return {}
+        else:
+            return {}  # left behind by a dev that was killed
+    if not isinstance(content, dict):
+        return {}
+    return {str(name): value for name, value in content.items() if isinstance(value, str)}

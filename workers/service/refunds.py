@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.exceptions import TemporalError
 
 from adapters.db.audit import AuditEntry
 from domain import identity
@@ -58,7 +60,9 @@ async def _after(services: Services, refund: str, decided: RefundState) -> Refun
     so asking again shows where it went (rejected, refunding), not the review it was in."""
     try:
         return await current_state(services, workflow_id(refund)) or decided
-    except ApiError:  # could not ask again: what the decision itself answered is still true
+    except (ApiError, TemporalError, SQLAlchemyError):
+        # could not ask again (Temporal, the query, the database): the decision is taken, and what
+        # it answered is still true; a 500 would have the reviewer decide twice
         return decided
 
 
