@@ -67,3 +67,15 @@ def test_every_command_shows_an_example_in_its_help(env: dict[str, str]) -> None
         paths += [[name, sub] for sub in subcommands] if subcommands else [[name]]
     assert len(paths) > 20
     assert [" ".join(path) for path in paths if "Example: " not in run(env, *path, "--help")[1]] == []
+
+
+def test_refunds_dev_refuses_to_run_outside_dev(env: dict[str, str]) -> None:
+    """Its children run as dev (dev secrets, the sandbox) against whatever database it is given."""
+    production = {
+        **env,
+        "REFUNDS_ENVIRONMENT": "production",
+        "REFUNDS_INBOUND_WEBHOOK_SECRET": "a-real-inbound-secret",
+        "REFUNDS_REVIEW_SIGNING_KEY": "a-review-signing-secret-of-32-chars-or-more",
+    }
+    code, output = run(production, "dev")
+    assert code == 2 and output.startswith("unsafe_settings: refunds dev runs on a development machine only")

@@ -175,6 +175,13 @@ def dev() -> None:
     Example: REFUNDS_HTTP_PORT=8001 refunds dev"""
     from workers.dev import run_dev
 
+    environment = _loaded(Settings).environment
+    if environment != "dev":  # its children run as dev, on dev's secrets, against this database
+        _fail(
+            "unsafe_settings",
+            f"refunds dev runs on a development machine only: REFUNDS_ENVIRONMENT={environment}",
+            2,
+        )
     raise typer.Exit(run_dev(_checked_settings()))
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
@@ -32,9 +34,9 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
     handle = services.temporal.get_workflow_handle(wf_id)
     try:
         state: RefundState = await handle.query(RefundWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
-    except RPCError as err:
+    except (RPCError, WorkflowQueryFailedError) as err:  # unreachable, or no worker could answer
         settled = await run_in_threadpool(_settled_state, services, request_id_from_workflow_id(wf_id))
-        if err.status is RPCStatusCode.NOT_FOUND:
+        if isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND:
             return settled  # the lasting record outlives Temporal's retention
         if settled is None:
             raise temporal_unavailable(err, "reading this refund") from err
@@ -108,8 +110,13 @@ async def refund_to_act_on(services: Services, given: str, merchant_id: str | No
 
 
 def _settled_state(services: Services, request_id: str) -> RefundState | None:
-    with services.db.transaction() as session:
-        return refunds.settled_state(session, request_id)
+    try:
+        with services.db.transaction() as session:
+            return refunds.settled_state(session, request_id)
+    except SQLAlchemyError as err:  # a client retries later; nothing of ours in the answer
+        raise ApiError(
+            503, ErrorCode.DATABASE_UNAVAILABLE, "the refund database cannot be read right now; retry"
+        ) from err
 
 
 async def audit_trail(services: Services, request_id: str) -> list[AuditEntry]:
