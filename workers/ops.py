@@ -28,6 +28,7 @@ from domain.naming import (
     request_id_from_workflow_id,
     workflow_id,
 )
+from domain.recorded import as_recorded
 from domain.returns import GoodsReceipt
 from domain.status import ErrorCode, RefundStatus
 from workers.merchants import MERCHANT_ID
@@ -74,16 +75,13 @@ async def refund_view(
     try:
         with db.transaction() as session:
             trail = audit.trail(session, request_id)
-            settled = refunds.get(session, request_id)
-            state = state or refunds.settled_state(session, request_id)  # after Temporal's retention
+            settled = refunds.settled_state(session, request_id)
     finally:
         db.dispose()
-    if state is None:
+    shown = as_recorded(state, settled) if state is not None else settled  # after Temporal's retention
+    if shown is None:
         return None
-    view = state.model_dump(mode="json")
-    if settled is not None and settled.status == RefundStatus.FAILED.value:  # failed after succeeding
-        view.update(status=settled.status, failure_code=settled.failure_code)
-    return {**view, "audit": [entry.model_dump(mode="json") for entry in trail]}
+    return {**shown.model_dump(mode="json"), "audit": [entry.model_dump(mode="json") for entry in trail]}
 
 
 _ENDED = {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELLED}

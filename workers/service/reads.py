@@ -19,6 +19,7 @@ from domain.naming import (
     request_id_from_workflow_id,
     workflow_id,
 )
+from domain.recorded import as_recorded
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services
 from workers.service.errors import ApiError, temporal_unavailable
@@ -42,9 +43,7 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
             raise temporal_unavailable(err, "reading this refund") from err
         return settled
     if state.status is RefundStatus.SUCCEEDED:  # the PSP may have failed it since
-        settled = await run_in_threadpool(_settled_state, services, state.request_id)
-        if settled is not None and settled.status is RefundStatus.FAILED:
-            return state.model_copy(update={"status": settled.status, "failure_code": settled.failure_code})
+        return as_recorded(state, await run_in_threadpool(_settled_state, services, state.request_id))
     return state
 
 
