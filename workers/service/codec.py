@@ -24,6 +24,7 @@ from workers.service import codec_session
 from workers.service.deps import CodecReaderDep, Reviewer, ServicesDep
 from workers.service.errors import ApiError, error_responses
 from workers.service.openapi import json_body
+from workers.service.scope import EVERY_MERCHANT
 
 router = APIRouter(
     prefix="/codec",
@@ -116,7 +117,7 @@ async def login(request: Request, services: ServicesDep) -> HTMLResponse:
     reviewer = services.settings.reviewer_for(token)  # the installation's own reviewers only
     if reviewer is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "not a token of the installation's reviewers")
-    return _signed_in(services, request, Reviewer(reviewer, None), token_digest(token))
+    return _signed_in(services, request, Reviewer(reviewer, EVERY_MERCHANT), token_digest(token))
 
 
 def _signed_in(services: ServicesDep, request: Request, reviewer: Reviewer, digest: str) -> HTMLResponse:

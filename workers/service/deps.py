@@ -20,6 +20,7 @@ from workers.codec import EncryptionCodec, parse_keys
 from workers.merchants import MerchantProfile
 from workers.service import codec_session
 from workers.service.errors import ApiError
+from workers.service.scope import EVERY_MERCHANT, Scope
 from workers.settings import Settings
 
 
@@ -62,7 +63,12 @@ def _services(request: Request) -> Services:
 @dataclass(frozen=True)
 class Reviewer:
     name: str
-    merchant_id: str | None  # None: the installation's own reviewer, for every merchant's refunds
+    scope: Scope  # a merchant's own reviewer, or the installation's, for every merchant's refunds
+
+    @property
+    def merchant_id(self) -> str | None:
+        """As the API shows it: the merchant, or none for the installation's own reviewers."""
+        return None if self.scope is EVERY_MERCHANT else self.scope
 
 
 def _identify(services: Services, authorization: str | None) -> Reviewer | None:
@@ -71,7 +77,7 @@ def _identify(services: Services, authorization: str | None) -> Reviewer | None:
         return None
     name = services.settings.reviewer_for(token)
     if name is not None:
-        return Reviewer(name, None)
+        return Reviewer(name, EVERY_MERCHANT)
     for merchant_id, profile in services.merchants.items():
         name = profile.reviewer_for(token)
         if name is not None:
@@ -92,7 +98,7 @@ def _reviewer(
 
 def _operator(reviewer: Annotated[Reviewer, Depends(_reviewer)]) -> Reviewer:
     """The installation's own reviewers: what they do spans merchants (the codec opens anyone's)."""
-    if reviewer.merchant_id is not None:
+    if reviewer.scope is not EVERY_MERCHANT:
         raise ApiError(403, ErrorCode.UNAUTHORIZED, f"{reviewer.name} acts for one merchant only")
     return reviewer
 
@@ -130,7 +136,7 @@ def _codec_reader(
             ErrorCode.UNAUTHORIZED,
             "a reviewer bearer token or a codec session (/codec/login) is required",
         )
-    return Reviewer(name, None)
+    return Reviewer(name, EVERY_MERCHANT)
 
 
 def installation_reviewers(settings: Settings) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from domain.recorded import as_recorded
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services
 from workers.service.errors import ApiError, temporal_unavailable
+from workers.service.scope import EVERY_MERCHANT, Scope
 from workflows.refund import RefundWorkflow
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -47,19 +48,19 @@ async def current_state(services: Services, wf_id: str) -> RefundState | None:
     return state
 
 
-async def state_for(services: Services, given: str, merchant_id: str | None) -> RefundState:
-    """The refund `given` names, as one merchant may see it: by its own request id (or its full
-    refund id); None: any merchant's, by the full refund id. Another merchant's refund is as
-    unknown as a missing one."""
-    for candidate in _refund_ids(services, given, merchant_id):
+async def state_for(services: Services, given: str, scope: Scope) -> RefundState:
+    """The refund `given` names, as a caller of `scope` may see it: a merchant's by its own request
+    id (or its full refund id), every merchant's by the full refund id. Another merchant's refund
+    is as unknown as a missing one."""
+    for candidate in _refund_ids(services, given, scope):
         try:
             state = await current_state(services, workflow_id(candidate))
         except ApiError:  # no answer now: a 503 only for the caller's own refund, else none of its business
-            if merchant_id is None or await _owner(services, candidate) in (merchant_id, None):
+            if scope is EVERY_MERCHANT or await _owner(services, candidate) in (scope, None):
                 raise
             continue
         owner = state.merchant_id or services.settings.merchant_id if state is not None else None
-        if state is not None and merchant_id in (None, owner):
+        if state is not None and scope in (EVERY_MERCHANT, owner):
             return state
     raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {given}")
 
@@ -77,33 +78,31 @@ async def _owner(services: Services, refund: str) -> str | None:
     return description.typed_search_attributes.get(SA_MERCHANT)
 
 
-def _refund_ids(services: Services, given: str, merchant_id: str | None) -> list[str]:
+def _refund_ids(services: Services, given: str, scope: Scope) -> list[str]:
     """Where a caller's id may be kept, in order: the id marked with the caller's merchant, then
     the bare id (a refund kept before merchants had ids of their own); none for an id no refund can
     have: text with a NUL, which PostgreSQL refuses to even compare."""
     if "\x00" in given:
         return []
-    if merchant_id is None:
+    if scope is EVERY_MERCHANT:
         return [given]
     marked = refund_merchant(given)
     if marked is not None:
-        return [given] if marked == merchant_id else []
-    own = refund_id(services.owner(merchant_id), given)
+        return [given] if marked == scope else []
+    own = refund_id(services.owner(scope), given)
     return [own] if own == given else [own, given]
 
 
-def merchant_scope(services: Services, merchant_id: str | None) -> str | None:
-    """The merchant whose refunds a caller may touch; None when there is nothing to check (anyone's
-    refund, or an installation with one merchant)."""
-    return merchant_id if len(services.merchants) > 1 else None
+def narrowed(services: Services, scope: Scope) -> Scope:
+    """The scope there is to check: an installation with one merchant has every refund its own."""
+    return scope if len(services.merchants) > 1 else EVERY_MERCHANT
 
 
-async def refund_to_act_on(services: Services, given: str, merchant_id: str | None) -> str:
-    """The id of the refund `given` names for a caller acting for `merchant_id` (None: for any);
-    404 unless it is that merchant's. An installation with one merchant has nothing to check and
-    spends no query on it."""
-    scope = merchant_scope(services, merchant_id)
-    if scope is None:
+async def refund_to_act_on(services: Services, given: str, scope: Scope) -> str:
+    """The id of the refund `given` names for a caller of `scope`; 404 unless it is in it. An
+    installation with one merchant has nothing to check and spends no query on it."""
+    scope = narrowed(services, scope)
+    if scope is EVERY_MERCHANT:
         return given
     return (await state_for(services, given, scope)).request_id
 

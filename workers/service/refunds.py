@@ -15,6 +15,7 @@ from domain.naming import workflow_id
 from workers.service.deps import ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
 from workers.service.errors import ApiError, error_responses
 from workers.service.reads import audit_trail, current_state, refund_to_act_on, state_for
+from workers.service.scope import EVERY_MERCHANT
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
 
@@ -32,7 +33,7 @@ class ReviewBody(BaseModel):
 
 @router.get("/{request_id}", response_model=RefundView)
 async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) -> RefundView:
-    state = await state_for(services, request_id, reader.merchant_id if reader else None)
+    state = await state_for(services, request_id, reader.scope if reader else EVERY_MERCHANT)
     trail = await audit_trail(services, state.request_id)
     return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id), audit=trail)
 
@@ -41,7 +42,7 @@ async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) 
 async def approve(
     request_id: str, reviewer: ReviewerDep, services: ServicesDep, body: ReviewBody | None = None
 ) -> RefundState:
-    refund = await refund_to_act_on(services, request_id, reviewer.merchant_id)  # a merchant's: its own
+    refund = await refund_to_act_on(services, request_id, reviewer.scope)  # a merchant's: its own
     review = _signed(services, refund, "approve", reviewer, body.reason if body else "")
     return await _after(services, refund, await run_update(services, refund, RefundWorkflow.approve, review))
 
@@ -50,7 +51,7 @@ async def approve(
 async def reject(
     request_id: str, body: ReviewBody, reviewer: ReviewerDep, services: ServicesDep
 ) -> RefundState:
-    refund = await refund_to_act_on(services, request_id, reviewer.merchant_id)
+    refund = await refund_to_act_on(services, request_id, reviewer.scope)
     review = _signed(services, refund, "reject", reviewer, body.reason)
     return await _after(services, refund, await run_update(services, refund, RefundWorkflow.reject, review))
 

@@ -13,7 +13,7 @@ from domain.status import ErrorCode
 from workers.service.deps import ServicesDep
 from workers.service.errors import ApiError, error_responses
 from workers.service.openapi import json_body
-from workers.service.reads import merchant_scope, state_for
+from workers.service.reads import narrowed, state_for
 from workers.service.refund_requests import verify_merchant_signature
 from workers.service.updates import run_update
 from workflows.refund import RefundWorkflow
@@ -63,7 +63,7 @@ async def goods_received(
             ErrorCode.INVALID_REQUEST,
             f"the signed receipt must name this refund (request_id {request_id!r})",
         )
-    refund = await state_for(services, request_id, merchant_scope(services, merchant_id))  # else 404
+    refund = await state_for(services, request_id, narrowed(services, merchant_id))  # else 404
     if receipt.receipt_id in refund.returns.receipts:
         return refund.returns  # a repeat is answered, never sent to the workflow: its history stays small
     kept = receipt.model_copy(update={"request_id": refund.request_id})  # as the refund is kept
