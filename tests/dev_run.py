@@ -55,9 +55,10 @@ class DevRun:
             time.sleep(0.1)
         return text
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "workers.cli", *args],
+            input=stdin,
             env=self.env,
             cwd=repo_root(),
             capture_output=True,
@@ -66,15 +67,7 @@ class DevRun:
         )
 
     def submit(self, body: str) -> httpx.Response:
-        signed = subprocess.run(
-            [sys.executable, "-m", "workers.cli", "sign"],
-            env=self.env,
-            cwd=repo_root(),
-            input=body,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.strip()
+        signed = self.cli("sign", stdin=body).stdout.strip()
         return httpx.post(
             f"{self.url}/v1/refund-requests",
             content=body,

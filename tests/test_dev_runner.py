@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +13,6 @@ import httpx
 import pytest
 
 from adapters.sandbox.control import SandboxControl
-from tests.conftest import repo_root
 from tests.dev_run import BANNER, DevRun
 from workers.settings import DEV_ENV_FILE
 
@@ -87,14 +84,7 @@ def test_dev_on_a_taken_port_says_which_and_starts_nothing(tmp_path: Path) -> No
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", run.http_port))
         holder.listen()  # another refunds dev, or anything else, already listens there
-        done = subprocess.run(
-            [sys.executable, "-m", "workers.cli", "dev"],
-            env=run.env,
-            cwd=repo_root(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run.cli("dev")
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"port {run.http_port} is in use" in done.stderr and "REFUNDS_HTTP_PORT" in done.stderr
     assert BANNER not in done.stdout
