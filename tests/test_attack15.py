@@ -1,0 +1,57 @@
+"""Adversarial review of the production stack (round 15): the compose file against what Temporal's
+official 1.30.1 images really do, the codec session, and deploy/temporal-setup.sh under odd settings."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import yaml
+
+from tests.conftest import repo_root
+
+ROOT = repo_root()
+SERVICES: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+# temporalio/temporal v1.30.1, the source of the temporalio/server:1.30.1 image:
+# docker/targets/server.Dockerfile copies these two files alone, WORKDIR /etc/temporal;
+SERVER_IMAGE_FILES = {"/usr/local/bin/temporal-server", "/etc/temporal/entrypoint.sh"}
+SERVER_WORKDIR = "/etc/temporal"
+# docker/scripts/sh/entrypoint.sh runs `temporal-server start` without flags, so the server renders
+# common/config/config_template_embedded.yaml, whose dynamicConfigClient.filepath is
+#   {{ default "/etc/temporal/config/dynamicconfig/docker.yaml" (env "DYNAMIC_CONFIG_FILE_PATH") }}
+# and cmd/server/main.go exits ("Unable to create dynamic config client") when
+# common/dynamicconfig/file_based_client.go cannot stat that file.
+DEFAULT_DYNAMIC_CONFIG = "/etc/temporal/config/dynamicconfig/docker.yaml"
+
+
+def _mounted_files(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> repository path, for the service's bind mounts of repository files."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = source
+    return mounts
+
+
+def test_the_temporal_server_finds_its_dynamic_config_file_on_first_boot() -> None:
+    """The 1.30.1 server image has no dynamic config file: without one mounted where the server
+    looks, `temporal` exits at start, never gets healthy, and nothing after it starts."""
+    temporal = SERVICES["temporal"]
+    configured = str(temporal.get("environment", {}).get("DYNAMIC_CONFIG_FILE_PATH", ""))
+    path = posixpath.join(SERVER_WORKDIR, configured or DEFAULT_DYNAMIC_CONFIG)
+    mounted = _mounted_files(temporal)
+    assert path not in SERVER_IMAGE_FILES
+    assert path in mounted, f"the server reads {path}, which neither the image nor a mount provides"
+    source = ROOT / mounted[path]
+    assert source.is_file()
+    # common/dynamicconfig/yaml_loader.go: a map of key -> list of {value, constraints}
+    loaded = yaml.safe_load(source.read_text()) or {}
+    assert isinstance(loaded, dict)
+    for key, values in loaded.items():
+        assert isinstance(values, list) and values, key
+        for value in values:
+            assert isinstance(value, dict) and "value" in value, key
+            assert set(value) <= {"value", "constraints"}, key
