@@ -6,9 +6,12 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from tests.conftest import repo_root
+from workers.settings import Settings
 
 ROOT = repo_root()
 SERVICES: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -55,3 +58,20 @@ def test_the_temporal_server_finds_its_dynamic_config_file_on_first_boot() -> No
         for value in values:
             assert isinstance(value, dict) and "value" in value, key
             assert set(value) <= {"value", "constraints"}, key
+
+
+@pytest.mark.parametrize(
+    "origins", ["*", "null", "http://localhost:8080,*", "https://ui.example.com/path", "localhost:8080"]
+)
+def test_the_codec_cors_origins_never_let_any_origin_read_with_credentials(origins: str) -> None:
+    """The codec server allows credentials: Starlette's CORS middleware with `*` answers every
+    Origin (even `null`) with itself and Allow-Credentials, so any page sharing the site reads
+    decrypted payloads with the reviewer's session. Only exact origins are accepted."""
+    with pytest.raises(ValidationError, match="REFUNDS_CODEC_CORS_ORIGINS"):
+        Settings(codec_cors_origins=origins)
+
+
+def test_codec_cors_origins_are_matched_as_the_browser_sends_them() -> None:
+    """`a, b` or a trailing slash would never equal a browser's Origin header, silently."""
+    settings = Settings(codec_cors_origins="http://localhost:8080/, http://127.0.0.1:8080")
+    assert settings.codec_cors_origins == "http://localhost:8080,http://127.0.0.1:8080"
