@@ -10,7 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.conftest import repo_root
+from tests.conftest import Stack, repo_root, starter_for
+from workers.service import codec_session
 from workers.settings import Settings
 
 ROOT = repo_root()
@@ -75,3 +76,28 @@ def test_codec_cors_origins_are_matched_as_the_browser_sends_them() -> None:
     """`a, b` or a trailing slash would never equal a browser's Origin header, silently."""
     settings = Settings(codec_cors_origins="http://localhost:8080/, http://127.0.0.1:8080")
     assert settings.codec_cors_origins == "http://localhost:8080,http://127.0.0.1:8080"
+
+
+async def test_a_login_form_with_too_many_fields_is_a_400_not_a_500(stack: Stack) -> None:
+    async with starter_for(stack, reviewer_tokens="alice:alice-token") as (_, http):
+        many = await http.post("/codec/login", content="a=1&b=2&c=3&d=4&token=alice-token", headers=FORM)
+    assert many.status_code == 400, many.text
+    assert codec_session.COOKIE not in many.cookies
+
+
+async def test_signing_out_is_this_browser_only_and_the_page_says_so(stack: Stack) -> None:
+    """Sessions are stateless: a copy of the cookie taken before sign-out still opens payloads
+    until it expires or the reviewer's token is removed. The page must not promise otherwise."""
+    async with starter_for(stack, reviewer_tokens="alice:alice-token") as (_, http):
+        page = await http.get("/codec/login")
+        signed_in = await http.post("/codec/login", content="token=alice-token", headers=FORM)
+        copy = signed_in.cookies[codec_session.COOKIE]
+        out = await http.post("/codec/logout")
+        http.cookies.set(codec_session.COOKIE, copy, path="/codec")
+        replayed = await http.post("/codec/encode", content="{}")
+    assert "max-age=0" in out.headers["set-cookie"].lower()
+    assert replayed.status_code != 401  # by design; what the page must be honest about
+    assert "until you sign out" not in page.text
+    assert "this browser" in page.text and "token is removed" in page.text
+    readme = (ROOT / "README.md").read_text()
+    assert "Signing out at `/codec/logout` removes the cookie from that browser only" in readme
