@@ -3,14 +3,18 @@ official 1.30.1 images really do, the codec session, and deploy/temporal-setup.s
 
 from __future__ import annotations
 
+import os
 import posixpath
+import subprocess
+import time
 from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.conftest import Stack, repo_root, starter_for
+from tests.conftest import Stack, free_port, repo_root, starter_for
+from workers.binaries import find_binary
 from workers.service import codec_session
 from workers.settings import Settings
 
@@ -101,3 +105,35 @@ async def test_signing_out_is_this_browser_only_and_the_page_says_so(stack: Stac
     assert "this browser" in page.text and "token is removed" in page.text
     readme = (ROOT / "README.md").read_text()
     assert "Signing out at `/codec/logout` removes the cookie from that browser only" in readme
+
+
+def _setup(**env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "PATH": f"{find_binary('temporal').parent}{os.pathsep}{os.environ['PATH']}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        **env,
+    }
+    script = str(ROOT / "deploy" / "temporal-setup.sh")
+    return subprocess.run(["sh", script], env=environment, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"SETUP_ATTEMPTS": "3x", "SETUP_PAUSE_SECONDS": "0.1"},
+        {"SETUP_ATTEMPTS": "0", "SETUP_PAUSE_SECONDS": "0.1"},
+        {"SETUP_ATTEMPTS": "2", "SETUP_PAUSE_SECONDS": "soon"},
+        {"SETUP_ATTEMPTS": "2", "SETUP_PAUSE_SECONDS": "1.5.2"},
+    ],
+)
+def test_the_setup_job_fails_at_once_in_one_line_on_odd_retry_settings(odd: dict[str, str]) -> None:
+    """A non-number made `[ "$attempt" -ge "$ATTEMPTS" ]` an error, which `if` reads as false: the
+    job retried for ever and the stack hung instead of failing loudly; a pause `sleep` refuses
+    stopped it with sleep's own message; zero attempts "failed after 0 attempts"."""
+    started = time.monotonic()
+    failed = _setup(**odd)
+    assert failed.returncode != 0
+    assert time.monotonic() - started < 10
+    assert failed.stderr.strip().splitlines() == [failed.stderr.strip()]  # one line, before any call
+    assert failed.stderr.startswith("temporal-setup: SETUP_")
