@@ -3,6 +3,7 @@ official 1.30.1 images really do, the codec session, and deploy/temporal-setup.s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from tests.conftest import Stack, free_port, repo_root, starter_for
 from workers.binaries import find_binary
@@ -137,3 +139,23 @@ def test_the_setup_job_fails_at_once_in_one_line_on_odd_retry_settings(odd: dict
     assert time.monotonic() - started < 10
     assert failed.stderr.strip().splitlines() == [failed.stderr.strip()]  # one line, before any call
     assert failed.stderr.startswith("temporal-setup: SETUP_")
+
+
+def _temporal_password_line(password: str) -> str:
+    """The line temporalio/server 1.30.1's embedded config template renders from POSTGRES_PWD."""
+    return f'password: "{password}"'
+
+
+def test_the_postgres_password_is_one_temporal_and_the_database_url_both_read_unchanged() -> None:
+    """The compose stack hands POSTGRES_PASSWORD to Temporal's config template (inside a double-quoted
+    YAML string) and, by hand, to REFUNDS_DATABASE_URL: the example must say which passwords survive
+    both, and those must."""
+    example = (ROOT / "deploy" / "postgres.env.example").read_text()
+    assert "letters, digits, '-', '_' and '.' only" in example
+    safe = "Ab9-_." + "0123456789abcdef" * 3
+    assert yaml.safe_load(_temporal_password_line(safe))["password"] == safe
+    assert make_url(f"postgresql+psycopg://refunds:{safe}@postgresql:5432/refunds").password == safe
+    for unsafe in ('a"b', "a\\bc"):  # what the comment warns of, as the server's YAML parser sees it
+        with contextlib.suppress(yaml.YAMLError):
+            assert yaml.safe_load(_temporal_password_line(unsafe))["password"] != unsafe
+    assert make_url("postgresql+psycopg://refunds:a@b@postgresql:5432/refunds").password != "a@b"
