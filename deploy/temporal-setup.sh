@@ -11,6 +11,21 @@ NAMESPACE=${TEMPORAL_NAMESPACE:-default}
 ATTEMPTS=${SETUP_ATTEMPTS:-30}
 PAUSE=${SETUP_PAUSE_SECONDS:-2}
 
+# A retry setting that is not a number would make the attempt test an error, which `until`/`if` read
+# as "not yet": the job would retry for ever instead of failing. Refuse it at once.
+case $ATTEMPTS in
+  '' | *[!0-9]* | 0 | 00*)
+    echo "temporal-setup: SETUP_ATTEMPTS must be a whole number of attempts, not '$ATTEMPTS'" >&2
+    exit 1
+    ;;
+esac
+case $PAUSE in
+  '' | .* | *. | *[!0-9.]* | *.*.*)
+    echo "temporal-setup: SETUP_PAUSE_SECONDS must be a number of seconds, not '$PAUSE'" >&2
+    exit 1
+    ;;
+esac
+
 retry() {
   what=$1
   shift

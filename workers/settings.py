@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from domain.risk_model import RiskModel
 from workers.merchants import MerchantProfile, load_merchants
 
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")  # as browsers send it
 SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
 SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
 SANDBOX_ADYEN_API_KEY = "adyen_sandbox_key"
@@ -210,6 +212,21 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """`NAME=` (as `.env.example` has it) leaves an optional setting unset, not a path "."."""
         return None if value == "" else value
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _exact_origins(cls, configured: str) -> str:
+        """The codec server allows credentials (the reviewer's session cookie): `*` would answer
+        every Origin, `null` included, with itself, so only exact origins are taken, written as a
+        browser sends them (no path, no trailing slash, no spaces)."""
+        origins = [origin.strip().rstrip("/") for origin in configured.split(",") if origin.strip()]
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"REFUNDS_CODEC_CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port]); "
+                    "the codec server sends the reviewer's session, so '*' and 'null' are refused"
+                )
+        return ",".join(origins)
 
     @field_validator("stripe_api_base", "adyen_api_base", "paypal_api_base")
     @classmethod

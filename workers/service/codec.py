@@ -97,7 +97,8 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Refunds codec
 <body style="font-family: sans-serif; max-width: 32em; margin: 4em auto">{body}</body></html>"""
 _FORM = """<h1>Decrypt payloads in the Temporal UI</h1>
 <p>Sign in with your reviewer token: this browser then sends a session with the Temporal UI's codec
-calls for {hours} hours (or until you sign out, or your token is removed).</p>
+calls for {hours} hours, or until your token is removed. Signing out (POST logout) removes it from
+this browser only: a copy taken before stays valid until then.</p>
 <form method="post" action="login"><input type="password" name="token" autocomplete="off" autofocus
  size="40"> <button>Sign in</button></form>"""
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -112,7 +113,10 @@ async def login_page() -> HTMLResponse:
 @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
 async def login(request: Request, services: ServicesDep) -> HTMLResponse:
     """An installation reviewer's token, posted by the form above, opens a codec session."""
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    try:
+        fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    except ValueError as err:  # more fields than the form has
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, "not the sign-in form") from err
     token = (fields.get("token") or [""])[0].strip()
     reviewer = services.settings.reviewer_for(token)  # the installation's own reviewers only
     if reviewer is None:
