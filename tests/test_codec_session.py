@@ -71,6 +71,7 @@ async def test_a_reviewer_signs_in_once_and_the_ui_decodes_with_the_session(stac
         forged = await http.post("/codec/decode", content=request)
     assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "unauthorized")
     assert page.status_code == 200 and 'name="token"' in page.text
+    assert page.headers["x-frame-options"] == "DENY"  # no other page frames the sign-in
     assert wrong.status_code == 401 and codec_session.COOKIE not in wrong.cookies
     assert signed_in.status_code == 200 and "Signed in as alice" in signed_in.text
     set_cookie = signed_in.headers["set-cookie"].lower()

@@ -101,7 +101,12 @@ calls for {hours} hours, or until your token is removed. Signing out (POST logou
 this browser only: a copy taken before stays valid until then.</p>
 <form method="post" action="login"><input type="password" name="token" autocomplete="off" autofocus
  size="40"> <button>Sign in</button></form>"""
-_NO_STORE = {"Cache-Control": "no-store"}
+# never cached, never framed by another page (a framed sign-in could be clicked into by that page)
+_NO_STORE = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -153,4 +158,6 @@ async def logout(request: Request) -> Response:
 
 
 def _https(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    """Reached over TLS, here or at the proxy in front (its first hop is the client's)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
