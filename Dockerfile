@@ -1,6 +1,7 @@
 # The refunds image: the worker, the HTTP service and the migration job all run it.
 #   docker build -t refunds .
 # Stage 1 builds a wheel of the product; stage 2 installs it on a slim base as a non-root user.
+# Only the product packages are copied: the PSP sandbox (`sandbox/`, a dev and test tool) stays out.
 
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -7,9 +7,9 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from adapters.sandbox.kinds import FaultKind
 from bench.chaos_psps import FAULT_PATHS, PROVIDERS
 from bench.chaos_stack import KILLABLE
+from sandbox.faults import FaultKind
 
 CURRENCY = "EUR"
 REVIEW_FROM = 100_000  # 1,000.00 EUR: the policy's review threshold

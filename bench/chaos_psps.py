@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.kinds import FaultKind, RefundBehavior
-from adapters.sandbox.paypal_control import PayPalSandboxControl
-from adapters.sandbox.paypal_engine import PayPalRefundBehavior, format_amount, parse_amount
-from adapters.sandbox.stripe_objects import webhook_headers
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.faults import FaultKind
+from sandbox.paypal.control import PayPalSandboxControl
+from sandbox.paypal.engine import PayPalRefundBehavior, format_amount, parse_amount
+from sandbox.stripe.control import SandboxControl
+from sandbox.stripe.engine import RefundBehavior
+from sandbox.stripe.objects import webhook_headers
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 PROVIDERS = ("stripe", "adyen", "paypal")

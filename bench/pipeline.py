@@ -37,10 +37,10 @@ from temporalio.testing import WorkflowEnvironment
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.sandbox.control import SandboxControl  # noqa: E402
 from bench.bare import BareFiveActivities  # noqa: E402
 from domain import signature  # noqa: E402
 from domain.naming import SEARCH_ATTRIBUTES  # noqa: E402
+from sandbox.stripe.control import SandboxControl  # noqa: E402
 from workers.binaries import find_binary  # noqa: E402
 from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET  # noqa: E402
 from workers.worker import ACTIVITY_THREADS  # noqa: E402

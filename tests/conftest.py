@@ -29,11 +29,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.engine import Database
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.paypal_control import PayPalSandboxControl
-from adapters.sandbox.server import SandboxServer
 from domain.naming import SEARCH_ATTRIBUTES
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.paypal.control import PayPalSandboxControl
+from sandbox.server import SandboxServer
+from sandbox.stripe.control import SandboxControl
 from tests.helpers import INBOUND_SECRET
 from workers.binaries import find_binary
 from workers.psps import build_directory

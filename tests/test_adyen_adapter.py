@@ -22,10 +22,10 @@ from adapters.psp.adyen import (
     sdk_checkout_version,
 )
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
-from adapters.sandbox.adyen_control import AdyenSandboxControl
 from domain.contracts import PspRefundCall
 from domain.money import Money
 from domain.status import ErrorCode, PaymentState, PspRefundStatus, RefundMethod
+from sandbox.adyen.control import AdyenSandboxControl
 from tests.fixtures.adyen import (  # noqa: F401  (fixtures, used by name)
     ADYEN_HMAC_KEY,
     ADYEN_MERCHANT,

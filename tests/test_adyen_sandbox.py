@@ -12,9 +12,9 @@ from Adyen.services.checkout.modifications_api import ModificationsApi
 from Adyen.util import is_valid_hmac_notification
 
 from adapters.psp.adyen import sdk_checkout_version
-from adapters.sandbox.adyen_api import mount_adyen
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.server import SandboxServer
+from sandbox.adyen.api import mount_adyen
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.server import SandboxServer
 from tests.fixtures.adyen import (  # noqa: F401  (fixtures, used by name)
     ADYEN_API_KEY,
     ADYEN_HMAC_KEY,

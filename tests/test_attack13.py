@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sandbox.control import SandboxControl
 from domain.reviewer_tokens import new_reviewer_entry, token_digest
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root, starter_for, worker_for
 from tests.helpers import refund_body, signed_headers, unique
 from tests.test_merchants import GLOBEX_SECRET, merchants_file, signed_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from adapters.db import ledger
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import refund_body, unique
 from tests.test_refund_flow import FINAL, submit, wait_for_status

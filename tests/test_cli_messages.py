@@ -79,3 +79,14 @@ def test_refunds_dev_refuses_to_run_outside_dev(env: dict[str, str]) -> None:
     }
     code, output = run(production, "dev")
     assert code == 2 and output.startswith("unsafe_settings: refunds dev runs on a development machine only")
+
+
+def test_refunds_sandbox_where_the_sandbox_is_not_installed_says_so(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image leaves the PSP sandbox out (a dev and test tool): one line, no traceback."""
+    for name in [name for name in sys.modules if name.startswith(("sandbox.", "workers.sandbox"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sandbox", None)
+    code, output = run(env, "sandbox")
+    assert code == 2 and output.startswith("not_installed: the PSP sandbox is a development tool"), output

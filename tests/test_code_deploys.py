@@ -13,8 +13,8 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from adapters.db import audit
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import RefundState
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
 from tests.next_release import CarelessReleaseRefundWorkflow, NextReleaseRefundWorkflow

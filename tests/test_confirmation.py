@@ -13,10 +13,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db import audit
-from adapters.sandbox.control import SandboxControl
 from domain import signature
 from domain.contracts import RefundPolicy, RefundState, RefundWorkflowInput, RetryInput, SignatureEvidence
 from domain.requests import RefundRequest
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import INBOUND_SECRET, eventually, refund_body, signed_headers, unique
 from workflows.refund import RefundWorkflow

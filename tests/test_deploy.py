@@ -195,6 +195,11 @@ def test_the_dockerfile_is_multi_stage_slim_non_root_and_runs_the_cli() -> None:
     copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, flags=re.MULTILINE))
     packages = {"domain", "workflows", "activities", "adapters", "workers"}
     assert copied == packages and all((ROOT / package).is_dir() for package in packages)
+    # The PSP sandbox is a dev and test tool: dev installs get it, the image (a wheel built from
+    # what is copied) does not, and nothing copied may contain it.
+    assert (ROOT / "sandbox").is_dir() and "sandbox" not in copied
+    assert '"sandbox*"' in pyproject
+    assert not any((ROOT / package / "sandbox").exists() for package in packages)
 
 
 def test_only_the_service_can_sign_review_decisions() -> None:

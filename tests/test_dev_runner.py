@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.dev_run import BANNER, DevRun
 from workers.settings import DEV_ENV_FILE
 

@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import refund_body, signed_headers, unique
 from workers.codec import ENCODING, EncryptionCodec, KeyConfigError, new_key_entry, parse_keys

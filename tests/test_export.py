@@ -12,8 +12,8 @@ import pytest
 
 from adapters.db import ledger, outbox
 from adapters.db.engine import Database
-from adapters.sandbox.control import SandboxControl
 from domain.allocation import AllocatedLine, Allocation
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import refund_body, unique
 from tests.test_refund_flow import FINAL, submit, wait_for_status

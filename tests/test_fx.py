@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.db import ledger
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.settlement_fx import convert
 from domain.fx import FxFacts, at_capture_rate, fx_difference
 from domain.money import Money
+from sandbox.stripe.control import SandboxControl
+from sandbox.stripe.objects import convert
 from tests.conftest import Stack
 from tests.test_reconcile import run_reconcile
 from tests.test_refund_flow import refund_through_pipeline

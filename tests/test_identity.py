@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from adapters.db import audit
-from adapters.sandbox.control import SandboxControl
 from domain import identity
 from domain.contracts import RefundState, ReviewInput
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import INBOUND_SECRET, eventually, proven_review, refund_body, signed_headers, unique
 from tests.test_review_rules import FOUR_EYES, TOKENS, decide

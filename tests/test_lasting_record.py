@@ -15,11 +15,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.ledger import LedgerActivities
 from adapters.db import ledger, refunds
 from adapters.db.engine import Database
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import FinishInput, LateFailureInput, PspRefundUpdate
 from domain.money import Money
 from domain.status import Provider, PspRefundStatus, RefundStatus
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, fresh_temporal, refund_body, signed_headers, unique
 from tests.test_psp_flows import known_adyen_payment

@@ -8,9 +8,9 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus
 
 from adapters.db import audit, ledger
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.control import SandboxControl
 from domain.naming import SA_STATUS
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, unique
 from tests.test_psp_flows import known_adyen_payment

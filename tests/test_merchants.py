@@ -17,17 +17,17 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from adapters.db import audit, ledger, refunds
-from adapters.sandbox.adyen_api import mount_adyen
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.server import SandboxServer
-from adapters.sandbox.stripe_objects import webhook_headers
 from domain.contracts import RefundWorkflowInput, SignatureEvidence
 from domain.naming import SA_MERCHANT, Activity
 from domain.policy_file import PolicyError
 from domain.requests import RefundRequest
 from domain.reviewer_tokens import new_reviewer_entry
 from domain.status import Provider
+from sandbox.adyen.api import mount_adyen
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.server import SandboxServer
+from sandbox.stripe.control import SandboxControl
+from sandbox.stripe.objects import webhook_headers
 from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
 from tests.test_psp_flows import known_adyen_payment

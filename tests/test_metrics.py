@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from tests.test_review import large_refund_awaiting_review

@@ -11,8 +11,8 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db import audit, ledger, refunds
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import RefundPolicy, RefundState, RetryInput
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, free_port, worker_for
 from tests.helpers import eventually, unique
 from tests.test_confirmation import signed_input

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from adapters.psp import paypal_transformers as tf
 from adapters.psp.base import PspError, WebhookRejected
 from adapters.psp.paypal import PayPalAdapter
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.paypal_control import PayPalSandboxControl
 from domain.contracts import PspRefundCall
 from domain.money import Money
 from domain.naming import idempotency_key
 from domain.status import ErrorCode, PaymentState, PspRefundStatus, RefundMethod
+from sandbox.paypal.control import PayPalSandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.fixtures.paypal import (  # noqa: F401  (fixtures, used by name)
     PayPalEnvironment,
     fixture_paypal_adapter,

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from adapters.sandbox.paypal_control import PayPalSandboxControl
+from sandbox.paypal.control import PayPalSandboxControl
 from tests.fixtures.paypal import (  # noqa: F401  (fixtures, used by name)
     CLIENT_ID,
     CLIENT_SECRET,

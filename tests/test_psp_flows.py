@@ -9,10 +9,10 @@ import pytest
 
 from adapters.db import holds, ledger
 from adapters.db.payment_book import DatabasePaymentBook
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.kinds import FaultKind
-from adapters.sandbox.paypal_control import PayPalSandboxControl
 from domain.status import Provider
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.faults import FaultKind
+from sandbox.paypal.control import PayPalSandboxControl
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, unique
 from tests.test_refund_flow import refund_through_pipeline, submit, wait_for_status

@@ -8,8 +8,8 @@ from typing import Any
 
 from adapters.db import audit, ledger
 from adapters.psp import adyen_transformers as tf
-from adapters.sandbox.adyen_control import AdyenSandboxControl
-from adapters.sandbox.paypal_control import PayPalSandboxControl
+from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.paypal.control import PayPalSandboxControl
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, unique, workflow_completed
 from tests.test_psp_flows import known_adyen_payment

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 
-from adapters.sandbox.control import SandboxControl
 from domain.naming import Activity
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import unique
 from tests.test_refund_flow import refund_through_pipeline

@@ -10,11 +10,11 @@ import pytest
 import stripe
 
 from adapters.db.models import RefundRow
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.paypal_control import PayPalSandboxControl
 from domain.money import Money
 from domain.reconciliation import BookedRefund, DiscrepancyKind, PspRefundRecord, reconcile
 from domain.status import PspRefundStatus
+from sandbox.paypal.control import PayPalSandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.test_refund_flow import refund_through_pipeline
 from tests.test_review import cli

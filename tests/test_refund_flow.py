@@ -9,7 +9,7 @@ import pytest
 
 from adapters.db import ledger
 from adapters.db.models import ReservationRow
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from workflows.refund import RefundWorkflow

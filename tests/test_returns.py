@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from adapters.db import inventory
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
 from tests.test_refund_flow import FINAL, refund_view, submit, wait_for_status

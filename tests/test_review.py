@@ -10,7 +10,7 @@ from typing import Any
 
 import stripe
 
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from tests.test_refund_flow import FINAL, submit, wait_for_status

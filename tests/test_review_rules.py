@@ -12,8 +12,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db import audit
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import RefundPolicy, RefundState, ReviewInput
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from tests.test_confirmation import signed_input

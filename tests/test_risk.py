@@ -13,13 +13,13 @@ import pytest
 
 from adapters.db import velocity
 from adapters.db.engine import Database
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import PaymentRecord, RefundPolicy, RiskSignals
 from domain.money import Money
 from domain.policy_file import PolicyError, parse_policy
 from domain.requests import RefundRequest
 from domain.risk import assess_risk
 from domain.status import PaymentState, Provider
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
 from tests.helpers import refund_body, unique
 from tests.test_refund_flow import FINAL, refund_through_pipeline, submit, wait_for_status

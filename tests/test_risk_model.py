@@ -12,13 +12,13 @@ import pytest
 
 from adapters.db import audit
 from adapters.db.engine import Database
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import AuditEvent, PaymentRecord, RefundPolicy, RiskSignals
 from domain.money import Money
 from domain.requests import RefundRequest
 from domain.risk import assess_risk
 from domain.risk_model import FEATURES, RiskModel, rejection_percent
 from domain.status import PaymentState, Provider
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from tests.test_review import cli

@@ -13,13 +13,13 @@ import stripe
 from adapters.psp import stripe_transformers as tf
 from adapters.psp.base import PspError, WebhookRejected
 from adapters.psp.stripe import StripeAdapter
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.kinds import RefundBehavior
-from adapters.sandbox.server import SandboxServer
 from domain.contracts import PspRefundCall
 from domain.money import Money
 from domain.naming import idempotency_key
 from domain.status import ErrorCode, PaymentState, PspRefundStatus, RefundMethod
+from sandbox.server import SandboxServer
+from sandbox.stripe.control import SandboxControl
+from sandbox.stripe.engine import RefundBehavior
 from tests.fixtures.sandbox import (  # noqa: F401  (fixtures, used by name)
     WEBHOOK_SECRET,
     WebhookReceiver,

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import stripe
 
-from adapters.sandbox.control import SandboxControl
-from adapters.sandbox.demo import DEMO_PAYMENTS, seed_demo_payments
-from adapters.sandbox.server import SandboxServer
-from adapters.sandbox.stripe_api import parse_form
+from sandbox.server import SandboxServer
+from sandbox.stripe.api import parse_form
+from sandbox.stripe.control import SandboxControl
+from sandbox.stripe.demo import DEMO_PAYMENTS, seed_demo_payments
 from tests.fixtures.sandbox import (  # noqa: F401  (fixtures, used by name)
     API_KEY,
     WEBHOOK_SECRET,

@@ -10,7 +10,7 @@ import stripe
 
 from adapters.db import audit, ledger
 from adapters.db.models import ReservationRow
-from adapters.sandbox.control import SandboxControl
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for
 from tests.helpers import eventually, refund_body, unique, workflow_completed
 from tests.test_refund_flow import FINAL, refund_through_pipeline, refund_view, submit, wait_for_status

@@ -12,8 +12,8 @@ import sys
 import httpx
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 
-from adapters.sandbox.control import SandboxControl
 from domain.naming import Activity
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, free_port, repo_root, starter_for, worker_for
 from tests.helpers import eventually, refund_body, signed_headers, unique
 from workflows.refund import RefundWorkflow

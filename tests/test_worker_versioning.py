@@ -11,8 +11,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
-from adapters.sandbox.control import SandboxControl
 from domain.contracts import RefundState
+from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
 from tests.next_release import NextReleaseRefundWorkflow

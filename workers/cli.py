@@ -215,8 +215,12 @@ def sandbox(
     """Run the PSP sandboxes (Stripe's and Adyen's API paths) on loopback, state under REFUNDS_DATA_DIR.
 
     Example: refunds sandbox --port 12111"""
-    from workers.sandbox import run_sandbox
-
+    try:
+        from workers.sandbox import run_sandbox
+    except ModuleNotFoundError as err:  # the image leaves the sandbox out: it is a dev and test tool
+        if (err.name or "").partition(".")[0] != "sandbox":
+            raise
+        _fail("not_installed", "the PSP sandbox is a development tool; install refunds from a checkout", 2)
     run_sandbox(_settings(), port, service_url)
 
 

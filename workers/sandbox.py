@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.sandbox.adyen_api import mount_adyen
-from adapters.sandbox.demo import seed_demo_payments
-from adapters.sandbox.paypal_api import mount_paypal
-from adapters.sandbox.server import SandboxServer
+from sandbox.adyen.api import mount_adyen
+from sandbox.paypal.api import mount_paypal
+from sandbox.server import SandboxServer
+from sandbox.stripe.demo import seed_demo_payments
 from workers.settings import (
     SANDBOX_ADYEN_API_KEY,
     SANDBOX_ADYEN_HMAC_KEY,

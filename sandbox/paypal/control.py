@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.sandbox.control_client import ControlClient
-from adapters.sandbox.paypal_engine import PayPalRefundBehavior
+from sandbox.control import ControlClient
+from sandbox.paypal.engine import PayPalRefundBehavior
 
 
 class PayPalSandboxControl(ControlClient):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adapters.sandbox.stats import CallStats
+from sandbox.stats import CallStats
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,18 @@
-"""Stripe's wire shapes: object JSON, list envelopes, error bodies, ids and webhook signatures."""
+"""Stripe's wire shapes: object JSON, list envelopes, error bodies, ids, webhook signatures, and balance
+transactions (an amount converted into the merchant's settlement currency)."""
 
 from __future__ import annotations
 
 import secrets
 import string
 import time
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import stripe
 
-from adapters.sandbox.store import PaymentRow, RefundRow
+from domain.money import currency_exponent
+from sandbox.store import PaymentRow, RefundRow, Settlement
 
 API_VERSION = "2025-01-27.acacia"
 _ALPHABET = string.ascii_letters + string.digits
@@ -171,4 +174,36 @@ def webhook_headers(secret: str, payload: str) -> dict[str, str]:
     return {
         "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(payload, secret),
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    }
+
+
+# settlement currency ------------------------------------------------------------------------------
+
+
+def convert(amount: int, currency: str, into: str, rate: Decimal) -> int:
+    """Minor units of `currency` at `rate` (major units of `into` per major unit) in minor units of
+    `into`, rounded half to even."""
+    shift = currency_exponent(into) - currency_exponent(currency)
+    return int((Decimal(amount) * rate).scaleb(shift).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def balance_transaction(
+    source_id: str, amount: int, currency: str, settlement: Settlement | None, *, refund: bool
+) -> dict[str, Any]:
+    """Stripe's balance transaction for a charge (positive) or a refund (negative)."""
+    rate = (
+        settlement.refund_rate if refund and settlement else settlement.capture_rate if settlement else None
+    )
+    into = settlement.currency.lower() if settlement else currency.lower()
+    settled = convert(amount, currency, into, rate) if rate is not None else amount
+    signed = -settled if refund else settled
+    return {
+        "id": f"txn_{source_id.split('_', 1)[-1]}",
+        "object": "balance_transaction",
+        "amount": signed,
+        "currency": into,
+        "fee": 0,
+        "net": signed,
+        "source": source_id,
+        "type": "refund" if refund else "charge",
     }

@@ -8,7 +8,6 @@ on the same file resumes delivery of whatever was not yet accepted.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import sqlite3
 import string
@@ -17,13 +16,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from Adyen.util import generate_notification_sig
 
-from adapters.sandbox.background import DueLoop
-from adapters.sandbox.store import SandboxStore, StoreTx, now_ms
-
-log = logging.getLogger(__name__)
+from sandbox.store import SandboxStore, StoreTx, now_ms
+from sandbox.webhooks import Attempt, OutgoingEvent
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS adyen_payments (
@@ -353,66 +349,25 @@ def delivery_payload(items: Sequence[dict[str, Any]]) -> str:
 # delivery ---------------------------------------------------------------------------------------
 
 
-class NotificationSender:
-    """POSTs due notifications in order; a 2xx answer delivers, anything else retries later."""
+class NotificationOutbox:
+    """`adyen_notifications` for the shared `WebhookSender`: the signature is inside the payload."""
 
-    def __init__(
-        self,
-        state: AdyenState,
-        *,
-        retry_delays: Sequence[float],
-        timeout_seconds: float,
-    ) -> None:
-        self._state = state
-        self._retry_delays = tuple(retry_delays)
-        self._client = httpx.Client(timeout=timeout_seconds)
-        self._loop = DueLoop("sandbox-adyen-notifications", self._step)
-        self._closed = False
+    label = "adyen notification"
 
-    def start(self) -> None:
-        self._loop.start()
+    def next_due(self, tx: StoreTx, now: int) -> OutgoingEvent | None:
+        due = AdyenState.next_due(tx, now)
+        if due is None:
+            return None
+        assert due.url is not None
+        return OutgoingEvent(due.id, "adyen", due.event_code, due.url, due.payload, due.attempts)
 
-    def wake(self) -> None:
-        self._loop.wake()
+    def next_due_ms(self, tx: StoreTx) -> int | None:
+        return AdyenState.next_due_ms(tx)
 
-    def stop(self) -> None:
-        self._closed = True
-        self._loop.stop()
-        self._client.close()
+    def headers(self, event: OutgoingEvent) -> dict[str, str]:
+        return {"Content-Type": "application/json; charset=utf-8"}
 
-    def _step(self) -> int | None:
-        while not self._closed:
-            try:
-                with self._state.store.transaction() as tx:
-                    due = self._state.next_due(tx, now_ms())
-                    if due is None:
-                        return self._state.next_due_ms(tx)
-            except sqlite3.ProgrammingError:
-                # The server closed its store (stopped) before this sandbox was closed.
-                self._closed = True
-                return None
-            self._deliver(due)
-        return None
-
-    def _deliver(self, notification: Notification) -> None:
-        assert notification.url is not None
-        attempt = notification.attempts + 1
-        status: int | None = None
-        try:
-            response = self._client.post(
-                notification.url,
-                content=notification.payload.encode(),
-                headers={"Content-Type": "application/json; charset=utf-8"},
-            )
-            status = response.status_code
-        except httpx.HTTPError as err:
-            log.debug("adyen notification %s: %s", notification.id, err)
-        if status is not None and 200 <= status < 300:
-            state, next_ms = "delivered", None
-        elif attempt <= len(self._retry_delays):
-            state, next_ms = "pending", now_ms() + int(self._retry_delays[attempt - 1] * 1000)
-        else:
-            state, next_ms = "failed", None
-            log.warning("adyen notification %s failed after %d attempts", notification.id, attempt)
-        with self._state.store.transaction() as tx:
-            self._state.record_attempt(tx, notification.id, attempt, state, next_ms, status)
+    def record(self, tx: StoreTx, event: OutgoingEvent, attempt: Attempt) -> None:
+        AdyenState.record_attempt(
+            tx, event.id, attempt.number, attempt.state, attempt.next_attempt_ms, attempt.http_status
+        )

@@ -25,22 +25,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
-from adapters.sandbox.background import DueLoop
-from adapters.sandbox.control_routes import ControlError, dispatch, json_body, refuse_remote
-from adapters.sandbox.faults import Fault
-from adapters.sandbox.kinds import FAULT_KINDS
-from adapters.sandbox.paypal_engine import (
+from sandbox.background import DueLoop
+from sandbox.control import ControlError, dispatch, json_body, refuse_remote
+from sandbox.faults import FAULT_KINDS, Fault
+from sandbox.paypal.engine import (
     PAYPAL_REFUND_BEHAVIORS,
     PayPalApiError,
     PayPalEngine,
-    PayPalWebhookDispatcher,
+    PayPalOutbox,
     invalid_request,
     new_debug_id,
     not_found,
 )
-from adapters.sandbox.routing import SandboxRequest, SandboxResponse
-from adapters.sandbox.server import SandboxServer
-from adapters.sandbox.store import StoreTx
+from sandbox.routing import SandboxRequest, SandboxResponse
+from sandbox.server import SandboxServer
+from sandbox.store import StoreTx
+from sandbox.webhooks import WebhookSender
 
 API_PREFIXES = ("/v1/oauth2/", "/v2/payments/", "/v2/checkout/orders/")
 CONTROL_PREFIX = "/_sandbox/paypal/"
@@ -101,9 +101,10 @@ class PayPalSandbox:
             on_event=lambda: self._webhooks.wake(),
             on_settlement_scheduled=lambda: self._settlements.wake(),
         )
-        self._webhooks = PayPalWebhookDispatcher(
+        self._webhooks = WebhookSender(
             server.store,
-            self.engine,
+            PayPalOutbox(self.engine),
+            name="sandbox-paypal-webhooks",
             retry_delays=webhook_retry_delays,
             timeout_seconds=webhook_timeout_seconds,
         )

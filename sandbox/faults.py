@@ -5,10 +5,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
-from adapters.sandbox.kinds import FAULT_KINDS, FaultKind
-from adapters.sandbox.stats import CallStats
+from sandbox.stats import CallStats
+
+FaultKind = Literal["error_500", "error_500_stored", "lose_response", "rate_limit", "slow"]
+"""What an injected fault does to the next matching PSP call.
+
+- `error_500`: answer 500 before the endpoint executes; nothing is stored under the idempotency key.
+- `error_500_stored`: the endpoint "began executing" and stored a 500 under the key, without effect.
+- `lose_response`: execute and commit, store the response, then close the socket without answering.
+- `rate_limit`: answer 429 with `Retry-After` before executing; nothing stored.
+- `slow`: sleep `delay_ms` after the key is taken, then execute (the effect commits even if the
+  client went away meanwhile).
+"""
+FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 
 FaultStage = Literal["entry", "execute"]
 """`entry`: before idempotency and execution (500, 429). `execute`: once the endpoint begins."""

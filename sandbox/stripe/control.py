@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from adapters.sandbox.control_client import ControlClient
-from adapters.sandbox.kinds import RefundBehavior
+from sandbox.control import ControlClient
+from sandbox.stripe.engine import RefundBehavior
 
 
 class SandboxControl(ControlClient):

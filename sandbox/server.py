@@ -21,16 +21,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapters.sandbox.control_api import ControlApi
-from adapters.sandbox.faults import FaultRegistry
-from adapters.sandbox.routing import Router, SandboxRequest, SandboxResponse
-from adapters.sandbox.settlement import SettlementWorker
-from adapters.sandbox.stats import CallStats
-from adapters.sandbox.store import SandboxStore
-from adapters.sandbox.stripe_api import StripeApi
-from adapters.sandbox.stripe_engine import StripeEngine
-from adapters.sandbox.stripe_objects import new_request_id, webhook_headers
-from adapters.sandbox.webhooks import WebhookDispatcher
+from sandbox.background import DueLoop
+from sandbox.faults import FaultRegistry
+from sandbox.routing import Router, SandboxRequest, SandboxResponse
+from sandbox.stats import CallStats
+from sandbox.store import SandboxStore
+from sandbox.stripe.api import ControlApi, StripeApi
+from sandbox.stripe.engine import StripeEngine
+from sandbox.stripe.objects import new_request_id, webhook_headers
+from sandbox.webhooks import StoreOutbox, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SandboxServer:
-    """Stripe (and later Adyen, PayPal) sandbox with faults, webhooks and a control API."""
+    """Stripe's sandbox with faults, webhooks and a control API; Adyen and PayPal mount beside it."""
 
     def __init__(
         self,
@@ -135,9 +134,10 @@ class SandboxServer:
         self.store = SandboxStore(state_path)
         self.stats = CallStats()
         self.faults = FaultRegistry(self.stats)
-        self.webhooks = WebhookDispatcher(
+        self.webhooks = WebhookSender(
             self.store,
-            {"stripe": partial(webhook_headers, stripe_webhook_secret)},
+            StoreOutbox({"stripe": partial(webhook_headers, stripe_webhook_secret)}),
+            name="sandbox-webhooks",
             retry_delays=webhook_retry_delays,
             timeout_seconds=webhook_timeout_seconds,
         )
@@ -147,7 +147,7 @@ class SandboxServer:
             on_event=self.webhooks.wake,
             on_settlement_scheduled=lambda: self._settlements.wake(),
         )
-        self._settlements = SettlementWorker(self.stripe)
+        self._settlements = DueLoop("sandbox-settlements", self.stripe.settle_due)
         self.router = Router(self.stats)
         self.router.mount("/v1/", StripeApi(self.stripe, self.store, self.faults, self.stats, stripe_api_key))
         self.router.mount(

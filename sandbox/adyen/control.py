@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from adapters.sandbox.control_client import ControlClient
+from sandbox.control import ControlClient
 
 
 class AdyenSandboxControl(ControlClient):

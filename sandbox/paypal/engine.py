@@ -12,28 +12,24 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import secrets
 import sqlite3
 import string
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, get_args
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from adapters.sandbox.background import DueLoop
-from adapters.sandbox.store import SandboxStore, StoreTx, now_ms
-
-log = logging.getLogger(__name__)
+from sandbox.store import SandboxStore, StoreTx, now_ms
+from sandbox.webhooks import Attempt, OutgoingEvent
 
 PayPalRefundBehavior = Literal["completed", "pending_then_completed", "pending_then_failed", "pending"]
 """How a seeded capture's refunds behave: COMPLETED at once, or PENDING and settled later."""
@@ -811,78 +807,51 @@ class PayPalEngine:
             tx.conn.execute(f"DELETE FROM {table}")
 
 
-class PayPalWebhookDispatcher:
-    """Delivers `paypal_outbox` events, signed at each attempt, retried on failure, each attempt kept."""
+class PayPalOutbox:
+    """`paypal_outbox` for the shared `WebhookSender`: signed afresh at each attempt, each attempt kept
+    in `paypal_deliveries`."""
 
-    def __init__(
-        self,
-        store: SandboxStore,
-        engine: PayPalEngine,
-        *,
-        retry_delays: Sequence[float] = (0.5, 2.0, 5.0),
-        timeout_seconds: float = 5.0,
-    ) -> None:
-        self._store = store
+    label = "paypal webhook"
+
+    def __init__(self, engine: PayPalEngine) -> None:
         self._engine = engine
-        self._retry_delays = tuple(retry_delays)
-        self._client = httpx.Client(timeout=timeout_seconds)
-        self._loop = DueLoop("sandbox-paypal-webhooks", self._step)
 
-    def start(self) -> None:
-        self._loop.start()
+    def next_due(self, tx: StoreTx, now: int) -> OutgoingEvent | None:
+        row = tx.conn.execute(
+            "SELECT * FROM paypal_outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
+            " ORDER BY next_attempt_ms, seq LIMIT 1",
+            (now,),
+        ).fetchone()
+        if row is None:
+            return None
+        return OutgoingEvent(
+            row["id"], "paypal", row["event_type"], row["url"], row["payload"], int(row["attempts"])
+        )
 
-    def wake(self) -> None:
-        self._loop.wake()
+    def next_due_ms(self, tx: StoreTx) -> int | None:
+        following = tx.conn.execute(
+            "SELECT MIN(next_attempt_ms) FROM paypal_outbox WHERE state = 'pending'"
+        ).fetchone()[0]
+        return None if following is None else int(following)
 
-    def stop(self) -> None:
-        self._loop.stop()
-        self._client.close()
+    def headers(self, event: OutgoingEvent) -> dict[str, str]:
+        return {"Content-Type": "application/json"} | self._engine.sign(event.payload)
 
-    def _step(self) -> int | None:
-        try:
-            while True:
-                with self._store.transaction() as tx:
-                    row = tx.conn.execute(
-                        "SELECT * FROM paypal_outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
-                        " ORDER BY next_attempt_ms, seq LIMIT 1",
-                        (now_ms(),),
-                    ).fetchone()
-                    if row is None:
-                        following = tx.conn.execute(
-                            "SELECT MIN(next_attempt_ms) FROM paypal_outbox WHERE state = 'pending'"
-                        ).fetchone()[0]
-                        return None if following is None else int(following)
-                    event = dict(row)
-                self._deliver(event)
-        except sqlite3.ProgrammingError:
-            return None  # the server closed the store: it is shutting down
-
-    def _deliver(self, event: dict[str, Any]) -> None:
-        attempt = int(event["attempts"]) + 1
-        status: int | None = None
-        error: str | None = None
-        headers = {"Content-Type": "application/json"} | self._engine.sign(event["payload"])
-        try:
-            response = self._client.post(event["url"], content=event["payload"].encode(), headers=headers)
-            status = response.status_code
-        except httpx.HTTPError as err:
-            error = f"{type(err).__name__}: {err}"
-        if status is not None and 200 <= status < 300:
-            state, next_attempt = "delivered", None
-        elif attempt <= len(self._retry_delays):
-            state, next_attempt = "pending", now_ms() + int(self._retry_delays[attempt - 1] * 1000)
-        else:
-            state, next_attempt = "failed", None
-            log.warning(
-                "paypal webhook %s to %s failed after %d attempts", event["id"], event["url"], attempt
-            )
-        with self._store.transaction() as tx:
-            tx.conn.execute(
-                "UPDATE paypal_outbox SET state = ?, attempts = ?, next_attempt_ms = ? WHERE id = ?",
-                (state, attempt, next_attempt, event["id"]),
-            )
-            tx.conn.execute(
-                "INSERT INTO paypal_deliveries (event_id, event_type, url, attempt, http_status, error,"
-                " at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (event["id"], event["event_type"], event["url"], attempt, status, error, now_ms()),
-            )
+    def record(self, tx: StoreTx, event: OutgoingEvent, attempt: Attempt) -> None:
+        tx.conn.execute(
+            "UPDATE paypal_outbox SET state = ?, attempts = ?, next_attempt_ms = ? WHERE id = ?",
+            (attempt.state, attempt.number, attempt.next_attempt_ms, event.id),
+        )
+        tx.conn.execute(
+            "INSERT INTO paypal_deliveries (event_id, event_type, url, attempt, http_status, error,"
+            " at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.id,
+                event.type,
+                event.url,
+                attempt.number,
+                attempt.http_status,
+                attempt.error,
+                attempt.at_ms,
+            ),
+        )

@@ -2,7 +2,7 @@
 
 Every operation runs inside a store transaction it is given, so the HTTP layer can commit an effect
 together with its idempotency record. Webhook events go to the store's outbox in the same
-transaction; the dispatcher and the settlement worker are woken after commit.
+transaction; the webhook sender and the settlement loop are woken after commit.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-from adapters.sandbox.kinds import RefundBehavior
-from adapters.sandbox.settlement_fx import balance_transaction
-from adapters.sandbox.store import (
+from sandbox.store import (
     EventRow,
     PaymentRow,
     RefundRow,
@@ -23,8 +21,9 @@ from adapters.sandbox.store import (
     StoreTx,
     now_ms,
 )
-from adapters.sandbox.stripe_objects import (
+from sandbox.stripe.objects import (
     StripeApiError,
+    balance_transaction,
     charge_json,
     event_json,
     new_id,
@@ -33,6 +32,10 @@ from adapters.sandbox.stripe_objects import (
     refund_json,
     resource_missing,
 )
+
+RefundBehavior = Literal["succeeded", "pending_then_succeeded", "pending_then_failed", "pending"]
+"""How a seeded payment's refunds behave: answered at once, or pending and settled later."""
+REFUND_BEHAVIORS: frozenset[str] = frozenset(get_args(RefundBehavior))
 
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action")
 SETTLED_STATUSES = ("succeeded", "failed", "canceled")

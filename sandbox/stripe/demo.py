@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.sandbox.server import SandboxServer
-from adapters.sandbox.store import SandboxStore
-from adapters.sandbox.stripe_engine import PaymentSeed, StripeEngine
+from sandbox.server import SandboxServer
+from sandbox.store import SandboxStore
+from sandbox.stripe.engine import PaymentSeed, StripeEngine
 
 DEMO_PAYMENTS: tuple[PaymentSeed, ...] = (
     PaymentSeed(id="pi_demo_eur_captured", amount=15_000, currency="EUR"),

@@ -485,11 +485,11 @@ class StoreTx:
         return None if row[0] is None else int(row[0])
 
     def record_attempt(
-        self, event: EventRow, delivery: DeliveryRow, state: str, next_attempt_ms: int | None
+        self, event_id: str, delivery: DeliveryRow, state: str, next_attempt_ms: int | None
     ) -> None:
         self.conn.execute(
             "UPDATE webhook_events SET state = ?, attempts = ?, next_attempt_ms = ? WHERE id = ?",
-            (state, delivery.attempt, next_attempt_ms, event.id),
+            (state, delivery.attempt, next_attempt_ms, event_id),
         )
         self.conn.execute(
             "INSERT INTO webhook_deliveries (event_id, provider, type, url, attempt, http_status,"

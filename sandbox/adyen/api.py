@@ -26,20 +26,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from adapters.sandbox.adyen_state import (
+from sandbox.adyen.engine import (
     AdyenModification,
     AdyenPayment,
     AdyenState,
-    NotificationSender,
+    NotificationOutbox,
     delivery_payload,
     new_psp_reference,
     notification_item,
 )
-from adapters.sandbox.control_routes import ControlError, dispatch, json_body, refuse_remote
-from adapters.sandbox.faults import Fault
-from adapters.sandbox.routing import SandboxRequest, SandboxResponse
-from adapters.sandbox.server import SandboxServer
-from adapters.sandbox.store import StoreTx, now_ms
+from sandbox.control import ControlError, dispatch, json_body, refuse_remote
+from sandbox.faults import Fault
+from sandbox.routing import SandboxRequest, SandboxResponse
+from sandbox.server import SandboxServer
+from sandbox.store import StoreTx, now_ms
+from sandbox.webhooks import WebhookSender
 
 CHECKOUT_PREFIX = "/checkout/"
 CONTROL_PREFIX = "/_sandbox/adyen/"
@@ -109,8 +110,12 @@ class AdyenSandbox:
         self.hold_notifications = False
         self._sleep = sleep
         self.state = AdyenState(server.store)
-        self.sender = NotificationSender(
-            self.state, retry_delays=retry_delays, timeout_seconds=timeout_seconds
+        self.sender = WebhookSender(
+            server.store,
+            NotificationOutbox(),
+            name="sandbox-adyen-notifications",
+            retry_delays=retry_delays,
+            timeout_seconds=timeout_seconds,
         )
         self._control_routes: list[tuple[str, re.Pattern[str], _ControlRoute]] = [
             ("POST", re.compile(r"/_sandbox/adyen/payments"), self._seed_payment),

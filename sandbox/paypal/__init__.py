@@ -1,0 +1,2 @@
+"""The PayPal sandbox: REST API and its control API (`api`), state, rules and signed webhooks
+(`engine`), the control API's client (`control`)."""
