@@ -8,6 +8,7 @@ from temporalio import activity
 from activities.audit import activity_event
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
+from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
 from domain.allocation import Allocation
 from domain.contracts import (
@@ -28,6 +29,23 @@ def _allocation(amount: Money, allocation: Allocation | None) -> Allocation:
     if allocation is not None and allocation.total == amount.value:
         return allocation
     return Allocation(currency=amount.currency, unallocated=amount.value)
+
+
+def _settled(outcome: FinishInput) -> SettledRefund:
+    return SettledRefund(
+        request_id=outcome.request_id,
+        provider=outcome.provider,
+        payment_reference=outcome.payment_reference,
+        order_id=outcome.order_id,
+        merchant_id=outcome.merchant_id,
+        status=outcome.status,
+        method=outcome.method,
+        amount=outcome.amount,
+        psp_refund_id=outcome.psp_refund_id,
+        failure_code=outcome.failure_code,
+        allocation=outcome.allocation,
+        request_digest=outcome.request_digest,
+    )
 
 
 class LedgerActivities:
@@ -108,7 +126,7 @@ class LedgerActivities:
                 events.append(
                     activity_event("ledger:void", "ledger_voided", detail={"transfers": str(resolved)})
                 )
-            refunds.save_outcome(session, outcome)
+            refunds.save_outcome(session, _settled(outcome))
             audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
 
     @activity.defn(name=Activity.REVERSE)
@@ -186,11 +204,10 @@ class LedgerActivities:
             )
             refunds.save_outcome(
                 session,
-                FinishInput(
+                SettledRefund(
                     request_id=request_id,
                     provider=refund.provider,
                     payment_reference=refund.payment_reference,
-                    order_id="",
                     status=RefundStatus.SUCCEEDED,
                     merchant_id=refund.merchant_id,
                     amount=amount,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -13,13 +14,31 @@ from adapters.db import ledger
 from adapters.db.ledger import AccountName
 from adapters.db.models import RefundRow, utcnow
 from domain.allocation import Allocation
-from domain.contracts import FinishInput, RefundState
+from domain.contracts import RefundState
 from domain.money import Money
 from domain.reconciliation import BookedRefund
 from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
 
 
-def save_outcome(session: Session, outcome: FinishInput) -> bool:
+@dataclass(frozen=True)
+class SettledRefund:
+    """A refund's settled outcome, as its row keeps it."""
+
+    request_id: str
+    provider: Provider
+    payment_reference: str
+    status: RefundStatus
+    amount: Money | None
+    order_id: str = ""  # a refund made outside the product belongs to no order of ours
+    merchant_id: str | None = None  # None: the installation's default merchant
+    method: RefundMethod = RefundMethod.REFUND
+    psp_refund_id: str | None = None
+    failure_code: ErrorCode | None = None
+    allocation: Allocation | None = None
+    request_digest: str | None = None
+
+
+def save_outcome(session: Session, outcome: SettledRefund) -> bool:
     """Write the settled refund once. A settled row is the lasting record and is never overwritten
     (only a late PSP failure changes it, through the reversal); False when one exists."""
     if session.get(RefundRow, outcome.request_id) is not None:
