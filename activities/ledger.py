@@ -56,11 +56,10 @@ class LedgerActivities:
     @activity.defn(name=Activity.RESERVE)
     def reserve(self, input: ReserveInput) -> Reservation:
         with self._db.transaction() as session:
-            outcome = reservations.reserve(self._db, session, input.request_id, input.payment, input.amount)
+            outcome = reservations.reserve(session, input.request_id, input.payment, input.amount)
             if outcome.granted:
                 merchant = input.merchant_id or self._merchant
                 ledger.hold(
-                    self._db,
                     session,
                     key_prefix=f"{input.request_id}:hold{outcome.holds}",
                     request_id=input.request_id,
@@ -75,7 +74,7 @@ class LedgerActivities:
                 reason_code=outcome.refusal.value if outcome.refusal else "ok",
                 detail={"amount": str(input.amount.value), "available": str(outcome.available)},
             )
-            audit.record(self._db, session, input.request_id, input.payment.reference, [*input.audit, event])
+            audit.record(session, input.request_id, input.payment.reference, [*input.audit, event])
         return Reservation(granted=outcome.granted, available=outcome.available, refusal=outcome.refusal)
 
     @activity.defn(name=Activity.FINISH)
@@ -92,21 +91,20 @@ class LedgerActivities:
             if refunds.get(session, outcome.request_id) is not None:
                 # settled already (this step's own retry, or a run the database outlived): the
                 # books and the row stand as they are
-                audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+                audit.record(session, outcome.request_id, outcome.payment_reference, events)
                 return
             succeeded = outcome.status is RefundStatus.SUCCEEDED
             settled_as = ReservationState.COMMITTED if succeeded else ReservationState.RELEASED
             if reservations.settle(session, outcome.request_id, settled_as):
                 events.append(activity_event("ledger:settle", f"reservation_{settled_as.value}"))
             why = f"refund {outcome.psp_refund_id or '-'} of order {outcome.order_id}"
-            resolved = ledger.resolve(self._db, session, outcome.request_id, post=moved, description=why)
+            resolved = ledger.resolve(session, outcome.request_id, post=moved, description=why)
             if moved and outcome.amount is not None:
                 amount = outcome.amount
                 merchant = outcome.merchant_id or self._merchant
                 postings = ledger.payout_postings(merchant, outcome.provider.value, amount, outcome.fx)
                 for currency, legs in postings:
                     ledger.post(
-                        self._db,
                         session,
                         key_prefix=f"{outcome.request_id}:payout:{currency}",
                         request_id=outcome.request_id,
@@ -127,7 +125,7 @@ class LedgerActivities:
                     activity_event("ledger:void", "ledger_voided", detail={"transfers": str(resolved)})
                 )
             refunds.save_outcome(session, _settled(outcome))
-            audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+            audit.record(session, outcome.request_id, outcome.payment_reference, events)
 
     @activity.defn(name=Activity.REVERSE)
     def reverse(self, late: LateFailureInput) -> bool:
@@ -145,7 +143,6 @@ class LedgerActivities:
                 return False  # not this refund's PSP refund, or another merchant's account reporting
             for currency in sorted({transfer.currency for transfer in posted}):
                 ledger.post(
-                    self._db,
                     session,
                     key_prefix=f"{late.request_id}:reversal",
                     request_id=late.request_id,
@@ -171,7 +168,7 @@ class LedgerActivities:
             event = event.model_copy(
                 update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
             )
-            audit.record(self._db, session, late.request_id, row.payment_reference, [*late.audit, event])
+            audit.record(session, late.request_id, row.payment_reference, [*late.audit, event])
             return True
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)
@@ -185,7 +182,6 @@ class LedgerActivities:
         merchant, provider = refund.merchant_id or self._merchant, refund.provider.value
         with self._db.transaction() as session:
             posted = ledger.post(
-                self._db,
                 session,
                 key_prefix=f"{request_id}:external",
                 request_id=request_id,
@@ -221,5 +217,5 @@ class LedgerActivities:
                 reason_code="not_requested_by_us",
                 detail={"psp_refund_id": refund.psp_refund_id, "psp_event_id": outcome.psp_event_id or ""},
             )
-            audit.record(self._db, session, request_id, refund.payment_reference, [event])
+            audit.record(session, request_id, refund.payment_reference, [event])
         return True

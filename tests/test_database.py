@@ -36,9 +36,7 @@ def captured(amount: int) -> PaymentRecord:
 
 def reserve(db: Database, request_id: str, payment: PaymentRecord, amount: int) -> bool:
     with db.transaction() as session:
-        return reservations.reserve(
-            db, session, request_id, payment, Money(value=amount, currency="EUR")
-        ).granted
+        return reservations.reserve(session, request_id, payment, Money(value=amount, currency="EUR")).granted
 
 
 def test_concurrent_partial_refunds_never_exceed_the_capture(db: Database) -> None:
@@ -79,7 +77,7 @@ def test_a_committed_request_is_never_reserved_again(db: Database) -> None:
     with db.transaction() as session:
         assert reservations.settle(session, request_id, ReservationState.COMMITTED)
     with db.transaction() as session:
-        outcome = reservations.reserve(db, session, request_id, payment, Money(value=100, currency="EUR"))
+        outcome = reservations.reserve(session, request_id, payment, Money(value=100, currency="EUR"))
     assert (outcome.granted, outcome.refusal) == (False, ErrorCode.ALREADY_REFUNDED)
 
 
@@ -140,7 +138,6 @@ def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> No
     for _ in range(2):  # holding again under the same key is a no-op
         with db.transaction() as session:
             ledger.hold(
-                db,
                 session,
                 key_prefix=f"{request_id}:hold1",
                 request_id=request_id,
@@ -157,13 +154,12 @@ def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> No
             ("m1:shipping_contra_revenue:EUR", "EUR"): 490,
             ("m1:customer_refunds_payable:EUR", "EUR"): -1_680,
         }
-        assert ledger.resolve(db, session, request_id, post=True, description="confirmed") == 3
-        assert ledger.resolve(db, session, request_id, post=True, description="again") == 0
+        assert ledger.resolve(session, request_id, post=True, description="confirmed") == 3
+        assert ledger.resolve(session, request_id, post=True, description="again") == 0
         payout = ledger.payout_leg("m1", "adyen", "EUR", 1_680)
         for expected in (True, False):
             assert (
                 ledger.post(
-                    db,
                     session,
                     key_prefix=f"{request_id}:payout",
                     request_id=request_id,
@@ -188,7 +184,6 @@ def test_a_refused_refund_voids_its_reservation_and_posts_nothing(db: Database) 
     request_id = unique("r")
     with db.transaction() as session:
         ledger.hold(
-            db,
             session,
             key_prefix=f"{request_id}:hold1",
             request_id=request_id,
@@ -197,8 +192,8 @@ def test_a_refused_refund_voids_its_reservation_and_posts_nothing(db: Database) 
             legs=ledger.cost_legs("m1", allocation_of(700, 0, 0)),
             description="hold",
         )
-        assert ledger.resolve(db, session, request_id, post=False, description="refused") == 1
-        assert ledger.resolve(db, session, request_id, post=True, description="too late") == 0
+        assert ledger.resolve(session, request_id, post=False, description="refused") == 1
+        assert ledger.resolve(session, request_id, post=True, description="too late") == 0
     with db.transaction() as session:
         assert ledger.balances(session, request_id) == {}
         assert ledger.balances(session, request_id, pending=True) == {}
@@ -209,7 +204,7 @@ def test_audit_rows_are_written_once_per_key(db: Database) -> None:
     event = AuditEvent(key="k1", step="validated", actor="system", at=datetime.now(UTC))
     for _ in range(2):
         with db.transaction() as session:
-            audit.record(db, session, request_id, "pi_1", [event])
+            audit.record(session, request_id, "pi_1", [event])
     with db.transaction() as session:
         assert [e.step for e in audit.trail(session, request_id)] == ["validated"]
 
@@ -289,19 +284,19 @@ def run_refund(db: Database, request_id: str, allocation: Allocation, fate: str)
     with db.transaction() as session:
         common = {"request_id": request_id, "merchant": "m1", "currency": currency, "description": fate}
         ledger.hold(
-            db, session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
+            session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
         )
         if fate == "pending":
             return
-        ledger.resolve(db, session, request_id, post=fate != "voided", description=fate)
+        ledger.resolve(session, request_id, post=fate != "voided", description=fate)
         if fate == "voided":
             return
         payout = ledger.payout_leg("m1", "stripe", currency, allocation.total)
-        ledger.post(db, session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
+        ledger.post(session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
         if fate == "reversed":
             posted = ledger.transfers(session, request_id, posted_only=True)
             ledger.post(
-                db, session, key_prefix=f"{request_id}:reversal", legs=ledger.reversal_legs(posted), **common
+                session, key_prefix=f"{request_id}:reversal", legs=ledger.reversal_legs(posted), **common
             )
     if fate == "reversed":
         with db.transaction() as session:

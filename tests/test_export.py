@@ -28,12 +28,12 @@ def book_refund(db: Database, *, goods: int, tax: int, confirmed: bool = True) -
     common = {"request_id": request_id, "merchant": "m1", "currency": "EUR", "description": "test"}
     with db.transaction() as session:
         ledger.hold(
-            db, session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
+            session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
         )
-        ledger.resolve(db, session, request_id, post=confirmed, description="settled")
+        ledger.resolve(session, request_id, post=confirmed, description="settled")
         if confirmed:
             payout = ledger.payout_leg("m1", "stripe", "EUR", goods + tax)
-            ledger.post(db, session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
+            ledger.post(session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
     return request_id
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
-from adapters.db.engine import Database
+from adapters.db.dialect import insert_new
 from adapters.db.models import LedgerOutboxRow, LedgerTransferRow, utcnow
 from domain.allocation import Allocation
 from domain.fx import FxFacts, at_capture_rate, fx_difference
@@ -142,12 +142,11 @@ def _rows(
     ]
 
 
-def _to_outbox(db: Database, session: Session, transfer_ids: list[int]) -> None:
-    db.insert_new(session, LedgerOutboxRow, [{"transfer_id": tid} for tid in transfer_ids])
+def _to_outbox(session: Session, transfer_ids: list[int]) -> None:
+    insert_new(session, LedgerOutboxRow, [{"transfer_id": tid} for tid in transfer_ids])
 
 
 def hold(
-    db: Database,
     session: Session,
     *,
     key_prefix: str,
@@ -159,11 +158,10 @@ def hold(
 ) -> int:
     """Pending transfers (a reservation); re-holding under the same key prefix is a no-op."""
     rows = _rows(key_prefix, request_id, merchant, currency, legs, Phase.PENDING, description)
-    return len(db.insert_new(session, LedgerTransferRow, rows))
+    return len(insert_new(session, LedgerTransferRow, rows))
 
 
 def post(
-    db: Database,
     session: Session,
     *,
     key_prefix: str,
@@ -175,8 +173,8 @@ def post(
 ) -> bool:
     """Posted transfers at once, queued for export; False when already posted under this key."""
     rows = _rows(key_prefix, request_id, merchant, currency, legs, Phase.SINGLE, description)
-    inserted = db.insert_new(session, LedgerTransferRow, rows)
-    _to_outbox(db, session, inserted)
+    inserted = insert_new(session, LedgerTransferRow, rows)
+    _to_outbox(session, inserted)
     return bool(inserted)
 
 
@@ -195,7 +193,7 @@ def _unresolved(session: Session, request_id: str) -> list[LedgerTransferRow]:
     return list(session.execute(query).scalars())
 
 
-def resolve(db: Database, session: Session, request_id: str, *, post: bool, description: str) -> int:
+def resolve(session: Session, request_id: str, *, post: bool, description: str) -> int:
     """Post (the PSP confirmed) or void (it refused) the refund's pending transfers, once each."""
     phase, suffix = (Phase.POST_PENDING, "post") if post else (Phase.VOID_PENDING, "void")
     rows = [
@@ -214,9 +212,9 @@ def resolve(db: Database, session: Session, request_id: str, *, post: bool, desc
         }
         for pending in _unresolved(session, request_id)
     ]
-    inserted = db.insert_new(session, LedgerTransferRow, rows)
+    inserted = insert_new(session, LedgerTransferRow, rows)
     if post:
-        _to_outbox(db, session, inserted)
+        _to_outbox(session, inserted)
     return len(inserted)
 
 
