@@ -10,7 +10,7 @@ from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
-from domain.allocation import Allocation
+from domain import postings
 from domain.contracts import (
     ExternalRefundInput,
     FinishInput,
@@ -19,16 +19,8 @@ from domain.contracts import (
     ReserveInput,
 )
 from domain.fx import fx_difference
-from domain.money import Money
 from domain.naming import Activity, external_request_id
-from domain.status import ErrorCode, RefundMethod, RefundStatus
-
-
-def _allocation(amount: Money, allocation: Allocation | None) -> Allocation:
-    """The workflow's allocation, or (none given) the whole amount unallocated over no lines."""
-    if allocation is not None and allocation.total == amount.value:
-        return allocation
-    return Allocation(currency=amount.currency, unallocated=amount.value)
+from domain.status import ErrorCode, RefundStatus
 
 
 def _settled(outcome: FinishInput) -> SettledRefund:
@@ -59,15 +51,10 @@ class LedgerActivities:
             outcome = reservations.reserve(session, input.request_id, input.payment, input.amount)
             if outcome.granted:
                 merchant = input.merchant_id or self._merchant
-                ledger.hold(
-                    session,
-                    key_prefix=f"{input.request_id}:hold{outcome.holds}",
-                    request_id=input.request_id,
-                    merchant=merchant,
-                    currency=input.amount.currency,
-                    legs=ledger.cost_legs(merchant, _allocation(input.amount, input.allocation)),
-                    description=f"reserved for refund of {input.payment.reference}",
+                held = postings.reservation(
+                    input.request_id, merchant, outcome.holds, input.amount, input.allocation
                 )
+                ledger.hold(session, held, description=f"reserved for refund of {input.payment.reference}")
             event = activity_event(
                 "ledger:reserve",
                 "amount_reserved" if outcome.granted else "reservation_refused",
@@ -81,11 +68,7 @@ class LedgerActivities:
     def finish(self, outcome: FinishInput) -> None:
         """Money moved (a refund succeeded): post the pending costs and the PSP's payout. Nothing
         moved (a void, a refusal, a rejection): void them."""
-        moved = (
-            outcome.status is RefundStatus.SUCCEEDED
-            and outcome.method is RefundMethod.REFUND
-            and outcome.amount is not None
-        )
+        moved = postings.money_moved(outcome.status, outcome.method, outcome.amount)
         events = list(outcome.audit)
         with self._db.transaction() as session:
             if refunds.get(session, outcome.request_id) is not None:
@@ -102,17 +85,11 @@ class LedgerActivities:
             if moved and outcome.amount is not None:
                 amount = outcome.amount
                 merchant = outcome.merchant_id or self._merchant
-                postings = ledger.payout_postings(merchant, outcome.provider.value, amount, outcome.fx)
-                for currency, legs in postings:
-                    ledger.post(
-                        session,
-                        key_prefix=f"{outcome.request_id}:payout:{currency}",
-                        request_id=outcome.request_id,
-                        merchant=merchant,
-                        currency=currency,
-                        legs=legs,
-                        description=why,
-                    )
+                provider = outcome.provider.value
+                for payout in postings.payout_postings(
+                    outcome.request_id, merchant, provider, amount, outcome.fx
+                ):
+                    ledger.post(session, payout, description=why)
                 detail = {"amount": str(amount.value), "currency": amount.currency}
                 if outcome.fx is not None:
                     detail |= {
@@ -141,16 +118,9 @@ class LedgerActivities:
                 transfer.merchant != (late.merchant_id or self._merchant) for transfer in posted
             ):
                 return False  # not this refund's PSP refund, or another merchant's account reporting
-            for currency in sorted({transfer.currency for transfer in posted}):
-                ledger.post(
-                    session,
-                    key_prefix=f"{late.request_id}:reversal",
-                    request_id=late.request_id,
-                    merchant=posted[0].merchant,
-                    currency=currency,
-                    legs=ledger.reversal_legs([t for t in posted if t.currency == currency]),
-                    description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",
-                )
+            why = f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}"
+            for reversal in postings.reversal_postings(late.request_id, posted):
+                ledger.post(session, reversal, description=why)
             code = late.update.failure_code or ErrorCode.PSP_DECLINED
             row.status = RefundStatus.FAILED.value
             row.failure_code = code.value
@@ -183,14 +153,7 @@ class LedgerActivities:
         with self._db.transaction() as session:
             posted = ledger.post(
                 session,
-                key_prefix=f"{request_id}:external",
-                request_id=request_id,
-                merchant=merchant,
-                currency=amount.currency,
-                legs=[
-                    *ledger.cost_legs(merchant, _allocation(amount, None)),
-                    ledger.payout_leg(merchant, provider, amount.currency, amount.value),
-                ],
+                postings.external_refund(request_id, merchant, provider, amount),
                 description=f"refund {refund.psp_refund_id} made outside the product",
             )
             if not posted:

@@ -18,6 +18,7 @@ from adapters.db.reservations import ReservationState
 from domain.allocation import AllocatedLine, Allocation
 from domain.contracts import AuditEvent, PaymentRecord
 from domain.money import Money
+from domain.postings import Posting, cost_legs, payout_leg, reversal_postings
 from domain.status import ErrorCode, PaymentState, Provider
 from tests.helpers import unique
 
@@ -134,18 +135,11 @@ def allocation_of(goods: int, tax: int, shipping: int) -> Allocation:
 
 def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> None:
     request_id = unique("r")
-    legs = ledger.cost_legs("m1", allocation_of(1_000, 190, 490))
+    legs = tuple(cost_legs("m1", allocation_of(1_000, 190, 490)))
+    held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", legs)
     for _ in range(2):  # holding again under the same key is a no-op
         with db.transaction() as session:
-            ledger.hold(
-                session,
-                key_prefix=f"{request_id}:hold1",
-                request_id=request_id,
-                merchant="m1",
-                currency="EUR",
-                legs=legs,
-                description="hold",
-            )
+            ledger.hold(session, held, description="hold")
     with db.transaction() as session:
         assert ledger.balances(session, request_id) == {}
         assert ledger.balances(session, request_id, pending=True) == {
@@ -156,20 +150,10 @@ def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> No
         }
         assert ledger.resolve(session, request_id, post=True, description="confirmed") == 3
         assert ledger.resolve(session, request_id, post=True, description="again") == 0
-        payout = ledger.payout_leg("m1", "adyen", "EUR", 1_680)
+        paid = (payout_leg("m1", "adyen", "EUR", 1_680),)
+        payout = Posting(request_id, "m1", "EUR", f"{request_id}:payout", paid)
         for expected in (True, False):
-            assert (
-                ledger.post(
-                    session,
-                    key_prefix=f"{request_id}:payout",
-                    request_id=request_id,
-                    merchant="m1",
-                    currency="EUR",
-                    legs=[payout],
-                    description="paid",
-                )
-                is expected
-            )
+            assert ledger.post(session, payout, description="paid") is expected
     with db.transaction() as session:
         assert ledger.balances(session, request_id, pending=True) == {}
         assert ledger.balances(session, request_id) == {
@@ -183,15 +167,9 @@ def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> No
 def test_a_refused_refund_voids_its_reservation_and_posts_nothing(db: Database) -> None:
     request_id = unique("r")
     with db.transaction() as session:
-        ledger.hold(
-            session,
-            key_prefix=f"{request_id}:hold1",
-            request_id=request_id,
-            merchant="m1",
-            currency="EUR",
-            legs=ledger.cost_legs("m1", allocation_of(700, 0, 0)),
-            description="hold",
-        )
+        legs = tuple(cost_legs("m1", allocation_of(700, 0, 0)))
+        held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", legs)
+        ledger.hold(session, held, description="hold")
         assert ledger.resolve(session, request_id, post=False, description="refused") == 1
         assert ledger.resolve(session, request_id, post=True, description="too late") == 0
     with db.transaction() as session:
@@ -282,22 +260,20 @@ def test_the_books_balance_per_currency_whatever_happens(
 def run_refund(db: Database, request_id: str, allocation: Allocation, fate: str) -> None:
     currency = allocation.currency
     with db.transaction() as session:
-        common = {"request_id": request_id, "merchant": "m1", "currency": currency, "description": fate}
-        ledger.hold(
-            session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
-        )
+        held = Posting(request_id, "m1", currency, f"{request_id}:hold1", tuple(cost_legs("m1", allocation)))
+        ledger.hold(session, held, description=fate)
         if fate == "pending":
             return
         ledger.resolve(session, request_id, post=fate != "voided", description=fate)
         if fate == "voided":
             return
-        payout = ledger.payout_leg("m1", "stripe", currency, allocation.total)
-        ledger.post(session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
+        paid = (payout_leg("m1", "stripe", currency, allocation.total),)
+        payout = Posting(request_id, "m1", currency, f"{request_id}:payout", paid)
+        ledger.post(session, payout, description=fate)
         if fate == "reversed":
             posted = ledger.transfers(session, request_id, posted_only=True)
-            ledger.post(
-                session, key_prefix=f"{request_id}:reversal", legs=ledger.reversal_legs(posted), **common
-            )
+            for reversal in reversal_postings(request_id, posted):
+                ledger.post(session, reversal, description=fate)
     if fate == "reversed":
         with db.transaction() as session:
             assert ledger.balances(session, request_id) == {}

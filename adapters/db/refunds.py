@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from adapters.db import ledger
-from adapters.db.ledger import AccountName
 from adapters.db.models import RefundRow, utcnow
+from domain.accounts import paid_out
 from domain.allocation import Allocation
 from domain.contracts import RefundState
 from domain.money import Money
@@ -116,16 +116,6 @@ def booked(
     for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
         if row.amount is None or not row.currency or row.psp_refund_id is None:
             continue
-        # paid from the PSP balance in the refund's currency, or converted from another one
-        paid_from = (
-            f":{AccountName.PSP_RECEIVABLE.value}:{provider.value}:",
-            f":{AccountName.FX_CONVERSION.value}:",
-        )
-        paid_out = -sum(
-            value
-            for (account_name, currency), value in ledger.balances(session, row.request_id).items()
-            if currency == row.currency and any(part in account_name for part in paid_from)
-        )
         result.append(
             BookedRefund(
                 request_id=row.request_id,
@@ -133,7 +123,7 @@ def booked(
                 payment_reference=row.payment_reference,
                 amount=Money(value=row.amount, currency=row.currency),
                 succeeded=row.status == RefundStatus.SUCCEEDED.value,
-                paid_out=paid_out,
+                paid_out=paid_out(ledger.balances(session, row.request_id), provider.value, row.currency),
             )
         )
     return result
