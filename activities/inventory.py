@@ -21,10 +21,10 @@ class InventoryActivities:
         receipt = input.receipt
         with self._db.transaction() as session:
             if receipt is None:
-                audit.record(self._db, session, input.request_id, input.payment_reference, list(input.audit))
+                audit.record(session, input.request_id, input.payment_reference, list(input.audit))
                 return RestockResult()
             merchant = input.merchant_id or self._merchant
-            added = inventory.restock(self._db, session, merchant, input.request_id, receipt)
+            added = inventory.restock(session, merchant, input.request_id, receipt)
             received = {line.sku: str(line.received) for line in receipt.lines}
             event = activity_event(
                 f"inventory:{receipt.receipt_id}",
@@ -37,5 +37,5 @@ class InventoryActivities:
                     **{f"restocked:{sku}": str(units) for sku, units in added.items()},
                 },
             )
-            audit.record(self._db, session, input.request_id, input.payment_reference, [*input.audit, event])
+            audit.record(session, input.request_id, input.payment_reference, [*input.audit, event])
         return RestockResult(restocked=added)

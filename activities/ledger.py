@@ -8,8 +8,9 @@ from temporalio import activity
 from activities.audit import activity_event
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
+from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
-from domain.allocation import Allocation
+from domain import postings
 from domain.contracts import (
     ExternalRefundInput,
     FinishInput,
@@ -18,16 +19,25 @@ from domain.contracts import (
     ReserveInput,
 )
 from domain.fx import fx_difference
-from domain.money import Money
 from domain.naming import Activity, external_request_id
-from domain.status import ErrorCode, RefundMethod, RefundStatus
+from domain.status import ErrorCode, RefundStatus
 
 
-def _allocation(amount: Money, allocation: Allocation | None) -> Allocation:
-    """The workflow's allocation, or (none given) the whole amount unallocated over no lines."""
-    if allocation is not None and allocation.total == amount.value:
-        return allocation
-    return Allocation(currency=amount.currency, unallocated=amount.value)
+def _settled(outcome: FinishInput) -> SettledRefund:
+    return SettledRefund(
+        request_id=outcome.request_id,
+        provider=outcome.provider,
+        payment_reference=outcome.payment_reference,
+        order_id=outcome.order_id,
+        merchant_id=outcome.merchant_id,
+        status=outcome.status,
+        method=outcome.method,
+        amount=outcome.amount,
+        psp_refund_id=outcome.psp_refund_id,
+        failure_code=outcome.failure_code,
+        allocation=outcome.allocation,
+        request_digest=outcome.request_digest,
+    )
 
 
 class LedgerActivities:
@@ -38,65 +48,48 @@ class LedgerActivities:
     @activity.defn(name=Activity.RESERVE)
     def reserve(self, input: ReserveInput) -> Reservation:
         with self._db.transaction() as session:
-            outcome = reservations.reserve(self._db, session, input.request_id, input.payment, input.amount)
+            outcome = reservations.reserve(session, input.request_id, input.payment, input.amount)
             if outcome.granted:
                 merchant = input.merchant_id or self._merchant
-                ledger.hold(
-                    self._db,
-                    session,
-                    key_prefix=f"{input.request_id}:hold{outcome.holds}",
-                    request_id=input.request_id,
-                    merchant=merchant,
-                    currency=input.amount.currency,
-                    legs=ledger.cost_legs(merchant, _allocation(input.amount, input.allocation)),
-                    description=f"reserved for refund of {input.payment.reference}",
+                held = postings.reservation(
+                    input.request_id, merchant, outcome.holds, input.amount, input.allocation
                 )
+                ledger.hold(session, held, description=f"reserved for refund of {input.payment.reference}")
             event = activity_event(
                 "ledger:reserve",
                 "amount_reserved" if outcome.granted else "reservation_refused",
                 reason_code=outcome.refusal.value if outcome.refusal else "ok",
                 detail={"amount": str(input.amount.value), "available": str(outcome.available)},
             )
-            audit.record(self._db, session, input.request_id, input.payment.reference, [*input.audit, event])
+            audit.record(session, input.request_id, input.payment.reference, [*input.audit, event])
         return Reservation(granted=outcome.granted, available=outcome.available, refusal=outcome.refusal)
 
     @activity.defn(name=Activity.FINISH)
     def finish(self, outcome: FinishInput) -> None:
         """Money moved (a refund succeeded): post the pending costs and the PSP's payout. Nothing
         moved (a void, a refusal, a rejection): void them."""
-        moved = (
-            outcome.status is RefundStatus.SUCCEEDED
-            and outcome.method is RefundMethod.REFUND
-            and outcome.amount is not None
-        )
+        moved = postings.money_moved(outcome.status, outcome.method, outcome.amount)
         events = list(outcome.audit)
         with self._db.transaction() as session:
             if refunds.get(session, outcome.request_id) is not None:
                 # settled already (this step's own retry, or a run the database outlived): the
                 # books and the row stand as they are
-                audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+                audit.record(session, outcome.request_id, outcome.payment_reference, events)
                 return
             succeeded = outcome.status is RefundStatus.SUCCEEDED
             settled_as = ReservationState.COMMITTED if succeeded else ReservationState.RELEASED
             if reservations.settle(session, outcome.request_id, settled_as):
                 events.append(activity_event("ledger:settle", f"reservation_{settled_as.value}"))
             why = f"refund {outcome.psp_refund_id or '-'} of order {outcome.order_id}"
-            resolved = ledger.resolve(self._db, session, outcome.request_id, post=moved, description=why)
+            resolved = ledger.resolve(session, outcome.request_id, post=moved, description=why)
             if moved and outcome.amount is not None:
                 amount = outcome.amount
                 merchant = outcome.merchant_id or self._merchant
-                postings = ledger.payout_postings(merchant, outcome.provider.value, amount, outcome.fx)
-                for currency, legs in postings:
-                    ledger.post(
-                        self._db,
-                        session,
-                        key_prefix=f"{outcome.request_id}:payout:{currency}",
-                        request_id=outcome.request_id,
-                        merchant=merchant,
-                        currency=currency,
-                        legs=legs,
-                        description=why,
-                    )
+                provider = outcome.provider.value
+                for payout in postings.payout_postings(
+                    outcome.request_id, merchant, provider, amount, outcome.fx
+                ):
+                    ledger.post(session, payout, description=why)
                 detail = {"amount": str(amount.value), "currency": amount.currency}
                 if outcome.fx is not None:
                     detail |= {
@@ -108,8 +101,8 @@ class LedgerActivities:
                 events.append(
                     activity_event("ledger:void", "ledger_voided", detail={"transfers": str(resolved)})
                 )
-            refunds.save_outcome(session, outcome)
-            audit.record(self._db, session, outcome.request_id, outcome.payment_reference, events)
+            refunds.save_outcome(session, _settled(outcome))
+            audit.record(session, outcome.request_id, outcome.payment_reference, events)
 
     @activity.defn(name=Activity.REVERSE)
     def reverse(self, late: LateFailureInput) -> bool:
@@ -125,17 +118,9 @@ class LedgerActivities:
                 transfer.merchant != (late.merchant_id or self._merchant) for transfer in posted
             ):
                 return False  # not this refund's PSP refund, or another merchant's account reporting
-            for currency in sorted({transfer.currency for transfer in posted}):
-                ledger.post(
-                    self._db,
-                    session,
-                    key_prefix=f"{late.request_id}:reversal",
-                    request_id=late.request_id,
-                    merchant=posted[0].merchant,
-                    currency=currency,
-                    legs=ledger.reversal_legs([t for t in posted if t.currency == currency]),
-                    description=f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}",
-                )
+            why = f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}"
+            for reversal in postings.reversal_postings(late.request_id, posted):
+                ledger.post(session, reversal, description=why)
             code = late.update.failure_code or ErrorCode.PSP_DECLINED
             row.status = RefundStatus.FAILED.value
             row.failure_code = code.value
@@ -153,7 +138,7 @@ class LedgerActivities:
             event = event.model_copy(
                 update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
             )
-            audit.record(self._db, session, late.request_id, row.payment_reference, [*late.audit, event])
+            audit.record(session, late.request_id, row.payment_reference, [*late.audit, event])
             return True
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)
@@ -167,16 +152,8 @@ class LedgerActivities:
         merchant, provider = refund.merchant_id or self._merchant, refund.provider.value
         with self._db.transaction() as session:
             posted = ledger.post(
-                self._db,
                 session,
-                key_prefix=f"{request_id}:external",
-                request_id=request_id,
-                merchant=merchant,
-                currency=amount.currency,
-                legs=[
-                    *ledger.cost_legs(merchant, _allocation(amount, None)),
-                    ledger.payout_leg(merchant, provider, amount.currency, amount.value),
-                ],
+                postings.external_refund(request_id, merchant, provider, amount),
                 description=f"refund {refund.psp_refund_id} made outside the product",
             )
             if not posted:
@@ -186,11 +163,10 @@ class LedgerActivities:
             )
             refunds.save_outcome(
                 session,
-                FinishInput(
+                SettledRefund(
                     request_id=request_id,
                     provider=refund.provider,
                     payment_reference=refund.payment_reference,
-                    order_id="",
                     status=RefundStatus.SUCCEEDED,
                     merchant_id=refund.merchant_id,
                     amount=amount,
@@ -204,5 +180,5 @@ class LedgerActivities:
                 reason_code="not_requested_by_us",
                 detail={"psp_refund_id": refund.psp_refund_id, "psp_event_id": outcome.psp_event_id or ""},
             )
-            audit.record(self._db, session, request_id, refund.payment_reference, [event])
+            audit.record(session, request_id, refund.payment_reference, [event])
         return True

@@ -40,5 +40,5 @@ class NotifyActivities:
             detail={"hook": "configured" if delivered else "none", "message": input.message[:500]},
         )
         with self._db.transaction() as session:
-            audit.record(self._db, session, input.request_id, input.payment_reference, [*input.audit, event])
+            audit.record(session, input.request_id, input.payment_reference, [*input.audit, event])
         return delivered

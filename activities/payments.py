@@ -96,7 +96,7 @@ class PaymentActivities:
 
     def _audit(self, call: PspRefundCall, event: AuditEvent) -> None:
         with self._db.transaction() as session:
-            audit.record(self._db, session, call.request_id, call.payment.reference, [event])
+            audit.record(session, call.request_id, call.payment.reference, [event])
 
 
 def _result_event(key: str, step: str, result: RefundResult) -> AuditEvent:

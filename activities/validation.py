@@ -113,9 +113,9 @@ class ValidationActivities:
         with self._db.transaction() as session:
             if validation.payment is not None:
                 signals = velocity.record_and_measure(
-                    self._db, session, request, datetime.now(UTC), validation.payment.card_fingerprint
+                    session, request, datetime.now(UTC), validation.payment.card_fingerprint
                 )
                 validation = validation.model_copy(update={"signals": signals})
             rows = [*input.audit, *events, verdict]
-            audit.record(self._db, session, request.request_id, request.payment_reference, rows)
+            audit.record(session, request.request_id, request.payment_reference, rows)
         return validation

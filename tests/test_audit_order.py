@@ -20,10 +20,9 @@ def test_the_trail_is_in_time_order_and_times_never_run_backwards(db: Database) 
     task_start = datetime.now(UTC)
     validated = task_start + timedelta(milliseconds=150)  # the activity's own clock, later
     with db.transaction() as session:
-        audit.record(db, session, request_id, "pi_1", [_event("validate", "validated", validated)])
+        audit.record(session, request_id, "pi_1", [_event("validate", "validated", validated)])
     with db.transaction() as session:  # the workflow's note of that task, written with the next step
         audit.record(
-            db,
             session,
             request_id,
             "pi_1",

@@ -18,6 +18,7 @@ from adapters.db.reservations import ReservationState
 from domain.allocation import AllocatedLine, Allocation
 from domain.contracts import AuditEvent, PaymentRecord
 from domain.money import Money
+from domain.postings import Posting, cost_legs, payout_leg, reversal_postings
 from domain.status import ErrorCode, PaymentState, Provider
 from tests.helpers import unique
 
@@ -36,9 +37,7 @@ def captured(amount: int) -> PaymentRecord:
 
 def reserve(db: Database, request_id: str, payment: PaymentRecord, amount: int) -> bool:
     with db.transaction() as session:
-        return reservations.reserve(
-            db, session, request_id, payment, Money(value=amount, currency="EUR")
-        ).granted
+        return reservations.reserve(session, request_id, payment, Money(value=amount, currency="EUR")).granted
 
 
 def test_concurrent_partial_refunds_never_exceed_the_capture(db: Database) -> None:
@@ -79,7 +78,7 @@ def test_a_committed_request_is_never_reserved_again(db: Database) -> None:
     with db.transaction() as session:
         assert reservations.settle(session, request_id, ReservationState.COMMITTED)
     with db.transaction() as session:
-        outcome = reservations.reserve(db, session, request_id, payment, Money(value=100, currency="EUR"))
+        outcome = reservations.reserve(session, request_id, payment, Money(value=100, currency="EUR"))
     assert (outcome.granted, outcome.refusal) == (False, ErrorCode.ALREADY_REFUNDED)
 
 
@@ -136,19 +135,11 @@ def allocation_of(goods: int, tax: int, shipping: int) -> Allocation:
 
 def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> None:
     request_id = unique("r")
-    legs = ledger.cost_legs("m1", allocation_of(1_000, 190, 490))
+    legs = tuple(cost_legs("m1", allocation_of(1_000, 190, 490)))
+    held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", legs)
     for _ in range(2):  # holding again under the same key is a no-op
         with db.transaction() as session:
-            ledger.hold(
-                db,
-                session,
-                key_prefix=f"{request_id}:hold1",
-                request_id=request_id,
-                merchant="m1",
-                currency="EUR",
-                legs=legs,
-                description="hold",
-            )
+            ledger.hold(session, held, description="hold")
     with db.transaction() as session:
         assert ledger.balances(session, request_id) == {}
         assert ledger.balances(session, request_id, pending=True) == {
@@ -157,23 +148,12 @@ def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> No
             ("m1:shipping_contra_revenue:EUR", "EUR"): 490,
             ("m1:customer_refunds_payable:EUR", "EUR"): -1_680,
         }
-        assert ledger.resolve(db, session, request_id, post=True, description="confirmed") == 3
-        assert ledger.resolve(db, session, request_id, post=True, description="again") == 0
-        payout = ledger.payout_leg("m1", "adyen", "EUR", 1_680)
+        assert ledger.resolve(session, request_id, post=True, description="confirmed") == 3
+        assert ledger.resolve(session, request_id, post=True, description="again") == 0
+        paid = (payout_leg("m1", "adyen", "EUR", 1_680),)
+        payout = Posting(request_id, "m1", "EUR", f"{request_id}:payout", paid)
         for expected in (True, False):
-            assert (
-                ledger.post(
-                    db,
-                    session,
-                    key_prefix=f"{request_id}:payout",
-                    request_id=request_id,
-                    merchant="m1",
-                    currency="EUR",
-                    legs=[payout],
-                    description="paid",
-                )
-                is expected
-            )
+            assert ledger.post(session, payout, description="paid") is expected
     with db.transaction() as session:
         assert ledger.balances(session, request_id, pending=True) == {}
         assert ledger.balances(session, request_id) == {
@@ -187,18 +167,11 @@ def test_a_reservation_is_pending_until_posted_then_paid_out(db: Database) -> No
 def test_a_refused_refund_voids_its_reservation_and_posts_nothing(db: Database) -> None:
     request_id = unique("r")
     with db.transaction() as session:
-        ledger.hold(
-            db,
-            session,
-            key_prefix=f"{request_id}:hold1",
-            request_id=request_id,
-            merchant="m1",
-            currency="EUR",
-            legs=ledger.cost_legs("m1", allocation_of(700, 0, 0)),
-            description="hold",
-        )
-        assert ledger.resolve(db, session, request_id, post=False, description="refused") == 1
-        assert ledger.resolve(db, session, request_id, post=True, description="too late") == 0
+        legs = tuple(cost_legs("m1", allocation_of(700, 0, 0)))
+        held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", legs)
+        ledger.hold(session, held, description="hold")
+        assert ledger.resolve(session, request_id, post=False, description="refused") == 1
+        assert ledger.resolve(session, request_id, post=True, description="too late") == 0
     with db.transaction() as session:
         assert ledger.balances(session, request_id) == {}
         assert ledger.balances(session, request_id, pending=True) == {}
@@ -209,7 +182,7 @@ def test_audit_rows_are_written_once_per_key(db: Database) -> None:
     event = AuditEvent(key="k1", step="validated", actor="system", at=datetime.now(UTC))
     for _ in range(2):
         with db.transaction() as session:
-            audit.record(db, session, request_id, "pi_1", [event])
+            audit.record(session, request_id, "pi_1", [event])
     with db.transaction() as session:
         assert [e.step for e in audit.trail(session, request_id)] == ["validated"]
 
@@ -287,22 +260,20 @@ def test_the_books_balance_per_currency_whatever_happens(
 def run_refund(db: Database, request_id: str, allocation: Allocation, fate: str) -> None:
     currency = allocation.currency
     with db.transaction() as session:
-        common = {"request_id": request_id, "merchant": "m1", "currency": currency, "description": fate}
-        ledger.hold(
-            db, session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
-        )
+        held = Posting(request_id, "m1", currency, f"{request_id}:hold1", tuple(cost_legs("m1", allocation)))
+        ledger.hold(session, held, description=fate)
         if fate == "pending":
             return
-        ledger.resolve(db, session, request_id, post=fate != "voided", description=fate)
+        ledger.resolve(session, request_id, post=fate != "voided", description=fate)
         if fate == "voided":
             return
-        payout = ledger.payout_leg("m1", "stripe", currency, allocation.total)
-        ledger.post(db, session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
+        paid = (payout_leg("m1", "stripe", currency, allocation.total),)
+        payout = Posting(request_id, "m1", currency, f"{request_id}:payout", paid)
+        ledger.post(session, payout, description=fate)
         if fate == "reversed":
             posted = ledger.transfers(session, request_id, posted_only=True)
-            ledger.post(
-                db, session, key_prefix=f"{request_id}:reversal", legs=ledger.reversal_legs(posted), **common
-            )
+            for reversal in reversal_postings(request_id, posted):
+                ledger.post(session, reversal, description=fate)
     if fate == "reversed":
         with db.transaction() as session:
             assert ledger.balances(session, request_id) == {}

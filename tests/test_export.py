@@ -13,6 +13,7 @@ import pytest
 from adapters.db import ledger, outbox
 from adapters.db.engine import Database
 from domain.allocation import AllocatedLine, Allocation
+from domain.postings import Posting, cost_legs, payout_leg
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.helpers import refund_body, unique
@@ -25,15 +26,14 @@ def book_refund(db: Database, *, goods: int, tax: int, confirmed: bool = True) -
     """A refund's reservation and, when confirmed, its posting and payout, as the activities do."""
     request_id = unique("r")
     allocation = Allocation(currency="EUR", lines=[AllocatedLine(sku="A", quantity=1, goods=goods, tax=tax)])
-    common = {"request_id": request_id, "merchant": "m1", "currency": "EUR", "description": "test"}
     with db.transaction() as session:
-        ledger.hold(
-            db, session, key_prefix=f"{request_id}:hold1", legs=ledger.cost_legs("m1", allocation), **common
-        )
-        ledger.resolve(db, session, request_id, post=confirmed, description="settled")
+        held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", tuple(cost_legs("m1", allocation)))
+        ledger.hold(session, held, description="test")
+        ledger.resolve(session, request_id, post=confirmed, description="settled")
         if confirmed:
-            payout = ledger.payout_leg("m1", "stripe", "EUR", goods + tax)
-            ledger.post(db, session, key_prefix=f"{request_id}:payout", legs=[payout], **common)
+            paid = (payout_leg("m1", "stripe", "EUR", goods + tax),)
+            payout = Posting(request_id, "m1", "EUR", f"{request_id}:payout", paid)
+            ledger.post(session, payout, description="test")
     return request_id
 
 

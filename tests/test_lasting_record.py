@@ -112,7 +112,15 @@ def test_a_settled_row_is_never_overwritten(db: Database) -> None:
     with db.transaction() as session:
         row = refunds.get(session, request_id)
         assert row is not None and (row.status, row.psp_refund_id) == ("succeeded", "re_1")
-        assert refunds.save_outcome(session, _outcome(request_id, RefundStatus.FAILED, None)) is False
+        failed = refunds.SettledRefund(
+            request_id=request_id,
+            provider=Provider.STRIPE,
+            payment_reference="pi_settled",
+            order_id="order-1",
+            status=RefundStatus.FAILED,
+            amount=Money(value=500, currency="EUR"),
+        )
+        assert refunds.save_outcome(session, failed) is False
 
 
 async def _signals(stack: Stack, request_id: str) -> int:

@@ -17,6 +17,7 @@ from sqlmodel import SQLModel
 
 from adapters.db import ledger, migrate
 from adapters.db.engine import make_engine
+from domain.postings import Transfer
 from tests.conftest import PG_ADMIN_URL, postgres_available
 
 
@@ -94,7 +95,7 @@ def test_postings_made_before_transfers_become_transfers(empty_engine: Engine) -
     migrate.upgrade(empty_engine)
     with Session(empty_engine) as session:
         assert ledger.transfers(session, "r1") == [
-            ledger.Transfer(
+            Transfer(
                 "r1:refund",
                 "m1:refunds_contra_revenue:EUR",
                 "m1:psp_clearing:stripe:EUR",

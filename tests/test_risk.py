@@ -173,7 +173,7 @@ def test_velocity_counts_earlier_requests_of_the_customer_and_the_payment(db: Da
     def measure(order: str, payment: str = "pi_v", at: datetime = now) -> RiskSignals:
         asked = request(customer=customer, order=order).model_copy(update={"payment_reference": payment})
         with db.transaction() as session:
-            return velocity.record_and_measure(db, session, asked, at)
+            return velocity.record_and_measure(session, asked, at)
 
     assert measure("o0", "pi_old", now - timedelta(days=40)) == RiskSignals()
     # 40 days ago is outside the 30-day velocity but inside the 90-day order count
@@ -187,7 +187,7 @@ def test_velocity_counts_earlier_requests_of_the_customer_and_the_payment(db: Da
             stranger = request(customer=unique("cus"), order=unique("o")).model_copy(
                 update={"payment_reference": unique("pi")}
             )
-            counts.append(velocity.record_and_measure(db, session, stranger, now, card).card_requests_30d)
+            counts.append(velocity.record_and_measure(session, stranger, now, card).card_requests_30d)
     assert counts == [0, 1]
 
 

@@ -92,13 +92,13 @@ def record_decisions(db: Database, count: int) -> None:
             at=NOW - timedelta(days=1),
         )
         with db.transaction() as session:
-            audit.record(db, session, unique("past"), "pi_past", [event])
+            audit.record(session, unique("past"), "pi_past", [event])
     # a decision the policy took at a deadline is no reviewer's judgement: left out of training
     timeout = AuditEvent(
         key="review", step="review_decided", actor="policy:v1", reason_code="rejected", at=NOW
     )
     with db.transaction() as session:
-        audit.record(db, session, unique("past"), "pi_past", [timeout])
+        audit.record(session, unique("past"), "pi_past", [timeout])
 
 
 def test_training_learns_from_reviews_and_reports_held_out_quality(tmp_path: Path) -> None:

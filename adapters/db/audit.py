@@ -10,18 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from adapters.db.engine import Database
+from adapters.db.dialect import insert_ignoring_conflicts
 from adapters.db.models import AuditRow
 from domain.contracts import AuditEvent
 
 
-def record(
-    db: Database,
-    session: Session,
-    request_id: str,
-    original_reference: str,
-    events: list[AuditEvent],
-) -> int:
+def record(session: Session, request_id: str, original_reference: str, events: list[AuditEvent]) -> int:
     """Insert events; an event key already written for this refund is skipped (retries).
 
     A step the workflow took is stamped with its task's start (`workflow.now()` does not move while
@@ -50,7 +44,7 @@ def record(
         }
         for event, at in zip(events, stamps, strict=True)
     ]
-    return db.insert_ignoring_conflicts(session, AuditRow, rows)
+    return insert_ignoring_conflicts(session, AuditRow, rows)
 
 
 class AuditEntry(BaseModel):

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import SQLModel
 
 from adapters.db import (
     migrate,
@@ -76,28 +74,6 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         with self._sessions() as session, session.begin():
             yield session
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
-    def insert_ignoring_conflicts(
-        self, session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
-    ) -> int:
-        """Insert rows, skipping any whose unique key exists; returns how many were inserted."""
-        return len(self.insert_new(session, model, rows))
-
-    def insert_new(self, session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> list[Any]:
-        """Insert rows, skipping any that conflict with a unique key; the primary keys inserted."""
-        if not rows:
-            return []
-        table = model.__table__  # type: ignore[attr-defined]
-        dialect = postgresql if self.is_postgres else sqlite
-        # RETURNING tells what was really inserted (rowcount is unreliable for ON CONFLICT); rows go
-        # as parameters, not in the statement, so its compiled form is cached across calls.
-        key = next(iter(table.primary_key.columns))
-        statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
-        return [row[0] for row in session.execute(statement, rows).all()]
 
     def dispose(self) -> None:
         self.engine.dispose()

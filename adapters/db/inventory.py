@@ -6,14 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from adapters.db.engine import Database
+from adapters.db.dialect import insert_ignoring_conflicts, insert_new
 from adapters.db.models import RestockRow, StockRow, utcnow
 from domain.returns import GoodsReceipt
 
 
-def restock(
-    db: Database, session: Session, merchant: str, request_id: str, receipt: GoodsReceipt
-) -> dict[str, int]:
+def restock(session: Session, merchant: str, request_id: str, receipt: GoodsReceipt) -> dict[str, int]:
     """Add the receipt's sellable units to stock; a receipt restocked before adds nothing again.
     Returns the receipt's restocked units per SKU (the same answer on every retry)."""
     sellable: dict[str, int] = {}
@@ -22,9 +20,9 @@ def restock(
             sellable[line.sku] = sellable.get(line.sku, 0) + line.sellable
     for sku, units in sorted(sellable.items()):
         row = {"request_id": request_id, "receipt_id": receipt.receipt_id, "sku": sku, "units": units}
-        if not db.insert_new(session, RestockRow, [row]):
+        if not insert_new(session, RestockRow, [row]):
             continue  # this receipt's SKU was restocked already
-        db.insert_ignoring_conflicts(session, StockRow, [{"merchant": merchant, "sku": sku, "on_hand": 0}])
+        insert_ignoring_conflicts(session, StockRow, [{"merchant": merchant, "sku": sku, "on_hand": 0}])
         stock = session.get(StockRow, (merchant, sku), with_for_update=True)
         assert stock is not None
         stock.on_hand += units

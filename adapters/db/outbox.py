@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlmodel import col
 
+from adapters.db.dialect import claim_unlocked
 from adapters.db.engine import Database
 from adapters.db.models import LedgerOutboxRow, LedgerTransferRow, utcnow
 
@@ -56,7 +57,7 @@ def export(
     """Claim up to `limit` unexported entries, hand them to `write`, then mark them exported."""
     batch = batch_id or f"b{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
     with db.transaction() as session:
-        claimed = _unexported(limit).with_for_update(skip_locked=True, of=LedgerOutboxRow)
+        claimed = claim_unlocked(_unexported(limit), of=LedgerOutboxRow)
         rows = session.execute(claimed).all()
         result = ExportBatch(batch, [_entry(outbox, transfer) for outbox, transfer in rows])
         if not rows:

@@ -7,7 +7,7 @@ import hashlib
 
 from sqlalchemy.orm import Session
 
-from adapters.db.engine import Database
+from adapters.db.dialect import insert_ignoring_conflicts
 from adapters.db.models import PspEventRow
 from domain.status import Provider
 
@@ -25,7 +25,7 @@ def seen(session: Session, provider: Provider, account: str, event_id: str) -> b
     return session.get(PspEventRow, (provider.value, account, _key(event_id))) is not None
 
 
-def remember(db: Database, session: Session, provider: Provider, account: str, event_id: str) -> None:
+def remember(session: Session, provider: Provider, account: str, event_id: str) -> None:
     """Record the event as signalled; remembering it twice (two deliveries at once) is harmless."""
     row = {"provider": provider.value, "account": account, "event_key": _key(event_id)}
-    db.insert_ignoring_conflicts(session, PspEventRow, [row])
+    insert_ignoring_conflicts(session, PspEventRow, [row])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.db.dialect import insert_ignoring_conflicts
 from adapters.db.engine import Database
 from adapters.db.models import ReferenceAliasRow
 
@@ -13,7 +14,7 @@ class DatabaseReferenceBook:
     def remember(self, alias: str, request_id: str) -> None:
         """Idempotent: every attempt of a refund remembers the same alias."""
         with self._db.transaction() as session:
-            self._db.insert_ignoring_conflicts(
+            insert_ignoring_conflicts(
                 session, ReferenceAliasRow, [{"alias": alias, "request_id": request_id}]
             )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,16 +11,34 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from adapters.db import ledger
-from adapters.db.ledger import AccountName
 from adapters.db.models import RefundRow, utcnow
+from domain.accounts import paid_out
 from domain.allocation import Allocation
-from domain.contracts import FinishInput, RefundState
+from domain.contracts import RefundState
 from domain.money import Money
 from domain.reconciliation import BookedRefund
 from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
 
 
-def save_outcome(session: Session, outcome: FinishInput) -> bool:
+@dataclass(frozen=True)
+class SettledRefund:
+    """A refund's settled outcome, as its row keeps it."""
+
+    request_id: str
+    provider: Provider
+    payment_reference: str
+    status: RefundStatus
+    amount: Money | None
+    order_id: str = ""  # a refund made outside the product belongs to no order of ours
+    merchant_id: str | None = None  # None: the installation's default merchant
+    method: RefundMethod = RefundMethod.REFUND
+    psp_refund_id: str | None = None
+    failure_code: ErrorCode | None = None
+    allocation: Allocation | None = None
+    request_digest: str | None = None
+
+
+def save_outcome(session: Session, outcome: SettledRefund) -> bool:
     """Write the settled refund once. A settled row is the lasting record and is never overwritten
     (only a late PSP failure changes it, through the reversal); False when one exists."""
     if session.get(RefundRow, outcome.request_id) is not None:
@@ -97,16 +116,6 @@ def booked(
     for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
         if row.amount is None or not row.currency or row.psp_refund_id is None:
             continue
-        # paid from the PSP balance in the refund's currency, or converted from another one
-        paid_from = (
-            f":{AccountName.PSP_RECEIVABLE.value}:{provider.value}:",
-            f":{AccountName.FX_CONVERSION.value}:",
-        )
-        paid_out = -sum(
-            value
-            for (account_name, currency), value in ledger.balances(session, row.request_id).items()
-            if currency == row.currency and any(part in account_name for part in paid_from)
-        )
         result.append(
             BookedRefund(
                 request_id=row.request_id,
@@ -114,7 +123,7 @@ def booked(
                 payment_reference=row.payment_reference,
                 amount=Money(value=row.amount, currency=row.currency),
                 succeeded=row.status == RefundStatus.SUCCEEDED.value,
-                paid_out=paid_out,
+                paid_out=paid_out(ledger.balances(session, row.request_id), provider.value, row.currency),
             )
         )
     return result

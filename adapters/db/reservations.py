@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from adapters.db.engine import Database
+from adapters.db.dialect import insert_ignoring_conflicts
 from adapters.db.models import PaymentRow, ReservationRow, utcnow
 from domain.contracts import PaymentRecord
 from domain.money import Money
@@ -34,9 +34,7 @@ def payment_key(payment: PaymentRecord) -> str:
     return f"{payment.provider.value}:{payment.reference}"
 
 
-def reserve(
-    db: Database, session: Session, request_id: str, payment: PaymentRecord, amount: Money
-) -> ReserveOutcome:
+def reserve(session: Session, request_id: str, payment: PaymentRecord, amount: Money) -> ReserveOutcome:
     """Hold `amount` for this refund unless held and committed refunds would exceed the cap.
 
     Idempotent: a request that already holds its reservation is granted again; one whose
@@ -46,7 +44,7 @@ def reserve(
     """
     key = payment_key(payment)
     cap = payment.amount_captured or payment.amount_authorized
-    db.insert_ignoring_conflicts(
+    insert_ignoring_conflicts(
         session,
         PaymentRow,
         [

@@ -8,17 +8,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from adapters.db.engine import Database
+from adapters.db.dialect import insert_ignoring_conflicts
 from adapters.db.models import RefundRequestRow
 from domain.contracts import RiskSignals
 from domain.requests import RefundRequest
 
 
 def record_and_measure(
-    db: Database, session: Session, request: RefundRequest, now: datetime, card_fingerprint: str | None = None
+    session: Session, request: RefundRequest, now: datetime, card_fingerprint: str | None = None
 ) -> RiskSignals:
     """Remember this request (once), then count the earlier ones that make it riskier."""
-    db.insert_ignoring_conflicts(
+    insert_ignoring_conflicts(
         session,
         RefundRequestRow,
         [

@@ -77,7 +77,7 @@ async def _signal_once(
 
     def _remember() -> None:
         with services.db.transaction() as session:
-            psp_events.remember(services.db, session, provider, account, event.event_id)
+            psp_events.remember(session, provider, account, event.event_id)
 
     if await run_in_threadpool(_seen):
         WEBHOOK_REPLAYS.labels(source=provider.value).inc()
