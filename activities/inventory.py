@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.audit import activity_event
+from activities.merchant import Merchants
 from adapters.db import audit, inventory
 from adapters.db.engine import Database
 from domain.contracts import RestockInput, RestockResult
@@ -14,7 +15,7 @@ from domain.naming import Activity
 class InventoryActivities:
     def __init__(self, db: Database, merchant_id: str) -> None:
         self._db = db
-        self._merchant = merchant_id
+        self._merchants = Merchants(merchant_id)
 
     @activity.defn(name=Activity.RESTOCK)
     def restock(self, input: RestockInput) -> RestockResult:
@@ -23,7 +24,7 @@ class InventoryActivities:
             if receipt is None:
                 audit.record(session, input.request_id, input.payment_reference, list(input.audit))
                 return RestockResult()
-            merchant = input.merchant_id or self._merchant
+            merchant = self._merchants.named(input.merchant_id)
             added = inventory.restock(session, merchant, input.request_id, receipt)
             received = {line.sku: str(line.received) for line in receipt.lines}
             event = activity_event(

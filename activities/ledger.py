@@ -6,6 +6,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.audit import activity_event
+from activities.merchant import Merchants
 from adapters.db import audit, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.refunds import SettledRefund
@@ -43,14 +44,14 @@ def _settled(outcome: FinishInput) -> SettledRefund:
 class LedgerActivities:
     def __init__(self, db: Database, merchant_id: str) -> None:
         self._db = db
-        self._merchant = merchant_id
+        self._merchants = Merchants(merchant_id)
 
     @activity.defn(name=Activity.RESERVE)
     def reserve(self, input: ReserveInput) -> Reservation:
         with self._db.transaction() as session:
             outcome = reservations.reserve(session, input.request_id, input.payment, input.amount)
             if outcome.granted:
-                merchant = input.merchant_id or self._merchant
+                merchant = self._merchants.named(input.merchant_id)
                 held = postings.reservation(
                     input.request_id, merchant, outcome.holds, input.amount, input.allocation
                 )
@@ -84,7 +85,7 @@ class LedgerActivities:
             resolved = ledger.resolve(session, outcome.request_id, post=moved, description=why)
             if moved and outcome.amount is not None:
                 amount = outcome.amount
-                merchant = outcome.merchant_id or self._merchant
+                merchant = self._merchants.named(outcome.merchant_id)
                 provider = outcome.provider.value
                 for payout in postings.payout_postings(
                     outcome.request_id, merchant, provider, amount, outcome.fx
@@ -115,7 +116,7 @@ class LedgerActivities:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)
             if row.psp_refund_id != late.update.psp_refund_id or any(
-                transfer.merchant != (late.merchant_id or self._merchant) for transfer in posted
+                transfer.merchant != self._merchants.named(late.merchant_id) for transfer in posted
             ):
                 return False  # not this refund's PSP refund, or another merchant's account reporting
             why = f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}"
@@ -149,7 +150,7 @@ class LedgerActivities:
             return False
         request_id = external_request_id(refund.provider.value, refund.psp_refund_id)
         amount = outcome.amount
-        merchant, provider = refund.merchant_id or self._merchant, refund.provider.value
+        merchant, provider = self._merchants.named(refund.merchant_id), refund.provider.value
         with self._db.transaction() as session:
             posted = ledger.post(
                 session,

@@ -10,6 +10,7 @@ from temporalio import activity
 
 from activities.audit import activity_event
 from activities.errors import application_error
+from activities.merchant import Merchants
 from adapters.db import audit, holds, velocity
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
@@ -37,7 +38,7 @@ class ValidationActivities:
         self._db = db
         self._psps = psps
         self._secrets = secrets_by_merchant
-        self._default_merchant = default_merchant
+        self._merchants = Merchants(default_merchant)
 
     @activity.defn(name=Activity.VALIDATE)
     def validate(self, input: ValidateInput) -> Validation:
@@ -87,7 +88,7 @@ class ValidationActivities:
             signature.verify(
                 input.evidence.signature_header,
                 body,
-                self._secrets.get(input.merchant_id or self._default_merchant, []),
+                self._secrets.get(self._merchants.named(input.merchant_id), []),
                 int(time.time()),
                 tolerance=None,
             )
