@@ -26,7 +26,7 @@ class NextReleaseRefundWorkflow(RefundWorkflow):
         payment = await super()._validate()
         if workflow.patched("next-release-check"):
             await workflow.sleep(timedelta(milliseconds=1))  # a new command in the history
-            self._note("next_release_check", reason_code="deployed")
+            self._record.note("next_release_check", reason_code="deployed")
         return payment
 
 

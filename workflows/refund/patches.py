@@ -1,0 +1,39 @@
+"""The refund workflow's patches: what this release schedules differently from recorded histories.
+
+Each is decided in the workflow's first task, before any local activity: a patch first checked right
+after one can replay differently when the original run finished that activity's task early
+(docs/architecture.md, "Changing workflow code"). A refund started on this release decides all of
+them at its start; refunds started before keep the old placement of the older two.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+# - a step that fails for good hands the refund to ops (`needs_attention`) instead of failing it;
+# - a PSP failure after success is reversed by the refund's own workflow while it is still open;
+# - a refund awaiting returned goods shows its final status in the search attributes at once.
+EDGE_PATHS = "edge-paths-2026-11"
+REVIEW_DEADLINES = "review-deadlines"  # reviews escalate and are decided by policy at their deadlines
+PSP_TASK_QUEUES = "psp-task-queues"  # PSP calls run on the PSP's rate-limited task queue
+
+
+class Patches:
+    """Which patches this run takes. `decide` runs first in `run`; the others are asked where the
+    commands they guard are scheduled (for a refund started on this release, that only reads the
+    answer recorded at its start)."""
+
+    def __init__(self) -> None:
+        self.edge_paths = False
+
+    def decide(self) -> None:
+        self.edge_paths = workflow.patched(EDGE_PATHS)
+        if self.edge_paths:
+            for older in (REVIEW_DEADLINES, PSP_TASK_QUEUES):
+                workflow.patched(older)
+
+    def review_deadlines(self) -> bool:
+        return workflow.patched(REVIEW_DEADLINES)
+
+    def psp_task_queues(self) -> bool:
+        return workflow.patched(PSP_TASK_QUEUES)
