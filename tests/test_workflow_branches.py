@@ -344,12 +344,6 @@ async def test_a_step_failing_for_good_waits_for_ops_and_their_retry_runs_it_aga
     assert [name for name, _ in stubs.calls][-1] == Activity.FINISH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a local activity's failure reaches the workflow as the activity's own ApplicationError, not "
-    "ActivityError, so `Attention.until_done` lets it through; the local steps retry until they answer "
-    "(no maximum attempts) and raise nothing non-retryable today",
-)
 async def test_a_local_step_failing_for_good_waits_for_ops(env: WorkflowEnvironment) -> None:
     stubs = Stubs()
     stubs.reserve_failures.append(ApplicationError("the database is read-only", non_retryable=True))

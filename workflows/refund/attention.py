@@ -28,15 +28,17 @@ class Stop(Exception):
         self.message = message
 
 
-def failure_of(err: ActivityError) -> tuple[ErrorCode, str]:
-    """The code and message ops see for a step that failed for good."""
-    cause = err.cause
+def failure_of(err: ActivityError | ApplicationError) -> tuple[ErrorCode, str]:
+    """The code and message ops see for a step that failed for good. A local step's failure comes
+    as its own ApplicationError, a scheduled one's as an ActivityError around it."""
+    step = err.activity_type if isinstance(err, ActivityError) else "local step"
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError):
         try:
             return ErrorCode(cause.type or ""), cause.message
         except ValueError:
-            return ErrorCode.STEP_FAILED, f"{err.activity_type}: {cause.message}"
-    return ErrorCode.STEP_FAILED, f"{err.activity_type}: {cause or err}"
+            return ErrorCode.STEP_FAILED, f"{step}: {cause.message}"
+    return ErrorCode.STEP_FAILED, f"{step}: {cause or err}"
 
 
 class Attention:
@@ -58,7 +60,7 @@ class Attention:
         while True:
             try:
                 return await step()
-            except ActivityError as err:
+            except (ActivityError, ApplicationError) as err:
                 if not self._patches.edge_paths:
                     raise
                 await self.wait_for_ops(*failure_of(err))
