@@ -1,4 +1,6 @@
-"""Test helpers: polling with a deadline (never sleeping for a condition), signing, bodies."""
+"""Test helpers that need no running product: polling with a deadline (never sleeping for a
+condition), signing, bodies, signed workflow inputs, review decisions and rules, merchants files,
+bookings straight into the ledger, safe production settings."""
 
 from __future__ import annotations
 
@@ -8,18 +10,28 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowExecutionStatus
+import httpx
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.db import ledger
+from adapters.db.engine import Database
 from domain import identity, signature
-from domain.contracts import ReviewInput
+from domain.allocation import AllocatedLine, Allocation
+from domain.contracts import RefundPolicy, RefundState, RefundWorkflowInput, ReviewInput, SignatureEvidence
 from domain.naming import SEARCH_ATTRIBUTES
+from domain.postings import Posting, cost_legs, payout_leg
+from domain.requests import RefundRequest
 from workers.binaries import find_binary
+from workers.codec import new_key_entry
 from workers.settings import Settings
+from workflows.refund import RefundWorkflow
 
 T = TypeVar("T")
 
@@ -110,3 +122,83 @@ async def fresh_temporal() -> AsyncIterator[Client]:
         yield env.client
     finally:
         await env.shutdown()
+
+
+def signed_input(
+    request_id: str, payment: str, amount: int, policy: RefundPolicy, **extra: Any
+) -> RefundWorkflowInput:
+    raw = refund_body(request_id, payment, amount=amount, **extra)
+    return RefundWorkflowInput(
+        request=RefundRequest.model_validate_json(raw),
+        evidence=SignatureEvidence(
+            raw_body=raw.decode(),
+            signature_header=signature.sign([INBOUND_SECRET], int(time.time()), raw),
+            received_at=datetime.now(UTC),
+        ),
+        policy=policy,
+    )
+
+
+async def state_of(handle: WorkflowHandle[Any, RefundState]) -> RefundState:
+    return await handle.query(RefundWorkflow.state)
+
+
+def book_refund(db: Database, *, goods: int, tax: int, confirmed: bool = True) -> str:
+    """A refund's reservation and, when confirmed, its posting and payout, as the activities do."""
+    request_id = unique("r")
+    allocation = Allocation(currency="EUR", lines=[AllocatedLine(sku="A", quantity=1, goods=goods, tax=tax)])
+    with db.transaction() as session:
+        held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", tuple(cost_legs("m1", allocation)))
+        ledger.hold(session, held, description="test")
+        ledger.resolve(session, request_id, post=confirmed, description="settled")
+        if confirmed:
+            paid = (payout_leg("m1", "stripe", "EUR", goods + tax),)
+            payout = Posting(request_id, "m1", "EUR", f"{request_id}:payout", paid)
+            ledger.post(session, payout, description="test")
+    return request_id
+
+
+TOKENS = "alice:alice-token,bob:bob-token,carol:carol-token"
+FOUR_EYES = 'version = "four-eyes-1"\n[review]\nfour_eyes_above_major = 5000\n'
+
+
+async def decide(http: httpx.AsyncClient, request_id: str, verdict: str, who: str) -> httpx.Response:
+    body = {"reason": "looked at it"}
+    return await http.post(
+        f"/v1/refunds/{request_id}/{verdict}", json=body, headers={"Authorization": f"Bearer {who}-token"}
+    )
+
+
+ACME_SECRET, GLOBEX_SECRET = "acme-secret", "globex-secret"
+GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globex"
+GLOBEX_ADYEN_KEY, GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC = "globex_adyen_key", "GlobexECOM", "00" * 32
+
+
+def merchants_file(tmp_path: Path, globex_psps_url: str, globex_reviewers: str = "") -> Path:
+    policy = tmp_path / "globex-policy.toml"
+    policy.write_text('version = "globex-3"\n')
+    path = tmp_path / "merchants.toml"
+    path.write_text(
+        f'[merchants.acme]\ninbound_webhook_secret = "{ACME_SECRET}"\n'
+        f'[merchants.globex]\ninbound_webhook_secret = "{GLOBEX_SECRET}"\npolicy_file = "{policy}"\n'
+        f'reviewer_tokens = "{globex_reviewers}"\n'
+        f'[merchants.globex.stripe]\napi_key = "{GLOBEX_STRIPE_KEY}"\n'
+        f'webhook_secret = "{GLOBEX_STRIPE_WEBHOOK_SECRET}"\napi_base = "{globex_psps_url}"\n'
+        "rate_limit = 5\n"
+        f'[merchants.globex.adyen]\napi_key = "{GLOBEX_ADYEN_KEY}"\n'
+        f'merchant_account = "{GLOBEX_ADYEN_ACCOUNT}"\n'
+        f'hmac_key = "{GLOBEX_HMAC}"\napi_base = "{globex_psps_url}/checkout"\n'
+    )
+    return path
+
+
+def signed_for(merchant: str, secret: str, body: bytes) -> dict[str, str]:
+    return {**signed_headers(body, [secret]), "Refund-Merchant": merchant}
+
+
+SAFE = {
+    "environment": "production",
+    "inbound_webhook_secret": "a-real-inbound-secret",
+    "review_signing_key": "a-review-signing-secret-of-32-chars-or-more",
+    "payload_keys": new_key_entry("k1"),
+}

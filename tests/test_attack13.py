@@ -17,9 +17,7 @@ import pytest
 from domain.reviewer_tokens import new_reviewer_entry, token_digest
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root, starter_for, worker_for
-from tests.helpers import refund_body, signed_headers, unique
-from tests.test_merchants import GLOBEX_SECRET, merchants_file, signed_for
-from tests.test_start_safety import SAFE
+from tests.helpers import GLOBEX_SECRET, SAFE, merchants_file, refund_body, signed_for, signed_headers, unique
 from workers.safety import start_problem
 from workers.settings import DEV_REVIEWER_TOKEN, Settings
 

@@ -26,7 +26,8 @@ from adapters.db.engine import Database
 from domain.contracts import RefundState
 from domain.status import RefundStatus
 from tests.conftest import repo_root
-from tests.test_export import book_refund
+from tests.documents import DOCUMENTS, examples
+from tests.helpers import book_refund
 from workers import cli, ops
 from workers.dev import write_dev_env
 from workers.settings import DEV_ENV_FILE, Settings, local_settings
@@ -331,8 +332,6 @@ def test_export_to_a_path_it_cannot_write_says_so_and_marks_nothing(tmp_path: Pa
 
 def test_every_runnable_document_example_checks_what_it_says() -> None:
     """A block without an expectation passes whatever its curl got back (curl -s exits 0 on a 401)."""
-    from tests.test_docs import DOCUMENTS, examples
-
     unchecked = [
         example.where for document in DOCUMENTS for example in examples(document) if not example.expected
     ]

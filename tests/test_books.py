@@ -8,9 +8,8 @@ import json
 from adapters.db import ledger
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
+from tests.flows import FINAL, cli, submit, wait_for_status
 from tests.helpers import refund_body, unique
-from tests.test_refund_flow import FINAL, submit, wait_for_status
-from tests.test_review import cli
 
 ITEMS = [
     {"sku": "SHIRT", "quantity": 2, "unit_amount": 2_000, "tax_amount": 760, "restock": True},

@@ -4,27 +4,20 @@ the workers are replaced, finishes on the new code; its history replays on the n
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from adapters.db import audit
-from domain.contracts import RefundState
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
+from tests.flows import steps_of
+from tests.helpers import eventually, proven_review, refund_body, signed_headers, state_of, unique
 from tests.next_release import CarelessReleaseRefundWorkflow, NextReleaseRefundWorkflow
 from workers.psps import build_directory
 from workers.worker import EXECUTOR_THREADS, build_worker, sandboxed_runner
 from workflows.refund import RefundWorkflow
-
-
-async def state_of(handle: WorkflowHandle[Any, RefundState]) -> RefundState:
-    return await handle.query(RefundWorkflow.state)
 
 
 async def test_a_refund_in_flight_finishes_on_the_next_release(stack: Stack, sandbox: SandboxControl) -> None:
@@ -85,8 +78,3 @@ async def test_a_refund_in_flight_finishes_on_the_next_release(stack: Stack, san
     )
     with pytest.raises(NondeterminismError):
         await careless.replay_workflow(history)
-
-
-def steps_of(stack: Stack, request_id: str) -> list[str]:
-    with stack.database.transaction() as session:
-        return [entry.step for entry in audit.trail(session, request_id)]

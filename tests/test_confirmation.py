@@ -3,9 +3,8 @@ deadline. The week-long deadline runs on Temporal's time-skipping server, never 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,12 +12,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db import audit
-from domain import signature
-from domain.contracts import RefundPolicy, RefundState, RefundWorkflowInput, RetryInput, SignatureEvidence
-from domain.requests import RefundRequest
+from domain.contracts import RefundPolicy, RefundState, RetryInput
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import INBOUND_SECRET, eventually, refund_body, signed_headers, unique
+from tests.helpers import eventually, refund_body, signed_headers, signed_input, unique
 from workflows.refund import RefundWorkflow
 
 
@@ -58,21 +55,6 @@ async def test_polling_confirms_when_the_webhook_never_comes(
     with stack.database.transaction() as session:
         confirmed = [e for e in audit.trail(session, request_id) if e.step == "psp_confirmed"]
     assert [e.detail["psp_event_id"] for e in confirmed] == ["poll"]
-
-
-def signed_input(
-    request_id: str, payment: str, amount: int, policy: RefundPolicy, **extra: Any
-) -> RefundWorkflowInput:
-    raw = refund_body(request_id, payment, amount=amount, **extra)
-    return RefundWorkflowInput(
-        request=RefundRequest.model_validate_json(raw),
-        evidence=SignatureEvidence(
-            raw_body=raw.decode(),
-            signature_header=signature.sign([INBOUND_SECRET], int(time.time()), raw),
-            received_at=datetime.now(UTC),
-        ),
-        policy=policy,
-    )
 
 
 async def test_an_unconfirmed_refund_goes_to_ops_after_the_deadline_then_retries(

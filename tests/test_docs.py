@@ -8,41 +8,15 @@ line before it; `<!-- expect: a | b -->` after a block names words its output mu
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import repo_root
 from tests.dev_run import DevRun
-
-DOCUMENTS = ("README.md", "docs/ops.md")
-_BLOCK = re.compile(
-    r"(?P<before>[^\n]*)\n```bash\n(?P<script>.*?)```\n(?:<!-- expect: (?P<expect>.*?) -->)?", re.S
-)
-
-
-@dataclass(frozen=True)
-class Example:
-    where: str
-    script: str
-    expected: list[str]
-
-
-def examples(document: str) -> list[Example]:
-    text = (repo_root() / document).read_text()
-    found = []
-    for match in _BLOCK.finditer(text):
-        if match["before"].strip() == "<!-- illustrative -->":
-            continue
-        line = text[: match.start("script")].count("\n") + 1
-        expected = [word.strip() for word in (match["expect"] or "").split(" | ") if word.strip()]
-        found.append(Example(f"{document}:{line}", match["script"], expected))
-    return found
+from tests.documents import DOCUMENTS, examples
 
 
 def test_every_document_has_examples_and_marks_what_it_does_not_run() -> None:

@@ -10,31 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.db import ledger, outbox
+from adapters.db import outbox
 from adapters.db.engine import Database
-from domain.allocation import AllocatedLine, Allocation
-from domain.postings import Posting, cost_legs, payout_leg
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.helpers import refund_body, unique
-from tests.test_refund_flow import FINAL, submit, wait_for_status
-from tests.test_review import cli
+from tests.flows import FINAL, cli, submit, wait_for_status
+from tests.helpers import book_refund, refund_body, unique
 from workers.erp_export import ExportFormat, file_writer
-
-
-def book_refund(db: Database, *, goods: int, tax: int, confirmed: bool = True) -> str:
-    """A refund's reservation and, when confirmed, its posting and payout, as the activities do."""
-    request_id = unique("r")
-    allocation = Allocation(currency="EUR", lines=[AllocatedLine(sku="A", quantity=1, goods=goods, tax=tax)])
-    with db.transaction() as session:
-        held = Posting(request_id, "m1", "EUR", f"{request_id}:hold1", tuple(cost_legs("m1", allocation)))
-        ledger.hold(session, held, description="test")
-        ledger.resolve(session, request_id, post=confirmed, description="settled")
-        if confirmed:
-            paid = (payout_leg("m1", "stripe", "EUR", goods + tax),)
-            payout = Posting(request_id, "m1", "EUR", f"{request_id}:payout", paid)
-            ledger.post(session, payout, description="test")
-    return request_id
 
 
 def drain(db: Database) -> None:

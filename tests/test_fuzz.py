@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import Stack
+from tests.flows import assert_not_started
 from tests.helpers import refund_body, signed_headers, unique
-from tests.test_intake import assert_not_started
 
 SEED = 20261129
 CASES = 240

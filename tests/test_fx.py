@@ -15,8 +15,7 @@ from domain.money import Money
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import convert
 from tests.conftest import Stack
-from tests.test_reconcile import run_reconcile
-from tests.test_refund_flow import refund_through_pipeline
+from tests.flows import refund_through_pipeline, run_reconcile
 
 
 @given(

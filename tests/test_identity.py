@@ -16,13 +16,19 @@ from domain import identity
 from domain.contracts import RefundState, ReviewInput
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import INBOUND_SECRET, eventually, proven_review, refund_body, signed_headers, unique
-from tests.test_review_rules import FOUR_EYES, TOKENS, decide
+from tests.helpers import (
+    FOUR_EYES,
+    INBOUND_SECRET,
+    TOKENS,
+    decide,
+    eventually,
+    proven_review,
+    refund_body,
+    signed_headers,
+    state_of,
+    unique,
+)
 from workflows.refund import RefundWorkflow
-
-
-async def state_of(handle: WorkflowHandle[Any, RefundState]) -> RefundState:
-    return await handle.query(RefundWorkflow.state)
 
 
 def _refused(stack: Stack, request_id: str) -> int:

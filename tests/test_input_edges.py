@@ -12,10 +12,10 @@ import pytest
 from domain import signature
 from domain.currencies import MAX_MINOR_UNITS
 from tests.conftest import Stack, starter_for
+from tests.deliveries import adyen_delivery, adyen_item
+from tests.deliveries import post as post_webhook
+from tests.flows import assert_not_started, post
 from tests.helpers import fresh_temporal, refund_body, signed_headers, unique
-from tests.test_intake import assert_not_started, post
-from tests.test_psp_webhooks import adyen_delivery, adyen_item
-from tests.test_psp_webhooks import post as post_webhook
 from workers.settings import SANDBOX_ADYEN_HMAC_KEY
 
 

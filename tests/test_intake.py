@@ -6,22 +6,11 @@ import json
 import time
 
 import pytest
-from temporalio.service import RPCError, RPCStatusCode
 
 from domain import signature
 from tests.conftest import Stack, starter_for
+from tests.flows import assert_not_started, post
 from tests.helpers import INBOUND_SECRET, refund_body, signed_headers, unique
-
-
-async def assert_not_started(stack: Stack, request_id: str) -> None:
-    with pytest.raises(RPCError) as err:
-        await stack.client.get_workflow_handle(f"refund-{request_id}").describe()
-    assert err.value.status is RPCStatusCode.NOT_FOUND
-
-
-async def post(stack: Stack, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
-    response = await stack.http.post("/v1/refund-requests", content=body, headers=headers)
-    return response.status_code, response.json()
 
 
 @pytest.mark.parametrize(

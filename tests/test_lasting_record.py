@@ -21,10 +21,9 @@ from domain.status import Provider, PspRefundStatus, RefundStatus
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
+from tests.deliveries import post
+from tests.flows import FINAL, known_adyen_payment, submit, wait_for_status
 from tests.helpers import eventually, fresh_temporal, refund_body, signed_headers, unique
-from tests.test_psp_flows import known_adyen_payment
-from tests.test_psp_webhooks import post
-from tests.test_refund_flow import FINAL, submit, wait_for_status
 
 
 async def test_a_refund_temporal_forgot_is_answered_from_its_settled_row(

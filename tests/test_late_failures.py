@@ -12,11 +12,9 @@ from domain.naming import SA_STATUS
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
+from tests.deliveries import deliver, refund_event
+from tests.flows import cli, known_adyen_payment, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique
-from tests.test_psp_flows import known_adyen_payment
-from tests.test_refund_flow import submit, wait_for_status
-from tests.test_review import cli
-from tests.test_webhooks import deliver, refund_event
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 from workflows.refund import RefundWorkflow
 

@@ -29,19 +29,28 @@ from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import webhook_headers
 from tests.conftest import Stack, free_port, starter_for, worker_for
-from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
-from tests.test_psp_flows import known_adyen_payment
-from tests.test_refund_flow import refund_through_pipeline
-from tests.test_review import cli
-from tests.test_webhooks import refund_event
+from tests.deliveries import refund_event
+from tests.flows import cli, known_adyen_payment, refund_through_pipeline
+from tests.helpers import (
+    ACME_SECRET,
+    GLOBEX_ADYEN_ACCOUNT,
+    GLOBEX_ADYEN_KEY,
+    GLOBEX_HMAC,
+    GLOBEX_SECRET,
+    GLOBEX_STRIPE_KEY,
+    GLOBEX_STRIPE_WEBHOOK_SECRET,
+    eventually,
+    merchants_file,
+    refund_body,
+    signed_for,
+    signed_headers,
+    unique,
+    workflow_completed,
+)
 from workers.merchants import load_merchants
 from workers.reconcile import reconcile_provider
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
 from workflows.refund import RefundWorkflow
-
-ACME_SECRET, GLOBEX_SECRET = "acme-secret", "globex-secret"
-GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globex"
-GLOBEX_ADYEN_KEY, GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC = "globex_adyen_key", "GlobexECOM", "00" * 32
 
 
 @pytest.fixture
@@ -58,28 +67,6 @@ def globex_psps(tmp_path: Path) -> Iterator[SandboxServer]:
     server.start()
     yield server
     server.stop()
-
-
-def merchants_file(tmp_path: Path, globex_psps_url: str, globex_reviewers: str = "") -> Path:
-    policy = tmp_path / "globex-policy.toml"
-    policy.write_text('version = "globex-3"\n')
-    path = tmp_path / "merchants.toml"
-    path.write_text(
-        f'[merchants.acme]\ninbound_webhook_secret = "{ACME_SECRET}"\n'
-        f'[merchants.globex]\ninbound_webhook_secret = "{GLOBEX_SECRET}"\npolicy_file = "{policy}"\n'
-        f'reviewer_tokens = "{globex_reviewers}"\n'
-        f'[merchants.globex.stripe]\napi_key = "{GLOBEX_STRIPE_KEY}"\n'
-        f'webhook_secret = "{GLOBEX_STRIPE_WEBHOOK_SECRET}"\napi_base = "{globex_psps_url}"\n'
-        "rate_limit = 5\n"
-        f'[merchants.globex.adyen]\napi_key = "{GLOBEX_ADYEN_KEY}"\n'
-        f'merchant_account = "{GLOBEX_ADYEN_ACCOUNT}"\n'
-        f'hmac_key = "{GLOBEX_HMAC}"\napi_base = "{globex_psps_url}/checkout"\n'
-    )
-    return path
-
-
-def signed_for(merchant: str, secret: str, body: bytes) -> dict[str, str]:
-    return {**signed_headers(body, [secret]), "Refund-Merchant": merchant}
 
 
 async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_psp_account(

@@ -6,8 +6,8 @@ import httpx
 
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, free_port, starter_for, worker_for
+from tests.flows import large_refund_awaiting_review
 from tests.helpers import eventually, refund_body, signed_headers, unique
-from tests.test_review import large_refund_awaiting_review
 from workers.temporal import connect, metrics_runtime
 from workflows.refund import RefundWorkflow
 

@@ -14,16 +14,11 @@ from adapters.db import audit, ledger, refunds
 from domain.contracts import RefundPolicy, RefundState, RetryInput
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, free_port, worker_for
-from tests.helpers import eventually, unique
-from tests.test_confirmation import signed_input
-from tests.test_refund_flow import reservation_state
+from tests.flows import reservation_state
+from tests.helpers import eventually, signed_input, state_of, unique
 from workflows.refund import RefundWorkflow
 
 REVOKED_KEY = "sk_test_revoked"
-
-
-async def state_of(handle: WorkflowHandle[Any, RefundState]) -> RefundState:
-    return await handle.query(RefundWorkflow.state)
 
 
 async def _waiting_for_ops(handle: WorkflowHandle[Any, RefundState], code: str) -> RefundState:

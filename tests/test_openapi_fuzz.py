@@ -40,7 +40,7 @@ from temporalio.client import (
 
 from domain.requests import RefundRequest
 from tests.conftest import Stack
-from tests.test_intake import assert_not_started
+from tests.flows import assert_not_started
 from workers.psps import build_directory
 from workers.service.app import create_app
 from workers.service.deps import Services

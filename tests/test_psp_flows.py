@@ -14,22 +14,8 @@ from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.faults import FaultKind
 from sandbox.paypal.control import PayPalSandboxControl
 from tests.conftest import Stack
+from tests.flows import known_adyen_payment, refund_through_pipeline, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique
-from tests.test_refund_flow import refund_through_pipeline, submit, wait_for_status
-
-
-async def known_adyen_payment(
-    stack: Stack, adyen: AdyenSandboxControl, amount: int, captured: bool = True
-) -> str:
-    """Adyen cannot be asked about a payment: we learn of it from its AUTHORISATION/CAPTURE notices."""
-    reference = adyen.seed_payment(amount=amount, currency="EUR", captured=captured)
-    book = DatabasePaymentBook(stack.database)
-
-    async def recorded() -> object:
-        return book.get(Provider.ADYEN, reference)
-
-    await eventually(recorded, lambda p: p is not None and (not captured or p.amount_captured == amount))  # type: ignore[attr-defined]
-    return reference
 
 
 def assert_books_balanced(stack: Stack, request_id: str, amount: int) -> None:

@@ -4,44 +4,15 @@ malformed deliveries change nothing; refunds made in the PSP's dashboard are ado
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from adapters.db import audit, ledger
-from adapters.psp import adyen_transformers as tf
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.paypal.control import PayPalSandboxControl
 from tests.conftest import Stack
+from tests.deliveries import adyen_delivery, adyen_item, post
+from tests.flows import known_adyen_payment, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique, workflow_completed
-from tests.test_psp_flows import known_adyen_payment
-from tests.test_refund_flow import submit, wait_for_status
-from workers.settings import SANDBOX_ADYEN_HMAC_KEY, SANDBOX_ADYEN_MERCHANT_ACCOUNT
-
-
-async def post(stack: Stack, provider: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
-    return await stack.http.post(
-        f"/webhooks/{provider}", content=body, headers={"content-type": "application/json", **(headers or {})}
-    )
-
-
-def adyen_item(psp_reference: str, merchant_reference: str, key: str, **fields: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pspReference": psp_reference,
-        "originalReference": "",
-        "merchantAccountCode": SANDBOX_ADYEN_MERCHANT_ACCOUNT,
-        "merchantReference": merchant_reference,
-        "amount": {"value": 1_000, "currency": "EUR"},
-        "eventCode": "REFUND",
-        "success": "true",
-        "reason": "",
-        **fields,
-    }
-    item["additionalData"] = {"hmacSignature": tf.hmac_signature(item, key)}
-    return item
-
-
-def adyen_delivery(*items: dict[str, Any]) -> bytes:
-    entries = [{"NotificationRequestItem": item} for item in items]
-    return json.dumps({"live": "false", "notificationItems": entries}).encode()
+from workers.settings import SANDBOX_ADYEN_HMAC_KEY
 
 
 def books(stack: Stack, request_id: str) -> tuple[list[int], list[str]]:

@@ -11,8 +11,8 @@ from temporalio.api.enums.v1 import EventType
 from domain.naming import Activity
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
+from tests.flows import refund_through_pipeline
 from tests.helpers import unique
-from tests.test_refund_flow import refund_through_pipeline
 from workers.psps import build_directory
 from workers.worker import EXECUTOR_THREADS, build_worker
 

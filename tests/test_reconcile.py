@@ -3,9 +3,6 @@ books. Each kind of difference is injected where it arises in real life and must
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
-
 import pytest
 import stripe
 
@@ -16,10 +13,7 @@ from domain.status import PspRefundStatus
 from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.test_refund_flow import refund_through_pipeline
-from tests.test_review import cli
-
-SINCE = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+from tests.flows import SINCE, cli, refund_through_pipeline, run_reconcile
 
 
 def eur(value: int) -> Money:
@@ -68,14 +62,6 @@ def test_each_kind_of_difference(
     psp: list[PspRefundRecord], books: list[BookedRefund], expected: list[DiscrepancyKind]
 ) -> None:
     assert [d.kind for d in reconcile(psp, books)] == expected
-
-
-async def run_reconcile(stack: Stack, provider: str, *payments: str) -> tuple[int, list[dict[str, str]]]:
-    args = ["reconcile", "--provider", provider, "--since", SINCE, "--json"]
-    for payment in payments:
-        args += ["--payment", payment]
-    done = await cli(stack, *args)
-    return done.returncode, json.loads(done.stdout) if done.stdout.strip().startswith("[") else []
 
 
 def tamper(stack: Stack, request_id: str, **changes: object) -> None:

@@ -3,50 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from adapters.db import ledger
-from adapters.db.models import ReservationRow
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, refund_body, signed_headers, unique
+from tests.flows import FINAL, refund_through_pipeline, reservation_state, submit, wait_for_status
+from tests.helpers import refund_body, signed_headers, unique
 from workflows.refund import RefundWorkflow
-
-FINAL = {"succeeded", "failed", "rejected", "cancelled"}
-
-
-async def submit(stack: Stack, body: bytes) -> Any:
-    return await stack.http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
-
-
-async def refund_view(stack: Stack, request_id: str) -> dict[str, Any]:
-    response = await stack.http.get(f"/v1/refunds/{request_id}")
-    return response.json() if response.status_code == 200 else {"status": None}
-
-
-async def wait_for_status(
-    stack: Stack, request_id: str, statuses: set[str], timeout: float = 30
-) -> dict[str, Any]:
-    return await eventually(
-        lambda: refund_view(stack, request_id), lambda v: v["status"] in statuses, timeout=timeout
-    )
-
-
-async def refund_through_pipeline(
-    stack: Stack, payment: str, amount: int | None = None, **extra: Any
-) -> dict[str, Any]:
-    request_id = unique("req")
-    response = await submit(stack, refund_body(request_id, payment, amount=amount, **extra))
-    assert response.status_code == 202, response.text
-    return await wait_for_status(stack, request_id, FINAL)
-
-
-def reservation_state(stack: Stack, request_id: str) -> str | None:
-    with stack.database.transaction() as session:
-        row = session.get(ReservationRow, request_id)
-        return row.state if row else None
 
 
 async def test_happy_path_refunds_once_posts_ledger_and_audits(stack: Stack, sandbox: SandboxControl) -> None:

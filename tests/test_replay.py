@@ -18,9 +18,8 @@ from temporalio.workflow import NondeterminismError
 from sandbox.stripe.control import SandboxControl
 from tests.broken_workflow import ReorderedRefundWorkflow
 from tests.conftest import Stack
+from tests.flows import FINAL, LARGE, cli, submit, wait_for_status
 from tests.helpers import unique
-from tests.test_refund_flow import FINAL, submit, wait_for_status
-from tests.test_review import LARGE
 from workers.worker import sandboxed_runner
 from workflows.refund import RefundWorkflow
 
@@ -59,8 +58,6 @@ async def test_a_breaking_change_fails_replay() -> None:
 
 @pytest.mark.skipif(not RECORDING, reason="set REFUNDS_RECORD_HISTORIES=1 to record")
 async def test_record_histories(stack: Stack, sandbox: SandboxControl) -> None:
-    from tests.test_review import cli
-
     HISTORIES.mkdir(exist_ok=True)
     small = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     big = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")

@@ -9,9 +9,8 @@ from typing import Any
 from adapters.db import inventory
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
+from tests.flows import FINAL, cli, refund_view, submit, wait_for_status
 from tests.helpers import eventually, refund_body, signed_headers, unique, workflow_completed
-from tests.test_refund_flow import FINAL, refund_view, submit, wait_for_status
-from tests.test_review import cli
 
 
 def items(shirt: str, cap: str) -> list[dict[str, Any]]:

@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from typing import Any
 
 import stripe
 
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack, repo_root
+from tests.conftest import Stack
+from tests.flows import FINAL, cli, large_refund_awaiting_review, wait_for_status
 from tests.helpers import eventually, refund_body, signed_headers, unique
-from tests.test_refund_flow import FINAL, submit, wait_for_status
-
-LARGE = 150_000  # 1,500.00 EUR: above the default 1,000.00 review threshold
-
-
-async def cli(stack: Stack, *args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
-    # the CLI runs with the test stack's settings (Temporal, database, PSPs on the sandbox)
-    configured = {
-        f"REFUNDS_{name.upper()}": str(value)
-        for name, value in stack.settings.model_dump().items()
-        if value is not None and not isinstance(value, (list, dict))
-    }
-    env = {**os.environ, **configured, "COLUMNS": "200", **env_overrides}
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-async def large_refund_awaiting_review(stack: Stack, sandbox: SandboxControl) -> tuple[str, str]:
-    payment = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")
-    request_id = unique("big")
-    response = await submit(stack, refund_body(request_id, payment, amount=LARGE))
-    assert response.status_code == 202
-    view = await wait_for_status(stack, request_id, {"awaiting_review"})
-    assert view["risk"]["requires_review"] is True
-    assert "review_threshold" in [r["code"] for r in view["risk"]["reasons"]]
-    assert sandbox.stripe_refunds(payment) == []
-    return request_id, payment
 
 
 async def test_cli_lists_pending_and_approves(stack: Stack, sandbox: SandboxControl) -> None:

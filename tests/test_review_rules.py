@@ -5,37 +5,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db import audit
 from domain.contracts import RefundPolicy, RefundState, ReviewInput
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, refund_body, signed_headers, unique
-from tests.test_confirmation import signed_input
+from tests.helpers import (
+    FOUR_EYES,
+    TOKENS,
+    decide,
+    eventually,
+    refund_body,
+    signed_headers,
+    signed_input,
+    state_of,
+    unique,
+)
 from workflows.refund import RefundWorkflow
-
-TOKENS = "alice:alice-token,bob:bob-token,carol:carol-token"
-FOUR_EYES = 'version = "four-eyes-1"\n[review]\nfour_eyes_above_major = 5000\n'
-
-
-async def state_of(handle: WorkflowHandle[Any, RefundState]) -> RefundState:
-    return await handle.query(RefundWorkflow.state)
 
 
 def _awaiting_review(state: RefundState) -> bool:
     return state.status.value == "awaiting_review"
-
-
-async def decide(http: httpx.AsyncClient, request_id: str, verdict: str, who: str) -> httpx.Response:
-    body = {"reason": "looked at it"}
-    return await http.post(
-        f"/v1/refunds/{request_id}/{verdict}", json=body, headers={"Authorization": f"Bearer {who}-token"}
-    )
 
 
 async def test_four_eyes_need_two_different_reviewers_and_never_the_requester(

@@ -21,8 +21,8 @@ from domain.risk import assess_risk
 from domain.status import PaymentState, Provider
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
+from tests.flows import FINAL, refund_through_pipeline, submit, wait_for_status
 from tests.helpers import refund_body, unique
-from tests.test_refund_flow import FINAL, refund_through_pipeline, submit, wait_for_status
 from workers.settings import Settings
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ from domain.risk_model import FEATURES, RiskModel, rejection_percent
 from domain.status import PaymentState, Provider
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
+from tests.flows import cli
 from tests.helpers import eventually, refund_body, signed_headers, unique
-from tests.test_review import cli
 from workers.risk_training import TrainingError, train
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

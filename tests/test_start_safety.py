@@ -14,7 +14,7 @@ import pytest
 from domain.policy_file import PolicyError
 from domain.reviewer_tokens import token_digest
 from tests.conftest import repo_root
-from workers.codec import new_key_entry
+from tests.helpers import SAFE
 from workers.safety import start_problem, start_warning
 from workers.settings import (
     DEV_REVIEWER_TOKEN,
@@ -22,13 +22,6 @@ from workers.settings import (
     SANDBOX_STRIPE_WEBHOOK_SECRET,
     Settings,
 )
-
-SAFE = {
-    "environment": "production",
-    "inbound_webhook_secret": "a-real-inbound-secret",
-    "review_signing_key": "a-review-signing-secret-of-32-chars-or-more",
-    "payload_keys": new_key_entry("k1"),
-}
 
 
 def test_a_production_start_with_real_values_is_safe() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import stripe
 
@@ -12,42 +11,10 @@ from adapters.db import audit, ledger
 from adapters.db.models import ReservationRow
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for
+from tests.deliveries import deliver, refund_event
+from tests.flows import FINAL, cli, refund_through_pipeline, refund_view, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique, workflow_completed
-from tests.test_refund_flow import FINAL, refund_through_pipeline, refund_view, submit, wait_for_status
-from tests.test_review import cli
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
-
-
-def refund_event(request_id: str, refund_id: str, status: str) -> str:
-    return json.dumps(
-        {
-            "id": unique("evt"),
-            "object": "event",
-            "type": "refund.updated",
-            "data": {
-                "object": {
-                    "id": refund_id,
-                    "object": "refund",
-                    "status": status,
-                    "amount": 100,
-                    "currency": "eur",
-                    "metadata": {"refund_request_id": request_id},
-                }
-            },
-        }
-    )
-
-
-async def deliver(stack: Stack, payload: str, secret: str, at: int | None = None) -> tuple[int, Any]:
-    header = stripe.WebhookSignature.generate_signature_header(
-        payload, secret, timestamp=at or int(time.time())
-    )
-    response = await stack.http.post(
-        "/webhooks/stripe",
-        content=payload,
-        headers={"Stripe-Signature": header, "content-type": "application/json"},
-    )
-    return response.status_code, response.json()
 
 
 async def test_forged_and_stale_deliveries_change_nothing(stack: Stack, sandbox: SandboxControl) -> None:

@@ -14,10 +14,9 @@ from temporalio.service import RPCError
 from domain.contracts import RefundState
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
-from tests.helpers import eventually, proven_review, refund_body, signed_headers, unique
+from tests.flows import cli, steps_of
+from tests.helpers import eventually, proven_review, refund_body, signed_headers, state_of, unique
 from tests.next_release import NextReleaseRefundWorkflow
-from tests.test_code_deploys import state_of, steps_of
-from tests.test_review import cli
 from workers.psps import build_directory
 from workers.settings import Settings
 from workers.versioning import describe, promote
