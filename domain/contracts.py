@@ -74,6 +74,12 @@ class RefundWorkflowInput(_Contract):
     # the service's public keys: a review decision counts only with a proof one of them verifies
     # (domain/identity.py); empty for refunds started before decisions were signed
     review_keys: tuple[str, ...] = ()
+    # who asked, when not the merchant's platform with its signed request: a client acting for the
+    # merchant (`client:<name>`) or a PSP's early fraud warning (`psp:<provider>:<warning id>`)
+    requested_by: str | None = None
+    # reasons a human decides this refund whatever its score, given at intake (a client over its
+    # limits, a fraud warning above the policy's amount); empty for every refund started before
+    held_for: tuple[RiskReason, ...] = ()
 
 
 class AuditEvent(_Contract):
@@ -312,6 +318,7 @@ class RefundState(_Contract):
     order_id: str
     status: RefundStatus
     merchant_id: str | None = None  # None: the installation's default merchant
+    requested_by: str | None = None  # None: the merchant's platform (see RefundWorkflowInput)
     method: RefundMethod = RefundMethod.REFUND
     requested_amount: Money | None = None
     amount: Money | None = None

@@ -175,3 +175,12 @@ def assess_risk(
         approvals_needed=2 if two_needed else 1,
         features={name: str(value) for name, value in features.items()},
     )
+
+
+def held(risk: RiskAssessment, reasons: tuple[RiskReason, ...]) -> RiskAssessment:
+    """`risk` with the reasons a human decides this refund whatever its score (given at intake)."""
+    if not reasons:
+        return risk
+    everything = [*risk.reasons, *reasons]
+    score = min(sum(reason.points for reason in everything), 100)
+    return risk.model_copy(update={"reasons": everything, "score": score, "requires_review": True})

@@ -46,6 +46,7 @@ from domain.contracts import (
     RestockResult,
     RetryInput,
     ReviewInput,
+    RiskReason,
     SignatureEvidence,
     ValidateInput,
     Validation,
@@ -238,6 +239,24 @@ async def test_a_small_refund_is_approved_automatically_and_succeeds(env: Workfl
     assert (call.key_generation, call.search_first) == (1, False)
     described = await handle.describe()
     assert described.typed_search_attributes.get(SEARCH_ATTRIBUTES[0]) == "succeeded"
+
+
+async def test_a_small_refund_held_at_intake_waits_for_a_human_and_names_who_asked(
+    env: WorkflowEnvironment,
+) -> None:
+    """A client over its budget, or a fraud warning above the policy's amount: whatever the score."""
+    hold = RiskReason(code="client_budget", points=0, detail="support-bot has 12.00 EUR left today")
+    held = refund_input(SMALL).model_copy(update={"requested_by": "client:support-bot", "held_for": (hold,)})
+    async with running(env, stubs := Stubs(), held) as handle:
+        waiting = await reaches(handle, RefundStatus.AWAITING_REVIEW)
+        await handle.execute_update(RefundWorkflow.reject, decision(handle, "reject", "alice", "over budget"))
+        final = await handle.result()
+
+    assert waiting.requested_by == "client:support-bot"
+    assert waiting.risk is not None and waiting.risk.requires_review
+    assert waiting.risk.reasons[-1] == hold
+    assert stubs.audited("risk_scored").detail["reasons"].endswith("client_budget")
+    assert final.status is RefundStatus.REJECTED and stubs.called(Activity.REFUND) == []
 
 
 async def test_a_reviewed_refund_goes_ahead_once_a_proven_reviewer_approves(env: WorkflowEnvironment) -> None:

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import Money
     from domain.naming import SA_AMOUNT, SA_CURRENCY, SA_RISK_SCORE
     from domain.returns import GoodsReceipt, ReturnsState, ReturnsStatus, expected_returns
-    from domain.risk import assess_risk
+    from domain.risk import assess_risk, held
     from domain.status import ErrorCode, PaymentState, PspRefundStatus, RefundMethod, RefundStatus
 
 from workflows.refund.attention import Attention, Stop
@@ -119,6 +119,7 @@ class RefundWorkflow:
         risk = assess_risk(
             request, payment, amount, policy, self._signals, workflow.now(), self._input.risk_model
         )
+        risk = held(risk, self._input.held_for)
         self._record.update(risk=risk)
         self._record.publish(SA_RISK_SCORE.value_set(risk.score))
         self._record.note(
@@ -300,6 +301,7 @@ def _received(input: RefundWorkflowInput) -> RefundState:
         order_id=request.order_id,
         status=RefundStatus.RECEIVED,
         merchant_id=input.merchant_id,
+        requested_by=input.requested_by,
         requested_amount=request.amount,
         returns=ReturnsState(
             status=ReturnsStatus.AWAITING_GOODS if expected else ReturnsStatus.NONE, expected=expected
