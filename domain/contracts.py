@@ -37,6 +37,14 @@ class SignatureEvidence(_Contract):
     received_at: datetime
 
 
+class FraudWarningPolicy(_Contract):
+    """What an early fraud warning does (`[early_fraud_warnings]`; `domain/fraud_warnings.py`)."""
+
+    mode: str = "record"  # "refund" | "review" | "record": the built-in default starts nothing
+    refund_up_to_major: int = 0  # "refund": at most this much refunded without a human
+    review_fraud_types: tuple[str, ...] = ()  # these always go to a human
+
+
 class RefundPolicy(_Contract):
     """Policy captured when the refund is started, so a running workflow never changes its rules."""
 
@@ -63,6 +71,7 @@ class RefundPolicy(_Contract):
     # a Temporal UI decision without a proof counts (as one approval at most, never a second one);
     # never in production unless configured
     unverified_ui_reviews: bool = False
+    early_fraud_warnings: FraudWarningPolicy = FraudWarningPolicy()
 
 
 class RefundWorkflowInput(_Contract):

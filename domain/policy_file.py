@@ -20,6 +20,11 @@ and the field, so a bad policy stops the product at start instead of deciding re
     JPY = 160
     KWD = 310
 
+    [early_fraud_warnings]            # a PSP's early fraud warning (Stripe Radar, Adyen)
+    mode = "refund"                   # refund | review | record (built in: record, nothing starts)
+    refund_up_to_major = 200          # refunded without a human up to this; above: a human decides
+    review_fraud_types = ["misc"]     # these always go to a human
+
     [returns]
     shipping = "full_return"          # always | never | full_return
     no_return_reasons = ["damaged", "defective", "not_received", "vending_failure", "goodwill"]
@@ -79,10 +84,18 @@ class ReturnRules(_Strict):
     deadline_days: int = Field(default=90, gt=0)
 
 
+class EarlyFraudWarningRules(_Strict):
+    mode: Literal["refund", "review", "record"] = "record"
+    # in major units of the `[review.currencies]` table, like the review amounts
+    refund_up_to_major: int = Field(default=0, ge=0)
+    review_fraud_types: list[str] = []
+
+
 class PolicyFile(_Strict):
     version: str = Field(min_length=1, max_length=64)
     review: ReviewRules = ReviewRules()
     returns: ReturnRules = ReturnRules()
+    early_fraud_warnings: EarlyFraudWarningRules = EarlyFraudWarningRules()
 
 
 def parse_policy(text: str, source: str) -> PolicyFile:

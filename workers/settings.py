@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain import identity
 from domain.allocation import ShippingPolicy
-from domain.contracts import RefundPolicy
+from domain.contracts import FraudWarningPolicy, RefundPolicy
 from domain.naming import DEFAULT_TASK_QUEUE
 from domain.policy_file import PolicyError, parse_policy
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
@@ -367,7 +367,7 @@ class Settings(BaseSettings):
         except OSError as err:
             raise PolicyError(f"{self.policy_file}: cannot be read: {err.strerror}") from err
         rules = parse_policy(text, str(self.policy_file))
-        review, returns = rules.review, rules.returns
+        review, returns, warnings = rules.review, rules.returns, rules.early_fraud_warnings
         return base.model_copy(
             update={
                 "version": rules.version,
@@ -383,6 +383,11 @@ class Settings(BaseSettings):
                 "shipping_policy": returns.shipping,
                 "no_return_reasons": tuple(returns.no_return_reasons),
                 "returns_deadline_seconds": returns.deadline_days * 24 * 3600,
+                "early_fraud_warnings": FraudWarningPolicy(
+                    mode=warnings.mode,
+                    refund_up_to_major=warnings.refund_up_to_major,
+                    review_fraud_types=tuple(warnings.review_fraud_types),
+                ),
             }
         )
 

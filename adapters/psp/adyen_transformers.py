@@ -13,6 +13,7 @@ from typing import Any
 
 from adapters.psp.base import PspEvent
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
+from domain.fraud_warnings import FraudWarning
 from domain.money import Money, currency_exponent
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus
 
@@ -263,5 +264,34 @@ def classify_item(item: Mapping[str, Any]) -> PspEvent:
         case "NOTIFICATION_OF_CHARGEBACK" | "CHARGEBACK":
             reference = _field(item, "originalReference") or _field(item, "pspReference")
             return PspEvent(identifier, "dispute_opened", payment_reference=reference, raw_type=code)
+        case "NOTIFICATION_OF_FRAUD":
+            return _fraud_warning(item, code, identifier)
         case _:
             return PspEvent(identifier, "ignored", raw_type=code, detail={"why": "event code"})
+
+
+def _fraud_warning(item: Mapping[str, Any], code: str, identifier: str) -> PspEvent:
+    """NOTIFICATION_OF_FRAUD: the issuer reported the payment (its pspReference) as fraud. The fraud
+    type is in `additionalData.fraudType` where given, else the `reason`; neither is covered by the
+    HMAC, which signs references, amount, event code and success only."""
+    reference = _field(item, "originalReference") or _field(item, "pspReference")
+    if not reference:
+        return PspEvent(identifier, "ignored", raw_type=code, detail={"why": "no payment"})
+    additional = item.get("additionalData")
+    fraud_type = additional.get("fraudType") if isinstance(additional, Mapping) else None
+    warning = FraudWarning(
+        provider="adyen",
+        warning_id=_field(item, "pspReference"),
+        payment_reference=reference,
+        actionable=True,
+        fraud_type=str(fraud_type or _field(item, "reason")),
+        amount=money_from(item.get("amount")),
+    )
+    return PspEvent(
+        identifier,
+        "fraud_warning",
+        payment_reference=reference,
+        raw_type=code,
+        warning=warning,
+        detail={"fraud_type": warning.fraud_type},
+    )

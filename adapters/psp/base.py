@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
+from domain.fraud_warnings import FraudWarning
 from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, Provider, PspRefundStatus
 
@@ -57,7 +58,7 @@ class PaymentLookup:
     psp_response_ms: int | None = None
 
 
-EventKind = Literal["refund_update", "payment_update", "dispute_opened", "ignored"]
+EventKind = Literal["refund_update", "payment_update", "dispute_opened", "fraud_warning", "ignored"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class PspEvent:
     refund_update: `update` for the refund of `request_id` (None: a refund we never asked for).
     payment_update: `payment` is what the PSP now says of a payment (Adyen tells us only this way).
     dispute_opened: a dispute or chargeback on `payment_reference`.
+    fraud_warning: an early fraud warning (`warning`) on `payment_reference`.
     """
 
     event_id: str
@@ -78,6 +80,7 @@ class PspEvent:
     raw_type: str = ""
     detail: Mapping[str, str] = field(default_factory=dict)
     account: str | None = None  # the PSP merchant account, where one PSP login serves several
+    warning: FraudWarning | None = None
 
 
 class PaymentBook(Protocol):

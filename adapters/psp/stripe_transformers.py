@@ -10,6 +10,7 @@ from typing import Any
 
 from adapters.psp.base import PspEvent
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
+from domain.fraud_warnings import FraudWarning
 from domain.money import Money, currency_exponent
 from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundMethod
@@ -363,8 +364,35 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
                 raw_type=event_type,
                 detail={"psp_status": str(obj.get("status"))},
             )
+        case "radar.early_fraud_warning.created" | "radar.early_fraud_warning.updated":
+            return _fraud_warning(event_id, event_type, obj)
         case _:
             return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "event type"})
+
+
+def _fraud_warning(event_id: str, event_type: str, obj: Any) -> PspEvent:
+    """Radar's early fraud warning on a charge: the refund names its PaymentIntent (else the charge)."""
+    if not isinstance(obj, Mapping) or obj.get("object") != "early_fraud_warning" or not obj.get("id"):
+        return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no early fraud warning"})
+    intent, charge = obj.get("payment_intent"), obj.get("charge")
+    reference = intent if isinstance(intent, str) and intent else charge
+    if not isinstance(reference, str) or not reference:
+        return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no charge"})
+    warning = FraudWarning(
+        provider="stripe",
+        warning_id=str(obj["id"]),
+        payment_reference=reference,
+        actionable=obj.get("actionable") is True,
+        fraud_type=str(obj.get("fraud_type") or ""),
+    )
+    return PspEvent(
+        event_id=event_id,
+        kind="fraud_warning",
+        payment_reference=reference,
+        raw_type=event_type,
+        warning=warning,
+        detail={"fraud_type": warning.fraud_type, "actionable": str(warning.actionable).lower()},
+    )
 
 
 def _external_refund(event_id: str, event_type: str, refund: Mapping[str, Any]) -> PspEvent:

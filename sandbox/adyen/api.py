@@ -121,6 +121,7 @@ class AdyenSandbox:
             ("POST", re.compile(r"/_sandbox/adyen/payments"), self._seed_payment),
             ("GET", re.compile(r"/_sandbox/adyen/payments/([^/]+)/modifications"), self._modifications),
             ("POST", re.compile(r"/_sandbox/adyen/payments/([^/]+)/chargeback"), self._chargeback),
+            ("POST", re.compile(r"/_sandbox/adyen/payments/([^/]+)/fraud"), self._fraud),
             (
                 "POST",
                 re.compile(r"/_sandbox/adyen/payments/([^/]+)/dashboard_refund"),
@@ -479,6 +480,29 @@ class AdyenSandbox:
                 reason="Fraudulent transaction",
             )
         return {"ok": True}
+
+    def _fraud(self, request: SandboxRequest, args: list[str]) -> Any:
+        """The issuer reports the payment as fraud: NOTIFICATION_OF_FRAUD, under the payment's own
+        pspReference, the fraud type in its `reason`."""
+        reason = json_body(request).get("reason", "Card reported stolen")
+        if not isinstance(reason, str):
+            raise ControlError(400, "reason must be a string")
+        with self._server.store.transaction() as tx:
+            payment = self.state.payment(tx, unquote(args[0]))
+            if payment is None:
+                raise ControlError(404, f"no payment {args[0]}")
+            self._notify(
+                tx,
+                "NOTIFICATION_OF_FRAUD",
+                True,
+                payment.psp_reference,
+                original=None,
+                merchant_reference=payment.merchant_reference,
+                amount=payment.amount,
+                currency=payment.currency,
+                reason=reason,
+            )
+        return {"pspReference": payment.psp_reference}
 
     def _refund_failed(self, request: SandboxRequest, args: list[str]) -> Any:
         """A late failure: REFUND_FAILED for a refund whose REFUND said success (the bank bounced it)."""

@@ -47,6 +47,10 @@ class AdyenSandboxControl(ControlClient):
         """Send NOTIFICATION_OF_CHARGEBACK for a payment."""
         self._call("POST", f"/payments/{psp_reference}/chargeback")
 
+    def fraud_notification(self, psp_reference: str, reason: str = "Card reported stolen") -> None:
+        """Send NOTIFICATION_OF_FRAUD (an early fraud warning) for a payment."""
+        self._call("POST", f"/payments/{psp_reference}/fraud", json={"reason": reason})
+
     def fail_refund_late(
         self, refund_psp_reference: str, reason: str = "Refund failed at the issuer"
     ) -> None:

@@ -533,6 +533,7 @@ class ControlApi:
         self._routes: list[ControlRoute] = [
             ("GET", re.compile(r"/_sandbox/health"), self._health),
             ("POST", re.compile(r"/_sandbox/payments"), self._seed_payment),
+            ("POST", re.compile(r"/_sandbox/payments/([^/]+)/early_fraud_warning"), self._fraud_warning),
             ("GET", re.compile(r"/_sandbox/refunds"), self._refunds),
             ("POST", re.compile(r"/_sandbox/refunds/([^/]+)/settle"), self._settle),
             ("POST", re.compile(r"/_sandbox/refunds/([^/]+)/fail"), self._fail_late),
@@ -600,6 +601,22 @@ class ControlApi:
             )
         )
         return {"payment_intent": intent, "charge": intent["latest_charge"], "created": created}
+
+    def _fraud_warning(self, request: SandboxRequest, args: list[str]) -> Any:
+        """Radar warns of fraud on the payment: a signed `radar.early_fraud_warning.created` webhook
+        (`.updated` when the body names the warning again)."""
+        body = json_body(request)
+        fraud_type = body.get("fraud_type", "made_with_stolen_card")
+        actionable = body.get("actionable", True)
+        warning_id = body.get("id")
+        if not isinstance(fraud_type, str) or not isinstance(actionable, bool):
+            raise ControlError(400, "fraud_type is a string, actionable a boolean")
+        if warning_id is not None and (
+            not isinstance(warning_id, str) or not re.fullmatch(r"issfr_[A-Za-z0-9]{1,100}", warning_id)
+        ):
+            raise ControlError(400, "id must look like issfr_<letters, digits>")
+        with self._store.transaction() as tx:
+            return self._engine.early_fraud_warning(tx, args[0], fraud_type, actionable, warning_id)
 
     def _refunds(self, request: SandboxRequest, args: list[str]) -> Any:
         payment_intent = self._query(request, "payment_intent")

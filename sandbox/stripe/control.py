@@ -55,6 +55,22 @@ class SandboxControl(ControlClient):
                 body["refund_exchange_rate"] = refund_exchange_rate
         return str(self._call("POST", "/payments", json=body)["payment_intent"]["id"])
 
+    def early_fraud_warning(
+        self,
+        payment_id: str,
+        *,
+        fraud_type: str = "made_with_stolen_card",
+        actionable: bool = True,
+        warning_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Radar warns of fraud on a PaymentIntent's charge: a signed `radar.early_fraud_warning.created`
+        webhook follows (`.updated` for a `warning_id` given again); returns the warning."""
+        body: dict[str, Any] = {"fraud_type": fraud_type, "actionable": actionable}
+        if warning_id is not None:
+            body["id"] = warning_id
+        result: dict[str, Any] = self._call("POST", f"/payments/{payment_id}/early_fraud_warning", json=body)
+        return result
+
     def stripe_refunds(self, payment_id: str) -> list[dict[str, Any]]:
         """Every refund the sandbox ever made for a PaymentIntent, oldest first, with its key."""
         return list(self._call("GET", "/refunds", params={"payment_intent": payment_id})["data"])

@@ -357,6 +357,29 @@ class StripeEngine:
             intent = self.intent_json(tx, payment, ("latest_charge",))
         return intent, created
 
+    # Radar -----------------------------------------------------------------------------------
+
+    def early_fraud_warning(
+        self, tx: StoreTx, intent_id: str, fraud_type: str, actionable: bool, warning_id: str | None = None
+    ) -> dict[str, Any]:
+        """Radar's early fraud warning on a payment's charge, announced by a signed
+        `radar.early_fraud_warning.created` (or `.updated`, for a warning id given again)."""
+        payment = self.require_intent(tx, intent_id)
+        if payment.charge_id is None:
+            raise StripeApiError(400, f"PaymentIntent {intent_id} has no charge to warn about.")
+        warning = {
+            "id": warning_id or new_id("issfr_"),
+            "object": "early_fraud_warning",
+            "actionable": actionable,
+            "charge": payment.charge_id,
+            "payment_intent": payment.id,
+            "fraud_type": fraud_type,
+            "created": now_s(),
+            "livemode": False,
+        }
+        self._emit(tx, f"radar.early_fraud_warning.{'updated' if warning_id else 'created'}", warning)
+        return warning
+
     # events ----------------------------------------------------------------------------------
 
     def _emit(self, tx: StoreTx, event_type: str, obj: dict[str, Any]) -> None:

@@ -30,3 +30,10 @@ ACK_SECONDS = Histogram(
 REVIEW_QUEUE_DEPTH = Gauge(
     "refunds_review_queue_depth", "Refunds waiting for a human decision", registry=REGISTRY
 )
+FRAUD_WARNINGS = Counter(
+    "refunds_early_fraud_warnings_total",
+    "Verified early fraud warnings (each once) by what policy did: received, then refunded, held "
+    "for review or recorded",
+    ["source", "outcome"],
+    registry=REGISTRY,
+)

@@ -4,6 +4,8 @@ workflow."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -18,6 +20,7 @@ from domain.naming import external_refund_workflow_id, late_failure_workflow_id,
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
+from workers.service.fraud_warnings import take_warning
 from workers.service.metrics import WEBHOOK_FAILURES, WEBHOOK_REPLAYS
 from workers.service.openapi import json_body
 from workflows.external_refund import ExternalRefundWorkflow
@@ -67,9 +70,30 @@ async def _signal_once(
     """Signal an event the first time only: a replay (Adyen signs no timestamp, so a captured
     notification can be sent again forever) is acknowledged and goes no further. The event is
     remembered after it was signalled, so one that could not be signalled is taken again."""
+    return await _once(services, provider, event, merchant_id, _signal_refund)
+
+
+async def _warn_once(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> int:
+    """An early fraud warning, taken the first time only (its refund is keyed by the warning too)."""
+
+    async def take(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> int:
+        if event.warning is None:
+            return 0
+        return await take_warning(services, provider, event.warning, event.event_id, merchant_id)
+
+    return await _once(services, provider, event, merchant_id, take)
+
+
+async def _once(
+    services: Services,
+    provider: Provider,
+    event: PspEvent,
+    merchant_id: str | None,
+    act: Callable[[Services, Provider, PspEvent, str | None], Awaitable[int]],
+) -> int:
     account = merchant_id or services.psps.default_merchant
     if not event.event_id:  # nothing to know it again by: signalled every time, as before
-        return await _signal_refund(services, provider, event, merchant_id)
+        return await act(services, provider, event, merchant_id)
 
     def _seen() -> bool:
         with services.db.transaction() as session:
@@ -82,7 +106,7 @@ async def _signal_once(
     if await run_in_threadpool(_seen):
         WEBHOOK_REPLAYS.labels(source=provider.value).inc()
         return 0
-    signalled = await _signal_refund(services, provider, event, merchant_id)
+    signalled = await act(services, provider, event, merchant_id)
     await run_in_threadpool(_remember)
     return signalled
 
@@ -200,6 +224,8 @@ async def _receive(
                     await run_in_threadpool(
                         holds.open_hold, services.db, provider, event.payment_reference, reason
                     )
+            case "fraud_warning":
+                signalled += await _warn_once(services, provider, event, merchant_id)
             case "ignored":
                 pass  # acknowledged, so the PSP stops redelivering it
     acknowledgement, media_type = adapter.webhook_acknowledgement()

@@ -1,0 +1,188 @@
+"""Early fraud warnings (Stripe Radar, Adyen NOTIFICATION_OF_FRAUD) become refunds before they become
+chargebacks, as the merchant's policy says (`domain/fraud_warnings.py`).
+
+A refund for a warning is an ordinary refund: a request the service builds and signs with the
+merchant's own inbound secret (the workflow re-verifies it like any other), under a request id made
+from the warning's id, so a warning delivered again finds its workflow and never refunds twice.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from adapters.db import audit, holds, refunds
+from adapters.psp.base import PspError
+from domain import signature
+from domain.contracts import AuditEvent, RefundWorkflowInput, SignatureEvidence
+from domain.fraud_warnings import REASON_CODE, Action, Decision, FraudWarning, decide, request_id_for
+from domain.money import Money
+from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
+from domain.requests import AS_SENT, RefundRequest
+from domain.status import Provider, RefundStatus
+from workers.service.deps import Services
+from workers.service.errors import ApiError, temporal_unavailable
+from workers.service.metrics import FRAUD_WARNINGS
+from workers.service.refund_requests import BODY_DIGEST
+from workflows.refund import RefundWorkflow
+
+_COUNTED = {Action.REFUND: "refunded", Action.REVIEW: "held", Action.RECORD: "recorded"}
+
+
+async def take_warning(
+    services: Services, provider: Provider, warning: FraudWarning, event_id: str, merchant_id: str | None
+) -> int:
+    """Decide a verified warning (seen for the first time) per the merchant's policy; start its refund
+    unless the policy only records it. Returns how many workflows were started (0 or 1)."""
+    merchant = merchant_id or services.settings.merchant_id
+    owner = services.owner(merchant)
+    kept_id = refund_id(owner, request_id_for(provider.value, warning.warning_id, owner))
+    refundable = await _refundable(services, provider, warning, merchant_id)
+    disputed = await run_in_threadpool(_disputed, services, provider, warning.payment_reference)
+    decision = decide(services.policies[merchant], warning, refundable, disputed)
+    await run_in_threadpool(_audit, services, kept_id, warning, event_id, decision, refundable)
+    FRAUD_WARNINGS.labels(source=provider.value, outcome="received").inc()
+    FRAUD_WARNINGS.labels(source=provider.value, outcome=_COUNTED[decision.action]).inc()
+    if decision.action is Action.RECORD:
+        return 0
+    return int(await _start(services, provider, warning, decision, merchant, owner))
+
+
+async def _refundable(
+    services: Services, provider: Provider, warning: FraudWarning, merchant_id: str | None
+) -> Money | None:
+    """What is left to refund on the payment, as the PSP (or, for Adyen, its notifications) says;
+    the warning's own amount when the PSP cannot say; a PSP that cannot answer now is retried by the
+    PSP's redelivery (503)."""
+    try:
+        adapter = services.psps.get(merchant_id, provider)
+        lookup = await run_in_threadpool(adapter.lookup_payment, warning.payment_reference)
+    except PspError as err:
+        if err.retryable:
+            raise ApiError(503, err.code, f"the payment cannot be looked up now: {err.message}") from err
+        return warning.amount
+    payment = lookup.payment
+    if not payment.currency or not (payment.amount_captured or payment.amount_refunded):
+        return warning.amount
+    return Money(value=payment.refundable, currency=payment.currency)
+
+
+def _disputed(services: Services, provider: Provider, reference: str) -> bool:
+    with services.db.transaction() as session:
+        return holds.held(session, provider, reference) is not None
+
+
+def _settled(services: Services, request_id: str) -> bool:
+    """Whether the lasting record settled this refund (Temporal may have forgotten its workflow)."""
+    with services.db.transaction() as session:
+        return refunds.get(session, request_id) is not None
+
+
+def _audit(
+    services: Services,
+    kept_id: str,
+    warning: FraudWarning,
+    event_id: str,
+    decision: Decision,
+    refundable: Money | None,
+) -> None:
+    """The warning and what policy made of it, on the trail of the refund it starts (or would)."""
+    event = AuditEvent(
+        key=f"efw:{event_id}"[:120],
+        step="early_fraud_warning",
+        actor=warning.actor,
+        reason_code=decision.action.value,
+        detail={
+            "warning": warning.warning_id,
+            "fraud_type": warning.fraud_type,
+            "actionable": str(warning.actionable).lower(),
+            "payment_reference": warning.payment_reference,
+            "refundable": str(refundable) if refundable is not None else "unknown",
+            "decision": decision.why,
+        },
+        at=datetime.now(UTC),
+    )
+    with services.db.transaction() as session:
+        audit.record(session, kept_id, warning.payment_reference, [event])
+
+
+def _request(provider: Provider, warning: FraudWarning, request_id: str) -> bytes:
+    """The body a merchant would send for this refund: everything still refundable."""
+    body = RefundRequest(
+        request_id=request_id,
+        provider=provider,
+        payment_reference=warning.payment_reference,
+        reason_code=REASON_CODE,
+        order_id=warning.payment_reference,
+        metadata={
+            "early_fraud_warning": warning.warning_id,
+            "fraud_type": warning.fraud_type or "unknown",
+            "requested_by": warning.actor,
+        },
+    )
+    return body.model_dump_json(exclude_none=True).encode()
+
+
+async def _start(
+    services: Services,
+    provider: Provider,
+    warning: FraudWarning,
+    decision: Decision,
+    merchant: str,
+    owner: str | None,
+) -> bool:
+    """Start the refund; False when its workflow exists (a warning delivered again, or updated) or
+    the lasting record already settled it."""
+    raw = _request(provider, warning, request_id_for(provider.value, warning.warning_id, owner))
+    sent = RefundRequest.model_validate_json(raw, context=AS_SENT)
+    kept = sent.model_copy(update={"request_id": refund_id(owner, sent.request_id)})
+    if await run_in_threadpool(_settled, services, kept.request_id):
+        return False
+    profile = services.merchants[merchant]
+    evidence = SignatureEvidence(
+        raw_body=raw.decode(),
+        signature_header=signature.sign(profile.secrets[:1], int(time.time()), raw),
+        received_at=datetime.now(UTC),
+    )
+    try:
+        await services.temporal.start_workflow(
+            RefundWorkflow.run,
+            RefundWorkflowInput(
+                request=kept,
+                evidence=evidence,
+                policy=services.policies[merchant],
+                risk_model=services.risk_model,
+                merchant_id=owner,
+                review_keys=services.review_keys,
+                requested_by=warning.actor,
+                held_for=decision.hold(),
+            ),
+            id=workflow_id(kept.request_id),
+            task_queue=services.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_STATUS, RefundStatus.RECEIVED.value),
+                    SearchAttributePair(SA_PROVIDER, provider.value),
+                    SearchAttributePair(SA_PAYMENT, kept.payment_reference),
+                    SearchAttributePair(SA_MERCHANT, merchant),
+                ]
+            ),
+            memo={BODY_DIGEST: kept.digest_for(owner)},
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    except RPCError as err:
+        raise temporal_unavailable(err, "taking this early fraud warning") from err
+    return True
