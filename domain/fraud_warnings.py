@@ -21,6 +21,10 @@ from domain.risk import _converter
 
 REASON_CODE = "early_fraud_warning"  # the refund's reason_code and the review hold's code
 
+# The request ids of refunds made on a PSP's warning: reserved, so no merchant can take one first
+# and leave the warning finding "its" refund already started (workers/service/refund_requests.py).
+WARNING_ID_PREFIX = "efw-"
+
 
 class FraudWarning(BaseModel):
     """A verified early fraud warning, whatever the PSP: Stripe's `early_fraud_warning`, Adyen's
@@ -100,8 +104,8 @@ def decide(policy: RefundPolicy, warning: FraudWarning, refundable: Money | None
 def request_id_for(provider: str, warning_id: str, owner: str | None = None) -> str:
     """The refund's request id, the same for every delivery of the warning (so it refunds once):
     `efw-<provider>-<warning id>`, hashed when the PSP's id does not fit a request id."""
-    plain = f"efw-{provider}-{warning_id}"
+    plain = f"{WARNING_ID_PREFIX}{provider}-{warning_id}"
     room = REFUND_ID_LENGTH - (len(owner) + 1 if owner else 0)
     if len(plain) <= room and re.match(REQUEST_ID_PATTERN, plain):
         return plain
-    return f"efw-{provider}-sha-{hashlib.sha256(warning_id.encode()).hexdigest()[:32]}"
+    return f"{WARNING_ID_PREFIX}{provider}-sha-{hashlib.sha256(warning_id.encode()).hexdigest()[:32]}"

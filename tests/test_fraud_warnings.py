@@ -17,7 +17,7 @@ from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.deliveries import adyen_delivery, adyen_item, deliver, post
 from tests.flows import assert_not_started, known_adyen_payment, wait_for_status
-from tests.helpers import eventually
+from tests.helpers import eventually, refund_body, signed_headers
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 REFUND_UP_TO = FraudWarningPolicy(mode="refund", refund_up_to_major=200, review_fraud_types=("misc",))
@@ -170,3 +170,11 @@ async def test_a_forged_warning_changes_nothing(
         await assert_not_started(stack, request_id)
         assert trail(stack, request_id) == []
     assert sandbox.stripe_refunds(payment) == []
+
+
+async def test_no_merchant_can_take_a_warnings_request_id_first(stack: Stack) -> None:
+    """Else the warning would find "its" refund already started, and refund nothing."""
+    body = refund_body("efw-stripe-issfr_1", "pi_1", amount=100)
+    response = await stack.http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+    assert (response.status_code, response.json()["error"]["details"][0]["loc"]) == (422, ["request_id"])
+    await assert_not_started(stack, "efw-stripe-issfr_1")

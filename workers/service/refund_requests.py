@@ -24,6 +24,7 @@ from adapters.db import refunds
 from adapters.db.models import RefundRow
 from domain import signature
 from domain.contracts import RefundWorkflowInput, SignatureEvidence
+from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
@@ -108,6 +109,10 @@ async def _admit(
     raw = await request.body()
     merchant_id = verify_merchant_signature(services, raw, header, merchant)
     sent = _parse(raw)
+    if sent.request_id.startswith(WARNING_ID_PREFIX):
+        raise _invalid_request_id(
+            f"ids starting {WARNING_ID_PREFIX!r} are the product's own (early fraud warnings)"
+        )
     owner = services.owner(merchant_id)
     refund = _kept_as(sent, owner)
     digest = refund.digest_for(owner)
@@ -164,19 +169,14 @@ def _kept_as(sent: RefundRequest, owner: str | None) -> RefundRequest:
     kept = refund_id(owner, sent.request_id)
     if len(kept) > REFUND_ID_LENGTH:
         most = REFUND_ID_LENGTH - len(kept) + len(sent.request_id)
-        raise ApiError(
-            422,
-            ErrorCode.INVALID_REQUEST,
-            "request is invalid",
-            [
-                {
-                    "loc": ["request_id"],
-                    "msg": f"{owner}'s request ids are at most {most} characters",
-                    "type": "string_too_long",
-                }
-            ],
-        )
+        raise _invalid_request_id(f"{owner}'s request ids are at most {most} characters", "string_too_long")
     return sent.model_copy(update={"request_id": kept})
+
+
+def _invalid_request_id(message: str, kind: str = "value_error") -> ApiError:
+    """A 422 naming the request id, in the shape of every other invalid field."""
+    details = [{"loc": ["request_id"], "msg": message, "type": kind}]
+    return ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details)
 
 
 def _conflict() -> ApiError:
