@@ -7,7 +7,7 @@ from temporalio import activity
 
 from activities.audit import activity_event
 from activities.merchant import Merchants
-from adapters.db import audit, ledger, refunds, reservations
+from adapters.db import audit, clients, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
@@ -102,6 +102,10 @@ class LedgerActivities:
                 events.append(
                     activity_event("ledger:void", "ledger_voided", detail={"transfers": str(resolved)})
                 )
+            if not succeeded and clients.release(session, outcome.request_id):
+                # a client's refund that moved no money gives its budget back, once: the row above
+                # is written once, and only a reserved budget is released
+                events.append(activity_event("client:budget", "client_budget_released"))
             refunds.save_outcome(session, _settled(outcome))
             audit.record(session, outcome.request_id, outcome.payment_reference, events)
 
@@ -125,6 +129,7 @@ class LedgerActivities:
             code = late.update.failure_code or ErrorCode.PSP_DECLINED
             row.status = RefundStatus.FAILED.value
             row.failure_code = code.value
+            clients.release(session, late.request_id)  # the money came back: so does a client's budget
             event = activity_event(
                 "late_failure",
                 "late_failure_reversed",

@@ -56,6 +56,8 @@ class ErrorCode(StrEnum):
     REQUEST_CONFLICT = "request_conflict"
     NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"
+    REASON_NOT_ALLOWED = "reason_not_allowed"  # an API client asked for a reason outside its scope
+    MERCHANT_NOT_ALLOWED = "merchant_not_allowed"  # an API client named a merchant not its own
     INVALID_STATE = "invalid_state"
     ALREADY_FINISHED = "already_finished"  # steering a refund whose workflow has completed
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"

@@ -547,6 +547,124 @@ def release_hold(
     _say(f"hold on {provider.value} {payment_reference} released by {who}")
 
 
+client_app = typer.Typer(
+    help="API clients: software (a support agent, a help desk) asking for refunds for a merchant.",
+    no_args_is_help=True,
+)
+app.add_typer(client_app, name="client")
+
+
+@client_app.command("create")
+def client_create(
+    name: str,
+    reasons: Annotated[str, typer.Option(help="Reason codes it may ask for, comma-separated")],
+    max_per_refund: Annotated[
+        str, typer.Option(help="Above this (major units of the refund's currency) a human decides")
+    ],
+    daily_budget: Annotated[
+        list[str],
+        typer.Option(help="CURRENCY:AMOUNT it may refund without a human over 24 hours; once per currency"),
+    ],
+    merchant: Annotated[
+        str | None, typer.Option(help="The merchant it acts for (default: REFUNDS_MERCHANT_ID)")
+    ] = None,
+) -> None:
+    """A new API client and its key: shown once here, kept hashed.
+
+    Example: refunds client create helpdesk --merchant acme --reasons damaged,not_received
+    --max-per-refund 50.00 --daily-budget EUR:200.00"""
+    from adapters.db import clients
+    from adapters.db.engine import Database
+    from domain.clients import (
+        Client,
+        ClientError,
+        check_name,
+        new_key,
+        parse_budgets,
+        parse_major,
+        parse_reasons,
+    )
+    from domain.policy_file import PolicyError
+
+    settings = _settings()
+    merchant_id = merchant or settings.merchant_id
+    try:
+        known = settings.merchant_profiles()
+    except PolicyError as err:
+        _fail("invalid_settings", err, 2)
+    if merchant_id not in known:
+        _fail("not_found", f"no merchant {merchant_id!r} is configured here", 2)
+    try:
+        client = Client(
+            name=check_name(name),
+            merchant_id=merchant_id,
+            reasons=parse_reasons(reasons),
+            max_per_refund=parse_major(max_per_refund),
+            budgets=parse_budgets(daily_budget),
+        )
+    except ClientError as err:
+        _fail("invalid_client", err, 2)
+    key = new_key()
+    db = Database.connect(settings.database_url)
+    try:
+        with db.transaction() as session:
+            created = clients.create(session, client, key)
+    finally:
+        db.dispose()
+    if not created:
+        _fail("client_exists", f"a client named {name} exists (revoked names are not reused)")
+    _say(f"client {name} for merchant {merchant_id}; its key (shown once, give it to the client): {key}")
+
+
+@client_app.command("list")
+def client_list() -> None:
+    """Every API client: merchant, reasons, limits, whether revoked (never a key).
+
+    Example: refunds client list"""
+    from adapters.db import clients
+    from adapters.db.engine import Database
+    from domain.money import format_minor
+
+    db = Database.connect(_settings().database_url)
+    try:
+        with db.transaction() as session:
+            listed = clients.listing(session)
+    finally:
+        db.dispose()
+    table = Table("client", "merchant", "reasons", "max per refund", "daily budget", "state")
+    rows = [
+        (
+            entry.client.name,
+            entry.client.merchant_id,
+            ",".join(entry.client.reasons),
+            str(entry.client.max_per_refund),
+            " ".join(f"{b.currency}:{format_minor(b.value, b.currency)}" for b in entry.client.budgets),
+            f"revoked {entry.revoked_at:%Y-%m-%d %H:%M}" if entry.revoked_at else "active",
+        )
+        for entry in listed
+    ]
+    _print_table(table, rows, "no API clients")
+
+
+@client_app.command("revoke")
+def client_revoke(name: str) -> None:
+    """Revoke a client's key for good: its next request is refused (401); its refunds go on.
+
+    Example: refunds client revoke helpdesk"""
+    from adapters.db import clients
+    from adapters.db.engine import Database
+
+    db = Database.connect(_settings().database_url)
+    try:
+        with db.transaction() as session:
+            revoked = clients.revoke(session, name)
+    finally:
+        db.dispose()
+    if not revoked:
+        _fail("not_found", f"no active client {name}")
+    _say(f"client {name} revoked")
+
+
 risk_app = typer.Typer(help="The risk model.", no_args_is_help=True)
 app.add_typer(risk_app, name="risk")
 

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit, refunds
 from adapters.db.engine import Database
+from domain.clients import HELD_AT_INTAKE
 from domain.contracts import RefundState, RetryInput, ReviewInput
 from domain.money import format_minor
 from domain.naming import (
@@ -121,6 +122,8 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
     console.print(Text.assemble((printable(view["request_id"]), "bold"), headline))
     _plain(console, f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
     _plain(console, f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
+    if view.get("requested_by"):
+        _plain(console, f"  requested by {view['requested_by']}")
     if view.get("failure_code"):
         console.print(
             Text.assemble(
@@ -202,7 +205,11 @@ async def pending_reviews(settings: Settings, merchant_id: str | None = None) ->
             pass  # no worker answers right now: visibility alone is still worth showing
         else:
             if state.risk is not None:
-                reasons = ", ".join(r.code for r in state.risk.reasons if r.points)
+                # a reason given at intake (a client over its limits) holds the refund at no points
+                shown = [r.code for r in state.risk.reasons if r.points or r.code in HELD_AT_INTAKE]
+                if state.requested_by:
+                    shown.append(f"requested by {state.requested_by}")
+                reasons = ", ".join(shown)
                 approvals = f"{len(state.approvals)}/{state.risk.approvals_needed}"
         row = (
             request_id_from_workflow_id(execution.id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -208,3 +208,49 @@ class PspEventRow(SQLModel, table=True):
     account: str = Field(primary_key=True, max_length=64)  # our merchant whose PSP account sent it
     event_key: str = Field(primary_key=True, max_length=200)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ApiClientRow(SQLModel, table=True):
+    """Software that asks for refunds on a merchant's behalf (`domain/clients.py`): its key hashed."""
+
+    __tablename__ = "api_clients"
+    name: str = Field(primary_key=True, max_length=64)
+    merchant: str = Field(max_length=64)  # the merchant id it acts for (the default one named too)
+    key_digest: str = Field(max_length=64, unique=True)  # sha256 of the key, never the key
+    reasons: str = Field(max_length=1000)  # comma-separated reason codes it may ask for
+    max_per_refund: str = Field(max_length=32)  # decimal, major units of the refund's currency
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class ApiClientBudgetRow(SQLModel, table=True):
+    """A client's budget in one currency over the rolling day; its row is the lock that serialises
+    the client's reservations in that currency."""
+
+    __tablename__ = "api_client_budgets"
+    __table_args__ = (CheckConstraint("daily_limit > 0", name="ck_api_client_budgets_limit_positive"),)
+    client: str = Field(primary_key=True, foreign_key="api_clients.name", max_length=64)
+    currency: str = Field(primary_key=True, max_length=3)
+    daily_limit: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ClientReservationRow(SQLModel, table=True):
+    """Budget a client's refund took without a human (one per refund): `reserved` counts against the
+    window, `released` (the refund failed or was rejected, or never started) gives it back."""
+
+    __tablename__ = "client_budget_reservations"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_client_budget_reservations_amount_positive"),
+        Index("ix_client_budget_reservations_window", "client", "currency", "reserved_at"),
+    )
+    request_id: str = Field(primary_key=True, max_length=128)
+    client: str = Field(foreign_key="api_clients.name", max_length=64)
+    currency: str = Field(max_length=3)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    state: str = Field(max_length=16)  # reserved | released
+    reserved_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    released_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -20,10 +20,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import refunds
+from adapters.db import clients, refunds
 from adapters.db.models import RefundRow
 from domain import signature
-from domain.contracts import RefundWorkflowInput, SignatureEvidence
+from domain.clients import Client, requested_by
+from domain.contracts import RefundWorkflowInput, RiskReason, SignatureEvidence
 from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
@@ -53,6 +54,11 @@ def _request_schema() -> dict[str, Any]:
     return schema
 
 
+_CLIENT_DOC = (
+    "`Bearer <key>` of an API client (`refunds client create`), instead of `Refund-Signature`: the "
+    "refund is the client's merchant's, limited to the client's reasons; over its maximum per refund "
+    "or its daily budget it is started but held for a human"
+)
 _SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; several `v1=` during rotation'
 
 
@@ -67,7 +73,15 @@ _SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; s
         },
         **error_responses(
             400,
-            (401, "Missing, invalid or expired signature, or an unknown merchant"),
+            (
+                401,
+                "Missing, invalid or expired signature, an unknown merchant, or an unknown or revoked key",
+            ),
+            (
+                403,
+                "A client's key is valid but does not reach this: a reason it may not ask for "
+                "(`reason_not_allowed`) or another merchant (`merchant_not_allowed`)",
+            ),
             (409, "The request_id was used before with another body"),
             413,
             (422, "Malformed body"),
@@ -84,10 +98,11 @@ async def create_refund_request(
     refund_merchant: Annotated[
         str | None, Header(description="The merchant whose secret signed the request (none: the default)")
     ] = None,
+    authorization: Annotated[str | None, Header(description=_CLIENT_DOC)] = None,
 ) -> Accepted:
     started = time.perf_counter()
     try:
-        accepted = await _admit(request, response, services, refund_signature, refund_merchant)
+        accepted = await _admit(request, response, services, refund_signature, refund_merchant, authorization)
     except ApiError as err:
         REFUND_REQUESTS.labels(outcome=err.code).inc()
         raise
@@ -97,7 +112,12 @@ async def create_refund_request(
 
 
 async def _admit(
-    request: Request, response: Response, services: Services, header: str | None, merchant: str | None
+    request: Request,
+    response: Response,
+    services: Services,
+    header: str | None,
+    merchant: str | None,
+    authorization: str | None = None,
 ) -> Accepted:
     """One RPC for a new request: Temporal's workflow id is the idempotency record.
 
@@ -107,11 +127,19 @@ async def _admit(
     (`domain.naming.refund_id`), so another merchant's same id is another refund, never a 409.
     """
     raw = await request.body()
-    merchant_id = verify_merchant_signature(services, raw, header, merchant)
+    key = _bearer(authorization)
+    client = None if key is None else await run_in_threadpool(_client, services, key, merchant)
+    merchant_id = client.merchant_id if client else verify_merchant_signature(services, raw, header, merchant)
     sent = _parse(raw)
     if sent.request_id.startswith(WARNING_ID_PREFIX):
         raise _invalid_request_id(
             f"ids starting {WARNING_ID_PREFIX!r} are the product's own (early fraud warnings)"
+        )
+    if client is not None and not client.allows(sent.reason_code):
+        raise ApiError(
+            403,
+            ErrorCode.REASON_NOT_ALLOWED,
+            f"client {client.name} may not ask for refunds with reason {sent.reason_code!r}",
         )
     owner = services.owner(merchant_id)
     refund = _kept_as(sent, owner)
@@ -126,16 +154,112 @@ async def _admit(
     if owner is not None and (kept_bare := await _kept_bare(services, sent, owner)) is not None:
         response.status_code = 200
         return _accepted(sent, workflow_id(sent.request_id), kept_bare)
+    if client is not None:
+        return await _admit_for_client(services, response, client, raw, sent, refund, digest)
     evidence = SignatureEvidence(
         raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
     )
     if await _start(services, refund, evidence, digest, merchant_id):
         return _accepted(sent, wf_id, RefundStatus.RECEIVED)
+    return await _answer_known(services, response, sent, wf_id, digest)
+
+
+async def _answer_known(
+    services: Services, response: Response, sent: RefundRequest, wf_id: str, digest: str
+) -> Accepted:
+    """A request whose workflow exists: the same one again is 200, another body 409."""
     kept = await _kept(services, wf_id)
     if kept.digest != digest:
         raise _conflict()
     response.status_code = 200
     return _accepted(sent, wf_id, await _status(services, wf_id, kept))
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The key of `Authorization: Bearer <key>`; None when the request is not a client's."""
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip()
+
+
+def _client(services: Services, key: str, merchant: str | None) -> Client:
+    """The active client this key proves, acting for a merchant configured here: 401 otherwise."""
+    try:
+        with services.db.transaction() as session:
+            client = clients.by_key(session, key) if key else None
+    except SQLAlchemyError as err:
+        raise ApiError(
+            503, ErrorCode.DATABASE_UNAVAILABLE, "the client database cannot be read right now; retry"
+        ) from err
+    if client is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "unknown or revoked client key")
+    profile = services.merchants.get(client.merchant_id)
+    if profile is None or not profile.secrets:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, f"client {client.name}'s merchant is not configured here")
+    if merchant is not None and merchant != client.merchant_id:
+        raise ApiError(
+            403,
+            ErrorCode.MERCHANT_NOT_ALLOWED,
+            f"client {client.name} acts for merchant {client.merchant_id!r} only",
+        )
+    return client
+
+
+async def _admit_for_client(
+    services: Services,
+    response: Response,
+    client: Client,
+    raw: bytes,
+    sent: RefundRequest,
+    refund: RefundRequest,
+    digest: str,
+) -> Accepted:
+    """A client's new request: reserve its budget (or hold it for a human), sign the body as the
+    merchant's platform would (the worker re-verifies it like any other), start; a start that does
+    not happen gives the reservation back."""
+    wf_id = workflow_id(refund.request_id)
+    held, fresh = await run_in_threadpool(_reserve, services, client, refund)
+    secret = services.merchants[client.merchant_id].secrets[0]
+    evidence = SignatureEvidence(
+        raw_body=raw.decode(),
+        signature_header=signature.sign([secret], int(time.time()), raw),
+        received_at=datetime.now(UTC),
+    )
+    who = requested_by(client.name)
+    try:
+        started = await _start(services, refund, evidence, digest, client.merchant_id, who, held)
+    except BaseException:
+        if fresh:
+            await run_in_threadpool(_release, services, refund.request_id)
+        raise
+    if started:
+        return _accepted(sent, wf_id, RefundStatus.RECEIVED)
+    if fresh:  # the workflow existed: this call reserved nothing that belongs to it
+        await run_in_threadpool(_release, services, refund.request_id)
+    return await _answer_known(services, response, sent, wf_id, digest)
+
+
+def _reserve(
+    services: Services, client: Client, refund: RefundRequest
+) -> tuple[tuple[RiskReason, ...], bool]:
+    """Why a human decides this refund (empty: the client's own), and whether this reserved budget."""
+    over = client.over_max(refund.amount)
+    if over is not None or refund.amount is None:
+        return (over,) if over else (), False
+    try:
+        with services.db.transaction() as session:
+            reserved = clients.reserve(session, client, refund.request_id, refund.amount, datetime.now(UTC))
+    except SQLAlchemyError as err:
+        raise ApiError(
+            503, ErrorCode.DATABASE_UNAVAILABLE, "the client's budget cannot be reserved right now; retry"
+        ) from err
+    return ((reserved.held,) if reserved.held else ()), reserved.fresh
+
+
+def _release(services: Services, request_id: str) -> None:
+    with services.db.transaction() as session:
+        clients.release(session, request_id)
 
 
 async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> RefundStatus | None:
@@ -248,7 +372,13 @@ def _parse(raw: bytes) -> RefundRequest:
 
 
 async def _start(
-    services: Services, refund: RefundRequest, evidence: SignatureEvidence, digest: str, merchant_id: str
+    services: Services,
+    refund: RefundRequest,
+    evidence: SignatureEvidence,
+    digest: str,
+    merchant_id: str,
+    who: str | None = None,
+    held_for: tuple[RiskReason, ...] = (),
 ) -> bool:
     """Start the refund's workflow; False when one with this id exists, running or closed."""
     settings = services.settings
@@ -263,6 +393,8 @@ async def _start(
                 risk_model=services.risk_model,
                 merchant_id=None if default else merchant_id,
                 review_keys=services.review_keys,
+                requested_by=who,
+                held_for=held_for,
             ),
             id=workflow_id(refund.request_id),
             task_queue=settings.task_queue,

@@ -1,0 +1,176 @@
+"""API clients and their budget: who they are (by key digest), and what each refund reserved.
+
+A client's reservations in one currency are serialised by its budget row: PostgreSQL locks it FOR
+UPDATE, SQLite's single writer (BEGIN IMMEDIATE, `adapters/db/engine.py`) serialises them anyway.
+Under that lock the window's reserved total is summed and the new reservation inserted, so
+concurrent requests can never together reserve more than the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from adapters.db.models import ApiClientBudgetRow, ApiClientRow, ClientReservationRow, utcnow
+from domain.clients import BUDGET_WINDOW, Client, key_digest, over_budget
+from domain.contracts import RiskReason
+from domain.money import Money
+
+
+class BudgetState(StrEnum):
+    RESERVED = "reserved"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class ClientListing:
+    client: Client
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def create(session: Session, client: Client, key: str) -> bool:
+    """Keep a new client, its key as a digest; False when the name is taken (revoked ones too)."""
+    if session.get(ApiClientRow, client.name) is not None:
+        return False
+    session.add(
+        ApiClientRow(
+            name=client.name,
+            merchant=client.merchant_id,
+            key_digest=key_digest(key),
+            reasons=",".join(client.reasons),
+            max_per_refund=str(client.max_per_refund),
+        )
+    )
+    session.flush()
+    for budget in client.budgets:
+        session.add(
+            ApiClientBudgetRow(client=client.name, currency=budget.currency, daily_limit=budget.value)
+        )
+    return True
+
+
+def revoke(session: Session, name: str) -> bool:
+    """Revoke a client's key for good; False when there is no such client still active."""
+    row = session.get(ApiClientRow, name)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
+def listing(session: Session) -> list[ClientListing]:
+    rows = session.execute(select(ApiClientRow).order_by(col(ApiClientRow.name))).scalars().all()
+    return [ClientListing(_client(session, row), row.created_at, row.revoked_at) for row in rows]
+
+
+def by_key(session: Session, key: str) -> Client | None:
+    """The active client this key proves; None for an unknown or revoked key. The key is looked up
+    by its sha256 digest: a key is 32 random bytes, so the index reveals nothing worth timing."""
+    row = session.execute(
+        select(ApiClientRow).where(col(ApiClientRow.key_digest) == key_digest(key))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    return _client(session, row)
+
+
+def _client(session: Session, row: ApiClientRow) -> Client:
+    budgets = session.execute(
+        select(ApiClientBudgetRow)
+        .where(col(ApiClientBudgetRow.client) == row.name)
+        .order_by(col(ApiClientBudgetRow.currency))
+    ).scalars()
+    return Client(
+        name=row.name,
+        merchant_id=row.merchant,
+        reasons=tuple(row.reasons.split(",")),
+        max_per_refund=Decimal(row.max_per_refund),
+        budgets=tuple(Money(value=b.daily_limit, currency=b.currency) for b in budgets),
+    )
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """What intake decided: `held` says why a human decides it (nothing reserved then); `fresh` is
+    True when this call reserved it (a failed start gives it back), False when it was already."""
+
+    held: RiskReason | None
+    fresh: bool = False
+
+
+def reserve(session: Session, client: Client, request_id: str, amount: Money, now: datetime) -> Reserved:
+    """Reserve `amount` of the client's budget for this refund, or say why it does not fit."""
+    budget = session.execute(
+        select(ApiClientBudgetRow)
+        .where(
+            col(ApiClientBudgetRow.client) == client.name,
+            col(ApiClientBudgetRow.currency) == amount.currency,
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+    if budget is None:
+        return Reserved(held=over_budget(client, amount, 0))
+    # read under the lock: the same request sent twice at once reserves once
+    existing = session.get(ClientReservationRow, request_id)
+    if existing is not None and existing.state == BudgetState.RESERVED:
+        return Reserved(held=None)
+    spent = session.execute(
+        select(func.coalesce(func.sum(ClientReservationRow.amount), 0)).where(
+            col(ClientReservationRow.client) == client.name,
+            col(ClientReservationRow.currency) == amount.currency,
+            col(ClientReservationRow.state) == BudgetState.RESERVED.value,
+            col(ClientReservationRow.reserved_at) > now - BUDGET_WINDOW,
+        )
+    ).scalar_one()
+    held = over_budget(client, amount, int(spent))
+    if held is not None:
+        return Reserved(held=held)
+    if existing is not None:  # released before (its start failed): this request reserves again
+        existing.state, existing.amount, existing.reserved_at = BudgetState.RESERVED, amount.value, now
+        existing.released_at = None
+    else:
+        session.add(
+            ClientReservationRow(
+                request_id=request_id,
+                client=client.name,
+                currency=amount.currency,
+                amount=amount.value,
+                state=BudgetState.RESERVED,
+                reserved_at=now,
+            )
+        )
+    session.flush()
+    return Reserved(held=None, fresh=True)
+
+
+def release(session: Session, request_id: str) -> bool:
+    """Give a refund's reservation back (once: False when it holds none)."""
+    released = session.execute(
+        update(ClientReservationRow)
+        .where(
+            col(ClientReservationRow.request_id) == request_id,
+            col(ClientReservationRow.state) == BudgetState.RESERVED.value,
+        )
+        .values(state=BudgetState.RELEASED.value, released_at=utcnow())
+    )
+    return bool(released.rowcount)  # type: ignore[attr-defined]
+
+
+def reserved_total(session: Session, client: str, currency: str, since: datetime) -> int:
+    """What a client holds reserved in `currency` since `since` (minor units)."""
+    total = session.execute(
+        select(func.coalesce(func.sum(ClientReservationRow.amount), 0)).where(
+            col(ClientReservationRow.client) == client,
+            col(ClientReservationRow.currency) == currency,
+            col(ClientReservationRow.state) == BudgetState.RESERVED.value,
+            col(ClientReservationRow.reserved_at) >= since,
+        )
+    ).scalar_one()
+    return int(total)

@@ -1,0 +1,255 @@
+"""API clients: a key instead of the merchant's signature, reasons in scope, limits that hold a refund
+for a human, and a daily budget that holds under concurrent requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from adapters.db import clients
+from adapters.db.engine import Database
+from adapters.db.models import ClientReservationRow
+from domain.clients import BUDGET_WINDOW, Client, ClientError, new_key, parse_budget, parse_budgets
+from domain.money import Money
+from sandbox.stripe.control import SandboxControl
+from tests.conftest import Stack
+from tests.flows import FINAL, assert_not_started, cli, post, wait_for_status
+from tests.helpers import refund_body, unique
+
+
+def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:200.00") -> Client:
+    return Client(
+        name=unique("agent"),
+        merchant_id=merchant,
+        reasons=("damaged", "not_received"),
+        max_per_refund=Decimal(max_per_refund),
+        budgets=(parse_budget(budget),),
+    )
+
+
+def _made(database: Database, client: Client) -> str:
+    key = new_key()
+    with database.transaction() as session:
+        assert clients.create(session, client, key)
+    return key
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"content-type": "application/json", "Authorization": f"Bearer {key}"}
+
+
+def _reserved(database: Database, name: str) -> list[ClientReservationRow]:
+    with database.transaction() as session:
+        query = select(ClientReservationRow).where(col(ClientReservationRow.client) == name)
+        return list(session.execute(query).scalars())
+
+
+# pure rules
+
+
+def test_budgets_are_exact_minor_units_one_per_currency() -> None:
+    assert parse_budget("eur:200.00") == Money(value=20_000, currency="EUR")
+    assert parse_budget("JPY:5000") == Money(value=5_000, currency="JPY")
+    for bad in ("EUR:200.001", "JPY:1.5", "XXX:1", "EUR:-1", "EUR:nan", "200"):
+        with pytest.raises(ClientError):
+            parse_budget(bad)
+    with pytest.raises(ClientError):
+        parse_budgets(["EUR:1", "EUR:2"])
+
+
+def test_an_omitted_amount_counts_as_over_the_maximum() -> None:
+    client = _client("m")
+    assert client.over_max(None) is not None
+    assert client.over_max(Money(value=5_000, currency="EUR")) is None
+    assert client.over_max(Money(value=5_001, currency="EUR")) is not None
+
+
+# the database: keys hashed, reservations once
+
+
+def test_a_key_is_kept_hashed_and_revoked_for_good(db: Database) -> None:
+    client = _client("m")
+    key = _made(db, client)
+    with db.transaction() as session:
+        assert clients.by_key(session, key) == client
+        assert clients.by_key(session, key + "x") is None
+        listed = [entry for entry in clients.listing(session) if entry.client.name == client.name]
+        assert listed[0].revoked_at is None
+        assert clients.revoke(session, client.name)
+    with db.transaction() as session:
+        assert clients.by_key(session, key) is None
+        assert not clients.revoke(session, client.name)
+        assert not clients.create(session, client, new_key())  # a revoked name is not reused
+
+
+def test_budget_reserves_once_per_refund_and_gives_back_once(db: Database) -> None:
+    client = _client("m", budget="EUR:100.00")
+    _made(db, client)
+    now = datetime.now(UTC)
+    sixty = Money(value=6_000, currency="EUR")
+    with db.transaction() as session:
+        first = clients.reserve(session, client, "r1", sixty, now)
+        again = clients.reserve(session, client, "r1", sixty, now)
+        over = clients.reserve(session, client, "r2", sixty, now)
+        usd = clients.reserve(session, client, "r3", Money(value=100, currency="USD"), now)
+    assert (first.held, first.fresh) == (None, True)
+    assert (again.held, again.fresh) == (None, False)
+    assert over.held is not None and over.held.code == "client_budget"
+    assert usd.held is not None and "no daily budget in USD" in usd.held.detail
+    with db.transaction() as session:
+        assert clients.release(session, "r1")
+        assert not clients.release(session, "r1")
+        assert clients.reserve(session, client, "r2", sixty, now).held is None
+    # the window rolls: what was reserved 24 hours ago no longer counts
+    with db.transaction() as session:
+        assert clients.reserve(session, client, "r4", sixty, now + BUDGET_WINDOW).held is None
+
+
+# the service
+
+
+async def test_a_client_refunds_for_its_merchant_and_is_shown_as_the_requester(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    client = _client(stack.settings.merchant_id)
+    key = _made(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    request_id = unique("agent-req")
+    status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), _bearer(key))
+    assert status == 202, payload
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert view["status"] == "succeeded", view
+    assert view["requested_by"] == f"client:{client.name}"
+    assert len(sandbox.stripe_refunds(payment)) == 1
+    assert [(r.amount, r.state) for r in _reserved(stack.database, client.name)] == [(2_500, "reserved")]
+    # the same request again: the same refund, nothing reserved twice
+    status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), _bearer(key))
+    assert status == 200, payload
+    assert len(_reserved(stack.database, client.name)) == 1
+
+
+async def test_out_of_scope_unknown_and_revoked_keys_start_nothing(stack: Stack) -> None:
+    client = _client(stack.settings.merchant_id)
+    key = _made(stack.database, client)
+    request_id = unique("agent-scope")
+    body = refund_body(request_id, "pi_any", amount=100, reason_code="goodwill")
+    status, payload = await post(stack, body, _bearer(key))
+    assert (status, payload["error"]["code"]) == (403, "reason_not_allowed")
+    body = refund_body(request_id, "pi_any", amount=100)
+    status, payload = await post(stack, body, {**_bearer(key), "Refund-Merchant": "someone-else"})
+    assert (status, payload["error"]["code"]) == (403, "merchant_not_allowed")
+    status, payload = await post(stack, body, _bearer("rfc_not-a-key"))
+    assert payload == {"error": {"code": "unauthorized", "message": "unknown or revoked client key"}}
+    assert status == 401
+    with stack.database.transaction() as session:
+        clients.revoke(session, client.name)
+    status, payload = await post(stack, body, _bearer(key))
+    assert (status, payload["error"]["code"]) == (401, "unauthorized")
+    await assert_not_started(stack, request_id)
+    assert _reserved(stack.database, client.name) == []
+
+
+@pytest.mark.parametrize("amount", [5_001, None])
+async def test_over_the_maximum_or_of_unknown_size_is_held_for_a_human(
+    stack: Stack, sandbox: SandboxControl, amount: int | None
+) -> None:
+    client = _client(stack.settings.merchant_id)
+    key = _made(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    request_id = unique("agent-max")
+    status, payload = await post(stack, refund_body(request_id, payment, amount=amount), _bearer(key))
+    assert status == 202, payload
+    view = await wait_for_status(stack, request_id, {"awaiting_review"})
+    assert view["requested_by"] == f"client:{client.name}"
+    assert "client_limit" in [reason["code"] for reason in view["risk"]["reasons"]]
+    assert sandbox.stripe_refunds(payment) == []
+    assert _reserved(stack.database, client.name) == []  # a human's decision spends no client budget
+    shown = await cli(stack, "status", request_id)
+    assert f"requested by client:{client.name}" in shown.stdout, shown.stdout + shown.stderr
+    queue = await cli(stack, "pending", "--json")
+    row = next(row for row in json.loads(queue.stdout) if row["request_id"] == request_id)
+    assert "client_limit" in row["reasons"] and f"requested by client:{client.name}" in row["reasons"]
+
+
+async def test_a_refund_that_fails_gives_its_budget_back(stack: Stack) -> None:
+    client = _client(stack.settings.merchant_id)
+    key = _made(stack.database, client)
+    request_id = unique("agent-fail")
+    status, payload = await post(
+        stack, refund_body(request_id, "pi_unknown_agent", amount=1_000), _bearer(key)
+    )
+    assert status == 202, payload
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert view["status"] == "failed"
+    assert [row.state for row in _reserved(stack.database, client.name)] == ["released"]
+
+
+async def test_concurrent_requests_never_spend_more_than_the_daily_budget(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """24 requests of 20.00 EUR at once against 200.00 EUR: ten go through, fourteen wait for a human."""
+    client = _client(stack.settings.merchant_id, budget="EUR:200.00")
+    key = _made(stack.database, client)
+    requests = [
+        (unique("agent-burst"), sandbox.seed_stripe_payment(amount=5_000, currency="EUR")) for _ in range(24)
+    ]
+    answers = await asyncio.gather(
+        *(post(stack, refund_body(rid, payment, amount=2_000), _bearer(key)) for rid, payment in requests)
+    )
+    assert [status for status, _ in answers] == [202] * 24, answers
+    reserved = _reserved(stack.database, client.name)
+    assert sum(row.amount for row in reserved) <= 20_000
+    assert len(reserved) == 10
+    with stack.database.transaction() as session:
+        since = datetime.now(UTC) - timedelta(hours=24)
+        assert clients.reserved_total(session, client.name, "EUR", since) == 20_000
+    views = await asyncio.gather(
+        *(wait_for_status(stack, rid, {"succeeded", "awaiting_review"}, timeout=90) for rid, _ in requests)
+    )
+    held = [
+        v for v in views if "client_budget" in [r["code"] for r in (v.get("risk") or {}).get("reasons", [])]
+    ]
+    approved = [v for v in views if v["status"] == "succeeded"]
+    assert len(held) == 14 and all(v["status"] == "awaiting_review" for v in held)
+    assert sum(v["amount"]["value"] for v in approved) == 20_000
+    assert {v["requested_by"] for v in views} == {f"client:{client.name}"}
+
+
+async def test_the_cli_creates_lists_and_revokes_clients_showing_the_key_once(stack: Stack) -> None:
+    name = unique("helpdesk")
+    made = await cli(
+        stack,
+        *("client", "create", name, "--reasons", "damaged,not_received", "--max-per-refund", "50.00"),
+        *("--daily-budget", "EUR:200.00", "--daily-budget", "USD:100"),
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    key = made.stdout.split()[-1]
+    assert key.startswith("rfc_")
+    with stack.database.transaction() as session:
+        found = clients.by_key(session, key)
+    assert found is not None and found.merchant_id == stack.settings.merchant_id
+    assert [str(b.value) + b.currency for b in found.budgets] == ["20000EUR", "10000USD"]
+    listed = await cli(stack, "client", "list")
+    assert name in listed.stdout and key not in listed.stdout and "EUR:200.00" in listed.stdout
+    bad = await cli(
+        stack,
+        "client",
+        "create",
+        unique("x"),
+        "--reasons",
+        "damaged",
+        "--max-per-refund",
+        "5",
+        "--daily-budget",
+        "EUR:1.001",
+    )
+    assert bad.returncode == 2 and "invalid_client" in bad.stdout
+    assert (await cli(stack, "client", "revoke", name)).returncode == 0
+    again = await cli(stack, "client", "revoke", name)
+    assert again.returncode == 1 and "not_found" in again.stdout
