@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from adapters.db.models import ApiClientBudgetRow, ApiClientRow, ClientReservationRow, utcnow
-from domain.clients import BUDGET_WINDOW, Client, key_digest, over_budget
+from domain.clients import BUDGET_CODE, BUDGET_WINDOW, Client, key_digest, over_budget
 from domain.contracts import RiskReason
 from domain.money import Money
 
@@ -99,7 +99,8 @@ def _client(session: Session, row: ApiClientRow) -> Client:
 @dataclass(frozen=True)
 class Reserved:
     """What intake decided: `held` says why a human decides it (nothing reserved then); `fresh` is
-    True when this call reserved it (a failed start gives it back), False when it was already."""
+    True when this call reserved it, False when it was already (only the refund's outcome gives it
+    back)."""
 
     held: RiskReason | None
     fresh: bool = False
@@ -120,7 +121,21 @@ def reserve(session: Session, client: Client, request_id: str, amount: Money, no
     # read under the lock: the same request sent twice at once reserves once
     existing = session.get(ClientReservationRow, request_id)
     if existing is not None and existing.state == BudgetState.RESERVED:
-        return Reserved(held=None)
+        if (existing.client, existing.amount, existing.currency) == (
+            client.name,
+            amount.value,
+            amount.currency,
+        ):
+            return Reserved(held=None)
+        # the same id with another amount (a twin racing the first to start): what was reserved
+        # does not cover it, so a human decides it (the loser of the race gets its 409)
+        return Reserved(
+            held=RiskReason(
+                code=BUDGET_CODE,
+                points=0,
+                detail=f"request {request_id} reserved another amount of {client.name}'s budget",
+            )
+        )
     spent = session.execute(
         select(func.coalesce(func.sum(ClientReservationRow.amount), 0)).where(
             col(ClientReservationRow.client) == client.name,

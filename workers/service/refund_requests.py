@@ -216,10 +216,10 @@ async def _admit_for_client(
     digest: str,
 ) -> Accepted:
     """A client's new request: reserve its budget (or hold it for a human), sign the body as the
-    merchant's platform would (the worker re-verifies it like any other), start; a start that does
-    not happen gives the reservation back."""
+    merchant's platform would (the worker re-verifies it like any other), start. Only the refund's
+    outcome gives the reservation back."""
     wf_id = workflow_id(refund.request_id)
-    held, fresh = await run_in_threadpool(_reserve, services, client, refund)
+    held, _ = await run_in_threadpool(_reserve, services, client, refund)
     secret = services.merchants[client.merchant_id].secrets[0]
     evidence = SignatureEvidence(
         raw_body=raw.decode(),
@@ -227,16 +227,13 @@ async def _admit_for_client(
         received_at=datetime.now(UTC),
     )
     who = requested_by(client.name)
-    try:
-        started = await _start(services, refund, evidence, digest, client.merchant_id, who, held)
-    except BaseException:
-        if fresh:
-            await run_in_threadpool(_release, services, refund.request_id)
-        raise
-    if started:
+    # The reservation is never given back here, only by the refund's own outcome (activities/
+    # ledger.py): a start that failed may have started the workflow (its answer lost), and a start
+    # that found the workflow may have found this request's twin, sent at the same time, which saw
+    # this reservation and counts on it. A retry with the same id reuses what it reserved; one never
+    # retried holds budget until the window rolls: spending less, never more.
+    if await _start(services, refund, evidence, digest, client.merchant_id, who, held):
         return _accepted(sent, wf_id, RefundStatus.RECEIVED)
-    if fresh:  # the workflow existed: this call reserved nothing that belongs to it
-        await run_in_threadpool(_release, services, refund.request_id)
     return await _answer_known(services, response, sent, wf_id, digest)
 
 
@@ -255,11 +252,6 @@ def _reserve(
             503, ErrorCode.DATABASE_UNAVAILABLE, "the client's budget cannot be reserved right now; retry"
         ) from err
     return ((reserved.held,) if reserved.held else ()), reserved.fresh
-
-
-def _release(services: Services, request_id: str) -> None:
-    with services.db.transaction() as session:
-        clients.release(session, request_id)
 
 
 async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> RefundStatus | None:
