@@ -12,29 +12,20 @@ import time
 from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from adapters.db import audit, holds, refunds
 from adapters.psp.base import PspError
 from domain import signature
-from domain.contracts import AuditEvent, RefundWorkflowInput, SignatureEvidence
+from domain.contracts import AuditEvent, SignatureEvidence
 from domain.fraud_warnings import REASON_CODE, Action, Decision, FraudWarning, decide, request_id_for
 from domain.money import Money
-from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
+from domain.naming import refund_id
 from domain.requests import AS_SENT, RefundRequest
-from domain.status import Provider, RefundStatus
+from domain.status import Provider
 from workers.service.deps import Services
-from workers.service.errors import ApiError, temporal_unavailable
+from workers.service.errors import ApiError
 from workers.service.metrics import FRAUD_WARNINGS
-from workers.service.refund_requests import BODY_DIGEST
-from workflows.refund import RefundWorkflow
+from workers.service.refund_requests import start_refund
 
 _COUNTED = {Action.REFUND: "refunded", Action.REVIEW: "held", Action.RECORD: "recorded"}
 
@@ -154,35 +145,13 @@ async def _start(
         signature_header=signature.sign(profile.secrets[:1], int(time.time()), raw),
         received_at=datetime.now(UTC),
     )
-    try:
-        await services.temporal.start_workflow(
-            RefundWorkflow.run,
-            RefundWorkflowInput(
-                request=kept,
-                evidence=evidence,
-                policy=services.policies[merchant],
-                risk_model=services.risk_model,
-                merchant_id=owner,
-                review_keys=services.review_keys,
-                requested_by=warning.actor,
-                held_for=decision.hold(),
-            ),
-            id=workflow_id(kept.request_id),
-            task_queue=services.settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_STATUS, RefundStatus.RECEIVED.value),
-                    SearchAttributePair(SA_PROVIDER, provider.value),
-                    SearchAttributePair(SA_PAYMENT, kept.payment_reference),
-                    SearchAttributePair(SA_MERCHANT, merchant),
-                ]
-            ),
-            memo={BODY_DIGEST: kept.digest_for(owner)},
-        )
-    except WorkflowAlreadyStartedError:
-        return False
-    except RPCError as err:
-        raise temporal_unavailable(err, "taking this early fraud warning") from err
-    return True
+    return await start_refund(
+        services,
+        kept,
+        evidence,
+        kept.digest_for(owner),
+        merchant,
+        who=warning.actor,
+        held_for=decision.hold(),
+        doing="taking this early fraud warning",
+    )

@@ -159,7 +159,7 @@ async def _admit(
     evidence = SignatureEvidence(
         raw_body=raw.decode(), signature_header=header or "", received_at=datetime.now(UTC)
     )
-    if await _start(services, refund, evidence, digest, merchant_id):
+    if await start_refund(services, refund, evidence, digest, merchant_id):
         return _accepted(sent, wf_id, RefundStatus.RECEIVED)
     return await _answer_known(services, response, sent, wf_id, digest)
 
@@ -232,7 +232,7 @@ async def _admit_for_client(
     # that found the workflow may have found this request's twin, sent at the same time, which saw
     # this reservation and counts on it. A retry with the same id reuses what it reserved; one never
     # retried holds budget until the window rolls: spending less, never more.
-    if await _start(services, refund, evidence, digest, client.merchant_id, who, held):
+    if await start_refund(services, refund, evidence, digest, client.merchant_id, who, held):
         return _accepted(sent, wf_id, RefundStatus.RECEIVED)
     return await _answer_known(services, response, sent, wf_id, digest)
 
@@ -363,7 +363,7 @@ def _parse(raw: bytes) -> RefundRequest:
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
 
 
-async def _start(
+async def start_refund(
     services: Services,
     refund: RefundRequest,
     evidence: SignatureEvidence,
@@ -371,8 +371,10 @@ async def _start(
     merchant_id: str,
     who: str | None = None,
     held_for: tuple[RiskReason, ...] = (),
+    doing: str = "accepting refund requests",
 ) -> bool:
-    """Start the refund's workflow; False when one with this id exists, running or closed."""
+    """Start the refund's workflow; False when one with this id exists, running or closed. `doing`
+    says what a 503 was in the middle of."""
     settings = services.settings
     default = merchant_id == settings.merchant_id
     try:
@@ -398,7 +400,7 @@ async def _start(
     except WorkflowAlreadyStartedError:
         return False
     except RPCError as err:
-        raise _unavailable(err) from err
+        raise temporal_unavailable(err, doing) from err
     return True
 
 
