@@ -72,7 +72,7 @@ async def test_a_twin_request_that_loses_the_start_race_does_not_release_the_win
     key = _made(stack.database, client)
     payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     request_id = unique("atk17-twin")
-    real = refund_requests._start
+    real = refund_requests.start_refund
     first_in, second_done = asyncio.Event(), asyncio.Event()
     calls = 0
 
@@ -88,7 +88,7 @@ async def test_a_twin_request_that_loses_the_start_race_does_not_release_the_win
         finally:
             second_done.set()
 
-    monkeypatch.setattr(refund_requests, "_start", racing)
+    monkeypatch.setattr(refund_requests, "start_refund", racing)
     body = refund_body(request_id, payment, amount=5_000)
     first = asyncio.create_task(post(stack, body, _bearer(key)))
     await first_in.wait()
@@ -109,16 +109,16 @@ async def test_a_start_that_timed_out_after_starting_keeps_its_reservation(
     key = _made(stack.database, client)
     payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     request_id = unique("atk17-lost")
-    real = refund_requests._start
+    real = refund_requests.start_refund
 
     async def lost_answer(*args, **kwargs):  # type: ignore[no-untyped-def]
         await real(*args, **kwargs)
         raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, "deadline exceeded")
 
-    monkeypatch.setattr(refund_requests, "_start", lost_answer)
+    monkeypatch.setattr(refund_requests, "start_refund", lost_answer)
     status, _ = await post(stack, refund_body(request_id, payment, amount=5_000), _bearer(key))
     assert status == 503
-    monkeypatch.setattr(refund_requests, "_start", real)
+    monkeypatch.setattr(refund_requests, "start_refund", real)
     view = await wait_for_status(stack, request_id, FINAL)
     assert view["status"] == "succeeded", view
     assert _reserved(stack.database, client.name) == [(5_000, "reserved")]
