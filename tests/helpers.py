@@ -20,10 +20,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from adapters.db import ledger
+from adapters.db import clients, ledger
 from adapters.db.engine import Database
 from domain import identity, signature
 from domain.allocation import AllocatedLine, Allocation
+from domain.clients import Client as ApiClient
+from domain.clients import new_key
 from domain.contracts import RefundPolicy, RefundState, RefundWorkflowInput, ReviewInput, SignatureEvidence
 from domain.naming import SEARCH_ATTRIBUTES
 from domain.postings import Posting, cost_legs, payout_leg
@@ -202,3 +204,16 @@ SAFE = {
     "review_signing_key": "a-review-signing-secret-of-32-chars-or-more",
     "payload_keys": new_key_entry("k1"),
 }
+
+
+def made_client(database: Database, client: ApiClient) -> str:
+    """An API client stored as `refunds client create` stores it; its key, shown once."""
+    key = new_key()
+    with database.transaction() as session:
+        assert clients.create(session, client, key)
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The headers of a request an API client sends with its key."""
+    return {"content-type": "application/json", "Authorization": f"Bearer {key}"}

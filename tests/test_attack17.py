@@ -13,13 +13,13 @@ from sqlmodel import col
 from adapters.db import clients
 from adapters.db.engine import Database
 from adapters.db.models import ClientReservationRow
-from domain.clients import Client, new_key, parse_budget
+from domain.clients import Client, parse_budget
 from domain.money import Money
 from domain.status import ErrorCode
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.flows import FINAL, post, wait_for_status
-from tests.helpers import refund_body, unique
+from tests.helpers import bearer, made_client, refund_body, unique
 from workers.service import refund_requests
 from workers.service.errors import ApiError
 
@@ -34,17 +34,6 @@ def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:
     )
 
 
-def _made(database: Database, client: Client) -> str:
-    key = new_key()
-    with database.transaction() as session:
-        assert clients.create(session, client, key)
-    return key
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"content-type": "application/json", "Authorization": f"Bearer {key}"}
-
-
 def _reserved(database: Database, name: str) -> list[tuple[int, str]]:
     with database.transaction() as session:
         query = select(ClientReservationRow).where(col(ClientReservationRow.client) == name)
@@ -54,7 +43,7 @@ def _reserved(database: Database, name: str) -> list[tuple[int, str]]:
 def test_the_same_request_id_with_a_larger_amount_does_not_ride_a_smaller_reservation(db: Database) -> None:
     """r1 reserved 10.00; r1 again with 50.00 (a twin racing to start first) must not pass as reserved."""
     client = _client("m", budget="EUR:100.00")
-    _made(db, client)
+    made_client(db, client)
     now, rid = datetime.now(UTC), unique("atk17-r")
     with db.transaction() as session:
         assert clients.reserve(session, client, rid, Money(value=1_000, currency="EUR"), now).held is None
@@ -69,7 +58,7 @@ async def test_a_twin_request_that_loses_the_start_race_does_not_release_the_win
     starts the workflow, the first finds it started and gives the reservation back: the refund then
     moves money that no budget counts, so a client can spend without limit."""
     client = _client(stack.settings.merchant_id)
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     request_id = unique("atk17-twin")
     real = refund_requests.start_refund
@@ -90,9 +79,9 @@ async def test_a_twin_request_that_loses_the_start_race_does_not_release_the_win
 
     monkeypatch.setattr(refund_requests, "start_refund", racing)
     body = refund_body(request_id, payment, amount=5_000)
-    first = asyncio.create_task(post(stack, body, _bearer(key)))
+    first = asyncio.create_task(post(stack, body, bearer(key)))
     await first_in.wait()
-    second = await post(stack, body, _bearer(key))
+    second = await post(stack, body, bearer(key))
     assert second[0] == 202, second
     assert (await first)[0] == 200
     view = await wait_for_status(stack, request_id, FINAL)
@@ -106,7 +95,7 @@ async def test_a_start_that_timed_out_after_starting_keeps_its_reservation(
     """Temporal started the workflow but the answer was lost (deadline): intake must not give the
     budget back, the refund runs and moves money."""
     client = _client(stack.settings.merchant_id)
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     request_id = unique("atk17-lost")
     real = refund_requests.start_refund
@@ -116,7 +105,7 @@ async def test_a_start_that_timed_out_after_starting_keeps_its_reservation(
         raise ApiError(503, ErrorCode.TEMPORAL_UNAVAILABLE, "deadline exceeded")
 
     monkeypatch.setattr(refund_requests, "start_refund", lost_answer)
-    status, _ = await post(stack, refund_body(request_id, payment, amount=5_000), _bearer(key))
+    status, _ = await post(stack, refund_body(request_id, payment, amount=5_000), bearer(key))
     assert status == 503
     monkeypatch.setattr(refund_requests, "start_refund", real)
     view = await wait_for_status(stack, request_id, FINAL)

@@ -20,7 +20,7 @@ from domain.money import Money
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.flows import FINAL, assert_not_started, cli, post, wait_for_status
-from tests.helpers import refund_body, unique
+from tests.helpers import bearer, made_client, refund_body, unique
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:200.00") -> Client:
@@ -31,17 +31,6 @@ def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:
         max_per_refund=Decimal(max_per_refund),
         budgets=(parse_budget(budget),),
     )
-
-
-def _made(database: Database, client: Client) -> str:
-    key = new_key()
-    with database.transaction() as session:
-        assert clients.create(session, client, key)
-    return key
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"content-type": "application/json", "Authorization": f"Bearer {key}"}
 
 
 def _reserved(database: Database, name: str) -> list[ClientReservationRow]:
@@ -75,7 +64,7 @@ def test_an_omitted_amount_counts_as_over_the_maximum() -> None:
 
 def test_a_key_is_kept_hashed_and_revoked_for_good(db: Database) -> None:
     client = _client("m")
-    key = _made(db, client)
+    key = made_client(db, client)
     with db.transaction() as session:
         assert clients.by_key(session, key) == client
         assert clients.by_key(session, key + "x") is None
@@ -90,7 +79,7 @@ def test_a_key_is_kept_hashed_and_revoked_for_good(db: Database) -> None:
 
 def test_budget_reserves_once_per_refund_and_gives_back_once(db: Database) -> None:
     client = _client("m", budget="EUR:100.00")
-    _made(db, client)
+    made_client(db, client)
     now = datetime.now(UTC)
     sixty = Money(value=6_000, currency="EUR")
     with db.transaction() as session:
@@ -118,10 +107,10 @@ async def test_a_client_refunds_for_its_merchant_and_is_shown_as_the_requester(
     stack: Stack, sandbox: SandboxControl
 ) -> None:
     client = _client(stack.settings.merchant_id)
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     request_id = unique("agent-req")
-    status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), _bearer(key))
+    status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), bearer(key))
     assert status == 202, payload
     view = await wait_for_status(stack, request_id, FINAL)
     assert view["status"] == "succeeded", view
@@ -129,27 +118,27 @@ async def test_a_client_refunds_for_its_merchant_and_is_shown_as_the_requester(
     assert len(sandbox.stripe_refunds(payment)) == 1
     assert [(r.amount, r.state) for r in _reserved(stack.database, client.name)] == [(2_500, "reserved")]
     # the same request again: the same refund, nothing reserved twice
-    status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), _bearer(key))
+    status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), bearer(key))
     assert status == 200, payload
     assert len(_reserved(stack.database, client.name)) == 1
 
 
 async def test_out_of_scope_unknown_and_revoked_keys_start_nothing(stack: Stack) -> None:
     client = _client(stack.settings.merchant_id)
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     request_id = unique("agent-scope")
     body = refund_body(request_id, "pi_any", amount=100, reason_code="goodwill")
-    status, payload = await post(stack, body, _bearer(key))
+    status, payload = await post(stack, body, bearer(key))
     assert (status, payload["error"]["code"]) == (403, "reason_not_allowed")
     body = refund_body(request_id, "pi_any", amount=100)
-    status, payload = await post(stack, body, {**_bearer(key), "Refund-Merchant": "someone-else"})
+    status, payload = await post(stack, body, {**bearer(key), "Refund-Merchant": "someone-else"})
     assert (status, payload["error"]["code"]) == (403, "merchant_not_allowed")
-    status, payload = await post(stack, body, _bearer("rfc_not-a-key"))
+    status, payload = await post(stack, body, bearer("rfc_not-a-key"))
     assert payload == {"error": {"code": "unauthorized", "message": "unknown or revoked client key"}}
     assert status == 401
     with stack.database.transaction() as session:
         clients.revoke(session, client.name)
-    status, payload = await post(stack, body, _bearer(key))
+    status, payload = await post(stack, body, bearer(key))
     assert (status, payload["error"]["code"]) == (401, "unauthorized")
     await assert_not_started(stack, request_id)
     assert _reserved(stack.database, client.name) == []
@@ -160,10 +149,10 @@ async def test_over_the_maximum_or_of_unknown_size_is_held_for_a_human(
     stack: Stack, sandbox: SandboxControl, amount: int | None
 ) -> None:
     client = _client(stack.settings.merchant_id)
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
     request_id = unique("agent-max")
-    status, payload = await post(stack, refund_body(request_id, payment, amount=amount), _bearer(key))
+    status, payload = await post(stack, refund_body(request_id, payment, amount=amount), bearer(key))
     assert status == 202, payload
     view = await wait_for_status(stack, request_id, {"awaiting_review"})
     assert view["requested_by"] == f"client:{client.name}"
@@ -179,10 +168,10 @@ async def test_over_the_maximum_or_of_unknown_size_is_held_for_a_human(
 
 async def test_a_refund_that_fails_gives_its_budget_back(stack: Stack) -> None:
     client = _client(stack.settings.merchant_id)
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     request_id = unique("agent-fail")
     status, payload = await post(
-        stack, refund_body(request_id, "pi_unknown_agent", amount=1_000), _bearer(key)
+        stack, refund_body(request_id, "pi_unknown_agent", amount=1_000), bearer(key)
     )
     assert status == 202, payload
     view = await wait_for_status(stack, request_id, FINAL)
@@ -195,12 +184,12 @@ async def test_concurrent_requests_never_spend_more_than_the_daily_budget(
 ) -> None:
     """24 requests of 20.00 EUR at once against 200.00 EUR: ten go through, fourteen wait for a human."""
     client = _client(stack.settings.merchant_id, budget="EUR:200.00")
-    key = _made(stack.database, client)
+    key = made_client(stack.database, client)
     requests = [
         (unique("agent-burst"), sandbox.seed_stripe_payment(amount=5_000, currency="EUR")) for _ in range(24)
     ]
     answers = await asyncio.gather(
-        *(post(stack, refund_body(rid, payment, amount=2_000), _bearer(key)) for rid, payment in requests)
+        *(post(stack, refund_body(rid, payment, amount=2_000), bearer(key)) for rid, payment in requests)
     )
     assert [status for status, _ in answers] == [202] * 24, answers
     reserved = _reserved(stack.database, client.name)
