@@ -225,6 +225,21 @@ def sandbox(
 
 
 @app.command()
+def mcp() -> None:
+    """Serve an AI assistant over MCP (stdio) as the API client whose key is REFUNDS_CLIENT_KEY: it
+    asks the service at REFUNDS_SERVICE_URL for refunds within that client's scope, limits and budget.
+
+    Example: REFUNDS_CLIENT_KEY=rfc_... REFUNDS_SERVICE_URL=https://refunds.example.com refunds mcp"""
+    from workers.mcp_server import KEY_VARIABLE, build_server
+
+    key = os.environ.get(KEY_VARIABLE, "").strip()
+    if not key:  # stdout is the protocol's: the one line goes to stderr
+        print(f"unauthorized: set {KEY_VARIABLE} to the key of `refunds client create`", file=sys.stderr)
+        raise typer.Exit(2)
+    build_server(_settings().service_base, key).run("stdio")
+
+
+@app.command()
 def sign(
     body: Annotated[Path | None, typer.Option(help="File holding the exact body; stdin if omitted")] = None,
 ) -> None:

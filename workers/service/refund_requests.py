@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from temporalio.common import (
@@ -41,10 +41,20 @@ BODY_DIGEST = "body_sha256"
 router = APIRouter(prefix="/v1/refund-requests", tags=["refund requests"])
 
 
+class Held(BaseModel):
+    code: str
+    detail: str
+
+
 class Accepted(BaseModel):
     request_id: str
     workflow_id: str
     status: RefundStatus
+    held_for: list[Held] | None = Field(
+        default=None,
+        description="An API client's new request held for a human at intake, and why (over its maximum "
+        "per refund, over its daily budget); absent otherwise. The risk rules may still hold it later.",
+    )
 
 
 def _request_schema() -> dict[str, Any]:
@@ -66,6 +76,7 @@ _SIGNATURE_DOC = '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; s
     "",
     status_code=202,
     response_model=Accepted,
+    response_model_exclude_none=True,
     responses={
         200: {
             "model": Accepted,
@@ -233,7 +244,10 @@ async def _admit_for_client(
     # this reservation and counts on it. A retry with the same id reuses what it reserved; one never
     # retried holds budget until the window rolls: spending less, never more.
     if await start_refund(services, refund, evidence, digest, client.merchant_id, who, held):
-        return _accepted(sent, wf_id, RefundStatus.RECEIVED)
+        accepted = _accepted(sent, wf_id, RefundStatus.RECEIVED)
+        if held:  # the client learns its own limits held it: nothing of anyone else's
+            accepted.held_for = [Held(code=reason.code, detail=reason.detail) for reason in held]
+        return accepted
     return await _answer_known(services, response, sent, wf_id, digest)
 
 

@@ -1,0 +1,123 @@
+"""`refunds mcp`: an assistant, through the MCP SDK's own client over stdio, asks the running product
+for refunds as one API client: within its budget a refund goes ahead, over it the refund is held
+for a human and the tool says so."""
+
+from __future__ import annotations
+
+import os
+import sys
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.types import TextContent
+
+from adapters.db import clients
+from domain.clients import Client, new_key, parse_budget
+from sandbox.stripe.control import SandboxControl
+from tests.conftest import Stack, repo_root
+from tests.flows import FINAL, wait_for_status
+from tests.helpers import unique
+from workers.mcp_server import answer
+
+
+def _server(stack: Stack, key: str) -> StdioServerParameters:
+    configured = {
+        f"REFUNDS_{name.upper()}": str(value)
+        for name, value in stack.settings.model_dump().items()
+        if value is not None and not isinstance(value, (list, dict))
+    }
+    env = {**os.environ, **configured, "REFUNDS_CLIENT_KEY": key, "REFUNDS_SERVICE_URL": stack.base_url}
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "workers.cli", "mcp"], env=env, cwd=str(repo_root())
+    )
+
+
+def _text(result: Any) -> str:
+    assert not result.isError, result
+    return "".join(part.text for part in result.content if isinstance(part, TextContent))
+
+
+def _args(request_id: str, payment: str, amount: int) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "provider": "stripe",
+        "payment_reference": payment,
+        "amount_minor": amount,
+        "currency": "EUR",
+        "reason_code": "damaged",
+        "order_id": f"order-{request_id}",
+        "explanation": "the parcel arrived crushed; photo in ticket 4411 " * 20,  # past the bound: cut
+    }
+
+
+async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    client = Client(
+        name=unique("assistant"),
+        merchant_id=stack.settings.merchant_id,
+        reasons=("damaged",),
+        max_per_refund=Decimal("50.00"),
+        budgets=(parse_budget("EUR:40.00"),),
+    )
+    key = new_key()
+    with stack.database.transaction() as session:
+        assert clients.create(session, client, key)
+
+    async with stdio_client(_server(stack, key)) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = (await session.list_tools()).tools
+        assert [tool.name for tool in tools] == ["request_refund"]
+        description = tools[0].description or ""
+        assert "will NOT approve" in description and "another merchant" in description
+
+        small = unique("mcp-small")
+        paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+        said = _text(await session.call_tool("request_refund", _args(small, paid, 2_500)))
+        assert said.startswith("ACCEPTED"), said
+
+        big = unique("mcp-big")
+        other = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+        said = _text(await session.call_tool("request_refund", _args(big, other, 2_000)))
+        assert said.startswith("HELD FOR A HUMAN") and "client_budget" in said, said
+
+        refused = {**_args(unique("mcp-scope"), paid, 100), "reason_code": "goodwill"}
+        said = _text(await session.call_tool("request_refund", refused))
+        assert said.startswith("REFUSED (reason_not_allowed)"), said
+
+    done = await wait_for_status(stack, small, FINAL)
+    assert (done["status"], done["requested_by"]) == ("succeeded", f"client:{client.name}")
+    held = await wait_for_status(stack, big, {"awaiting_review"})
+    assert "client_budget" in [reason["code"] for reason in held["risk"]["reasons"]]
+    assert held["requested_by"] == f"client:{client.name}"
+    assert sandbox.stripe_refunds(other) == []
+
+
+async def test_a_key_that_does_not_work_is_a_tool_error(stack: Stack) -> None:
+    async with (
+        stdio_client(_server(stack, "rfc_not-a-key")) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        result = await session.call_tool("request_refund", _args(unique("mcp-401"), "pi_x", 100))
+    assert result.isError
+    assert "client key is not accepted" in "".join(
+        part.text for part in result.content if isinstance(part, TextContent)
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "start"),
+    [
+        (200, {"status": "succeeded"}, "ALREADY REQUESTED"),
+        (409, {"error": {"code": "request_conflict", "message": "used"}}, "REFUSED (request_conflict)"),
+        (403, {"error": {"code": "merchant_not_allowed", "message": "no"}}, "REFUSED (merchant_not_allowed)"),
+    ],
+)
+def test_every_answer_is_said_plainly(status: int, payload: dict[str, Any], start: str) -> None:
+    import httpx
+
+    assert answer("r1", httpx.Response(status, json=payload)).startswith(start)

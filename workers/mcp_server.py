@@ -1,0 +1,141 @@
+"""`refunds mcp`: an AI assistant asks for refunds as ONE API client, over the Model Context Protocol.
+
+The server speaks MCP over stdio and nothing else: every tool call is an HTTP request to the
+product's service (`Settings.service_base`) with the client's key (`REFUNDS_CLIENT_KEY`) as
+`Authorization: Bearer`, exactly as any other API client's. It never touches the database or
+Temporal, so the client's scope, maximum per refund, daily budget and holds apply as they do over
+HTTP: this process cannot grant the assistant anything the key does not.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import httpx
+from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import Field
+
+from domain.requests import METADATA_VALUE_LENGTH
+
+KEY_VARIABLE = "REFUNDS_CLIENT_KEY"
+EXPLANATION_KEY = "explanation"  # the request's metadata key: kept with the request, in its audit trail
+TIMEOUT_SECONDS = 30.0
+
+INSTRUCTIONS = (
+    "You act as one API client of a refund service, for one merchant only. You can ask for a "
+    "refund; you cannot approve one, cannot exceed your client's limits without a human deciding, "
+    "and cannot act for another merchant. A refund over your maximum per refund or your daily "
+    "budget is started but held for a human reviewer: say so to the customer, never retry it to get "
+    "around the hold."
+)
+
+REQUEST_REFUND = (
+    "Ask for a refund of a payment, for this client's merchant. It WILL start the refund when the "
+    "reason is one this client may use; within the client's maximum per refund and daily budget it "
+    "is refunded without a human (unless the product's risk rules send it to review), over them it "
+    "is started but HELD for a human reviewer, and the answer says why. It will NOT approve a "
+    "refund (only a human reviewer can), will NOT exceed the client's limits without a human, and "
+    "will NOT act for another merchant. The same request_id again is the same refund, never a "
+    "second one. Your explanation is kept with the request in its audit trail: write why the "
+    "customer should be refunded, as a reviewer would want to read it."
+)
+
+
+class RefundsClient:
+    """The HTTP side: one key, one service."""
+
+    def __init__(self, service_base: str, key: str) -> None:
+        self._base = service_base
+        self._headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        async with httpx.AsyncClient(
+            base_url=self._base, headers=self._headers, timeout=TIMEOUT_SECONDS
+        ) as http:
+            try:
+                return await http.post(path, content=json.dumps(body, separators=(",", ":")))
+            except httpx.HTTPError as err:
+                raise ToolError(f"the refund service at {self._base} cannot be reached: {err}") from err
+
+
+def build_server(service_base: str, key: str) -> FastMCP:
+    server = FastMCP("refunds", instructions=INSTRUCTIONS)
+    client = RefundsClient(service_base, key)
+
+    @server.tool(name="request_refund", description=REQUEST_REFUND)
+    async def request_refund(
+        request_id: Annotated[
+            str, Field(description="Your own id for this refund: the same id again is the same refund")
+        ],
+        provider: Annotated[str, Field(description="The payment's PSP: stripe, adyen or paypal")],
+        payment_reference: Annotated[str, Field(description="The PSP's id of the payment to refund")],
+        amount_minor: Annotated[
+            int, Field(gt=0, description="The amount in minor units of the currency (cents): 2500 is 25.00")
+        ],
+        currency: Annotated[str, Field(description="ISO 4217 code, e.g. EUR")],
+        reason_code: Annotated[str, Field(description="One of the reasons this client may ask for")],
+        order_id: Annotated[str, Field(description="The merchant's order the payment was for")],
+        explanation: Annotated[
+            str,
+            Field(
+                description="Why the customer should be refunded, for the audit trail and a reviewer "
+                f"(at most {METADATA_VALUE_LENGTH} characters are kept)"
+            ),
+        ],
+    ) -> str:
+        body = {
+            "request_id": request_id,
+            "provider": provider,
+            "payment_reference": payment_reference,
+            "amount": {"value": amount_minor, "currency": currency.upper()},
+            "reason_code": reason_code,
+            "order_id": order_id,
+            "metadata": {EXPLANATION_KEY: explanation[:METADATA_VALUE_LENGTH]},
+        }
+        return answer(request_id, await client.post("/v1/refund-requests", body))
+
+    return server
+
+
+def answer(request_id: str, response: httpx.Response) -> str:
+    """What the service said, in words an assistant passes on as they are; a key that does not work
+    or a service that does not answer is a tool error."""
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        payload = {}
+    error = payload.get("error") or {}
+    code, message = str(error.get("code", "")), str(error.get("message", ""))
+    if response.status_code == 202:
+        held = payload.get("held_for") or []
+        if held:
+            why = "; ".join(f"{reason['code']}: {reason['detail']}" for reason in held)
+            return (
+                f"HELD FOR A HUMAN: refund {request_id} was started but waits for a reviewer ({why}). "
+                "You cannot approve it: a person decides. Tell the customer it is being reviewed."
+            )
+        return (
+            f"ACCEPTED: refund {request_id} is {payload.get('status', 'received')}. Within this "
+            "client's limits it goes ahead without a human, unless the product's risk rules send it "
+            "to a reviewer."
+        )
+    if response.status_code == 200:
+        return (
+            f"ALREADY REQUESTED: refund {request_id} was asked for before with this same request; its "
+            f"status is {payload.get('status')}. Nothing new was started."
+        )
+    if response.status_code == 403:
+        return f"REFUSED ({code}): {message}. Nothing was started."
+    if response.status_code == 409:
+        return f"REFUSED ({code}): {message}. Use a new request_id for another refund. Nothing was started."
+    if response.status_code in (400, 413, 422):
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in d.get('loc', []))}: {d.get('msg')}"
+            for d in error.get("details") or []
+        )
+        return f"INVALID ({code or response.status_code}): {message}" + (f" ({details})" if details else "")
+    if response.status_code == 401:
+        raise ToolError(f"the client key is not accepted ({message or 'unauthorized'}): ask an operator")
+    raise ToolError(f"the refund service answered HTTP {response.status_code}: {code} {message}".strip())
