@@ -18,8 +18,8 @@ from adapters.db import clients
 from domain.clients import Client, new_key, parse_budget
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
-from tests.flows import FINAL, wait_for_status
-from tests.helpers import unique
+from tests.flows import FINAL, submit, wait_for_status
+from tests.helpers import refund_body, unique
 from workers.mcp_server import answer
 
 
@@ -70,7 +70,7 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
     async with stdio_client(_server(stack, key)) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = (await session.list_tools()).tools
-        assert [tool.name for tool in tools] == ["request_refund"]
+        assert [tool.name for tool in tools] == ["request_refund", "refund_status"]
         description = tools[0].description or ""
         assert "will NOT approve" in description and "another merchant" in description
 
@@ -87,6 +87,18 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
         refused = {**_args(unique("mcp-scope"), paid, 100), "reason_code": "goodwill"}
         said = _text(await session.call_tool("request_refund", refused))
         assert said.startswith("REFUSED (reason_not_allowed)"), said
+
+        await wait_for_status(stack, small, FINAL)
+        said = _text(await session.call_tool("refund_status", {"request_id": small}))
+        assert said == f"Refund {small} of 2500 minor units of EUR is succeeded.", said
+        # the merchant's own refund is none of this client's business
+        merchants = unique("mcp-merchants")
+        await submit(
+            stack,
+            refund_body(merchants, sandbox.seed_stripe_payment(amount=5_000, currency="EUR"), amount=100),
+        )
+        said = _text(await session.call_tool("refund_status", {"request_id": merchants}))
+        assert said == f"NOT FOUND: this client asked for no refund {merchants}.", said
 
     done = await wait_for_status(stack, small, FINAL)
     assert (done["status"], done["requested_by"]) == ("succeeded", f"client:{client.name}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from mcp.server.fastmcp import FastMCP
@@ -43,6 +44,14 @@ REQUEST_REFUND = (
 )
 
 
+REFUND_STATUS = (
+    "Read one refund this client asked for: its status (received, validating, scoring, "
+    "awaiting_review, refunding, awaiting_confirmation, needs_attention, succeeded, failed, "
+    "rejected, cancelled), its amount and, when it failed, why. It will NOT show refunds other "
+    "clients or the merchant asked for, nor who reviewed it; it changes nothing."
+)
+
+
 class RefundsClient:
     """The HTTP side: one key, one service."""
 
@@ -51,11 +60,17 @@ class RefundsClient:
         self._headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
 
     async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self._send("POST", path, content=json.dumps(body, separators=(",", ":")))
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self._send("GET", path)
+
+    async def _send(self, method: str, path: str, content: str | None = None) -> httpx.Response:
         async with httpx.AsyncClient(
             base_url=self._base, headers=self._headers, timeout=TIMEOUT_SECONDS
         ) as http:
             try:
-                return await http.post(path, content=json.dumps(body, separators=(",", ":")))
+                return await http.request(method, path, content=content)
             except httpx.HTTPError as err:
                 raise ToolError(f"the refund service at {self._base} cannot be reached: {err}") from err
 
@@ -96,7 +111,28 @@ def build_server(service_base: str, key: str) -> FastMCP:
         }
         return answer(request_id, await client.post("/v1/refund-requests", body))
 
+    @server.tool(name="refund_status", description=REFUND_STATUS)
+    async def refund_status(
+        request_id: Annotated[str, Field(description="The request_id you gave when asking for it")],
+    ) -> str:
+        return status_answer(request_id, await client.get(f"/v1/refunds/{quote(request_id, safe='')}"))
+
     return server
+
+
+def status_answer(request_id: str, response: httpx.Response) -> str:
+    """A refund this client asked for, in words; one it did not ask for is as unknown as none."""
+    if response.status_code == 404:
+        return f"NOT FOUND: this client asked for no refund {request_id}."
+    if response.status_code != 200:
+        return answer(request_id, response)
+    view: dict[str, Any] = response.json()
+    amount = view.get("amount") or view.get("requested_amount")
+    money = f" of {amount['value']} minor units of {amount['currency']}" if amount else ""
+    failure = (
+        f" ({view['failure_code']}: {view.get('failure_message', '')})" if view.get("failure_code") else ""
+    )
+    return f"Refund {request_id}{money} is {view['status']}{failure}."
 
 
 def answer(request_id: str, response: httpx.Response) -> str:

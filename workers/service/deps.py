@@ -8,10 +8,13 @@ from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Header, Request
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
+from adapters.db import clients
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
+from domain.clients import KEY_PREFIX
 from domain.contracts import RefundPolicy
 from domain.reviewer_tokens import entry_digests, parse_entries
 from domain.risk_model import RiskModel
@@ -103,16 +106,44 @@ def _operator(reviewer: Annotated[Reviewer, Depends(_reviewer)]) -> Reviewer:
     return reviewer
 
 
+@dataclass(frozen=True)
+class ClientReader:
+    """An API client reading refunds: the ones it asked for itself, nothing else of its merchant's."""
+
+    name: str
+    merchant_id: str
+
+    @property
+    def scope(self) -> Scope:
+        return self.merchant_id
+
+
 def _reader(
     services: Annotated[Services, Depends(_services)],
     authorization: Annotated[str | None, Header()] = None,
-) -> Reviewer | None:
-    """Reads need a reviewer token in production (refunds carry customer data); elsewhere a read
-    without one sees every refund, as in development."""
-    reader = _identify(services, authorization)
+) -> Reviewer | ClientReader | None:
+    """Reads need a reviewer token (or an API client's key, for its own refunds) in production
+    (refunds carry customer data); elsewhere a read without one sees every refund, as in development."""
+    reader: Reviewer | ClientReader | None = _identify(services, authorization)
+    if reader is None:
+        reader = _client_reader(services, authorization)
     if reader is None and (authorization or services.settings.environment == "production"):
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid reviewer bearer token is required")
     return reader
+
+
+def _client_reader(services: Services, authorization: str | None) -> ClientReader | None:
+    key = (authorization or "").removeprefix("Bearer ").strip()
+    if not key.startswith(KEY_PREFIX):
+        return None
+    try:
+        with services.db.transaction() as session:
+            client = clients.by_key(session, key)
+    except SQLAlchemyError as err:
+        raise ApiError(
+            503, ErrorCode.DATABASE_UNAVAILABLE, "the client database cannot be read right now; retry"
+        ) from err
+    return ClientReader(client.name, client.merchant_id) if client is not None else None
 
 
 def _codec_reader(
@@ -148,4 +179,4 @@ ServicesDep = Annotated[Services, Depends(_services)]
 ReviewerDep = Annotated[Reviewer, Depends(_reviewer)]
 OperatorDep = Annotated[Reviewer, Depends(_operator)]
 CodecReaderDep = Annotated[Reviewer, Depends(_codec_reader)]
-ReaderDep = Annotated[Reviewer | None, Depends(_reader)]
+ReaderDep = Annotated[Reviewer | ClientReader | None, Depends(_reader)]

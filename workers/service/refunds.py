@@ -10,9 +10,11 @@ from temporalio.exceptions import TemporalError
 
 from adapters.db.audit import AuditEntry
 from domain import identity
+from domain.clients import requested_by
 from domain.contracts import RefundState, ReviewInput
 from domain.naming import workflow_id
-from workers.service.deps import ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
+from domain.status import ErrorCode
+from workers.service.deps import ClientReader, ReaderDep, Reviewer, ReviewerDep, Services, ServicesDep
 from workers.service.errors import ApiError, error_responses
 from workers.service.reads import audit_trail, current_state, refund_to_act_on, state_for
 from workers.service.scope import EVERY_MERCHANT
@@ -34,6 +36,10 @@ class ReviewBody(BaseModel):
 @router.get("/{request_id}", response_model=RefundView)
 async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) -> RefundView:
     state = await state_for(services, request_id, reader.scope if reader else EVERY_MERCHANT)
+    if isinstance(reader, ClientReader):  # its own refunds alone, without the trail of who decided
+        if state.requested_by != requested_by(reader.name):
+            raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
+        return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id))
     trail = await audit_trail(services, state.request_id)
     return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id), audit=trail)
 
