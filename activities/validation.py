@@ -27,6 +27,9 @@ _REFUSED_STATES = {
 }
 
 
+EXPLANATION = "explanation"  # the request's metadata key an API client (or its assistant) explains with
+
+
 class ValidationActivities:
     def __init__(
         self,
@@ -105,11 +108,15 @@ class ValidationActivities:
 
     def _conclude(self, input: ValidateInput, validation: Validation, *events: AuditEvent) -> Validation:
         request = input.request
+        detail = {"message": validation.message} if validation.message else {}
+        explanation = (request.metadata or {}).get(EXPLANATION)
+        if explanation:  # why whoever asked says the customer should be refunded, for the reviewer
+            detail[EXPLANATION] = explanation
         verdict = activity_event(
             f"validate:{input.round}:verdict",
             "validated" if validation.error is None else "validation_failed",
             reason_code=validation.error.value if validation.error else "ok",
-            detail={"message": validation.message} if validation.message else {},
+            detail=detail,
         )
         with self._db.transaction() as session:
             if validation.payment is not None:

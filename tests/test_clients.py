@@ -121,6 +121,12 @@ async def test_a_client_refunds_for_its_merchant_and_is_shown_as_the_requester(
     status, payload = await post(stack, refund_body(request_id, payment, amount=2_500), bearer(key))
     assert status == 200, payload
     assert len(_reserved(stack.database, client.name)) == 1
+    # it reads back its own refund, without the trail of who decided; another client cannot
+    own = await stack.http.get(f"/v1/refunds/{request_id}", headers=bearer(key))
+    other = made_client(stack.database, _client(stack.settings.merchant_id))
+    foreign = await stack.http.get(f"/v1/refunds/{request_id}", headers=bearer(other))
+    assert (own.status_code, own.json()["status"], own.json()["audit"]) == (200, "succeeded", [])
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "not_found")
 
 
 async def test_out_of_scope_unknown_and_revoked_keys_start_nothing(stack: Stack) -> None:

@@ -16,6 +16,7 @@ from mcp.types import TextContent
 
 from adapters.db import clients
 from domain.clients import Client, new_key, parse_budget
+from domain.requests import METADATA_VALUE_LENGTH
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
 from tests.flows import FINAL, submit, wait_for_status
@@ -102,6 +103,10 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
 
     done = await wait_for_status(stack, small, FINAL)
     assert (done["status"], done["requested_by"]) == ("succeeded", f"client:{client.name}")
+    validated = next(entry for entry in done["audit"] if entry["step"] == "validated")
+    # the assistant's explanation, as far as the metadata bound keeps it, is there for a reviewer
+    kept = _args(small, paid, 2_500)["explanation"][:METADATA_VALUE_LENGTH]
+    assert validated["detail"]["explanation"] == kept
     held = await wait_for_status(stack, big, {"awaiting_review"})
     assert "client_budget" in [reason["code"] for reason in held["risk"]["reasons"]]
     assert held["requested_by"] == f"client:{client.name}"
