@@ -23,19 +23,15 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.engine import Database
-from domain.naming import SEARCH_ATTRIBUTES
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
-from tests.helpers import INBOUND_SECRET
-from workers.binaries import find_binary
+from tests.helpers import INBOUND_SECRET, local_temporal, time_skipping_temporal
 from workers.psps import build_directory
 from workers.sandbox import sandbox_server as sandbox_server_for
 from workers.service.app import create_app
@@ -120,14 +116,8 @@ def database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(find_binary("temporal")),
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
+    async with local_temporal() as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
@@ -269,18 +259,8 @@ def paypal(stack: Stack) -> Iterator[PayPalSandboxControl]:
 
 @pytest.fixture
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},  # type: ignore[misc]
-        )
-    )
-    yield env
-    await env.shutdown()
+    async with time_skipping_temporal() as env:
+        yield env
 
 
 def repo_root() -> Path:

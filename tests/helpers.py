@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -112,8 +113,8 @@ def proven_review(
 
 
 @asynccontextmanager
-async def fresh_temporal() -> AsyncIterator[Client]:
-    """A Temporal server of its own, in memory: shutting it down is retention forgetting everything."""
+async def local_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's dev server, in memory, with our search attributes."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(find_binary("temporal")),
         search_attributes=SEARCH_ATTRIBUTES,
@@ -121,9 +122,35 @@ async def fresh_temporal() -> AsyncIterator[Client]:
         dev_server_log_level="error",
     )
     try:
-        yield env.client
+        yield env
     finally:
         await env.shutdown()
+
+
+@asynccontextmanager
+async def time_skipping_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server, with our search attributes: timers of days pass at once."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},  # type: ignore[misc]
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@asynccontextmanager
+async def fresh_temporal() -> AsyncIterator[Client]:
+    """A Temporal server of its own, in memory: shutting it down is retention forgetting everything."""
+    async with local_temporal() as env:
+        yield env.client
 
 
 def signed_input(

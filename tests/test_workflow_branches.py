@@ -19,9 +19,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -56,7 +54,7 @@ from domain.naming import SEARCH_ATTRIBUTES, Activity, psp_task_queue
 from domain.requests import RefundRequest
 from domain.returns import GoodsReceipt, ReceiptLine, ReturnsStatus
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundStatus
-from workers.binaries import find_binary
+from tests.helpers import time_skipping_temporal
 from workers.worker import sandboxed_runner
 from workflows.refund import RefundWorkflow
 
@@ -74,18 +72,8 @@ PAYMENT = PaymentRecord(
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},  # type: ignore[misc]
-        )
-    )
-    yield env
-    await env.shutdown()
+    async with time_skipping_temporal() as env:
+        yield env
 
 
 class Stubs:

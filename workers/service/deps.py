@@ -15,6 +15,7 @@ from adapters.db import clients
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
 from domain.clients import KEY_PREFIX
+from domain.clients import Client as ApiClient
 from domain.contracts import RefundPolicy
 from domain.reviewer_tokens import entry_digests, parse_entries
 from domain.risk_model import RiskModel
@@ -134,16 +135,19 @@ def _reader(
 
 def _client_reader(services: Services, authorization: str | None) -> ClientReader | None:
     key = (authorization or "").removeprefix("Bearer ").strip()
-    if not key.startswith(KEY_PREFIX):
-        return None
+    client = client_for_key(services, key) if key.startswith(KEY_PREFIX) else None
+    return ClientReader(client.name, client.merchant_id) if client is not None else None
+
+
+def client_for_key(services: Services, key: str) -> ApiClient | None:
+    """The active API client this key proves; None for any other key."""
     try:
         with services.db.transaction() as session:
-            client = clients.by_key(session, key)
+            return clients.by_key(session, key) if key else None
     except SQLAlchemyError as err:
         raise ApiError(
             503, ErrorCode.DATABASE_UNAVAILABLE, "the client database cannot be read right now; retry"
         ) from err
-    return ClientReader(client.name, client.merchant_id) if client is not None else None
 
 
 def _codec_reader(

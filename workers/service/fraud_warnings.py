@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 
-from adapters.db import audit, holds, refunds
+from adapters.db import audit, holds
 from adapters.psp.base import PspError
 from domain import signature
 from domain.contracts import AuditEvent, SignatureEvidence
@@ -25,7 +25,7 @@ from domain.status import Provider
 from workers.service.deps import Services
 from workers.service.errors import ApiError
 from workers.service.metrics import FRAUD_WARNINGS
-from workers.service.refund_requests import start_refund
+from workers.service.refund_requests import settled_row, start_refund
 
 _COUNTED = {Action.REFUND: "refunded", Action.REVIEW: "held", Action.RECORD: "recorded"}
 
@@ -71,12 +71,6 @@ async def _refundable(
 def _disputed(services: Services, provider: Provider, reference: str) -> bool:
     with services.db.transaction() as session:
         return holds.held(session, provider, reference) is not None
-
-
-def _settled(services: Services, request_id: str) -> bool:
-    """Whether the lasting record settled this refund (Temporal may have forgotten its workflow)."""
-    with services.db.transaction() as session:
-        return refunds.get(session, request_id) is not None
 
 
 def _audit(
@@ -137,7 +131,7 @@ async def _start(
     raw = _request(provider, warning, request_id_for(provider.value, warning.warning_id, owner))
     sent = RefundRequest.model_validate_json(raw, context=AS_SENT)
     kept = sent.model_copy(update={"request_id": refund_id(owner, sent.request_id)})
-    if await run_in_threadpool(_settled, services, kept.request_id):
+    if await run_in_threadpool(settled_row, services, kept.request_id) is not None:
         return False
     profile = services.merchants[merchant]
     evidence = SignatureEvidence(

@@ -29,7 +29,7 @@ from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
-from workers.service.deps import Services, ServicesDep
+from workers.service.deps import Services, ServicesDep, client_for_key
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
 from workers.service.metrics import ACK_SECONDS, REFUND_REQUESTS
 from workers.service.openapi import json_body
@@ -156,7 +156,7 @@ async def _admit(
     refund = _kept_as(sent, owner)
     digest = refund.digest_for(owner)
     wf_id = workflow_id(refund.request_id)
-    settled = await run_in_threadpool(_settled_row, services, refund.request_id)
+    settled = await run_in_threadpool(settled_row, services, refund.request_id)
     if settled is not None:  # the lasting record, whether or not Temporal still remembers the run
         if not _settled_as(settled, refund, digest, owner):
             raise _conflict()
@@ -196,13 +196,7 @@ def _bearer(authorization: str | None) -> str | None:
 
 def _client(services: Services, key: str, merchant: str | None) -> Client:
     """The active client this key proves, acting for a merchant configured here: 401 otherwise."""
-    try:
-        with services.db.transaction() as session:
-            client = clients.by_key(session, key) if key else None
-    except SQLAlchemyError as err:
-        raise ApiError(
-            503, ErrorCode.DATABASE_UNAVAILABLE, "the client database cannot be read right now; retry"
-        ) from err
+    client = client_for_key(services, key)
     if client is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "unknown or revoked client key")
     profile = services.merchants.get(client.merchant_id)
@@ -273,7 +267,7 @@ async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> Ref
     merchants had ids of their own (so a resend of it never refunds again); 409 for another body.
     None when no refund of `owner`'s is kept so: another merchant's bare id is none of its business."""
     digest = sent.digest_for(owner)
-    settled = await run_in_threadpool(_settled_row, services, sent.request_id)
+    settled = await run_in_threadpool(settled_row, services, sent.request_id)
     if settled is not None:
         if settled.merchant != owner:
             return None
@@ -313,7 +307,7 @@ def _conflict() -> ApiError:
     return ApiError(409, ErrorCode.REQUEST_CONFLICT, "request_id was already used with a different body")
 
 
-def _settled_row(services: Services, request_id: str) -> RefundRow | None:
+def settled_row(services: Services, request_id: str) -> RefundRow | None:
     try:
         with services.db.transaction() as session:
             return refunds.get(session, request_id)
