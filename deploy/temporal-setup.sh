@@ -57,5 +57,6 @@ retry "registering search attributes in $NAMESPACE" \
   --name RefundRiskScore --type Int \
   --name RefundMerchant --type Keyword \
   --name RefundAwaitingReviewSince --type Datetime \
-  --name RefundReviewEscalated --type Bool
+  --name RefundReviewEscalated --type Bool \
+  --name RefundRequestedBy --type Keyword
 echo "temporal-setup: namespace $NAMESPACE and its search attributes are ready"

@@ -127,6 +127,19 @@ class Client:
         return None
 
 
+@dataclass(frozen=True)
+class BudgetStanding:
+    """One currency of a client's daily budget, as it stands: what is reserved in the window and
+    what is left for refunds that go ahead without a human."""
+
+    budget: Money
+    reserved: int  # minor units reserved in the rolling window
+
+    @property
+    def left(self) -> Money:
+        return Money(value=max(self.budget.value - self.reserved, 0), currency=self.budget.currency)
+
+
 def over_budget(client: Client, amount: Money, spent: int) -> RiskReason | None:
     """Why `amount` does not fit what is left of the client's budget after `spent` (minor units
     reserved in the window); None when it fits."""

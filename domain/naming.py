@@ -19,6 +19,10 @@ SA_RISK_SCORE = SearchAttributeKey.for_int("RefundRiskScore")
 SA_MERCHANT = SearchAttributeKey.for_keyword("RefundMerchant")
 SA_REVIEW_SINCE = SearchAttributeKey.for_datetime("RefundAwaitingReviewSince")
 SA_ESCALATED = SearchAttributeKey.for_bool("RefundReviewEscalated")
+# Who asked, when not the merchant's platform: `client:<name>` (an API client), `psp:<psp>:<warning>`
+# (an early fraud warning). Set once at start; `RefundRequestedBy STARTS_WITH "psp:"` lists the
+# refunds made on warnings.
+SA_REQUESTED_BY = SearchAttributeKey.for_keyword("RefundRequestedBy")
 SEARCH_ATTRIBUTES = (
     SA_STATUS,
     SA_PROVIDER,
@@ -29,6 +33,7 @@ SEARCH_ATTRIBUTES = (
     SA_MERCHANT,
     SA_REVIEW_SINCE,
     SA_ESCALATED,
+    SA_REQUESTED_BY,
 )
 
 

@@ -20,7 +20,7 @@ from domain.money import Money
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.flows import FINAL, assert_not_started, cli, post, wait_for_status
-from tests.helpers import bearer, made_client, refund_body, unique
+from tests.helpers import bearer, eventually, made_client, refund_body, signed_headers, unique
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:200.00") -> Client:
@@ -129,6 +129,48 @@ async def test_a_client_refunds_for_its_merchant_and_is_shown_as_the_requester(
     assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "not_found")
 
 
+async def test_a_client_reads_what_is_left_of_its_budget_and_its_own_recent_refunds(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    client = _client(stack.settings.merchant_id)
+    key = made_client(stack.database, client)
+    within, over, merchants = unique("agent-own"), unique("agent-own-over"), unique("merchant-own")
+    payment = sandbox.seed_stripe_payment(amount=20_000, currency="EUR")
+    assert (await post(stack, refund_body(within, payment, amount=2_500), bearer(key)))[0] == 202
+    assert (await post(stack, refund_body(over, payment, amount=6_000), bearer(key)))[0] == 202
+    body = refund_body(merchants, payment, amount=100)
+    assert (await post(stack, body, signed_headers(body)))[0] == 202  # the merchant's, not the client's
+    await wait_for_status(stack, within, {"succeeded"})
+    await wait_for_status(stack, over, {"awaiting_review"})
+
+    standing = (await stack.http.get("/v1/client", headers=bearer(key))).json()
+    assert (standing["name"], standing["reasons"], standing["max_per_refund"]) == (
+        client.name,
+        ["damaged", "not_received"],
+        "50.00",
+    )
+    assert standing["budgets"] == [
+        {
+            "daily": {"value": 20_000, "currency": "EUR"},
+            "reserved": {"value": 2_500, "currency": "EUR"},  # the held one reserved nothing
+            "left": {"value": 17_500, "currency": "EUR"},
+        }
+    ]
+
+    async def listed() -> dict[str, str]:
+        answer = await stack.http.get("/v1/client/refunds", headers=bearer(key))
+        return {refund["request_id"]: refund["status"] for refund in answer.json()["refunds"]}
+
+    mine = await eventually(listed, lambda seen: seen.get(within) == "succeeded" and over in seen)
+    assert set(mine) == {within, over} and mine[over] == "awaiting_review"
+    other = made_client(stack.database, _client(stack.settings.merchant_id))
+    theirs = await stack.http.get("/v1/client/refunds", headers=bearer(other))
+    assert theirs.json() == {"refunds": []}
+    for headers in ({}, {"Authorization": "Bearer alice-token"}, bearer("rfc_not-a-key")):
+        refused = await stack.http.get("/v1/client", headers=headers)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized")
+
+
 async def test_out_of_scope_unknown_and_revoked_keys_start_nothing(stack: Stack) -> None:
     client = _client(stack.settings.merchant_id)
     key = made_client(stack.database, client)
@@ -231,7 +273,7 @@ async def test_the_cli_creates_lists_and_revokes_clients_showing_the_key_once(st
     assert found is not None and found.merchant_id == stack.settings.merchant_id
     assert [str(b.value) + b.currency for b in found.budgets] == ["20000EUR", "10000USD"]
     listed = await cli(stack, "client", "list")
-    assert name in listed.stdout and key not in listed.stdout and "EUR:200.00" in listed.stdout
+    assert name in listed.stdout and key not in listed.stdout and "EUR:200.00 (200.00)" in listed.stdout
     bad = await cli(
         stack,
         "client",

@@ -55,6 +55,8 @@ OPERATIONS = {
     "POST /v1/refunds/{request_id}/reject",
     "POST /v1/refunds/{request_id}/goods-received",
     "GET /v1/reviewers/me",
+    "GET /v1/client",
+    "GET /v1/client/refunds",
     "POST /webhooks/{provider}",
     "POST /webhooks/{provider}/{merchant_id}",
     "POST /codec/decode",
@@ -64,7 +66,12 @@ OPERATIONS = {
 }
 NOTHING_TO_SEND = {"GET /healthz", "GET /metrics"}  # no parameters, no body: one request says it all
 # no request to these can break their schema: no body, and parameters any string satisfies
-NOTHING_TO_NEGATE = {"GET /v1/refunds/{request_id}", "GET /v1/reviewers/me", *NOTHING_TO_SEND}
+NOTHING_TO_NEGATE = {
+    "GET /v1/refunds/{request_id}",
+    "GET /v1/reviewers/me",
+    "GET /v1/client",
+    *NOTHING_TO_SEND,
+}
 
 # A forged PSP delivery is refused with 400 (the PSPs' own convention for a bad signature), which no
 # schema can tell from a well-formed body: for these routes 400 joins schemathesis' default answers

@@ -633,9 +633,12 @@ def client_create(
 
 @client_app.command("list")
 def client_list() -> None:
-    """Every API client: merchant, reasons, limits, whether revoked (never a key).
+    """Every API client: merchant, reasons, limits, what is left of each daily budget, whether
+    revoked (never a key).
 
     Example: refunds client list"""
+    from datetime import UTC, datetime
+
     from adapters.db import clients
     from adapters.db.engine import Database
     from domain.money import format_minor
@@ -643,20 +646,27 @@ def client_list() -> None:
     db = Database.connect(_settings().database_url)
     try:
         with db.transaction() as session:
-            listed = clients.listing(session)
+            now = datetime.now(UTC)
+            listed = [
+                (entry, clients.standing(session, entry.client, now)) for entry in clients.listing(session)
+            ]
     finally:
         db.dispose()
-    table = Table("client", "merchant", "reasons", "max per refund", "daily budget", "state")
+    table = Table("client", "merchant", "reasons", "max per refund", "daily budget (left)", "state")
     rows = [
         (
             entry.client.name,
             entry.client.merchant_id,
             ",".join(entry.client.reasons),
             str(entry.client.max_per_refund),
-            " ".join(f"{b.currency}:{format_minor(b.value, b.currency)}" for b in entry.client.budgets),
+            " ".join(
+                f"{b.budget.currency}:{format_minor(b.budget.value, b.budget.currency)}"
+                f" ({format_minor(b.left.value, b.left.currency)})"
+                for b in standing
+            ),
             f"revoked {entry.revoked_at:%Y-%m-%d %H:%M}" if entry.revoked_at else "active",
         )
-        for entry in listed
+        for entry, standing in listed
     ]
     _print_table(table, rows, "no API clients")
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from adapters.db.models import ApiClientBudgetRow, ApiClientRow, ClientReservationRow, utcnow
-from domain.clients import BUDGET_CODE, BUDGET_WINDOW, Client, key_digest, over_budget
+from domain.clients import BUDGET_CODE, BUDGET_WINDOW, BudgetStanding, Client, key_digest, over_budget
 from domain.contracts import RiskReason
 from domain.money import Money
 
@@ -136,15 +136,8 @@ def reserve(session: Session, client: Client, request_id: str, amount: Money, no
                 detail=f"request {request_id} reserved another amount of {client.name}'s budget",
             )
         )
-    spent = session.execute(
-        select(func.coalesce(func.sum(ClientReservationRow.amount), 0)).where(
-            col(ClientReservationRow.client) == client.name,
-            col(ClientReservationRow.currency) == amount.currency,
-            col(ClientReservationRow.state) == BudgetState.RESERVED.value,
-            col(ClientReservationRow.reserved_at) > now - BUDGET_WINDOW,
-        )
-    ).scalar_one()
-    held = over_budget(client, amount, int(spent))
+    spent = reserved_total(session, client.name, amount.currency, now - BUDGET_WINDOW)
+    held = over_budget(client, amount, spent)
     if held is not None:
         return Reserved(held=held)
     if existing is not None:  # released before (its start failed): this request reserves again
@@ -179,13 +172,22 @@ def release(session: Session, request_id: str) -> bool:
 
 
 def reserved_total(session: Session, client: str, currency: str, since: datetime) -> int:
-    """What a client holds reserved in `currency` since `since` (minor units)."""
+    """What a client holds reserved in `currency` after `since` (minor units)."""
     total = session.execute(
         select(func.coalesce(func.sum(ClientReservationRow.amount), 0)).where(
             col(ClientReservationRow.client) == client,
             col(ClientReservationRow.currency) == currency,
             col(ClientReservationRow.state) == BudgetState.RESERVED.value,
-            col(ClientReservationRow.reserved_at) >= since,
+            col(ClientReservationRow.reserved_at) > since,
         )
     ).scalar_one()
     return int(total)
+
+
+def standing(session: Session, client: Client, now: datetime) -> list[BudgetStanding]:
+    """Each of the client's daily budgets as it stands at `now`, by currency."""
+    since = now - BUDGET_WINDOW
+    return [
+        BudgetStanding(budget, reserved_total(session, client.name, budget.currency, since))
+        for budget in client.budgets
+    ]

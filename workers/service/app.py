@@ -11,7 +11,16 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from adapters.db.engine import Database
 from workers.psps import build_directory
-from workers.service import codec, health, refund_requests, refunds, returns, reviewers, webhooks
+from workers.service import (
+    client_api,
+    codec,
+    health,
+    refund_requests,
+    refunds,
+    returns,
+    reviewers,
+    webhooks,
+)
 from workers.service.body_limits import BodyLimit
 from workers.service.deps import Services
 from workers.service.errors import install_error_handlers
@@ -38,7 +47,7 @@ def create_app(services: Services) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Namespace"],
             allow_credentials=True,  # the reviewer's codec session cookie (/codec/login)
         )
-    for module in (refund_requests, refunds, reviewers, returns, webhooks, codec, health):
+    for module in (refund_requests, client_api, refunds, reviewers, returns, webhooks, codec, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, settings=services.settings)
     return app

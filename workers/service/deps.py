@@ -150,6 +150,18 @@ def client_for_key(services: Services, key: str) -> ApiClient | None:
         ) from err
 
 
+def _api_client(
+    services: Annotated[Services, Depends(_services)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> ApiClient:
+    """The API client the bearer key proves: its own standing is for it alone."""
+    key = (authorization or "").removeprefix("Bearer ").strip()
+    client = client_for_key(services, key) if key.startswith(KEY_PREFIX) else None
+    if client is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid API client key is required (Bearer rfc_...)")
+    return client
+
+
 def _codec_reader(
     services: Annotated[Services, Depends(_services)],
     request: Request,
@@ -184,3 +196,4 @@ ReviewerDep = Annotated[Reviewer, Depends(_reviewer)]
 OperatorDep = Annotated[Reviewer, Depends(_operator)]
 CodecReaderDep = Annotated[Reviewer, Depends(_codec_reader)]
 ReaderDep = Annotated[Reviewer | ClientReader | None, Depends(_reader)]
+ApiClientDep = Annotated[ApiClient, Depends(_api_client)]

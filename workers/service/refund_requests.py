@@ -26,7 +26,15 @@ from domain import signature
 from domain.clients import Client, requested_by
 from domain.contracts import RefundWorkflowInput, RiskReason, SignatureEvidence
 from domain.fraud_warnings import WARNING_ID_PREFIX
-from domain.naming import SA_MERCHANT, SA_PAYMENT, SA_PROVIDER, SA_STATUS, refund_id, workflow_id
+from domain.naming import (
+    SA_MERCHANT,
+    SA_PAYMENT,
+    SA_PROVIDER,
+    SA_REQUESTED_BY,
+    SA_STATUS,
+    refund_id,
+    workflow_id,
+)
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services, ServicesDep, client_for_key
@@ -402,7 +410,7 @@ async def start_refund(
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_initial_attributes(refund, merchant_id),
+            search_attributes=_initial_attributes(refund, merchant_id, who),
             memo={BODY_DIGEST: digest},
         )
     except WorkflowAlreadyStartedError:
@@ -437,15 +445,16 @@ def _unavailable(err: RPCError) -> ApiError:
     return temporal_unavailable(err, "accepting refund requests")
 
 
-def _initial_attributes(refund: RefundRequest, merchant: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_STATUS, RefundStatus.RECEIVED.value),
-            SearchAttributePair(SA_PROVIDER, refund.provider.value),
-            SearchAttributePair(SA_PAYMENT, refund.payment_reference),
-            SearchAttributePair(SA_MERCHANT, merchant),
-        ]
-    )
+def _initial_attributes(refund: RefundRequest, merchant: str, who: str | None) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(SA_STATUS, RefundStatus.RECEIVED.value),
+        SearchAttributePair(SA_PROVIDER, refund.provider.value),
+        SearchAttributePair(SA_PAYMENT, refund.payment_reference),
+        SearchAttributePair(SA_MERCHANT, merchant),
+    ]
+    if who is not None:  # the merchant's platform is the rule; others are named, to be found
+        pairs.append(SearchAttributePair(SA_REQUESTED_BY, who))
+    return TypedSearchAttributes(pairs)
 
 
 async def _status(services: Services, wf_id: str, kept: _Kept) -> RefundStatus:
