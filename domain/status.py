@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     ALREADY_FINISHED = "already_finished"  # steering a refund whose workflow has completed
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
+    SERVICE_UNAVAILABLE = "service_unavailable"  # the refund service, to a process in front of it (MCP)
     REQUEST_TOO_LARGE = "request_too_large"
     # validation against the PSP
     PAYMENT_NOT_FOUND = "payment_not_found"

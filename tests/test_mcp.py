@@ -1,39 +1,68 @@
-"""`refunds mcp`: an assistant, through the MCP SDK's own client over stdio, asks the running product
-for refunds as one API client: within its budget a refund goes ahead, over it the refund is held
-for a human and the tool says so."""
+"""`refunds mcp`: an assistant, through the MCP SDK's own client over stdio and over streamable HTTP,
+asks the running product for refunds as one API client: within its budget a refund goes ahead, over
+it the refund is held for a human and the tool says so; it reads its budget and its own refunds."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
 from adapters.db import clients
 from domain.clients import Client, new_key, parse_budget
 from domain.requests import METADATA_VALUE_LENGTH
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack, repo_root
+from tests.conftest import Stack, free_port, repo_root
 from tests.flows import FINAL, submit, wait_for_status
-from tests.helpers import refund_body, unique
+from tests.helpers import bearer, eventually, refund_body, unique
 from workers.mcp_server import answer
 
+TOOLS = ["request_refund", "refund_status", "my_budget", "my_recent_refunds"]
 
-def _server(stack: Stack, key: str) -> StdioServerParameters:
+
+def _env(stack: Stack, **extra: str) -> dict[str, str]:
     configured = {
         f"REFUNDS_{name.upper()}": str(value)
         for name, value in stack.settings.model_dump().items()
         if value is not None and not isinstance(value, (list, dict))
     }
-    env = {**os.environ, **configured, "REFUNDS_CLIENT_KEY": key, "REFUNDS_SERVICE_URL": stack.base_url}
+    return {**os.environ, **configured, "REFUNDS_SERVICE_URL": stack.base_url, **extra}
+
+
+def _server(stack: Stack, key: str) -> StdioServerParameters:
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "workers.cli", "mcp"], env=env, cwd=str(repo_root())
+        command=sys.executable,
+        args=["-m", "workers.cli", "mcp"],
+        env=_env(stack, REFUNDS_CLIENT_KEY=key),
+        cwd=str(repo_root()),
     )
+
+
+def _assistant(stack: Stack) -> tuple[Client, str]:
+    """A client for the stack's merchant with a 40.00 EUR daily budget, and its key."""
+    client = Client(
+        name=unique("assistant"),
+        merchant_id=stack.settings.merchant_id,
+        reasons=("damaged",),
+        max_per_refund=Decimal("50.00"),
+        budgets=(parse_budget("EUR:40.00"),),
+    )
+    key = new_key()
+    with stack.database.transaction() as session:
+        assert clients.create(session, client, key)
+    return client, key
 
 
 def _text(result: Any) -> str:
@@ -71,7 +100,7 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
     async with stdio_client(_server(stack, key)) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = (await session.list_tools()).tools
-        assert [tool.name for tool in tools] == ["request_refund", "refund_status"]
+        assert [tool.name for tool in tools] == TOOLS
         description = tools[0].description or ""
         assert "will NOT approve" in description and "another merchant" in description
 
@@ -138,3 +167,88 @@ def test_every_answer_is_said_plainly(status: int, payload: dict[str, Any], star
     import httpx
 
     assert answer("r1", httpx.Response(status, json=payload)).startswith(start)
+
+
+@asynccontextmanager
+async def _mcp_over_http(stack: Stack) -> AsyncIterator[str]:
+    """`refunds mcp --http` on a free port, against the running product: its /mcp address."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "mcp", "--http", "--port", str(port)],
+        env=_env(stack),
+        cwd=str(repo_root()),
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def answering() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.post(url)).status_code == 401
+        except httpx.HTTPError:
+            return process.poll() is not None  # gone: fail below, not at the deadline
+
+    try:
+        await eventually(answering, bool, timeout=30)
+        assert process.poll() is None, "refunds mcp --http exited"
+        yield url
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 10)
+
+
+@asynccontextmanager
+async def _session(url: str, key: str) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx.AsyncClient(headers=bearer(key), timeout=30) as http,
+        streamable_http_client(url, http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_standing(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    first, first_key = _assistant(stack)
+    _, second_key = _assistant(stack)
+    async with _mcp_over_http(stack) as url:
+        async with httpx.AsyncClient() as http:  # no key, a key nobody made: refused before MCP
+            for headers in ({}, bearer("rfc_not-a-key"), {"Authorization": "Basic cmZjXzE6"}):
+                refused = await http.post(url, headers=headers, json={})
+                assert refused.status_code == 401 and "Bearer" in refused.headers["www-authenticate"]
+                assert refused.json()["error"]["code"] == "unauthorized"
+
+        small, big = unique("mcp-http-small"), unique("mcp-http-big")
+        async with _session(url, first_key) as session:
+            assert [tool.name for tool in (await session.list_tools()).tools] == TOOLS
+            paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+            said = _text(await session.call_tool("request_refund", _args(small, paid, 2_500)))
+            assert said.startswith("ACCEPTED"), said
+            other = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+            said = _text(await session.call_tool("request_refund", _args(big, other, 2_000)))
+            assert said.startswith("HELD FOR A HUMAN") and "client_budget" in said, said
+            await wait_for_status(stack, small, {"succeeded"})
+            said = _text(await session.call_tool("my_budget", {}))
+            assert f"Client {first.name} acts for merchant {stack.settings.merchant_id}" in said, said
+            assert "- EUR: 15.00 left of 40.00 (25.00 reserved)" in said, said
+
+            async def recent() -> str:
+                return _text(await session.call_tool("my_recent_refunds", {"limit": 10}))
+
+            both = (f"{small}: 25.00 EUR succeeded", f"{big}: 20.00 EUR awaiting_review")
+            await eventually(recent, lambda text: all(line in text for line in both))
+
+        async with _session(url, second_key) as session:  # another client on the same server
+            assert _text(await session.call_tool("my_recent_refunds", {})) == (
+                "This client asked for no refunds lately."
+            )
+            said = _text(await session.call_tool("refund_status", {"request_id": small}))
+            assert said == f"NOT FOUND: this client asked for no refund {small}.", said
+
+        with stack.database.transaction() as db_session:
+            assert clients.revoke(db_session, first.name)
+        async with httpx.AsyncClient() as http:  # revoked a moment ago: refused on the next request
+            refused = await http.post(url, headers=bearer(first_key), json={})
+            assert refused.status_code == 401

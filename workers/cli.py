@@ -225,18 +225,32 @@ def sandbox(
 
 
 @app.command()
-def mcp() -> None:
-    """Serve an AI assistant over MCP (stdio) as the API client whose key is REFUNDS_CLIENT_KEY: it
-    asks the service at REFUNDS_SERVICE_URL for refunds within that client's scope, limits and budget.
+def mcp(
+    http: Annotated[
+        bool, typer.Option("--http", help="Streamable HTTP instead of stdio: each caller brings its key")
+    ] = False,
+    host: Annotated[str, typer.Option(envvar="REFUNDS_MCP_HOST", help="Where --http listens")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="REFUNDS_MCP_PORT", help="Where --http listens")] = 8765,
+) -> None:
+    """Serve an AI assistant over MCP as an API client: it asks the service at REFUNDS_SERVICE_URL
+    for refunds within that client's scope, limits and budget. Over stdio the client is the one
+    whose key is REFUNDS_CLIENT_KEY; over --http every request brings its own key as
+    `Authorization: Bearer`, and an unknown or revoked key is refused with 401.
 
     Example: REFUNDS_CLIENT_KEY=rfc_... REFUNDS_SERVICE_URL=https://refunds.example.com refunds mcp"""
     from workers.mcp_server import KEY_VARIABLE, build_server
 
+    service_base = _settings().service_base
+    if http:
+        from workers.mcp_http import serve_http
+
+        _run(serve_http(service_base, host, port))
+        return
     key = os.environ.get(KEY_VARIABLE, "").strip()
     if not key:  # stdout is the protocol's: the one line goes to stderr
         print(f"unauthorized: set {KEY_VARIABLE} to the key of `refunds client create`", file=sys.stderr)
         raise typer.Exit(2)
-    build_server(_settings().service_base, key).run("stdio")
+    build_server(service_base, lambda _ctx: key).run("stdio")
 
 
 @app.command()

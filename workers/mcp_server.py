@@ -1,23 +1,26 @@
 """`refunds mcp`: an AI assistant asks for refunds as ONE API client, over the Model Context Protocol.
 
-The server speaks MCP over stdio and nothing else: every tool call is an HTTP request to the
-product's service (`Settings.service_base`) with the client's key (`REFUNDS_CLIENT_KEY`) as
-`Authorization: Bearer`, exactly as any other API client's. It never touches the database or
-Temporal, so the client's scope, maximum per refund, daily budget and holds apply as they do over
-HTTP: this process cannot grant the assistant anything the key does not.
+Every tool call is an HTTP request to the product's service (`Settings.service_base`) with a
+client's key as `Authorization: Bearer`, exactly as any other API client's. Over stdio the key is
+the process's (`REFUNDS_CLIENT_KEY`); over streamable HTTP each caller brings its own, checked with
+the service before the protocol sees the request (`workers/mcp_http.py`). The server never touches
+the database or Temporal, so the client's scope, maximum per refund, daily budget and holds apply
+as they do over HTTP: this process cannot grant an assistant anything its key does not.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
+from domain.money import format_minor
 from domain.requests import METADATA_VALUE_LENGTH
 
 KEY_VARIABLE = "REFUNDS_CLIENT_KEY"
@@ -52,6 +55,19 @@ REFUND_STATUS = (
 )
 
 
+MY_BUDGET = (
+    "Read this client's own limits: the reasons it may ask for, the maximum per refund above which "
+    "a human decides, and what is left of its daily budget in each currency (rolling 24 hours). "
+    "Ask before a refund you expect to be large. It changes nothing and shows no other client's."
+)
+
+MY_RECENT_REFUNDS = (
+    "List the refunds this client asked for lately, newest first, each with its status as last "
+    "published (it may trail the refund by a moment: refund_status reads one exactly). It will "
+    "NOT list refunds other clients or the merchant asked for; it changes nothing."
+)
+
+
 class RefundsClient:
     """The HTTP side: one key, one service."""
 
@@ -75,9 +91,16 @@ class RefundsClient:
                 raise ToolError(f"the refund service at {self._base} cannot be reached: {err}") from err
 
 
-def build_server(service_base: str, key: str) -> FastMCP:
-    server = FastMCP("refunds", instructions=INSTRUCTIONS)
-    client = RefundsClient(service_base, key)
+KeyOf = Callable[[Context[Any, Any, Any]], str]  # the client key a tool call acts with
+
+
+def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> FastMCP:
+    """The tools, acting with the key `key_of` gives for each call. `host` is where streamable
+    HTTP listens (the SDK guards a loopback address against DNS rebinding)."""
+    server = FastMCP("refunds", instructions=INSTRUCTIONS, host=host, stateless_http=True, json_response=True)
+
+    def client(ctx: Context[Any, Any, Any]) -> RefundsClient:
+        return RefundsClient(service_base, key_of(ctx))
 
     @server.tool(name="request_refund", description=REQUEST_REFUND)
     async def request_refund(
@@ -99,6 +122,7 @@ def build_server(service_base: str, key: str) -> FastMCP:
                 f"(at most {METADATA_VALUE_LENGTH} characters are kept)"
             ),
         ],
+        ctx: Context[Any, Any, Any],
     ) -> str:
         body = {
             "request_id": request_id,
@@ -109,15 +133,85 @@ def build_server(service_base: str, key: str) -> FastMCP:
             "order_id": order_id,
             "metadata": {EXPLANATION_KEY: explanation[:METADATA_VALUE_LENGTH]},
         }
-        return answer(request_id, await client.post("/v1/refund-requests", body))
+        return answer(request_id, await client(ctx).post("/v1/refund-requests", body))
 
     @server.tool(name="refund_status", description=REFUND_STATUS)
     async def refund_status(
         request_id: Annotated[str, Field(description="The request_id you gave when asking for it")],
+        ctx: Context[Any, Any, Any],
     ) -> str:
-        return status_answer(request_id, await client.get(f"/v1/refunds/{quote(request_id, safe='')}"))
+        response = await client(ctx).get(f"/v1/refunds/{quote(request_id, safe='')}")
+        return status_answer(request_id, response)
+
+    @server.tool(name="my_budget", description=MY_BUDGET)
+    async def my_budget(ctx: Context[Any, Any, Any]) -> str:
+        return budget_answer(await client(ctx).get("/v1/client"))
+
+    @server.tool(name="my_recent_refunds", description=MY_RECENT_REFUNDS)
+    async def my_recent_refunds(
+        ctx: Context[Any, Any, Any],
+        limit: Annotated[int, Field(ge=1, le=100, description="How many, newest first")] = 20,
+    ) -> str:
+        return recent_answer(await client(ctx).get(f"/v1/client/refunds?limit={limit}"))
 
     return server
+
+
+def budget_answer(response: httpx.Response) -> str:
+    standing = _read(response)
+    lines = [
+        f"Client {standing['name']} acts for merchant {standing['merchant_id']} with the reasons "
+        f"{', '.join(standing['reasons'])}. Above {standing['max_per_refund']} per refund a human decides.",
+        f"Daily budget (the last {standing['window_hours']} hours), without a human:",
+    ]
+    for budget in standing["budgets"]:
+        currency = budget["daily"]["currency"]
+        lines.append(
+            f"- {currency}: {format_minor(budget['left']['value'], currency)} left of "
+            f"{format_minor(budget['daily']['value'], currency)} "
+            f"({format_minor(budget['reserved']['value'], currency)} reserved)"
+        )
+    if not standing["budgets"]:
+        lines.append("- none: every refund waits for a human")
+    return "\n".join(lines)
+
+
+def recent_answer(response: httpx.Response) -> str:
+    refunds: list[dict[str, Any]] = _read(response)["refunds"]
+    if not refunds:
+        return "This client asked for no refunds lately."
+    lines = ["Newest first (status as last published):"]
+    for refund in refunds:
+        amount = refund.get("amount")
+        money = f" {format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else ""
+        lines.append(f"- {refund['request_id']}:{money} {refund['status']} (asked {refund['started_at']})")
+    return "\n".join(lines)
+
+
+def _read(response: httpx.Response) -> dict[str, Any]:
+    """A read's answer; any failure is the tool's error, in the service's words."""
+    if response.status_code != 200:
+        raise _tool_error(response)
+    payload: dict[str, Any] = response.json()
+    return payload
+
+
+def _tool_error(response: httpx.Response) -> ToolError:
+    """A key that does not work, or a service that does not answer: not the assistant's to fix."""
+    code, message = _error_of(response)
+    if response.status_code == 401:
+        return ToolError(f"the client key is not accepted ({message or 'unauthorized'}): ask an operator")
+    return ToolError(f"the refund service answered HTTP {response.status_code}: {code} {message}".strip())
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return "", ""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    error = error if isinstance(error, dict) else {}
+    return str(error.get("code", "")), str(error.get("message", ""))
 
 
 def status_answer(request_id: str, response: httpx.Response) -> str:
@@ -172,6 +266,4 @@ def answer(request_id: str, response: httpx.Response) -> str:
             for d in error.get("details") or []
         )
         return f"INVALID ({code or response.status_code}): {message}" + (f" ({details})" if details else "")
-    if response.status_code == 401:
-        raise ToolError(f"the client key is not accepted ({message or 'unauthorized'}): ask an operator")
-    raise ToolError(f"the refund service answered HTTP {response.status_code}: {code} {message}".strip())
+    raise _tool_error(response)
