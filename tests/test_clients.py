@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,9 +19,9 @@ from adapters.db.models import ClientReservationRow
 from domain.clients import BUDGET_WINDOW, Client, ClientError, new_key, parse_budget, parse_budgets
 from domain.money import Money
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack
+from tests.conftest import Stack, starter_for
 from tests.flows import FINAL, assert_not_started, cli, post, wait_for_status
-from tests.helpers import bearer, eventually, made_client, refund_body, signed_headers, unique
+from tests.helpers import bearer, eventually, made_client, merchants_file, refund_body, signed_headers, unique
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:200.00") -> Client:
@@ -169,6 +170,35 @@ async def test_a_client_reads_what_is_left_of_its_budget_and_its_own_recent_refu
     for headers in ({}, {"Authorization": "Bearer alice-token"}, bearer("rfc_not-a-key")):
         refused = await stack.http.get("/v1/client", headers=headers)
         assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized")
+
+
+async def test_another_merchants_client_refunds_in_that_merchants_id_space(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A client of globex: its refund is globex's (`globex~<id>`), its list shows its own ids; the
+    default merchant's client with the same request id starts its own refund, not a conflict."""
+    globex = _client("globex")
+    globex_key = made_client(stack.database, globex)
+    ours_key = made_client(stack.database, _client(stack.settings.merchant_id))
+    request_id = unique("agent-globex")
+    body = refund_body(request_id, "pi_not_called", amount=1_000)
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, "http://127.0.0.1:9"))
+    async with starter as (_, http):  # no worker polls this starter's queue: nothing runs
+        started = await http.post("/v1/refund-requests", content=body, headers=bearer(globex_key))
+        ours = await http.post("/v1/refund-requests", content=body, headers=bearer(ours_key))
+        try:
+            assert started.json()["workflow_id"] == f"refund-globex~{request_id}", started.text
+            assert ours.json()["workflow_id"] == f"refund-{request_id}", ours.text
+
+            async def listed() -> list[str]:
+                answer = await http.get("/v1/client/refunds", headers=bearer(globex_key))
+                return [refund["request_id"] for refund in answer.json()["refunds"]]
+
+            assert await eventually(listed, bool) == [request_id]
+        finally:
+            for answer in (started, ours):
+                await stack.client.get_workflow_handle(answer.json()["workflow_id"]).terminate("test")
+    assert [row.request_id for row in _reserved(stack.database, globex.name)] == [f"globex~{request_id}"]
 
 
 async def test_out_of_scope_unknown_and_revoked_keys_start_nothing(stack: Stack) -> None:
