@@ -237,6 +237,8 @@ async def test_over_the_maximum_or_of_unknown_size_is_held_for_a_human(
     assert "client_limit" in [reason["code"] for reason in view["risk"]["reasons"]]
     assert sandbox.stripe_refunds(payment) == []
     assert _reserved(stack.database, client.name) == []  # a human's decision spends no client budget
+    metrics = (await stack.http.get("/metrics")).text
+    assert f'refunds_client_requests_total{{client="{client.name}",outcome="client_limit"}} 1.0' in metrics
     shown = await cli(stack, "status", request_id)
     assert f"requested by client:{client.name}" in shown.stdout, shown.stdout + shown.stderr
     queue = await cli(stack, "pending", "--json")

@@ -37,3 +37,10 @@ FRAUD_WARNINGS = Counter(
     ["source", "outcome"],
     registry=REGISTRY,
 )
+CLIENT_REQUESTS = Counter(
+    "refunds_client_requests_total",
+    "API clients' refund requests by client and outcome: accepted, replayed, held at intake "
+    "(client_limit, client_budget) or refused (reason_not_allowed)",
+    ["client", "outcome"],
+    registry=REGISTRY,
+)

@@ -39,7 +39,7 @@ from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, Refun
 from domain.status import ErrorCode, RefundStatus
 from workers.service.deps import Services, ServicesDep, client_for_key
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
-from workers.service.metrics import ACK_SECONDS, REFUND_REQUESTS
+from workers.service.metrics import ACK_SECONDS, CLIENT_REQUESTS, REFUND_REQUESTS
 from workers.service.openapi import json_body
 from workers.service.reads import current_state
 from workflows.refund import RefundWorkflow
@@ -155,6 +155,7 @@ async def _admit(
             f"ids starting {WARNING_ID_PREFIX!r} are the product's own (early fraud warnings)"
         )
     if client is not None and not client.allows(sent.reason_code):
+        CLIENT_REQUESTS.labels(client=client.name, outcome=ErrorCode.REASON_NOT_ALLOWED.value).inc()
         raise ApiError(
             403,
             ErrorCode.REASON_NOT_ALLOWED,
@@ -169,6 +170,8 @@ async def _admit(
         if not _settled_as(settled, refund, digest, owner):
             raise _conflict()
         response.status_code = 200
+        if client is not None:
+            CLIENT_REQUESTS.labels(client=client.name, outcome="replayed").inc()
         return _accepted(sent, wf_id, RefundStatus(settled.status))
     if owner is not None and (kept_bare := await _kept_bare(services, sent, owner)) is not None:
         response.status_code = 200
@@ -249,8 +252,12 @@ async def _admit_for_client(
         accepted = _accepted(sent, wf_id, RefundStatus.RECEIVED)
         if held:  # the client learns its own limits held it: nothing of anyone else's
             accepted.held_for = [Held(code=reason.code, detail=reason.detail) for reason in held]
+        for outcome in [reason.code for reason in held] or ["accepted"]:
+            CLIENT_REQUESTS.labels(client=client.name, outcome=outcome).inc()
         return accepted
-    return await _answer_known(services, response, sent, wf_id, digest)
+    known = await _answer_known(services, response, sent, wf_id, digest)
+    CLIENT_REQUESTS.labels(client=client.name, outcome="replayed").inc()
+    return known
 
 
 def _reserve(
