@@ -78,6 +78,28 @@ def test_a_key_is_kept_hashed_and_revoked_for_good(db: Database) -> None:
         assert not clients.create(session, client, new_key())  # a revoked name is not reused
 
 
+def test_a_rotated_key_keeps_the_old_one_only_until_its_deadline(db: Database) -> None:
+    client = _client("m")
+    first = made_client(db, client)
+    now = datetime.now(UTC)
+    second, third = new_key(), new_key()
+    with db.transaction() as session:
+        assert clients.rotate(session, client.name, second, now + timedelta(hours=1))
+    with db.transaction() as session:
+        assert clients.by_key(session, second) == client
+        assert clients.by_key(session, first, now + timedelta(minutes=59)) == client
+        assert clients.by_key(session, first, now + timedelta(minutes=61)) is None
+        assert clients.rotate(session, client.name, third, now)  # the key before last stops now
+    with db.transaction() as session:
+        assert clients.by_key(session, first) is None
+        assert clients.by_key(session, second) is None
+        assert clients.by_key(session, third) == client
+        assert clients.revoke(session, client.name)
+        assert not clients.rotate(session, client.name, new_key(), now)  # revoked for good
+    with db.transaction() as session:
+        assert clients.by_key(session, third) is None
+
+
 def test_budget_reserves_once_per_refund_and_gives_back_once(db: Database) -> None:
     client = _client("m", budget="EUR:100.00")
     made_client(db, client)
@@ -290,7 +312,7 @@ async def test_concurrent_requests_never_spend_more_than_the_daily_budget(
     assert {v["requested_by"] for v in views} == {f"client:{client.name}"}
 
 
-async def test_the_cli_creates_lists_and_revokes_clients_showing_the_key_once(stack: Stack) -> None:
+async def test_the_cli_creates_lists_rotates_and_revokes_clients_showing_each_key_once(stack: Stack) -> None:
     name = unique("helpdesk")
     made = await cli(
         stack,
@@ -319,6 +341,17 @@ async def test_the_cli_creates_lists_and_revokes_clients_showing_the_key_once(st
         "EUR:1.001",
     )
     assert bad.returncode == 2 and "invalid_client" in bad.stdout
+    rotated = await cli(stack, "client", "rotate", name, "--keep-old-key", "1")
+    assert rotated.returncode == 0 and "old key works until" in rotated.stdout, rotated.stdout
+    new = rotated.stdout.split()[-1]
+    for works in (key, new):  # both, for the hour the client has to switch
+        answer = await stack.http.get("/v1/client", headers=bearer(works))
+        assert answer.status_code == 200 and answer.json()["name"] == name
+    rotated = await cli(stack, "client", "rotate", name)
+    assert "old key stopped working now" in rotated.stdout, rotated.stdout
+    for stopped in (key, new):
+        assert (await stack.http.get("/v1/client", headers=bearer(stopped))).status_code == 401
+    assert (await stack.http.get("/v1/client", headers=bearer(rotated.stdout.split()[-1]))).status_code == 200
     assert (await cli(stack, "client", "revoke", name)).returncode == 0
     again = await cli(stack, "client", "revoke", name)
     assert again.returncode == 1 and "not_found" in again.stdout

@@ -685,6 +685,38 @@ def client_list() -> None:
     _print_table(table, rows, "no API clients")
 
 
+@client_app.command("rotate")
+def client_rotate(
+    name: str,
+    keep_old_key: Annotated[
+        int,
+        typer.Option(min=0, max=168, help="Hours the current key still works beside the new one (0: none)"),
+    ] = 0,
+) -> None:
+    """A new key for a client, shown once; its current key stops now, or after --keep-old-key hours
+    so the client can switch without a refused request. A key from before that stops at once.
+
+    Example: refunds client rotate helpdesk --keep-old-key 24"""
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.db import clients
+    from adapters.db.engine import Database
+    from domain.clients import new_key
+
+    key = new_key()
+    until = datetime.now(UTC) + timedelta(hours=keep_old_key)
+    db = Database.connect(_settings().database_url)
+    try:
+        with db.transaction() as session:
+            rotated = clients.rotate(session, name, key, until)
+    finally:
+        db.dispose()
+    if not rotated:
+        _fail("not_found", f"no active client {name}")
+    lapse = f"works until {until:%Y-%m-%d %H:%M} UTC" if keep_old_key else "stopped working now"
+    _say(f"client {name}'s old key {lapse}; its new key (shown once, give it to the client): {key}")
+
+
 @client_app.command("revoke")
 def client_revoke(name: str) -> None:
     """Revoke a client's key for good: its next request is refused (401); its refunds go on.

@@ -9,11 +9,11 @@ concurrent requests can never together reserve more than the budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -70,15 +70,43 @@ def listing(session: Session) -> list[ClientListing]:
     return [ClientListing(_client(session, row), row.created_at, row.revoked_at) for row in rows]
 
 
-def by_key(session: Session, key: str) -> Client | None:
-    """The active client this key proves; None for an unknown or revoked key. The key is looked up
-    by its sha256 digest: a key is 32 random bytes, so the index reveals nothing worth timing."""
+def by_key(session: Session, key: str, now: datetime | None = None) -> Client | None:
+    """The active client this key proves (its current key, or the previous one until it lapses);
+    None for an unknown, lapsed or revoked key. The key is looked up by its sha256 digest: a key is
+    32 random bytes, so the index reveals nothing worth timing."""
+    digest = key_digest(key)
     row = session.execute(
-        select(ApiClientRow).where(col(ApiClientRow.key_digest) == key_digest(key))
+        select(ApiClientRow).where(
+            or_(col(ApiClientRow.key_digest) == digest, col(ApiClientRow.previous_key_digest) == digest)
+        )
     ).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
         return None
+    if row.key_digest != digest and not _before(now or utcnow(), row.previous_key_until):
+        return None
     return _client(session, row)
+
+
+def rotate(session: Session, name: str, key: str, old_key_until: datetime) -> bool:
+    """Give an active client a new key; its current one keeps working until `old_key_until` (now:
+    at once), and any key before that stops now. False when there is no such active client."""
+    row = session.execute(
+        select(ApiClientRow).where(col(ApiClientRow.name) == name).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.previous_key_digest, row.previous_key_until = row.key_digest, old_key_until
+    row.key_digest = key_digest(key)
+    session.flush()
+    return True
+
+
+def _before(now: datetime, until: datetime | None) -> bool:
+    if until is None:
+        return False
+    if until.tzinfo is None:  # SQLite keeps no zone; every stamp is UTC
+        until = until.replace(tzinfo=UTC)
+    return now < until
 
 
 def _client(session: Session, row: ApiClientRow) -> Client:

@@ -217,6 +217,11 @@ class ApiClientRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     merchant: str = Field(max_length=64)  # the merchant id it acts for (the default one named too)
     key_digest: str = Field(max_length=64, unique=True)  # sha256 of the key, never the key
+    # a rotated key: the previous one works until `previous_key_until` (adapters/db/clients.py rotate)
+    previous_key_digest: str | None = Field(default=None, max_length=64, unique=True)
+    previous_key_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     reasons: str = Field(max_length=1000)  # comma-separated reason codes it may ask for
     max_per_refund: str = Field(max_length=32)  # decimal, major units of the refund's currency
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
