@@ -106,6 +106,14 @@ class ValidationActivities:
             )
         return None
 
+    @staticmethod
+    def _asked(input: ValidateInput) -> list[AuditEvent]:
+        """Who asked, when not the merchant's platform (an API client, a PSP's fraud warning): the
+        trail's first row names them as its actor."""
+        if input.requested_by is None or input.round != 1:
+            return []
+        return [activity_event("requested", "requested", actor=input.requested_by)]
+
     def _conclude(self, input: ValidateInput, validation: Validation, *events: AuditEvent) -> Validation:
         request = input.request
         detail = {"message": validation.message} if validation.message else {}
@@ -124,6 +132,6 @@ class ValidationActivities:
                     session, request, datetime.now(UTC), validation.payment.card_fingerprint
                 )
                 validation = validation.model_copy(update={"signals": signals})
-            rows = [*input.audit, *events, verdict]
+            rows = [*self._asked(input), *input.audit, *events, verdict]
             audit.record(session, request.request_id, request.payment_reference, rows)
         return validation

@@ -135,6 +135,7 @@ class ValidateInput(_Contract):
     merchant_id: str | None = None  # whose secret signed it; None: the default merchant
     audit: list[AuditEvent] = Field(default_factory=list)
     round: int = 1  # validation runs again after ops release a hold; each round is audited
+    requested_by: str | None = None  # who asked, when not the merchant's platform: audited as the actor
 
 
 class RiskSignals(_Contract):

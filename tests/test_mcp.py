@@ -132,6 +132,8 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
 
     done = await wait_for_status(stack, small, FINAL)
     assert (done["status"], done["requested_by"]) == ("succeeded", f"client:{client.name}")
+    asked = [(entry["step"], entry["actor"]) for entry in done["audit"] if entry["step"] == "requested"]
+    assert asked == [("requested", f"client:{client.name}")]  # the client is the trail's requester
     validated = next(entry for entry in done["audit"] if entry["step"] == "validated")
     # the assistant's explanation, as far as the metadata bound keeps it, is there for a reviewer
     kept = _args(small, paid, 2_500)["explanation"][:METADATA_VALUE_LENGTH]

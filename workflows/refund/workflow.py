@@ -160,6 +160,7 @@ class RefundWorkflow:
                 merchant_id=self._input.merchant_id,
                 audit=self._record.drain_audit(),
                 round=validation_round,
+                requested_by=self._input.requested_by,
             )
             validation = await self._attention.until_done(functools.partial(self._steps.validate, check))
             if not self._ops_can_fix(validation.error):
