@@ -111,3 +111,28 @@ async def test_a_start_that_timed_out_after_starting_keeps_its_reservation(
     view = await wait_for_status(stack, request_id, FINAL)
     assert view["status"] == "succeeded", view
     assert _reserved(stack.database, client.name) == [(5_000, "reserved")]
+
+
+async def test_a_client_reading_its_refund_back_does_not_learn_who_decided_or_the_risk_rules(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A client reads its own refund without the trail of who decided: the reviewer's name (and
+    reason) and the merchant's risk rules and features are not in the view either."""
+    client = _client(stack.settings.merchant_id, max_per_refund="10.00")
+    key = made_client(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    request_id = unique("atk17-seen")
+    assert (await post(stack, refund_body(request_id, payment, amount=2_000), bearer(key)))[0] == 202
+    await wait_for_status(stack, request_id, {"awaiting_review"})
+    approved = await stack.http.post(
+        f"/v1/refunds/{request_id}/approve",
+        json={"reason": "alice checked the customer's history"},
+        headers={"Authorization": "Bearer alice-token"},
+    )
+    assert approved.status_code == 200, approved.text
+    await wait_for_status(stack, request_id, FINAL)
+    seen = await stack.http.get(f"/v1/refunds/{request_id}", headers=bearer(key))
+    assert seen.status_code == 200 and seen.json()["status"] == "succeeded", seen.text
+    assert "alice" not in seen.text, seen.json()
+    view = seen.json()
+    assert (view.get("review"), view.get("approvals"), view.get("risk")) == (None, [], None), view
