@@ -12,13 +12,13 @@ from sqlmodel import col
 
 from adapters.db import clients
 from adapters.db.engine import Database
-from adapters.db.models import ClientReservationRow
+from adapters.db.models import ApiClientRow, ClientReservationRow
 from domain.clients import Client, parse_budget
 from domain.money import Money
 from domain.status import ErrorCode
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import FINAL, post, wait_for_status
+from tests.flows import FINAL, cli, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
 from workers.service import refund_requests
 from workers.service.errors import ApiError
@@ -136,3 +136,28 @@ async def test_a_client_reading_its_refund_back_does_not_learn_who_decided_or_th
     assert "alice" not in seen.text, seen.json()
     view = seen.json()
     assert (view.get("review"), view.get("approvals"), view.get("risk")) == (None, [], None), view
+
+
+@pytest.mark.parametrize(
+    ("max_per_refund", "budget"),
+    [
+        ("50.00", "EUR:1e30"),  # past any BIGINT
+        ("50.00", "EUR:92233720368547758.08"),  # 2^63 minor units: just past it
+        ("1" + "0" * 40, "EUR:200.00"),  # past the column's 32 characters
+        ("1." + "0" * 40, "EUR:200.00"),
+    ],
+)
+async def test_the_cli_refuses_budgets_and_maximums_the_database_cannot_keep(
+    stack: Stack, max_per_refund: str, budget: str
+) -> None:
+    """An operator's mistyped amount is an invalid client (exit 2, nothing kept), never a traceback
+    from the database refusing what the CLI took."""
+    name = unique("atk17-huge")
+    made = await cli(
+        stack,
+        *("client", "create", name, "--reasons", "damaged", "--max-per-refund", max_per_refund),
+        *("--daily-budget", budget),
+    )
+    assert made.returncode == 2 and "invalid_client" in made.stdout, made.stdout + made.stderr[-2000:]
+    with stack.database.transaction() as session:
+        assert session.get(ApiClientRow, name) is None
