@@ -161,3 +161,22 @@ async def test_the_cli_refuses_budgets_and_maximums_the_database_cannot_keep(
     assert made.returncode == 2 and "invalid_client" in made.stdout, made.stdout + made.stderr[-2000:]
     with stack.database.transaction() as session:
         assert session.get(ApiClientRow, name) is None
+
+
+async def test_a_resend_racing_its_refunds_failure_does_not_take_the_budget_back_for_good(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refund failed and gave its budget back; the client's resend of it read the lasting record
+    a moment before the failure was written (injected: the read answers none). It must not reserve
+    the budget again: nothing would ever release it, the refund is over."""
+    client = _client(stack.settings.merchant_id)
+    key = made_client(stack.database, client)
+    request_id = unique("atk17-late")
+    body = refund_body(request_id, "pi_unknown_atk17", amount=1_000)
+    assert (await post(stack, body, bearer(key)))[0] == 202
+    assert (await wait_for_status(stack, request_id, FINAL))["status"] == "failed"
+    assert _reserved(stack.database, client.name) == [(1_000, "released")]
+    monkeypatch.setattr(refund_requests, "settled_row", lambda services, request_id: None)
+    status, payload = await post(stack, body, bearer(key))
+    assert (status, payload["status"]) == (200, "failed"), payload
+    assert _reserved(stack.database, client.name) == [(1_000, "released")]
