@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import stripe
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -14,6 +17,8 @@ from adapters.db import clients
 from adapters.db.engine import Database
 from adapters.db.models import ApiClientRow, ClientReservationRow
 from domain.clients import Client, parse_budget
+from domain.contracts import FraudWarningPolicy
+from domain.fraud_warnings import request_id_for
 from domain.money import Money
 from domain.status import ErrorCode
 from sandbox.stripe.control import SandboxControl
@@ -22,6 +27,7 @@ from tests.flows import FINAL, cli, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
 from workers.service import refund_requests
 from workers.service.errors import ApiError
+from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:100.00") -> Client:
@@ -180,3 +186,47 @@ async def test_a_resend_racing_its_refunds_failure_does_not_take_the_budget_back
     status, payload = await post(stack, body, bearer(key))
     assert (status, payload["status"]) == (200, "failed"), payload
     assert _reserved(stack.database, client.name) == [(1_000, "released")]
+
+
+async def test_a_warning_id_ending_in_a_newline_is_refunded_under_a_hashed_id(
+    stack: Stack, sandbox: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`re.match(r"^...$")` takes "issfr_x\\n" as a plain id (`$` matches before a final newline):
+    the refund's request then fails validation, the webhook answers 500 and Stripe redelivers for
+    days. Such an id is hashed like any other that is not a request id."""
+    merchant = stack.settings.merchant_id
+    policy = stack.services.policies[merchant]
+    refunding = FraudWarningPolicy(mode="refund", refund_up_to_major=200)
+    monkeypatch.setitem(
+        stack.services.policies, merchant, policy.model_copy(update={"early_fraud_warnings": refunding})
+    )
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    warning_id = f"{unique('issfr_')}\n"
+    event = {
+        "id": unique("evt_atk17"),
+        "object": "event",
+        "type": "radar.early_fraud_warning.created",
+        "data": {
+            "object": {
+                "id": warning_id,
+                "object": "early_fraud_warning",
+                "actionable": True,
+                "payment_intent": payment,
+                "fraud_type": "made_with_stolen_card",
+            }
+        },
+    }
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, SANDBOX_STRIPE_WEBHOOK_SECRET, timestamp=int(time.time())
+    )
+    response = await stack.http.post(
+        "/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": header, "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Refunds-Signalled"] == "1"
+    request_id = request_id_for("stripe", warning_id)
+    assert "-sha-" in request_id
+    assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
