@@ -230,3 +230,14 @@ async def test_a_warning_id_ending_in_a_newline_is_refunded_under_a_hashed_id(
     request_id = request_id_for("stripe", warning_id)
     assert "-sha-" in request_id
     assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
+
+
+async def test_a_client_of_a_merchant_no_longer_configured_reads_nothing(stack: Stack) -> None:
+    """The merchant was taken out of the merchants file (its reviewers' tokens went with it): its
+    clients' keys are refused for requests, and for reads too."""
+    key = made_client(stack.database, _client(unique("atk17-gone")))
+    body = refund_body(unique("atk17-gone-r"), "pi_any", amount=100)
+    assert (await post(stack, body, bearer(key)))[0] == 401
+    for path in ("/v1/client", "/v1/client/refunds", "/v1/refunds/anything"):
+        answer = await stack.http.get(path, headers=bearer(key))
+        assert (answer.status_code, answer.json()["error"]["code"]) == (401, "unauthorized"), path
