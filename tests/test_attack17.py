@@ -241,3 +241,31 @@ async def test_a_client_of_a_merchant_no_longer_configured_reads_nothing(stack: 
     for path in ("/v1/client", "/v1/client/refunds", "/v1/refunds/anything"):
         answer = await stack.http.get(path, headers=bearer(key))
         assert (answer.status_code, answer.json()["error"]["code"]) == (401, "unauthorized"), path
+
+
+async def test_resending_a_request_held_for_its_budget_reserves_nothing_once_the_budget_frees(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """r2 was held for a human at intake (over the budget r1 had reserved); r1 is rejected and gives
+    its budget back; r2 sent again is the same refund, still a human's to decide: it must not take
+    budget now (a human's decision spends none, and the client's standing would show it spent)."""
+    client = _client(stack.settings.merchant_id, max_per_refund="5000", budget="EUR:2000.00")
+    key = made_client(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=300_000, currency="EUR")
+    r1, r2 = unique("atk17-big"), unique("atk17-held")
+    assert (await post(stack, refund_body(r1, payment, amount=150_000), bearer(key)))[0] == 202
+    held = refund_body(r2, payment, amount=60_000)
+    status, payload = await post(stack, held, bearer(key))
+    assert (status, [h["code"] for h in payload["held_for"]]) == (202, ["client_budget"]), payload
+    await wait_for_status(stack, r1, {"awaiting_review"})  # the risk rules' own review: 1,500.00 EUR
+    rejected = await stack.http.post(
+        f"/v1/refunds/{r1}/reject", json={"reason": "no"}, headers={"Authorization": "Bearer alice-token"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    await wait_for_status(stack, r1, {"rejected"})
+    assert _reserved(stack.database, client.name) == [(150_000, "released")]
+    status, payload = await post(stack, held, bearer(key))
+    assert (status, payload["status"]) == (200, "awaiting_review"), payload
+    assert _reserved(stack.database, client.name) == [(150_000, "released")]
+    standing = (await stack.http.get("/v1/client", headers=bearer(key))).json()
+    assert standing["budgets"][0]["left"] == {"value": 200_000, "currency": "EUR"}

@@ -184,10 +184,15 @@ async def _admit(
 
 
 async def _answer_known(
-    services: Services, response: Response, sent: RefundRequest, wf_id: str, digest: str
+    services: Services,
+    response: Response,
+    sent: RefundRequest,
+    wf_id: str,
+    digest: str,
+    kept: _Kept | None = None,
 ) -> Accepted:
     """A request whose workflow exists: the same one again is 200, another body 409."""
-    kept = await _kept(services, wf_id)
+    kept = kept or await _kept(services, wf_id)
     if kept.digest != digest:
         raise _conflict()
     response.status_code = 200
@@ -232,6 +237,11 @@ async def _admit_for_client(
     merchant's platform would (the worker re-verifies it like any other), start. Only the refund's
     outcome gives the reservation back."""
     wf_id = workflow_id(refund.request_id)
+    kept = await _kept(services, wf_id)
+    if kept.found:
+        # sent again: answered from its workflow, reserving nothing (a refund held at intake stays a
+        # human's to decide, however much budget is left now; what it reserved it keeps)
+        return await _answer_known(services, response, sent, wf_id, digest, kept)
     held, _ = await run_in_threadpool(_reserve, services, client, refund)
     secret = services.merchants[client.merchant_id].secrets[0]
     evidence = SignatureEvidence(
@@ -424,6 +434,7 @@ async def start_refund(
 class _Kept:
     """What Temporal keeps of a workflow started for a request: all None when there is none."""
 
+    found: bool = False
     digest: str | None = None
     merchant: str | None = None
     status: str | None = None  # as last published to the search attributes
@@ -438,7 +449,7 @@ async def _kept(services: Services, wf_id: str) -> _Kept:
         raise _unavailable(err) from err
     digest: str | None = await description.memo_value(BODY_DIGEST, None)
     attributes = description.typed_search_attributes
-    return _Kept(digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
+    return _Kept(True, digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
 
 
 def _unavailable(err: RPCError) -> ApiError:
