@@ -269,3 +269,49 @@ async def test_resending_a_request_held_for_its_budget_reserves_nothing_once_the
     assert _reserved(stack.database, client.name) == [(150_000, "released")]
     standing = (await stack.http.get("/v1/client", headers=bearer(key))).json()
     assert standing["budgets"][0]["left"] == {"value": 200_000, "currency": "EUR"}
+
+
+async def test_no_client_can_take_the_workflow_id_of_its_refunds_late_failure_first(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A default merchant's request id is its workflow's id without `refund-`: `late-failure-<r1>-
+    <re_...>` (the PSP refund id a client reads back) is the workflow that would reverse r1's books
+    when the PSP fails it late. Taken first, the failure finds it "already started": r1 stays
+    succeeded in the books, its budget spent. Ids of the product's own workflows are refused."""
+    client = _client(stack.settings.merchant_id)
+    key = made_client(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    r1 = unique("atk17-paid")
+    assert (await post(stack, refund_body(r1, payment, amount=1_000), bearer(key)))[0] == 202
+    view = await wait_for_status(stack, r1, FINAL)
+    assert view["status"] == "succeeded", view
+    psp_refund = (await stack.http.get(f"/v1/refunds/{r1}", headers=bearer(key))).json()["psp_refund_id"]
+    for taken in (f"late-failure-{r1}-{psp_refund}", f"external-stripe-{psp_refund}"):
+        status, payload = await post(stack, refund_body(taken, payment, amount=100), bearer(key))
+        assert (status, payload["error"]["details"][0]["loc"]) == (422, ["request_id"]), payload
+    failure = json.dumps(
+        {
+            "id": unique("evt_atk17"),
+            "object": "event",
+            "type": "refund.updated",
+            "data": {
+                "object": {
+                    "id": psp_refund,
+                    "object": "refund",
+                    "status": "failed",
+                    "amount": 1_000,
+                    "currency": "eur",
+                    "metadata": {"refund_request_id": r1},
+                }
+            },
+        }
+    )
+    header = stripe.WebhookSignature.generate_signature_header(
+        failure, SANDBOX_STRIPE_WEBHOOK_SECRET, timestamp=int(time.time())
+    )
+    delivered = await stack.http.post(
+        "/webhooks/stripe", content=failure, headers={"Stripe-Signature": header}
+    )
+    assert delivered.status_code == 200, delivered.text
+    assert (await wait_for_status(stack, r1, {"failed"}))["status"] == "failed"
+    assert _reserved(stack.database, client.name) == [(1_000, "released")]

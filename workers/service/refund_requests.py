@@ -27,6 +27,7 @@ from domain.clients import Client, requested_by
 from domain.contracts import RefundWorkflowInput, RiskReason, SignatureEvidence
 from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.naming import (
+    PRODUCT_ID_PREFIXES,
     SA_MERCHANT,
     SA_PAYMENT,
     SA_PROVIDER,
@@ -153,6 +154,11 @@ async def _admit(
     if sent.request_id.startswith(WARNING_ID_PREFIX):
         raise _invalid_request_id(
             f"ids starting {WARNING_ID_PREFIX!r} are the product's own (early fraud warnings)"
+        )
+    if sent.request_id.startswith(PRODUCT_ID_PREFIXES):
+        raise _invalid_request_id(
+            f"ids starting {' or '.join(map(repr, PRODUCT_ID_PREFIXES))} are the product's own "
+            "(dashboard refunds, late failures)"
         )
     if client is not None and not client.allows(sent.reason_code):
         raise ApiError(
