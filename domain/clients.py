@@ -16,7 +16,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from domain.contracts import RiskReason
-from domain.currencies import REFUNDABLE_CURRENCIES
+from domain.currencies import MAX_MINOR_UNITS, REFUNDABLE_CURRENCIES
 from domain.money import Money, currency_exponent, format_minor
 
 KEY_PREFIX = "rfc_"
@@ -26,6 +26,7 @@ REASON_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 LIMIT_CODE = "client_limit"
 BUDGET_CODE = "client_budget"
 HELD_AT_INTAKE = frozenset({LIMIT_CODE, BUDGET_CODE})  # shown in the review queue at 0 points
+MAX_EXPONENT = max(currency_exponent(currency) for currency in REFUNDABLE_CURRENCIES)  # CLF's 4
 
 
 class ClientError(ValueError):
@@ -63,13 +64,18 @@ def parse_reasons(text: str) -> tuple[str, ...]:
 
 
 def parse_major(text: str) -> Decimal:
-    """A positive decimal amount in major units ("50.00"), never a float."""
+    """A positive decimal amount in major units ("50.00"), never a float: no larger than any refund
+    may be, no finer than any currency's minor unit (so it is kept as written, in 32 characters)."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation as err:
         raise ClientError(f"{text!r} is not an amount like 50.00") from err
     if not value.is_finite() or value <= 0:
         raise ClientError(f"{text!r} is not a positive amount")
+    if value > MAX_MINOR_UNITS:
+        raise ClientError(f"{text!r} is larger than any refund may be")
+    if int(value.as_tuple().exponent) < -MAX_EXPONENT:
+        raise ClientError(f"{text!r} has more decimals than any currency has ({MAX_EXPONENT})")
     return value
 
 
@@ -82,6 +88,8 @@ def parse_budget(text: str) -> Money:
     minor = parse_major(amount).scaleb(currency_exponent(currency))
     if minor != minor.to_integral_value():
         raise ClientError(f"{text!r} has more decimals than {currency} has")
+    if minor > MAX_MINOR_UNITS:
+        raise ClientError(f"{text!r} is larger than any refund may be ({MAX_MINOR_UNITS} minor units)")
     return Money(value=int(minor), currency=currency)
 
 

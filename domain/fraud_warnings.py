@@ -106,6 +106,6 @@ def request_id_for(provider: str, warning_id: str, owner: str | None = None) -> 
     `efw-<provider>-<warning id>`, hashed when the PSP's id does not fit a request id."""
     plain = f"{WARNING_ID_PREFIX}{provider}-{warning_id}"
     room = REFUND_ID_LENGTH - (len(owner) + 1 if owner else 0)
-    if len(plain) <= room and re.match(REQUEST_ID_PATTERN, plain):
+    if len(plain) <= room and re.fullmatch(REQUEST_ID_PATTERN, plain):
         return plain
     return f"{WARNING_ID_PREFIX}{provider}-sha-{hashlib.sha256(warning_id.encode()).hexdigest()[:32]}"

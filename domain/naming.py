@@ -8,6 +8,12 @@ from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "refunds"
 WORKFLOW_ID_PREFIX = "refund-"
+EXTERNAL_PREFIX = "external"  # a dashboard refund's workflow (`external-`) and booking (`external:`)
+LATE_FAILURE_PREFIX = "late-failure-"
+# The product's own ids under `refund-`: a default merchant's request id is its workflow's id without
+# the prefix, so a request id starting so could take the place of a workflow the product starts
+# later (a late failure that would reverse a refund's books finds it "already started").
+PRODUCT_ID_PREFIXES = (f"{EXTERNAL_PREFIX}-", f"{EXTERNAL_PREFIX}:", LATE_FAILURE_PREFIX)
 
 # Search attributes: what ops filter on in the Temporal UI and what `refunds pending` lists.
 SA_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
@@ -87,17 +93,17 @@ def workflow_id(request_id: str) -> str:
 
 
 def external_refund_workflow_id(provider: str, psp_refund_id: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}external-{provider}-{psp_refund_id}"
+    return f"{WORKFLOW_ID_PREFIX}{EXTERNAL_PREFIX}-{provider}-{psp_refund_id}"
 
 
 def external_request_id(provider: str, psp_refund_id: str) -> str:
     """The id an adopted refund is booked under: never a merchant's request id."""
-    return f"external:{provider}:{psp_refund_id}"
+    return f"{EXTERNAL_PREFIX}:{provider}:{psp_refund_id}"
 
 
 def late_failure_workflow_id(request_id: str, psp_refund_id: str) -> str:
     """One per PSP refund: a failure naming our request but another refund cannot take its place."""
-    return f"{WORKFLOW_ID_PREFIX}late-failure-{request_id}-{psp_refund_id}"
+    return f"{WORKFLOW_ID_PREFIX}{LATE_FAILURE_PREFIX}{request_id}-{psp_refund_id}"
 
 
 def request_id_from_workflow_id(wf_id: str) -> str:

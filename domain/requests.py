@@ -97,7 +97,7 @@ class RefundRequest(BaseModel):
     @classmethod
     def _merchants_own(cls, request_id: str, info: ValidationInfo) -> str:
         """A merchant sends its own id; only we mark it with a merchant."""
-        if info.context == AS_SENT and not re.match(REQUEST_ID_PATTERN, request_id):
+        if info.context == AS_SENT and not re.fullmatch(REQUEST_ID_PATTERN, request_id):
             raise ValueError(f"a request id matches {REQUEST_ID_PATTERN}")
         return request_id
 

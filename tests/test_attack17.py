@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import stripe
 from sqlalchemy import select
 from sqlmodel import col
 
 from adapters.db import clients
 from adapters.db.engine import Database
-from adapters.db.models import ClientReservationRow
+from adapters.db.models import ApiClientRow, ClientReservationRow
 from domain.clients import Client, parse_budget
+from domain.contracts import FraudWarningPolicy
+from domain.fraud_warnings import request_id_for
 from domain.money import Money
 from domain.status import ErrorCode
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import FINAL, post, wait_for_status
+from tests.flows import FINAL, cli, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
 from workers.service import refund_requests
 from workers.service.errors import ApiError
+from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:100.00") -> Client:
@@ -111,3 +117,201 @@ async def test_a_start_that_timed_out_after_starting_keeps_its_reservation(
     view = await wait_for_status(stack, request_id, FINAL)
     assert view["status"] == "succeeded", view
     assert _reserved(stack.database, client.name) == [(5_000, "reserved")]
+
+
+async def test_a_client_reading_its_refund_back_does_not_learn_who_decided_or_the_risk_rules(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A client reads its own refund without the trail of who decided: the reviewer's name (and
+    reason) and the merchant's risk rules and features are not in the view either."""
+    client = _client(stack.settings.merchant_id, max_per_refund="10.00")
+    key = made_client(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    request_id = unique("atk17-seen")
+    assert (await post(stack, refund_body(request_id, payment, amount=2_000), bearer(key)))[0] == 202
+    await wait_for_status(stack, request_id, {"awaiting_review"})
+    approved = await stack.http.post(
+        f"/v1/refunds/{request_id}/approve",
+        json={"reason": "alice checked the customer's history"},
+        headers={"Authorization": "Bearer alice-token"},
+    )
+    assert approved.status_code == 200, approved.text
+    await wait_for_status(stack, request_id, FINAL)
+    seen = await stack.http.get(f"/v1/refunds/{request_id}", headers=bearer(key))
+    assert seen.status_code == 200 and seen.json()["status"] == "succeeded", seen.text
+    assert "alice" not in seen.text, seen.json()
+    view = seen.json()
+    assert (view.get("review"), view.get("approvals"), view.get("risk")) == (None, [], None), view
+
+
+@pytest.mark.parametrize(
+    ("max_per_refund", "budget"),
+    [
+        ("50.00", "EUR:1e30"),  # past any BIGINT
+        ("50.00", "EUR:92233720368547758.08"),  # 2^63 minor units: just past it
+        ("1" + "0" * 40, "EUR:200.00"),  # past the column's 32 characters
+        ("1." + "0" * 40, "EUR:200.00"),
+    ],
+)
+async def test_the_cli_refuses_budgets_and_maximums_the_database_cannot_keep(
+    stack: Stack, max_per_refund: str, budget: str
+) -> None:
+    """An operator's mistyped amount is an invalid client (exit 2, nothing kept), never a traceback
+    from the database refusing what the CLI took."""
+    name = unique("atk17-huge")
+    made = await cli(
+        stack,
+        *("client", "create", name, "--reasons", "damaged", "--max-per-refund", max_per_refund),
+        *("--daily-budget", budget),
+    )
+    assert made.returncode == 2 and "invalid_client" in made.stdout, made.stdout + made.stderr[-2000:]
+    with stack.database.transaction() as session:
+        assert session.get(ApiClientRow, name) is None
+
+
+async def test_a_resend_racing_its_refunds_failure_does_not_take_the_budget_back_for_good(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refund failed and gave its budget back; the client's resend of it read the lasting record
+    a moment before the failure was written (injected: the read answers none). It must not reserve
+    the budget again: nothing would ever release it, the refund is over."""
+    client = _client(stack.settings.merchant_id)
+    key = made_client(stack.database, client)
+    request_id = unique("atk17-late")
+    body = refund_body(request_id, "pi_unknown_atk17", amount=1_000)
+    assert (await post(stack, body, bearer(key)))[0] == 202
+    assert (await wait_for_status(stack, request_id, FINAL))["status"] == "failed"
+    assert _reserved(stack.database, client.name) == [(1_000, "released")]
+    monkeypatch.setattr(refund_requests, "settled_row", lambda services, request_id: None)
+    status, payload = await post(stack, body, bearer(key))
+    assert (status, payload["status"]) == (200, "failed"), payload
+    assert _reserved(stack.database, client.name) == [(1_000, "released")]
+
+
+async def test_a_warning_id_ending_in_a_newline_is_refunded_under_a_hashed_id(
+    stack: Stack, sandbox: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`re.match(r"^...$")` takes "issfr_x\\n" as a plain id (`$` matches before a final newline):
+    the refund's request then fails validation, the webhook answers 500 and Stripe redelivers for
+    days. Such an id is hashed like any other that is not a request id."""
+    merchant = stack.settings.merchant_id
+    policy = stack.services.policies[merchant]
+    refunding = FraudWarningPolicy(mode="refund", refund_up_to_major=200)
+    monkeypatch.setitem(
+        stack.services.policies, merchant, policy.model_copy(update={"early_fraud_warnings": refunding})
+    )
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    warning_id = f"{unique('issfr_')}\n"
+    event = {
+        "id": unique("evt_atk17"),
+        "object": "event",
+        "type": "radar.early_fraud_warning.created",
+        "data": {
+            "object": {
+                "id": warning_id,
+                "object": "early_fraud_warning",
+                "actionable": True,
+                "payment_intent": payment,
+                "fraud_type": "made_with_stolen_card",
+            }
+        },
+    }
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, SANDBOX_STRIPE_WEBHOOK_SECRET, timestamp=int(time.time())
+    )
+    response = await stack.http.post(
+        "/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": header, "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Refunds-Signalled"] == "1"
+    request_id = request_id_for("stripe", warning_id)
+    assert "-sha-" in request_id
+    assert (await wait_for_status(stack, request_id, FINAL))["status"] == "succeeded"
+
+
+async def test_a_client_of_a_merchant_no_longer_configured_reads_nothing(stack: Stack) -> None:
+    """The merchant was taken out of the merchants file (its reviewers' tokens went with it): its
+    clients' keys are refused for requests, and for reads too."""
+    key = made_client(stack.database, _client(unique("atk17-gone")))
+    body = refund_body(unique("atk17-gone-r"), "pi_any", amount=100)
+    assert (await post(stack, body, bearer(key)))[0] == 401
+    for path in ("/v1/client", "/v1/client/refunds", "/v1/refunds/anything"):
+        answer = await stack.http.get(path, headers=bearer(key))
+        assert (answer.status_code, answer.json()["error"]["code"]) == (401, "unauthorized"), path
+
+
+async def test_resending_a_request_held_for_its_budget_reserves_nothing_once_the_budget_frees(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """r2 was held for a human at intake (over the budget r1 had reserved); r1 is rejected and gives
+    its budget back; r2 sent again is the same refund, still a human's to decide: it must not take
+    budget now (a human's decision spends none, and the client's standing would show it spent)."""
+    client = _client(stack.settings.merchant_id, max_per_refund="5000", budget="EUR:2000.00")
+    key = made_client(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=300_000, currency="EUR")
+    r1, r2 = unique("atk17-big"), unique("atk17-held")
+    assert (await post(stack, refund_body(r1, payment, amount=150_000), bearer(key)))[0] == 202
+    held = refund_body(r2, payment, amount=60_000)
+    status, payload = await post(stack, held, bearer(key))
+    assert (status, [h["code"] for h in payload["held_for"]]) == (202, ["client_budget"]), payload
+    await wait_for_status(stack, r1, {"awaiting_review"})  # the risk rules' own review: 1,500.00 EUR
+    rejected = await stack.http.post(
+        f"/v1/refunds/{r1}/reject", json={"reason": "no"}, headers={"Authorization": "Bearer alice-token"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    await wait_for_status(stack, r1, {"rejected"})
+    assert _reserved(stack.database, client.name) == [(150_000, "released")]
+    status, payload = await post(stack, held, bearer(key))
+    assert (status, payload["status"]) == (200, "awaiting_review"), payload
+    assert _reserved(stack.database, client.name) == [(150_000, "released")]
+    standing = (await stack.http.get("/v1/client", headers=bearer(key))).json()
+    assert standing["budgets"][0]["left"] == {"value": 200_000, "currency": "EUR"}
+
+
+async def test_no_client_can_take_the_workflow_id_of_its_refunds_late_failure_first(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A default merchant's request id is its workflow's id without `refund-`: `late-failure-<r1>-
+    <re_...>` (the PSP refund id a client reads back) is the workflow that would reverse r1's books
+    when the PSP fails it late. Taken first, the failure finds it "already started": r1 stays
+    succeeded in the books, its budget spent. Ids of the product's own workflows are refused."""
+    client = _client(stack.settings.merchant_id)
+    key = made_client(stack.database, client)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    r1 = unique("atk17-paid")
+    assert (await post(stack, refund_body(r1, payment, amount=1_000), bearer(key)))[0] == 202
+    view = await wait_for_status(stack, r1, FINAL)
+    assert view["status"] == "succeeded", view
+    psp_refund = (await stack.http.get(f"/v1/refunds/{r1}", headers=bearer(key))).json()["psp_refund_id"]
+    for taken in (f"late-failure-{r1}-{psp_refund}", f"external-stripe-{psp_refund}"):
+        status, payload = await post(stack, refund_body(taken, payment, amount=100), bearer(key))
+        assert (status, payload["error"]["details"][0]["loc"]) == (422, ["request_id"]), payload
+    failure = json.dumps(
+        {
+            "id": unique("evt_atk17"),
+            "object": "event",
+            "type": "refund.updated",
+            "data": {
+                "object": {
+                    "id": psp_refund,
+                    "object": "refund",
+                    "status": "failed",
+                    "amount": 1_000,
+                    "currency": "eur",
+                    "metadata": {"refund_request_id": r1},
+                }
+            },
+        }
+    )
+    header = stripe.WebhookSignature.generate_signature_header(
+        failure, SANDBOX_STRIPE_WEBHOOK_SECRET, timestamp=int(time.time())
+    )
+    delivered = await stack.http.post(
+        "/webhooks/stripe", content=failure, headers={"Stripe-Signature": header}
+    )
+    assert delivered.status_code == 200, delivered.text
+    assert (await wait_for_status(stack, r1, {"failed"}))["status"] == "failed"
+    assert _reserved(stack.database, client.name) == [(1_000, "released")]

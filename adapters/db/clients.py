@@ -164,24 +164,30 @@ def reserve(session: Session, client: Client, request_id: str, amount: Money, no
                 detail=f"request {request_id} reserved another amount of {client.name}'s budget",
             )
         )
+    if existing is not None:
+        # released: only the refund's outcome releases (activities/ledger.py), so this is a resend of
+        # a refund that is over, whose start finds its workflow; budget taken now would never come back
+        return Reserved(
+            held=RiskReason(
+                code=BUDGET_CODE,
+                points=0,
+                detail=f"request {request_id} is over and gave its budget back",
+            )
+        )
     spent = reserved_total(session, client.name, amount.currency, now - BUDGET_WINDOW)
     held = over_budget(client, amount, spent)
     if held is not None:
         return Reserved(held=held)
-    if existing is not None:  # released before (its start failed): this request reserves again
-        existing.state, existing.amount, existing.reserved_at = BudgetState.RESERVED, amount.value, now
-        existing.released_at = None
-    else:
-        session.add(
-            ClientReservationRow(
-                request_id=request_id,
-                client=client.name,
-                currency=amount.currency,
-                amount=amount.value,
-                state=BudgetState.RESERVED,
-                reserved_at=now,
-            )
+    session.add(
+        ClientReservationRow(
+            request_id=request_id,
+            client=client.name,
+            currency=amount.currency,
+            amount=amount.value,
+            state=BudgetState.RESERVED,
+            reserved_at=now,
         )
+    )
     session.flush()
     return Reserved(held=None, fresh=True)
 

@@ -134,9 +134,16 @@ def _reader(
 
 
 def _client_reader(services: Services, authorization: str | None) -> ClientReader | None:
+    client = _acting_client(services, authorization)
+    return ClientReader(client.name, client.merchant_id) if client is not None else None
+
+
+def _acting_client(services: Services, authorization: str | None) -> ApiClient | None:
+    """The active API client the bearer key proves, for a merchant still configured here: one taken
+    out of the merchants file takes its clients' reads with it, as it does its reviewers'."""
     key = (authorization or "").removeprefix("Bearer ").strip()
     client = client_for_key(services, key) if key.startswith(KEY_PREFIX) else None
-    return ClientReader(client.name, client.merchant_id) if client is not None else None
+    return client if client is not None and client.merchant_id in services.merchants else None
 
 
 def client_for_key(services: Services, key: str) -> ApiClient | None:
@@ -155,8 +162,7 @@ def _api_client(
     authorization: Annotated[str | None, Header()] = None,
 ) -> ApiClient:
     """The API client the bearer key proves: its own standing is for it alone."""
-    key = (authorization or "").removeprefix("Bearer ").strip()
-    client = client_for_key(services, key) if key.startswith(KEY_PREFIX) else None
+    client = _acting_client(services, authorization)
     if client is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "a valid API client key is required (Bearer rfc_...)")
     return client

@@ -27,6 +27,7 @@ from domain.clients import Client, requested_by
 from domain.contracts import RefundWorkflowInput, RiskReason, SignatureEvidence
 from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.naming import (
+    PRODUCT_ID_PREFIXES,
     SA_MERCHANT,
     SA_PAYMENT,
     SA_PROVIDER,
@@ -154,6 +155,11 @@ async def _admit(
         raise _invalid_request_id(
             f"ids starting {WARNING_ID_PREFIX!r} are the product's own (early fraud warnings)"
         )
+    if sent.request_id.startswith(PRODUCT_ID_PREFIXES):
+        raise _invalid_request_id(
+            f"ids starting {' or '.join(map(repr, PRODUCT_ID_PREFIXES))} are the product's own "
+            "(dashboard refunds, late failures)"
+        )
     if client is not None and not client.allows(sent.reason_code):
         CLIENT_REQUESTS.labels(client=client.name, outcome=ErrorCode.REASON_NOT_ALLOWED.value).inc()
         raise ApiError(
@@ -187,10 +193,15 @@ async def _admit(
 
 
 async def _answer_known(
-    services: Services, response: Response, sent: RefundRequest, wf_id: str, digest: str
+    services: Services,
+    response: Response,
+    sent: RefundRequest,
+    wf_id: str,
+    digest: str,
+    kept: _Kept | None = None,
 ) -> Accepted:
     """A request whose workflow exists: the same one again is 200, another body 409."""
-    kept = await _kept(services, wf_id)
+    kept = kept or await _kept(services, wf_id)
     if kept.digest != digest:
         raise _conflict()
     response.status_code = 200
@@ -235,6 +246,11 @@ async def _admit_for_client(
     merchant's platform would (the worker re-verifies it like any other), start. Only the refund's
     outcome gives the reservation back."""
     wf_id = workflow_id(refund.request_id)
+    kept = await _kept(services, wf_id)
+    if kept.found:
+        # sent again: answered from its workflow, reserving nothing (a refund held at intake stays a
+        # human's to decide, however much budget is left now; what it reserved it keeps)
+        return await _answer_known(services, response, sent, wf_id, digest, kept)
     held, _ = await run_in_threadpool(_reserve, services, client, refund)
     secret = services.merchants[client.merchant_id].secrets[0]
     evidence = SignatureEvidence(
@@ -431,6 +447,7 @@ async def start_refund(
 class _Kept:
     """What Temporal keeps of a workflow started for a request: all None when there is none."""
 
+    found: bool = False
     digest: str | None = None
     merchant: str | None = None
     status: str | None = None  # as last published to the search attributes
@@ -445,7 +462,7 @@ async def _kept(services: Services, wf_id: str) -> _Kept:
         raise _unavailable(err) from err
     digest: str | None = await description.memo_value(BODY_DIGEST, None)
     attributes = description.typed_search_attributes
-    return _Kept(digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
+    return _Kept(True, digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
 
 
 def _unavailable(err: RPCError) -> ApiError:

@@ -39,7 +39,10 @@ async def get_refund(request_id: str, reader: ReaderDep, services: ServicesDep) 
     if isinstance(reader, ClientReader):  # its own refunds alone, without the trail of who decided
         if state.requested_by != requested_by(reader.name):
             raise ApiError(404, ErrorCode.NOT_FOUND, f"no refund {request_id}")
-        return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id))
+        # nor who decided in the view itself (the reviewers, their reasons), nor the merchant's risk
+        # rules and the model's inputs: the client knows its own limits from its 202 (`held_for`)
+        unseen = state.model_copy(update={"risk": None, "review": None, "approvals": []})
+        return RefundView(**unseen.model_dump(), workflow_id=workflow_id(state.request_id))
     trail = await audit_trail(services, state.request_id)
     return RefundView(**state.model_dump(), workflow_id=workflow_id(state.request_id), audit=trail)
 
