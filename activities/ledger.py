@@ -38,6 +38,7 @@ def _settled(outcome: FinishInput) -> SettledRefund:
         failure_code=outcome.failure_code,
         allocation=outcome.allocation,
         request_digest=outcome.request_digest,
+        requested_by=outcome.requested_by,
     )
 
 

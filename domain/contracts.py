@@ -281,6 +281,7 @@ class FinishInput(_Contract):
     fx: FxFacts | None = None  # set when the refund settled in another currency than the payment
     audit: list[AuditEvent] = Field(default_factory=list)
     request_digest: str | None = None  # the settled row answers a resent request after retention
+    requested_by: str | None = None  # who asked, when not the merchant's platform (RefundWorkflowInput)
 
 
 class NotifyInput(_Contract):

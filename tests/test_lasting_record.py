@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.ledger import LedgerActivities
 from adapters.db import ledger, refunds
 from adapters.db.engine import Database
+from domain.clients import Client, parse_budget
 from domain.contracts import FinishInput, LateFailureInput, PspRefundUpdate
 from domain.money import Money
 from domain.status import Provider, PspRefundStatus, RefundStatus
@@ -23,7 +25,7 @@ from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for, worker_for
 from tests.deliveries import post
 from tests.flows import FINAL, known_adyen_payment, submit, wait_for_status
-from tests.helpers import eventually, fresh_temporal, refund_body, signed_headers, unique
+from tests.helpers import bearer, eventually, fresh_temporal, made_client, refund_body, signed_headers, unique
 
 
 async def test_a_refund_temporal_forgot_is_answered_from_its_settled_row(
@@ -59,6 +61,41 @@ async def test_a_refund_temporal_forgot_is_answered_from_its_settled_row(
         row = refunds.get(session, request_id)
         assert row is not None and (row.status, row.psp_refund_id) == ("succeeded", done["psp_refund_id"])
     assert len(sandbox.stripe_refunds(payment)) == 1
+
+
+async def test_a_client_reads_its_own_refund_after_temporal_forgot_it(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The settled row keeps who asked: the client's own refund is still its own, another's still not."""
+    mine = Client(
+        name=unique("agent-kept"),
+        merchant_id=stack.settings.merchant_id,
+        reasons=("damaged",),
+        max_per_refund=Decimal("50.00"),
+        budgets=(parse_budget("EUR:100.00"),),
+    )
+    key = made_client(stack.database, mine)
+    other = made_client(stack.database, Client(**{**mine.__dict__, "name": unique("agent-other")}))
+    request_id = unique("agent-retained")
+    body = refund_body(request_id, sandbox.seed_stripe_payment(amount=5_000, currency="EUR"), amount=900)
+    async with (
+        fresh_temporal() as remembering,
+        starter_for(stack, client=remembering) as (settings, http),
+        worker_for(stack, settings, client=remembering),
+    ):
+        sent = await http.post("/v1/refund-requests", content=body, headers=bearer(key))
+        assert sent.status_code == 202, sent.text
+        await eventually(lambda: _read(http, request_id), lambda v: v.get("status") in FINAL)
+
+    async with fresh_temporal() as forgetful, starter_for(stack, client=forgetful) as (_, http):
+        own = await http.get(f"/v1/refunds/{request_id}", headers=bearer(key))
+        assert (own.status_code, own.json()["status"], own.json()["requested_by"]) == (
+            200,
+            "succeeded",
+            f"client:{mine.name}",
+        )
+        theirs = await http.get(f"/v1/refunds/{request_id}", headers=bearer(other))
+        assert theirs.status_code == 404
 
 
 async def _submit(http: httpx.AsyncClient, body: bytes) -> httpx.Response:

@@ -122,6 +122,7 @@ class RefundRow(SQLModel, table=True):
     failure_code: str | None = Field(default=None, max_length=64)
     allocation: str | None = Field(default=None)  # JSON: domain.allocation.Allocation
     request_digest: str | None = Field(default=None, max_length=160)  # the request it settled
+    requested_by: str | None = Field(default=None, max_length=200)  # who asked, beside the merchant
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 

@@ -36,6 +36,7 @@ class SettledRefund:
     failure_code: ErrorCode | None = None
     allocation: Allocation | None = None
     request_digest: str | None = None
+    requested_by: str | None = None  # an API client, a PSP's warning; None: the merchant's platform
 
 
 def save_outcome(session: Session, outcome: SettledRefund) -> bool:
@@ -58,6 +59,7 @@ def save_outcome(session: Session, outcome: SettledRefund) -> bool:
             failure_code=outcome.failure_code.value if outcome.failure_code else None,
             allocation=outcome.allocation.model_dump_json() if outcome.allocation else None,
             request_digest=outcome.request_digest,
+            requested_by=outcome.requested_by,
             updated_at=utcnow(),
         )
     )
@@ -88,6 +90,7 @@ def settled_state(session: Session, request_id: str) -> RefundState | None:
         psp_refund_id=row.psp_refund_id,
         failure_code=ErrorCode(row.failure_code) if row.failure_code else None,
         allocation=Allocation.model_validate_json(row.allocation) if row.allocation else None,
+        requested_by=row.requested_by,
     )
 
 

@@ -250,7 +250,9 @@ async def _admit_for_client(
     if kept.found:
         # sent again: answered from its workflow, reserving nothing (a refund held at intake stays a
         # human's to decide, however much budget is left now; what it reserved it keeps)
-        return await _answer_known(services, response, sent, wf_id, digest, kept)
+        known = await _answer_known(services, response, sent, wf_id, digest, kept)
+        CLIENT_REQUESTS.labels(client=client.name, outcome="replayed").inc()
+        return known
     held, _ = await run_in_threadpool(_reserve, services, client, refund)
     secret = services.merchants[client.merchant_id].secrets[0]
     evidence = SignatureEvidence(

@@ -218,6 +218,7 @@ class RefundWorkflow:
             fx=self._fx,
             audit=self._record.drain_audit(),
             request_digest=self._input.request.digest_for(self._input.merchant_id),
+            requested_by=self._input.requested_by,
         )
         await self._attention.until_done(lambda: self._steps.finish(books))
         self._record.update(failure_code=code, failure_message=message)
