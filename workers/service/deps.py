@@ -75,8 +75,14 @@ class Reviewer:
         return None if self.scope is EVERY_MERCHANT else self.scope
 
 
+def bearer_token(authorization: str | None) -> str:
+    """The token of `Authorization: Bearer <token>` (the scheme in any case, RFC 7235); "" for none."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _identify(services: Services, authorization: str | None) -> Reviewer | None:
-    token = (authorization or "").removeprefix("Bearer ").strip()
+    token = bearer_token(authorization)
     if not token:
         return None
     name = services.settings.reviewer_for(token)
@@ -141,7 +147,7 @@ def _client_reader(services: Services, authorization: str | None) -> ClientReade
 def _acting_client(services: Services, authorization: str | None) -> ApiClient | None:
     """The active API client the bearer key proves, for a merchant still configured here: one taken
     out of the merchants file takes its clients' reads with it, as it does its reviewers'."""
-    key = (authorization or "").removeprefix("Bearer ").strip()
+    key = bearer_token(authorization)
     client = client_for_key(services, key) if key.startswith(KEY_PREFIX) else None
     return client if client is not None and client.merchant_id in services.merchants else None
 

@@ -38,7 +38,7 @@ from domain.naming import (
 )
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
-from workers.service.deps import Services, ServicesDep, client_for_key
+from workers.service.deps import Services, ServicesDep, bearer_token, client_for_key
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
 from workers.service.metrics import ACK_SECONDS, CLIENT_REQUESTS, REFUND_REQUESTS
 from workers.service.openapi import json_body
@@ -210,10 +210,7 @@ async def _answer_known(
 
 def _bearer(authorization: str | None) -> str | None:
     """The key of `Authorization: Bearer <key>`; None when the request is not a client's."""
-    scheme, _, key = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return key.strip()
+    return bearer_token(authorization) or None
 
 
 def _client(services: Services, key: str, merchant: str | None) -> Client:
