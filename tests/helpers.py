@@ -203,9 +203,13 @@ GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globe
 GLOBEX_ADYEN_KEY, GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC = "globex_adyen_key", "GlobexECOM", "00" * 32
 
 
-def merchants_file(tmp_path: Path, globex_psps_url: str, globex_reviewers: str = "") -> Path:
+def merchants_file(
+    tmp_path: Path, globex_psps_url: str, globex_reviewers: str = "", globex_policy: str = ""
+) -> Path:
+    """acme (its secret only) and globex (its policy, reviewers and own PSP accounts); `globex_policy`
+    is appended to globex's policy file after its version."""
     policy = tmp_path / "globex-policy.toml"
-    policy.write_text('version = "globex-3"\n')
+    policy.write_text('version = "globex-3"\n' + globex_policy)
     path = tmp_path / "merchants.toml"
     path.write_text(
         f'[merchants.acme]\ninbound_webhook_secret = "{ACME_SECRET}"\n'
