@@ -111,6 +111,14 @@ async def test_a_stripe_warning_above_the_amount_waits_for_a_human(
     [held] = [r for r in waiting["risk"]["reasons"] if r["code"] == "early_fraud_warning"]
     assert "above" in held["detail"] and warning["id"] in held["detail"]
     assert sandbox.stripe_refunds(payment) == []
+    shown = (await cli(stack, "status", request_id)).stdout
+    assert f"made on early fraud warning {warning['id']} (card_never_received), policy: review" in shown, (
+        shown
+    )
+    queue = await cli(stack, "pending", "--json")
+    row = next(row for row in json.loads(queue.stdout) if row["request_id"] == request_id)
+    assert "early_fraud_warning" in row["reasons"], row
+    assert f"requested by psp:stripe:{warning['id']}" in row["reasons"]
 
 
 async def test_the_built_in_policy_records_a_warning_and_starts_nothing(
@@ -222,6 +230,14 @@ async def test_refunds_on_warnings_report_the_chargeback_fees_they_saved(
         stack, sandbox.seed_stripe_payment(amount=7_000, currency="GBP"), amount=7_000, currency="GBP"
     )
     assert ordinary["status"] == "succeeded"
+
+    # the Temporal UI finds it among the refunds made on warnings (docs/ops.md), and not the other
+    async def on_warnings() -> list[str]:
+        payments = f'"{paid}", "{ordinary["payment_reference"]}"'
+        query = f'RefundRequestedBy STARTS_WITH "psp:" AND RefundPaymentReference IN ({payments})'
+        return [execution.id async for execution in stack.client.list_workflows(query)]
+
+    assert await eventually(on_warnings, bool) == [f"refund-{request_id}"]
 
     after = await report()
     assert after["refunds_on_warnings"] - before["refunds_on_warnings"] == 1  # not the ordinary one
