@@ -22,7 +22,7 @@ from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.deliveries import adyen_delivery, adyen_item, deliver, post
 from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import assert_not_started, cli, known_adyen_payment, refund_through_pipeline, wait_for_status
-from tests.helpers import eventually, merchants_file, refund_body, signed_headers
+from tests.helpers import eventually, merchants_file, refund_body, signed_headers, unique
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 REFUND_UP_TO = FraudWarningPolicy(
@@ -275,20 +275,22 @@ async def test_refunds_on_warnings_report_the_chargeback_fees_they_saved(
 async def test_another_merchants_warning_on_its_own_route_becomes_its_refund(
     stack: Stack, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
-    """Radar on globex's own Stripe account posts to /webhooks/stripe/globex: the refund is globex's,
-    under globex's request ids and policy, refunded at globex's account."""
+    """Radar on a merchant's own Stripe account posts to /webhooks/stripe/<merchant>: the refund is
+    that merchant's, under its request ids and policy, refunded at its own account. The merchant has
+    a name of its own here: its refund stays in the session's books, apart from other tests' globex."""
+    merchant = unique("globex")
     port = free_port()
-    globex_psps.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/globex")
+    globex_psps.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/{merchant}")
     globex = SandboxControl(globex_psps.url)
     payment = globex.seed_stripe_payment(amount=5_000, currency="EUR")
     merchants = merchants_file(
-        tmp_path, globex_psps.url, globex_policy=REFUND_UP_TO_FILE.replace("GBP", "EUR")
+        tmp_path, globex_psps.url, globex_policy=REFUND_UP_TO_FILE.replace("GBP", "EUR"), globex=merchant
     )
 
     starter = starter_for(stack, port=port, merchants_file=merchants)
     async with starter as (settings, http), worker_for(stack, settings):
         warning = globex.early_fraud_warning(payment)
-        request_id = f"globex~efw-stripe-{warning['id']}"
+        request_id = f"{merchant}~efw-stripe-{warning['id']}"
 
         async def view() -> dict[str, Any]:
             response = await http.get(f"/v1/refunds/{request_id}")
@@ -296,18 +298,18 @@ async def test_another_merchants_warning_on_its_own_route_becomes_its_refund(
 
         done = await eventually(view, lambda v: v["status"] == "succeeded", timeout=30)
 
-    assert (done["merchant_id"], done["requested_by"]) == ("globex", f"psp:stripe:{warning['id']}")
+    assert (done["merchant_id"], done["requested_by"]) == (merchant, f"psp:stripe:{warning['id']}")
     assert done["amount"] == {"value": 5_000, "currency": "EUR"}
-    [refund] = globex.stripe_refunds(payment)  # at globex's own account
+    [refund] = globex.stripe_refunds(payment)  # at the merchant's own account
     assert refund["metadata"]["refund_request_id"] == request_id
     [taken] = [e for e in trail(stack, request_id) if e.step == "early_fraud_warning"]
     assert (taken.actor, taken.reason_code) == (f"psp:stripe:{warning['id']}", "refund")
     await assert_not_started(stack, f"efw-stripe-{warning['id']}")  # never the default merchant's
 
-    lines = await saved_on_warnings(stack, "--merchant", "globex", REFUNDS_MERCHANTS_FILE=str(merchants))
+    lines = await saved_on_warnings(stack, "--merchant", merchant, REFUNDS_MERCHANTS_FILE=str(merchants))
     assert lines == {
-        ("globex", "EUR"): {
-            "merchant": "globex",
+        (merchant, "EUR"): {
+            "merchant": merchant,
             "currency": "EUR",
             "refunds_on_warnings": 1,
             "refunded": "50.00",
