@@ -43,6 +43,9 @@ class FraudWarningPolicy(_Contract):
     mode: str = "record"  # "refund" | "review" | "record": the built-in default starts nothing
     refund_up_to_major: int = 0  # "refund": at most this much refunded without a human
     review_fraud_types: tuple[str, ...] = ()  # these always go to a human
+    # what a chargeback would cost besides its amount, minor units per currency; only reports use it
+    # (`domain/warning_savings.py`). Empty: not set, for every currency
+    chargeback_fees: dict[str, int] = Field(default_factory=dict)
 
 
 class RefundPolicy(_Contract):

@@ -20,6 +20,7 @@ from domain.requests import REFUND_ID_LENGTH, REQUEST_ID_PATTERN
 from domain.risk import _converter
 
 REASON_CODE = "early_fraud_warning"  # the refund's reason_code and the review hold's code
+AUDIT_STEP = "early_fraud_warning"  # the audit row of each warning taken, with what policy made of it
 
 # The request ids of refunds made on a PSP's warning: reserved, so no merchant can take one first
 # and leave the warning finding "its" refund already started (workers/service/refund_requests.py).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,6 +45,22 @@ def currency_exponent(currency: str) -> int:
 def major_to_minor(major_units: int, currency: str) -> int:
     """Whole major units (e.g. a policy threshold of 1,000 EUR) in minor units."""
     return major_units * int(10 ** currency_exponent(currency))
+
+
+# at most 23 digits: within Decimal's 28 of precision, so scaling to minor units is exact
+_MAJOR_TEXT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,8})?")
+
+
+def parse_major_text(text: str, currency: str) -> int:
+    """An exact decimal string in major units ("15.00") in minor units of `currency` (1500 EUR).
+    Digits and one point only: no sign, exponent or float's rounding to hide a wrong amount, and
+    never more decimals than the currency has ("15.001" EUR is an error, not 15.00)."""
+    if not _MAJOR_TEXT.fullmatch(text):
+        raise ValueError(f"{text!r} is not an amount like 15.00")
+    minor = Decimal(text).scaleb(currency_exponent(currency))
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{text!r} has more decimals than {currency.upper()} has")
+    return int(minor)
 
 
 def format_minor(value: int, currency: str) -> str:

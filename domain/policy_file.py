@@ -24,6 +24,9 @@ and the field, so a bad policy stops the product at start instead of deciding re
     mode = "refund"                   # refund | review | record (built in: record, nothing starts)
     refund_up_to_major = 200          # refunded without a human up to this; above: a human decides
     review_fraud_types = ["misc"]     # these always go to a human
+    # what one chargeback costs besides its amount (the PSP's dispute fee), in major units of each
+    # currency, written as strings: `refunds fraud-warnings` reports the fees the refunds avoided
+    chargeback_fee = { EUR = "15.00", USD = "15.00" }
 
     [returns]
     shipping = "full_return"          # always | never | full_return
@@ -34,12 +37,13 @@ and the field, so a bad policy stops the product at start instead of deciding re
 from __future__ import annotations
 
 import tomllib
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from domain.allocation import ShippingPolicy
 from domain.currencies import REFUNDABLE_CURRENCIES
+from domain.money import parse_major_text
 from domain.returns import DEFAULT_NO_RETURN_REASONS
 
 
@@ -89,6 +93,37 @@ class EarlyFraudWarningRules(_Strict):
     # in major units of the `[review.currencies]` table, like the review amounts
     refund_up_to_major: int = Field(default=0, ge=0)
     review_fraud_types: list[str] = []
+    # a chargeback's fee per currency, major units as exact decimal strings. None built in: fees
+    # differ by PSP, acquirer and contract, and a guessed one would report savings nobody made; a
+    # currency without one is reported as "fee not set"
+    chargeback_fee: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("chargeback_fee", mode="before")
+    @classmethod
+    def _fees_are_strings(cls, fees: Any) -> Any:
+        if isinstance(fees, dict):
+            for code, fee in fees.items():
+                if not isinstance(fee, str):
+                    raise ValueError(
+                        f'{code}: write the fee as a string, like "15.00" (a TOML number may be a float)'
+                    )
+        return fees
+
+    @field_validator("chargeback_fee")
+    @classmethod
+    def _exact_fees(cls, fees: dict[str, str]) -> dict[str, str]:
+        for code, fee in fees.items():
+            if code not in REFUNDABLE_CURRENCIES:
+                raise ValueError(f"{code}: not an ISO 4217 code")
+            try:
+                parse_major_text(fee, code)
+            except ValueError as err:
+                raise ValueError(f"{code}: {err}") from err
+        return fees
+
+    def chargeback_fees_minor(self) -> dict[str, int]:
+        """The fees in minor units of their currencies (validated above)."""
+        return {code: parse_major_text(fee, code) for code, fee in self.chargeback_fee.items()}
 
 
 class PolicyFile(_Strict):

@@ -203,18 +203,27 @@ GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globe
 GLOBEX_ADYEN_KEY, GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC = "globex_adyen_key", "GlobexECOM", "00" * 32
 
 
-def merchants_file(tmp_path: Path, globex_psps_url: str, globex_reviewers: str = "") -> Path:
+def merchants_file(
+    tmp_path: Path,
+    globex_psps_url: str,
+    globex_reviewers: str = "",
+    globex_policy: str = "",
+    globex: str = "globex",
+) -> Path:
+    """acme (its secret only) and globex (its policy, reviewers and own PSP accounts); `globex_policy`
+    is appended to globex's policy file after its version. `globex` names it: a test whose refunds
+    must not meet other tests' globex refunds in the session's database gives a name of its own."""
     policy = tmp_path / "globex-policy.toml"
-    policy.write_text('version = "globex-3"\n')
+    policy.write_text('version = "globex-3"\n' + globex_policy)
     path = tmp_path / "merchants.toml"
     path.write_text(
         f'[merchants.acme]\ninbound_webhook_secret = "{ACME_SECRET}"\n'
-        f'[merchants.globex]\ninbound_webhook_secret = "{GLOBEX_SECRET}"\npolicy_file = "{policy}"\n'
+        f'[merchants.{globex}]\ninbound_webhook_secret = "{GLOBEX_SECRET}"\npolicy_file = "{policy}"\n'
         f'reviewer_tokens = "{globex_reviewers}"\n'
-        f'[merchants.globex.stripe]\napi_key = "{GLOBEX_STRIPE_KEY}"\n'
+        f'[merchants.{globex}.stripe]\napi_key = "{GLOBEX_STRIPE_KEY}"\n'
         f'webhook_secret = "{GLOBEX_STRIPE_WEBHOOK_SECRET}"\napi_base = "{globex_psps_url}"\n'
         "rate_limit = 5\n"
-        f'[merchants.globex.adyen]\napi_key = "{GLOBEX_ADYEN_KEY}"\n'
+        f'[merchants.{globex}.adyen]\napi_key = "{GLOBEX_ADYEN_KEY}"\n'
         f'merchant_account = "{GLOBEX_ADYEN_ACCOUNT}"\n'
         f'hmac_key = "{GLOBEX_HMAC}"\napi_base = "{globex_psps_url}/checkout"\n'
     )

@@ -5,22 +5,34 @@ once whatever the redeliveries; a forged warning changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.db import audit
+from adapters.db import audit, refunds
 from domain.contracts import FraudWarningPolicy
+from domain.money import parse_major_text
 from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack
+from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.deliveries import adyen_delivery, adyen_item, deliver, post
-from tests.flows import assert_not_started, known_adyen_payment, wait_for_status
-from tests.helpers import eventually, refund_body, signed_headers
+from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
+from tests.flows import assert_not_started, cli, known_adyen_payment, refund_through_pipeline, wait_for_status
+from tests.helpers import eventually, merchants_file, refund_body, signed_headers, unique
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
-REFUND_UP_TO = FraudWarningPolicy(mode="refund", refund_up_to_major=200, review_fraud_types=("misc",))
+REFUND_UP_TO = FraudWarningPolicy(
+    mode="refund", refund_up_to_major=200, review_fraud_types=("misc",), chargeback_fees={"GBP": 1_500}
+)
+# the same rules as a policy file, for the CLI, which reads each merchant's policy as `serve` does
+REFUND_UP_TO_FILE = (
+    '[early_fraud_warnings]\nmode = "refund"\nrefund_up_to_major = 200\nreview_fraud_types = ["misc"]\n'
+    'chargeback_fee = { GBP = "15.00" }\n'
+)
 
 
 @pytest.fixture
@@ -99,6 +111,14 @@ async def test_a_stripe_warning_above_the_amount_waits_for_a_human(
     [held] = [r for r in waiting["risk"]["reasons"] if r["code"] == "early_fraud_warning"]
     assert "above" in held["detail"] and warning["id"] in held["detail"]
     assert sandbox.stripe_refunds(payment) == []
+    shown = (await cli(stack, "status", request_id)).stdout
+    assert f"made on early fraud warning {warning['id']} (card_never_received), policy: review" in shown, (
+        shown
+    )
+    queue = await cli(stack, "pending", "--json")
+    row = next(row for row in json.loads(queue.stdout) if row["request_id"] == request_id)
+    assert "early_fraud_warning" in row["reasons"], row
+    assert f"requested by psp:stripe:{warning['id']}" in row["reasons"]
 
 
 async def test_the_built_in_policy_records_a_warning_and_starts_nothing(
@@ -178,3 +198,135 @@ async def test_no_merchant_can_take_a_warnings_request_id_first(stack: Stack) ->
     response = await stack.http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
     assert (response.status_code, response.json()["error"]["details"][0]["loc"]) == (422, ["request_id"])
     await assert_not_started(stack, "efw-stripe-issfr_1")
+
+
+async def saved_on_warnings(stack: Stack, *args: str, **env: str) -> dict[tuple[str, str], dict[str, Any]]:
+    done = await cli(stack, "fraud-warnings", "--json", *args, **env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {(line["merchant"], line["currency"]): line for line in json.loads(done.stdout)}
+
+
+async def test_refunds_on_warnings_report_the_chargeback_fees_they_saved(
+    stack: Stack, sandbox: SandboxControl, refunding: None, tmp_path: Path
+) -> None:
+    """In pounds, which no other test refunds on warnings; compared before and after all the same,
+    since the session's database holds every test's refunds."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = "savings-1"\n' + REFUND_UP_TO_FILE)
+    mine = (stack.settings.merchant_id, "GBP")
+
+    async def report() -> dict[str, Any]:
+        lines = await saved_on_warnings(
+            stack, "--merchant", stack.settings.merchant_id, REFUNDS_POLICY_FILE=str(policy)
+        )
+        return lines.get(mine, {"refunds_on_warnings": 0, "refunded": "0.00", "saved": "0.00"})
+
+    before = await report()
+    paid = sandbox.seed_stripe_payment(amount=4_000, currency="GBP")
+    warning = sandbox.early_fraud_warning(paid)
+    request_id = f"efw-stripe-{warning['id']}"
+    await wait_for_status(stack, request_id, {"succeeded"})
+    ordinary = await refund_through_pipeline(
+        stack, sandbox.seed_stripe_payment(amount=7_000, currency="GBP"), amount=7_000, currency="GBP"
+    )
+    assert ordinary["status"] == "succeeded"
+
+    # the Temporal UI finds it among the refunds made on warnings (docs/ops.md), and not the other
+    async def on_warnings() -> list[str]:
+        payments = f'"{paid}", "{ordinary["payment_reference"]}"'
+        query = f'RefundRequestedBy STARTS_WITH "psp:" AND RefundPaymentReference IN ({payments})'
+        return [execution.id async for execution in stack.client.list_workflows(query)]
+
+    assert await eventually(on_warnings, bool) == [f"refund-{request_id}"]
+
+    after = await report()
+    assert after["refunds_on_warnings"] - before["refunds_on_warnings"] == 1  # not the ordinary one
+    assert to_minor(after["refunded"]) - to_minor(before["refunded"]) == 4_000
+    assert to_minor(after["saved"]) - to_minor(before["saved"]) == 1_500
+    assert to_minor(after["chargebacks_would_have_cost"]) == to_minor(after["refunded"]) + to_minor(
+        after["saved"]
+    )
+    assert after["fee_per_chargeback"] == "15.00"
+    metrics = (await stack.http.get("/metrics")).text
+    labels = f'currency="GBP",merchant="{stack.settings.merchant_id}"'
+    assert metric(metrics, f"refunds_refunded_on_warnings_minor{{{labels}}}") == to_minor(after["refunded"])
+    assert metric(metrics, f"refunds_chargeback_fees_avoided_minor{{{labels}}}") == to_minor(after["saved"])
+
+    # the PSP fails the refund afterwards: the chargeback may come after all, so nothing was saved
+    [made] = sandbox.stripe_refunds(paid)
+    sandbox.fail_stripe_refund_late(made["id"])
+
+    async def settled() -> str | None:
+        with stack.database.transaction() as session:
+            row = refunds.get(session, request_id)
+            return row.status if row else None
+
+    await eventually(settled, lambda status: status == "failed")
+    failed = await report()
+    assert (failed["refunds_on_warnings"], failed["refunded"], failed["saved"]) == (
+        before["refunds_on_warnings"],
+        before["refunded"],
+        before["saved"],
+    )
+    metrics = (await stack.http.get("/metrics")).text
+    assert metric(metrics, f"refunds_refunded_on_warnings_minor{{{labels}}}") == to_minor(failed["refunded"])
+
+
+async def test_another_merchants_warning_on_its_own_route_becomes_its_refund(
+    stack: Stack, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """Radar on a merchant's own Stripe account posts to /webhooks/stripe/<merchant>: the refund is
+    that merchant's, under its request ids and policy, refunded at its own account. The merchant has
+    a name of its own here: its refund stays in the session's books, apart from other tests' globex."""
+    merchant = unique("globex")
+    port = free_port()
+    globex_psps.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/{merchant}")
+    globex = SandboxControl(globex_psps.url)
+    payment = globex.seed_stripe_payment(amount=5_000, currency="EUR")
+    merchants = merchants_file(
+        tmp_path, globex_psps.url, globex_policy=REFUND_UP_TO_FILE.replace("GBP", "EUR"), globex=merchant
+    )
+
+    starter = starter_for(stack, port=port, merchants_file=merchants)
+    async with starter as (settings, http), worker_for(stack, settings):
+        warning = globex.early_fraud_warning(payment)
+        request_id = f"{merchant}~efw-stripe-{warning['id']}"
+
+        async def view() -> dict[str, Any]:
+            response = await http.get(f"/v1/refunds/{request_id}")
+            return response.json() if response.status_code == 200 else {"status": None}
+
+        done = await eventually(view, lambda v: v["status"] == "succeeded", timeout=30)
+
+    assert (done["merchant_id"], done["requested_by"]) == (merchant, f"psp:stripe:{warning['id']}")
+    assert done["amount"] == {"value": 5_000, "currency": "EUR"}
+    [refund] = globex.stripe_refunds(payment)  # at the merchant's own account
+    assert refund["metadata"]["refund_request_id"] == request_id
+    [taken] = [e for e in trail(stack, request_id) if e.step == "early_fraud_warning"]
+    assert (taken.actor, taken.reason_code) == (f"psp:stripe:{warning['id']}", "refund")
+    await assert_not_started(stack, f"efw-stripe-{warning['id']}")  # never the default merchant's
+
+    lines = await saved_on_warnings(stack, "--merchant", merchant, REFUNDS_MERCHANTS_FILE=str(merchants))
+    assert lines == {
+        (merchant, "EUR"): {
+            "merchant": merchant,
+            "currency": "EUR",
+            "refunds_on_warnings": 1,
+            "refunded": "50.00",
+            "fee_per_chargeback": "15.00",
+            "chargebacks_would_have_cost": "65.00",
+            "saved": "15.00",
+        }
+    }
+
+
+def to_minor(major: str) -> int:
+    return parse_major_text(major, "GBP")
+
+
+def metric(text: str, sample: str) -> int:
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+    assert found, f"no {sample} in /metrics"
+    value = found[1]
+    assert value.endswith(".0"), value  # a gauge of minor units: integral
+    return int(value.removesuffix(".0"))

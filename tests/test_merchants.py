@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,19 +22,16 @@ from domain.policy_file import PolicyError
 from domain.requests import RefundRequest
 from domain.reviewer_tokens import new_reviewer_entry
 from domain.status import Provider
-from sandbox.adyen.api import mount_adyen
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import webhook_headers
 from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.deliveries import refund_event
+from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import cli, known_adyen_payment, refund_through_pipeline
 from tests.helpers import (
     ACME_SECRET,
-    GLOBEX_ADYEN_ACCOUNT,
-    GLOBEX_ADYEN_KEY,
-    GLOBEX_HMAC,
     GLOBEX_SECRET,
     GLOBEX_STRIPE_KEY,
     GLOBEX_STRIPE_WEBHOOK_SECRET,
@@ -51,22 +47,6 @@ from workers.merchants import load_merchants
 from workers.reconcile import reconcile_provider
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
 from workflows.refund import RefundWorkflow
-
-
-@pytest.fixture
-def globex_psps(tmp_path: Path) -> Iterator[SandboxServer]:
-    """Globex's own Stripe and Adyen accounts: another sandbox, its own keys and secrets."""
-    server = SandboxServer(
-        state_path=tmp_path / "globex-psps.db",
-        stripe_api_key=GLOBEX_STRIPE_KEY,
-        stripe_webhook_secret=GLOBEX_STRIPE_WEBHOOK_SECRET,
-    )
-    mount_adyen(
-        server, api_key=GLOBEX_ADYEN_KEY, merchant_account=GLOBEX_ADYEN_ACCOUNT, hmac_key_hex=GLOBEX_HMAC
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_psp_account(

@@ -867,6 +867,13 @@ def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> 
     _say(f"{request_id}: {state.status.value}")
 
 
+# Commands kept in modules of their own (this one is long enough) register on `app` when imported
+# here. `python -m workers.cli` runs this file as `__main__`: named `workers.cli` too, it is the one
+# module those commands import `app` from, instead of a second copy whose `app` nobody runs.
+sys.modules.setdefault("workers.cli", sys.modules[__name__])
+from workers import cli_warnings  # noqa: E402, F401
+
+
 def main() -> None:
     """Run a command, then leave without interpreter finalisation: the Temporal client's native
     runtime can abort the process while Python tears down, turning a clean exit into SIGABRT."""

@@ -29,6 +29,7 @@ from adapters.db import migrate
 from adapters.db.engine import make_engine
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
+from workers.dev_policy import write_dev_policy
 from workers.settings import (
     DEV_ENV_FILE,
     DEV_REVIEWER_TOKEN,
@@ -235,6 +236,8 @@ def run_dev(settings: Settings) -> int:
         return 2
     service_url = f"http://{settings.http_host}:{settings.http_port}"
     env = {**child_environment(settings, sandbox_url), "REFUNDS_SERVICE_URL": service_url}
+    if settings.policy_file is None:  # the built-in policy, with early fraud warnings refunded
+        env["REFUNDS_POLICY_FILE"] = str(write_dev_policy(settings, data_dir))
     if not migrate_database(settings.database_url):
         return 1
 
@@ -343,6 +346,7 @@ def banner(
         f"  database       {settings.database_url}",
         f"  PSP sandbox    {sandbox_url or 'off (every PSP has its own base)'}",
         f"  reviewer token {env['REFUNDS_REVIEWER_TOKENS'].split(':', 1)[-1]}  (Authorization: Bearer …)",
+        f"  policy         {settings.policy_file or env.get('REFUNDS_POLICY_FILE') or 'built in'}",
         f"  logs           {logs}",
         "",
         "Send a signed refund request:",

@@ -18,6 +18,7 @@ from adapters.db import audit, refunds
 from adapters.db.engine import Database
 from domain.clients import HELD_AT_INTAKE
 from domain.contracts import RefundState, RetryInput, ReviewInput
+from domain.fraud_warnings import AUDIT_STEP, REASON_CODE, Action
 from domain.money import format_minor
 from domain.naming import (
     SA_AMOUNT,
@@ -45,6 +46,8 @@ PENDING_QUERY = (
     f'AND RefundStatus = "{RefundStatus.AWAITING_REVIEW.value}"'
 )
 
+
+_HELD_AT_INTAKE = HELD_AT_INTAKE | {REASON_CODE}
 
 QUERY_SECONDS = 5.0  # a refund no worker answers for: the server alone would wait 30 s per query
 
@@ -124,6 +127,14 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
     _plain(console, f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
     if view.get("requested_by"):
         _plain(console, f"  requested by {view['requested_by']}")
+    warning = warning_taken(view["audit"])
+    if warning is not None:
+        detail = warning["detail"]
+        _plain(
+            console,
+            f"  made on early fraud warning {detail.get('warning', '?')} "
+            f"({detail.get('fraud_type') or 'fraud type unknown'}), policy: {warning['reason_code']}",
+        )
     if view.get("failure_code"):
         console.print(
             Text.assemble(
@@ -147,6 +158,14 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
         render_allocation(console, allocation)
     console.print("  audit:")
     render_audit(console, view["audit"])
+
+
+def warning_taken(trail: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The audit row of the early fraud warning this refund was started on (a later delivery of it
+    is only recorded); None for a refund no warning started."""
+    taken = [row for row in trail if row["step"] == AUDIT_STEP]
+    started = [row for row in taken if row["reason_code"] != Action.RECORD.value]
+    return next(iter(started or taken), None)
 
 
 def render_allocation(console: Console, allocation: dict[str, Any]) -> None:
@@ -205,8 +224,9 @@ async def pending_reviews(settings: Settings, merchant_id: str | None = None) ->
             pass  # no worker answers right now: visibility alone is still worth showing
         else:
             if state.risk is not None:
-                # a reason given at intake (a client over its limits) holds the refund at no points
-                shown = [r.code for r in state.risk.reasons if r.points or r.code in HELD_AT_INTAKE]
+                # a reason given at intake (a client over its limits, an early fraud warning the
+                # policy holds) holds the refund at no points
+                shown = [r.code for r in state.risk.reasons if r.points or r.code in _HELD_AT_INTAKE]
                 if state.requested_by:
                     shown.append(f"requested by {state.requested_by}")
                 reasons = ", ".join(shown)

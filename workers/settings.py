@@ -387,6 +387,7 @@ class Settings(BaseSettings):
                     mode=warnings.mode,
                     refund_up_to_major=warnings.refund_up_to_major,
                     review_fraud_types=tuple(warnings.review_fraud_types),
+                    chargeback_fees=warnings.chargeback_fees_minor(),
                 ),
             }
         )

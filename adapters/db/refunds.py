@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -15,9 +15,12 @@ from adapters.db.models import RefundRow, utcnow
 from domain.accounts import paid_out
 from domain.allocation import Allocation
 from domain.contracts import RefundState
+from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.money import Money
+from domain.naming import MERCHANT_SEPARATOR, merchants_request_id
 from domain.reconciliation import BookedRefund
 from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
+from domain.warning_savings import WarningRefund
 
 
 @dataclass(frozen=True)
@@ -130,3 +133,36 @@ def booked(
             )
         )
     return result
+
+
+def warning_refunds(session: Session, default_merchant: str, only: str | None = None) -> list[WarningRefund]:
+    """The settled refunds made on early fraud warnings: those whose request id (after the merchant's
+    mark) starts with the prefix no merchant may send (`domain/fraud_warnings.py`). Every merchant's,
+    or `only` that one's (by id, the default merchant's included); a row without a merchant is the
+    default merchant's (`default_merchant`)."""
+    query = select(RefundRow).where(
+        or_(
+            col(RefundRow.request_id).startswith(WARNING_ID_PREFIX, autoescape=True),
+            col(RefundRow.request_id).contains(MERCHANT_SEPARATOR + WARNING_ID_PREFIX, autoescape=True),
+        )
+    )
+    if only is not None:
+        mine = (
+            col(RefundRow.merchant).is_(None) if only == default_merchant else col(RefundRow.merchant) == only
+        )
+        query = query.where(mine)
+    found: list[WarningRefund] = []
+    for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
+        # LIKE is case-blind on SQLite: the exact test is here
+        if not merchants_request_id(row.request_id).startswith(WARNING_ID_PREFIX):
+            continue
+        found.append(
+            WarningRefund(
+                merchant_id=row.merchant or default_merchant,
+                status=RefundStatus(row.status),
+                amount=Money(value=row.amount, currency=row.currency)
+                if row.amount is not None and row.currency
+                else None,
+            )
+        )
+    return found

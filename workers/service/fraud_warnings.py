@@ -17,7 +17,15 @@ from adapters.db import audit, holds
 from adapters.psp.base import PspError
 from domain import signature
 from domain.contracts import AuditEvent, SignatureEvidence
-from domain.fraud_warnings import REASON_CODE, Action, Decision, FraudWarning, decide, request_id_for
+from domain.fraud_warnings import (
+    AUDIT_STEP,
+    REASON_CODE,
+    Action,
+    Decision,
+    FraudWarning,
+    decide,
+    request_id_for,
+)
 from domain.money import Money
 from domain.naming import refund_id
 from domain.requests import AS_SENT, RefundRequest
@@ -84,7 +92,7 @@ def _audit(
     """The warning and what policy made of it, on the trail of the refund it starts (or would)."""
     event = AuditEvent(
         key=f"efw:{event_id}"[:120],
-        step="early_fraud_warning",
+        step=AUDIT_STEP,
         actor=warning.actor,
         reason_code=decision.action.value,
         detail={

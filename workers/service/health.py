@@ -5,11 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError
 
+from adapters.db import refunds
+from domain.warning_savings import Savings, savings
 from workers.ops import PENDING_QUERY
-from workers.service.deps import ServicesDep
-from workers.service.metrics import REGISTRY, REVIEW_QUEUE_DEPTH
+from workers.service.deps import Services, ServicesDep
+from workers.service.metrics import (
+    CHARGEBACK_FEES_AVOIDED,
+    REFUNDED_ON_WARNINGS,
+    REGISTRY,
+    REVIEW_QUEUE_DEPTH,
+)
 
 router = APIRouter(tags=["operations"])
 
@@ -21,11 +30,33 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(services: ServicesDep) -> Response:
-    """Product metrics; the review queue's depth is counted in Temporal's visibility at each scrape."""
+    """Product metrics; the review queue's depth is counted in Temporal's visibility and what
+    refunds on early fraud warnings saved is read from the database, at each scrape."""
     try:
         waiting = await services.temporal.count_workflows(PENDING_QUERY)
     except RPCError:
         pass  # Temporal unreachable: the last known depth stays
     else:
         REVIEW_QUEUE_DEPTH.set(waiting.count)
+    try:
+        saved = await run_in_threadpool(_warning_savings, services)
+    except SQLAlchemyError:
+        pass  # the database unreachable: the last known figures stay
+    else:
+        for line in saved:
+            REFUNDED_ON_WARNINGS.labels(merchant=line.merchant_id, currency=line.currency).set(line.refunded)
+            if line.saved is not None:
+                CHARGEBACK_FEES_AVOIDED.labels(merchant=line.merchant_id, currency=line.currency).set(
+                    line.saved
+                )
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _warning_savings(services: Services) -> list[Savings]:
+    with services.db.transaction() as session:
+        made = refunds.warning_refunds(session, services.settings.merchant_id)
+    fees = {
+        merchant: policy.early_fraud_warnings.chargeback_fees
+        for merchant, policy in services.policies.items()
+    }
+    return savings(made, fees)

@@ -44,3 +44,22 @@ CLIENT_REQUESTS = Counter(
     ["client", "outcome"],
     registry=REGISTRY,
 )
+# Money refunded on early fraud warnings and the chargeback fees that avoided, per merchant and
+# currency in minor units. Gauges read from the lasting record at each scrape, not counters bumped
+# when a refund succeeds: the service does not learn of every success (a refund the PSP confirms
+# at once, or by the worker's poll, sends it nothing), a counter would need redeliveries kept apart
+# and restarts would reset it, and a refund the PSP fails afterwards must drop out again, which a
+# counter cannot do. Every replica reports the same figures: aggregate them with max, never sum.
+REFUNDED_ON_WARNINGS = Gauge(
+    "refunds_refunded_on_warnings_minor",
+    "Money refunded on early fraud warnings (succeeded, not failed since), minor units",
+    ["merchant", "currency"],
+    registry=REGISTRY,
+)
+CHARGEBACK_FEES_AVOIDED = Gauge(
+    "refunds_chargeback_fees_avoided_minor",
+    "Chargeback fees the refunds on early fraud warnings avoided (the policy's chargeback_fee each), "
+    "minor units; absent for a currency whose fee the policy does not set",
+    ["merchant", "currency"],
+    registry=REGISTRY,
+)
