@@ -1,6 +1,6 @@
 """`refunds fraud-warnings`: what refunding on early fraud warnings saved each merchant.
 
-Registered on the CLI's `app` by `workers/cli.py`, which imports this module at its end; heavy
+Registered on the CLI's `app` (`workers/cli_kit.py`) when `workers/cli.py` imports it; heavy
 imports stay inside the command, as in the rest of the CLI.
 """
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from workers.cli import _fail, _print_rows, _settings, app
+from workers.cli_kit import app, current_settings, fail, print_rows
 
 if TYPE_CHECKING:
     from domain.warning_savings import Savings
@@ -43,16 +43,16 @@ def fraud_warnings(
     from domain.policy_file import PolicyError
     from domain.warning_savings import savings
 
-    settings = _settings()
+    settings = current_settings()
     try:
         policies = {
             merchant_id: settings.for_merchant(profile).policy()
             for merchant_id, profile in settings.merchant_profiles().items()
         }
     except PolicyError as err:
-        _fail("invalid_policy", err, 2)
+        fail("invalid_policy", err, 2)
     if merchant is not None and merchant not in policies:
-        _fail("not_found", f"no merchant {merchant!r} is configured here", 2)
+        fail("not_found", f"no merchant {merchant!r} is configured here", 2)
     db = Database.connect(settings.database_url)
     try:
         with db.transaction() as session:
@@ -63,7 +63,7 @@ def fraud_warnings(
         merchant_id: policy.early_fraud_warnings.chargeback_fees for merchant_id, policy in policies.items()
     }
     rows = [_row(line, as_json) for line in savings(made, fees)]
-    _print_rows(COLUMNS, rows, "no refunds made on early fraud warnings yet", as_json)
+    print_rows(COLUMNS, rows, "no refunds made on early fraud warnings yet", as_json)
 
 
 def _row(line: Savings, as_json: bool) -> tuple[object, ...]:

@@ -1,0 +1,133 @@
+"""What every `refunds` command shares: the Typer app, the settings, plain-text output, one-line
+failures with their codes. The commands live beside it (`workers/cli*.py`) and register on `app`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from temporalio.service import RPCError
+
+from workers.settings import Settings, local_settings
+from workers.terminal import printable
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Refund automation on Temporal.", no_args_is_help=True)
+console = Console()
+
+
+def current_settings() -> Settings:
+    return loaded(local_settings)
+
+
+def loaded(make: Callable[[], Settings]) -> Settings:
+    """The settings, or one line naming what is wrong with them: never a traceback, which would
+    print every value given (the secrets among them) into the log."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as err:
+        fail("invalid_settings", settings_problem(err), 2)
+
+
+def settings_problem(err: Any) -> str:
+    """What a settings ValidationError says, without the values it was given."""
+    problems = []
+    for error in err.errors(include_url=False, include_input=False, include_context=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"REFUNDS_{name}: {message}" if name else message)
+    return "; ".join(problems)
+
+
+def say(message: str) -> None:
+    """Plain text: names, ids and messages may hold brackets, which are never read as markup, and
+    control characters, which are shown, never sent to the terminal as they are."""
+    console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> None:
+    """A table of plain-text cells (a reason may hold brackets), or what it means to have none."""
+    for row in rows:
+        table.add_row(*(Text(printable(cell)) for cell in row))
+    if rows:
+        console.print(table)
+    else:
+        say(empty)
+
+
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], empty: str, as_json: bool) -> None:
+    """A table for people, or with --json a list of objects keyed by the columns (snake_case)."""
+    if as_json:
+        keys = [column.replace(" ", "_") for column in columns]
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2, default=str))
+    else:
+        print_table(Table(*columns), rows, empty)
+
+
+def fail(code: str, message: object, exit_code: int = 1) -> NoReturn:
+    """One line, `code: message`, and the exit status scripts check."""
+    console.print(
+        Text.assemble((printable(code), "red"), f": {printable(message)}"), highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(exit_code)
+
+
+def identity(given: str | None) -> str:
+    """Who the CLI acts as: the option, else REFUNDS_OPERATOR; never anonymous."""
+    who = (given or current_settings().operator).strip()
+    if not who:
+        fail("unauthorized", "pass --reviewer/--operator or set REFUNDS_OPERATOR", 2)
+    return who
+
+
+def checked_settings(*, signs_decisions: bool = False, safe_start: bool = False) -> Settings:
+    """Settings for a long-running process: a bad policy file stops it before it starts anything.
+    Its own environment alone: what a `refunds dev` told its children is for commands run by hand."""
+    from domain.policy_file import PolicyError
+
+    settings = loaded(Settings)
+    if safe_start:
+        from workers.safety import start_problem, start_warning
+
+        problem = start_problem(settings)
+        if problem is not None:
+            fail("unsafe_settings", problem, 2)
+        warning = start_warning(settings)
+        if warning is not None:
+            console.print(
+                f"[yellow]warning[/yellow]: {escape(printable(warning))}", highlight=False, soft_wrap=True
+            )
+    try:
+        policy = settings.policy()
+        settings.risk_model()
+        if signs_decisions:
+            settings.decision_key()
+        for profile in settings.merchant_profiles().values():  # each merchant's policy must load too
+            settings.model_copy(update={"policy_file": profile.policy_file}).policy()
+    except PolicyError as err:
+        fail("invalid_policy", err, 2)
+    say(f"refund policy {policy.version}")
+    from workers.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    return settings
+
+
+def run_ops(operation: Coroutine[Any, Any, T]) -> T:
+    """Run an ops call; Temporal being down or refusing is a one-line error, not a traceback."""
+    try:
+        return asyncio.run(operation)
+    except RPCError as err:
+        fail("temporal_error", err.message)
+    except RuntimeError as err:  # the client could not connect
+        fail("temporal_unavailable", err)

@@ -1,0 +1,184 @@
+"""`refunds pending|attention|approve|reject|retry|receive|release-hold`: people steering refunds,
+each as who they prove to be (a reviewer's token through the service, an operator by name)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from domain.contracts import RetryInput, ReviewInput
+from domain.naming import workflow_id
+from domain.status import Provider
+from workers.cli_kit import app, current_settings, fail, identity, print_rows, run_ops, say
+
+if TYPE_CHECKING:
+    from domain.returns import ReceiptLine
+
+
+@app.command()
+def pending(
+    merchant: Annotated[str | None, typer.Option(help="Only this merchant's refunds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """List refunds awaiting review.
+
+    Example: refunds pending --merchant globex --json"""
+    from workers.ops import SteerError, pending_reviews
+
+    try:
+        rows = run_ops(pending_reviews(current_settings(), merchant))
+    except SteerError as err:
+        fail(err.code, err, 2)
+    columns = ("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
+    print_rows(columns, rows, "no refunds awaiting review", as_json)
+
+
+@app.command()
+def attention(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """List refunds ops must act on: needs_attention, and refunds the PSP failed after success.
+
+    Example: refunds attention --json"""
+    from workers.ops import needing_attention
+
+    rows = run_ops(needing_attention(current_settings()))
+    print_rows(("request id", "state", "why"), rows, "nothing needs attention", as_json)
+
+
+_TOKEN_HELP = "Your reviewer token (default REFUNDS_REVIEWER_TOKEN; in dev, the dev reviewer's)"
+_REVIEWER_HELP = "Who you are: refused unless the token is theirs (the token decides who acts)"
+
+
+@app.command()
+def approve(
+    request_id: str,
+    reviewer: Annotated[str | None, typer.Option(help=_REVIEWER_HELP)] = None,
+    reason: Annotated[str, typer.Option(help="Optional note")] = "",
+    token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
+) -> None:
+    """Approve a refund awaiting review, as the reviewer your token proves (through the service).
+
+    Example: refunds approve demo-2 --reason 'receipt checked'
+    """
+    _decide(request_id, "approve", reason, token, reviewer)
+
+
+@app.command()
+def reject(
+    request_id: str,
+    reason: Annotated[str, typer.Option(help="Why (required)")],
+    reviewer: Annotated[str | None, typer.Option(help=_REVIEWER_HELP)] = None,
+    token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
+) -> None:
+    """Reject a refund awaiting review; no money moves.
+
+    Example: refunds reject demo-3 --reason 'abuse pattern'
+    """
+    _decide(request_id, "reject", reason, token, reviewer)
+
+
+def _decide(request_id: str, verdict: str, reason: str, token: str | None, reviewer: str | None) -> None:
+    from workers.review_client import ReviewError, decide, reviewer_token
+
+    settings = current_settings()
+    try:
+        state = decide(settings, request_id, verdict, reason, reviewer_token(settings, token), reviewer)
+    except ReviewError as err:
+        fail(err.code, err, 2 if err.code == "unauthorized" else 1)
+    approvals = len(state.get("approvals") or [])
+    say(f"{request_id}: {state['status']} ({approvals} approval(s))")
+
+
+@app.command()
+def retry(
+    request_id: str,
+    operator: Annotated[str | None, typer.Option(help="Who asks (default REFUNDS_OPERATOR)")] = None,
+) -> None:
+    """Retry a refund that needs attention (after the cause was fixed).
+
+    Example: refunds retry demo-4 --operator ann"""
+    _steer(request_id, "retry", RetryInput(operator=identity(operator)))
+
+
+@app.command()
+def receive(
+    request_id: str,
+    receipt: Annotated[str, typer.Option(help="The warehouse's receipt id (a repeat changes nothing)")],
+    line: Annotated[
+        list[str], typer.Option(help="SKU:RECEIVED[:SELLABLE], e.g. SHIRT:2:1; repeat for more SKUs")
+    ],
+    operator: Annotated[str | None, typer.Option(help="Who checked the goods in")] = None,
+) -> None:
+    """Report returned goods received: their sellable units are restocked, once.
+
+    Example: refunds receive demo-5 --receipt rcpt-1 --line SHIRT:2:1 --operator ann"""
+    from pydantic import ValidationError
+
+    from domain.returns import GoodsReceipt, ReturnsState
+    from workers.ops import SteerError, steer
+
+    try:
+        lines = [_receipt_line(text) for text in line]
+        goods = GoodsReceipt(
+            receipt_id=receipt, lines=lines, received_by=identity(operator), request_id=request_id
+        )
+    except (ValueError, ValidationError) as err:
+        fail("invalid_request", err, 2)
+    try:
+        state = run_ops(
+            steer(current_settings(), workflow_id(request_id), "goods_received", goods, ReturnsState)
+        )
+    except SteerError as err:
+        fail(err.code, err)
+    pending = f", restock pending for {', '.join(state.restocking)}" if state.restocking else ""
+    counts = f"received {state.received}, restocked {state.restocked}"
+    say(f"{request_id}: returns {state.status.value}, {counts}{pending}")
+
+
+def _receipt_line(text: str) -> ReceiptLine:
+    from domain.returns import ReceiptLine
+
+    sku, _, counts = text.partition(":")
+    received, _, sellable = counts.partition(":")
+    if not sku or not received.isdigit() or (sellable and not sellable.isdigit()):
+        raise ValueError(f"{text!r} is not SKU:RECEIVED[:SELLABLE]")
+    return ReceiptLine(sku=sku, received=int(received), sellable=int(sellable or received))
+
+
+@app.command("release-hold")
+def release_hold(
+    provider: Annotated[Provider, typer.Argument(help="stripe, adyen or paypal")],
+    payment_reference: str,
+    operator: Annotated[
+        str | None,
+        typer.Option(help="Who decided the dispute allows refunds again (default REFUNDS_OPERATOR)"),
+    ] = None,
+) -> None:
+    """Lift a dispute hold on a payment; then `refunds retry` the refunds that wait on it.
+
+    Example: refunds release-hold stripe pi_123 --operator ann"""
+    from adapters.db import holds
+    from adapters.db.engine import Database
+
+    who = identity(operator)
+    db = Database.connect(current_settings().database_url)
+    try:
+        released = holds.release_hold(db, provider, payment_reference, who)
+    finally:
+        db.dispose()
+    if not released:
+        fail("not_found", f"no open hold on {provider.value} {payment_reference}")
+    say(f"hold on {provider.value} {payment_reference} released by {who}")
+
+
+def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:
+    from domain.contracts import RefundState
+    from workers.ops import SteerError, steer
+
+    try:
+        state = run_ops(steer(current_settings(), workflow_id(request_id), update, argument, RefundState))
+    except SteerError as err:
+        fail(err.code, err)
+    say(f"{request_id}: {state.status.value}")
