@@ -28,7 +28,7 @@ from domain.status import RefundStatus
 from tests.conftest import repo_root
 from tests.documents import DOCUMENTS, examples
 from tests.helpers import book_refund
-from workers import cli, ops
+from workers import cli, cli_kit, ops
 from workers.dev import write_dev_env
 from workers.settings import DEV_ENV_FILE, Settings, local_settings
 
@@ -154,7 +154,7 @@ def test_text_from_merchants_psps_and_reviewers_reaches_the_terminal_inert(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     console = plain_console()
-    monkeypatch.setattr(cli, "console", console)
+    monkeypatch.setattr(cli_kit, "console", console)
     view = {
         "request_id": "r-1",
         "status": "needs_attention",
@@ -185,10 +185,10 @@ def test_text_from_merchants_psps_and_reviewers_reaches_the_terminal_inert(
         ],
     }
     ops.render_refund(console, view)
-    cli._say(f"hold on stripe {HOSTILE_TEXT} released by {HOSTILE_TEXT}")
-    cli._print_table(Table("request id", "state", "why"), [("r-1", "needs_attention", HOSTILE_TEXT)], "")
+    cli_kit.say(f"hold on stripe {HOSTILE_TEXT} released by {HOSTILE_TEXT}")
+    cli_kit.print_table(Table("request id", "state", "why"), [("r-1", "needs_attention", HOSTILE_TEXT)], "")
     with pytest.raises(Exception):  # noqa: B017 (typer.Exit)
-        cli._fail("psp_error", HOSTILE_TEXT)
+        cli_kit.fail("psp_error", HOSTILE_TEXT)
     printed = console.file.getvalue()  # type: ignore[attr-defined]
     assert ESC not in printed and "\u202e" not in printed
     assert "[link=http://evil]y[/link]" in printed  # brackets as written, still
