@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 import pytest
 import stripe
 from sqlalchemy import select
@@ -23,7 +24,7 @@ from domain.money import Money
 from domain.status import ErrorCode
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import FINAL, cli, post, wait_for_status
+from tests.flows import FINAL, cli, mcp_over_http, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
 from workers.service import refund_requests
 from workers.service.errors import ApiError
@@ -315,3 +316,15 @@ async def test_no_client_can_take_the_workflow_id_of_its_refunds_late_failure_fi
     assert delivered.status_code == 200, delivered.text
     assert (await wait_for_status(stack, r1, {"failed"}))["status"] == "failed"
     assert _reserved(stack.database, client.name) == [(1_000, "released")]
+
+
+async def test_a_key_of_other_text_than_ascii_is_refused_at_the_mcp_gate_not_a_500(stack: Stack) -> None:
+    """A header's bytes past ASCII read as text no key is: the gate passing it on to the service
+    raised (httpx sends ASCII headers), a 500 with a traceback instead of the 401 any unknown key gets."""
+    key = made_client(stack.database, _client(stack.settings.merchant_id))
+    async with mcp_over_http(stack) as url, httpx.AsyncClient(timeout=30) as http:
+        for odd in (f"Bearer {key}\xff".encode("latin-1"), "Bearer rfc_é".encode()):
+            refused = await http.post(url, headers={"Authorization": odd}, json={})
+            assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized"), odd
+        # the key itself still goes through the gate
+        assert (await http.post(url, headers=bearer(key), json={})).status_code != 401
