@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+import psycopg
 import pytest
 import stripe
 from sqlalchemy import select
@@ -328,3 +329,17 @@ async def test_a_key_of_other_text_than_ascii_is_refused_at_the_mcp_gate_not_a_5
             assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized"), odd
         # the key itself still goes through the gate
         assert (await http.post(url, headers=bearer(key), json={})).status_code != 401
+
+
+async def test_metrics_answer_while_a_migration_holds_the_refunds_table(stack: Stack) -> None:
+    """/metrics reads what refunds on warnings saved from the refunds table at each scrape: while a
+    migration holds that table (ALTER TABLE refunds takes an exclusive lock), the scrape hung with
+    it, and Prometheus, timing out, lost every metric, the review queue's depth included."""
+    if not stack.settings.database_url.startswith("postgresql"):
+        pytest.skip("the lock is PostgreSQL's")
+    with psycopg.connect(stack.settings.database_url.replace("+psycopg", "", 1)) as migration:
+        migration.execute("LOCK TABLE refunds IN ACCESS EXCLUSIVE MODE")
+        scraped = await stack.http.get("/metrics", timeout=8)
+        migration.rollback()
+    assert scraped.status_code == 200
+    assert "refunds_review_queue_depth" in scraped.text
