@@ -14,6 +14,7 @@ import pytest
 import stripe
 from sqlalchemy import select
 from sqlmodel import col
+from typer.testing import CliRunner
 
 from adapters.db import clients, refunds
 from adapters.db.engine import Database
@@ -28,6 +29,7 @@ from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.flows import FINAL, cli, mcp_over_http, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
+from workers.cli import app
 from workers.service import refund_requests
 from workers.service.errors import ApiError
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
@@ -380,3 +382,11 @@ def test_what_warnings_saved_is_summed_by_the_database_not_read_a_row_per_refund
     assert len(made) == 2, made  # one per merchant, status and currency: never one per refund
     [line] = savings(made, {acme: {"EUR": 1_500}})
     assert (line.refunds, line.refunded, line.saved) == (6, 5_300, 9_000)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_refunds_mcp_refuses_a_port_no_socket_has_in_one_line(port: str) -> None:
+    """It said it was listening, then died of an OverflowError's traceback."""
+    result = CliRunner().invoke(app, ["mcp", "--http", "--port", port], env={"REFUNDS_ENVIRONMENT": "dev"})
+    assert result.exit_code == 2, result.output
+    assert "listening" not in result.output and "--port" in result.output
