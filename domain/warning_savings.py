@@ -17,11 +17,13 @@ from domain.status import RefundStatus
 
 @dataclass(frozen=True)
 class WarningRefund:
-    """A settled refund made on an early fraud warning, as the lasting record keeps it."""
+    """Settled refunds made on early fraud warnings, as the lasting record keeps them: one, or
+    `refunds` of one merchant, status and currency with `amount` their total."""
 
     merchant_id: str  # resolved: the default merchant's id, never None
     status: RefundStatus
     amount: Money | None  # None: settled before any amount was known (refused at validation)
+    refunds: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def savings(refunds: Iterable[WarningRefund], fees: Mapping[str, Mapping[str, in
         key = (refund.merchant_id, refund.amount.currency)
         count, refunded = totals.get(key, (0, 0))
         if refund.status is RefundStatus.SUCCEEDED:
-            count, refunded = count + 1, refunded + refund.amount.value
+            count, refunded = count + refund.refunds, refunded + refund.amount.value
         totals[key] = (count, refunded)
     return [
         Savings(

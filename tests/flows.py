@@ -9,9 +9,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,7 +24,7 @@ from adapters.db.payment_book import DatabasePaymentBook
 from domain.status import Provider
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack, repo_root
+from tests.conftest import Stack, free_port, repo_root
 from tests.helpers import eventually, refund_body, signed_headers, unique
 
 FINAL = {"succeeded", "failed", "rejected", "cancelled"}
@@ -73,14 +76,19 @@ async def post(stack: Stack, body: bytes, headers: dict[str, str]) -> tuple[int,
 LARGE = 150_000  # 1,500.00 EUR: above the default 1,000.00 review threshold
 
 
-async def cli(stack: Stack, *args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
-    # the CLI runs with the test stack's settings (Temporal, database, PSPs on the sandbox)
+def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
+    """The environment a CLI process runs with: the test stack's settings (Temporal, database, PSPs
+    on the sandbox) and `extra`."""
     configured = {
         f"REFUNDS_{name.upper()}": str(value)
         for name, value in stack.settings.model_dump().items()
         if value is not None and not isinstance(value, (list, dict))
     }
-    env = {**os.environ, **configured, "COLUMNS": "200", **env_overrides}
+    return {**os.environ, **configured, **extra}
+
+
+async def cli(stack: Stack, *args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
+    env = cli_env(stack, COLUMNS="200", **env_overrides)
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "workers.cli", *args],
@@ -132,3 +140,32 @@ async def run_reconcile(stack: Stack, provider: str, *payments: str) -> tuple[in
         args += ["--payment", payment]
     done = await cli(stack, *args)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip().startswith("[") else []
+
+
+@asynccontextmanager
+async def mcp_over_http(stack: Stack, **env: str) -> AsyncIterator[str]:
+    """`refunds mcp --http` on a free port, against the running product (or the service `env`
+    names): its /mcp address, once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "mcp", "--http", "--port", str(port)],
+        env=cli_env(stack, **{"REFUNDS_SERVICE_URL": stack.base_url, **env}),
+        cwd=str(repo_root()),
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def answering() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.post(url)).status_code == 401
+        except httpx.HTTPError:
+            return process.poll() is not None  # gone: fail below, not at the deadline
+
+    try:
+        await eventually(answering, bool, timeout=30)
+        assert process.poll() is None, "refunds mcp --http exited"
+        yield url
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 10)

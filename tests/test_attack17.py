@@ -8,23 +8,28 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
+import psycopg
 import pytest
 import stripe
 from sqlalchemy import select
 from sqlmodel import col
+from typer.testing import CliRunner
 
-from adapters.db import clients
+from adapters.db import clients, refunds
 from adapters.db.engine import Database
-from adapters.db.models import ApiClientRow, ClientReservationRow
+from adapters.db.models import ApiClientRow, ClientReservationRow, RefundRow
 from domain.clients import Client, parse_budget
 from domain.contracts import FraudWarningPolicy
 from domain.fraud_warnings import request_id_for
 from domain.money import Money
 from domain.status import ErrorCode
+from domain.warning_savings import savings
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import FINAL, cli, post, wait_for_status
+from tests.flows import FINAL, cli, mcp_over_http, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
+from workers.cli import app
 from workers.service import refund_requests
 from workers.service.errors import ApiError
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
@@ -315,3 +320,73 @@ async def test_no_client_can_take_the_workflow_id_of_its_refunds_late_failure_fi
     assert delivered.status_code == 200, delivered.text
     assert (await wait_for_status(stack, r1, {"failed"}))["status"] == "failed"
     assert _reserved(stack.database, client.name) == [(1_000, "released")]
+
+
+async def test_a_key_of_other_text_than_ascii_is_refused_at_the_mcp_gate_not_a_500(stack: Stack) -> None:
+    """A header's bytes past ASCII read as text no key is: the gate passing it on to the service
+    raised (httpx sends ASCII headers), a 500 with a traceback instead of the 401 any unknown key gets."""
+    key = made_client(stack.database, _client(stack.settings.merchant_id))
+    async with mcp_over_http(stack) as url, httpx.AsyncClient(timeout=30) as http:
+        for odd in (f"Bearer {key}\xff".encode("latin-1"), "Bearer rfc_é".encode()):
+            refused = await http.post(url, headers={"Authorization": odd}, json={})
+            assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized"), odd
+        # the key itself still goes through the gate
+        assert (await http.post(url, headers=bearer(key), json={})).status_code != 401
+
+
+async def test_metrics_answer_while_a_migration_holds_the_refunds_table(stack: Stack) -> None:
+    """/metrics reads what refunds on warnings saved from the refunds table at each scrape: while a
+    migration holds that table (ALTER TABLE refunds takes an exclusive lock), the scrape hung with
+    it, and Prometheus, timing out, lost every metric, the review queue's depth included."""
+    if not stack.settings.database_url.startswith("postgresql"):
+        pytest.skip("the lock is PostgreSQL's")
+    with psycopg.connect(stack.settings.database_url.replace("+psycopg", "", 1)) as migration:
+        migration.execute("LOCK TABLE refunds IN ACCESS EXCLUSIVE MODE")
+        scraped = await stack.http.get("/metrics", timeout=8)
+        migration.rollback()
+    assert scraped.status_code == 200
+    assert "refunds_review_queue_depth" in scraped.text
+
+
+def test_what_warnings_saved_is_summed_by_the_database_not_read_a_row_per_refund(db: Database) -> None:
+    """/metrics computes what refunds on warnings saved at every scrape: read a row per refund, 50,000
+    such refunds cost the service 2 s of CPU on every scrape of every replica. The database sums them
+    by merchant, status and currency, exactly as before: only ids starting `efw-` after the merchant's
+    mark, in that case (SQLite's LIKE ignores it), those without an amount left out."""
+    acme = unique("atk17-m")
+    kept = [  # (request id, status, amount)
+        *[(f"{acme}~efw-stripe-{n}", "succeeded", 1_000) for n in range(5)],
+        (f"{acme}~efw-adyen-x", "failed", 700),
+        (f"efw-stripe-{unique('legacy')}", "succeeded", 300),  # kept bare, before merchants had ids
+        (f"{acme}~efw-stripe-none", "failed", None),
+        (f"{acme}~EFW-stripe-1", "succeeded", 9_999),  # sent by the merchant: any other case is its own
+        (f"{acme}~order-efw-1", "succeeded", 9_999),
+    ]
+    with db.transaction() as session:
+        for request_id, status, amount in kept:
+            session.add(
+                RefundRow(
+                    request_id=request_id,
+                    provider="stripe",
+                    payment_reference=unique("pi"),
+                    order_id="o",
+                    merchant=acme,
+                    status=status,
+                    method="refund",
+                    amount=amount,
+                    currency="EUR" if amount is not None else None,
+                )
+            )
+    with db.transaction() as session:
+        made = refunds.warning_refunds(session, "default", acme)
+    assert len(made) == 2, made  # one per merchant, status and currency: never one per refund
+    [line] = savings(made, {acme: {"EUR": 1_500}})
+    assert (line.refunds, line.refunded, line.saved) == (6, 5_300, 9_000)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_refunds_mcp_refuses_a_port_no_socket_has_in_one_line(port: str) -> None:
+    """It said it was listening, then died of an OverflowError's traceback."""
+    result = CliRunner().invoke(app, ["mcp", "--http", "--port", port], env={"REFUNDS_ENVIRONMENT": "dev"})
+    assert result.exit_code == 2, result.output
+    assert "listening" not in result.output and "--port" in result.output

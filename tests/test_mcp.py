@@ -4,9 +4,6 @@ it the refund is held for a human and the tool says so; it reads its budget and 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,28 +21,19 @@ from adapters.db import clients
 from domain.clients import Client, new_key, parse_budget
 from domain.requests import METADATA_VALUE_LENGTH
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack, free_port, repo_root
-from tests.flows import FINAL, submit, wait_for_status
+from tests.conftest import Stack, repo_root
+from tests.flows import FINAL, cli_env, mcp_over_http, submit, wait_for_status
 from tests.helpers import bearer, eventually, refund_body, unique
 from workers.mcp_server import answer
 
 TOOLS = ["request_refund", "refund_status", "my_budget", "my_recent_refunds"]
 
 
-def _env(stack: Stack, **extra: str) -> dict[str, str]:
-    configured = {
-        f"REFUNDS_{name.upper()}": str(value)
-        for name, value in stack.settings.model_dump().items()
-        if value is not None and not isinstance(value, (list, dict))
-    }
-    return {**os.environ, **configured, "REFUNDS_SERVICE_URL": stack.base_url, **extra}
-
-
 def _server(stack: Stack, key: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "workers.cli", "mcp"],
-        env=_env(stack, REFUNDS_CLIENT_KEY=key),
+        env=cli_env(stack, REFUNDS_SERVICE_URL=stack.base_url, REFUNDS_CLIENT_KEY=key),
         cwd=str(repo_root()),
     )
 
@@ -172,34 +160,6 @@ def test_every_answer_is_said_plainly(status: int, payload: dict[str, Any], star
 
 
 @asynccontextmanager
-async def _mcp_over_http(stack: Stack) -> AsyncIterator[str]:
-    """`refunds mcp --http` on a free port, against the running product: its /mcp address."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "mcp", "--http", "--port", str(port)],
-        env=_env(stack),
-        cwd=str(repo_root()),
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-
-    async def answering() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.post(url)).status_code == 401
-        except httpx.HTTPError:
-            return process.poll() is not None  # gone: fail below, not at the deadline
-
-    try:
-        await eventually(answering, bool, timeout=30)
-        assert process.poll() is None, "refunds mcp --http exited"
-        yield url
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait, 10)
-
-
-@asynccontextmanager
 async def _session(url: str, key: str) -> AsyncIterator[ClientSession]:
     async with (
         httpx.AsyncClient(headers=bearer(key), timeout=30) as http,
@@ -215,7 +175,7 @@ async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_sta
 ) -> None:
     first, first_key = _assistant(stack)
     _, second_key = _assistant(stack)
-    async with _mcp_over_http(stack) as url:
+    async with mcp_over_http(stack) as url:
         async with httpx.AsyncClient() as http:  # no key, a key nobody made: refused before MCP
             for headers in ({}, bearer("rfc_not-a-key"), {"Authorization": "Basic cmZjXzE6"}):
                 refused = await http.post(url, headers=headers, json={})

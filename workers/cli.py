@@ -120,7 +120,9 @@ def mcp(
         bool, typer.Option("--http", help="Streamable HTTP instead of stdio: each caller brings its key")
     ] = False,
     host: Annotated[str, typer.Option(envvar="REFUNDS_MCP_HOST", help="Where --http listens")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="REFUNDS_MCP_PORT", help="Where --http listens")] = 8765,
+    port: Annotated[
+        int, typer.Option(envvar="REFUNDS_MCP_PORT", min=1, max=65535, help="Where --http listens")
+    ] = 8765,
 ) -> None:
     """Serve an AI assistant over MCP as an API client: it asks the service at REFUNDS_SERVICE_URL
     for refunds within that client's scope, limits and budget. Over stdio the client is the one

@@ -65,7 +65,7 @@ class KeyGate:
         await send({"type": "http.response.body", "body": body})
 
     async def _refusal(self, key: str) -> tuple[int, ErrorCode, str] | None:
-        if not key.startswith(KEY_PREFIX):
+        if not key.startswith(KEY_PREFIX) or not key.isascii():  # keys are ASCII: other text is none
             return 401, ErrorCode.UNAUTHORIZED, "an API client key is required (Bearer rfc_...)"
         try:
             async with httpx.AsyncClient(base_url=self.service_base, timeout=TIMEOUT_SECONDS) as http:

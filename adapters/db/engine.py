@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.db import (
@@ -48,6 +48,14 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def bound_statements(session: Session, milliseconds: int) -> None:
+    """Have every statement of this transaction give up (an OperationalError) after `milliseconds`,
+    waiting for a lock included: a read that must answer promptly (a metrics scrape) never hangs
+    behind a migration's table lock. PostgreSQL only: SQLite's wait is the connection's timeout."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL statement_timeout = {int(milliseconds)}"))
 
 
 def create_schema(engine: Engine) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -17,7 +17,7 @@ from domain.allocation import Allocation
 from domain.contracts import RefundState
 from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.money import Money
-from domain.naming import MERCHANT_SEPARATOR, merchants_request_id
+from domain.naming import MERCHANT_SEPARATOR
 from domain.reconciliation import BookedRefund
 from domain.status import ErrorCode, Provider, RefundMethod, RefundStatus
 from domain.warning_savings import WarningRefund
@@ -136,33 +136,38 @@ def booked(
 
 
 def warning_refunds(session: Session, default_merchant: str, only: str | None = None) -> list[WarningRefund]:
-    """The settled refunds made on early fraud warnings: those whose request id (after the merchant's
-    mark) starts with the prefix no merchant may send (`domain/fraud_warnings.py`). Every merchant's,
-    or `only` that one's (by id, the default merchant's included); a row without a merchant is the
-    default merchant's (`default_merchant`)."""
-    query = select(RefundRow).where(
-        or_(
-            col(RefundRow.request_id).startswith(WARNING_ID_PREFIX, autoescape=True),
-            col(RefundRow.request_id).contains(MERCHANT_SEPARATOR + WARNING_ID_PREFIX, autoescape=True),
-        )
+    """The settled refunds made on early fraud warnings, summed by merchant, status and currency (a
+    scrape of /metrics reads a handful of rows, however many refunds there are): those whose request
+    id (after the merchant's mark) starts with the prefix no merchant may send
+    (`domain/fraud_warnings.py`). Every merchant's, or `only` that one's (by id, the default
+    merchant's included); a row without a merchant is the default merchant's (`default_merchant`).
+    A row without an amount (refused before one was known) saved nothing and is left out."""
+    request_id, merchant, status, currency = (
+        col(RefundRow.request_id),
+        col(RefundRow.merchant),
+        col(RefundRow.status),
+        col(RefundRow.currency),
+    )
+    marked = MERCHANT_SEPARATOR + WARNING_ID_PREFIX
+    # compared with `=`, exact in case on both databases (SQLite's LIKE is not); a marked id is its
+    # row's merchant, the separator, then the merchant's request id
+    on_warning = or_(
+        func.substr(request_id, 1, len(WARNING_ID_PREFIX)) == WARNING_ID_PREFIX,
+        func.substr(request_id, func.length(merchant) + 1, len(marked)) == marked,
+    )
+    query = (
+        select(merchant, status, currency, func.count(), func.sum(col(RefundRow.amount)))
+        .where(on_warning, col(RefundRow.amount).is_not(None), currency.is_not(None))
+        .group_by(merchant, status, currency)
     )
     if only is not None:
-        mine = (
-            col(RefundRow.merchant).is_(None) if only == default_merchant else col(RefundRow.merchant) == only
+        query = query.where(merchant.is_(None) if only == default_merchant else merchant == only)
+    return [
+        WarningRefund(
+            merchant_id=owner or default_merchant,
+            status=RefundStatus(state),
+            amount=Money(value=int(total or 0), currency=code),
+            refunds=count,
         )
-        query = query.where(mine)
-    found: list[WarningRefund] = []
-    for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
-        # LIKE is case-blind on SQLite: the exact test is here
-        if not merchants_request_id(row.request_id).startswith(WARNING_ID_PREFIX):
-            continue
-        found.append(
-            WarningRefund(
-                merchant_id=row.merchant or default_merchant,
-                status=RefundStatus(row.status),
-                amount=Money(value=row.amount, currency=row.currency)
-                if row.amount is not None and row.currency
-                else None,
-            )
-        )
-    return found
+        for owner, state, code, count, total in session.execute(query.order_by(merchant, status, currency))
+    ]
