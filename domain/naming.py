@@ -68,6 +68,9 @@ def psp_task_queue(task_queue: str, provider: str, merchant_id: str | None = Non
 # a separator no request id may contain, so two merchants' ids never meet. The default merchant's
 # refunds keep the bare request id, as every refund did before merchants had ids of their own.
 MERCHANT_SEPARATOR = "~"
+# A merchant's id: it names queues, ledger accounts and search attribute values (quoted in visibility
+# queries), so nothing beyond lower case letters, digits and dashes.
+MERCHANT_ID_PATTERN = r"[a-z0-9][a-z0-9-]{0,63}"
 
 
 def refund_id(merchant_id: str | None, request_id: str) -> str:

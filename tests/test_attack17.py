@@ -7,11 +7,13 @@ import json
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 import stripe
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import col
 from typer.testing import CliRunner
@@ -23,6 +25,7 @@ from domain.clients import Client, parse_budget
 from domain.contracts import FraudWarningPolicy
 from domain.fraud_warnings import request_id_for
 from domain.money import Money
+from domain.policy_file import PolicyError
 from domain.status import ErrorCode
 from domain.warning_savings import savings
 from sandbox.stripe.control import SandboxControl
@@ -30,9 +33,10 @@ from tests.conftest import Stack
 from tests.flows import FINAL, cli, mcp_over_http, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
 from workers.cli import app
+from workers.merchants import load_merchants
 from workers.service import refund_requests
 from workers.service.errors import ApiError
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:100.00") -> Client:
@@ -390,3 +394,17 @@ def test_refunds_mcp_refuses_a_port_no_socket_has_in_one_line(port: str) -> None
     result = CliRunner().invoke(app, ["mcp", "--http", "--port", port], env={"REFUNDS_ENVIRONMENT": "dev"})
     assert result.exit_code == 2, result.output
     assert "listening" not in result.output and "--port" in result.output
+
+
+@pytest.mark.parametrize("merchant_id", ["acme\n", 'ac"me', "Acme", "", "a" * 65, "acme~x"])
+def test_a_merchant_id_that_could_break_a_visibility_query_is_refused_in_settings_and_merchants_file(
+    merchant_id: str, tmp_path: Path
+) -> None:
+    """A merchant id is quoted into visibility queries and names accounts and queues: only whole ids
+    of the documented alphabet, in the settings as in the merchants file (a `$` let "acme\\n" by)."""
+    with pytest.raises(ValidationError, match="not a merchant id"):
+        Settings(merchant_id=merchant_id)
+    path = tmp_path / "merchants.toml"
+    path.write_text(f'[merchants.{json.dumps(merchant_id)}]\ninbound_webhook_secret = "s"\n')
+    with pytest.raises(PolicyError, match="a lowercase id and a table are required"):
+        load_merchants(path)

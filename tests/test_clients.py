@@ -159,8 +159,9 @@ async def test_a_client_reads_what_is_left_of_its_budget_and_its_own_recent_refu
     key = made_client(stack.database, client)
     within, over, merchants = unique("agent-own"), unique("agent-own-over"), unique("merchant-own")
     payment = sandbox.seed_stripe_payment(amount=20_000, currency="EUR")
-    assert (await post(stack, refund_body(within, payment, amount=2_500), bearer(key)))[0] == 202
+    # the one held for a human first: still open, it must not hide the newer one that finished
     assert (await post(stack, refund_body(over, payment, amount=6_000), bearer(key)))[0] == 202
+    assert (await post(stack, refund_body(within, payment, amount=2_500), bearer(key)))[0] == 202
     body = refund_body(merchants, payment, amount=100)
     assert (await post(stack, body, signed_headers(body)))[0] == 202  # the merchant's, not the client's
     await wait_for_status(stack, within, {"succeeded"})
@@ -186,6 +187,8 @@ async def test_a_client_reads_what_is_left_of_its_budget_and_its_own_recent_refu
 
     mine = await eventually(listed, lambda seen: seen.get(within) == "succeeded" and over in seen)
     assert set(mine) == {within, over} and mine[over] == "awaiting_review"
+    newest = await stack.http.get("/v1/client/refunds", params={"limit": 1}, headers=bearer(key))
+    assert [refund["request_id"] for refund in newest.json()["refunds"]] == [within]
     other = made_client(stack.database, _client(stack.settings.merchant_id))
     theirs = await stack.http.get("/v1/client/refunds", headers=bearer(other))
     assert theirs.json() == {"refunds": []}

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domain.naming import MERCHANT_ID_PATTERN
 from domain.policy_file import PolicyError
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
 
-MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+MERCHANT_ID = re.compile(MERCHANT_ID_PATTERN)  # whole ids only (fullmatch): no trailing newline
 
 # Each PSP section's keys and the installation setting each one stands for; api_base is optional.
 PSP_ACCOUNT_KEYS: dict[str, dict[str, str]] = {
@@ -83,7 +84,7 @@ def load_merchants(path: Path) -> dict[str, MerchantProfile]:
     profiles = {}
     for merchant_id, entry in (data.get("merchants") or {}).items():
         where = f"{path}: merchants.{merchant_id}"
-        if not MERCHANT_ID.match(merchant_id) or not isinstance(entry, dict):
+        if not MERCHANT_ID.fullmatch(merchant_id) or not isinstance(entry, dict):
             raise PolicyError(f"{where}: a lowercase id and a table are required")
         unknown = set(entry) - _MERCHANT_KEYS
         if unknown:

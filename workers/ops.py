@@ -206,7 +206,7 @@ async def pending_reviews(settings: Settings, merchant_id: str | None = None) ->
     rows: list[tuple[bool, str, tuple[str, ...]]] = []
     query = PENDING_QUERY
     if merchant_id is not None:
-        if not MERCHANT_ID.match(merchant_id):
+        if not MERCHANT_ID.fullmatch(merchant_id):
             raise SteerError("invalid_request", f"{merchant_id!r} is not a merchant id")
         query += f' AND {SA_MERCHANT.name} = "{merchant_id}"'
     async for execution in client.list_workflows(query):

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain import identity
 from domain.allocation import ShippingPolicy
 from domain.contracts import FraudWarningPolicy, RefundPolicy
-from domain.naming import DEFAULT_TASK_QUEUE
+from domain.naming import DEFAULT_TASK_QUEUE, MERCHANT_ID_PATTERN
 from domain.policy_file import PolicyError, parse_policy
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
 from domain.risk_model import RiskModel
@@ -212,6 +212,13 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """`NAME=` (as `.env.example` has it) leaves an optional setting unset, not a path "."."""
         return None if value == "" else value
+
+    @field_validator("merchant_id")
+    @classmethod
+    def _merchant_id(cls, merchant_id: str) -> str:
+        if not re.fullmatch(MERCHANT_ID_PATTERN, merchant_id):
+            raise ValueError(f"{merchant_id!r} is not a merchant id: lower case letters, digits and dashes")
+        return merchant_id
 
     @field_validator("codec_cors_origins")
     @classmethod

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
 from adapters.db import clients
@@ -95,24 +96,33 @@ async def recent_refunds(
         f'{SA_REQUESTED_BY.name} = "{requested_by(client.name)}" '
         f'AND {SA_MERCHANT.name} = "{client.merchant_id}"'
     )
+    # Visibility lists running workflows first, then closed ones by close time, and takes no ORDER
+    # BY: the newest `limit` of each, merged by start, so old refunds still open (in review) never
+    # push out newer ones that finished.
     listed: list[ClientRefund] = []
     try:
-        async for execution in services.temporal.list_workflows(query, limit=limit):
-            attributes = execution.typed_search_attributes
-            amount, currency = attributes.get(SA_AMOUNT), attributes.get(SA_CURRENCY)
-            known = amount is not None and bool(currency)  # set once validation fixed the amount
-            listed.append(
-                ClientRefund(
-                    request_id=merchants_request_id(request_id_from_workflow_id(execution.id)),
-                    status=attributes.get(SA_STATUS) or "received",
-                    amount=Money(value=amount, currency=currency) if known else None,
-                    started_at=execution.start_time.astimezone(UTC),
-                )
-            )
+        for running_or_not in ("=", "!="):
+            scoped = f'{query} AND ExecutionStatus {running_or_not} "Running"'
+            listed += [
+                _listed(execution)
+                async for execution in services.temporal.list_workflows(scoped, limit=limit)
+            ]
     except RPCError as err:
         raise temporal_unavailable(err, "listing this client's refunds") from err
     listed.sort(key=lambda refund: refund.started_at, reverse=True)
-    return ClientRefunds(refunds=listed)
+    return ClientRefunds(refunds=listed[:limit])
+
+
+def _listed(execution: WorkflowExecution) -> ClientRefund:
+    attributes = execution.typed_search_attributes
+    amount, currency = attributes.get(SA_AMOUNT), attributes.get(SA_CURRENCY)
+    known = amount is not None and bool(currency)  # set once validation fixed the amount
+    return ClientRefund(
+        request_id=merchants_request_id(request_id_from_workflow_id(execution.id)),
+        status=attributes.get(SA_STATUS) or "received",
+        amount=Money(value=amount, currency=currency) if known else None,
+        started_at=execution.start_time.astimezone(UTC),
+    )
 
 
 def _standing(services: Services, client: ApiClient) -> list[BudgetStanding]:
