@@ -89,7 +89,9 @@ def test_a_rotated_key_keeps_the_old_one_only_until_its_deadline(db: Database) -
         assert clients.by_key(session, second) == client
         assert clients.by_key(session, first, now + timedelta(minutes=59)) == client
         assert clients.by_key(session, first, now + timedelta(minutes=61)) is None
-        assert clients.rotate(session, client.name, third, now)  # the key before last stops now
+        again = clients.rotate(session, client.name, third, now)  # the key before last stops now
+        assert again is not None and again.cut_short is not None
+        assert abs(again.cut_short.replace(tzinfo=UTC) - (now + timedelta(hours=1))) < timedelta(seconds=1)
     with db.transaction() as session:
         assert clients.by_key(session, first) is None
         assert clients.by_key(session, second) is None
@@ -352,6 +354,7 @@ async def test_the_cli_creates_lists_rotates_and_revokes_clients_showing_each_ke
         assert answer.status_code == 200 and answer.json()["name"] == name
     rotated = await cli(stack, "client", "rotate", name)
     assert "old key stopped working now" in rotated.stdout, rotated.stdout
+    assert "the key before it, due to work until" in rotated.stdout  # the first key, within its hour
     for stopped in (key, new):
         assert (await stack.http.get("/v1/client", headers=bearer(stopped))).status_code == 401
     assert (await stack.http.get("/v1/client", headers=bearer(rotated.stdout.split()[-1]))).status_code == 200

@@ -145,8 +145,11 @@ def client_rotate(
             rotated = clients.rotate(session, name, key, until)
     finally:
         db.dispose()
-    if not rotated:
+    if rotated is None:
         fail("not_found", f"no active client {name}")
+    if rotated.cut_short is not None:  # rotated again within the grace: that key stops now
+        due = f"{rotated.cut_short:%Y-%m-%d %H:%M} UTC"
+        say(f"the key before it, due to work until {due}, stopped working now")
     lapse = f"works until {until:%Y-%m-%d %H:%M} UTC" if keep_old_key else "stopped working now"
     say(f"client {name}'s old key {lapse}; its new key (shown once, give it to the client): {key}")
 

@@ -87,18 +87,28 @@ def by_key(session: Session, key: str, now: datetime | None = None) -> Client | 
     return _client(session, row)
 
 
-def rotate(session: Session, name: str, key: str, old_key_until: datetime) -> bool:
+@dataclass(frozen=True)
+class Rotation:
+    """A key rotated; `cut_short` is when the key before the current one would have stopped, had
+    this rotation not stopped it now (None: it had stopped already, or there was none)."""
+
+    cut_short: datetime | None
+
+
+def rotate(session: Session, name: str, key: str, old_key_until: datetime) -> Rotation | None:
     """Give an active client a new key; its current one keeps working until `old_key_until` (now:
-    at once), and any key before that stops now. False when there is no such active client."""
+    at once), and any key before that stops now. None when there is no such active client."""
     row = session.execute(
         select(ApiClientRow).where(col(ApiClientRow.name) == name).with_for_update()
     ).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
-        return False
+        return None
+    now = utcnow()
+    cut_short = row.previous_key_until if _before(now, row.previous_key_until) else None
     row.previous_key_digest, row.previous_key_until = row.key_digest, old_key_until
     row.key_digest = key_digest(key)
     session.flush()
-    return True
+    return Rotation(cut_short=cut_short)
 
 
 def _before(now: datetime, until: datetime | None) -> bool:
