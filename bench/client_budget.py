@@ -19,7 +19,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -64,7 +63,7 @@ def main() -> None:
         name="bench",
         merchant_id="default",
         reasons=("damaged",),
-        max_per_refund=Decimal("50.00"),
+        maxima=(Money(value=5_000, currency="EUR"),),
         budgets=(Money(value=10**12, currency="EUR"),),
     )
     key = new_key()

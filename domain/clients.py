@@ -1,9 +1,11 @@
 """API clients: software (a support agent, a help desk) that asks for refunds on a merchant's behalf.
 
 A client proves itself with a bearer key, kept hashed at rest (sha256, like reviewer tokens). It may
-ask only for the reasons it was given; a refund over its per-refund maximum, of unknown size (the
-amount omitted: everything refundable) or over its rolling 24 hour budget in that currency is still
-started, but held for a human. Pure code: the database keeps the clients and their reservations.
+ask only for the reasons it was given; a refund over its maximum per refund in that currency, of
+unknown size (the amount omitted: everything refundable) or over its rolling 24 hour budget in that
+currency is still started, but held for a human. Maxima and budgets are per currency, in its minor
+units: one number across currencies would be 50 euros and 50 yen at once. Pure code: the database
+keeps the clients and their reservations.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def parse_reasons(text: str) -> tuple[str, ...]:
 
 def parse_major(text: str) -> Decimal:
     """A positive decimal amount in major units ("50.00"), never a float: no larger than any refund
-    may be, no finer than any currency's minor unit (so it is kept as written, in 32 characters)."""
+    may be, no finer than any currency's minor unit."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation as err:
@@ -80,17 +82,52 @@ def parse_major(text: str) -> Decimal:
 
 
 def parse_budget(text: str) -> Money:
-    """`EUR:200.00`: a daily budget in minor units of its currency."""
+    """`EUR:200.00`: an amount in minor units of its currency (a daily budget, a maximum)."""
     currency, _, amount = text.partition(":")
     currency = currency.strip().upper()
     if currency not in REFUNDABLE_CURRENCIES:
         raise ClientError(f"{text!r} is not CURRENCY:AMOUNT with an ISO 4217 currency")
-    minor = parse_major(amount).scaleb(currency_exponent(currency))
+    return _in_minor_units(parse_major(amount), currency, text)
+
+
+def _in_minor_units(major: Decimal, currency: str, text: str) -> Money:
+    minor = major.scaleb(currency_exponent(currency))
     if minor != minor.to_integral_value():
         raise ClientError(f"{text!r} has more decimals than {currency} has")
     if minor > MAX_MINOR_UNITS:
         raise ClientError(f"{text!r} is larger than any refund may be ({MAX_MINOR_UNITS} minor units)")
     return Money(value=int(minor), currency=currency)
+
+
+def parse_maxima(texts: list[str], budgets: tuple[Money, ...]) -> tuple[Money, ...]:
+    """The maximum per refund in each currency of the budgets: `EUR:50.00` for one currency, or a
+    bare `50.00` for every currency not named (as an amount of each: 50 euros, 50 yen). Every
+    budget's currency needs one; a currency without a budget has every refund held anyway."""
+    named = [parse_budget(text) for text in texts if ":" in text]
+    bare = [text for text in texts if ":" not in text]
+    if len(bare) > 1:
+        raise ClientError("one maximum for every currency at most; name the others as CURRENCY:AMOUNT")
+    currencies = [maximum.currency for maximum in named]
+    if len(set(currencies)) != len(currencies):
+        raise ClientError("one maximum per refund per currency")
+    budgeted = [budget.currency for budget in budgets]
+    stray = sorted(set(currencies) - set(budgeted))
+    if stray:
+        raise ClientError(
+            f"no daily budget in {', '.join(stray)}: every refund there waits for a human anyway"
+        )
+    every = parse_major(bare[0]) if bare else None
+    maxima = []
+    for currency in budgeted:
+        given = next((maximum for maximum in named if maximum.currency == currency), None)
+        if given is None:
+            if every is None:
+                raise ClientError(
+                    f"no maximum per refund in {currency}: give {currency}:AMOUNT or one AMOUNT"
+                )
+            given = _in_minor_units(every, currency, f"{bare[0]} in {currency}")
+        maxima.append(given)
+    return tuple(maxima)
 
 
 def parse_budgets(texts: list[str]) -> tuple[Money, ...]:
@@ -106,11 +143,14 @@ class Client:
     name: str
     merchant_id: str
     reasons: tuple[str, ...]
-    max_per_refund: Decimal  # major units of the refund's currency
+    maxima: tuple[Money, ...]  # the maximum per refund, per currency
     budgets: tuple[Money, ...]  # per currency, over the rolling window
 
     def budget(self, currency: str) -> Money | None:
         return next((budget for budget in self.budgets if budget.currency == currency), None)
+
+    def maximum(self, currency: str) -> Money | None:
+        return next((maximum for maximum in self.maxima if maximum.currency == currency), None)
 
     def allows(self, reason_code: str) -> bool:
         return reason_code in self.reasons
@@ -124,13 +164,17 @@ class Client:
                 points=0,
                 detail=f"amount omitted (everything refundable): over {self.name}'s maximum per refund",
             )
-        major = Decimal(amount.value).scaleb(-currency_exponent(amount.currency))
-        if major > self.max_per_refund:
+        maximum = self.maximum(amount.currency)
+        if maximum is None:
+            missing = f"{self.name} has no maximum per refund in {amount.currency}"
+            return RiskReason(code=LIMIT_CODE, points=0, detail=missing)
+        if amount.value > maximum.value:
             shown = format_minor(amount.value, amount.currency)
             return RiskReason(
                 code=LIMIT_CODE,
                 points=0,
-                detail=f"{shown} {amount.currency} is over {self.name}'s maximum of {self.max_per_refund}",
+                detail=f"{shown} {amount.currency} is over {self.name}'s maximum of "
+                f"{format_minor(maximum.value, maximum.currency)} {maximum.currency}",
             )
         return None
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 from adapters.db import clients, refunds
 from adapters.db.engine import Database
 from adapters.db.models import ApiClientRow, ClientReservationRow, RefundRow
-from domain.clients import Client, parse_budget
+from domain.clients import Client, parse_budget, parse_maxima
 from domain.contracts import FraudWarningPolicy
 from domain.fraud_warnings import request_id_for
 from domain.money import Money
@@ -44,7 +43,7 @@ def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:
         name=unique("atk17"),
         merchant_id=merchant,
         reasons=("damaged",),
-        max_per_refund=Decimal(max_per_refund),
+        maxima=parse_maxima([max_per_refund], (parse_budget(budget),)),
         budgets=(parse_budget(budget),),
     )
 

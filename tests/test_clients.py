@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,15 @@ from sqlmodel import col
 from adapters.db import clients
 from adapters.db.engine import Database
 from adapters.db.models import ClientReservationRow
-from domain.clients import BUDGET_WINDOW, Client, ClientError, new_key, parse_budget, parse_budgets
+from domain.clients import (
+    BUDGET_WINDOW,
+    Client,
+    ClientError,
+    new_key,
+    parse_budget,
+    parse_budgets,
+    parse_maxima,
+)
 from domain.money import Money
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, starter_for
@@ -29,7 +36,7 @@ def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:
         name=unique("agent"),
         merchant_id=merchant,
         reasons=("damaged", "not_received"),
-        max_per_refund=Decimal(max_per_refund),
+        maxima=parse_maxima([max_per_refund], (parse_budget(budget),)),
         budgets=(parse_budget(budget),),
     )
 
@@ -58,6 +65,30 @@ def test_an_omitted_amount_counts_as_over_the_maximum() -> None:
     assert client.over_max(None) is not None
     assert client.over_max(Money(value=5_000, currency="EUR")) is None
     assert client.over_max(Money(value=5_001, currency="EUR")) is not None
+
+
+def test_a_maximum_is_per_currency_in_its_minor_units() -> None:
+    budgets = parse_budgets(["EUR:200.00", "JPY:30000", "KWD:60.000"])
+    maxima = parse_maxima(["50.00", "JPY:5000"], budgets)  # 50 in each currency not named
+    assert maxima == (
+        Money(value=5_000, currency="EUR"),
+        Money(value=5_000, currency="JPY"),
+        Money(value=50_000, currency="KWD"),
+    )
+    client = Client(name="c", merchant_id="m", reasons=("damaged",), maxima=maxima, budgets=budgets)
+    assert client.over_max(Money(value=5_000, currency="JPY")) is None
+    held = client.over_max(Money(value=5_001, currency="JPY"))
+    assert held is not None and held.detail == "5001 JPY is over c's maximum of 5000 JPY"
+    assert client.over_max(Money(value=100, currency="USD")) is not None  # no maximum there: a human
+    for texts, problem in (
+        (["JPY:5000"], "no maximum per refund in EUR"),
+        (["50.00", "60.00"], "one maximum for every currency at most"),
+        (["EUR:1", "EUR:2", "JPY:1", "KWD:1"], "one maximum per refund per currency"),
+        (["50", "USD:10"], "no daily budget in USD"),
+        (["50.5"], "more decimals than JPY has"),
+    ):
+        with pytest.raises(ClientError, match=problem):
+            parse_maxima(texts, budgets)
 
 
 # the database: keys hashed, reservations once
@@ -170,13 +201,10 @@ async def test_a_client_reads_what_is_left_of_its_budget_and_its_own_recent_refu
     await wait_for_status(stack, over, {"awaiting_review"})
 
     standing = (await stack.http.get("/v1/client", headers=bearer(key))).json()
-    assert (standing["name"], standing["reasons"], standing["max_per_refund"]) == (
-        client.name,
-        ["damaged", "not_received"],
-        "50.00",
-    )
+    assert (standing["name"], standing["reasons"]) == (client.name, ["damaged", "not_received"])
     assert standing["budgets"] == [
         {
+            "max_per_refund": {"value": 5_000, "currency": "EUR"},
             "daily": {"value": 20_000, "currency": "EUR"},
             "reserved": {"value": 2_500, "currency": "EUR"},  # the held one reserved nothing
             "left": {"value": 17_500, "currency": "EUR"},

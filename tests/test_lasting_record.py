@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -71,7 +70,7 @@ async def test_a_client_reads_its_own_refund_after_temporal_forgot_it(
         name=unique("agent-kept"),
         merchant_id=stack.settings.merchant_id,
         reasons=("damaged",),
-        max_per_refund=Decimal("50.00"),
+        maxima=(parse_budget("EUR:50.00"),),
         budgets=(parse_budget("EUR:100.00"),),
     )
     key = made_client(stack.database, mine)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -44,7 +43,7 @@ def _assistant(stack: Stack) -> tuple[Client, str]:
         name=unique("assistant"),
         merchant_id=stack.settings.merchant_id,
         reasons=("damaged",),
-        max_per_refund=Decimal("50.00"),
+        maxima=(parse_budget("EUR:50.00"),),
         budgets=(parse_budget("EUR:40.00"),),
     )
     key = new_key()
@@ -78,7 +77,7 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
         name=unique("assistant"),
         merchant_id=stack.settings.merchant_id,
         reasons=("damaged",),
-        max_per_refund=Decimal("50.00"),
+        maxima=(parse_budget("EUR:50.00"),),
         budgets=(parse_budget("EUR:40.00"),),
     )
     key = new_key()
@@ -194,7 +193,7 @@ async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_sta
             await wait_for_status(stack, small, {"succeeded"})
             said = _text(await session.call_tool("my_budget", {}))
             assert f"Client {first.name} acts for merchant {stack.settings.merchant_id}" in said, said
-            assert "- EUR: 15.00 left of 40.00 (25.00 reserved)" in said, said
+            assert "- EUR: at most 50.00 per refund; 15.00 left of 40.00 (25.00 reserved)" in said, said
 
             async def recent() -> str:
                 return _text(await session.call_tool("my_recent_refunds", {"limit": 10}))

@@ -15,8 +15,9 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from adapters.db import ledger, migrate
+from adapters.db import clients, ledger, migrate
 from adapters.db.engine import make_engine
+from domain.money import Money
 from domain.postings import Transfer
 from tests.conftest import PG_ADMIN_URL, postgres_available
 
@@ -122,3 +123,26 @@ def test_postings_made_before_transfers_become_transfers(empty_engine: Engine) -
         ("m1:refunds_contra_revenue:EUR", 1234, 0),
         ("m1:psp_clearing:stripe:EUR", 0, 1234),
     ]
+
+
+def test_a_clients_one_maximum_becomes_that_amount_in_each_of_its_currencies(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine, "0009")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO api_clients (name, merchant, key_digest, reasons, max_per_refund, created_at)"
+                " VALUES ('helpdesk', 'default', 'd1', 'damaged', '50.5', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_client_budgets (client, currency, daily_limit) VALUES"
+                " ('helpdesk', 'EUR', 20000), ('helpdesk', 'JPY', 30000)"
+            )
+        )
+    migrate.upgrade(empty_engine)
+    with Session(empty_engine) as session:
+        [entry] = clients.listing(session)
+    client = entry.client
+    # 50.50 euros; 50 yen, never rounded up past what the operator allowed
+    assert client.maxima == (Money(value=5_050, currency="EUR"), Money(value=50, currency="JPY"))

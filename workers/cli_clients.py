@@ -22,7 +22,10 @@ def client_create(
     name: str,
     reasons: Annotated[str, typer.Option(help="Reason codes it may ask for, comma-separated")],
     max_per_refund: Annotated[
-        str, typer.Option(help="Above this (major units of the refund's currency) a human decides")
+        list[str],
+        typer.Option(
+            help="CURRENCY:AMOUNT above which a human decides; or one AMOUNT for each budget's currency"
+        ),
     ],
     daily_budget: Annotated[
         list[str],
@@ -35,7 +38,7 @@ def client_create(
     """A new API client and its key: shown once here, kept hashed.
 
     Example: refunds client create helpdesk --merchant acme --reasons damaged,not_received
-    --max-per-refund 50.00 --daily-budget EUR:200.00"""
+    --max-per-refund EUR:50.00 --daily-budget EUR:200.00"""
     from adapters.db import clients
     from adapters.db.engine import Database
     from domain.clients import (
@@ -44,7 +47,7 @@ def client_create(
         check_name,
         new_key,
         parse_budgets,
-        parse_major,
+        parse_maxima,
         parse_reasons,
     )
     from domain.policy_file import PolicyError
@@ -58,12 +61,13 @@ def client_create(
     if merchant_id not in known:
         fail("not_found", f"no merchant {merchant_id!r} is configured here", 2)
     try:
+        budgets = parse_budgets(daily_budget)
         client = Client(
             name=check_name(name),
             merchant_id=merchant_id,
             reasons=parse_reasons(reasons),
-            max_per_refund=parse_major(max_per_refund),
-            budgets=parse_budgets(daily_budget),
+            maxima=parse_maxima(max_per_refund, budgets),
+            budgets=budgets,
         )
     except ClientError as err:
         fail("invalid_client", err, 2)
@@ -106,7 +110,7 @@ def client_list() -> None:
             entry.client.name,
             entry.client.merchant_id,
             ",".join(entry.client.reasons),
-            str(entry.client.max_per_refund),
+            " ".join(f"{m.currency}:{format_minor(m.value, m.currency)}" for m in entry.client.maxima),
             " ".join(
                 f"{b.budget.currency}:{format_minor(b.budget.value, b.budget.currency)}"
                 f" ({format_minor(b.left.value, b.left.currency)})"

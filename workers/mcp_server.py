@@ -161,13 +161,15 @@ def budget_answer(response: httpx.Response) -> str:
     standing = _read(response)
     lines = [
         f"Client {standing['name']} acts for merchant {standing['merchant_id']} with the reasons "
-        f"{', '.join(standing['reasons'])}. Above {standing['max_per_refund']} per refund a human decides.",
-        f"Daily budget (the last {standing['window_hours']} hours), without a human:",
+        f"{', '.join(standing['reasons'])}.",
+        f"Per currency, without a human: a refund up to the maximum, and the daily budget (the last "
+        f"{standing['window_hours']} hours); above either, or in another currency, a human decides:",
     ]
     for budget in standing["budgets"]:
         currency = budget["daily"]["currency"]
         lines.append(
-            f"- {currency}: {format_minor(budget['left']['value'], currency)} left of "
+            f"- {currency}: at most {format_minor(budget['max_per_refund']['value'], currency)} per refund; "
+            f"{format_minor(budget['left']['value'], currency)} left of "
             f"{format_minor(budget['daily']['value'], currency)} "
             f"({format_minor(budget['reserved']['value'], currency)} reserved)"
         )

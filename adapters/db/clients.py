@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import func, or_, select, update
@@ -45,13 +44,20 @@ def create(session: Session, client: Client, key: str) -> bool:
             merchant=client.merchant_id,
             key_digest=key_digest(key),
             reasons=",".join(client.reasons),
-            max_per_refund=str(client.max_per_refund),
         )
     )
     session.flush()
     for budget in client.budgets:
+        maximum = client.maximum(budget.currency)
+        if maximum is None:  # domain.clients.parse_maxima gives every budget's currency one
+            raise ValueError(f"client {client.name} has no maximum per refund in {budget.currency}")
         session.add(
-            ApiClientBudgetRow(client=client.name, currency=budget.currency, daily_limit=budget.value)
+            ApiClientBudgetRow(
+                client=client.name,
+                currency=budget.currency,
+                daily_limit=budget.value,
+                max_per_refund=maximum.value,
+            )
         )
     return True
 
@@ -120,16 +126,20 @@ def _before(now: datetime, until: datetime | None) -> bool:
 
 
 def _client(session: Session, row: ApiClientRow) -> Client:
-    budgets = session.execute(
-        select(ApiClientBudgetRow)
-        .where(col(ApiClientBudgetRow.client) == row.name)
-        .order_by(col(ApiClientBudgetRow.currency))
-    ).scalars()
+    budgets = (
+        session.execute(
+            select(ApiClientBudgetRow)
+            .where(col(ApiClientBudgetRow.client) == row.name)
+            .order_by(col(ApiClientBudgetRow.currency))
+        )
+        .scalars()
+        .all()
+    )
     return Client(
         name=row.name,
         merchant_id=row.merchant,
         reasons=tuple(row.reasons.split(",")),
-        max_per_refund=Decimal(row.max_per_refund),
+        maxima=tuple(Money(value=b.max_per_refund, currency=b.currency) for b in budgets),
         budgets=tuple(Money(value=b.daily_limit, currency=b.currency) for b in budgets),
     )
 

@@ -219,12 +219,11 @@ class ApiClientRow(SQLModel, table=True):
     merchant: str = Field(max_length=64)  # the merchant id it acts for (the default one named too)
     key_digest: str = Field(max_length=64, unique=True)  # sha256 of the key, never the key
     # a rotated key: the previous one works until `previous_key_until` (adapters/db/clients.py rotate)
-    previous_key_digest: str | None = Field(default=None, max_length=64, unique=True)
+    previous_key_digest: str | None = Field(default=None, max_length=64, unique=True, index=True)
     previous_key_until: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     reasons: str = Field(max_length=1000)  # comma-separated reason codes it may ask for
-    max_per_refund: str = Field(max_length=32)  # decimal, major units of the refund's currency
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
@@ -232,14 +231,19 @@ class ApiClientRow(SQLModel, table=True):
 
 
 class ApiClientBudgetRow(SQLModel, table=True):
-    """A client's budget in one currency over the rolling day; its row is the lock that serialises
-    the client's reservations in that currency."""
+    """A client's limits in one currency: its budget over the rolling day and its maximum per
+    refund, both in minor units; its row is the lock that serialises the client's reservations in
+    that currency."""
 
     __tablename__ = "api_client_budgets"
-    __table_args__ = (CheckConstraint("daily_limit > 0", name="ck_api_client_budgets_limit_positive"),)
+    __table_args__ = (
+        CheckConstraint("daily_limit > 0", name="ck_api_client_budgets_limit_positive"),
+        CheckConstraint("max_per_refund > 0", name="ck_api_client_budgets_max_positive"),
+    )
     client: str = Field(primary_key=True, foreign_key="api_clients.name", max_length=64)
     currency: str = Field(primary_key=True, max_length=3)
     daily_limit: int = Field(sa_column=Column(BigInteger, nullable=False))
+    max_per_refund: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class ClientReservationRow(SQLModel, table=True):

@@ -40,6 +40,9 @@ MOST_LISTED = 100
 
 
 class Budget(BaseModel):
+    """One currency's limits; a refund in a currency without one waits for a human."""
+
+    max_per_refund: Money = Field(description="Above it a refund waits for a human")
     daily: Money
     reserved: Money = Field(description="Reserved by refunds of the last 24 hours still going or done")
     left: Money = Field(description="What refunds may still use without a human deciding")
@@ -49,7 +52,6 @@ class ClientStanding(BaseModel):
     name: str
     merchant_id: str
     reasons: list[str]
-    max_per_refund: str = Field(description="Major units of the refund's currency; above it a human decides")
     window_hours: int
     budgets: list[Budget]
 
@@ -72,10 +74,12 @@ async def standing(client: ApiClientDep, services: ServicesDep) -> ClientStandin
         name=client.name,
         merchant_id=client.merchant_id,
         reasons=list(client.reasons),
-        max_per_refund=str(client.max_per_refund),
         window_hours=int(BUDGET_WINDOW.total_seconds() // 3600),
         budgets=[
             Budget(
+                # every budget row keeps its maximum (adapters/db/clients.py): the 0 is never shown
+                max_per_refund=client.maximum(b.budget.currency)
+                or Money(value=0, currency=b.budget.currency),
                 daily=b.budget,
                 reserved=Money(value=b.reserved, currency=b.budget.currency),
                 left=b.left,
