@@ -57,7 +57,7 @@ def _text(result: Any) -> str:
     return "".join(part.text for part in result.content if isinstance(part, TextContent))
 
 
-def _args(request_id: str, payment: str, amount: int) -> dict[str, Any]:
+def _args(request_id: str, payment: str, amount: object) -> dict[str, Any]:
     return {
         "request_id": request_id,
         "provider": "stripe",
@@ -101,6 +101,9 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
         said = _text(await session.call_tool("request_refund", _args(big, other, 2_000)))
         assert said.startswith("HELD FOR A HUMAN") and "client_budget" in said, said
 
+        for amount in (True, "2500", 25.0):  # no amount the service would refuse reaches it
+            result = await session.call_tool("request_refund", _args(unique("mcp-type"), paid, amount))
+            assert result.isError, result
         refused = {**_args(unique("mcp-scope"), paid, 100), "reason_code": "goodwill"}
         said = _text(await session.call_tool("request_refund", refused))
         assert said.startswith("REFUSED (reason_not_allowed)"), said

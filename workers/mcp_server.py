@@ -110,7 +110,12 @@ def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> F
         provider: Annotated[str, Field(description="The payment's PSP: stripe, adyen or paypal")],
         payment_reference: Annotated[str, Field(description="The PSP's id of the payment to refund")],
         amount_minor: Annotated[
-            int, Field(gt=0, description="The amount in minor units of the currency (cents): 2500 is 25.00")
+            int,
+            Field(
+                strict=True,  # as the service takes it: true or "2500" is no amount
+                gt=0,
+                description="The amount in minor units of the currency (cents): 2500 is 25.00",
+            ),
         ],
         currency: Annotated[str, Field(description="ISO 4217 code, e.g. EUR")],
         reason_code: Annotated[str, Field(description="One of the reasons this client may ask for")],
@@ -150,7 +155,7 @@ def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> F
     @server.tool(name="my_recent_refunds", description=MY_RECENT_REFUNDS)
     async def my_recent_refunds(
         ctx: Context[Any, Any, Any],
-        limit: Annotated[int, Field(ge=1, le=100, description="How many, newest first")] = 20,
+        limit: Annotated[int, Field(strict=True, ge=1, le=100, description="How many, newest first")] = 20,
     ) -> str:
         return recent_answer(await client(ctx).get(f"/v1/client/refunds?limit={limit}"))
 
