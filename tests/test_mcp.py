@@ -73,17 +73,7 @@ def _args(request_id: str, payment: str, amount: object) -> dict[str, Any]:
 async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
     stack: Stack, sandbox: SandboxControl
 ) -> None:
-    client = Client(
-        name=unique("assistant"),
-        merchant_id=stack.settings.merchant_id,
-        reasons=("damaged",),
-        maxima=(parse_budget("EUR:50.00"),),
-        budgets=(parse_budget("EUR:40.00"),),
-    )
-    key = new_key()
-    with stack.database.transaction() as session:
-        assert clients.create(session, client, key)
-
+    client, key = _assistant(stack)
     async with stdio_client(_server(stack, key)) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = (await session.list_tools()).tools
