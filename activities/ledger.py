@@ -7,7 +7,7 @@ from temporalio import activity
 
 from activities.audit import activity_event
 from activities.merchant import Merchants
-from adapters.db import audit, clients, ledger, refunds, reservations
+from adapters.db import audit, clients, holds, ledger, refunds, reservations
 from adapters.db.engine import Database
 from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
@@ -50,6 +50,19 @@ class LedgerActivities:
     @activity.defn(name=Activity.RESERVE)
     def reserve(self, input: ReserveInput) -> Reservation:
         with self._db.transaction() as session:
+            # a dispute opened since validation (while the refund waited for review, say): refunding
+            # now could pay the customer twice, so the refund waits for ops as at validation
+            dispute = holds.held(session, input.payment.provider, input.payment.reference)
+            if dispute is not None:
+                event = activity_event(
+                    "ledger:reserve:disputed",
+                    "reservation_refused",
+                    reason_code=ErrorCode.PAYMENT_DISPUTED.value,
+                    detail={"hold": dispute},
+                )
+                audit.record(session, input.request_id, input.payment.reference, [*input.audit, event])
+                message = f"payment {input.payment.reference} is on hold: {dispute}"
+                return Reservation(granted=False, refusal=ErrorCode.PAYMENT_DISPUTED, message=message)
             outcome = reservations.reserve(session, input.request_id, input.payment, input.amount)
             if outcome.granted:
                 merchant = self._merchants.named(input.merchant_id)

@@ -204,6 +204,7 @@ class Reservation(_Contract):
     granted: bool
     available: int = 0
     refusal: ErrorCode | None = None
+    message: str = ""  # for a refusal ops can lift (a dispute hold): what to do
 
 
 class PspRefundCall(_Contract):

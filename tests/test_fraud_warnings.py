@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from adapters.db import audit, refunds
+from adapters.db import audit, holds, refunds
 from domain.contracts import FraudWarningPolicy
 from domain.money import parse_major_text
+from domain.status import Provider
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
@@ -22,7 +23,7 @@ from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.deliveries import adyen_delivery, adyen_item, deliver, post
 from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import assert_not_started, cli, known_adyen_payment, refund_through_pipeline, wait_for_status
-from tests.helpers import eventually, merchants_file, refund_body, signed_headers, unique
+from tests.helpers import decide, eventually, merchants_file, refund_body, signed_headers, unique
 from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 REFUND_UP_TO = FraudWarningPolicy(
@@ -156,6 +157,49 @@ async def test_an_adyen_notification_of_fraud_is_refunded_once(
         response = await post(stack, "adyen", replay)
         assert (response.status_code, response.headers["Refunds-Signalled"]) == (200, "0")
     assert len([m for m in adyen.modifications(reference) if m["kind"] == "refund"]) == 1
+
+
+async def test_a_dispute_decides_over_a_warning_before_it_and_stops_its_refund_after_it(
+    stack: Stack, adyen: AdyenSandboxControl, refunding: None
+) -> None:
+    """Disputed first: the warning is recorded and nothing starts. Disputed while the warning's refund
+    waits for review: the approval moves no money; ops decide, as for any disputed payment."""
+    first = await known_adyen_payment(stack, adyen, 5_000)
+    adyen.chargeback(first)
+    await eventually(lambda: _held(stack, first), bool)
+    adyen.fraud_notification(first)
+
+    async def recorded() -> list[audit.AuditEntry]:
+        return trail(stack, f"efw-adyen-{first}")
+
+    [entry] = await eventually(recorded, lambda rows: len(rows) == 1)
+    assert (entry.step, entry.reason_code) == ("early_fraud_warning", "record")
+    await assert_not_started(stack, f"efw-adyen-{first}")
+
+    second = await known_adyen_payment(stack, adyen, 50_000)  # above 200.00: a human decides
+    adyen.fraud_notification(second)
+    request_id = f"efw-adyen-{second}"
+    await wait_for_status(stack, request_id, {"awaiting_review"})
+    adyen.chargeback(second)
+    await eventually(lambda: _held(stack, second), bool)
+    approved = await decide(stack.http, request_id, "approve", "alice")
+    assert approved.status_code == 200, approved.text
+    stopped = await wait_for_status(stack, request_id, {"needs_attention"})
+    assert stopped["failure_code"] == "payment_disputed"
+    assert [m for m in adyen.modifications(second) if m["kind"] == "refund"] == []
+    steps = [(e.step, e.reason_code) for e in trail(stack, request_id)]
+    assert ("reservation_refused", "payment_disputed") in steps
+    # ops decide the dispute is no reason to stop (it was lost, say): the refund goes on, once
+    released = await cli(stack, "release-hold", "adyen", second, "--operator", "ops-ann")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert (await cli(stack, "retry", request_id, "--operator", "ops-ann")).returncode == 0
+    await wait_for_status(stack, request_id, {"succeeded"})
+    assert len([m for m in adyen.modifications(second) if m["kind"] == "refund"]) == 1
+
+
+async def _held(stack: Stack, reference: str) -> bool:
+    with stack.database.transaction() as session:
+        return holds.held(session, Provider.ADYEN, reference) is not None
 
 
 async def test_a_forged_warning_changes_nothing(

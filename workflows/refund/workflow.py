@@ -180,15 +180,22 @@ class RefundWorkflow:
         return error is ErrorCode.PSP_AUTH_FAILED and self._patches.edge_paths
 
     async def _reserve(self, payment: PaymentRecord, amount: Money) -> None:
-        hold = ReserveInput(
-            request_id=self._state.request_id,
-            merchant_id=self._input.merchant_id,
-            payment=payment,
-            amount=amount,
-            allocation=self._state.allocation,
-            audit=self._record.drain_audit(),
-        )
-        reservation: Reservation = await self._attention.until_done(lambda: self._steps.reserve(hold))
+        """A dispute opened after validation (while the refund waited for review) stops the refund
+        before its money moves, and ops decide, as at validation."""
+        while True:
+            hold = ReserveInput(
+                request_id=self._state.request_id,
+                merchant_id=self._input.merchant_id,
+                payment=payment,
+                amount=amount,
+                allocation=self._state.allocation,
+                audit=self._record.drain_audit(),
+            )
+            step = functools.partial(self._steps.reserve, hold)
+            reservation: Reservation = await self._attention.until_done(step)
+            if reservation.refusal is not ErrorCode.PAYMENT_DISPUTED:
+                break
+            await self._attention.wait_for_ops(ErrorCode.PAYMENT_DISPUTED, reservation.message)
         if not reservation.granted:
             raise Stop(
                 RefundStatus.FAILED,
