@@ -17,6 +17,7 @@ from sqlmodel import SQLModel
 
 from adapters.db import clients, ledger, migrate
 from adapters.db.engine import make_engine
+from domain.currencies import MAX_MINOR_UNITS
 from domain.money import Money
 from domain.postings import Transfer
 from tests.conftest import PG_ADMIN_URL, postgres_available
@@ -146,3 +147,27 @@ def test_a_clients_one_maximum_becomes_that_amount_in_each_of_its_currencies(emp
     client = entry.client
     # 50.50 euros; 50 yen, never rounded up past what the operator allowed
     assert client.maxima == (Money(value=5_050, currency="EUR"), Money(value=50, currency="JPY"))
+
+
+def test_a_maximum_as_large_as_was_allowed_fits_in_a_currency_of_four_decimals(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine, "0009")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO api_clients (name, merchant, key_digest, reasons, max_per_refund, created_at)"
+                " VALUES ('treasury', 'default', 'd1', 'damaged', '1000000000000000', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_client_budgets (client, currency, daily_limit) VALUES"
+                " ('treasury', 'CLF', 10), ('treasury', 'EUR', 10)"
+            )
+        )
+    assert migrate.upgrade(empty_engine) == migrate.head_revision()  # 10^19 CLF minor units: no BIGINT
+    with Session(empty_engine) as session:
+        [entry] = clients.listing(session)
+    assert entry.client.maxima == (
+        Money(value=MAX_MINOR_UNITS, currency="CLF"),
+        Money(value=MAX_MINOR_UNITS, currency="EUR"),
+    )

@@ -16,6 +16,7 @@ from decimal import ROUND_FLOOR, Decimal
 import sqlalchemy as sa
 from alembic import op
 
+from domain.currencies import MAX_MINOR_UNITS
 from domain.money import currency_exponent
 
 revision = "0010"
@@ -54,7 +55,8 @@ def _maxima_per_currency() -> None:
                 "UPDATE api_client_budgets SET max_per_refund = :maximum "
                 "WHERE client = :client AND currency = :currency"
             ),
-            {"maximum": max(int(minor), 1), "client": client, "currency": currency},
+            # 10^15 major units were allowed, beyond a BIGINT in CLF's 4 decimals: no more than any refund
+            {"maximum": min(max(int(minor), 1), MAX_MINOR_UNITS), "client": client, "currency": currency},
         )
     with op.batch_alter_table("api_client_budgets", schema=None) as batch_op:
         batch_op.alter_column("max_per_refund", existing_type=sa.BigInteger(), nullable=False)
