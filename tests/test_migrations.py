@@ -17,6 +17,7 @@ from sqlmodel import SQLModel
 
 from adapters.db import clients, ledger, migrate
 from adapters.db.engine import make_engine
+from domain.clients import Client, new_key
 from domain.currencies import MAX_MINOR_UNITS
 from domain.money import Money
 from domain.postings import Transfer
@@ -171,3 +172,32 @@ def test_a_maximum_as_large_as_was_allowed_fits_in_a_currency_of_four_decimals(e
         Money(value=MAX_MINOR_UNITS, currency="CLF"),
         Money(value=MAX_MINOR_UNITS, currency="EUR"),
     )
+
+
+def test_a_downgrade_keeps_each_clients_maxima_as_its_smallest_one_decimal(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    budgets = (Money(value=20_000, currency="EUR"), Money(value=30_000, currency="JPY"))
+    with Session(empty_engine) as session, session.begin():
+        for name, maxima in (
+            ("euros", (Money(value=5_050, currency="EUR"),)),
+            ("both", (Money(value=5_050, currency="EUR"), Money(value=40, currency="JPY"))),
+        ):
+            client = Client(
+                name=name,
+                merchant_id="default",
+                reasons=("damaged",),
+                maxima=maxima,
+                budgets=budgets[: len(maxima)],
+            )
+            assert clients.create(session, client, new_key())
+    migrate.downgrade(empty_engine, "0009")
+    with empty_engine.connect() as connection:
+        kept = connection.execute(text("SELECT name, max_per_refund FROM api_clients ORDER BY name")).all()
+    assert [tuple(row) for row in kept] == [("both", "40"), ("euros", "50.50")]
+    migrate.upgrade(empty_engine)  # and up again: no maximum of an operator's lost to 1 minor unit
+    with Session(empty_engine) as session:
+        again = {entry.client.name: entry.client.maxima for entry in clients.listing(session)}
+    assert again == {
+        "both": (Money(value=4_000, currency="EUR"), Money(value=40, currency="JPY")),
+        "euros": (Money(value=5_050, currency="EUR"),),
+    }

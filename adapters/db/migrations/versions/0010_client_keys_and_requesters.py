@@ -70,6 +70,20 @@ def downgrade() -> None:
         batch_op.add_column(
             sa.Column("max_per_refund", sa.String(length=32), nullable=False, server_default="0")
         )
+    # one decimal again: a client's smallest maximum in major units, never more than it was in any
+    # currency (exact for a client of one currency; no budget: 0, as every refund was held anyway)
+    bind = op.get_bind()
+    maxima: dict[str, Decimal] = {}
+    for client, currency, minor in bind.execute(
+        sa.text("SELECT client, currency, max_per_refund FROM api_client_budgets")
+    ).all():
+        major = Decimal(minor).scaleb(-currency_exponent(currency))
+        maxima[client] = min(maxima.get(client, major), major)
+    for client, major in maxima.items():
+        bind.execute(
+            sa.text("UPDATE api_clients SET max_per_refund = :maximum WHERE name = :client"),
+            {"maximum": str(major), "client": client},
+        )
     with op.batch_alter_table("api_client_budgets", schema=None) as batch_op:
         batch_op.drop_constraint("ck_api_client_budgets_max_positive", type_="check")
         batch_op.drop_column("max_per_refund")
