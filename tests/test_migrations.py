@@ -17,6 +17,8 @@ from sqlmodel import SQLModel
 
 from adapters.db import clients, ledger, migrate
 from adapters.db.engine import make_engine
+from domain.clients import Client, new_key
+from domain.currencies import MAX_MINOR_UNITS
 from domain.money import Money
 from domain.postings import Transfer
 from tests.conftest import PG_ADMIN_URL, postgres_available
@@ -146,3 +148,56 @@ def test_a_clients_one_maximum_becomes_that_amount_in_each_of_its_currencies(emp
     client = entry.client
     # 50.50 euros; 50 yen, never rounded up past what the operator allowed
     assert client.maxima == (Money(value=5_050, currency="EUR"), Money(value=50, currency="JPY"))
+
+
+def test_a_maximum_as_large_as_was_allowed_fits_in_a_currency_of_four_decimals(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine, "0009")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO api_clients (name, merchant, key_digest, reasons, max_per_refund, created_at)"
+                " VALUES ('treasury', 'default', 'd1', 'damaged', '1000000000000000', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_client_budgets (client, currency, daily_limit) VALUES"
+                " ('treasury', 'CLF', 10), ('treasury', 'EUR', 10)"
+            )
+        )
+    assert migrate.upgrade(empty_engine) == migrate.head_revision()  # 10^19 CLF minor units: no BIGINT
+    with Session(empty_engine) as session:
+        [entry] = clients.listing(session)
+    assert entry.client.maxima == (
+        Money(value=MAX_MINOR_UNITS, currency="CLF"),
+        Money(value=MAX_MINOR_UNITS, currency="EUR"),
+    )
+
+
+def test_a_downgrade_keeps_each_clients_maxima_as_its_smallest_one_decimal(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    budgets = (Money(value=20_000, currency="EUR"), Money(value=30_000, currency="JPY"))
+    with Session(empty_engine) as session, session.begin():
+        for name, maxima in (
+            ("euros", (Money(value=5_050, currency="EUR"),)),
+            ("both", (Money(value=5_050, currency="EUR"), Money(value=40, currency="JPY"))),
+        ):
+            client = Client(
+                name=name,
+                merchant_id="default",
+                reasons=("damaged",),
+                maxima=maxima,
+                budgets=budgets[: len(maxima)],
+            )
+            assert clients.create(session, client, new_key())
+    migrate.downgrade(empty_engine, "0009")
+    with empty_engine.connect() as connection:
+        kept = connection.execute(text("SELECT name, max_per_refund FROM api_clients ORDER BY name")).all()
+    assert [tuple(row) for row in kept] == [("both", "40"), ("euros", "50.50")]
+    migrate.upgrade(empty_engine)  # and up again: no maximum of an operator's lost to 1 minor unit
+    with Session(empty_engine) as session:
+        again = {entry.client.name: entry.client.maxima for entry in clients.listing(session)}
+    assert again == {
+        "both": (Money(value=4_000, currency="EUR"), Money(value=40, currency="JPY")),
+        "euros": (Money(value=5_050, currency="EUR"),),
+    }

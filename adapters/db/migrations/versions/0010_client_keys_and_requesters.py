@@ -16,6 +16,7 @@ from decimal import ROUND_FLOOR, Decimal
 import sqlalchemy as sa
 from alembic import op
 
+from domain.currencies import MAX_MINOR_UNITS
 from domain.money import currency_exponent
 
 revision = "0010"
@@ -54,7 +55,8 @@ def _maxima_per_currency() -> None:
                 "UPDATE api_client_budgets SET max_per_refund = :maximum "
                 "WHERE client = :client AND currency = :currency"
             ),
-            {"maximum": max(int(minor), 1), "client": client, "currency": currency},
+            # 10^15 major units were allowed, beyond a BIGINT in CLF's 4 decimals: no more than any refund
+            {"maximum": min(max(int(minor), 1), MAX_MINOR_UNITS), "client": client, "currency": currency},
         )
     with op.batch_alter_table("api_client_budgets", schema=None) as batch_op:
         batch_op.alter_column("max_per_refund", existing_type=sa.BigInteger(), nullable=False)
@@ -67,6 +69,20 @@ def downgrade() -> None:
     with op.batch_alter_table("api_clients", schema=None, recreate="never") as batch_op:
         batch_op.add_column(
             sa.Column("max_per_refund", sa.String(length=32), nullable=False, server_default="0")
+        )
+    # one decimal again: a client's smallest maximum in major units, never more than it was in any
+    # currency (exact for a client of one currency; no budget: 0, as every refund was held anyway)
+    bind = op.get_bind()
+    maxima: dict[str, Decimal] = {}
+    for client, currency, minor in bind.execute(
+        sa.text("SELECT client, currency, max_per_refund FROM api_client_budgets")
+    ).all():
+        major = Decimal(minor).scaleb(-currency_exponent(currency))
+        maxima[client] = min(maxima.get(client, major), major)
+    for client, major in maxima.items():
+        bind.execute(
+            sa.text("UPDATE api_clients SET max_per_refund = :maximum WHERE name = :client"),
+            {"maximum": str(major), "client": client},
         )
     with op.batch_alter_table("api_client_budgets", schema=None) as batch_op:
         batch_op.drop_constraint("ck_api_client_budgets_max_positive", type_="check")
