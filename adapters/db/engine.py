@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.db import (
@@ -24,7 +24,25 @@ def make_engine(url: str) -> Engine:
         )
         _serialise_sqlite_writers(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(with_network_deadlines(url), pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+# A PostgreSQL host that stops answering (a dropped route, a firewall that discards) must cost a
+# request an error, not a thread for ever: a connection attempt gives up after 10 s, and an idle or
+# stuck connection is found dead by TCP keepalives within about a minute. What the URL sets wins.
+NETWORK_DEADLINES = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+
+def with_network_deadlines(url: str) -> str:
+    parsed = make_url(url)
+    missing = {key: value for key, value in NETWORK_DEADLINES.items() if key not in parsed.query}
+    return parsed.update_query_dict(missing).render_as_string(hide_password=False)
 
 
 def _ensure_parent_dir(url: str) -> None:
