@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 from rich.console import Console
 from rich.text import Text
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -63,10 +63,19 @@ class SteerError(Exception):
         self.code = code
 
 
-async def refund_view(
-    settings: Settings, request_id: str, query_seconds: float | None = None
-) -> dict[str, Any] | None:
+async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | None:
     client = await connect(settings)
+    db = Database.connect(settings.database_url)
+    try:
+        return await _view(client, db, request_id)
+    finally:
+        db.dispose()
+
+
+async def _view(
+    client: Client, db: Database, request_id: str, query_seconds: float | None = None
+) -> dict[str, Any] | None:
+    """The workflow's state with the audit trail; the settled row when Temporal has forgotten it."""
     state: RefundState | None = None
     try:
         state = await client.get_workflow_handle(workflow_id(request_id)).query(
@@ -75,13 +84,9 @@ async def refund_view(
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
-    db = Database.connect(settings.database_url)
-    try:
-        with db.transaction() as session:
-            trail = audit.trail(session, request_id)
-            settled = refunds.settled_state(session, request_id)
-    finally:
-        db.dispose()
+    with db.transaction() as session:
+        trail = audit.trail(session, request_id)
+        settled = refunds.settled_state(session, request_id)
     shown = as_recorded(state, settled) if state is not None else settled  # after Temporal's retention
     if shown is None:
         return None
@@ -98,18 +103,23 @@ async def wait_for_status(
     refund no worker answers for is asked again until then, never waited on past it."""
     deadline = time.monotonic() + timeout_seconds
     pause = 0.05
-    while True:
-        try:
-            view = await refund_view(settings, request_id, deadline - time.monotonic())
-        except RPCError:
-            if time.monotonic() >= deadline:
-                raise
-        else:
-            status = RefundStatus(view["status"]) if view is not None else None
-            if status is wanted or status in _ENDED or time.monotonic() >= deadline:
-                return view
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, 1.0)
+    client = await connect(settings)
+    db = Database.connect(settings.database_url)  # once: each poll is a query and a read, no more
+    try:
+        while True:
+            try:
+                view = await _view(client, db, request_id, deadline - time.monotonic())
+            except RPCError:
+                if time.monotonic() >= deadline:
+                    raise
+            else:
+                status = RefundStatus(view["status"]) if view is not None else None
+                if status is wanted or status in _ENDED or time.monotonic() >= deadline:
+                    return view
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 1.0)
+    finally:
+        db.dispose()
 
 
 def _plain(console: Console, text: str) -> None:
