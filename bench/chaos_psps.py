@@ -15,7 +15,7 @@ from sandbox.paypal.engine import PayPalRefundBehavior, format_amount, parse_amo
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.engine import RefundBehavior
 from sandbox.stripe.objects import webhook_headers
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 PROVIDERS = ("stripe", "adyen", "paypal")
 # where each PSP's faults apply: its refund calls and its payment lookups

@@ -21,17 +21,18 @@ import httpx
 import psycopg
 
 from workers.dev import temporal_argv
-from workers.settings import (
+from workers.psp_wiring.adyen import (
     SANDBOX_ADYEN_API_KEY,
     SANDBOX_ADYEN_HMAC_KEY,
     SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+)
+from workers.psp_wiring.paypal import (
     SANDBOX_PAYPAL_CLIENT_ID,
     SANDBOX_PAYPAL_CLIENT_SECRET,
     SANDBOX_PAYPAL_WEBHOOK_ID,
-    SANDBOX_STRIPE_API_KEY,
-    SANDBOX_STRIPE_WEBHOOK_SECRET,
-    Settings,
 )
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -42,7 +42,7 @@ from domain import signature  # noqa: E402
 from domain.naming import SEARCH_ATTRIBUTES  # noqa: E402
 from sandbox.stripe.control import SandboxControl  # noqa: E402
 from workers.binaries import find_binary  # noqa: E402
-from workers.settings import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET  # noqa: E402
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET  # noqa: E402
 from workers.worker import ACTIVITY_THREADS  # noqa: E402
 from workflows.refund import RefundWorkflow  # noqa: E402
 

@@ -32,21 +32,22 @@ from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from tests.helpers import INBOUND_SECRET, local_temporal, time_skipping_temporal
+from workers.psp_wiring.adyen import (
+    SANDBOX_ADYEN_API_KEY,
+    SANDBOX_ADYEN_HMAC_KEY,
+    SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+)
+from workers.psp_wiring.paypal import (
+    SANDBOX_PAYPAL_CLIENT_ID,
+    SANDBOX_PAYPAL_CLIENT_SECRET,
+    SANDBOX_PAYPAL_WEBHOOK_ID,
+)
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET
 from workers.psps import build_directory
 from workers.sandbox import sandbox_server as sandbox_server_for
 from workers.service.app import create_app
 from workers.service.deps import Services
-from workers.settings import (
-    SANDBOX_ADYEN_API_KEY,
-    SANDBOX_ADYEN_HMAC_KEY,
-    SANDBOX_ADYEN_MERCHANT_ACCOUNT,
-    SANDBOX_PAYPAL_CLIENT_ID,
-    SANDBOX_PAYPAL_CLIENT_SECRET,
-    SANDBOX_PAYPAL_WEBHOOK_ID,
-    SANDBOX_STRIPE_API_KEY,
-    SANDBOX_STRIPE_WEBHOOK_SECRET,
-    Settings,
-)
+from workers.settings import Settings
 from workers.worker import EXECUTOR_THREADS, build_worker
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

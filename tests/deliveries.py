@@ -12,7 +12,7 @@ import stripe
 from adapters.psp import adyen_transformers as tf
 from tests.conftest import Stack
 from tests.helpers import unique
-from workers.settings import SANDBOX_ADYEN_MERCHANT_ACCOUNT
+from workers.psp_wiring.adyen import SANDBOX_ADYEN_MERCHANT_ACCOUNT
 
 
 def refund_event(request_id: str, refund_id: str, status: str) -> str:

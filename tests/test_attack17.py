@@ -33,9 +33,10 @@ from tests.flows import FINAL, cli, mcp_over_http, post, wait_for_status
 from tests.helpers import bearer, made_client, refund_body, unique
 from workers.cli import app
 from workers.merchants import load_merchants
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 from workers.service import refund_requests
 from workers.service.errors import ApiError
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
+from workers.settings import Settings
 
 
 def _client(merchant: str, *, max_per_refund: str = "50.00", budget: str = "EUR:100.00") -> Client:

@@ -24,7 +24,7 @@ from tests.deliveries import adyen_delivery, adyen_item, deliver, post
 from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import assert_not_started, cli, known_adyen_payment, refund_through_pipeline, wait_for_status
 from tests.helpers import decide, eventually, merchants_file, refund_body, signed_headers, unique
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 REFUND_UP_TO = FraudWarningPolicy(
     mode="refund", refund_up_to_major=200, review_fraud_types=("misc",), chargeback_fees={"GBP": 1_500}

@@ -16,7 +16,7 @@ from tests.deliveries import adyen_delivery, adyen_item
 from tests.deliveries import post as post_webhook
 from tests.flows import assert_not_started, post
 from tests.helpers import fresh_temporal, refund_body, signed_headers, unique
-from workers.settings import SANDBOX_ADYEN_HMAC_KEY
+from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
 
 
 def _body(request_id: str, **fields: Any) -> bytes:

@@ -15,7 +15,7 @@ from tests.conftest import Stack
 from tests.deliveries import deliver, refund_event
 from tests.flows import cli, known_adyen_payment, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 from workflows.refund import RefundWorkflow
 
 

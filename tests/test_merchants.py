@@ -44,8 +44,9 @@ from tests.helpers import (
     workflow_completed,
 )
 from workers.merchants import load_merchants
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 from workers.reconcile import reconcile_provider
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, Settings
+from workers.settings import Settings
 from workflows.refund import RefundWorkflow
 
 

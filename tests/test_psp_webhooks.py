@@ -12,7 +12,7 @@ from tests.conftest import Stack
 from tests.deliveries import adyen_delivery, adyen_item, post
 from tests.flows import known_adyen_payment, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique, workflow_completed
-from workers.settings import SANDBOX_ADYEN_HMAC_KEY
+from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
 
 
 def books(stack: Stack, request_id: str) -> tuple[list[int], list[str]]:

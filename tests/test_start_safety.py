@@ -15,13 +15,10 @@ from domain.policy_file import PolicyError
 from domain.reviewer_tokens import token_digest
 from tests.conftest import repo_root
 from tests.helpers import SAFE
+from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 from workers.safety import start_problem, start_warning
-from workers.settings import (
-    DEV_REVIEWER_TOKEN,
-    SANDBOX_ADYEN_HMAC_KEY,
-    SANDBOX_STRIPE_WEBHOOK_SECRET,
-    Settings,
-)
+from workers.settings import DEV_REVIEWER_TOKEN, Settings
 
 
 def test_a_production_start_with_real_values_is_safe() -> None:

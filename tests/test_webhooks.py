@@ -14,7 +14,7 @@ from tests.conftest import Stack, starter_for
 from tests.deliveries import deliver, refund_event
 from tests.flows import FINAL, cli, refund_through_pipeline, refund_view, submit, wait_for_status
 from tests.helpers import eventually, refund_body, unique, workflow_completed
-from workers.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 
 async def test_forged_and_stale_deliveries_change_nothing(stack: Stack, sandbox: SandboxControl) -> None:

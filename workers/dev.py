@@ -30,19 +30,8 @@ from adapters.db.engine import make_engine
 from domain.naming import SEARCH_ATTRIBUTES
 from workers.binaries import find_binary
 from workers.dev_policy import write_dev_policy
-from workers.settings import (
-    DEV_ENV_FILE,
-    DEV_REVIEWER_TOKEN,
-    SANDBOX_ADYEN_API_KEY,
-    SANDBOX_ADYEN_HMAC_KEY,
-    SANDBOX_ADYEN_MERCHANT_ACCOUNT,
-    SANDBOX_PAYPAL_CLIENT_ID,
-    SANDBOX_PAYPAL_CLIENT_SECRET,
-    SANDBOX_PAYPAL_WEBHOOK_ID,
-    SANDBOX_STRIPE_API_KEY,
-    SANDBOX_STRIPE_WEBHOOK_SECRET,
-    Settings,
-)
+from workers.psp_wiring import WIRINGS
+from workers.settings import DEV_ENV_FILE, DEV_REVIEWER_TOKEN, Settings
 from workers.temporal import connect
 
 DEV_REVIEWER_TOKENS = f"ops:{DEV_REVIEWER_TOKEN}"
@@ -97,36 +86,9 @@ def child_environment(settings: Settings, sandbox_url: str | None) -> dict[str, 
             "REFUNDS_REVIEWER_TOKENS": settings.reviewer_tokens or DEV_REVIEWER_TOKENS,
         }
     )
-    if sandbox_url is not None and not settings.stripe_api_base:
-        env.update(
-            {
-                "REFUNDS_STRIPE_API_BASE": sandbox_url,
-                "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
-                "REFUNDS_STRIPE_WEBHOOK_SECRET": SANDBOX_STRIPE_WEBHOOK_SECRET,
-            }
-        )
-    if sandbox_url is not None and not settings.paypal_api_base:
-        env.update(
-            {
-                "REFUNDS_PAYPAL_API_BASE": sandbox_url,
-                "REFUNDS_PAYPAL_CLIENT_ID": SANDBOX_PAYPAL_CLIENT_ID,
-                "REFUNDS_PAYPAL_CLIENT_SECRET": SANDBOX_PAYPAL_CLIENT_SECRET,
-                "REFUNDS_PAYPAL_WEBHOOK_ID": SANDBOX_PAYPAL_WEBHOOK_ID,
-                # the sandbox signs with a certificate it serves itself
-                "REFUNDS_PAYPAL_CERT_URL_PREFIXES": ",".join(
-                    [*settings.cert_url_prefixes, f"{sandbox_url}/_sandbox/paypal/"]
-                ),
-            }
-        )
-    if sandbox_url is not None and not settings.adyen_api_base:
-        env.update(
-            {
-                "REFUNDS_ADYEN_API_BASE": f"{sandbox_url}/checkout",
-                "REFUNDS_ADYEN_API_KEY": SANDBOX_ADYEN_API_KEY,
-                "REFUNDS_ADYEN_MERCHANT_ACCOUNT": SANDBOX_ADYEN_MERCHANT_ACCOUNT,
-                "REFUNDS_ADYEN_HMAC_KEY": SANDBOX_ADYEN_HMAC_KEY,
-            }
-        )
+    for wiring in WIRINGS:  # the sandbox serves every PSP given no base of its own
+        if sandbox_url is not None and not getattr(settings, wiring.api_base_field):
+            env.update(wiring.dev_environment(settings, sandbox_url))
     return env
 
 
@@ -228,7 +190,7 @@ def run_dev(settings: Settings) -> int:
     logs.mkdir(exist_ok=True)
     me = [sys.executable, "-m", "workers.cli"]
     # one sandbox serves every PSP whose base is unset
-    own_bases = settings.stripe_api_base and settings.adyen_api_base and settings.paypal_api_base
+    own_bases = all(getattr(settings, wiring.api_base_field) for wiring in WIRINGS)
     sandbox_url = None if own_bases else f"http://127.0.0.1:{settings.sandbox_port}"
     taken = taken_port(settings, with_sandbox=sandbox_url is not None)
     if taken is not None:

@@ -14,6 +14,7 @@
 
     [merchants.acme.adyen]               # api_key, merchant_account, hmac_key
     [merchants.acme.paypal]              # client_id, client_secret, webhook_id
+    # each PSP's keys: its account_keys in workers/psp_wiring/<psp>.py
 
 A request names its merchant in the `Refund-Merchant` header (none: the default merchant) and must be
 signed with that merchant's secret, so one merchant's secret can never start another's refund. Its
@@ -34,28 +35,13 @@ from typing import Any
 from domain.naming import MERCHANT_ID_PATTERN
 from domain.policy_file import PolicyError
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
+from workers.psp_wiring import WIRINGS
 
 MERCHANT_ID = re.compile(MERCHANT_ID_PATTERN)  # whole ids only (fullmatch): no trailing newline
 
 # Each PSP section's keys and the installation setting each one stands for; api_base is optional.
 PSP_ACCOUNT_KEYS: dict[str, dict[str, str]] = {
-    "stripe": {
-        "api_key": "stripe_api_key",
-        "webhook_secret": "stripe_webhook_secret",
-        "api_base": "stripe_api_base",
-    },
-    "adyen": {
-        "api_key": "adyen_api_key",
-        "merchant_account": "adyen_merchant_account",
-        "hmac_key": "adyen_hmac_key",
-        "api_base": "adyen_api_base",
-    },
-    "paypal": {
-        "client_id": "paypal_client_id",
-        "client_secret": "paypal_client_secret",
-        "webhook_id": "paypal_webhook_id",
-        "api_base": "paypal_api_base",
-    },
+    wiring.provider.value: dict(wiring.account_keys) for wiring in WIRINGS
 }
 _OPTIONAL = {"api_base", "rate_limit"}
 _MERCHANT_KEYS = {"inbound_webhook_secret", "policy_file", "reviewer_tokens", *PSP_ACCOUNT_KEYS}

@@ -7,34 +7,20 @@ deploy examples' placeholders, and a PSP configured without the secret that prov
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from domain.policy_file import PolicyError
 from domain.reviewer_tokens import entry_digests, parse_entries
 from workers.merchants import MerchantProfile
-from workers.settings import (
-    DEV_INBOUND_SECRET,
-    DEV_REVIEWER_TOKEN,
-    SANDBOX_ADYEN_API_KEY,
-    SANDBOX_ADYEN_HMAC_KEY,
-    SANDBOX_PAYPAL_CLIENT_SECRET,
-    SANDBOX_STRIPE_API_KEY,
-    SANDBOX_STRIPE_WEBHOOK_SECRET,
-    Settings,
-)
+from workers.psp_wiring import WIRINGS
+from workers.settings import DEV_INBOUND_SECRET, DEV_REVIEWER_TOKEN, Settings
 
 ENVIRONMENTS = ("dev", "test", "production")
-_HEX = re.compile(r"[0-9a-fA-F]+")
 _SECRETS = (
     "inbound_webhook_secret",
     "review_signing_key",
     "reviewer_tokens",
-    "stripe_api_key",
-    "stripe_webhook_secret",
-    "adyen_api_key",
-    "adyen_hmac_key",
-    "paypal_client_secret",
+    *(name for wiring in WIRINGS for name in wiring.secrets),
     "payload_keys",
     "database_url",
 )
@@ -65,13 +51,7 @@ def start_problem(settings: Settings) -> str | None:
 
 # The PSP sandbox's credentials are in this repository: in production they would let anyone sign
 # a webhook the product believes.
-_PUBLISHED = {
-    "stripe_api_key": SANDBOX_STRIPE_API_KEY,
-    "stripe_webhook_secret": SANDBOX_STRIPE_WEBHOOK_SECRET,
-    "adyen_api_key": SANDBOX_ADYEN_API_KEY,
-    "adyen_hmac_key": SANDBOX_ADYEN_HMAC_KEY,
-    "paypal_client_secret": SANDBOX_PAYPAL_CLIENT_SECRET,
-}
+_PUBLISHED = {name: value for wiring in WIRINGS for name, value in wiring.published().items()}
 
 
 def _placeholder(settings: Settings) -> str | None:
@@ -155,12 +135,6 @@ def start_warning(settings: Settings) -> str | None:
 
 
 def _psp_problem(settings: Settings) -> str | None:
-    """A PSP whose webhooks cannot be verified would let anyone post its events."""
-    if settings.stripe_api_key and not settings.stripe_webhook_secret:
-        return "REFUNDS_STRIPE_WEBHOOK_SECRET must be set when Stripe is configured"
-    key = settings.adyen_hmac_key
-    if settings.adyen_api_key and (len(key) < 64 or len(key) % 2 or not _HEX.fullmatch(key)):
-        return "REFUNDS_ADYEN_HMAC_KEY must be the hex HMAC key from Adyen (32 bytes or more)"
-    if settings.paypal_client_id and not settings.paypal_webhook_id:
-        return "REFUNDS_PAYPAL_WEBHOOK_ID must be set when PayPal is configured"
-    return None
+    """A PSP whose webhooks cannot be verified would let anyone post its events (each PSP's own
+    checks: `problems` in workers/psp_wiring/<psp>.py)."""
+    return next((problem for wiring in WIRINGS for problem in wiring.problems(settings)), None)

@@ -8,17 +8,18 @@ from sandbox.adyen.api import mount_adyen
 from sandbox.paypal.api import mount_paypal
 from sandbox.server import SandboxServer
 from sandbox.stripe.demo import seed_demo_payments
-from workers.settings import (
+from workers.psp_wiring.adyen import (
     SANDBOX_ADYEN_API_KEY,
     SANDBOX_ADYEN_HMAC_KEY,
     SANDBOX_ADYEN_MERCHANT_ACCOUNT,
+)
+from workers.psp_wiring.paypal import (
     SANDBOX_PAYPAL_CLIENT_ID,
     SANDBOX_PAYPAL_CLIENT_SECRET,
     SANDBOX_PAYPAL_WEBHOOK_ID,
-    SANDBOX_STRIPE_API_KEY,
-    SANDBOX_STRIPE_WEBHOOK_SECRET,
-    Settings,
 )
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.settings import Settings
 
 
 def sandbox_server(port: int, state_path: Path, service_url: str | None) -> SandboxServer:

@@ -23,17 +23,10 @@ from domain.policy_file import PolicyError, parse_policy
 from domain.reviewer_tokens import HASHED, parse_entries, reviewer_for
 from domain.risk_model import RiskModel
 from workers.merchants import MerchantProfile, load_merchants
+from workers.psp_wiring import PspSettings
 
 DEV_INBOUND_SECRET = "dev-inbound-secret-change-me"
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")  # as browsers send it
-SANDBOX_STRIPE_API_KEY = "sk_test_sandbox"
-SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
-SANDBOX_ADYEN_API_KEY = "adyen_sandbox_key"
-SANDBOX_ADYEN_MERCHANT_ACCOUNT = "SandboxMerchant"
-SANDBOX_ADYEN_HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
-SANDBOX_PAYPAL_CLIENT_ID = "paypal_sandbox_client"
-SANDBOX_PAYPAL_CLIENT_SECRET = "paypal_sandbox_secret"
-SANDBOX_PAYPAL_WEBHOOK_ID = "WH-SANDBOX"
 
 
 # The built-in policy's amounts are euros: the minor units of each currency one euro is roughly worth.
@@ -72,7 +65,7 @@ DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # u
 DEV_ENV_FILE = "dev-settings.json"  # what a running `refunds dev` gave its children, in its data directory
 
 
-class Settings(BaseSettings):
+class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/psp_wiring/<psp>.py
     model_config = SettingsConfigDict(env_prefix="REFUNDS_", env_file=".env", extra="ignore")
 
     environment: str = Field(default="dev", description="dev | production")
@@ -112,25 +105,6 @@ class Settings(BaseSettings):
         default=None,
         description="a Temporal UI decision without a proof decides a single-approval review, never "
         "towards four eyes (unset: yes outside production, no in production)",
-    )
-
-    stripe_api_key: str = ""
-    stripe_api_base: str = ""
-    stripe_webhook_secret: str = ""
-
-    adyen_api_key: str = ""
-    adyen_api_base: str = ""
-    adyen_merchant_account: str = ""
-    adyen_hmac_key: str = ""
-
-    paypal_client_id: str = ""
-    paypal_client_secret: str = ""
-    paypal_api_base: str = ""
-    paypal_webhook_id: str = ""
-    paypal_cert_url_prefixes: str = Field(
-        default="https://api.paypal.com/,https://api.sandbox.paypal.com/,"
-        "https://api-m.paypal.com/,https://api-m.sandbox.paypal.com/",
-        description="comma-separated; a webhook's certificate URL must start with one of them",
     )
 
     workflow_sandbox: bool = Field(
@@ -235,11 +209,6 @@ class Settings(BaseSettings):
                 )
         return ",".join(origins)
 
-    @field_validator("stripe_api_base", "adyen_api_base", "paypal_api_base")
-    @classmethod
-    def _strip_slash(cls, base: str) -> str:
-        return base.rstrip("/")
-
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:
         if not self.database_url:
@@ -309,22 +278,6 @@ class Settings(BaseSettings):
 
     def reviewer_for(self, token: str) -> str | None:
         return reviewer_for(token, parse_entries(self.reviewer_tokens)) if token else None
-
-    @property
-    def cert_url_prefixes(self) -> list[str]:
-        return _entries(self.paypal_cert_url_prefixes)
-
-    @property
-    def stripe_base(self) -> str:
-        return self.stripe_api_base or "https://api.stripe.com"
-
-    @property
-    def adyen_base(self) -> str:
-        return self.adyen_api_base or "https://checkout-test.adyen.com"
-
-    @property
-    def paypal_base(self) -> str:
-        return self.paypal_api_base or "https://api-m.sandbox.paypal.com"
 
     def merchant_profiles(self) -> dict[str, MerchantProfile]:
         """Every merchant this installation serves, the default one (these settings) included."""

@@ -18,6 +18,7 @@ from adapters.psp.base import PspError, PspEvent, WebhookRejected
 from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
 from domain.naming import external_refund_workflow_id, late_failure_workflow_id, workflow_id
 from domain.status import ErrorCode, Provider, PspRefundStatus
+from workers.psp_wiring import WIRINGS
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
 from workers.service.fraud_warnings import take_warning
@@ -46,13 +47,7 @@ router = APIRouter(
         ),
     },
 )
-_SIGNED_BY = {
-    "Stripe-Signature": "Stripe's `t=...,v1=...` signature of the body (Stripe)",
-    **{
-        f"Paypal-{name}": "A transmission header PayPal signs with its certificate (PayPal)"
-        for name in ("Transmission-Id", "Transmission-Time", "Transmission-Sig", "Cert-Url", "Auth-Algo")
-    },
-}
+_SIGNED_BY = {name: text for wiring in WIRINGS for name, text in wiring.webhook_headers.items()}
 _EVENT = {
     **json_body(
         {"type": "object", "description": "The PSP's delivery as it sends it (Adyen signs each item in it)"}

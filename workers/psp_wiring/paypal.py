@@ -1,0 +1,102 @@
+"""PayPal, as workers see it: its settings, merchants-file keys, sandbox credentials and start check."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field, field_validator
+
+from domain.status import Provider
+from workers.psp_wiring.base import PspWiring
+
+if TYPE_CHECKING:
+    from adapters.db.engine import Database
+    from adapters.psp.base import PspAdapter
+    from workers.settings import Settings
+
+SANDBOX_PAYPAL_CLIENT_ID = "paypal_sandbox_client"
+SANDBOX_PAYPAL_CLIENT_SECRET = "paypal_sandbox_secret"
+SANDBOX_PAYPAL_WEBHOOK_ID = "WH-SANDBOX"
+DEFAULT_API_BASE = "https://api-m.sandbox.paypal.com"
+
+
+class PayPalSettings(BaseModel):
+    paypal_client_id: str = ""
+    paypal_client_secret: str = ""
+    paypal_api_base: str = ""
+    paypal_webhook_id: str = ""
+    paypal_cert_url_prefixes: str = Field(
+        default="https://api.paypal.com/,https://api.sandbox.paypal.com/,"
+        "https://api-m.paypal.com/,https://api-m.sandbox.paypal.com/",
+        description="comma-separated; a webhook's certificate URL must start with one of them",
+    )
+
+    @field_validator("paypal_api_base")
+    @classmethod
+    def _paypal_base_without_slash(cls, base: str) -> str:
+        return base.rstrip("/")
+
+    @property
+    def paypal_base(self) -> str:
+        return self.paypal_api_base or DEFAULT_API_BASE
+
+    @property
+    def cert_url_prefixes(self) -> list[str]:
+        prefixes = (prefix.strip() for prefix in self.paypal_cert_url_prefixes.split(","))
+        return [prefix for prefix in prefixes if prefix]
+
+
+def problems(settings: Settings) -> list[str]:
+    """PayPal verifies a webhook for the webhook id it was sent to: without it, none can be."""
+    if settings.paypal_client_id and not settings.paypal_webhook_id:
+        return ["REFUNDS_PAYPAL_WEBHOOK_ID must be set when PayPal is configured"]
+    return []
+
+
+def adapter(settings: Settings, db: Database) -> PspAdapter | None:
+    if not settings.paypal_client_id:
+        return None
+    from adapters.psp.paypal import PayPalAdapter
+
+    return PayPalAdapter(
+        client_id=settings.paypal_client_id,
+        client_secret=settings.paypal_client_secret,
+        api_base=settings.paypal_base,
+        webhook_id=settings.paypal_webhook_id,
+        cert_url_prefixes=settings.cert_url_prefixes,
+        timeout_seconds=settings.psp_timeout_seconds,
+    )
+
+
+def dev_extras(settings: Settings, sandbox_url: str) -> dict[str, str]:
+    """The sandbox signs webhooks with a certificate it serves itself."""
+    prefixes = [*settings.cert_url_prefixes, f"{sandbox_url}/_sandbox/paypal/"]
+    return {"REFUNDS_PAYPAL_CERT_URL_PREFIXES": ",".join(prefixes)}
+
+
+PAYPAL = PspWiring(
+    provider=Provider.PAYPAL,
+    settings=PayPalSettings,
+    api_base_field="paypal_api_base",
+    default_api_base=DEFAULT_API_BASE,
+    account_keys={
+        "client_id": "paypal_client_id",
+        "client_secret": "paypal_client_secret",
+        "webhook_id": "paypal_webhook_id",
+        "api_base": "paypal_api_base",
+    },
+    secrets=("paypal_client_secret",),
+    sandbox={
+        "paypal_client_id": SANDBOX_PAYPAL_CLIENT_ID,
+        "paypal_client_secret": SANDBOX_PAYPAL_CLIENT_SECRET,
+        "paypal_webhook_id": SANDBOX_PAYPAL_WEBHOOK_ID,
+    },
+    sandbox_path="",
+    problems=problems,
+    adapter=adapter,
+    dev_extras=dev_extras,
+    webhook_headers={
+        f"Paypal-{name}": "A transmission header PayPal signs with its certificate (PayPal)"
+        for name in ("Transmission-Id", "Transmission-Time", "Transmission-Sig", "Cert-Url", "Auth-Algo")
+    },
+)
