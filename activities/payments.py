@@ -6,14 +6,16 @@ import time
 from datetime import timedelta
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.audit import activity_event
 from activities.errors import application_error
-from adapters.db import audit
+from adapters.db import audit, holds
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
 from domain.contracts import AuditEvent, PspRefundCall, PspRefundUpdate, RefundLookup, RefundResult
 from domain.naming import Activity
+from domain.status import ErrorCode
 
 
 def _record_psp_call(call: PspRefundCall, started_seconds: float, outcome: str) -> None:
@@ -45,6 +47,8 @@ class PaymentActivities:
                 if found is not None:
                     self._audit(call, _result_event(f"{key}:adopted", "psp_refund_adopted", found))
                     return found
+            if call.search_first:
+                self._refuse_if_disputed(call, key)
             result = adapter.refund(call)
         except PspError as err:
             _record_psp_call(call, started, err.code.value)
@@ -93,6 +97,24 @@ class PaymentActivities:
             failure_code=result.failure_code,
             failure_message=result.failure_message,
         )
+
+    def _refuse_if_disputed(self, call: PspRefundCall, key: str) -> None:
+        """Ops retried a refund that waited for them (days, maybe) and the PSP made none: a dispute
+        opened meanwhile stops it before its money moves, as at reservation, and it waits for ops."""
+        payment = call.payment
+        with self._db.transaction() as session:
+            dispute = holds.held(session, payment.provider, payment.reference)
+            if dispute is None:
+                return
+            event = activity_event(
+                f"{key}:disputed",
+                "psp_refund_withheld",
+                reason_code=ErrorCode.PAYMENT_DISPUTED.value,
+                detail={"hold": dispute},
+            )
+            audit.record(session, call.request_id, payment.reference, [event])
+        message = f"payment {payment.reference} is on hold: {dispute}"
+        raise ApplicationError(message, type=ErrorCode.PAYMENT_DISPUTED.value, non_retryable=True)
 
     def _audit(self, call: PspRefundCall, event: AuditEvent) -> None:
         with self._db.transaction() as session:

@@ -215,7 +215,9 @@ async def _receive(
                     await run_in_threadpool(book.record, event.payment, event.account)
             case "dispute_opened":
                 if event.payment_reference is not None:
+                    # the event's id tells a late copy of this dispute from a new one (holds.py)
                     reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
+                    reason = f"{reason} ({event.event_id})" if event.event_id else reason
                     await run_in_threadpool(
                         holds.open_hold, services.db, provider, event.payment_reference, reason
                     )
