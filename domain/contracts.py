@@ -268,6 +268,13 @@ class RetryInput(_Contract):
     operator: str = Field(min_length=1, max_length=128)
 
 
+class CancelInput(_Contract):
+    """Ops end a refund that waits for them before any money could have moved (`refunds cancel`)."""
+
+    operator: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 class FinishInput(_Contract):
     """The terminal step: release or commit the reservation, post the ledger, write the audit."""
 

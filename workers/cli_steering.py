@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from domain.contracts import RetryInput, ReviewInput
+from domain.contracts import CancelInput, RetryInput, ReviewInput
 from domain.naming import workflow_id
-from domain.status import Provider
+from domain.status import Provider, RefundStatus
 from workers.cli_kit import app, current_settings, fail, identity, print_rows, run_ops, say
 
 if TYPE_CHECKING:
@@ -103,6 +103,25 @@ def retry(
 
 
 @app.command()
+def cancel(
+    request_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail")],
+    operator: Annotated[str | None, typer.Option(help="Who decides (default REFUNDS_OPERATOR)")] = None,
+) -> None:
+    """End a refund that needs attention before it reached the PSP (a dispute never released, a
+    payment ops will not refund): it ends cancelled, nothing refunded, its reservation and any API
+    client's budget given back. A refund waiting after its PSP call is refused: money may have
+    moved there, so retry it instead.
+
+    Example: refunds cancel demo-4 --reason "chargeback lost, customer already paid" --operator ann"""
+    from workers.ops import wait_for_status
+
+    _steer(request_id, "cancel", CancelInput(operator=identity(operator), reason=reason), quiet=True)
+    view = run_ops(wait_for_status(current_settings(), request_id, RefundStatus.CANCELLED, 30))
+    say(f"{request_id}: {view['status'] if view else 'cancelled'}")
+
+
+@app.command()
 def receive(
     request_id: str,
     receipt: Annotated[str, typer.Option(help="The warehouse's receipt id (a repeat changes nothing)")],
@@ -173,7 +192,9 @@ def release_hold(
     say(f"hold on {provider.value} {payment_reference} released by {who}")
 
 
-def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> None:
+def _steer(
+    request_id: str, update: str, argument: ReviewInput | RetryInput | CancelInput, *, quiet: bool = False
+) -> None:
     from domain.contracts import RefundState
     from workers.ops import SteerError, steer
 
@@ -181,4 +202,5 @@ def _steer(request_id: str, update: str, argument: ReviewInput | RetryInput) -> 
         state = run_ops(steer(current_settings(), workflow_id(request_id), update, argument, RefundState))
     except SteerError as err:
         fail(err.code, err)
-    say(f"{request_id}: {state.status.value}")
+    if not quiet:
+        say(f"{request_id}: {state.status.value}")

@@ -10,6 +10,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.actors import Actor
+    from domain.contracts import CancelInput
     from domain.status import ErrorCode, RefundStatus
 
 from workflows.refund.patches import Patches
@@ -53,6 +54,8 @@ class Attention:
         self._retry_requested_by: str | None = None
         self._waiters = 0
         self._status_before = RefundStatus.RECEIVED
+        self._cancellable = 0  # waiters before the PSP call: no money can have moved for them
+        self.cancelled: CancelInput | None = None
 
     async def until_done(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run a step; when it fails for good, ops see why in `needs_attention` and their `retry`
@@ -66,19 +69,36 @@ class Attention:
                 await self.wait_for_ops(*failure_of(err))
 
     async def wait_for_ops(
-        self, code: ErrorCode, message: str, resolved: Callable[[], bool] | None = None
+        self,
+        code: ErrorCode,
+        message: str,
+        resolved: Callable[[], bool] | None = None,
+        *,
+        cancellable: bool = False,
     ) -> None:
         """Hand the refund to ops and wait until an operator asks to try again, or until `resolved`
-        (the PSP's own final word) makes the question moot."""
+        (the PSP's own final word) makes the question moot. A `cancellable` wait (the refund has
+        not reached the PSP: no money can have moved) also ends when ops cancel the refund: the
+        caller then stops it (`stop_if_cancelled`)."""
         record = self._record
         if self._waiters == 0:
             self._status_before = record.state.status
         self._waiters += 1
+        self._cancellable += cancellable
         record.update(failure_code=code, failure_message=message)
         record.set_status(RefundStatus.NEEDS_ATTENTION)
         retries = self._retries
-        await record.wait(lambda: self._retries > retries or (resolved is not None and resolved()))
+        await record.wait(
+            lambda: (
+                self._retries > retries
+                or (resolved is not None and resolved())
+                or (cancellable and self.cancelled is not None)
+            )
+        )
         self._waiters -= 1
+        self._cancellable -= cancellable
+        if cancellable and self.cancelled is not None:
+            return  # the caller stops the refund; the status is the stop's
         if self._retries > retries:
             actor = Actor.operator(str(self._retry_requested_by))
             record.note("ops_retry", actor=actor, reason_code=code.value)
@@ -92,6 +112,33 @@ class Attention:
         """Ops ask every step waiting in needs_attention to try again."""
         self._retry_requested_by = operator
         self._retries += 1
+
+    def cancel(self, request: CancelInput) -> None:
+        self.cancelled = request
+
+    def check_cancel(self) -> None:
+        """Only a refund waiting for ops, and only where no money can have moved: every step waiting
+        must be one before the PSP call (a restock or the PSP step itself is not)."""
+        status = self._record.state.status
+        if status is not RefundStatus.NEEDS_ATTENTION or not self._waiters:
+            raise ApplicationError(
+                f"refund is {status.value}, not needs_attention", type=ErrorCode.INVALID_STATE
+            )
+        if self._cancellable != self._waiters or self.cancelled is not None:
+            raise ApplicationError(
+                "refund waits at a step after its PSP call (money may have moved): retry it instead",
+                type=ErrorCode.INVALID_STATE,
+            )
+
+    def stop_if_cancelled(self, code: ErrorCode) -> None:
+        """After a cancellable wait: end the refund as ops asked, no money moved."""
+        cancelled = self.cancelled
+        if cancelled is not None:
+            actor = Actor.operator(cancelled.operator)
+            detail = {"reason": cancelled.reason}
+            self._record.note("cancelled", actor=actor, reason_code=code.value, detail=detail)
+            message = f"cancelled by {cancelled.operator}: {cancelled.reason}"
+            raise Stop(RefundStatus.CANCELLED, code, message)
 
     def check_retry(self) -> None:
         status = self._record.state.status

@@ -17,6 +17,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from domain.amount import refund_amount
     from domain.contracts import (
+        CancelInput,
         FinishInput,
         PaymentRecord,
         PspRefundUpdate,
@@ -166,7 +167,8 @@ class RefundWorkflow:
             if not self._ops_can_fix(validation.error):
                 break
             assert validation.error is not None
-            await self._attention.wait_for_ops(validation.error, validation.message)
+            await self._attention.wait_for_ops(validation.error, validation.message, cancellable=True)
+            self._attention.stop_if_cancelled(validation.error)
         if validation.payment is None:
             code = validation.error or ErrorCode.PAYMENT_NOT_FOUND
             raise Stop(RefundStatus.FAILED, code, validation.message)
@@ -195,7 +197,10 @@ class RefundWorkflow:
             reservation: Reservation = await self._attention.until_done(step)
             if reservation.refusal is not ErrorCode.PAYMENT_DISPUTED:
                 break
-            await self._attention.wait_for_ops(ErrorCode.PAYMENT_DISPUTED, reservation.message)
+            await self._attention.wait_for_ops(
+                ErrorCode.PAYMENT_DISPUTED, reservation.message, cancellable=True
+            )
+            self._attention.stop_if_cancelled(ErrorCode.PAYMENT_DISPUTED)
         if not reservation.granted:
             raise Stop(
                 RefundStatus.FAILED,
@@ -276,6 +281,16 @@ class RefundWorkflow:
     @retry.validator
     def _validate_retry(self, request: RetryInput) -> None:
         self._attention.check_retry()
+
+    @workflow.update
+    def cancel(self, request: CancelInput) -> RefundState:
+        """Ops end a refund waiting for them before its PSP call (a dispute never released, say)."""
+        self._attention.cancel(request)
+        return self._state
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelInput) -> None:
+        self._attention.check_cancel()
 
     @workflow.update
     def goods_received(self, receipt: GoodsReceipt) -> ReturnsState:
