@@ -126,6 +126,14 @@ class PaymentRecord(_Contract):
     settlement: Money | None = None
     created_at: datetime | None = None  # when the customer paid, where the PSP says
     card_fingerprint: str | None = None  # the same card across payments, where the PSP gives one
+    # The PSP's one name for this payment where it has two (Stripe: a charge's PaymentIntent), so
+    # refunds naming it either way meet in one over-refund guard; None: `reference` is the one
+    same_payment_as: str | None = None
+
+    @property
+    def guard_reference(self) -> str:
+        """The reference the over-refund guard keys this payment by."""
+        return self.same_payment_as or self.reference
 
     @property
     def refundable(self) -> int:

@@ -59,6 +59,19 @@ def test_concurrent_partial_refunds_never_exceed_the_capture(db: Database) -> No
     assert all(a > left for a, ok in zip(amounts, granted, strict=True) if not ok)
 
 
+def test_a_payment_named_by_its_charge_and_by_its_intent_is_guarded_once(db: Database) -> None:
+    """Stripe: one request names the charge, another the PaymentIntent; one payment, one cap."""
+    intent = unique("pi_")
+    by_intent = captured(5_000).model_copy(update={"reference": intent})
+    by_charge = captured(5_000).model_copy(update={"reference": unique("ch_"), "same_payment_as": intent})
+    with db.transaction() as session:
+        first = reservations.reserve(session, unique("r"), by_charge, Money(value=3_000, currency="EUR"))
+    with db.transaction() as session:
+        second = reservations.reserve(session, unique("r"), by_intent, Money(value=3_000, currency="EUR"))
+    assert first.granted and not second.granted
+    assert (second.refusal, second.available) == (ErrorCode.REFUND_EXCEEDS_CAPTURE, 2_000)
+
+
 def test_reservation_is_idempotent_and_released_money_is_reusable(db: Database) -> None:
     payment = captured(1_000)
     assert reserve(db, "a-" + payment.reference, payment, 800)

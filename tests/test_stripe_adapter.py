@@ -109,6 +109,8 @@ def test_lookup_captured_payment_by_intent_and_by_charge(
         10_000,
         2_500,
     )
+    # named by its charge, it is still its intent's payment for the over-refund guard
+    assert (by_charge.guard_reference, record.guard_reference) == (payment, payment)
 
 
 def test_lookup_authorised_canceled_missing_and_zero_decimal(

@@ -31,7 +31,8 @@ class ReserveOutcome:
 
 
 def payment_key(payment: PaymentRecord) -> str:
-    return f"{payment.provider.value}:{payment.reference}"
+    """One key per payment, however a request named it (a Stripe charge or its PaymentIntent)."""
+    return f"{payment.provider.value}:{payment.guard_reference}"
 
 
 def reserve(session: Session, request_id: str, payment: PaymentRecord, amount: Money) -> ReserveOutcome:

@@ -144,6 +144,14 @@ def payment_from_intent(intent: Mapping[str, Any]) -> PaymentRecord:
 
 
 def payment_from_charge(charge: Mapping[str, Any]) -> PaymentRecord:
+    record = _charge_record(charge)
+    intent = charge.get("payment_intent")
+    intent_id = intent if isinstance(intent, str) else (intent or {}).get("id")
+    # a charge of a PaymentIntent is that intent's payment: refunds naming either share one guard
+    return record.model_copy(update={"same_payment_as": str(intent_id)}) if intent_id else record
+
+
+def _charge_record(charge: Mapping[str, Any]) -> PaymentRecord:
     reference = str(charge["id"])
     currency = str(charge.get("currency") or "").upper()
     amount = int(charge.get("amount") or 0)
