@@ -16,16 +16,20 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import audit
 from adapters.db.models import ReservationRow
 from adapters.db.payment_book import DatabasePaymentBook
-from domain.status import Provider
+from domain.contracts import RefundPolicy, RefundState, ReviewInput
+from domain.status import ErrorCode, Provider
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack, free_port, repo_root
-from tests.helpers import eventually, refund_body, signed_headers, unique
+from tests.conftest import Stack, free_port, repo_root, worker_for
+from tests.helpers import eventually, refund_body, signed_headers, signed_input, state_of, unique
+from workers.settings import Settings
+from workflows.refund import RefundWorkflow
 
 FINAL = {"succeeded", "failed", "rejected", "cancelled"}
 
@@ -169,3 +173,28 @@ async def mcp_over_http(stack: Stack, **env: str) -> AsyncIterator[str]:
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 10)
+
+
+REVOKED_STRIPE_KEY = "sk_test_revoked"
+
+
+async def stuck_after_its_psp_call(
+    stack: Stack, payment: str, request_id: str
+) -> tuple[WorkflowHandle[Any, RefundState], Settings]:
+    """A 1,500.00 EUR refund reviewed, approved and reserved whose PSP call then failed for good (a
+    revoked key): it waits for ops in needs_attention. Returns it and the settings of a worker with a
+    good key on its queue."""
+    good = stack.settings.model_copy(update={"task_queue": f"stuck-{request_id}"})
+    async with worker_for(stack, good):
+        handle = await stack.client.start_workflow(
+            RefundWorkflow.run,
+            signed_input(request_id, payment, 150_000, RefundPolicy()),
+            id=f"refund-{request_id}",
+            task_queue=good.task_queue,
+        )
+        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
+    async with worker_for(stack, good.model_copy(update={"stripe_api_key": REVOKED_STRIPE_KEY})):
+        await handle.execute_update(RefundWorkflow.approve, ReviewInput(reviewer="alice"))
+        waiting = await eventually(lambda: state_of(handle), lambda s: s.status.value == "needs_attention")
+        assert waiting.failure_code is ErrorCode.PSP_AUTH_FAILED
+    return handle, good

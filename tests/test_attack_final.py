@@ -6,16 +6,14 @@ import pytest
 
 from adapters.db import holds
 from adapters.db.models import PaymentHoldRow
-from domain.contracts import RefundPolicy, RetryInput, ReviewInput
+from domain.contracts import RetryInput
 from domain.status import ErrorCode, Provider
 from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, worker_for
-from tests.flows import cli, reservation_state, submit, wait_for_status
-from tests.helpers import eventually, refund_body, signed_input, state_of, unique
+from tests.flows import cli, reservation_state, stuck_after_its_psp_call, submit, wait_for_status
+from tests.helpers import eventually, refund_body, state_of, unique
 from workflows.refund import RefundWorkflow
-
-REVOKED_KEY = "sk_test_revoked"
 
 
 def _hold(stack: Stack, capture: str) -> PaymentHoldRow | None:
@@ -71,21 +69,7 @@ async def test_a_dispute_opened_while_a_refund_waits_for_ops_at_the_psp_stops_th
     none is made now either: the refund waits for ops on the dispute; released, it refunds once."""
     payment = sandbox.seed_stripe_payment(amount=500_000, currency="EUR")
     request_id = unique("psp-wait-disputed")
-    good = stack.settings.model_copy(update={"task_queue": f"psp-wait-{request_id}"})
-    revoked = good.model_copy(update={"stripe_api_key": REVOKED_KEY})
-
-    async with worker_for(stack, good):
-        handle = await stack.client.start_workflow(
-            RefundWorkflow.run,
-            signed_input(request_id, payment, 150_000, RefundPolicy()),
-            id=f"refund-{request_id}",
-            task_queue=good.task_queue,
-        )
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
-    async with worker_for(stack, revoked):
-        await handle.execute_update(RefundWorkflow.approve, ReviewInput(reviewer="alice"))
-        waiting = await eventually(lambda: state_of(handle), lambda s: s.status.value == "needs_attention")
-        assert waiting.failure_code is ErrorCode.PSP_AUTH_FAILED
+    handle, good = await stuck_after_its_psp_call(stack, payment, request_id)
     assert reservation_state(stack, request_id) == "held"
     holds.open_hold(stack.database, Provider.STRIPE, payment, "charge.dispute.created fraudulent (evt_1)")
 

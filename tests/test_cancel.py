@@ -12,11 +12,9 @@ from domain.contracts import CancelInput, RefundPolicy, ReviewInput
 from domain.status import ErrorCode, Provider
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, worker_for
-from tests.flows import cli, post, reservation_state, wait_for_status
+from tests.flows import cli, post, reservation_state, stuck_after_its_psp_call, wait_for_status
 from tests.helpers import bearer, eventually, made_client, refund_body, signed_input, state_of, unique
 from workflows.refund import RefundWorkflow
-
-REVOKED_KEY = "sk_test_revoked"
 
 
 def _steps(stack: Stack, request_id: str) -> list[tuple[str, str, str | None]]:
@@ -89,19 +87,8 @@ async def test_a_refund_waiting_after_its_psp_call_is_not_cancelled(
     retry (the PSP is searched first); cancelling here could leave a refund made and unbooked."""
     payment = sandbox.seed_stripe_payment(amount=500_000, currency="EUR")
     request_id = unique("cancel-after-psp")
-    good = stack.settings.model_copy(update={"task_queue": f"cancel-{request_id}"})
-    revoked = good.model_copy(update={"stripe_api_key": REVOKED_KEY})
+    handle, good = await stuck_after_its_psp_call(stack, payment, request_id)
     async with worker_for(stack, good):
-        handle = await stack.client.start_workflow(
-            RefundWorkflow.run,
-            signed_input(request_id, payment, 150_000, RefundPolicy()),
-            id=f"refund-{request_id}",
-            task_queue=good.task_queue,
-        )
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "awaiting_review")
-    async with worker_for(stack, revoked):
-        await handle.execute_update(RefundWorkflow.approve, ReviewInput(reviewer="alice"))
-        await eventually(lambda: state_of(handle), lambda s: s.status.value == "needs_attention")
         try:
             await handle.execute_update(RefundWorkflow.cancel, CancelInput(operator="ann", reason="no"))
         except WorkflowUpdateFailedError as err:
