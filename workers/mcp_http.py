@@ -22,15 +22,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.clients import KEY_PREFIX
 from domain.status import ErrorCode
+from workers.bearer import bearer_token
 from workers.mcp_server import TIMEOUT_SECONDS, build_server
 
 PATH = "/mcp"
 CHALLENGE = 'Bearer realm="refunds", error="invalid_token"'
-
-
-def bearer_key(headers: Headers) -> str:
-    scheme, _, key = headers.get("authorization", "").partition(" ")
-    return key.strip() if scheme.lower() == "bearer" else ""
 
 
 def caller_key(ctx: Context[Any, Any, Any]) -> str:
@@ -38,7 +34,7 @@ def caller_key(ctx: Context[Any, Any, Any]) -> str:
     request = ctx.request_context.request
     if not isinstance(request, Request):
         raise ToolError("no HTTP request carries this call's key")
-    return bearer_key(request.headers)
+    return bearer_token(request.headers.get("authorization"))
 
 
 class KeyGate:
@@ -52,7 +48,7 @@ class KeyGate:
         if scope["type"] != "http":  # the lifespan: the session manager starts and stops with it
             await self.app(scope, receive, send)
             return
-        refusal = await self._refusal(bearer_key(Headers(scope=scope)))
+        refusal = await self._refusal(bearer_token(Headers(scope=scope).get("authorization")))
         if refusal is None:
             await self.app(scope, receive, send)
             return

@@ -205,20 +205,26 @@ def _read(response: httpx.Response) -> dict[str, Any]:
 
 def _tool_error(response: httpx.Response) -> ToolError:
     """A key that does not work, or a service that does not answer: not the assistant's to fix."""
-    code, message = _error_of(response)
+    code, message, _ = _error_of(_payload(response))
     if response.status_code == 401:
         return ToolError(f"the client key is not accepted ({message or 'unauthorized'}): ask an operator")
     return ToolError(f"the refund service answered HTTP {response.status_code}: {code} {message}".strip())
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str]:
+def _payload(response: httpx.Response) -> dict[str, Any]:
+    """The service's JSON object; {} for anything else (a proxy's page, an empty body)."""
     try:
         payload = response.json()
     except ValueError:
-        return "", ""
-    error = payload.get("error") if isinstance(payload, dict) else None
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _error_of(payload: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+    """The code, message and details of the service's `{"error": ...}`; empty where there is none."""
+    error = payload.get("error")
     error = error if isinstance(error, dict) else {}
-    return str(error.get("code", "")), str(error.get("message", ""))
+    return str(error.get("code", "")), str(error.get("message", "")), list(error.get("details") or [])
 
 
 def status_answer(request_id: str, response: httpx.Response) -> str:
@@ -239,12 +245,8 @@ def status_answer(request_id: str, response: httpx.Response) -> str:
 def answer(request_id: str, response: httpx.Response) -> str:
     """What the service said, in words an assistant passes on as they are; a key that does not work
     or a service that does not answer is a tool error."""
-    try:
-        payload: dict[str, Any] = response.json()
-    except ValueError:
-        payload = {}
-    error = payload.get("error") or {}
-    code, message = str(error.get("code", "")), str(error.get("message", ""))
+    payload = _payload(response)
+    code, message, details = _error_of(payload)
     if response.status_code == 202:
         held = payload.get("held_for") or []
         if held:
@@ -268,9 +270,8 @@ def answer(request_id: str, response: httpx.Response) -> str:
     if response.status_code == 409:
         return f"REFUSED ({code}): {message}. Use a new request_id for another refund. Nothing was started."
     if response.status_code in (400, 413, 422):
-        details = "; ".join(
-            f"{'.'.join(str(part) for part in d.get('loc', []))}: {d.get('msg')}"
-            for d in error.get("details") or []
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in d.get('loc', []))}: {d.get('msg')}" for d in details
         )
-        return f"INVALID ({code or response.status_code}): {message}" + (f" ({details})" if details else "")
+        return f"INVALID ({code or response.status_code}): {message}" + (f" ({where})" if where else "")
     raise _tool_error(response)

@@ -20,6 +20,7 @@ from domain.contracts import RefundPolicy
 from domain.reviewer_tokens import entry_digests, parse_entries
 from domain.risk_model import RiskModel
 from domain.status import ErrorCode
+from workers.bearer import bearer_token
 from workers.codec import EncryptionCodec, parse_keys
 from workers.merchants import MerchantProfile
 from workers.service import codec_session
@@ -73,12 +74,6 @@ class Reviewer:
     def merchant_id(self) -> str | None:
         """As the API shows it: the merchant, or none for the installation's own reviewers."""
         return None if self.scope is EVERY_MERCHANT else self.scope
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of `Authorization: Bearer <token>` (the scheme in any case, RFC 7235); "" for none."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _identify(services: Services, authorization: str | None) -> Reviewer | None:

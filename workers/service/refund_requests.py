@@ -38,7 +38,8 @@ from domain.naming import (
 )
 from domain.requests import AS_SENT, REFUND_ID_LENGTH, REQUEST_ID_PATTERN, RefundRequest
 from domain.status import ErrorCode, RefundStatus
-from workers.service.deps import Services, ServicesDep, bearer_token, client_for_key
+from workers.bearer import bearer_token
+from workers.service.deps import Services, ServicesDep, client_for_key
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
 from workers.service.metrics import ACK_SECONDS, CLIENT_REQUESTS, REFUND_REQUESTS
 from workers.service.openapi import json_body
@@ -72,6 +73,9 @@ def _request_schema() -> dict[str, Any]:
     schema["properties"]["request_id"]["pattern"] = REQUEST_ID_PATTERN
     return schema
 
+
+# request ids the product starts workflows under itself: no merchant or client may take one first
+_RESERVED_PREFIXES = (WARNING_ID_PREFIX, *PRODUCT_ID_PREFIXES)
 
 _CLIENT_DOC = (
     "`Bearer <key>` of an API client (`refunds client create`), instead of `Refund-Signature`: the "
@@ -147,18 +151,14 @@ async def _admit(
     (`domain.naming.refund_id`), so another merchant's same id is another refund, never a 409.
     """
     raw = await request.body()
-    key = _bearer(authorization)
-    client = None if key is None else await run_in_threadpool(_client, services, key, merchant)
+    key = bearer_token(authorization)
+    client = await run_in_threadpool(_client, services, key, merchant) if key else None
     merchant_id = client.merchant_id if client else verify_merchant_signature(services, raw, header, merchant)
     sent = _parse(raw)
-    if sent.request_id.startswith(WARNING_ID_PREFIX):
+    if sent.request_id.startswith(_RESERVED_PREFIXES):
         raise _invalid_request_id(
-            f"ids starting {WARNING_ID_PREFIX!r} are the product's own (early fraud warnings)"
-        )
-    if sent.request_id.startswith(PRODUCT_ID_PREFIXES):
-        raise _invalid_request_id(
-            f"ids starting {' or '.join(map(repr, PRODUCT_ID_PREFIXES))} are the product's own "
-            "(dashboard refunds, late failures)"
+            f"ids starting {' or '.join(map(repr, _RESERVED_PREFIXES))} are the product's own "
+            "(refunds on fraud warnings, dashboard refunds, late failures)"
         )
     if client is not None and not client.allows(sent.reason_code):
         CLIENT_REQUESTS.labels(client=client.name, outcome=ErrorCode.REASON_NOT_ALLOWED.value).inc()
@@ -208,11 +208,6 @@ async def _answer_known(
     return _accepted(sent, wf_id, await _status(services, wf_id, kept))
 
 
-def _bearer(authorization: str | None) -> str | None:
-    """The key of `Authorization: Bearer <key>`; None when the request is not a client's."""
-    return bearer_token(authorization) or None
-
-
 def _client(services: Services, key: str, merchant: str | None) -> Client:
     """The active client this key proves, acting for a merchant configured here: 401 otherwise."""
     client = client_for_key(services, key)
@@ -250,7 +245,7 @@ async def _admit_for_client(
         known = await _answer_known(services, response, sent, wf_id, digest, kept)
         CLIENT_REQUESTS.labels(client=client.name, outcome="replayed").inc()
         return known
-    held, _ = await run_in_threadpool(_reserve, services, client, refund)
+    held = await run_in_threadpool(_reserve, services, client, refund)
     secret = services.merchants[client.merchant_id].secrets[0]
     evidence = SignatureEvidence(
         raw_body=raw.decode(),
@@ -275,13 +270,12 @@ async def _admit_for_client(
     return known
 
 
-def _reserve(
-    services: Services, client: Client, refund: RefundRequest
-) -> tuple[tuple[RiskReason, ...], bool]:
-    """Why a human decides this refund (empty: the client's own), and whether this reserved budget."""
+def _reserve(services: Services, client: Client, refund: RefundRequest) -> tuple[RiskReason, ...]:
+    """Reserve the client's budget for this refund; why a human decides it instead (empty: within
+    the client's own limits, reserved)."""
     over = client.over_max(refund.amount)
     if over is not None or refund.amount is None:
-        return (over,) if over else (), False
+        return (over,) if over else ()
     try:
         with services.db.transaction() as session:
             reserved = clients.reserve(session, client, refund.request_id, refund.amount, datetime.now(UTC))
@@ -289,7 +283,7 @@ def _reserve(
         raise ApiError(
             503, ErrorCode.DATABASE_UNAVAILABLE, "the client's budget cannot be reserved right now; retry"
         ) from err
-    return ((reserved.held,) if reserved.held else ()), reserved.fresh
+    return (reserved.held,) if reserved.held else ()
 
 
 async def _kept_bare(services: Services, sent: RefundRequest, owner: str) -> RefundStatus | None:
