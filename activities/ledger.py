@@ -13,6 +13,7 @@ from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
 from domain import postings
 from domain.contracts import (
+    AuditInput,
     ExternalRefundInput,
     FinishInput,
     LateFailureInput,
@@ -141,6 +142,8 @@ class LedgerActivities:
             for reversal in postings.reversal_postings(late.request_id, posted):
                 ledger.post(session, reversal, description=why)
             code = late.update.failure_code or ErrorCode.PSP_DECLINED
+            # the PSP gave the money back to the payment: the over-refund guard gives it back too
+            reservations.give_back(session, late.request_id)
             row.status = RefundStatus.FAILED.value
             row.failure_code = code.value
             clients.release(session, late.request_id)  # the money came back: so does a client's budget
@@ -160,6 +163,11 @@ class LedgerActivities:
             )
             audit.record(session, late.request_id, row.payment_reference, [*late.audit, event])
             return True
+
+    @activity.defn(name=Activity.RECORD_AUDIT)
+    def record_audit(self, rows: AuditInput) -> None:
+        with self._db.transaction() as session:
+            audit.record(session, rows.request_id, rows.payment_reference, rows.events)
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)
     def record_external(self, refund: ExternalRefundInput) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import timedelta
 
@@ -10,12 +11,21 @@ from temporalio.exceptions import ApplicationError
 
 from activities.audit import activity_event
 from activities.errors import application_error
-from adapters.db import audit, holds
+from adapters.db import audit, holds, service_keys
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
-from domain.contracts import AuditEvent, PspRefundCall, PspRefundUpdate, RefundLookup, RefundResult
-from domain.naming import Activity
-from domain.status import ErrorCode
+from domain.contracts import (
+    AuditEvent,
+    OutcomeCheck,
+    OutcomeVerdict,
+    PspRefundCall,
+    PspRefundUpdate,
+    RefundLookup,
+    RefundResult,
+)
+from domain.naming import Activity, external_request_id
+from domain.outcome_proofs import outcome_proven, subject
+from domain.status import ErrorCode, PspRefundStatus
 
 
 def _record_psp_call(call: PspRefundCall, started_seconds: float, outcome: str) -> None:
@@ -30,9 +40,10 @@ def _record_psp_call(call: PspRefundCall, started_seconds: float, outcome: str) 
 
 
 class PaymentActivities:
-    def __init__(self, db: Database, psps: PspDirectory) -> None:
+    def __init__(self, db: Database, psps: PspDirectory, own_keys: tuple[str, ...] = ()) -> None:
         self._db = db
         self._psps = psps
+        self._own_keys = own_keys  # the signing keys this process knows itself (dev); else the database's
 
     @activity.defn(name=Activity.REFUND)
     def refund(self, call: PspRefundCall) -> RefundResult:
@@ -98,6 +109,63 @@ class PaymentActivities:
             failure_message=result.failure_message,
         )
 
+    @activity.defn(name=Activity.CONFIRM_OUTCOME)
+    def confirm_outcome(self, check: OutcomeCheck) -> OutcomeVerdict:
+        """A PSP outcome, before it books or reverses anything: proven to come from a verified PSP
+        event (the service's signature), then read back at the PSP where it can be. Unproven, or
+        contradicted by the PSP, it is audited and changes nothing."""
+        update = check.update
+        if check.verify_proof and not self._proven(check):
+            self._audit_outcome(check, "psp_update_unproven", "no proof that a verified PSP event said it")
+            return OutcomeVerdict(proven=False)
+        try:
+            adapter = self._psps.get(check.merchant_id, check.provider)
+            if not adapter.reads_refunds_back:
+                return OutcomeVerdict(proven=True, update=update)
+            result = adapter.get_refund(update.psp_refund_id, check.request_id or "")
+        except PspError as err:
+            if err.retryable:
+                raise application_error(err) from err
+            self._audit_outcome(check, "psp_update_unproven", f"the PSP does not confirm it: {err.message}")
+            return OutcomeVerdict(proven=False)
+        read = update.model_copy(
+            update={
+                "status": result.status,
+                "failure_code": result.failure_code
+                if result.status is not PspRefundStatus.SUCCEEDED
+                else None,
+                "failure_message": result.failure_message,
+                "amount": result.amount if result.amount.value else update.amount,
+                "proof": None,
+            }
+        )
+        if read.status is not update.status:
+            self._audit_outcome(
+                check,
+                "psp_update_contradicted",
+                f"the PSP says {read.status.value}, the event {update.status.value}",
+            )
+        return OutcomeVerdict(proven=True, update=read, read_back=True)
+
+    def _proven(self, check: OutcomeCheck) -> bool:
+        with self._db.transaction() as session:
+            keys = (*self._own_keys, *service_keys.known(session))
+        about = subject(check.merchant_id, check.payment_reference if check.request_id is None else "")
+        return outcome_proven(keys, activity.info().workflow_id or "", about, check.update)
+
+    def _audit_outcome(self, check: OutcomeCheck, step: str, why: str) -> None:
+        update = check.update
+        event = activity_event(
+            _outcome_key(update),
+            step,
+            actor=f"psp:{check.provider.value}",
+            reason_code=update.status.value,
+            detail={"psp_refund_id": update.psp_refund_id, "why": why[:500]},
+        )
+        with self._db.transaction() as session:
+            reference = check.request_id or external_request_id(check.provider.value, update.psp_refund_id)
+            audit.record(session, reference, check.payment_reference, [event])
+
     def _refuse_if_disputed(self, call: PspRefundCall, key: str) -> None:
         """Ops retried a refund that waited for them (days, maybe) and the PSP made none: a dispute
         opened meanwhile stops it before its money moves, as at reservation, and it waits for ops."""
@@ -119,6 +187,12 @@ class PaymentActivities:
     def _audit(self, call: PspRefundCall, event: AuditEvent) -> None:
         with self._db.transaction() as session:
             audit.record(session, call.request_id, call.payment.reference, [event])
+
+
+def _outcome_key(update: PspRefundUpdate) -> str:
+    """One trail row per refused word, however often it is sent again."""
+    words = f"{update.psp_refund_id}|{update.status.value}|{update.psp_event_id}|{update.proof}"
+    return "outcome:" + hashlib.sha256(words.encode()).hexdigest()[:40]
 
 
 def _result_event(key: str, step: str, result: RefundResult) -> AuditEvent:

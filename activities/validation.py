@@ -11,7 +11,7 @@ from temporalio import activity
 from activities.audit import activity_event
 from activities.errors import application_error
 from activities.merchant import Merchants
-from adapters.db import audit, holds, velocity
+from adapters.db import audit, holds, reservations, velocity
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
 from domain import signature
@@ -79,6 +79,11 @@ class ValidationActivities:
             return self._conclude(input, Validation(error=code, message=message), event)
         with self._db.transaction() as session:
             dispute = holds.held(session, request.provider, request.payment_reference)
+            # what is still refundable counts every refund of the payment: the PSP's own figure, or
+            # our complete record where the PSP gives none (Adyen) or has not caught up yet
+            ours = reservations.refunded(session, payment)
+        if ours > payment.amount_refunded:
+            payment = payment.model_copy(update={"amount_refunded": min(ours, payment.amount_captured)})
         if dispute is not None:
             message = f"payment {request.payment_reference} is on hold: {dispute}"
             return self._conclude(input, Validation(error=ErrorCode.PAYMENT_DISPUTED, message=message), event)

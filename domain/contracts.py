@@ -260,6 +260,41 @@ class PspRefundUpdate(_Contract):
     failure_message: str = ""
     psp_event_id: str | None = None
     amount: Money | None = None  # carried for refunds we did not make (dashboard refunds)
+    # the service's signature over this update for the workflow it addresses (domain/outcome_proofs.py);
+    # None from a poll (the PSP's own answer) or from anyone who went around the service
+    proof: str | None = Field(default=None, max_length=1024)
+
+
+class AuditInput(_Contract):
+    """Audit rows written now, not with the next step (a refused signal while the refund waits)."""
+
+    request_id: str
+    payment_reference: str
+    events: list[AuditEvent]
+
+
+class OutcomeCheck(_Contract):
+    """A PSP's word on a refund, to be proven and read back at the PSP before it moves the books.
+
+    `request_id` is ours when the refund is ours (a dashboard refund has none). `verify_proof`: check
+    the service's proof in the activity (the late-failure and external-refund workflows, whose input
+    anyone with Temporal access could write; the refund's own workflow checks it in workflow code)."""
+
+    provider: Provider
+    update: PspRefundUpdate
+    request_id: str | None = None
+    payment_reference: str = ""
+    merchant_id: str | None = None
+    verify_proof: bool = True
+
+
+class OutcomeVerdict(_Contract):
+    """`update` is the PSP's own word where it can be read back (`read_back`), else the proven
+    update; None when the update was not proven (audited, changes nothing)."""
+
+    proven: bool
+    update: PspRefundUpdate | None = None
+    read_back: bool = False
 
 
 class ExternalRefundInput(_Contract):

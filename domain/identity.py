@@ -62,7 +62,11 @@ def _message(workflow_id: str, verdict: str, reviewer: str, reason: str) -> byte
 
 
 def sign_decision(key: Ed25519PrivateKey, workflow_id: str, verdict: str, reviewer: str, reason: str) -> str:
-    return base64.b64encode(key.sign(_message(workflow_id, verdict, reviewer, reason))).decode()
+    return sign_decision_bytes(key, _message(workflow_id, verdict, reviewer, reason))
+
+
+def sign_decision_bytes(key: Ed25519PrivateKey, message: bytes) -> str:
+    return base64.b64encode(key.sign(message)).decode()
 
 
 def sign_with_each(
@@ -82,9 +86,13 @@ def proven(
     reason: str,
 ) -> bool:
     """True when one of the keys signed exactly this decision (any of the comma-separated proofs)."""
+    return verified(public_keys, proof, _message(workflow_id, verdict, reviewer, reason))
+
+
+def verified(public_keys: tuple[str, ...], proof: str | None, message: bytes) -> bool:
+    """True when one of the keys signed `message` (any of the comma-separated proofs)."""
     if not proof or not public_keys:
         return False
-    message = _message(workflow_id, verdict, reviewer, reason)
     for one_proof in proof.split(",")[:_MAX_PROOFS]:
         try:
             signature = base64.b64decode(one_proof, validate=True)

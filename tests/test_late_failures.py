@@ -54,6 +54,7 @@ async def test_a_stripe_failure_after_success_reverses_an_open_refund_once(
     )
     view = await _succeeded_awaiting_goods(stack, body, request_id)
 
+    sandbox.fail_stripe_refund_late(view["psp_refund_id"])  # the PSP itself fails it, and says so
     failure = refund_event(request_id, view["psp_refund_id"], "failed")
     for _ in range(2):  # redelivered: still one reversal
         assert (await deliver(stack, failure, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200

@@ -119,6 +119,7 @@ async def test_a_refund_failing_after_success_is_reversed_in_the_books(
     assert (await deliver(stack, stray, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200
     assert await _late_failure_done(stack, request_id, "re_not_ours") is False
 
+    sandbox.fail_stripe_refund_late(view["psp_refund_id"])  # the PSP itself fails it, and says so
     failure = refund_event(request_id, view["psp_refund_id"], "failed")
     for _ in range(2):  # the PSP redelivers: one reversal only
         assert (await deliver(stack, failure, SANDBOX_STRIPE_WEBHOOK_SECRET))[0] == 200

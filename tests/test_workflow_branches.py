@@ -27,9 +27,12 @@ from temporalio.worker import Worker
 from domain import identity
 from domain.contracts import (
     AuditEvent,
+    AuditInput,
     FinishInput,
     LateFailureInput,
     NotifyInput,
+    OutcomeCheck,
+    OutcomeVerdict,
     PaymentRecord,
     PspRefundCall,
     PspRefundUpdate,
@@ -51,6 +54,7 @@ from domain.contracts import (
 )
 from domain.money import Money
 from domain.naming import SEARCH_ATTRIBUTES, Activity, psp_task_queue
+from domain.outcome_proofs import sign_outcome, subject
 from domain.requests import RefundRequest
 from domain.returns import GoodsReceipt, ReceiptLine, ReturnsStatus
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundStatus
@@ -84,6 +88,7 @@ class Stubs:
         self.calls: list[tuple[str, BaseModel]] = []
         self.reserve_failures: list[ApplicationError] = []  # raised first, one per call
         self.psp_answers: list[RefundResult | ApplicationError] = []  # answered first, one per call
+        self.psp_reads: list[PspRefundStatus] = []  # what the PSP says when an outcome is read back
 
     def called(self, name: str) -> list[Any]:
         return [argument for called, argument in self.calls if called == name]
@@ -125,6 +130,22 @@ class Stubs:
     async def check_refund(self, lookup: RefundLookup) -> PspRefundUpdate:
         self.calls.append((Activity.CHECK_REFUND, lookup))
         return PspRefundUpdate(psp_refund_id=lookup.psp_refund_id, status=PspRefundStatus.PENDING)
+
+    @activity.defn(name=Activity.CONFIRM_OUTCOME)
+    async def confirm_outcome(self, check: OutcomeCheck) -> OutcomeVerdict:
+        """The PSP read back: as told (`psp_reads`), else it agrees with the event."""
+        self.calls.append((Activity.CONFIRM_OUTCOME, check))
+        status = self.psp_reads.pop(0) if self.psp_reads else check.update.status
+        read = check.update.model_copy(update={"status": status, "proof": None})
+        return OutcomeVerdict(proven=True, update=read, read_back=True)
+
+    @activity.defn(name=Activity.RECORD_AUDIT)
+    async def record_audit(self, rows: AuditInput) -> None:
+        self.calls.append((Activity.RECORD_AUDIT, rows))
+
+    def written(self) -> list[AuditEvent]:
+        """Rows written at once (refused signals), not with a step."""
+        return [event for rows in self.called(Activity.RECORD_AUDIT) for event in rows.events]
 
     @activity.defn(name=Activity.FINISH)
     async def finish(self, books: FinishInput) -> None:
@@ -176,13 +197,21 @@ async def running(
         env.client,
         task_queue=queue,
         workflows=[workflow],
-        activities=[stubs.validate, stubs.reserve, stubs.finish, stubs.reverse, stubs.restock, stubs.notify],
+        activities=[
+            stubs.validate,
+            stubs.reserve,
+            stubs.finish,
+            stubs.reverse,
+            stubs.restock,
+            stubs.notify,
+            stubs.record_audit,
+        ],
         workflow_runner=sandboxed_runner(),
     )
     psp = Worker(
         env.client,
         task_queue=psp_task_queue(queue, input.request.provider.value, input.merchant_id),
-        activities=[stubs.refund, stubs.check_refund],
+        activities=[stubs.refund, stubs.check_refund, stubs.confirm_outcome],
     )
     async with main, psp:
         yield await env.client.start_workflow(
@@ -370,12 +399,115 @@ async def test_a_pending_refund_succeeds_on_the_psps_webhook(env: WorkflowEnviro
     async with running(env, stubs, refund_input(SMALL)) as handle:
         await reaches(handle, RefundStatus.AWAITING_CONFIRMATION)
         update = PspRefundUpdate(psp_refund_id="re_1", status=PspRefundStatus.SUCCEEDED, psp_event_id="evt_1")
-        await handle.signal(RefundWorkflow.psp_refund_update, update)
+        await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, update))
         final = await handle.result()
 
     assert final.status is RefundStatus.SUCCEEDED
     confirmed = stubs.audited("psp_confirmed")
     assert (confirmed.actor, confirmed.detail["psp_event_id"]) == ("psp:stripe", "evt_1")
+    [read_back] = stubs.called(Activity.CONFIRM_OUTCOME)  # the event's word, read back at the PSP first
+    assert read_back.update.psp_event_id == "evt_1" and not read_back.verify_proof
+
+
+def proven(handle: WorkflowHandle[Any, RefundState], update: PspRefundUpdate) -> PspRefundUpdate:
+    """An update as the service signs it after verifying the PSP's event."""
+    return sign_outcome([SIGNING_KEY], handle.id, subject(None), update)
+
+
+def pending_refund(stubs: Stubs) -> None:
+    stubs.psp_answers.append(
+        RefundResult(
+            psp_refund_id="re_1", status=PspRefundStatus.PENDING, amount=Money(value=SMALL, currency="EUR")
+        )
+    )
+
+
+@pytest.mark.parametrize("status", [PspRefundStatus.FAILED, PspRefundStatus.SUCCEEDED])
+async def test_an_outcome_signalled_without_the_services_proof_changes_nothing(
+    env: WorkflowEnvironment, status: PspRefundStatus
+) -> None:
+    """`temporal workflow signal --name psp_refund_update` (or the UI) with no proof, a proof for
+    another refund, or a proof of another word: refused, written to the trail at once, the refund
+    still waits for the PSP; the service's proven word then settles it."""
+    stubs = Stubs()
+    pending_refund(stubs)
+    async with running(env, stubs, refund_input(SMALL)) as handle:
+        await reaches(handle, RefundStatus.AWAITING_CONFIRMATION)
+        forged = PspRefundUpdate(psp_refund_id="re_1", status=status, psp_event_id="evt_forged")
+        elsewhere = sign_outcome([SIGNING_KEY], "refund-another", subject(None), forged)
+        altered = proven(handle, forged.model_copy(update={"status": PspRefundStatus.PENDING}))
+        foreign_key = sign_outcome([identity.signing_key("not the service")], handle.id, subject(None), forged)
+        for update in (forged, elsewhere, altered.model_copy(update={"status": status}), foreign_key):
+            await handle.signal(RefundWorkflow.psp_refund_update, update)
+        for _ in range(200):
+            if len(stubs.written()) == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert (await handle.query(RefundWorkflow.state)).status is RefundStatus.AWAITING_CONFIRMATION
+        assert [event.step for event in stubs.written()] == ["psp_update_unproven"] * 4
+        assert not stubs.called(Activity.CONFIRM_OUTCOME) and not stubs.called(Activity.FINISH)
+
+        genuine = PspRefundUpdate(psp_refund_id="re_1", status=PspRefundStatus.SUCCEEDED, psp_event_id="evt_1")
+        await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, genuine))
+        final = await handle.result()
+    assert final.status is RefundStatus.SUCCEEDED
+
+
+async def test_a_proven_event_the_psp_contradicts_keeps_the_refund_waiting(env: WorkflowEnvironment) -> None:
+    """The PSP is the truth: an event saying `failed` of a refund the PSP still has pending releases
+    nothing; the PSP's own later answer decides."""
+    stubs = Stubs()
+    pending_refund(stubs)
+    stubs.psp_reads.extend([PspRefundStatus.PENDING, PspRefundStatus.SUCCEEDED])
+    async with running(env, stubs, refund_input(SMALL)) as handle:
+        await reaches(handle, RefundStatus.AWAITING_CONFIRMATION)
+        failed = PspRefundUpdate(psp_refund_id="re_1", status=PspRefundStatus.FAILED, psp_event_id="evt_1")
+        await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, failed))
+        for _ in range(200):
+            if stubs.called(Activity.CONFIRM_OUTCOME):
+                break
+            await asyncio.sleep(0.05)
+        assert (await handle.query(RefundWorkflow.state)).status is RefundStatus.AWAITING_CONFIRMATION
+        again = failed.model_copy(update={"psp_event_id": "evt_2"})
+        await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, again))
+        final = await handle.result()
+    assert final.status is RefundStatus.SUCCEEDED  # the PSP said succeeded when read back
+    [books] = stubs.called(Activity.FINISH)
+    assert books.status is RefundStatus.SUCCEEDED
+
+
+async def test_a_late_failure_is_reversed_only_once_the_psp_confirms_it(env: WorkflowEnvironment) -> None:
+    """A refund open for its returned goods: a forged failure reverses nothing; a proven one the PSP
+    denies reverses nothing; a proven one the PSP confirms is reversed once."""
+    stubs = Stubs()
+    items = [{"sku": "shoe", "quantity": 2, "unit_amount": 1_000, "restock": True}]
+    async with running(env, stubs, refund_input(SMALL, reason_code="changed_mind", items=items)) as handle:
+        await reaches(handle, RefundStatus.SUCCEEDED)
+        failed = PspRefundUpdate(psp_refund_id="re_1", status=PspRefundStatus.FAILED, psp_event_id="evt_f1")
+        await handle.signal(RefundWorkflow.psp_refund_update, failed)  # no proof
+        stubs.psp_reads.append(PspRefundStatus.SUCCEEDED)
+        await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, failed))
+        for _ in range(200):
+            if stubs.called(Activity.CONFIRM_OUTCOME) and stubs.written():
+                break
+            await asyncio.sleep(0.05)
+        assert not stubs.called(Activity.REVERSE)
+        assert (await handle.query(RefundWorkflow.state)).status is RefundStatus.SUCCEEDED
+
+        second = failed.model_copy(update={"psp_event_id": "evt_f2"})
+        await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, second))
+        for _ in range(200):
+            if stubs.called(Activity.REVERSE):
+                break
+            await asyncio.sleep(0.05)
+        receipt = GoodsReceipt(
+            receipt_id="rcpt-1", lines=[ReceiptLine(sku="shoe", received=2, sellable=2)], request_id=handle.id[7:]
+        )
+        await handle.execute_update(RefundWorkflow.goods_received, receipt)
+        final = await handle.result()
+    [reversal] = stubs.called(Activity.REVERSE)
+    assert reversal.update.psp_event_id == "evt_f2" and reversal.update.proof is None  # the PSP's word
+    assert final.status is RefundStatus.FAILED
 
 
 async def test_returned_goods_are_restocked_beside_the_refund(env: WorkflowEnvironment) -> None:

@@ -93,11 +93,11 @@ def build_worker(
     profiles = settings.merchant_profiles()
     secrets = {m: profile.secrets for m, profile in profiles.items()}
     validation = ValidationActivities(db, psps, secrets, settings.merchant_id)
-    payments = PaymentActivities(db, psps)
+    payments = PaymentActivities(db, psps, own_verify_keys(settings))
     ledger = LedgerActivities(db, settings.merchant_id)
     inventory = InventoryActivities(db, settings.merchant_id)
     notify = NotifyActivities(db, settings.escalation_webhook_url)
-    psp_calls: list[Callable[..., Any]] = [payments.refund, payments.check_refund]
+    psp_calls: list[Callable[..., Any]] = [payments.refund, payments.check_refund, payments.confirm_outcome]
     deployment = deployment_config(settings)
     main = Worker(
         client,
@@ -112,6 +112,7 @@ def build_worker(
             ledger.finish,
             ledger.reverse,
             ledger.record_external,
+            ledger.record_audit,
             inventory.restock,
             notify.notify,
         ],
@@ -139,6 +140,14 @@ def build_worker(
             for provider in psps.registry(merchant_id).providers()
         )
     return Workers([main, *per_psp])
+
+
+def own_verify_keys(settings: Settings) -> tuple[str, ...]:
+    """The service's public keys as this worker's settings know them (dev, or a worker given the
+    signing secret); otherwise the worker reads the ones the service published in the database."""
+    if not settings.review_signing_key and settings.environment != "dev":
+        return ()
+    return settings.review_public_keys()
 
 
 async def run_worker(settings: Settings) -> None:

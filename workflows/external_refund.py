@@ -1,7 +1,10 @@
 """ExternalRefundWorkflow: a refund someone made in the PSP's dashboard is adopted into our books.
 
 Started with signal-with-start by the webhook route, one per PSP refund, so every update about the
-same refund lands on the same run; once the PSP says it succeeded, it is posted and audited once.
+same refund lands on the same run; once the PSP says it succeeded, it is posted and audited once. A
+failure after that (a later run, started by the failure's event) reverses it, and gives the payment's
+refundable amount back. Each word must carry the service's proof and is read back at the PSP (where
+it can be) before it moves the books: anyone with Temporal access could start or signal this.
 """
 
 from __future__ import annotations
@@ -12,40 +15,100 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain.contracts import ExternalRefundInput, PspRefundUpdate
-    from domain.naming import Activity
+    from domain.contracts import (
+        ExternalRefundInput,
+        LateFailureInput,
+        OutcomeCheck,
+        OutcomeVerdict,
+        PspRefundUpdate,
+    )
+    from domain.naming import Activity, external_request_id
     from domain.status import PspRefundStatus
+
+from workflows.refund.patches import OUTCOME_PROOFS
 
 # Dashboard refunds settle within days; after this the run ends and a later event starts a new one.
 _WATCH = timedelta(days=30)
+_DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+_PSP_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 
 
 @workflow.defn(name="ExternalRefundWorkflow")
 class ExternalRefundWorkflow:
     def __init__(self) -> None:
-        self._final: PspRefundUpdate | None = None
+        self._updates: list[PspRefundUpdate] = []
 
     @workflow.run
     async def run(self, input: ExternalRefundInput) -> bool:
-        """True when the refund was booked; False when the PSP failed it or never settled it."""
-        try:
-            await workflow.wait_condition(lambda: self._final is not None, timeout=_WATCH)
-        except TimeoutError:
-            return False
-        final = self._final
-        if final is None or final.status is not PspRefundStatus.SUCCEEDED:
-            return False
+        """True when the books changed (booked, or reversed); False otherwise."""
+        proofs = workflow.patched(OUTCOME_PROOFS)
+        while True:
+            try:
+                await workflow.wait_condition(lambda: self._final() is not None, timeout=_WATCH)
+            except TimeoutError:
+                return False
+            final = self._final()
+            assert final is not None
+            self._updates.remove(final)
+            if not proofs:
+                return await self._book(input, final) if final.status is PspRefundStatus.SUCCEEDED else False
+            verdict = await self._confirm(input, final)
+            word = verdict.update
+            if word is None or word.status is PspRefundStatus.PENDING:
+                continue  # unproven (audited), or the PSP has not settled it: wait for its next word
+            if word.status is PspRefundStatus.SUCCEEDED:
+                return await self._book(input, word)
+            return await self._reverse(input, word)
+
+    def _final(self) -> PspRefundUpdate | None:
+        return next((u for u in self._updates if u.status is not PspRefundStatus.PENDING), None)
+
+    async def _confirm(self, input: ExternalRefundInput, update: PspRefundUpdate) -> OutcomeVerdict:
+        check = OutcomeCheck(
+            provider=input.provider,
+            update=update,
+            payment_reference=input.payment_reference,
+            merchant_id=input.merchant_id,
+        )
+        verdict: OutcomeVerdict = await workflow.execute_activity(
+            Activity.CONFIRM_OUTCOME,
+            check,
+            result_type=OutcomeVerdict,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=_PSP_RETRY,
+        )
+        return verdict
+
+    async def _book(self, input: ExternalRefundInput, outcome: PspRefundUpdate) -> bool:
         booked: bool = await workflow.execute_activity(
             Activity.RECORD_EXTERNAL,
-            input.model_copy(update={"outcome": final}),
+            input.model_copy(update={"outcome": outcome}),
             result_type=bool,
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            retry_policy=_DB_RETRY,
             summary=f"{input.provider.value} {input.payment_reference}",
         )
         return booked
 
+    async def _reverse(self, input: ExternalRefundInput, failure: PspRefundUpdate) -> bool:
+        """A dashboard refund the PSP failed: reversed if we booked it, else nothing to do."""
+        late = LateFailureInput(
+            provider=input.provider,
+            request_id=external_request_id(input.provider.value, input.psp_refund_id),
+            update=failure,
+            merchant_id=input.merchant_id,
+        )
+        reversed_: bool = await workflow.execute_activity(
+            Activity.REVERSE,
+            late,
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DB_RETRY,
+        )
+        return reversed_
+
     @workflow.signal
     def psp_refund_update(self, update: PspRefundUpdate) -> None:
-        if self._final is None and update.status is not PspRefundStatus.PENDING:
-            self._final = update
+        # a final word is weighed one at a time; `pending` changes nothing; a flood is cut short
+        if update.status is not PspRefundStatus.PENDING and len(self._updates) < 20:
+            self._updates.append(update)

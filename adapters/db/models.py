@@ -211,6 +211,15 @@ class PspEventRow(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class ServiceKeyRow(SQLModel, table=True):
+    """A public key the service signs with (review decisions, PSP outcomes): how a worker, which
+    holds no signing secret, verifies what a workflow's input claims the service said."""
+
+    __tablename__ = "service_keys"
+    public_key: str = Field(primary_key=True, max_length=64)
+    published_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class ApiClientRow(SQLModel, table=True):
     """Software that asks for refunds on a merchant's behalf (`domain/clients.py`): its key hashed."""
 

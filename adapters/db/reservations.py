@@ -45,25 +45,16 @@ def reserve(session: Session, request_id: str, payment: PaymentRecord, amount: M
     """
     key = payment_key(payment)
     cap = payment.amount_captured or payment.amount_authorized
-    insert_ignoring_conflicts(
-        session,
-        PaymentRow,
-        [
-            {
-                "payment_key": key,
-                "provider": payment.provider.value,
-                "reference": payment.reference,
-                "currency": payment.currency,
-                "refundable_cap": cap,
-                "updated_at": utcnow(),
-            }
-        ],
-    )
+    _ensure_payment(session, key, payment.provider, payment.reference, payment.currency, cap)
     row = session.execute(
         select(PaymentRow).where(col(PaymentRow.payment_key) == key).with_for_update()
     ).scalar_one()
+    # a payment first seen through a dashboard refund was recorded with only what that refund proved
+    row.refundable_cap = max(row.refundable_cap, cap)
     existing = session.get(ReservationRow, request_id)
-    available = row.refundable_cap - _in_use(session, key)
+    # every refund of the payment counts, whoever made it: ours (held or committed) and what the PSP
+    # itself says it refunded, which includes dashboard refunds whose events never reached us
+    available = row.refundable_cap - max(_in_use(session, key), payment.amount_refunded)
     if existing is not None and existing.state == ReservationState.HELD:
         return ReserveOutcome(True, available, holds=existing.holds)  # a retry of this step
     if existing is not None and existing.state == ReservationState.COMMITTED:
@@ -90,15 +81,34 @@ def reserve(session: Session, request_id: str, payment: PaymentRecord, amount: M
     return ReserveOutcome(True, available - amount.value, holds=existing.holds)
 
 
+def _ensure_payment(
+    session: Session, key: str, provider: Provider, reference: str, currency: str, cap: int
+) -> None:
+    insert_ignoring_conflicts(
+        session,
+        PaymentRow,
+        [
+            {
+                "payment_key": key,
+                "provider": provider.value,
+                "reference": reference,
+                "currency": currency,
+                "refundable_cap": cap,
+                "updated_at": utcnow(),
+            }
+        ],
+    )
+
+
 def record_external(
     session: Session, request_id: str, provider: Provider, reference: str, amount: Money
 ) -> None:
-    """Count a refund made outside the product against the payment, when we know the payment.
-
-    It already happened at the PSP, so it is recorded as committed even past our own cap."""
+    """Count a refund made outside the product against the payment, committed: it already happened
+    at the PSP, so it counts even past our own cap. A payment we never refunded is recorded with what
+    this refund proves was captured; the first refund of ours raises that to the PSP's capture."""
     key = f"{provider.value}:{reference}"
-    if session.get(PaymentRow, key, with_for_update=True) is None:
-        return  # a payment we never refunded: nothing of ours to guard yet
+    _ensure_payment(session, key, provider, reference, amount.currency, amount.value)
+    session.execute(select(PaymentRow).where(col(PaymentRow.payment_key) == key).with_for_update())
     if session.get(ReservationRow, request_id) is not None:
         return
     session.add(
@@ -111,6 +121,23 @@ def record_external(
             updated_at=utcnow(),
         )
     )
+
+
+def give_back(session: Session, request_id: str) -> bool:
+    """A refund the PSP failed after it succeeded: the PSP gave the whole amount back to the payment,
+    so the guard does too (held or committed; a released one is left as it is)."""
+    row = session.get(ReservationRow, request_id, with_for_update=True)
+    if row is None or row.state == ReservationState.RELEASED:
+        return False
+    row.state = ReservationState.RELEASED
+    row.updated_at = utcnow()
+    return True
+
+
+def refunded(session: Session, payment: PaymentRecord) -> int:
+    """What our record says is refunded or being refunded on the payment, whoever asked (ours, a
+    dashboard's, a fraud warning's): for a PSP that cannot be asked (Adyen) it is the whole record."""
+    return _in_use(session, payment_key(payment))
 
 
 def settle(session: Session, request_id: str, state: ReservationState) -> bool:

@@ -155,6 +155,7 @@ def _is_refusal(err: Adyen.AdyenError) -> bool:
 
 class AdyenAdapter:
     provider = Provider.ADYEN
+    reads_refunds_back = False  # Checkout cannot read a modification back: its notification is the only word
 
     def __init__(
         self,

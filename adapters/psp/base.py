@@ -101,6 +101,9 @@ class PspAdapter(Protocol):
     """What the core needs from a PSP. Methods are synchronous; activities run them in threads."""
 
     provider: Provider
+    # whether `get_refund` gives the PSP's final word, so an outcome an event reported can be read
+    # back before it moves the books (where it cannot, the verified event is the only word)
+    reads_refunds_back: bool
 
     def lookup_payment(self, reference: str) -> PaymentLookup:
         """The PSP's record of the payment; state NOT_FOUND when the PSP does not know it."""

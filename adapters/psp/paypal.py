@@ -163,6 +163,7 @@ def _check_fresh(transmission_time: str) -> None:
 
 class PayPalAdapter:
     provider = Provider.PAYPAL
+    reads_refunds_back = True  # GET /v2/payments/refunds/{id}
 
     def __init__(
         self,

@@ -94,6 +94,7 @@ def _is_missing(err: stripe.StripeError) -> bool:
 
 class StripeAdapter:
     provider = Provider.STRIPE
+    reads_refunds_back = True  # refunds.retrieve
     list_page_size = 100
 
     def __init__(self, api_key: str, api_base: str, webhook_secret: str, timeout_seconds: float = 30) -> None:

@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
-from adapters.db import clients
+from adapters.db import clients, service_keys
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
 from domain.clients import KEY_PREFIX
@@ -49,6 +49,8 @@ class Services:
         self.codec = EncryptionCodec(keys) if keys else None
         self.decision_keys = self.settings.decision_keys()
         self.review_keys = self.settings.review_public_keys()
+        with self.db.transaction() as session:  # workers verify what this service signs with these
+            service_keys.publish(session, self.review_keys)
         self.merchants = self.settings.merchant_profiles()
         self.policies = {
             merchant_id: self.settings.for_merchant(profile).policy()

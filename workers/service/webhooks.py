@@ -17,6 +17,7 @@ from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
 from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
 from domain.naming import external_refund_workflow_id, late_failure_workflow_id, workflow_id
+from domain.outcome_proofs import sign_outcome, subject
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.psp_wiring import WIRINGS
 from workers.service.deps import Services, ServicesDep
@@ -117,24 +118,31 @@ async def _signal_refund(
         return 0
     if event.request_id is None:
         return await _adopt(services, provider, event.update, event.payment_reference, merchant_id)
-    handle = services.temporal.get_workflow_handle(workflow_id(event.request_id))
+    refund_workflow = workflow_id(event.request_id)
+    handle = services.temporal.get_workflow_handle(refund_workflow)
     signalled = 0
     try:
-        await handle.signal(RefundWorkflow.psp_refund_update, event.update)
+        await handle.signal(
+            RefundWorkflow.psp_refund_update, _proven(services, refund_workflow, event.update, merchant_id)
+        )
         signalled = 1
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise temporal_unavailable(err, "taking this event") from err
     if event.update.status is not PspRefundStatus.FAILED:
         return signalled
+    late_workflow = late_failure_workflow_id(event.request_id, event.update.psp_refund_id)
     late = LateFailureInput(
-        provider=provider, request_id=event.request_id, update=event.update, merchant_id=merchant_id
+        provider=provider,
+        request_id=event.request_id,
+        update=_proven(services, late_workflow, event.update, merchant_id),
+        merchant_id=merchant_id,
     )
     try:
         await services.temporal.start_workflow(
             LateRefundFailureWorkflow.run,
             late,
-            id=late_failure_workflow_id(event.request_id, event.update.psp_refund_id),
+            id=late_workflow,
             task_queue=services.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -162,18 +170,33 @@ async def _adopt(
         psp_refund_id=update.psp_refund_id,
         merchant_id=merchant_id,
     )
+    external_workflow = external_refund_workflow_id(provider.value, update.psp_refund_id)
+    proven = _proven(services, external_workflow, update, merchant_id, payment_reference)
     try:
         await services.temporal.start_workflow(
             ExternalRefundWorkflow.run,
             external,
-            id=external_refund_workflow_id(provider.value, update.psp_refund_id),
+            id=external_workflow,
             task_queue=services.settings.task_queue,
             start_signal="psp_refund_update",
-            start_signal_args=[update],
+            start_signal_args=[proven],
         )
     except RPCError as err:
         raise temporal_unavailable(err, "taking this event") from err
     return 1
+
+
+def _proven(
+    services: Services,
+    to_workflow: str,
+    update: PspRefundUpdate,
+    merchant_id: str | None,
+    payment_reference: str = "",
+) -> PspRefundUpdate:
+    """The update with the service's proof that a PSP event verified with this merchant's account
+    said it, for the one workflow it goes to (domain/outcome_proofs.py)."""
+    about = subject(merchant_id, payment_reference)
+    return sign_outcome(services.decision_keys, to_workflow, about, update)
 
 
 @router.post("/{provider}", openapi_extra=_EVENT)

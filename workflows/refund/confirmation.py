@@ -11,7 +11,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain.actors import Actor
     from domain.contracts import (
+        AuditEvent,
+        AuditInput,
         LateFailureInput,
+        OutcomeCheck,
         PaymentRecord,
         PspRefundCall,
         PspRefundUpdate,
@@ -20,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         RefundWorkflowInput,
     )
     from domain.money import Money
+    from domain.outcome_proofs import outcome_proven, subject
     from domain.status import ErrorCode, PspRefundStatus, RefundMethod, RefundStatus
 
 from workflows.refund.attention import Attention, Stop, failure_of
@@ -28,6 +32,7 @@ from workflows.refund.record import RefundRecord
 from workflows.refund.steps import Steps
 
 MAX_POLL_INTERVAL = timedelta(hours=1)
+MAX_AUDITED_UNPROVEN = 10  # refused signals written to the trail one by one; the rest are counted
 
 # The PSP's own word that it made no refund: the refund fails and its reservation is released.
 # Every other error leaves it unknown whether money moved, so ops decide (`needs_attention`).
@@ -69,6 +74,10 @@ class Confirmation:
         self._updates: dict[str, PspRefundUpdate] = {}
         self._late_failures: dict[str, PspRefundUpdate] = {}  # failed after the PSP said succeeded
         self._reversed = False
+        self._read_back: set[str] = set()  # PSP refunds whose final word the PSP itself gave us
+        self.unproven: list[PspRefundUpdate] = []  # refused signals not yet in the trail
+        self._unproven_seen = 0
+        self._audited = 0
 
     # ---- the refund itself --------------------------------------------------------------------
 
@@ -135,7 +144,7 @@ class Confirmation:
         deadline = workflow.now() + timedelta(seconds=policy.confirmation_deadline_seconds)
         interval = timedelta(seconds=policy.confirmation_poll_seconds)
         confirmed = lambda: self._final_update(psp_refund_id) is not None  # noqa: E731
-        while (update := self._final_update(psp_refund_id)) is None:
+        while (update := await self._read_back_final(psp_refund_id)) is None:
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
                 await self._attention.wait_for_ops(
@@ -156,7 +165,7 @@ class Confirmation:
                     # the PSP's own webhook may still settle it while ops look
                     await self._attention.wait_for_ops(*failure_of(err), resolved=confirmed)
                     continue
-                self.record(polled)
+                self.record(polled, from_psp=True)
                 interval = min(interval * 2, MAX_POLL_INTERVAL)
         self._record.note(
             "psp_confirmed",
@@ -172,6 +181,33 @@ class Confirmation:
             }
         )
 
+    async def _read_back_final(self, psp_refund_id: str) -> PspRefundUpdate | None:
+        """The final word, once the PSP itself gave it: an event's word is read back at the PSP
+        first (where the PSP can be read), and a PSP that still says pending keeps the refund waiting."""
+        update = self._final_update(psp_refund_id)
+        if update is None or psp_refund_id in self._read_back or not self._patches.outcome_proofs:
+            return update
+        verdict = await self._steps.confirm_outcome(self._check(update))
+        final = verdict.update
+        if final is None or final.status is PspRefundStatus.PENDING:
+            del self._updates[psp_refund_id]  # the poll, or the PSP's next event, will tell
+            return None
+        if verdict.read_back:
+            self._read_back.add(psp_refund_id)
+        self._updates[psp_refund_id] = final
+        return final
+
+    def _check(self, update: PspRefundUpdate) -> OutcomeCheck:
+        state = self._record.state
+        return OutcomeCheck(
+            provider=state.provider,
+            update=update,
+            request_id=state.request_id,
+            payment_reference=state.payment_reference,
+            merchant_id=self._input.merchant_id,
+            verify_proof=False,  # proven in workflow code, against the keys this refund started with
+        )
+
     def _lookup(self, psp_refund_id: str) -> RefundLookup:
         return RefundLookup(
             provider=self._record.state.provider,
@@ -180,14 +216,62 @@ class Confirmation:
             merchant_id=self._input.merchant_id,
         )
 
-    def record(self, update: PspRefundUpdate) -> None:
+    def record(self, update: PspRefundUpdate, *, from_psp: bool = False) -> None:
         """Keep the first final word per PSP refund; duplicates and late `pending` change nothing, a
-        failure after success is kept apart and reversed."""
+        failure after success is kept apart and reversed. A signalled word counts only with the
+        service's proof; a polled one is the PSP's own answer."""
+        if not from_psp and not self._proven(update):
+            self._refuse(update)
+            return
+        if from_psp and update.status is not PspRefundStatus.PENDING:
+            self._read_back.add(update.psp_refund_id)
         known = self._updates.get(update.psp_refund_id)
         if known is None or known.status is PspRefundStatus.PENDING:
             self._updates[update.psp_refund_id] = update
         elif known.status is PspRefundStatus.SUCCEEDED and update.status is PspRefundStatus.FAILED:
             self._late_failures.setdefault(update.psp_refund_id, update)  # reversed, not dropped
+
+    def _proven(self, update: PspRefundUpdate) -> bool:
+        """Signed by the service for this refund (refunds started before OUTCOME_PROOFS take any)."""
+        if self._patches.outcome_proofs is False or not self._input.review_keys:
+            return True
+        about = subject(self._input.merchant_id)
+        return outcome_proven(self._input.review_keys, workflow.info().workflow_id, about, update)
+
+    def _refuse(self, update: PspRefundUpdate) -> None:
+        """Changes nothing; the first few are written to the trail at once (`audit_refused`)."""
+        self._unproven_seen += 1
+        if self._unproven_seen <= MAX_AUDITED_UNPROVEN:
+            self.unproven.append(update)
+
+    async def audit_refused(self) -> None:
+        """Write refused signals to the trail as they come: `refunds attention` lists them."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self.unproven))
+            refused, self.unproven = self.unproven, []
+            events = []
+            for update in refused:
+                self._audited += 1
+                events.append(self._refused_event(update, self._audited))
+            state = self._record.state
+            await self._steps.record_audit(
+                AuditInput(
+                    request_id=state.request_id, payment_reference=state.payment_reference, events=events
+                )
+            )
+
+    def _refused_event(self, update: PspRefundUpdate, number: int) -> AuditEvent:
+        return AuditEvent(
+            key=f"psp_update_unproven:{number}",
+            step="psp_update_unproven",
+            actor="unknown",
+            reason_code=update.status.value,
+            detail={
+                "psp_refund_id": update.psp_refund_id[:128],
+                "why": "signalled without the service's proof that a verified PSP event said it",
+            },
+            at=workflow.now(),
+        )
 
     def _final_update(self, psp_refund_id: str) -> PspRefundUpdate | None:
         update = self._updates.get(psp_refund_id)
@@ -209,7 +293,16 @@ class Confirmation:
         return None
 
     async def reverse(self, update: PspRefundUpdate) -> None:
-        """Reverse the posting and show the refund failed; `refunds attention` lists it for ops."""
+        """Reverse the posting and show the refund failed; `refunds attention` lists it for ops.
+        The failure is read back at the PSP first: a PSP that says the refund stands keeps it."""
+        if self._patches.outcome_proofs:
+            verdict = await self._steps.confirm_outcome(self._check(update))
+            if verdict.update is None or verdict.update.status is not PspRefundStatus.FAILED:
+                self._late_failures.pop(update.psp_refund_id, None)
+                if (known := self._updates.get(update.psp_refund_id)) is not None and known is update:
+                    del self._updates[update.psp_refund_id]
+                return
+            update = verdict.update
         self._reversed = True
         record = self._record
         if not self._patches.edge_paths:

@@ -16,6 +16,9 @@ from temporalio import workflow
 EDGE_PATHS = "edge-paths-2026-11"
 REVIEW_DEADLINES = "review-deadlines"  # reviews escalate and are decided by policy at their deadlines
 PSP_TASK_QUEUES = "psp-task-queues"  # PSP calls run on the PSP's rate-limited task queue
+# A PSP outcome signalled to the refund counts only with the service's proof, and is read back at
+# the PSP (where it can be) before it books or reverses anything.
+OUTCOME_PROOFS = "outcome-proofs-2026-12"
 
 
 class Patches:
@@ -25,9 +28,12 @@ class Patches:
 
     def __init__(self) -> None:
         self.edge_paths = False
+        # None until `decide`: a signal handled before the run starts is held to the proof
+        self.outcome_proofs: bool | None = None
 
     def decide(self) -> None:
         self.edge_paths = workflow.patched(EDGE_PATHS)
+        self.outcome_proofs = workflow.patched(OUTCOME_PROOFS)
         if self.edge_paths:
             for older in (REVIEW_DEADLINES, PSP_TASK_QUEUES):
                 workflow.patched(older)
