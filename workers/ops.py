@@ -277,6 +277,10 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
             for entry in audit.entries_with_step(session, "late_failure_not_reversed"):
                 why = f"{entry.reason_code or ''} reverse by hand: it failed before this release"
                 rows.append((entry.request_id, "failed_after_success", why))
+            for entry in audit.entries_with_step(session, "psp_update_unproven"):
+                # someone went around the service (a Temporal signal, a workflow started by hand)
+                why = f"{entry.reason_code or ''} signalled without proof: {entry.detail.get('why', '')}"
+                rows.append((entry.request_id, "unproven_psp_update", why.strip()))
     finally:
         db.dispose()
     return rows
