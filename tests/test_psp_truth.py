@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import uuid
 
+import stripe
+
 from adapters.db import ledger, refunds
+from adapters.db.payment_book import DatabasePaymentBook
 from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
 from domain.money import Money
 from domain.naming import external_request_id
@@ -14,9 +17,17 @@ from domain.status import Provider, PspRefundStatus
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import cli, known_adyen_payment, refund_through_pipeline, reservation_state, steps_of
-from tests.flows import submit, wait_for_status
+from tests.flows import (
+    cli,
+    known_adyen_payment,
+    refund_through_pipeline,
+    reservation_state,
+    steps_of,
+    submit,
+    wait_for_status,
+)
 from tests.helpers import eventually, refund_body, unique, workflow_completed
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
 
@@ -107,6 +118,8 @@ async def test_adyens_everything_still_refundable_counts_earlier_refunds(
     first = unique("adyen-part")
     assert (await submit(stack, refund_body(first, reference, amount=3_000, provider="adyen"))).is_success
     assert (await wait_for_status(stack, first, FINAL))["status"] == "succeeded"
+    book = DatabasePaymentBook(stack.database)
+    assert book.get(Provider.ADYEN, reference).amount_refunded == 3_000  # type: ignore[union-attr]
 
     rest = unique("adyen-rest")
     assert (await submit(stack, refund_body(rest, reference, provider="adyen"))).is_success
@@ -114,6 +127,7 @@ async def test_adyens_everything_still_refundable_counts_earlier_refunds(
     assert view["status"] == "succeeded", view.get("failure_message")
     assert view["amount"] == {"value": 2_000, "currency": "EUR"}
     assert [m["amount"] for m in adyen.modifications(reference)] == [3_000, 2_000]
+    assert book.get(Provider.ADYEN, reference).amount_refunded == 5_000  # type: ignore[union-attr]
 
 
 async def test_a_dashboard_refund_on_a_payment_we_never_refunded_counts(
@@ -164,3 +178,29 @@ async def test_a_dashboard_refund_adyen_fails_later_is_reversed(
     again = unique("adyen-again")
     assert (await submit(stack, refund_body(again, reference, amount=4_000, provider="adyen"))).is_success
     assert (await wait_for_status(stack, again, FINAL))["status"] == "succeeded"
+
+
+async def test_a_stripe_dashboard_refund_failed_later_is_reversed(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A refund made in Stripe's dashboard (nothing of ours on it) is booked on `refund.updated`;
+    `refund.failed` later reverses it, read back at Stripe first, and gives the guard its amount back."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    client = stripe.StripeClient(SANDBOX_STRIPE_API_KEY, base_addresses={"api": stack.sandbox_url})
+    made = client.v1.refunds.create({"payment_intent": payment, "amount": 4_000})
+    request_id = external_request_id("stripe", made.id)
+
+    async def status() -> str | None:
+        with stack.database.transaction() as session:
+            row = refunds.get(session, request_id)
+            return row.status if row else None
+
+    assert await eventually(status, lambda s: s == "succeeded") == "succeeded"
+    assert _balances(stack, request_id) != {}
+
+    sandbox.fail_stripe_refund_late(made.id)
+    assert await eventually(status, lambda s: s == "failed") == "failed"
+    assert _balances(stack, request_id) == {}
+    assert reservation_state(stack, request_id) == "released"
+    again = await refund_through_pipeline(stack, payment, amount=4_000)
+    assert again["status"] == "succeeded", again.get("failure_message")

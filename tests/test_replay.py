@@ -72,3 +72,33 @@ async def test_record_histories(stack: Stack, sandbox: SandboxControl) -> None:
         await wait_for_status(stack, request_id, FINAL)
         history = await stack.client.get_workflow_handle(f"refund-{request_id}").fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+@pytest.mark.skipif(not RECORDING, reason="set REFUNDS_RECORD_HISTORIES=1 to record")
+async def test_record_outcome_proof_histories(stack: Stack, sandbox: SandboxControl) -> None:
+    """A pending refund that a signal without proof tries to settle, then the PSP's proven webhook
+    (read back at the PSP) does; and an open refund whose proven late failure is read back and reversed."""
+    from domain.contracts import PspRefundUpdate
+    from domain.status import PspRefundStatus
+    from tests.helpers import refund_body
+
+    pending = sandbox.seed_stripe_payment(amount=10_000, currency="EUR", refund_behavior="pending")
+    request_id = unique("hist")
+    await submit(stack, refund_body(request_id, pending, amount=2_000))
+    view = await wait_for_status(stack, request_id, {"awaiting_confirmation"})
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    forged = PspRefundUpdate(psp_refund_id=view["psp_refund_id"], status=PspRefundStatus.FAILED)
+    await handle.signal(RefundWorkflow.psp_refund_update, forged)
+    sandbox.settle_stripe_refund(view["psp_refund_id"])
+    await wait_for_status(stack, request_id, FINAL)
+    (HISTORIES / "outcome_proven_and_read_back.json").write_text((await handle.fetch_history()).to_json())
+
+    paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    open_one = unique("hist")
+    item = {"sku": unique("SKU"), "quantity": 1, "unit_amount": 1_500, "tax_amount": 0, "restock": True}
+    await submit(stack, refund_body(open_one, paid, amount=1_500, reason_code="changed_mind", items=[item]))
+    view = await wait_for_status(stack, open_one, {"succeeded"})
+    sandbox.fail_stripe_refund_late(view["psp_refund_id"])
+    await wait_for_status(stack, open_one, {"failed"})
+    handle = stack.client.get_workflow_handle(f"refund-{open_one}")  # reversed; still open for the goods
+    (HISTORIES / "late_failure_proven_while_open.json").write_text((await handle.fetch_history()).to_json())

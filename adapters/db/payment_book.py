@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.db import reservations
 from adapters.db.engine import Database
 from adapters.db.models import PspPaymentRow, utcnow
 from domain.contracts import PaymentRecord
@@ -23,7 +24,7 @@ class DatabasePaymentBook:
                 return None
             if account is not None and row.account is not None and row.account != account:
                 return None  # another merchant account's payment
-            return PaymentRecord(
+            payment = PaymentRecord(
                 provider=provider,
                 reference=reference,
                 state=PaymentState(row.state),
@@ -32,6 +33,12 @@ class DatabasePaymentBook:
                 amount_captured=row.amount_captured,
                 amount_refunded=row.amount_refunded,
             )
+            # the notifications tell of captures, not of what is left: every refund of the payment
+            # we know of (ours, a dashboard's, a warning's) is in the over-refund guard's record
+            refunded = min(
+                max(row.amount_refunded, reservations.refunded(session, payment)), row.amount_captured
+            )
+            return payment.model_copy(update={"amount_refunded": refunded})
 
     def record(self, payment: PaymentRecord, account: str | None = None) -> None:
         """Keep the furthest state seen and the largest amounts; duplicates change nothing."""

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         RefundWorkflowInput,
     )
     from domain.money import Money
+    from domain.naming import workflow_id
     from domain.outcome_proofs import outcome_proven, subject
     from domain.status import ErrorCode, PspRefundStatus, RefundMethod, RefundStatus
 
@@ -236,7 +237,9 @@ class Confirmation:
         if self._patches.outcome_proofs is False or not self._input.review_keys:
             return True
         about = subject(self._input.merchant_id)
-        return outcome_proven(self._input.review_keys, workflow.info().workflow_id, about, update)
+        # the id the service signed for, from the input: a replay elsewhere may run under another id
+        addressed = workflow_id(self._record.state.request_id)
+        return outcome_proven(self._input.review_keys, addressed, about, update)
 
     def _refuse(self, update: PspRefundUpdate) -> None:
         """Changes nothing; the first few are written to the trail at once (`audit_refused`)."""
