@@ -214,7 +214,7 @@ async def test_a_forged_warning_changes_nothing(
             "data": {
                 "object": {
                     "id": "issfr_forged",
-                    "object": "early_fraud_warning",
+                    "object": "radar.early_fraud_warning",
                     "actionable": True,
                     "payment_intent": payment,
                     "fraud_type": "made_with_stolen_card",

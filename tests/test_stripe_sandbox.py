@@ -402,8 +402,11 @@ def test_webhook_delivery_is_retried_until_accepted(
     webhook_receiver: WebhookReceiver,
 ) -> None:
     payment = _seed(sandbox_control)
-    webhook_receiver.fail(payment, 2)
-    refund = stripe_client.v1.refunds.create({"payment_intent": payment, "amount": 10})
+    tag = unique("tag")  # in the refund's events only (charge.refunded names the payment too)
+    webhook_receiver.fail(tag, 2)
+    refund = stripe_client.v1.refunds.create(
+        {"payment_intent": payment, "amount": 10, "metadata": {"tag": tag}}
+    )
     [event] = [e for e in sandbox_control.webhook_events() if refund.id in str(e["payload"])]
 
     def attempts() -> list[int | None]:

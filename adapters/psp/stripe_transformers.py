@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import stripe
+
 from adapters.psp.base import PspEvent
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
 from domain.fraud_warnings import FraudWarning
@@ -341,15 +343,25 @@ def decline_code(code: str | None) -> ErrorCode:
 # webhooks ---------------------------------------------------------------------------------------
 
 
+def event_object(event: Mapping[str, Any], kind: type[stripe.StripeObject]) -> Mapping[str, Any] | None:
+    """The event's `data.object` when the SDK reads it as `kind` (by its `object`, against the SDK's own
+    OBJECT_NAME: Radar's warning is a `radar.early_fraud_warning`), else None."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        return None
+    typed = stripe.Event.construct_from({"data": {"object": dict(obj)}}, "").data.object
+    return obj if isinstance(typed, kind) else None
+
+
 def classify_event(event: Mapping[str, Any]) -> PspEvent:
     """A verified Stripe event as ours: a refund update for one of our requests, or ignored."""
     event_id = str(event.get("id") or "")
     event_type = str(event.get("type") or "")
-    data = event.get("data")
-    obj = data.get("object") if isinstance(data, Mapping) else None
     match event_type:
         case "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated":
-            if not isinstance(obj, Mapping) or obj.get("object") != "refund" or "id" not in obj:
+            obj = event_object(event, stripe.Refund)
+            if obj is None or "id" not in obj:
                 return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no refund"})
             request_id = refund_request_id(obj)
             if request_id is None:
@@ -373,14 +385,15 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
                 detail={"psp_status": str(obj.get("status"))},
             )
         case "radar.early_fraud_warning.created" | "radar.early_fraud_warning.updated":
-            return _fraud_warning(event_id, event_type, obj)
+            return _fraud_warning(event_id, event_type, event_object(event, stripe.radar.EarlyFraudWarning))
         case _:
             return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "event type"})
 
 
-def _fraud_warning(event_id: str, event_type: str, obj: Any) -> PspEvent:
-    """Radar's early fraud warning on a charge: the refund names its PaymentIntent (else the charge)."""
-    if not isinstance(obj, Mapping) or obj.get("object") != "early_fraud_warning" or not obj.get("id"):
+def _fraud_warning(event_id: str, event_type: str, obj: Mapping[str, Any] | None) -> PspEvent:
+    """Radar's early fraud warning on a charge: the refund names its PaymentIntent (else the charge,
+    as Stripe's own example has no PaymentIntent)."""
+    if obj is None or not obj.get("id"):
         return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "no early fraud warning"})
     intent, charge = obj.get("payment_intent"), obj.get("charge")
     reference = intent if isinstance(intent, str) and intent else charge
@@ -429,9 +442,8 @@ def dispute_events(event: Mapping[str, Any]) -> list[PspEvent] | None:
     request names. None for any other event."""
     if event.get("type") != "charge.dispute.created":
         return None
-    data = event.get("data")
-    dispute = data.get("object") if isinstance(data, Mapping) else None
-    if not isinstance(dispute, Mapping):
+    dispute = event_object(event, stripe.Dispute)
+    if dispute is None:
         return []
     references = [str(dispute[k]) for k in ("payment_intent", "charge") if isinstance(dispute.get(k), str)]
     reason = str(dispute.get("reason") or "dispute")

@@ -214,11 +214,12 @@ class StripeApi:
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         if not self._authorized(request):
+            # Stripe publishes four error types (api_error, card_error, idempotency_error,
+            # invalid_request_error): a bad key, like a rate limit, is an invalid request; the status
+            # (401, 429) tells them apart, and the SDK reads the status
             return self._error(
                 StripeApiError(
-                    401,
-                    "Invalid API Key provided. The sandbox expects its configured secret key.",
-                    type="authentication_error",
+                    401, "Invalid API Key provided. The sandbox expects its configured secret key."
                 )
             )
         fault = self._faults.take("entry", request.method, request.path)
@@ -264,7 +265,6 @@ class StripeApi:
                     StripeApiError(
                         429,
                         "Too many requests hit the API too quickly (sandbox fault).",
-                        type="rate_limit_error",
                         code="rate_limit",
                         headers={"Retry-After": retry_after},
                     )
@@ -534,6 +534,7 @@ class ControlApi:
             ("GET", re.compile(r"/_sandbox/health"), self._health),
             ("POST", re.compile(r"/_sandbox/payments"), self._seed_payment),
             ("POST", re.compile(r"/_sandbox/payments/([^/]+)/early_fraud_warning"), self._fraud_warning),
+            ("POST", re.compile(r"/_sandbox/payments/([^/]+)/dispute"), self._dispute),
             ("GET", re.compile(r"/_sandbox/refunds"), self._refunds),
             ("POST", re.compile(r"/_sandbox/refunds/([^/]+)/settle"), self._settle),
             ("POST", re.compile(r"/_sandbox/refunds/([^/]+)/fail"), self._fail_late),
@@ -617,6 +618,14 @@ class ControlApi:
             raise ControlError(400, "id must look like issfr_<letters, digits>")
         with self._store.transaction() as tx:
             return self._engine.early_fraud_warning(tx, args[0], fraud_type, actionable, warning_id)
+
+    def _dispute(self, request: SandboxRequest, args: list[str]) -> Any:
+        """The cardholder disputes the payment: a signed `charge.dispute.created` webhook."""
+        reason = json_body(request).get("reason", "fraudulent")
+        if not isinstance(reason, str) or not reason:
+            raise ControlError(400, "reason must be a string such as fraudulent or product_not_received")
+        with self._store.transaction() as tx:
+            return self._engine.open_dispute(tx, args[0], reason)
 
     def _refunds(self, request: SandboxRequest, args: list[str]) -> Any:
         payment_intent = self._query(request, "payment_intent")

@@ -71,6 +71,14 @@ class SandboxControl(ControlClient):
         result: dict[str, Any] = self._call("POST", f"/payments/{payment_id}/early_fraud_warning", json=body)
         return result
 
+    def open_stripe_dispute(self, payment_id: str, reason: str = "fraudulent") -> dict[str, Any]:
+        """The cardholder disputes a PaymentIntent's charge: a signed `charge.dispute.created` webhook
+        follows; returns the dispute."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/payments/{payment_id}/dispute", json={"reason": reason}
+        )
+        return result
+
     def stripe_refunds(self, payment_id: str) -> list[dict[str, Any]]:
         """Every refund the sandbox ever made for a PaymentIntent, oldest first, with its key."""
         return list(self._call("GET", "/refunds", params={"payment_intent": payment_id})["data"])

@@ -12,6 +12,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import stripe
+
 from sandbox.store import (
     EventRow,
     PaymentRow,
@@ -25,6 +27,7 @@ from sandbox.stripe.objects import (
     StripeApiError,
     balance_transaction,
     charge_json,
+    dispute_json,
     event_json,
     new_id,
     now_s,
@@ -169,6 +172,7 @@ class StripeEngine:
                     payment.currency,
                     tx.settlement_of(payment.id),
                     refund=False,
+                    created=payment.created,
                 )
             latest = charge_json(payment, tx.refunded_amount(payment.id), transaction)
         return payment_intent_json(payment, latest)
@@ -268,6 +272,8 @@ class StripeEngine:
                 raise ValueError(f"unknown refund behaviour {other!r}")
         tx.insert_refund(refund)
         self._emit(tx, "refund.created", refund_json(refund))
+        # Stripe announces the charge too, with its new amount_refunded (pending refunds count)
+        self._emit(tx, "charge.refunded", charge_json(payment, tx.refunded_amount(payment.id)))
         return refund
 
     def require_refund(self, tx: StoreTx, refund_id: str) -> RefundRow:
@@ -287,7 +293,7 @@ class StripeEngine:
         if "balance_transaction" in expand:
             settlement = tx.settlement_of(refund.payment_id)
             transaction = balance_transaction(
-                refund.id, refund.amount, refund.currency, settlement, refund=True
+                refund.id, refund.amount, refund.currency, settlement, refund=True, created=refund.created
             )
         return refund_json(refund, charge=charge, payment_intent=intent, balance_transaction=transaction)
 
@@ -369,7 +375,7 @@ class StripeEngine:
             raise StripeApiError(400, f"PaymentIntent {intent_id} has no charge to warn about.")
         warning = {
             "id": warning_id or new_id("issfr_"),
-            "object": "early_fraud_warning",
+            "object": stripe.radar.EarlyFraudWarning.OBJECT_NAME,  # "radar.early_fraud_warning"
             "actionable": actionable,
             "charge": payment.charge_id,
             "payment_intent": payment.id,
@@ -379,6 +385,16 @@ class StripeEngine:
         }
         self._emit(tx, f"radar.early_fraud_warning.{'updated' if warning_id else 'created'}", warning)
         return warning
+
+    def open_dispute(self, tx: StoreTx, intent_id: str, reason: str) -> dict[str, Any]:
+        """The cardholder disputes the payment's charge: a signed `charge.dispute.created` follows.
+        The sandbox keeps no dispute state: the charge still says `disputed: false`."""
+        payment = self.require_intent(tx, intent_id)
+        if payment.charge_id is None or payment.amount_captured == 0:
+            raise StripeApiError(400, f"PaymentIntent {intent_id} has no captured charge to dispute.")
+        dispute = dispute_json(payment, new_id("dp_"), reason, tx.refunded_amount(payment.id), now_s())
+        self._emit(tx, "charge.dispute.created", dispute)
+        return dispute
 
     # events ----------------------------------------------------------------------------------
 

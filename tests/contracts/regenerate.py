@@ -51,6 +51,15 @@ STRIPE_OPERATIONS = (
 # Objects that ride in events (`data.object`) and that the tests check by name.
 STRIPE_OBJECTS = ("refund", "charge", "payment_intent", "dispute", "radar.early_fraud_warning", "event")
 STRIPE_EXPANSIONS = frozenset({"charge", "payment_intent", "balance_transaction"})
+# Stripe's example objects we keep (the fixture event is a plan's: the tests wrap ours in events).
+STRIPE_EXAMPLES = (
+    "refund",
+    "charge",
+    "payment_intent",
+    "dispute",
+    "radar.early_fraud_warning",
+    "balance_transaction",
+)
 
 # the Checkout version Adyen SDK 16 calls (adapters/psp/adyen.py)
 ADYEN_CHECKOUT_PATH = "json/CheckoutService-v72.json"
@@ -298,9 +307,8 @@ def stripe(checkout: Path, spec_commit: str, fixtures_commit: str) -> None:
     if raw is None:
         raise SystemExit(f"{checkout} has no {STRIPE_FIXTURES_PATH} at {fixtures_commit}")
     resources = json.loads(raw)["resources"]
-    for name in STRIPE_OBJECTS:
-        if name != "event":  # the fixture event is a plan's: the tests wrap our objects in events
-            write_json(EXAMPLES / "stripe" / f"{name}.json", resources[name])
+    for name in STRIPE_EXAMPLES:
+        write_json(EXAMPLES / "stripe" / f"{name}.json", resources[name])
     write_json(
         EXAMPLES / "stripe" / "SOURCE.json",
         {
