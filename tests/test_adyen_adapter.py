@@ -321,6 +321,60 @@ def test_late_refund_failed_after_a_successful_refund(
     assert late.update.psp_event_id != first.update.psp_event_id
 
 
+def test_refunded_reversed_fails_our_refund_found_by_its_alias(
+    adyen_adapter: AdyenAdapter,
+    adyen_control: AdyenSandboxControl,
+    adyen_stack: AdyenStack,
+    payment_book: MemoryPaymentBook,
+) -> None:
+    """REFUNDED_REVERSED: the refunded money came back to the merchant, the customer was not paid. It
+    fails the refund as REFUND_FAILED does, found by our reference (an alias here) like a REFUND."""
+    reference = seed(adyen_control, adyen_adapter, adyen_stack, payment_book)
+    call = make_call(adyen_adapter, reference, 450, request_id=unique("r" * 100))
+    refund_id = str(adyen_adapter.refund(call).psp_refund_id)
+    parse(adyen_adapter, adyen_stack, refund_id, "REFUND")
+    adyen_control.reverse_refund_late(refund_id, reason="Account closed")
+    event = parse(adyen_adapter, adyen_stack, refund_id, "REFUNDED_REVERSED")
+    assert event.update is not None
+    assert (event.kind, event.request_id, event.payment_reference) == (
+        "refund_update",
+        call.request_id,
+        reference,
+    )
+    assert (event.update.psp_refund_id, event.update.status, event.update.failure_code) == (
+        refund_id,
+        PspRefundStatus.FAILED,
+        ErrorCode.PSP_DECLINED,
+    )
+    assert (event.update.amount, event.update.failure_message) == (
+        Money(value=450, currency="EUR"),
+        "Account closed",
+    )
+    assert event.event_id == f"adyen:{refund_id}:REFUNDED_REVERSED:true"
+
+
+def test_a_dashboard_refund_failing_late_carries_its_amount(
+    adyen_adapter: AdyenAdapter,
+    adyen_control: AdyenSandboxControl,
+    adyen_stack: AdyenStack,
+    payment_book: MemoryPaymentBook,
+) -> None:
+    """A refund made in the Customer Area (nothing of ours on it) that fails later: adopted with its
+    amount, so that its booking can be reversed."""
+    reference = seed(adyen_control, adyen_adapter, adyen_stack, payment_book)
+    refund_id = adyen_control.dashboard_refund(reference, 1_200)
+    parse(adyen_adapter, adyen_stack, refund_id, "REFUND")
+    adyen_control.fail_refund_late(refund_id)
+    event = parse(adyen_adapter, adyen_stack, refund_id, "REFUND_FAILED")
+    assert event.update is not None
+    assert (event.request_id, event.payment_reference, event.update.status) == (
+        None,
+        reference,
+        PspRefundStatus.FAILED,
+    )
+    assert event.update.amount == Money(value=1_200, currency="EUR")
+
+
 def test_unknown_payment_is_a_failed_result(adyen_adapter: AdyenAdapter) -> None:
     call = PspRefundCall(
         request_id=unique("req"),

@@ -143,11 +143,11 @@ async def test_an_adyen_notification_of_fraud_is_refunded_once(
     stack: Stack, adyen: AdyenSandboxControl, refunding: None
 ) -> None:
     reference = await known_adyen_payment(stack, adyen, 5_000)
-    adyen.fraud_notification(reference, reason="Card reported stolen")
-    request_id = f"efw-adyen-{reference}"
+    warning = adyen.fraud_notification(reference, reason="Card reported stolen")
+    request_id = f"efw-adyen-{warning}"  # the notification's own pspReference names the warning
 
     done = await wait_for_status(stack, request_id, {"succeeded"})
-    assert done["requested_by"] == f"psp:adyen:{reference}"
+    assert done["requested_by"] == f"psp:adyen:{warning}"
     [refund] = [m for m in adyen.modifications(reference) if m["kind"] == "refund"]
     assert refund["amount"] == 5_000
 
@@ -167,18 +167,17 @@ async def test_a_dispute_decides_over_a_warning_before_it_and_stops_its_refund_a
     first = await known_adyen_payment(stack, adyen, 5_000)
     adyen.chargeback(first)
     await eventually(lambda: _held(stack, first), bool)
-    adyen.fraud_notification(first)
+    warned = adyen.fraud_notification(first)
 
     async def recorded() -> list[audit.AuditEntry]:
-        return trail(stack, f"efw-adyen-{first}")
+        return trail(stack, f"efw-adyen-{warned}")
 
     [entry] = await eventually(recorded, lambda rows: len(rows) == 1)
     assert (entry.step, entry.reason_code) == ("early_fraud_warning", "record")
-    await assert_not_started(stack, f"efw-adyen-{first}")
+    await assert_not_started(stack, f"efw-adyen-{warned}")
 
     second = await known_adyen_payment(stack, adyen, 50_000)  # above 200.00: a human decides
-    adyen.fraud_notification(second)
-    request_id = f"efw-adyen-{second}"
+    request_id = f"efw-adyen-{adyen.fraud_notification(second)}"
     await wait_for_status(stack, request_id, {"awaiting_review"})
     adyen.chargeback(second)
     await eventually(lambda: _held(stack, second), bool)

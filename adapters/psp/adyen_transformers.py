@@ -196,18 +196,25 @@ def refund_failure_code(reason: str) -> ErrorCode:
     return ErrorCode.PSP_DECLINED
 
 
+# A refund's money, moved (REFUND) or moved back (the two after a successful REFUND): the amount rides
+# along so that a refund we never asked for can be booked, and reversed when it is undone.
+_AMOUNT_CODES = frozenset({"REFUND", "REFUND_FAILED", "REFUNDED_REVERSED"})
+
+
 def _refund_update(item: Mapping[str, Any], code: str, identifier: str) -> PspEvent:
     """Our refund's outcome, or (no merchantReference: made in the Customer Area) one to adopt.
 
-    Only a REFUND moves money; its amount and payment ride along so that a refund we never asked
-    for can be booked.
+    Adyen's published examples (tests/contracts/examples/adyen) give every refund notification the
+    refund's own pspReference and the payment's as originalReference.
     """
     reason = _field(item, "reason")
     payment_reference = _field(item, "originalReference")
     failure: ErrorCode | None
     match (code, _success(item)):
-        case ("REFUND_FAILED", _):
-            # Reported after a successful REFUND: the refund bounced at the scheme or bank.
+        case ("REFUND_FAILED" | "REFUNDED_REVERSED", _):
+            # Reported after a successful REFUND, which they undo: REFUND_FAILED, the scheme or bank
+            # rejected it; REFUNDED_REVERSED, the money came back to the merchant's bank account. Either
+            # way the customer was not paid.
             status, failure = PspRefundStatus.FAILED, ErrorCode.PSP_DECLINED
         case (_, True):
             status, failure = PspRefundStatus.SUCCEEDED, None
@@ -225,7 +232,7 @@ def _refund_update(item: Mapping[str, Any], code: str, identifier: str) -> PspEv
             failure_code=failure,
             failure_message=reason if status is PspRefundStatus.FAILED else "",
             psp_event_id=identifier,
-            amount=money_from(item.get("amount")) if code == "REFUND" else None,
+            amount=money_from(item.get("amount")) if code in _AMOUNT_CODES else None,
         ),
         payment_reference=payment_reference or None,
         raw_type=code,
@@ -254,7 +261,7 @@ def classify_item(item: Mapping[str, Any]) -> PspEvent:
     code = _field(item, "eventCode")
     identifier = event_id(item)
     match code:
-        case "REFUND" | "CANCELLATION" | "REFUND_FAILED" | "CANCEL_OR_REFUND":
+        case "REFUND" | "CANCELLATION" | "REFUND_FAILED" | "REFUNDED_REVERSED" | "CANCEL_OR_REFUND":
             return _refund_update(item, code, identifier)
         case "AUTHORISATION":
             return _payment_update(item, code, identifier, _field(item, "pspReference"))
@@ -270,28 +277,37 @@ def classify_item(item: Mapping[str, Any]) -> PspEvent:
             return PspEvent(identifier, "ignored", raw_type=code, detail={"why": "event code"})
 
 
+# NOTIFICATION_OF_FRAUD's `additionalData`: the scheme's fraud reason code and the scheme (Webhooks v1,
+# DisputesNotificationAdditionalData); kept for ops beside the `reason` text.
+_FRAUD_CODES = {"nofReasonCode": "scheme_reason_code", "nofSchemeCode": "scheme"}
+
+
 def _fraud_warning(item: Mapping[str, Any], code: str, identifier: str) -> PspEvent:
-    """NOTIFICATION_OF_FRAUD: the issuer reported the payment (its pspReference) as fraud. The fraud
-    type is in `additionalData.fraudType` where given, else the `reason`; neither is covered by the
-    HMAC, which signs references, amount, event code and success only."""
+    """NOTIFICATION_OF_FRAUD: the issuer reported the payment (its originalReference; the item's own
+    pspReference names the notification) as fraud, of the type its `reason` says. Neither the reason
+    nor `additionalData` is covered by the HMAC, which signs references, amount, event code and success."""
     reference = _field(item, "originalReference") or _field(item, "pspReference")
     if not reference:
         return PspEvent(identifier, "ignored", raw_type=code, detail={"why": "no payment"})
-    additional = item.get("additionalData")
-    fraud_type = additional.get("fraudType") if isinstance(additional, Mapping) else None
     warning = FraudWarning(
         provider="adyen",
         warning_id=_field(item, "pspReference"),
         payment_reference=reference,
         actionable=True,
-        fraud_type=str(fraud_type or _field(item, "reason")),
+        fraud_type=_field(item, "reason"),
         amount=money_from(item.get("amount")),
     )
+    additional = item.get("additionalData")
+    codes = {
+        name: str(additional[key])
+        for key, name in _FRAUD_CODES.items()
+        if isinstance(additional, Mapping) and additional.get(key)
+    }
     return PspEvent(
         identifier,
         "fraud_warning",
         payment_reference=reference,
         raw_type=code,
         warning=warning,
-        detail={"fraud_type": warning.fraud_type},
+        detail={"fraud_type": warning.fraud_type, **codes},
     )

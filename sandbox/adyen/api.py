@@ -128,6 +128,11 @@ class AdyenSandbox:
                 self._dashboard_refund,
             ),
             ("POST", re.compile(r"/_sandbox/adyen/modifications/([^/]+)/refund_failed"), self._refund_failed),
+            (
+                "POST",
+                re.compile(r"/_sandbox/adyen/modifications/([^/]+)/refunded_reversed"),
+                self._refunded_reversed,
+            ),
             ("GET", re.compile(r"/_sandbox/adyen/notifications"), self._notifications),
             ("POST", re.compile(r"/_sandbox/adyen/notifications/hold"), self._hold),
             ("POST", re.compile(r"/_sandbox/adyen/notifications/release"), self._release),
@@ -376,6 +381,7 @@ class AdyenSandbox:
         amount: int,
         currency: str,
         reason: str = "",
+        additional_data: Mapping[str, str] | None = None,
     ) -> None:
         item = notification_item(
             event_code=event_code,
@@ -388,6 +394,7 @@ class AdyenSandbox:
             original_reference=original,
             reason=reason,
             hmac_key_hex=self.hmac_key_hex,
+            additional_data=additional_data,
         )
         self.state.insert_notification(
             tx,
@@ -482,11 +489,15 @@ class AdyenSandbox:
         return {"ok": True}
 
     def _fraud(self, request: SandboxRequest, args: list[str]) -> Any:
-        """The issuer reports the payment as fraud: NOTIFICATION_OF_FRAUD, under the payment's own
-        pspReference, the fraud type in its `reason`."""
-        reason = json_body(request).get("reason", "Card reported stolen")
-        if not isinstance(reason, str):
-            raise ControlError(400, "reason must be a string")
+        """The issuer reports the payment as fraud: NOTIFICATION_OF_FRAUD with a pspReference of its
+        own, the payment's as originalReference, the fraud type in its `reason` and the scheme's
+        reason code in `additionalData`, as Adyen's published example has them. Returns the
+        notification's pspReference."""
+        body = json_body(request)
+        reason, code = body.get("reason", "Card reported stolen"), body.get("reason_code", "1")
+        if not isinstance(reason, str) or not isinstance(code, str):
+            raise ControlError(400, "reason and reason_code must be strings")
+        notification = new_psp_reference()
         with self._server.store.transaction() as tx:
             payment = self.state.payment(tx, unquote(args[0]))
             if payment is None:
@@ -495,28 +506,40 @@ class AdyenSandbox:
                 tx,
                 "NOTIFICATION_OF_FRAUD",
                 True,
-                payment.psp_reference,
-                original=None,
+                notification,
+                original=payment.psp_reference,
                 merchant_reference=payment.merchant_reference,
                 amount=payment.amount,
                 currency=payment.currency,
                 reason=reason,
+                additional_data={"nofReasonCode": code, "nofSchemeCode": "visa"},
             )
-        return {"pspReference": payment.psp_reference}
+        return {"pspReference": notification}
 
     def _refund_failed(self, request: SandboxRequest, args: list[str]) -> Any:
         """A late failure: REFUND_FAILED for a refund whose REFUND said success (the bank bounced it)."""
         reason = str(json_body(request).get("reason") or "Refund failed at the issuer")
+        return self._undo_refund(unquote(args[0]), "REFUND_FAILED", reason)
+
+    def _refunded_reversed(self, request: SandboxRequest, args: list[str]) -> Any:
+        """REFUNDED_REVERSED: a successful refund's money came back to the merchant's bank account (the
+        customer's account was closed, say): the customer was not paid after all."""
+        reason = str(json_body(request).get("reason") or "Refunded amount returned by the issuer")
+        return self._undo_refund(unquote(args[0]), "REFUNDED_REVERSED", reason)
+
+    def _undo_refund(self, refund_reference: str, event_code: str, reason: str) -> Any:
+        """A refund that succeeded, undone: its amount is refundable again. The item carries the refund's
+        pspReference and reference and the payment's as originalReference (Adyen's published examples)."""
         with self._server.store.transaction() as tx:
-            refund = self.state.modification(tx, unquote(args[0]))
+            refund = self.state.modification(tx, refund_reference)
             if refund is None or refund.kind not in ("refund", "reversal"):
-                raise ControlError(404, f"no refund {args[0]}")
+                raise ControlError(404, f"no refund {refund_reference}")
             if refund.status != "succeeded":
-                raise ControlError(409, f"refund {args[0]} is {refund.status}, not succeeded")
-            self.state.set_modification_status(tx, refund.psp_reference, "refund_failed", reason)
+                raise ControlError(409, f"refund {refund_reference} is {refund.status}, not succeeded")
+            self.state.set_modification_status(tx, refund.psp_reference, event_code.lower(), reason)
             self._notify(
                 tx,
-                "REFUND_FAILED",
+                event_code,
                 True,
                 refund.psp_reference,
                 original=refund.payment_psp_reference,

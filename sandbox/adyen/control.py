@@ -47,15 +47,27 @@ class AdyenSandboxControl(ControlClient):
         """Send NOTIFICATION_OF_CHARGEBACK for a payment."""
         self._call("POST", f"/payments/{psp_reference}/chargeback")
 
-    def fraud_notification(self, psp_reference: str, reason: str = "Card reported stolen") -> None:
-        """Send NOTIFICATION_OF_FRAUD (an early fraud warning) for a payment."""
-        self._call("POST", f"/payments/{psp_reference}/fraud", json={"reason": reason})
+    def fraud_notification(self, psp_reference: str, reason: str = "Card reported stolen") -> str:
+        """Send NOTIFICATION_OF_FRAUD (an early fraud warning) for a payment; the notification's own
+        pspReference (the payment's is its originalReference)."""
+        return str(
+            self._call("POST", f"/payments/{psp_reference}/fraud", json={"reason": reason})["pspReference"]
+        )
 
     def fail_refund_late(
         self, refund_psp_reference: str, reason: str = "Refund failed at the issuer"
     ) -> None:
         """Send REFUND_FAILED for a refund whose REFUND notification said success."""
         self._call("POST", f"/modifications/{refund_psp_reference}/refund_failed", json={"reason": reason})
+
+    def reverse_refund_late(
+        self, refund_psp_reference: str, reason: str = "Refunded amount returned by the issuer"
+    ) -> None:
+        """Send REFUNDED_REVERSED for a refund whose REFUND notification said success: its money came
+        back to the merchant, the customer was not paid."""
+        self._call(
+            "POST", f"/modifications/{refund_psp_reference}/refunded_reversed", json={"reason": reason}
+        )
 
     def notifications(self, psp_reference: str | None = None) -> list[dict[str, Any]]:
         """Notifications (payload, state, attempts), oldest first; optionally those naming a reference."""

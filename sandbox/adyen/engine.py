@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,7 +91,7 @@ class AdyenModification:
     merchant_reference: str
     amount: int
     currency: str
-    status: str  # "succeeded" | "failed" | "refund_failed" (what its notifications said)
+    status: str  # "succeeded" | "failed" | "refund_failed" | "refunded_reversed" (its notifications)
     reason: str
     idempotency_key: str | None
     created_ms: int
@@ -321,6 +321,7 @@ def notification_item(
     original_reference: str | None = None,
     reason: str = "",
     hmac_key_hex: str,
+    additional_data: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One NotificationRequestItem, signed with the SDK's own signer (an independent check of ours)."""
     item: dict[str, Any] = {
@@ -337,7 +338,7 @@ def notification_item(
     if original_reference is not None:
         item["originalReference"] = original_reference
     signature = generate_notification_sig(item, hmac_key_hex).decode()
-    return {**item, "additionalData": {"hmacSignature": signature}}
+    return {**item, "additionalData": {**(additional_data or {}), "hmacSignature": signature}}
 
 
 def delivery_payload(items: Sequence[dict[str, Any]]) -> str:
