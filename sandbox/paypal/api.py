@@ -28,15 +28,8 @@ from urllib.parse import parse_qs
 from sandbox.background import DueLoop
 from sandbox.control import ControlError, dispatch, json_body, refuse_remote
 from sandbox.faults import FAULT_KINDS, Fault
-from sandbox.paypal.engine import (
-    PAYPAL_REFUND_BEHAVIORS,
-    PayPalApiError,
-    PayPalEngine,
-    PayPalOutbox,
-    invalid_request,
-    new_debug_id,
-    not_found,
-)
+from sandbox.paypal.engine import PAYPAL_REFUND_BEHAVIORS, PayPalEngine, PayPalOutbox, new_debug_id
+from sandbox.paypal.errors import PayPalApiError, authentication_failure, invalid_request, not_found
 from sandbox.routing import SandboxRequest, SandboxResponse
 from sandbox.server import SandboxServer
 from sandbox.store import StoreTx
@@ -45,18 +38,6 @@ from sandbox.webhooks import WebhookSender
 API_PREFIXES = ("/v1/oauth2/", "/v2/payments/", "/v2/checkout/orders/")
 CONTROL_PREFIX = "/_sandbox/paypal/"
 _PAYPAL_FAULT_KINDS = FAULT_KINDS - {"error_500_stored"}
-_AUTH_FAILURE = {
-    "name": "AUTHENTICATION_FAILURE",
-    "message": "Authentication failed due to invalid authentication credentials or a missing Authorization"
-    " header.",
-    "links": [
-        {
-            "href": "https://developer.paypal.com/docs/api/overview/#error",
-            "rel": "information_link",
-        }
-    ],
-}
-
 Action = Callable[[StoreTx], tuple[int, dict[str, Any] | None]]
 """A validated POST's effect, run in the transaction that also stores its answer under the request id."""
 
@@ -185,14 +166,14 @@ class PayPalSandbox:
                 )
             return SandboxResponse.json(
                 500,
-                PayPalApiError(500, "INTERNAL_SERVER_ERROR", "An internal server error has occurred.").body(
+                PayPalApiError(500, "INTERNAL_SERVER_ERROR", "An internal server error occurred.").body(
                     debug_id
                 ),
             )
         if request.path == "/v1/oauth2/token" and request.method == "POST":
             return self._token(request)
         if not self._authenticated(request):
-            return SandboxResponse.json(401, _AUTH_FAILURE)
+            return SandboxResponse.json(401, authentication_failure())
         for method, pattern, route in self._routes:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
@@ -288,14 +269,15 @@ class PayPalSandbox:
     def _json_body(request: SandboxRequest) -> dict[str, Any]:
         if not request.body.strip():
             return {}
+        # INVALID_PARAMETER_SYNTAX: the issue PayPal publishes for a body it cannot read (captures.refund-400)
         try:
             body = json.loads(request.body)
         except ValueError as err:
             raise invalid_request(
-                "MALFORMED_REQUEST_JSON", f"The request JSON is not well formed: {err}"
+                "INVALID_PARAMETER_SYNTAX", f"The request JSON is not well formed: {err}"
             ) from err
         if not isinstance(body, dict):
-            raise invalid_request("MALFORMED_REQUEST_JSON", "The request body must be a JSON object.")
+            raise invalid_request("INVALID_PARAMETER_SYNTAX", "The request body must be a JSON object.")
         return body
 
     def _refund(self, request: SandboxRequest, args: list[str], debug_id: str) -> SandboxResponse:

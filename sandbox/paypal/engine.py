@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from sandbox.paypal.errors import invalid_request, not_found, unprocessable
 from sandbox.store import SandboxStore, StoreTx, now_ms
 from sandbox.webhooks import Attempt, OutgoingEvent
 
@@ -47,6 +48,8 @@ _DECIMALS: dict[str, int] = {
     **dict.fromkeys(["HUF", "JPY", "TWD"], 0),
 }
 TOKEN_TTL_SECONDS = 32400  # what PayPal answers: nine hours
+# A refund request's texts and their published lengths (payments v2, refund_request).
+_REFUND_TEXT_LENGTHS = {"invoice_id": 127, "custom_id": 127, "note_to_payer": 255}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS paypal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,43 +92,6 @@ _TABLES = (
 )
 
 
-class PayPalApiError(Exception):
-    """A PayPal-shaped error answer: `{"name", "message", "details": [{"issue", ...}], "debug_id"}`."""
-
-    def __init__(self, status: int, name: str, message: str, issue: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.name = name
-        self.message = message
-        self.issue = issue
-
-    def body(self, debug_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "message": self.message, "debug_id": debug_id}
-        if self.issue is not None:
-            body["details"] = [{"issue": self.issue, "description": self.message}]
-        body["links"] = [
-            {
-                "href": f"https://developer.paypal.com/docs/api/payments/v2/#error-{self.issue or self.name}",
-                "rel": "information_link",
-            }
-        ]
-        return body
-
-
-def unprocessable(issue: str, message: str) -> PayPalApiError:
-    return PayPalApiError(422, "UNPROCESSABLE_ENTITY", message, issue)
-
-
-def not_found(what: str) -> PayPalApiError:
-    return PayPalApiError(
-        404, "RESOURCE_NOT_FOUND", f"The specified resource does not exist ({what}).", "INVALID_RESOURCE_ID"
-    )
-
-
-def invalid_request(issue: str, message: str) -> PayPalApiError:
-    return PayPalApiError(400, "INVALID_REQUEST", message, issue)
-
-
 def new_id() -> str:
     """PayPal-looking ids: 17 upper-case letters and digits."""
     alphabet = string.ascii_uppercase + string.digits
@@ -145,20 +111,25 @@ def _iso(ms: int) -> str:
 
 def parse_amount(value: Any, currency: Any) -> tuple[int, str]:
     """PayPal's `{currency_code, value}` as (integer in PayPal's decimals, currency); PayPal's errors."""
+    # the issues are those PayPal publishes for a refund's amount (captures.refund-400 and -422)
     if not isinstance(currency, str) or len(currency) != 3:
-        raise invalid_request("INVALID_PARAMETER_VALUE", "currency_code must be a three-letter code.")
+        raise invalid_request("INVALID_PARAMETER_SYNTAX", "currency_code must be a three-letter code.")
     currency = currency.upper()
     decimals = _DECIMALS.get(currency)
     if decimals is None:
-        raise unprocessable("CURRENCY_NOT_SUPPORTED", f"Currency code {currency} is not supported.")
+        raise unprocessable("INVALID_CURRENCY_CODE", f"Currency code {currency} is not supported.")
     if not isinstance(value, str):
         raise invalid_request("INVALID_PARAMETER_SYNTAX", "value must be a decimal string.")
+    if len(value) > 32:
+        raise invalid_request("INVALID_STRING_LENGTH", "value is at most 32 characters.")
     try:
         amount = Decimal(value)
     except InvalidOperation as err:
         raise invalid_request("INVALID_PARAMETER_SYNTAX", f"Invalid amount value {value!r}.") from err
-    if not amount.is_finite() or amount <= 0 or len(value) > 32 or "e" in value.lower():
-        raise invalid_request("INVALID_PARAMETER_VALUE", f"Invalid amount value {value!r}.")
+    if not amount.is_finite() or "e" in value.lower():
+        raise invalid_request("INVALID_PARAMETER_SYNTAX", f"Invalid amount value {value!r}.")
+    if amount <= 0:
+        raise unprocessable("CANNOT_BE_ZERO_OR_NEGATIVE", f"Invalid amount value {value!r}.")
     units = amount.scaleb(decimals)
     if units != units.to_integral_value():
         raise unprocessable(
@@ -504,7 +475,9 @@ class PayPalEngine:
             "create_time": _iso(refund.created_ms),
             "update_time": _iso(refund.updated_ms),
         }
-        if refund.reason:
+        if refund.status == "PENDING" and refund.reason:
+            # PayPal publishes one reason, and only for a pending refund (ECHECK): a failed or
+            # cancelled refund says no more than its status
             body["status_details"] = {"reason": refund.reason}
         for name in ("invoice_id", "custom_id", "note_to_payer"):
             if getattr(refund, name):
@@ -550,10 +523,12 @@ class PayPalEngine:
         capture = self.get_capture(tx, capture_id)
         if capture is None:
             raise not_found(f"capture {capture_id}")
-        for name in ("invoice_id", "custom_id", "note_to_payer"):
+        for name, longest in _REFUND_TEXT_LENGTHS.items():
             value = body.get(name)
-            if value is not None and (not isinstance(value, str) or len(value) > 255):
-                raise invalid_request("INVALID_STRING_LENGTH", f"{name} must be a string of at most 255.")
+            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= longest):
+                raise invalid_request(
+                    "INVALID_STRING_LENGTH", f"{name} is a string of 1 to {longest} characters."
+                )
         if capture.status not in ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"):
             raise unprocessable(
                 "REFUND_NOT_ALLOWED", f"A capture in status {capture.status} cannot be refunded."

@@ -122,3 +122,29 @@ def assert_response(psp: Psp, operation: str, status: int, body: Any) -> None:
 def assert_webhook(psp: Psp, key: str, payload: Any) -> None:
     """A webhook body by the spec's own key (Adyen: the eventCode)."""
     assert_valid(psp, spec(psp)["x-webhooks"][key], payload, f"webhook {key}")
+
+
+def _resolve(psp: Psp, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in schema:
+        schema = spec(psp)["components"]["schemas"][schema["$ref"].removeprefix(_REF_PREFIX)]
+    return schema
+
+
+def _field_schemas(psp: Psp, schema: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """The schemas `name` may have inside `schema`, through `$ref`, allOf/anyOf/oneOf and arrays."""
+    schema = _resolve(psp, schema)
+    if name == "[]":
+        return [schema["items"]] if "items" in schema else []
+    found = [schema["properties"][name]] if name in schema.get("properties", {}) else []
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        for option in schema.get(combinator, []):
+            found += _field_schemas(psp, option, name)
+    return found
+
+
+def published(psp: Psp, schema_name: str, path: str) -> bool:
+    """Whether the PSP publishes the field at `path` (`a.b[].c`) in the named schema."""
+    frontier: list[Mapping[str, Any]] = [named(schema_name)]
+    for part in path.replace("[]", ".[]").split("."):
+        frontier = [inner for schema in frontier for inner in _field_schemas(psp, schema, part)]
+    return bool(frontier)
