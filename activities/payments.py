@@ -126,6 +126,10 @@ class PaymentActivities:
         except PspError as err:
             if err.retryable:
                 raise application_error(err) from err
+            if err.code is ErrorCode.PSP_AUTH_FAILED:
+                # our own key cannot read it (revoked, say): the proven, verified event stands
+                self._audit_outcome(check, "psp_read_back_failed", err.message)
+                return OutcomeVerdict(proven=True, update=update)
             self._audit_outcome(check, "psp_update_unproven", f"the PSP does not confirm it: {err.message}")
             return OutcomeVerdict(proven=False)
         read = update.model_copy(

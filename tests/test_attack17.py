@@ -298,6 +298,7 @@ async def test_no_client_can_take_the_workflow_id_of_its_refunds_late_failure_fi
     for taken in (f"late-failure-{r1}-{psp_refund}", f"external-stripe-{psp_refund}"):
         status, payload = await post(stack, refund_body(taken, payment, amount=100), bearer(key))
         assert (status, payload["error"]["details"][0]["loc"]) == (422, ["request_id"]), payload
+    sandbox.fail_stripe_refund_late(psp_refund)  # the PSP itself fails it: the event is read back true
     failure = json.dumps(
         {
             "id": unique("evt_atk17"),
