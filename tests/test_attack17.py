@@ -218,7 +218,7 @@ async def test_a_warning_id_ending_in_a_newline_is_refunded_under_a_hashed_id(
         "data": {
             "object": {
                 "id": warning_id,
-                "object": "early_fraud_warning",
+                "object": "radar.early_fraud_warning",
                 "actionable": True,
                 "payment_intent": payment,
                 "fraud_type": "made_with_stolen_card",
