@@ -18,7 +18,7 @@ from domain.reviewer_tokens import new_reviewer_entry, token_digest
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root, starter_for, worker_for
 from tests.helpers import GLOBEX_SECRET, SAFE, merchants_file, refund_body, signed_for, signed_headers, unique
-from workers.safety import start_problem
+from workers.safety import start_problems
 from workers.settings import DEV_REVIEWER_TOKEN, Settings
 
 NO_PSP = "http://127.0.0.1:9"  # globex's Stripe account, never called by these tests
@@ -49,9 +49,12 @@ def test_settings_that_cannot_be_loaded_are_refused_in_one_line_that_shows_no_se
 
 
 def _with_merchants(tmp_path: Path, text: str, **changes: str) -> str | None:
+    """The one problem these merchants make, None when they make none."""
     path = tmp_path / "merchants.toml"
     path.write_text(text)
-    return start_problem(Settings(**{**SAFE, **changes}, merchants_file=path))  # type: ignore[arg-type]
+    problems = start_problems(Settings(**{**SAFE, **changes}, merchants_file=path))  # type: ignore[arg-type]
+    assert len(problems) <= 1, problems
+    return problems[0] if problems else None
 
 
 def test_a_merchants_reviewers_may_not_accept_the_published_dev_token(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Only a development machine runs on dev defaults: `refunds serve` and `refunds worker` refuse, in one
-line naming the setting, an unset or unknown environment, published dev values, the deploy examples'
-placeholders, and a PSP configured without the secret that proves its webhooks."""
+"""Only a development machine runs on dev defaults: `refunds serve` and `refunds worker` refuse, in a
+line naming the setting for each, an unset or unknown environment, published dev values, the deploy
+examples' placeholders, and a PSP configured without the secret that proves its webhooks: every
+problem at once."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from tests.conftest import repo_root
 from tests.helpers import SAFE
 from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
 from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
-from workers.safety import start_problem, start_warning
-from workers.settings import DEV_REVIEWER_TOKEN, Settings
+from workers.safety import start_problems, start_warning
+from workers.settings import DEV_REVIEW_SIGNING_SECRET, DEV_REVIEWER_TOKEN, Settings
 
 
 def test_a_production_start_with_real_values_is_safe() -> None:
@@ -30,8 +31,8 @@ def test_a_production_start_with_real_values_is_safe() -> None:
         "paypal_client_id": "id",
         "paypal_webhook_id": "WH-1",
     }
-    assert start_problem(Settings(**SAFE, **psps)) is None  # type: ignore[arg-type]
-    assert start_problem(Settings(environment="dev")) is None  # a development machine, said so
+    assert start_problems(Settings(**SAFE, **psps)) == []  # type: ignore[arg-type]
+    assert start_problems(Settings(environment="dev")) == []  # a development machine, said so
 
 
 @pytest.mark.parametrize(
@@ -55,13 +56,77 @@ def test_a_production_start_with_real_values_is_safe() -> None:
     ],
 )
 def test_an_unsafe_setting_is_named(changes: dict[str, str], named: str) -> None:
-    problem = start_problem(Settings(**{**SAFE, **changes}))  # type: ignore[arg-type]
-    assert problem is not None and named in problem
+    problems = start_problems(Settings(**{**SAFE, **changes}))  # type: ignore[arg-type]
+    assert len(problems) == 1 and named in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [DEV_REVIEW_SIGNING_SECRET, f"a-review-signing-secret-of-32-chars-or-more, {DEV_REVIEW_SIGNING_SECRET}"],
+    ids=["alone", "an older entry"],
+)
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_the_dev_review_signing_secret_published_in_the_source_is_refused_outside_dev(
+    signing: str, environment: str
+) -> None:
+    """It is 47 characters, so the length check passed: a service started on it, and anyone who read
+    workers/settings.py could mint the proof of a review decision its refunds accept."""
+    problems = start_problems(Settings(**{**SAFE, "environment": environment, "review_signing_key": signing}))  # type: ignore[arg-type]
+    assert len(problems) == 1 and problems[0].startswith("REFUNDS_REVIEW_SIGNING_KEY"), problems
+    dev = Settings(environment="dev", review_signing_key=DEV_REVIEW_SIGNING_SECRET)
+    assert start_problems(dev) == []
+
+
+def test_a_merchant_may_not_sign_its_requests_with_a_published_dev_value(tmp_path: Path) -> None:
+    merchants = tmp_path / "merchants.toml"
+    merchants.write_text(
+        f'[merchants.acme]\ninbound_webhook_secret = "acme-secret,{DEV_REVIEW_SIGNING_SECRET}"\n'
+    )
+    problems = start_problems(Settings(**SAFE, merchants_file=merchants))  # type: ignore[arg-type]
+    assert problems == ["merchant acme: inbound_webhook_secret holds a dev or example value"]
+
+
+UNSAFE = {  # four problems in one start
+    "review_signing_key": DEV_REVIEW_SIGNING_SECRET,
+    "reviewer_tokens": f"ops:sha256:{token_digest(DEV_REVIEWER_TOKEN)}",
+    "payload_keys": "",
+    "stripe_api_key": "sk_live_x",
+}
+
+
+def test_every_unsafe_setting_is_named_at_once() -> None:
+    """Only the first was: an operator fixed it, started again, and met the next one."""
+    problems = start_problems(Settings(**{**SAFE, **UNSAFE}))  # type: ignore[arg-type]
+    named = [problem.split(" ", 1)[0] for problem in problems]
+    assert named == [
+        "REFUNDS_REVIEW_SIGNING_KEY",
+        "REFUNDS_REVIEWER_TOKENS",
+        "REFUNDS_PAYLOAD_KEYS",
+        "REFUNDS_STRIPE_WEBHOOK_SECRET",
+    ], problems
+
+
+def test_a_refused_start_prints_every_problem_a_line_each() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+    env |= {f"REFUNDS_{name.upper()}": value for name, value in {**SAFE, **UNSAFE}.items()}
+    for command in ("serve", "worker"):
+        run = subprocess.run(
+            [sys.executable, "-m", "workers.cli", command],
+            env=env,
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines = run.stdout.strip().splitlines()
+        assert (run.returncode, len(lines)) == (2, 4), run.stdout + run.stderr
+        assert all(line.startswith("unsafe_settings: REFUNDS_") for line in lines), lines
+        assert DEV_REVIEW_SIGNING_SECRET not in run.stdout + run.stderr
 
 
 def test_running_production_without_payload_encryption_is_a_named_waiver_that_warns() -> None:
     waived = Settings(**{**SAFE, "payload_keys": "", "payload_encryption_waived": True})  # type: ignore[arg-type]
-    assert start_problem(waived) is None
+    assert start_problems(waived) == []
     warning = start_warning(waived)
     assert warning is not None and "clear" in warning
     assert start_warning(Settings(**SAFE)) is None  # type: ignore[arg-type]
@@ -105,17 +170,17 @@ def test_each_merchants_own_accounts_are_held_to_the_same_rules(
 ) -> None:
     merchants = tmp_path / "merchants.toml"
     merchants.write_text(f"[merchants.acme]\n{entry}")
-    problem = start_problem(Settings(**SAFE, merchants_file=merchants))  # type: ignore[arg-type]
-    assert problem is not None and problem.startswith(named)
+    problems = start_problems(Settings(**SAFE, merchants_file=merchants))  # type: ignore[arg-type]
+    assert len(problems) == 1 and problems[0].startswith(named), problems
 
 
 def test_tracing_without_its_extra_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     """The setting would otherwise fail on import inside the running process."""
     traced = {**SAFE, "otel_endpoint": "http://collector:4318/v1/traces"}
-    assert start_problem(Settings(**traced)) is None  # type: ignore[arg-type]  # the extra is installed here
+    assert start_problems(Settings(**traced)) == []  # type: ignore[arg-type]  # the extra is installed here
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
-    problem = start_problem(Settings(**traced))  # type: ignore[arg-type]
-    assert problem is not None and "REFUNDS_OTEL_ENDPOINT" in problem and "[otel]" in problem
+    (problem,) = start_problems(Settings(**traced))  # type: ignore[arg-type]
+    assert "REFUNDS_OTEL_ENDPOINT" in problem and "[otel]" in problem
 
 
 def test_a_merchants_file_may_not_redefine_the_default_merchant(tmp_path: Path) -> None:
@@ -133,7 +198,7 @@ def test_one_token_may_not_prove_reviewers_of_two_scopes(tmp_path: Path) -> None
         f'[merchants.acme]\ninbound_webhook_secret = "acme-secret"\nreviewer_tokens = "carol:{entry}"\n'
     )
     shared = Settings(**SAFE, merchants_file=merchants, reviewer_tokens=f"alice:{entry}")  # type: ignore[arg-type]
-    problem = start_problem(shared)
-    assert problem is not None and "reviewer carol's token is also one of the installation's" in problem
+    (problem,) = start_problems(shared)
+    assert "reviewer carol's token is also one of the installation's" in problem
     apart = Settings(**SAFE, merchants_file=merchants, reviewer_tokens=f"alice:sha256:{token_digest('x')}")  # type: ignore[arg-type]
-    assert start_problem(apart) is None
+    assert start_problems(apart) == []

@@ -76,9 +76,17 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], empty: 
 
 def fail(code: str, message: object, exit_code: int = 1) -> NoReturn:
     """One line, `code: message`, and the exit status scripts check."""
-    console.print(
-        Text.assemble((printable(code), "red"), f": {printable(message)}"), highlight=False, soft_wrap=True
-    )
+    fail_all(code, [message], exit_code)
+
+
+def fail_all(code: str, messages: Sequence[object], exit_code: int = 1) -> NoReturn:
+    """A line `code: message` for each message, all at once, and the exit status scripts check."""
+    for message in messages:
+        console.print(
+            Text.assemble((printable(code), "red"), f": {printable(message)}"),
+            highlight=False,
+            soft_wrap=True,
+        )
     raise typer.Exit(exit_code)
 
 
@@ -97,11 +105,11 @@ def checked_settings(*, signs_decisions: bool = False, safe_start: bool = False)
 
     settings = loaded(Settings)
     if safe_start:
-        from workers.safety import start_problem, start_warning
+        from workers.safety import start_problems, start_warning
 
-        problem = start_problem(settings)
-        if problem is not None:
-            fail("unsafe_settings", problem, 2)
+        problems = start_problems(settings)
+        if problems:
+            fail_all("unsafe_settings", problems, 2)
         warning = start_warning(settings)
         if warning is not None:
             console.print(

@@ -60,6 +60,8 @@ BUILTIN_REVIEW_CURRENCIES: dict[str, int] = {
 
 DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and the CLI's default there
 DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # unset outside dev: refused
+# Anyone who reads this file knows them: outside dev no secret may be one (workers/safety.py)
+PUBLISHED_DEV_SECRETS = frozenset({DEV_INBOUND_SECRET, DEV_REVIEWER_TOKEN, DEV_REVIEW_SIGNING_SECRET})
 
 
 DEV_ENV_FILE = "dev-settings.json"  # what a running `refunds dev` gave its children, in its data directory
@@ -247,10 +249,15 @@ class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/p
         return rates
 
     @property
+    def configured_signing_secrets(self) -> list[str]:
+        """REFUNDS_REVIEW_SIGNING_KEY's entries, as given: none when it is unset."""
+        return _entries(self.review_signing_key)
+
+    @property
     def review_signing_secrets(self) -> list[str]:
         """The service's signing secrets; outside dev it cannot start without one (the worker and
         the CLI never sign, so they need none)."""
-        configured = _entries(self.review_signing_key)
+        configured = self.configured_signing_secrets
         if configured:
             return configured
         if self.environment != "dev":
