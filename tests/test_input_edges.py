@@ -3,9 +3,12 @@ unbounded metadata and malformed signature headers are refused with a code, and 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +20,7 @@ from tests.deliveries import post as post_webhook
 from tests.flows import assert_not_started, post
 from tests.helpers import fresh_temporal, refund_body, signed_headers, unique
 from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
+from workers.service.body_limits import DRAIN_BYTES
 
 
 def _body(request_id: str, **fields: Any) -> bytes:
@@ -134,7 +138,7 @@ async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
 @pytest.mark.parametrize(
     ("path", "limit"), [("/v1/refund-requests", 65_536), ("/webhooks/stripe", 1_048_576)]
 )
-async def test_an_oversized_body_is_413_before_it_is_read(stack: Stack, path: str, limit: int) -> None:
+async def test_an_oversized_body_is_413_and_never_kept(stack: Stack, path: str, limit: int) -> None:
     declared = await stack.http.post(
         path, content=b"x" * (limit + 1), headers={"content-type": "application/json"}
     )
@@ -157,6 +161,44 @@ async def test_a_signed_request_over_the_limit_is_413_and_never_asks_to_retry(st
     assert (status, payload["error"]["code"]) == (413, "request_too_large")
     assert "retry" not in payload["error"]["message"]
     await assert_not_started(stack, request_id)
+
+
+def _answer_to(base_url: str, headers: dict[str, str], body: bytes, timeout: float) -> str:
+    """What a client that sends its whole request before it reads (as `requests` and `urllib` do,
+    `Connection: close` as urllib says it) reads back: the status line and headers, or its error."""
+    where = urlsplit(base_url)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = f"POST /v1/refund-requests HTTP/1.1\r\nHost: {where.netloc}\r\n{head}\r\n".encode()
+    try:
+        with socket.create_connection((where.hostname, where.port), timeout=timeout) as client:
+            client.sendall(request + body)
+            answer = b""
+            while chunk := client.recv(65_536):
+                answer += chunk
+    except OSError as err:
+        return type(err).__name__
+    return answer.partition(b"\r\n\r\n")[0].decode("latin-1")
+
+
+async def test_a_client_that_sends_its_whole_body_first_reads_the_413_not_a_reset(stack: Stack) -> None:
+    """The service answered a 2 MB signed request at once and closed with the body unread: the kernel
+    reset the connection, and a client still sending (Python's requests, urllib) saw the reset, never
+    the 413. The body is read to its end and thrown away first (up to DRAIN_BYTES past the limit)."""
+    body = b'{"padding": "' + b"x" * 2_000_000 + b'"}'
+    headers = {**signed_headers(body), "Content-Length": str(len(body)), "Connection": "close"}
+    answers = [await asyncio.to_thread(_answer_to, stack.base_url, headers, body, 30) for _ in range(20)]
+    assert [answer.partition("\r\n")[0] for answer in answers] == [
+        "HTTP/1.1 413 Request Entity Too Large"
+    ] * 20
+
+
+async def test_a_body_declared_far_over_the_limit_is_refused_without_waiting_for_it(stack: Stack) -> None:
+    """Past what is worth reading, the 413 goes out before a byte of the body is sent, and the
+    connection is closed: nothing waits for gigabytes to be thrown away."""
+    declared = stack.settings.max_request_bytes + DRAIN_BYTES + 1
+    headers = {"content-type": "application/json", "Content-Length": str(declared)}
+    answer = await asyncio.to_thread(_answer_to, stack.base_url, headers, b"", 3)  # DRAIN_SECONDS is 5
+    assert answer.startswith("HTTP/1.1 413 ") and "connection: close" in answer.lower(), answer
 
 
 async def test_temporal_down_is_a_503_that_tells_the_client_what_to_do_not_our_internals(
