@@ -1,12 +1,17 @@
 """`refunds mcp`: an assistant, through the MCP SDK's own client over stdio and over streamable HTTP,
 asks the running product for refunds as one API client: within its budget a refund goes ahead, over
-it the refund is held for a human and the tool says so; it reads its budget and its own refunds."""
+it the refund is held for a human and the tool says so; it reads its budget and its own refunds. A key
+that does not work stops a stdio start in one line; a client that goes away ends it quietly."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import httpx
@@ -124,17 +129,102 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
     assert sandbox.stripe_refunds(other) == []
 
 
-async def test_a_key_that_does_not_work_is_a_tool_error(stack: Stack) -> None:
-    async with (
-        stdio_client(_server(stack, "rfc_not-a-key")) as (read, write),
-        ClientSession(read, write) as session,
-    ):
+async def test_a_key_revoked_while_the_server_runs_is_a_tool_error(stack: Stack) -> None:
+    client, key = _assistant(stack)
+    async with stdio_client(_server(stack, key)) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
+        with stack.database.transaction() as db:
+            assert clients.revoke(db, client.name)
         result = await session.call_tool("request_refund", _args(unique("mcp-401"), "pi_x", 100))
     assert result.isError
     assert "client key is not accepted" in "".join(
         part.text for part in result.content if isinstance(part, TextContent)
     )
+
+
+def _message(method: str, message_id: int | None = None, params: dict[str, Any] | None = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params or {}}
+    if message_id is not None:
+        message["id"] = message_id
+    return json.dumps(message).encode() + b"\n"
+
+
+INITIALIZE = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "t", "version": "1"},
+}
+
+
+def _run_until_the_client_goes(stack: Stack, key: str, goes: str) -> tuple[int, str]:
+    """`refunds mcp` over stdio whose client goes as `goes` says: its exit status and stderr."""
+    server = _server(stack, key)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            [server.command, *server.args],
+            env=server.env,
+            cwd=server.cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            if goes != "before a word":
+                process.stdin.write(_message("initialize", 1, INITIALIZE))
+                process.stdin.flush()
+                assert b'"id":1' in process.stdout.readline()
+                process.stdin.write(_message("notifications/initialized"))
+                process.stdin.flush()
+            if goes == "mid-request":  # the answer to its last request meets a broken pipe
+                process.stdout.close()
+                with suppress(BrokenPipeError):
+                    process.stdin.write(_message("tools/list", 2))
+                    process.stdin.flush()
+            process.stdin.close()
+            code = process.wait(timeout=60)
+        finally:
+            process.kill()
+            with suppress(BrokenPipeError):
+                process.stdin.close()
+        errors.seek(0)
+        return code, errors.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize("goes", ["before a word", "after initializing", "mid-request"])
+async def test_a_client_that_goes_away_ends_the_stdio_server_quietly(stack: Stack, goes: str) -> None:
+    """Its end was a traceback, exit 1: stdout closed under the exit's flush, or a broken pipe."""
+    _, key = _assistant(stack)
+    code, errors = await asyncio.to_thread(_run_until_the_client_goes, stack, key, goes)
+    assert (code, "Traceback" in errors) == (0, False), errors
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("rfc_not-a-key", "unknown or revoked"),
+        ("not-a-key", "not a client key"),
+        ("rfc_é", "not a client key"),
+    ],
+    ids=["unknown", "no key", "not ascii"],
+)
+async def test_a_key_that_does_not_work_stops_a_stdio_start_in_one_line(
+    stack: Stack, key: str, says: str
+) -> None:
+    server = _server(stack, key)
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [server.command, *server.args],
+        env=server.env,
+        cwd=server.cwd,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = run.stderr.strip().splitlines()
+    assert (run.returncode, run.stdout, len(lines)) == (2, "", 1), run.stderr
+    assert lines[0].startswith("unauthorized: REFUNDS_CLIENT_KEY") and says in lines[0], lines
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -130,7 +131,7 @@ def mcp(
     `Authorization: Bearer`, and an unknown or revoked key is refused with 401.
 
     Example: REFUNDS_CLIENT_KEY=rfc_... REFUNDS_SERVICE_URL=https://refunds.example.com refunds mcp"""
-    from workers.mcp_server import KEY_VARIABLE, build_server
+    from workers.mcp_server import KEY_VARIABLE, build_server, key_refusal, serve_stdio
 
     service_base = current_settings().service_base
     if http:
@@ -139,10 +140,13 @@ def mcp(
         run_ops(serve_http(service_base, host, port))
         return
     key = os.environ.get(KEY_VARIABLE, "").strip()
-    if not key:  # stdout is the protocol's: the one line goes to stderr
-        print(f"unauthorized: set {KEY_VARIABLE} to the key of `refunds client create`", file=sys.stderr)
+    refusal = (
+        key_refusal(service_base, key) if key else f"set {KEY_VARIABLE} to the key of `refunds client create`"
+    )
+    if refusal is not None:  # stdout is the protocol's: the one line goes to stderr
+        print(f"unauthorized: {refusal}", file=sys.stderr)
         raise typer.Exit(2)
-    build_server(service_base, lambda _ctx: key).run("stdio")
+    serve_stdio(build_server(service_base, lambda _ctx: key))  # until the client goes: exit 0
 
 
 @app.command()
@@ -326,8 +330,9 @@ def main() -> None:
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # its reader is gone (refunds mcp's client)
+            stream.flush()
     os._exit(code)
 
 

@@ -20,10 +20,9 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from domain.clients import KEY_PREFIX
 from domain.status import ErrorCode
 from workers.bearer import bearer_token
-from workers.mcp_server import TIMEOUT_SECONDS, build_server
+from workers.mcp_server import TIMEOUT_SECONDS, build_server, key_shaped
 
 PATH = "/mcp"
 CHALLENGE = 'Bearer realm="refunds", error="invalid_token"'
@@ -61,7 +60,7 @@ class KeyGate:
         await send({"type": "http.response.body", "body": body})
 
     async def _refusal(self, key: str) -> tuple[int, ErrorCode, str] | None:
-        if not key.startswith(KEY_PREFIX) or not key.isascii():  # keys are ASCII: other text is none
+        if not key_shaped(key):  # keys are printable ASCII: other text is none
             return 401, ErrorCode.UNAUTHORIZED, "an API client key is required (Bearer rfc_...)"
         try:
             async with httpx.AsyncClient(base_url=self.service_base, timeout=TIMEOUT_SECONDS) as http:

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
+from domain.clients import KEY_PREFIX
 from domain.money import format_minor
 from domain.requests import METADATA_VALUE_LENGTH
 
@@ -92,6 +94,40 @@ class RefundsClient:
 
 
 KeyOf = Callable[[Context[Any, Any, Any]], str]  # the client key a tool call acts with
+KEY_CHECK_SECONDS = 5.0  # how long a stdio start waits to hear whether the service knows its key
+
+
+def key_shaped(key: str) -> bool:
+    """Whether text could be a client key at all: `rfc_` and printable ASCII, as `new_key` makes them
+    (an HTTP header carries nothing else)."""
+    return key.startswith(KEY_PREFIX) and key.isascii() and key.isprintable() and " " not in key
+
+
+def key_refusal(service_base: str, key: str) -> str | None:
+    """Why `refunds mcp` over stdio must not start with this key: it is no client key, or the service
+    says it knows none such. A service that does not answer now is no reason: it may answer by the
+    first tool call, and each call says so if it does not."""
+    if not key_shaped(key):
+        return f"{KEY_VARIABLE} is not a client key (rfc_..., from `refunds client create`)"
+    try:
+        answer = httpx.get(
+            f"{service_base}/v1/client", headers={"Authorization": f"Bearer {key}"}, timeout=KEY_CHECK_SECONDS
+        )
+    except httpx.HTTPError:
+        return None
+    if answer.status_code == 401:
+        return f"{KEY_VARIABLE} is unknown or revoked at {service_base}: ask an operator for a working key"
+    return None
+
+
+def serve_stdio(server: FastMCP) -> None:
+    """Serve one client over stdin and stdout until it goes. A client that leaves closes stdin (the
+    server ends as it reads the end) or its end of stdout (the next answer meets a broken pipe):
+    either is the end of the session, not an error."""
+    try:
+        anyio.run(server.run_stdio_async)
+    except* (BrokenPipeError, ConnectionResetError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
 
 
 def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> FastMCP:
