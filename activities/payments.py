@@ -154,7 +154,7 @@ class PaymentActivities:
     def _proven(self, check: OutcomeCheck) -> bool:
         with self._db.transaction() as session:
             keys = (*self._own_keys, *service_keys.known(session))
-        about = subject(check.merchant_id, check.payment_reference if check.request_id is None else "")
+        about = subject(check.merchant_id, check.request_id or check.payment_reference)
         return outcome_proven(keys, activity.info().workflow_id or "", about, check.update)
 
     def _audit_outcome(self, check: OutcomeCheck, step: str, why: str) -> None:

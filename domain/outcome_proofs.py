@@ -19,10 +19,11 @@ from domain.identity import sign_decision_bytes, verified
 _PURPOSE = "refunds-psp-outcome/v1"
 
 
-def subject(merchant_id: str | None, payment_reference: str = "") -> str:
-    """What else a proof is bound to besides its workflow: whose account reported it and, for a
-    dashboard refund, the payment it books against (both are in that workflow's input)."""
-    return json.dumps([merchant_id or "", payment_reference], separators=(",", ":"))
+def subject(merchant_id: str | None, about: str) -> str:
+    """What else a proof is bound to besides its workflow: whose account reported it, and the refund
+    it is about (our request id) or, for a dashboard refund, the payment it books against. A
+    workflow's input names both, so a proof copied into another input proves nothing."""
+    return json.dumps([merchant_id or "", about], separators=(",", ":"))
 
 
 def _message(workflow_id: str, about: str, update: PspRefundUpdate) -> bytes:

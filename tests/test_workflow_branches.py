@@ -411,7 +411,7 @@ async def test_a_pending_refund_succeeds_on_the_psps_webhook(env: WorkflowEnviro
 
 def proven(handle: WorkflowHandle[Any, RefundState], update: PspRefundUpdate) -> PspRefundUpdate:
     """An update as the service signs it after verifying the PSP's event."""
-    return sign_outcome([SIGNING_KEY], handle.id, subject(None), update)
+    return sign_outcome([SIGNING_KEY], handle.id, subject(None, handle.id.removeprefix("refund-")), update)
 
 
 def pending_refund(stubs: Stubs) -> None:
@@ -434,9 +434,10 @@ async def test_an_outcome_signalled_without_the_services_proof_changes_nothing(
     async with running(env, stubs, refund_input(SMALL)) as handle:
         await reaches(handle, RefundStatus.AWAITING_CONFIRMATION)
         forged = PspRefundUpdate(psp_refund_id="re_1", status=status, psp_event_id="evt_forged")
-        elsewhere = sign_outcome([SIGNING_KEY], "refund-another", subject(None), forged)
+        elsewhere = sign_outcome([SIGNING_KEY], "refund-another", subject(None, "another"), forged)
         altered = proven(handle, forged.model_copy(update={"status": PspRefundStatus.PENDING}))
-        foreign_key = sign_outcome([identity.signing_key("not the service")], handle.id, subject(None), forged)
+        about = subject(None, handle.id.removeprefix("refund-"))
+        foreign_key = sign_outcome([identity.signing_key("not the service")], handle.id, about, forged)
         for update in (forged, elsewhere, altered.model_copy(update={"status": status}), foreign_key):
             await handle.signal(RefundWorkflow.psp_refund_update, update)
         for _ in range(200):
@@ -447,7 +448,9 @@ async def test_an_outcome_signalled_without_the_services_proof_changes_nothing(
         assert [event.step for event in stubs.written()] == ["psp_update_unproven"] * 4
         assert not stubs.called(Activity.CONFIRM_OUTCOME) and not stubs.called(Activity.FINISH)
 
-        genuine = PspRefundUpdate(psp_refund_id="re_1", status=PspRefundStatus.SUCCEEDED, psp_event_id="evt_1")
+        genuine = PspRefundUpdate(
+            psp_refund_id="re_1", status=PspRefundStatus.SUCCEEDED, psp_event_id="evt_1"
+        )
         await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, genuine))
         final = await handle.result()
     assert final.status is RefundStatus.SUCCEEDED
@@ -501,7 +504,9 @@ async def test_a_late_failure_is_reversed_only_once_the_psp_confirms_it(env: Wor
                 break
             await asyncio.sleep(0.05)
         receipt = GoodsReceipt(
-            receipt_id="rcpt-1", lines=[ReceiptLine(sku="shoe", received=2, sellable=2)], request_id=handle.id[7:]
+            receipt_id="rcpt-1",
+            lines=[ReceiptLine(sku="shoe", received=2, sellable=2)],
+            request_id=handle.id[7:],
         )
         await handle.execute_update(RefundWorkflow.goods_received, receipt)
         final = await handle.result()

@@ -122,9 +122,8 @@ async def _signal_refund(
     handle = services.temporal.get_workflow_handle(refund_workflow)
     signalled = 0
     try:
-        await handle.signal(
-            RefundWorkflow.psp_refund_update, _proven(services, refund_workflow, event.update, merchant_id)
-        )
+        proven = _proven(services, refund_workflow, event.update, merchant_id, event.request_id)
+        await handle.signal(RefundWorkflow.psp_refund_update, proven)
         signalled = 1
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
@@ -135,7 +134,7 @@ async def _signal_refund(
     late = LateFailureInput(
         provider=provider,
         request_id=event.request_id,
-        update=_proven(services, late_workflow, event.update, merchant_id),
+        update=_proven(services, late_workflow, event.update, merchant_id, event.request_id),
         merchant_id=merchant_id,
     )
     try:
@@ -187,16 +186,12 @@ async def _adopt(
 
 
 def _proven(
-    services: Services,
-    to_workflow: str,
-    update: PspRefundUpdate,
-    merchant_id: str | None,
-    payment_reference: str = "",
+    services: Services, to_workflow: str, update: PspRefundUpdate, merchant_id: str | None, about: str
 ) -> PspRefundUpdate:
     """The update with the service's proof that a PSP event verified with this merchant's account
-    said it, for the one workflow it goes to (domain/outcome_proofs.py)."""
-    about = subject(merchant_id, payment_reference)
-    return sign_outcome(services.decision_keys, to_workflow, about, update)
+    said it of this refund (our request id) or payment (a dashboard refund's), for the one workflow
+    it goes to (domain/outcome_proofs.py)."""
+    return sign_outcome(services.decision_keys, to_workflow, subject(merchant_id, about), update)
 
 
 @router.post("/{provider}", openapi_extra=_EVENT)

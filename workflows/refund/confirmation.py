@@ -188,7 +188,8 @@ class Confirmation:
         update = self._final_update(psp_refund_id)
         if update is None or psp_refund_id in self._read_back or not self._patches.outcome_proofs:
             return update
-        verdict = await self._steps.confirm_outcome(self._check(update))
+        check = self._check(update)
+        verdict = await self._attention.until_done(lambda: self._steps.confirm_outcome(check))
         final = verdict.update
         if final is None or final.status is PspRefundStatus.PENDING:
             del self._updates[psp_refund_id]  # the poll, or the PSP's next event, will tell
@@ -236,9 +237,10 @@ class Confirmation:
         """Signed by the service for this refund (refunds started before OUTCOME_PROOFS take any)."""
         if self._patches.outcome_proofs is False or not self._input.review_keys:
             return True
-        about = subject(self._input.merchant_id)
+        request_id = self._record.state.request_id
+        about = subject(self._input.merchant_id, request_id)
         # the id the service signed for, from the input: a replay elsewhere may run under another id
-        addressed = workflow_id(self._record.state.request_id)
+        addressed = workflow_id(request_id)
         return outcome_proven(self._input.review_keys, addressed, about, update)
 
     def _refuse(self, update: PspRefundUpdate) -> None:
@@ -299,7 +301,8 @@ class Confirmation:
         """Reverse the posting and show the refund failed; `refunds attention` lists it for ops.
         The failure is read back at the PSP first: a PSP that says the refund stands keeps it."""
         if self._patches.outcome_proofs:
-            verdict = await self._steps.confirm_outcome(self._check(update))
+            check = self._check(update)
+            verdict = await self._attention.until_done(lambda: self._steps.confirm_outcome(check))
             if verdict.update is None or verdict.update.status is not PspRefundStatus.FAILED:
                 self._late_failures.pop(update.psp_refund_id, None)
                 if (known := self._updates.get(update.psp_refund_id)) is not None and known is update:
