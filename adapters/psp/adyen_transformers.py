@@ -277,8 +277,9 @@ def classify_item(item: Mapping[str, Any]) -> PspEvent:
             return PspEvent(identifier, "ignored", raw_type=code, detail={"why": "event code"})
 
 
-# NOTIFICATION_OF_FRAUD's `additionalData`: the scheme's fraud reason code and the scheme (Webhooks v1,
-# DisputesNotificationAdditionalData); kept for ops beside the `reason` text.
+# NOTIFICATION_OF_FRAUD's `additionalData`: the scheme's fraud reason code and the scheme
+# (webhooks.DisputesNotificationAdditionalData in tests/contracts/specs/adyen.json); kept for ops
+# beside the `reason` text.
 _FRAUD_CODES = {"nofReasonCode": "scheme_reason_code", "nofSchemeCode": "scheme"}
 
 

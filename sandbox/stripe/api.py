@@ -214,9 +214,9 @@ class StripeApi:
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         if not self._authorized(request):
-            # Stripe publishes four error types (api_error, card_error, idempotency_error,
-            # invalid_request_error): a bad key, like a rate limit, is an invalid request; the status
-            # (401, 429) tells them apart, and the SDK reads the status
+            # Stripe publishes four error types (api_errors in tests/contracts/specs/stripe.json): a bad
+            # key, like a rate limit, is an invalid request; the status (401, 429) tells them apart, and
+            # the SDK reads the status
             return self._error(
                 StripeApiError(
                     401, "Invalid API Key provided. The sandbox expects its configured secret key."

@@ -66,9 +66,9 @@ def resource_missing(kind: str, object_id: str, param: str = "id") -> StripeApiE
     return StripeApiError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
 
 
-# Fields Stripe sends on every object of a kind (its fixtures3.json example has them all) that the
-# sandbox has nothing for: Connect, customers, invoices, shipping, Radar reviews. Null, as Stripe sends
-# them for a plain card payment.
+# Fields Stripe sends on every object of a kind (its examples in tests/contracts/examples/stripe have
+# them all) that the sandbox has nothing for: Connect, customers, invoices, shipping, Radar reviews.
+# Null, as Stripe sends them for a plain card payment.
 _CHARGE_NULLS = dict.fromkeys(
     (
         "application", "application_fee", "application_fee_amount", "customer", "description",
