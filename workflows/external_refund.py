@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import (
@@ -25,12 +24,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.naming import Activity, external_request_id
     from domain.status import PspRefundStatus
 
+from workflows.outcome_steps import DB_RETRY, DB_TIMEOUT, confirm_outcome, reverse
 from workflows.refund.patches import OUTCOME_PROOFS
 
 # Dashboard refunds settle within days; after this the run ends and a later event starts a new one.
 _WATCH = timedelta(days=30)
-_DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-_PSP_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 
 
 @workflow.defn(name="ExternalRefundWorkflow")
@@ -70,42 +68,29 @@ class ExternalRefundWorkflow:
             payment_reference=input.payment_reference,
             merchant_id=input.merchant_id,
         )
-        verdict: OutcomeVerdict = await workflow.execute_activity(
-            Activity.CONFIRM_OUTCOME,
-            check,
-            result_type=OutcomeVerdict,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=_PSP_RETRY,
-        )
-        return verdict
+        return await confirm_outcome(check)
 
     async def _book(self, input: ExternalRefundInput, outcome: PspRefundUpdate) -> bool:
         booked: bool = await workflow.execute_activity(
             Activity.RECORD_EXTERNAL,
             input.model_copy(update={"outcome": outcome}),
             result_type=bool,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DB_RETRY,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
             summary=f"{input.provider.value} {input.payment_reference}",
         )
         return booked
 
     async def _reverse(self, input: ExternalRefundInput, failure: PspRefundUpdate) -> bool:
         """A dashboard refund the PSP failed: reversed if we booked it, else nothing to do."""
-        late = LateFailureInput(
-            provider=input.provider,
-            request_id=external_request_id(input.provider.value, input.psp_refund_id),
-            update=failure,
-            merchant_id=input.merchant_id,
+        return await reverse(
+            LateFailureInput(
+                provider=input.provider,
+                request_id=external_request_id(input.provider.value, input.psp_refund_id),
+                update=failure,
+                merchant_id=input.merchant_id,
+            )
         )
-        reversed_: bool = await workflow.execute_activity(
-            Activity.REVERSE,
-            late,
-            result_type=bool,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DB_RETRY,
-        )
-        return reversed_
 
     @workflow.signal
     def psp_refund_update(self, update: PspRefundUpdate) -> None:

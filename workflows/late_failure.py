@@ -7,20 +7,14 @@ so the failure must carry the service's proof and is read back at the PSP (where
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain.contracts import LateFailureInput, OutcomeCheck, OutcomeVerdict
-    from domain.naming import Activity
+    from domain.contracts import LateFailureInput, OutcomeCheck
     from domain.status import PspRefundStatus
 
+from workflows.outcome_steps import confirm_outcome, reverse
 from workflows.refund.patches import OUTCOME_PROOFS
-
-_DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-_PSP_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 
 
 @workflow.defn(name="LateRefundFailureWorkflow")
@@ -35,21 +29,8 @@ class LateRefundFailureWorkflow:
                 request_id=input.request_id,
                 merchant_id=input.merchant_id,
             )
-            verdict: OutcomeVerdict = await workflow.execute_activity(
-                Activity.CONFIRM_OUTCOME,
-                check,
-                result_type=OutcomeVerdict,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=_PSP_RETRY,
-            )
+            verdict = await confirm_outcome(check)
             if verdict.update is None or verdict.update.status is not PspRefundStatus.FAILED:
-                return False  # unproven or the PSP says otherwise: audited by the activity
+                return False  # unproven, or the PSP says otherwise: the activity wrote it down
             input = input.model_copy(update={"update": verdict.update})
-        reversed_: bool = await workflow.execute_activity(
-            Activity.REVERSE,
-            input,
-            result_type=bool,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DB_RETRY,
-        )
-        return reversed_
+        return await reverse(input)
