@@ -10,11 +10,13 @@ import stripe
 
 from adapters.db import ledger, refunds
 from adapters.db.payment_book import DatabasePaymentBook
+from adapters.psp.paypal_transformers import paypal_reference
 from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
 from domain.money import Money
 from domain.naming import external_request_id
 from domain.status import Provider, PspRefundStatus
 from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
 from tests.flows import (
@@ -204,3 +206,24 @@ async def test_a_stripe_dashboard_refund_failed_later_is_reversed(
     assert reservation_state(stack, request_id) == "released"
     again = await refund_through_pipeline(stack, payment, amount=4_000)
     assert again["status"] == "succeeded", again.get("failure_message")
+
+
+async def test_a_request_id_paypals_custom_id_cannot_hold_travels_as_an_alias(
+    stack: Stack, paypal: PayPalSandboxControl
+) -> None:
+    """PayPal holds 127 characters in a refund's `custom_id` and publishes `[A-Za-z0-9-_.,]` for it;
+    our ids reach 128 and may carry `:` (or a merchant's `~`). Such an id is sent as its alias and
+    every PayPal answer and event naming the alias is traced back to the refund."""
+    capture = paypal.seed_capture(amount="60.00", currency="EUR")
+    request_id = ("pp:" + uuid.uuid4().hex * 4)[:128]
+    body = refund_body(
+        request_id, capture, amount=1_250, provider="paypal", order_id=unique("o"), customer_id=unique("c")
+    )
+    assert (await submit(stack, body)).is_success
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert view["status"] == "succeeded", view.get("failure_message")
+    [refund] = paypal.refunds(capture)
+    assert refund["custom_id"] == paypal_reference(request_id) != request_id
+    assert len(refund["custom_id"]) <= 127
+    with stack.database.transaction() as session:  # its event named ours, not a dashboard refund
+        assert refunds.get(session, external_request_id("paypal", refund["id"])) is None

@@ -27,6 +27,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,10 +46,18 @@ from paypalserversdk.models.refund_request import RefundRequest
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 from adapters.psp import paypal_transformers as tf
-from adapters.psp.base import PaymentLookup, PspError, PspEvent, WebhookRejected, ensure_refund_of, refused
+from adapters.psp.base import (
+    PaymentLookup,
+    PspError,
+    PspEvent,
+    ReferenceBook,
+    WebhookRejected,
+    ensure_refund_of,
+    refused,
+)
 from adapters.psp.headers import header, retry_after_in_seconds
 from domain.contracts import PspRefundCall, RefundResult
-from domain.naming import idempotency_key
+from domain.naming import idempotency_key, is_alias
 from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, Provider, RefundMethod
 
@@ -173,6 +182,7 @@ class PayPalAdapter:
         webhook_id: str,
         cert_url_prefixes: list[str],
         timeout_seconds: float = 30,
+        references: ReferenceBook | None = None,
     ) -> None:
         credentials = ClientCredentialsAuthCredentials(
             o_auth_client_id=client_id,
@@ -189,6 +199,7 @@ class PayPalAdapter:
         )
         self._client = PaypalServersdkClient(config=self._config)
         self._webhook_id = webhook_id
+        self._references = references  # aliases of request ids PayPal's custom_id cannot hold
         # A prefix ends with "/" so that "https://api.paypal.com" cannot match api.paypal.com.evil.
         self._cert_url_prefixes = [p if p.endswith("/") else p + "/" for p in cert_url_prefixes]
         self._cert_cache: dict[str, rsa.RSAPublicKey] = {}
@@ -293,6 +304,8 @@ class PayPalAdapter:
                 f"{call.amount} cannot be sent to PayPal (unsupported currency or decimals)",
             )
         fields = tf.refund_body(call, value)
+        if is_alias(fields["custom_id"]) and self._references is not None:
+            self._references.remember(fields["custom_id"], call.request_id)  # before PayPal echoes it
         body = RefundRequest(
             amount=PayPalMoney(currency_code=fields["amount"]["currency_code"], value=value),
             invoice_id=fields["invoice_id"],
@@ -418,6 +431,8 @@ class PayPalAdapter:
             raise psp_error(err) from err
         refund = self._body(response) or {"id": psp_refund_id}
         owner = tf.refund_request_id(refund)
+        if owner is not None and tf.made_for(refund, request_id):
+            owner = request_id  # sent as its alias
         ensure_refund_of(self.provider, psp_refund_id, owner, request_id, self._debug(response))
         return tf.refund_result(
             refund, psp_request_id=self._debug(response), psp_response_ms=_elapsed_ms(started)
@@ -434,7 +449,16 @@ class PayPalAdapter:
             raise WebhookRejected("invalid_payload", f"not a PayPal event: {err}") from err
         if not isinstance(payload, dict) or not payload.get("id") or not payload.get("event_type"):
             raise WebhookRejected("invalid_payload", "the event has no id or event_type")
-        return [tf.classify_event(payload)]
+        return [self._ours(tf.classify_event(payload))]
+
+    def _ours(self, event: PspEvent) -> PspEvent:
+        """Our request id for an alias we sent; an alias we never sent names no refund of ours."""
+        if event.request_id is None or not is_alias(event.request_id):
+            return event
+        resolved = self._references.resolve(event.request_id) if self._references is not None else None
+        if resolved is None:
+            return replace(event, kind="ignored", detail={"why": "an alias of no request of ours"})
+        return replace(event, request_id=resolved)
 
     def webhook_acknowledgement(self) -> tuple[str, str]:
         # PayPal only looks at the status: any 2xx stops its retries.

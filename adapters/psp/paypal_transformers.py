@@ -7,6 +7,8 @@ PayPal sends and what we read are the same thing.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -15,6 +17,7 @@ from typing import Any
 from adapters.psp.base import PspEvent
 from domain.contracts import PaymentRecord, PspRefundCall, PspRefundUpdate, RefundResult
 from domain.money import Money, currency_exponent
+from domain.naming import ALIAS_PREFIX
 from domain.reconciliation import PspRefundRecord
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundMethod
 
@@ -240,12 +243,26 @@ def refunded_total(refunds: Sequence[Mapping[str, Any]], currency: str) -> int:
 # refunds ----------------------------------------------------------------------------------------
 
 
+# PayPal's published refund `custom_id`: at most 127 of these characters (payments v2 `refund`)
+_PAYPAL_ID = re.compile(r"[A-Za-z0-9\-_.,]{1,127}")
+
+
+def paypal_reference(request_id: str) -> str:
+    """Our request id as PayPal takes it, or a fixed alias of it (resolved through the reference
+    book) where it has a character PayPal refuses (a merchant's `~`, a `:`) or is too long."""
+    if _PAYPAL_ID.fullmatch(request_id):
+        return request_id
+    return ALIAS_PREFIX + hashlib.sha256(request_id.encode()).hexdigest()
+
+
 def refund_body(call: PspRefundCall, value: str) -> dict[str, Any]:
-    """RefundRequest fields: our request id in both `invoice_id` and `custom_id`, so it can be found."""
+    """RefundRequest fields: our request id (or its alias) in both `invoice_id` and `custom_id`, so
+    it can be found."""
+    reference = paypal_reference(call.request_id)
     return {
         "amount": {"currency_code": call.amount.currency, "value": value},
-        "invoice_id": call.request_id,
-        "custom_id": call.request_id,
+        "invoice_id": reference,
+        "custom_id": reference,
         "note_to_payer": f"Refund {call.reason_code}"[:255],
     }
 
@@ -342,9 +359,14 @@ def void_result(
     )
 
 
+def made_for(refund: Mapping[str, Any], request_id: str) -> bool:
+    """Whether the refund carries our request id, as sent now (alias where needed) or before."""
+    return refund_request_id(refund) in (request_id, paypal_reference(request_id))
+
+
 def pick_refund(refunds: Sequence[Mapping[str, Any]], request_id: str) -> Mapping[str, Any] | None:
     """The refund made for our request: a live one before a failed one (there should be one)."""
-    ours = [refund for refund in refunds if refund_request_id(refund) == request_id]
+    ours = [refund for refund in refunds if made_for(refund, request_id)]
     live = [r for r in ours if refund_status(r.get("status")) is not PspRefundStatus.FAILED]
     candidates = live or ours
     return candidates[0] if candidates else None

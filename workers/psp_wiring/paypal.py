@@ -56,6 +56,7 @@ def problems(settings: Settings) -> list[str]:
 def adapter(settings: Settings, db: Database) -> PspAdapter | None:
     if not settings.paypal_client_id:
         return None
+    from adapters.db.reference_aliases import DatabaseReferenceBook
     from adapters.psp.paypal import PayPalAdapter
 
     return PayPalAdapter(
@@ -65,6 +66,7 @@ def adapter(settings: Settings, db: Database) -> PspAdapter | None:
         webhook_id=settings.paypal_webhook_id,
         cert_url_prefixes=settings.cert_url_prefixes,
         timeout_seconds=settings.psp_timeout_seconds,
+        references=DatabaseReferenceBook(db),
     )
 
 
