@@ -2,9 +2,10 @@
 
 Started with signal-with-start by the webhook route, one per PSP refund, so every update about the
 same refund lands on the same run; once the PSP says it succeeded, it is posted and audited once. A
-failure after that (a later run, started by the failure's event) reverses it, and gives the payment's
-refundable amount back. Each word must carry the service's proof and is read back at the PSP (where
-it can be) before it moves the books: anyone with Temporal access could start or signal this.
+failure after that (a later run, started by the failure's event, or this one when the failure came
+while it booked) reverses it, and gives the payment's refundable amount back. Each word must carry
+the service's proof and is read back at the PSP (where it can be) before it moves the books: anyone
+with Temporal access could start or signal this.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from workflows.refund.patches import OUTCOME_PROOFS
 
 # Dashboard refunds settle within days; after this the run ends and a later event starts a new one.
 _WATCH = timedelta(days=30)
+# A word signalled while the run booked or reversed (the PSP failing a refund right after its
+# success, as Adyen's REFUND and REFUND_FAILED may come) is weighed before the run ends.
+WORDS_WHILE_BOOKING = "external-words-while-booking-2026-12"
 
 
 @workflow.defn(name="ExternalRefundWorkflow")
@@ -40,11 +44,12 @@ class ExternalRefundWorkflow:
     async def run(self, input: ExternalRefundInput) -> bool:
         """True when the books changed (booked, or reversed); False otherwise."""
         proofs = workflow.patched(OUTCOME_PROOFS)
+        changed = False
         while True:
             try:
                 await workflow.wait_condition(lambda: self._final() is not None, timeout=_WATCH)
             except TimeoutError:
-                return False
+                return changed
             final = self._final()
             assert final is not None
             self._updates.remove(final)
@@ -52,11 +57,15 @@ class ExternalRefundWorkflow:
                 return await self._book(input, final) if final.status is PspRefundStatus.SUCCEEDED else False
             verdict = await self._confirm(input, final)
             word = verdict.update
-            if word is None or word.status is PspRefundStatus.PENDING:
-                continue  # unproven (audited), or the PSP has not settled it: wait for its next word
-            if word.status is PspRefundStatus.SUCCEEDED:
-                return await self._book(input, word)
-            return await self._reverse(input, word)
+            if word is not None and word.status is PspRefundStatus.SUCCEEDED:
+                changed = await self._book(input, word) or changed
+            elif word is not None and word.status is PspRefundStatus.FAILED:
+                changed = await self._reverse(input, word) or changed
+            # unproven (audited) or still pending at the PSP: wait for its next word; a booked or
+            # reversed one ends the run unless another word came meanwhile (a failure right after
+            # the success, say: dropped on return, it would never be reversed)
+            if changed and self._final() is None:
+                return changed
 
     def _final(self) -> PspRefundUpdate | None:
         return next((u for u in self._updates if u.status is not PspRefundStatus.PENDING), None)
