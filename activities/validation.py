@@ -80,8 +80,9 @@ class ValidationActivities:
         with self._db.transaction() as session:
             dispute = holds.held(session, request.provider, request.payment_reference)
             # what is still refundable counts every refund of the payment: the PSP's own figure, or
-            # our complete record where the PSP gives none (Adyen) or has not caught up yet
-            ours = reservations.refunded(session, payment)
+            # our complete record where the PSP gives none (Adyen) or has not caught up yet; never
+            # this refund's own reservation (validated again after it: a worker lost the task)
+            ours = reservations.refunded(session, payment, excluding=request.request_id)
         if ours > payment.amount_refunded:
             payment = payment.model_copy(update={"amount_refunded": min(ours, payment.amount_captured)})
         if dispute is not None:

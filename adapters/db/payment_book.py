@@ -34,9 +34,11 @@ class DatabasePaymentBook:
                 amount_refunded=row.amount_refunded,
             )
             # the notifications tell of captures, not of what is left: every refund of the payment
-            # we know of (ours, a dashboard's, a warning's) is in the over-refund guard's record
+            # we know of (ours, a dashboard's, a warning's) is in the over-refund guard's record; what
+            # they took for good, as a PSP's refunded figure would say (a refund on its way is
+            # weighed by validation, which knows which refund is asking)
             refunded = min(
-                max(row.amount_refunded, reservations.refunded(session, payment)), row.amount_captured
+                max(row.amount_refunded, reservations.committed(session, payment)), row.amount_captured
             )
             return payment.model_copy(update={"amount_refunded": refunded})
 

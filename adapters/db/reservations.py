@@ -134,10 +134,18 @@ def give_back(session: Session, request_id: str) -> bool:
     return True
 
 
-def refunded(session: Session, payment: PaymentRecord) -> int:
+def refunded(session: Session, payment: PaymentRecord, excluding: str | None = None) -> int:
     """What our record says is refunded or being refunded on the payment, whoever asked (ours, a
-    dashboard's, a fraud warning's): for a PSP that cannot be asked (Adyen) it is the whole record."""
-    return _in_use(session, payment_key(payment))
+    dashboard's, a fraud warning's): for a PSP that cannot be asked (Adyen) it is the whole record.
+    `excluding`: the refund asking, whose own reservation is no earlier refund of the payment (its
+    validation runs again when the workflow task that validated and reserved was lost)."""
+    return _in_use(session, payment_key(payment), excluding)
+
+
+def committed(session: Session, payment: PaymentRecord) -> int:
+    """What the payment's refunds took for good in our record (made and succeeded, whoever asked),
+    as a PSP's own refunded figure says: no refund still on its way, the asking one included."""
+    return _in_use(session, payment_key(payment), states=(ReservationState.COMMITTED,))
 
 
 def settle(session: Session, request_id: str, state: ReservationState) -> bool:
@@ -150,11 +158,16 @@ def settle(session: Session, request_id: str, state: ReservationState) -> bool:
     return True
 
 
-def _in_use(session: Session, key: str) -> int:
-    total = session.execute(
-        select(func.coalesce(func.sum(ReservationRow.amount), 0)).where(
-            col(ReservationRow.payment_key) == key,
-            col(ReservationRow.state) != ReservationState.RELEASED,
-        )
-    ).scalar_one()
-    return int(total)
+def _in_use(
+    session: Session,
+    key: str,
+    excluding: str | None = None,
+    states: tuple[ReservationState, ...] = (ReservationState.HELD, ReservationState.COMMITTED),
+) -> int:
+    query = select(func.coalesce(func.sum(ReservationRow.amount), 0)).where(
+        col(ReservationRow.payment_key) == key,
+        col(ReservationRow.state).in_([state.value for state in states]),
+    )
+    if excluding is not None:
+        query = query.where(col(ReservationRow.request_id) != excluding)
+    return int(session.execute(query).scalar_one())
