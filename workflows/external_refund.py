@@ -55,16 +55,16 @@ class ExternalRefundWorkflow:
             self._updates.remove(final)
             if not proofs:
                 return await self._book(input, final) if final.status is PspRefundStatus.SUCCEEDED else False
-            verdict = await self._confirm(input, final)
-            word = verdict.update
-            if word is not None and word.status is PspRefundStatus.SUCCEEDED:
+            word = (await self._confirm(input, final)).update
+            if word is None or word.status is PspRefundStatus.PENDING:
+                continue  # unproven (audited), or not settled at the PSP: wait for its next word
+            if word.status is PspRefundStatus.SUCCEEDED:
                 changed = await self._book(input, word) or changed
-            elif word is not None and word.status is PspRefundStatus.FAILED:
+            else:
                 changed = await self._reverse(input, word) or changed
-            # unproven (audited) or still pending at the PSP: wait for its next word; a booked or
-            # reversed one ends the run unless another word came meanwhile (a failure right after
-            # the success, say: dropped on return, it would never be reversed)
-            if changed and self._final() is None:
+            # the PSP's final word is in the books; a word that came meanwhile (a failure right
+            # after the success, say) is weighed before the run ends, or it would be dropped
+            if self._final() is None:
                 return changed
 
     def _final(self) -> PspRefundUpdate | None:
