@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.audit import activity_event
+from activities.errors import refuse_foreign_refund
 from activities.merchant import Merchants
 from adapters.db import audit, inventory
 from adapters.db.engine import Database
@@ -19,6 +20,7 @@ class InventoryActivities:
 
     @activity.defn(name=Activity.RESTOCK)
     def restock(self, input: RestockInput) -> RestockResult:
+        refuse_foreign_refund(input.request_id)
         receipt = input.receipt
         with self._db.transaction() as session:
             if receipt is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.audit import activity_event
+from activities.errors import refuse_foreign_refund
 from activities.merchant import Merchants
 from adapters.db import audit, clients, holds, ledger, refunds, reservations
 from adapters.db.engine import Database
@@ -21,7 +22,7 @@ from domain.contracts import (
     ReserveInput,
 )
 from domain.fx import fx_difference
-from domain.naming import Activity, external_request_id
+from domain.naming import Activity, external_refund_workflow_id, external_request_id
 from domain.status import ErrorCode, RefundStatus
 
 
@@ -50,7 +51,15 @@ class LedgerActivities:
 
     @activity.defn(name=Activity.RESERVE)
     def reserve(self, input: ReserveInput) -> Reservation:
+        refuse_foreign_refund(input.request_id)
         with self._db.transaction() as session:
+            settled = refunds.get(session, input.request_id)
+            if settled is not None and settled.status != RefundStatus.SUCCEEDED.value:
+                # settled without its money moving (rejected, failed, cancelled): a run of its
+                # workflow reset or started again by hand reserves nothing (a succeeded one is
+                # refused below, its reservation committed)
+                message = f"refund {input.request_id} was settled ({settled.status}) already"
+                return Reservation(granted=False, refusal=ErrorCode.ALREADY_FINISHED, message=message)
             # a dispute opened since validation (while the refund waited for review, say): refunding
             # now could pay the customer twice, so the refund waits for ops as at validation
             dispute = holds.held(session, input.payment.provider, input.payment.reference)
@@ -84,6 +93,7 @@ class LedgerActivities:
     def finish(self, outcome: FinishInput) -> None:
         """Money moved (a refund succeeded): post the pending costs and the PSP's payout. Nothing
         moved (a void, a refusal, a rejection): void them."""
+        refuse_foreign_refund(outcome.request_id)
         moved = postings.money_moved(outcome.status, outcome.method, outcome.amount)
         events = list(outcome.audit)
         with self._db.transaction() as session:
@@ -127,6 +137,7 @@ class LedgerActivities:
     @activity.defn(name=Activity.REVERSE)
     def reverse(self, late: LateFailureInput) -> bool:
         """Reverse a succeeded refund's posting once and mark it failed; anything else is a no-op."""
+        refuse_foreign_refund(late.request_id)
         with self._db.transaction() as session:
             # locked: the refund's own workflow and the late-failure workflow may both try; the
             # second must see the first's `failed`, never reverse the reversal
@@ -134,10 +145,14 @@ class LedgerActivities:
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)
-            if row.psp_refund_id != late.update.psp_refund_id or any(
-                transfer.merchant != self._merchants.named(late.merchant_id) for transfer in posted
+            if (
+                row.psp_refund_id != late.update.psp_refund_id
+                or row.provider != late.provider.value
+                or any(transfer.merchant != self._merchants.named(late.merchant_id) for transfer in posted)
             ):
-                return False  # not this refund's PSP refund, or another merchant's account reporting
+                # not this refund's PSP refund (or PSP: a word proven for a refund at Stripe and read
+                # back there is no Adyen word), or another merchant's account reporting
+                return False
             why = f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}"
             for reversal in postings.reversal_postings(late.request_id, posted):
                 ledger.post(session, reversal, description=why)
@@ -166,6 +181,7 @@ class LedgerActivities:
 
     @activity.defn(name=Activity.RECORD_AUDIT)
     def record_audit(self, rows: AuditInput) -> None:
+        refuse_foreign_refund(rows.request_id)
         with self._db.transaction() as session:
             audit.record(session, rows.request_id, rows.payment_reference, rows.events)
 
@@ -174,6 +190,13 @@ class LedgerActivities:
         """Book a dashboard refund once: its posting, a committed reservation, its row and audit."""
         outcome = refund.outcome
         if outcome is None or outcome.amount is None:
+            return False
+        addressed = activity.info().workflow_id
+        if outcome.psp_refund_id != refund.psp_refund_id or addressed != external_refund_workflow_id(
+            refund.provider.value, refund.psp_refund_id
+        ):
+            # the word was proven for the workflow the service starts for its PSP refund; an input
+            # started by hand under that id naming another refund (or PSP) would book it twice
             return False
         request_id = external_request_id(refund.provider.value, refund.psp_refund_id)
         amount = outcome.amount

@@ -10,8 +10,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audit import activity_event
-from activities.errors import application_error
-from adapters.db import audit, holds, service_keys
+from activities.errors import application_error, refuse_foreign_refund
+from adapters.db import audit, holds, refunds, service_keys
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
 from domain.contracts import (
@@ -23,7 +23,12 @@ from domain.contracts import (
     RefundLookup,
     RefundResult,
 )
-from domain.naming import Activity, external_request_id
+from domain.naming import (
+    Activity,
+    external_refund_workflow_id,
+    external_request_id,
+    late_failure_workflow_id,
+)
 from domain.outcome_proofs import outcome_proven, subject
 from domain.status import ErrorCode, PspRefundStatus
 
@@ -48,6 +53,7 @@ class PaymentActivities:
     @activity.defn(name=Activity.REFUND)
     def refund(self, call: PspRefundCall) -> RefundResult:
         """Search before any attempt whose predecessor's outcome is unknown; adopt what exists."""
+        refuse_foreign_refund(call.request_id)
         attempt = activity.info().attempt
         key = f"psp_refund:g{call.key_generation}:a{attempt}"
         started = time.monotonic()
@@ -152,10 +158,22 @@ class PaymentActivities:
         return OutcomeVerdict(proven=True, update=read, read_back=True)
 
     def _proven(self, check: OutcomeCheck) -> bool:
+        """The service's proof for this workflow, and a workflow the service would have started for
+        this word: the proof binds the workflow id, the merchant and the refund or payment, not the
+        PSP, so the PSP (whose adapter decides whether the word is read back) must be the one the
+        id names (a dashboard refund's) or the one the refund was made at (ours)."""
+        addressed = activity.info().workflow_id or ""
         with self._db.transaction() as session:
             keys = (*self._own_keys, *service_keys.known(session))
+            settled = refunds.get(session, check.request_id) if check.request_id else None
+        if check.request_id is None:
+            expected = external_refund_workflow_id(check.provider.value, check.update.psp_refund_id)
+        else:
+            expected = late_failure_workflow_id(check.request_id, check.update.psp_refund_id)
+        if addressed != expected or (settled is not None and settled.provider != check.provider.value):
+            return False
         about = subject(check.merchant_id, check.request_id or check.payment_reference)
-        return outcome_proven(keys, activity.info().workflow_id or "", about, check.update)
+        return outcome_proven(keys, addressed, about, check.update)
 
     def _audit_outcome(self, check: OutcomeCheck, step: str, why: str) -> None:
         update = check.update

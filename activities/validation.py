@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.audit import activity_event
-from activities.errors import application_error
+from activities.errors import application_error, refuse_foreign_refund
 from activities.merchant import Merchants
-from adapters.db import audit, holds, reservations, velocity
+from adapters.db import audit, holds, refunds, reservations, velocity
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory, PspError
 from domain import signature
@@ -46,9 +47,11 @@ class ValidationActivities:
     @activity.defn(name=Activity.VALIDATE)
     def validate(self, input: ValidateInput) -> Validation:
         request = input.request
+        refuse_foreign_refund(request.request_id)
         refused = self._check_evidence(input)
         if refused is not None:
             return self._conclude(input, refused)
+        self._refuse_settled(request.request_id)
 
         try:
             lookup = self._psps.get(input.merchant_id, request.provider).lookup_payment(
@@ -89,6 +92,20 @@ class ValidationActivities:
             message = f"payment {request.payment_reference} is on hold: {dispute}"
             return self._conclude(input, Validation(error=ErrorCode.PAYMENT_DISPUTED, message=message), event)
         return self._conclude(input, Validation(payment=payment), event)
+
+    def _refuse_settled(self, request_id: str) -> None:
+        """A refund whose books are settled (succeeded, failed, rejected, cancelled) is never
+        processed again: its workflow started once more by hand under its own id, with the signed
+        request copied out of its history, waits for ops instead of reaching review or the PSP."""
+        with self._db.transaction() as session:
+            settled = refunds.get(session, request_id)
+            status = settled.status if settled is not None else None
+        if status is not None:
+            raise ApplicationError(
+                f"refund {request_id} was settled ({status}) already: it is not processed again",
+                type=ErrorCode.ALREADY_FINISHED.value,
+                non_retryable=True,
+            )
 
     def _check_evidence(self, input: ValidateInput) -> Validation | None:
         """Re-verify the signature here: a workflow started by hand with a forged input fails."""

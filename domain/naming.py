@@ -8,6 +8,7 @@ from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "refunds"
 WORKFLOW_ID_PREFIX = "refund-"
+REFUND_WORKFLOW = "RefundWorkflow"  # the refund's workflow type, as activities see their caller
 EXTERNAL_PREFIX = "external"  # a dashboard refund's workflow (`external-`) and booking (`external:`)
 LATE_FAILURE_PREFIX = "late-failure-"
 # The product's own ids under `refund-`: a default merchant's request id is its workflow's id without

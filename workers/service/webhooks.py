@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import holds, psp_events
@@ -138,16 +138,17 @@ async def _signal_refund(
         merchant_id=merchant_id,
     )
     try:
+        # a run already under this id may be anyone's (started by hand before the PSP's event, with
+        # an input that proves nothing): this one replaces it, and a closed one is run again. The
+        # reversal is keyed and locked, so a genuine duplicate delivery reverses nothing twice.
         await services.temporal.start_workflow(
             LateRefundFailureWorkflow.run,
             late,
             id=late_workflow,
             task_queue=services.settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
-    except WorkflowAlreadyStartedError:
-        pass  # a duplicate delivery of a failure already handled
     except RPCError as err:
         raise temporal_unavailable(err, "taking this event") from err
     return signalled + 1
@@ -172,6 +173,7 @@ async def _adopt(
     external_workflow = external_refund_workflow_id(provider.value, update.psp_refund_id)
     proven = _proven(services, external_workflow, update, merchant_id, payment_reference)
     try:
+        await _evict_squatter(services, external_workflow, external)
         await services.temporal.start_workflow(
             ExternalRefundWorkflow.run,
             external,
@@ -183,6 +185,30 @@ async def _adopt(
     except RPCError as err:
         raise temporal_unavailable(err, "taking this event") from err
     return 1
+
+
+async def _evict_squatter(services: Services, external_workflow: str, expected: ExternalRefundInput) -> None:
+    """Signal-with-start gives the word to a run already open under the id, whatever input it was
+    started with. One started by hand (after the booking, to wait there for the PSP's failure) with
+    an input the proof does not match would refuse the PSP's real word, which is remembered and never
+    taken again: such a run is terminated first, so the word starts a run of the service's own."""
+    handle = services.temporal.get_workflow_handle(external_workflow)
+    try:
+        description = await handle.describe()
+        if description.status is not WorkflowExecutionStatus.RUNNING:
+            return
+        running = services.temporal.get_workflow_handle(external_workflow, run_id=description.run_id)
+        async for event in running.fetch_history_events(page_size=1):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [started] = await services.temporal.data_converter.decode(payloads, [ExternalRefundInput])
+            break
+        else:
+            return
+        if started != expected:
+            await running.terminate(reason="started outside the service: its input is not the PSP event's")
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:  # gone meanwhile: nothing to evict
+            raise
 
 
 def _proven(

@@ -1,0 +1,341 @@
+"""Attacks on "the PSP is the truth", through the running product: an insider with Temporal access
+(any workflow type, input, id and id-reuse policy; signals; histories copied), the PSP's own messy
+behaviour, and an unlucky operator. Each test names what must hold; none may move money, unbook it,
+reverse it or release the over-refund guard without the PSP saying so."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+import stripe
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.db import ledger, refunds
+from domain import identity
+from domain.contracts import (
+    ExternalRefundInput,
+    LateFailureInput,
+    PspRefundUpdate,
+    RefundState,
+    RefundWorkflowInput,
+    ReviewInput,
+)
+from domain.naming import external_refund_workflow_id, external_request_id, late_failure_workflow_id
+from domain.status import Provider, PspRefundStatus
+from sandbox.stripe.control import SandboxControl
+from tests.conftest import Stack
+from tests.deliveries import deliver, refund_event
+from tests.flows import (
+    large_refund_awaiting_review,
+    refund_through_pipeline,
+    reservation_state,
+    steps_of,
+    wait_for_status,
+)
+from tests.helpers import decide, eventually, state_of, workflow_completed
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET
+from workflows.external_refund import ExternalRefundWorkflow
+from workflows.late_failure import LateRefundFailureWorkflow
+from workflows.refund import RefundWorkflow
+
+T = TypeVar("T")
+SETTLED = {"succeeded", "failed", "needs_attention", "rejected", "cancelled"}
+
+
+# ---- what an insider reads out of Temporal ------------------------------------------------------
+
+
+async def started_input(client: Client, workflow_id: str, kind: type[T]) -> T:
+    """The input a workflow was started with, as anyone who may read its history can."""
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("workflow_execution_started_event_attributes"):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [value] = await client.data_converter.decode(payloads, [kind])
+            return value  # type: ignore[no-any-return]
+    raise AssertionError(f"{workflow_id} has no start")
+
+
+async def first_signal(client: Client, workflow_id: str) -> PspRefundUpdate:
+    """The first PSP word signalled to a workflow, proof and all."""
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            payloads = event.workflow_execution_signaled_event_attributes.input.payloads
+            [word] = await client.data_converter.decode(payloads, [PspRefundUpdate])
+            return word  # type: ignore[no-any-return]
+    raise AssertionError(f"{workflow_id} was never signalled")
+
+
+async def activities_completed(client: Client, workflow_id: str) -> int:
+    count = 0
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        count += event.HasField("activity_task_completed_event_attributes")
+    return count
+
+
+async def _end(handle: WorkflowHandle[Any, Any]) -> None:
+    """Terminate a workflow the test started, unless it has ended already."""
+    try:
+        await handle.terminate("attack done")
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+
+
+def _balances(stack: Stack, request_id: str) -> dict[tuple[str, str], int]:
+    with stack.database.transaction() as session:
+        return ledger.balances(session, request_id)
+
+
+def _settled_status(stack: Stack, request_id: str) -> str | None:
+    with stack.database.transaction() as session:
+        row = refunds.get(session, request_id)
+        return row.status if row else None
+
+
+async def _twin_of(
+    stack: Stack, request_id: str, twin_id: str, **changes: Any
+) -> WorkflowHandle[Any, RefundState]:
+    """A RefundWorkflow started by hand with the genuine refund's input (copied from its history),
+    changed as the insider likes, under an id of the insider's choosing."""
+    genuine = await started_input(stack.client, f"refund-{request_id}", RefundWorkflowInput)
+    return await stack.client.start_workflow(
+        RefundWorkflow.run,
+        genuine.model_copy(update=changes),
+        id=twin_id,
+        task_queue=stack.settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+
+
+async def _approve_if_asked(twin: WorkflowHandle[Any, RefundState], key: Ed25519PrivateKey) -> RefundState:
+    """The insider approves its twin with its own key, if the twin ever waits for review."""
+    state = await eventually(
+        lambda: state_of(twin),
+        lambda s: s.status.value in {"awaiting_review", "needs_attention", *SETTLED},
+    )
+    if state.status.value != "awaiting_review":
+        return state
+    twin_id = twin.id
+    proof = identity.sign_decision(key, twin_id, "approve", "mallory", "")
+    await twin.execute_update(RefundWorkflow.approve, ReviewInput(reviewer="mallory", proof=proof))
+    return await eventually(lambda: state_of(twin), lambda s: s.status.value in {"needs_attention", *SETTLED})
+
+
+# ---- an insider with Temporal access: RefundWorkflow twins --------------------------------------
+
+
+async def test_a_twin_with_a_forged_signature_leaves_the_refunds_books_alone(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A RefundWorkflow started by hand under another id, naming a refund that waits for review,
+    with a signature that proves nothing: it must not settle that refund's books (before, its
+    failed validation wrote the refund's settled row as failed, so the real refund, approved and
+    paid at Stripe, was never posted and kept its reservation held for ever)."""
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+    genuine = await started_input(stack.client, f"refund-{request_id}", RefundWorkflowInput)
+    forged = genuine.evidence.model_copy(update={"signature_header": "t=1,v1=" + "0" * 64})
+    twin = await _twin_of(stack, request_id, f"refund-twin-{uuid.uuid4().hex[:8]}", evidence=forged)
+    await eventually(lambda: state_of(twin), lambda s: s.status.value in {"needs_attention", *SETTLED})
+    await _end(twin)
+
+    assert (await decide(stack.http, request_id, "approve", "alice")).status_code == 200
+    view = await wait_for_status(stack, request_id, SETTLED)
+    assert view["status"] == "succeeded"
+    assert len(sandbox.stripe_refunds(payment)) == 1
+    assert _settled_status(stack, request_id) == "succeeded"
+    assert reservation_state(stack, request_id) == "committed"
+    assert _balances(stack, request_id) != {}
+
+
+async def test_a_twin_carrying_its_own_review_key_moves_no_money(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The genuine input (signature and all) copied into a RefundWorkflow under another id, with the
+    insider's own key as the service's: it must not approve itself and refund at the PSP while the
+    real refund still waits for a reviewer."""
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+    key = Ed25519PrivateKey.generate()
+    twin = await _twin_of(
+        stack, request_id, f"refund-twin-{uuid.uuid4().hex[:8]}", review_keys=(identity.public_key(key),)
+    )
+    await _approve_if_asked(twin, key)
+    await _end(twin)
+    assert sandbox.stripe_refunds(payment) == []
+    assert (await state_of(stack.client.get_workflow_handle(f"refund-{request_id}"))).status.value == (
+        "awaiting_review"
+    )
+
+
+async def test_a_rejected_refund_started_again_under_its_own_id_moves_no_money(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A reviewer rejected the refund and its workflow closed; the insider starts its id again
+    (ALLOW_DUPLICATE) with the same signed request and its own review key: no refund at the PSP."""
+    request_id, payment = await large_refund_awaiting_review(stack, sandbox)
+    rejected = await stack.http.post(
+        f"/v1/refunds/{request_id}/reject",
+        json={"reason": "abuse"},
+        headers={"Authorization": "Bearer alice-token"},
+    )
+    assert rejected.status_code == 200
+    await eventually(lambda: workflow_completed(stack.client, f"refund-{request_id}"), bool)
+    key = Ed25519PrivateKey.generate()
+    again = await _twin_of(stack, request_id, f"refund-{request_id}", review_keys=(identity.public_key(key),))
+    await _approve_if_asked(again, key)
+    await _end(again)
+    assert sandbox.stripe_refunds(payment) == []
+    assert _settled_status(stack, request_id) == "rejected"
+    assert reservation_state(stack, request_id) in {None, "released"}
+
+
+# ---- an insider with Temporal access: the standalone outcome workflows ---------------------------
+
+
+async def test_a_late_failure_workflow_started_early_does_not_swallow_the_real_one(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The insider starts the late-failure workflow under the id the service will use, with no
+    proof: it ends at once. When the PSP really fails the refund later, the books are reversed
+    (before, the service found the id taken and took the real failure for a duplicate)."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=2_000)
+    request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
+    squatter = await stack.client.start_workflow(
+        LateRefundFailureWorkflow.run,
+        LateFailureInput(
+            provider=Provider.STRIPE,
+            request_id=request_id,
+            update=PspRefundUpdate(psp_refund_id=psp_refund_id, status=PspRefundStatus.FAILED),
+        ),
+        id=late_failure_workflow_id(request_id, psp_refund_id),
+        task_queue=stack.settings.task_queue,
+    )
+    assert await squatter.result() is False
+
+    sandbox.fail_stripe_refund_late(psp_refund_id)
+    await wait_for_status(stack, request_id, {"failed"})
+    assert _balances(stack, request_id) == {}
+    assert reservation_state(stack, request_id) == "released"
+
+
+async def test_a_late_failure_replayed_under_another_provider_is_still_read_back(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Stripe's webhook secret leaked: a forged refund.failed reaches the service, which signs it;
+    reading it back at Stripe shows the refund stands, so nothing is reversed. The insider copies
+    the late-failure workflow's proven input and starts it again naming Adyen (which cannot be read
+    back): the proof must not carry over to another PSP, and nothing is reversed."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=2_000)
+    request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
+    status, _ = await deliver(
+        stack, refund_event(request_id, psp_refund_id, "failed"), SANDBOX_STRIPE_WEBHOOK_SECRET
+    )
+    assert status == 200
+    late_id = late_failure_workflow_id(request_id, psp_refund_id)
+    await eventually(lambda: workflow_completed(stack.client, late_id), bool)
+    assert await stack.client.get_workflow_handle(late_id).result() is False  # Stripe says it stands
+
+    proven = await started_input(stack.client, late_id, LateFailureInput)
+    assert proven.update.proof
+    again = await stack.client.start_workflow(
+        LateRefundFailureWorkflow.run,
+        proven.model_copy(update={"provider": Provider.ADYEN}),
+        id=late_id,
+        task_queue=stack.settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    assert await again.result() is False
+    assert _settled_status(stack, request_id) == "succeeded"
+    assert _balances(stack, request_id) != {}
+    assert reservation_state(stack, request_id) == "committed"
+
+
+async def _stripe_dashboard_refund(stack: Stack, payment: str, amount: int) -> str:
+    """A refund made in Stripe's dashboard, booked by the product; its refund id."""
+    client = stripe.StripeClient(SANDBOX_STRIPE_API_KEY, base_addresses={"api": stack.sandbox_url})
+    made = client.v1.refunds.create({"payment_intent": payment, "amount": amount})
+    booking = external_request_id("stripe", made.id)
+    await eventually(lambda: _async(_settled_status(stack, booking)), lambda s: s == "succeeded")
+    external = external_refund_workflow_id("stripe", made.id)
+    await eventually(lambda: workflow_completed(stack.client, external), bool)
+    return made.id
+
+
+async def _async(value: T) -> T:
+    return value
+
+
+async def test_a_dashboard_refunds_proof_replayed_into_another_input_books_nothing_twice(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The insider copies the service's proven word about a dashboard refund out of its workflow's
+    history and starts that workflow id again with an input naming another refund id (or another
+    PSP): the proof binds the word, not the input's booking key, so before it was booked a second
+    time, taking the payment's refundable amount again."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    psp_refund_id = await _stripe_dashboard_refund(stack, payment, 1_000)
+    external = external_refund_workflow_id("stripe", psp_refund_id)
+    word = await first_signal(stack.client, external)
+    assert word.proof
+
+    for provider, forged_id in (
+        (Provider.STRIPE, f"re_forged_{uuid.uuid4().hex[:8]}"),
+        (Provider.ADYEN, psp_refund_id),
+    ):
+        run = await stack.client.start_workflow(
+            ExternalRefundWorkflow.run,
+            ExternalRefundInput(provider=provider, payment_reference=payment, psp_refund_id=forged_id),
+            id=external,
+            task_queue=stack.settings.task_queue,
+            start_signal="psp_refund_update",
+            start_signal_args=[word],
+        )
+
+        # the word is weighed (proof, read-back) and either booked or refused: unproven (written to
+        # the trail of the refund the word names), or proven and then booked or not
+        async def weighed(provider: Provider = provider) -> bool:
+            refused = external_request_id(provider.value, psp_refund_id)
+            done = await activities_completed(stack.client, external) >= 2
+            return done or "psp_update_unproven" in steps_of(stack, refused)
+
+        await eventually(weighed, bool)
+        await _end(run)
+        assert _settled_status(stack, external_request_id(provider.value, forged_id)) is None
+        assert _balances(stack, external_request_id(provider.value, forged_id)) == {}
+    # the payment still has 40.00 EUR left at our guard
+    again = await refund_through_pipeline(stack, payment, amount=4_000)
+    assert again["status"] == "succeeded", again.get("failure_message")
+
+
+async def test_a_dashboard_refund_workflow_squatted_with_a_wrong_input_does_not_swallow_its_failure(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """After a dashboard refund was booked, the insider starts its workflow id again with an input
+    naming another payment and leaves it waiting. When Stripe fails the refund later, the service's
+    word lands on that run, whose input its proof does not match: the failure must still reverse the
+    books (before, it was refused as unproven and the event remembered, so never taken again)."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    psp_refund_id = await _stripe_dashboard_refund(stack, payment, 1_000)
+    external = external_refund_workflow_id("stripe", psp_refund_id)
+    squatter = await stack.client.start_workflow(
+        ExternalRefundWorkflow.run,
+        ExternalRefundInput(
+            provider=Provider.STRIPE, payment_reference="pi_elsewhere", psp_refund_id=psp_refund_id
+        ),
+        id=external,
+        task_queue=stack.settings.task_queue,
+    )
+    booking = external_request_id("stripe", psp_refund_id)
+    try:
+        sandbox.fail_stripe_refund_late(psp_refund_id)
+        await eventually(lambda: _async(_settled_status(stack, booking)), lambda s: s == "failed")
+        assert _balances(stack, booking) == {}
+        assert reservation_state(stack, booking) == "released"
+    finally:
+        await _end(squatter)
+    assert "psp_update_unproven" not in steps_of(stack, booking)
