@@ -55,6 +55,8 @@ class DatabasePaymentBook:
                     currency=payment.currency,
                     account=account,
                 )
+            elif account is not None and row.account is not None and row.account != account:
+                return  # another merchant account's payment: its notifications are not ours to tell
             elif _RANK.get(payment.state, 0) < _RANK.get(PaymentState(row.state), 0):
                 return
             row.state = payment.state.value
