@@ -211,6 +211,20 @@ class PspEventRow(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class PspTransmissionRow(SQLModel, table=True):
+    """A PSP transmission taken, with a digest of its body: PayPal signs crc32(body), not the body, so
+    its transmission id is taken with one body only (adapters/psp/paypal.py `TransmissionBook`). Rows
+    outlive the signature's tolerance (15 minutes) by far and are pruned after a day."""
+
+    __tablename__ = "psp_transmissions"
+    __table_args__ = (Index("ix_psp_transmissions_received_at", "received_at"),)
+    provider: str = Field(primary_key=True, max_length=16)
+    account: str = Field(primary_key=True, max_length=200)  # the PayPal webhook it was signed for
+    transmission_key: str = Field(primary_key=True, max_length=200)
+    body_sha256: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class ServiceKeyRow(SQLModel, table=True):
     """A public key the service signs with (review decisions, PSP outcomes): how a worker, which
     holds no signing secret, verifies what a workflow's input claims the service said."""

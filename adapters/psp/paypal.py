@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import threading
 import time
@@ -29,7 +30,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import requests
@@ -45,6 +46,7 @@ from paypalserversdk.models.money import Money as PayPalMoney
 from paypalserversdk.models.refund_request import RefundRequest
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
+from adapters.psp import paypal_certificates as certs
 from adapters.psp import paypal_transformers as tf
 from adapters.psp.base import (
     PaymentLookup,
@@ -67,8 +69,13 @@ MAX_CERT_BYTES = 64 * 1024
 CERT_FAILURE_TTL_SECONDS = 60.0  # a failing certificate URL is not fetched again for a minute
 MAX_CONCURRENT_CERT_FETCHES = 4
 MAX_REMEMBERED_FAILURES = 1024
+MAX_CACHED_CERTIFICATES = 256
 # PayPal signs every delivery attempt afresh, so a transmission older than this is a replay.
 TRANSMISSION_TOLERANCE_SECONDS = 15 * 60
+# A transmission id is remembered with its body this long: far past the tolerance above, after which
+# its signature is refused anyway.
+TRANSMISSION_MEMORY_SECONDS = 24 * 3600
+MAX_REMEMBERED_TRANSMISSIONS = 100_000  # in memory only (adapters without a database)
 _BUSY_ISSUES = frozenset({"PREVIOUS_REQUEST_IN_PROGRESS", "DUPLICATE_REQUEST_ID"})
 _REPRESENTATION = "return=representation"
 
@@ -156,7 +163,8 @@ class _Configuration(Configuration):  # type: ignore[misc]  # the SDK is untyped
         return self._api_base
 
 
-def _check_fresh(transmission_time: str) -> None:
+def _check_fresh(transmission_time: str) -> datetime:
+    """The transmission's time, once it is within the tolerance of now."""
     try:
         sent = datetime.fromisoformat(transmission_time.replace("Z", "+00:00"))
     except ValueError as err:
@@ -168,6 +176,37 @@ def _check_fresh(transmission_time: str) -> None:
         raise WebhookRejected(
             "signature_expired", "PAYPAL-TRANSMISSION-TIME is outside the 15 minute tolerance"
         )
+    return sent
+
+
+class TransmissionBook(Protocol):
+    """PayPal transmissions already taken, each with a digest of the body it came with.
+
+    PayPal's signature covers crc32(body), not the body: whoever saw one delivery can pad another
+    body to its CRC and send it under its headers within the tolerance. The first body a verified
+    transmission id comes with is the only one taken under it; PayPal's own redelivery of that body
+    is still taken (and deduplicated by its event id downstream)."""
+
+    def admit(self, account: str, transmission_id: str, body_sha256: str) -> bool:
+        """Whether this body may be taken under this id: the first seen with it, or the same again."""
+        ...
+
+
+class MemoryTransmissionBook:
+    """This process's memory of transmissions, for an adapter without a database (tests, tools)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, account: str, transmission_id: str, body_sha256: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) >= MAX_REMEMBERED_TRANSMISSIONS:
+                cutoff = now - TRANSMISSION_MEMORY_SECONDS
+                self._seen = {k: v for k, v in self._seen.items() if v[1] >= cutoff}
+            seen = self._seen.setdefault((account, transmission_id), (body_sha256, now))
+        return seen[0] == body_sha256
 
 
 class PayPalAdapter:
@@ -183,6 +222,8 @@ class PayPalAdapter:
         cert_url_prefixes: list[str],
         timeout_seconds: float = 30,
         references: ReferenceBook | None = None,
+        transmissions: TransmissionBook | None = None,
+        trusted_roots: Sequence[x509.Certificate] = certs.PAYPAL_ROOTS,
     ) -> None:
         credentials = ClientCredentialsAuthCredentials(
             o_auth_client_id=client_id,
@@ -202,7 +243,13 @@ class PayPalAdapter:
         self._references = references  # aliases of request ids PayPal's custom_id cannot hold
         # A prefix ends with "/" so that "https://api.paypal.com" cannot match api.paypal.com.evil.
         self._cert_url_prefixes = [p if p.endswith("/") else p + "/" for p in cert_url_prefixes]
-        self._cert_cache: dict[str, rsa.RSAPublicKey] = {}
+        # Transmissions already taken, by the webhook they were signed for (one per merchant account)
+        self._transmissions = transmissions if transmissions is not None else MemoryTransmissionBook()
+        # The roots a signing certificate must chain to: DigiCert's (paypal_certificates.py), and
+        # the PSP sandbox's CA in dev and tests only (workers/psp_wiring/paypal.py)
+        self._trusted_roots = tuple(trusted_roots)
+        # The certificates each cert URL served, checked again at every use (they expire)
+        self._cert_cache: dict[str, list[x509.Certificate]] = {}
         self._cert_lock = threading.Lock()
         self._cert_failures: dict[str, tuple[float, WebhookRejected]] = {}
         self._cert_fetches = threading.BoundedSemaphore(MAX_CONCURRENT_CERT_FETCHES)
@@ -441,7 +488,18 @@ class PayPalAdapter:
     # webhooks ---------------------------------------------------------------------------------
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[PspEvent]:
-        """Verify PayPal's transmission signature, then classify the one event."""
+        """Verify PayPal's transmission signature, then classify the one event.
+
+        What a verified event may move, and what is read back at PayPal first: a refund's outcome
+        (PAYMENT.CAPTURE.REFUNDED, PAYMENT.REFUND.*) only signals the refund's workflow, which reads
+        the refund back with `get_refund` before it books or reverses anything (activities/payments.py
+        `confirm_outcome`, for the late-failure and dashboard-refund workflows too); a void
+        (PAYMENT.AUTHORIZATION.VOIDED) carries no amount and books nothing of its own; every other
+        PAYMENT.CAPTURE.* event is ignored (a payment's state is always read with `lookup_payment`). A
+        dispute or a reversal (CUSTOMER.DISPUTE.CREATED, PAYMENT.CAPTURE.REVERSED) opens a hold, which
+        moves no money and stops refunds of the capture until ops release it. A reversal is read back
+        here first (`_reversal_read_back`); a dispute is taken on PayPal's verified word (this product
+        does not use PayPal's Disputes API)."""
         self._verify(body, headers)
         try:
             payload = json.loads(body)
@@ -449,7 +507,28 @@ class PayPalAdapter:
             raise WebhookRejected("invalid_payload", f"not a PayPal event: {err}") from err
         if not isinstance(payload, dict) or not payload.get("id") or not payload.get("event_type"):
             raise WebhookRejected("invalid_payload", "the event has no id or event_type")
-        return [self._ours(tf.classify_event(payload))]
+        event = self._ours(tf.classify_event(payload))
+        if event.raw_type == "PAYMENT.CAPTURE.REVERSED" and event.kind == "dispute_opened":
+            event = self._reversal_read_back(event)
+        return [event]
+
+    def _reversal_read_back(self, event: PspEvent) -> PspEvent:
+        """PAYMENT.CAPTURE.REVERSED names a reversal (a refund resource PayPal made): it holds the
+        capture PayPal's own record of that reversal names, and nothing when PayPal knows none."""
+        reversal_id = event.detail.get("reversal_id", "")
+        if not reversal_id:
+            return replace(event, kind="ignored", detail={"why": "a reversal without an id"})
+        try:
+            response = self._client.payments.get_refund({"refund_id": reversal_id})
+        except (ApiException, AuthValidationException, requests.RequestException) as err:
+            if _is_missing(err):
+                return replace(event, kind="ignored", detail={"why": "PayPal knows no such reversal"})
+            # PayPal redelivers a refused delivery: the hold opens once it can be read back
+            raise WebhookRejected(psp_error(err).code.value, f"reading the reversal back: {err}") from err
+        capture_id = tf.refund_capture_id(self._body(response) or {})
+        if capture_id is None:
+            return replace(event, kind="ignored", detail={"why": "the reversal names no capture"})
+        return replace(event, payment_reference=capture_id)
 
     def _ours(self, event: PspEvent) -> PspEvent:
         """Our request id for an alias we sent; an alias we never sent names no refund of ours."""
@@ -480,29 +559,42 @@ class PayPalAdapter:
             raw_signature = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError) as err:
             raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-SIG is not base64") from err
-        _check_fresh(transmission_time)
+        sent = _check_fresh(transmission_time)
         signed = f"{transmission_id}|{transmission_time}|{self._webhook_id}|{zlib.crc32(body)}".encode()
+        key = self._public_key(cert_url, sent)
         try:
-            self._public_key(cert_url).verify(raw_signature, signed, padding.PKCS1v15(), hashes.SHA256())
+            key.verify(raw_signature, signed, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature as err:
             raise WebhookRejected("signature_invalid", "PAYPAL-TRANSMISSION-SIG does not match") from err
+        # The signature covers only crc32(body): a transmission is taken with one body alone.
+        digest = hashlib.sha256(body).hexdigest()
+        if not self._transmissions.admit(self._webhook_id, transmission_id, digest):
+            raise WebhookRejected(
+                "signature_replayed",
+                "this PAYPAL-TRANSMISSION-ID was taken before with another body (its CRC matched)",
+            )
 
-    def _public_key(self, cert_url: str) -> rsa.RSAPublicKey:
-        """The certificate's RSA key, fetched once per URL (PayPal's cert URLs name one certificate).
+    def _public_key(self, cert_url: str, sent: datetime) -> rsa.RSAPublicKey:
+        """The signing certificate's RSA key, once its chain proves it PayPal's at the transmission's
+        time and now (paypal_certificates.py), checked at every use. The bundle is fetched once per
+        URL (PayPal's cert URLs name one certificate each).
 
         A failed fetch is remembered briefly and only a few fetches run at once, so forged deliveries
         naming a slow or failing certificate URL can neither tie up the service nor hammer the host."""
         with self._cert_lock:
-            cached = self._cert_cache.get(cert_url)
+            chain = self._cert_cache.get(cert_url)
             failed = self._cert_failures.get(cert_url)
-        if cached is not None:
-            return cached
-        if failed is not None and failed[0] > time.monotonic():
-            raise failed[1]
+        if chain is None:
+            if failed is not None and failed[0] > time.monotonic():
+                raise failed[1]
+            chain = self._fetch_once(cert_url)
+        return certs.signing_key(chain, cert_url, self._trusted_roots, (sent, datetime.now(UTC)))
+
+    def _fetch_once(self, cert_url: str) -> list[x509.Certificate]:
         if not self._cert_fetches.acquire(blocking=False):
             raise WebhookRejected("certificate_unavailable", "too many certificate fetches at once")
         try:
-            key = self._fetch_key(cert_url)
+            chain = self._fetch_chain(cert_url)
         except WebhookRejected as err:
             with self._cert_lock:
                 if len(self._cert_failures) >= MAX_REMEMBERED_FAILURES:
@@ -512,25 +604,20 @@ class PayPalAdapter:
         finally:
             self._cert_fetches.release()
         with self._cert_lock:
-            self._cert_cache[cert_url] = key
-        return key
+            if len(self._cert_cache) >= MAX_CACHED_CERTIFICATES:
+                self._cert_cache.clear()
+            self._cert_cache[cert_url] = chain
+        return chain
 
-    def _fetch_key(self, cert_url: str) -> rsa.RSAPublicKey:
+    def _fetch_chain(self, cert_url: str) -> list[x509.Certificate]:
         try:
             response = self._cert_http.get(cert_url)
             response.raise_for_status()
             if len(response.content) > MAX_CERT_BYTES:
                 raise WebhookRejected("signature_invalid", "the certificate is too large")
-            certificate = x509.load_pem_x509_certificate(response.content)
+            return certs.parse_bundle(response.content)
         except httpx.HTTPError as err:
             # Not the sender's fault as far as we know: PayPal retries a delivery we refuse.
             raise WebhookRejected("certificate_unavailable", f"cannot fetch {cert_url}: {err}") from err
         except ValueError as err:
             raise WebhookRejected("signature_invalid", "the certificate is not PEM") from err
-        now = datetime.now(UTC)
-        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            raise WebhookRejected("signature_invalid", "the certificate is not valid now")
-        key = certificate.public_key()
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise WebhookRejected("signature_invalid", "the certificate's key is not RSA")
-        return key

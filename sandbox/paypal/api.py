@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from sandbox.background import DueLoop
 from sandbox.control import ControlError, dispatch, json_body, refuse_remote
 from sandbox.faults import FAULT_KINDS, Fault
+from sandbox.paypal.certificates import VARIANTS
 from sandbox.paypal.engine import PAYPAL_REFUND_BEHAVIORS, PayPalEngine, PayPalOutbox, new_debug_id
 from sandbox.paypal.errors import PayPalApiError, authentication_failure, invalid_request, not_found
 from sandbox.routing import SandboxRequest, SandboxResponse
@@ -339,6 +340,11 @@ class PayPalSandbox:
         sub_path = request.path.removeprefix(CONTROL_PREFIX)
         if sub_path == "cert.pem" and request.method == "GET":
             return SandboxResponse(200, self.engine.signing.cert_pem, content_type="application/x-pem-file")
+        if (variant := re.fullmatch(r"certs/([a-z_0-9-]{1,64})\.pem", sub_path)) and request.method == "GET":
+            chain = self.engine.variant_chain(variant.group(1))
+            if chain is None:
+                return SandboxResponse.json(404, {"error": f"no certificate {variant.group(1)}"})
+            return SandboxResponse(200, chain, content_type="application/x-pem-file")
         try:
             return dispatch(self._control_routes, request, sub_path)
         except PayPalApiError as err:
@@ -470,9 +476,15 @@ class PayPalSandbox:
         raw = body.get("body")
         webhook_id = body.get("webhook_id")
         sent_at = body.get("sent_at")
-        if not isinstance(raw, str) or not all(isinstance(v, str | None) for v in (webhook_id, sent_at)):
-            raise ControlError(400, "body (and webhook_id and sent_at, if given) must be strings")
-        return {"headers": self.engine.sign(raw, webhook_id=webhook_id, sent_at=sent_at)}
+        certificate = body.get("certificate")
+        if not isinstance(raw, str) or not all(
+            isinstance(v, str | None) for v in (webhook_id, sent_at, certificate)
+        ):
+            raise ControlError(400, "body (and webhook_id, sent_at, certificate if given) must be strings")
+        if certificate is not None and certificate not in VARIANTS:
+            raise ControlError(400, f"certificate must be one of {sorted(VARIANTS)}")
+        headers = self.engine.sign(raw, webhook_id=webhook_id, sent_at=sent_at, certificate=certificate)
+        return {"headers": headers}
 
     def _reset(self, request: SandboxRequest, args: list[str]) -> Any:
         with self._store.transaction() as tx:

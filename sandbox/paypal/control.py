@@ -86,16 +86,26 @@ class PayPalSandboxControl(ControlClient):
         result: dict[str, Any] = self._call("GET", "config")
         return result
 
-    def sign(self, body: str, webhook_id: str | None = None, sent_at: str | None = None) -> dict[str, str]:
-        """The transmission headers PayPal would send with `body` (now, or at ISO time `sent_at`)."""
+    def sign(
+        self,
+        body: str,
+        webhook_id: str | None = None,
+        sent_at: str | None = None,
+        certificate: str | None = None,
+    ) -> dict[str, str]:
+        """The transmission headers PayPal would send with `body` (now, or at ISO time `sent_at`);
+        `certificate` signs with one PayPal never would (`sandbox.paypal.certificates.VARIANTS`)."""
         payload: dict[str, Any] = {"body": body}
         if webhook_id is not None:
             payload["webhook_id"] = webhook_id
         if sent_at is not None:
             payload["sent_at"] = sent_at
+        if certificate is not None:
+            payload["certificate"] = certificate
         return dict(self._call("POST", "sign", json=payload)["headers"])
 
     def cert_pem(self) -> bytes:
+        """The signing certificate, then the sandbox CA's, as PayPal serves its chain."""
         response = self._http.get("/_sandbox/paypal/cert.pem")
         response.raise_for_status()
         return response.content

@@ -19,15 +19,15 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, get_args
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
+from sandbox.paypal import certificates
 from sandbox.paypal.errors import invalid_request, not_found, unprocessable
 from sandbox.store import SandboxStore, StoreTx, now_ms
 from sandbox.webhooks import Attempt, OutgoingEvent
@@ -200,7 +200,7 @@ def _row(cls: type[Any], row: sqlite3.Row | None) -> Any:
 @dataclass(frozen=True)
 class SigningMaterial:
     key: rsa.RSAPrivateKey
-    cert_pem: bytes
+    cert_pem: bytes  # the signing certificate, then the sandbox CA's: the bundle PayPal serves
 
 
 class PayPalEngine:
@@ -228,58 +228,77 @@ class PayPalEngine:
                 if statement.strip():
                     tx.conn.execute(statement)
         self.signing = self._signing_material()
+        # test certificates: variant -> (served name, issued, valid until); served name -> chain
+        self._variants: dict[str, tuple[str, certificates.Issued, datetime]] = {}
+        self._served: dict[str, bytes] = {}
 
     # signing -----------------------------------------------------------------------------------
 
     def _signing_material(self) -> SigningMaterial:
-        """The RSA key and self-signed certificate, made once and kept in the state file."""
+        """The RSA signing key and its certificate chain (issued by the sandbox CA, as PayPal's are by
+        DigiCert), made once and kept in the state file. A state file from before the sandbox had a
+        CA holds a self-signed certificate the product no longer trusts: it is issued again."""
         with self._store.transaction() as tx:
             rows = dict(tx.conn.execute("SELECT key, value FROM paypal_meta").fetchall())
             if "private_key" in rows and "cert_pem" in rows:
-                key = serialization.load_pem_private_key(rows["private_key"].encode(), password=None)
-                assert isinstance(key, rsa.RSAPrivateKey)
-                return SigningMaterial(key, rows["cert_pem"].encode())
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.sandbox")])
-            now = datetime.now(UTC)
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(name)
-                .issuer_name(name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(days=1))
-                .not_valid_after(now + timedelta(days=3650))
-                .sign(key, hashes.SHA256())
-            )
-            key_pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+                chain = rows["cert_pem"].encode()
+                if certificates.issued_by_the_sandbox_ca(chain):
+                    issued = certificates.load(rows["private_key"].encode(), chain)
+                    return SigningMaterial(issued.key, issued.chain_pem)
+            issued = certificates.issue_signing_certificate()
             tx.conn.executemany(
-                "INSERT INTO paypal_meta (key, value) VALUES (?, ?)",
-                [("private_key", key_pem.decode()), ("cert_pem", cert_pem.decode())],
+                "INSERT OR REPLACE INTO paypal_meta (key, value) VALUES (?, ?)",
+                [
+                    ("private_key", certificates.key_pem(issued.key).decode()),
+                    ("cert_pem", issued.chain_pem.decode()),
+                ],
             )
-            return SigningMaterial(key, cert_pem)
+            return SigningMaterial(issued.key, issued.chain_pem)
 
     @property
     def cert_url(self) -> str:
         return f"{self._base_url()}/_sandbox/paypal/cert.pem"
 
-    def sign(self, body: str, *, webhook_id: str | None = None, sent_at: str | None = None) -> dict[str, str]:
-        """PayPal's transmission headers: RSA-SHA256 over `id|time|webhook_id|crc32(body)`."""
+    def variant_chain(self, name: str) -> bytes | None:
+        """A test certificate's chain, served at `certs/<name>.pem` (kept in memory: a test tool)."""
+        return self._served.get(name)
+
+    def _variant(self, variant: str) -> tuple[rsa.RSAPrivateKey, str]:
+        """A test certificate's key and URL, issued once; a short-lived one again once it expired,
+        under a URL of its own (PayPal's cert URLs name one certificate each)."""
+        current = self._variants.get(variant)
+        if current is None or (variant == "short_lived" and current[2] <= datetime.now(UTC)):
+            issued = certificates.issue_variant(variant)
+            name = variant if variant != "short_lived" else f"short_lived-{uuid.uuid4().hex[:12]}"
+            leaf = x509.load_pem_x509_certificates(issued.chain_pem)[0]
+            current = self._variants[variant] = (name, issued, leaf.not_valid_after_utc)
+            self._served[name] = issued.chain_pem
+        name, issued, _ = current
+        return issued.key, f"{self._base_url()}/_sandbox/paypal/certs/{name}.pem"
+
+    def sign(
+        self,
+        body: str,
+        *,
+        webhook_id: str | None = None,
+        sent_at: str | None = None,
+        certificate: str | None = None,
+    ) -> dict[str, str]:
+        """PayPal's transmission headers: RSA-SHA256 over `id|time|webhook_id|crc32(body)`, with the
+        sandbox's signing certificate or, for tests, one of `certificates.VARIANTS`."""
+        key, cert_url = self.signing.key, self.cert_url
+        if certificate is not None:
+            key, cert_url = self._variant(certificate)
         transmission_id = str(uuid.uuid4())
         transmission_time = sent_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         crc = zlib.crc32(body.encode())
         message = f"{transmission_id}|{transmission_time}|{webhook_id or self.webhook_id}|{crc}".encode()
-        signature = self.signing.key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
         return {
             "PAYPAL-TRANSMISSION-ID": transmission_id,
             "PAYPAL-TRANSMISSION-TIME": transmission_time,
             "PAYPAL-TRANSMISSION-SIG": base64.b64encode(signature).decode(),
-            "PAYPAL-CERT-URL": self.cert_url,
+            "PAYPAL-CERT-URL": cert_url,
             "PAYPAL-AUTH-ALGO": "SHA256withRSA",
         }
 
