@@ -311,6 +311,15 @@ class RetryInput(_Contract):
     operator: str = Field(min_length=1, max_length=128)
 
 
+class VoidApprovalInput(_Contract):
+    """Ops take back one person's approvals of a refund still awaiting review (a reviewer whose token
+    was revoked, say): they no longer count towards its approvals (`refunds void-approval`)."""
+
+    reviewer: str = Field(min_length=1, max_length=128)
+    operator: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=1000)
+
+
 class CancelInput(_Contract):
     """Ops end a refund that waits for them before any money could have moved (`refunds cancel`)."""
 

@@ -70,6 +70,22 @@ def approver_refusal(
     return None
 
 
+def void_refusal(state: RefundState, reviewer: str, *, signed: bool) -> Refusal | None:
+    """Ops void a person's approvals only while the review is open, and only approvals they gave."""
+    if state.status is not RefundStatus.AWAITING_REVIEW or state.review is not None:
+        return Refusal(ErrorCode.INVALID_STATE, f"refund is {state.status.value}, not awaiting_review")
+    if not any(same_person(a.reviewer, reviewer, signed=signed) for a in state.approvals):
+        return Refusal(ErrorCode.NOT_FOUND, f"{reviewer} has no approval of this refund to void")
+    return None
+
+
+def without_approvals_of(
+    approvals: Sequence[ReviewDecision], reviewer: str, *, signed: bool
+) -> list[ReviewDecision]:
+    """The approvals left once one person's are voided (the same person however the name is written)."""
+    return [a for a in approvals if not same_person(a.reviewer, reviewer, signed=signed)]
+
+
 def rejecter_refusal(state: RefundState, reviewer: str, reason: str) -> Refusal | None:
     """Anyone who may review may reject, with a reason."""
     if (refusal := reviewable_refusal(state, reviewer)) is not None:

@@ -1,5 +1,6 @@
-"""`refunds pending|attention|approve|reject|retry|receive|release-hold`: people steering refunds,
-each as who they prove to be (a reviewer's token through the service, an operator by name)."""
+"""`refunds pending|attention|approve|reject|void-approval|retry|receive|release-hold`: people
+steering refunds, each as who they prove to be (a reviewer's token through the service, an operator by
+name)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from domain.contracts import CancelInput, RetryInput, ReviewInput
+from domain.contracts import CancelInput, RetryInput, ReviewInput, VoidApprovalInput
 from domain.naming import workflow_id
 from domain.status import Provider, RefundStatus
 from workers.cli_kit import app, current_settings, fail, identity, print_rows, run_ops, say
 
 if TYPE_CHECKING:
+    from domain.contracts import RefundState
     from domain.returns import ReceiptLine
 
 
@@ -89,6 +91,25 @@ def _decide(request_id: str, verdict: str, reason: str, token: str | None, revie
         fail(err.code, err, 2 if err.code == "unauthorized" else 1)
     approvals = len(state.get("approvals") or [])
     say(f"{request_id}: {state['status']} ({approvals} approval(s))")
+
+
+@app.command("void-approval")
+def void_approval(
+    request_id: str,
+    reviewer: Annotated[str, typer.Option(help="Whose approvals no longer count (a revoked reviewer)")],
+    operator: Annotated[str | None, typer.Option(help="Who decides (default REFUNDS_OPERATOR)")] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail")] = "",
+) -> None:
+    """Take back a person's approvals of a refund still awaiting review: they no longer count, so
+    four eyes need two people approving now. Removing a reviewer's token stops their new decisions,
+    not the approvals they already gave: void those on each refund they approved (`refunds pending`
+    shows the approvals so far). Audited with the operator; no money moves.
+
+    Example: refunds void-approval demo-2 --reviewer bob --operator ann --reason 'token revoked'"""
+    request = VoidApprovalInput(reviewer=reviewer, operator=identity(operator), reason=reason)
+    state = _steer(request_id, "void_approval", request, quiet=True)
+    left = ", ".join(a.reviewer for a in state.approvals) or "none"
+    say(f"{request_id}: {state.status.value}; {reviewer}'s approval voided (approvals left: {left})")
 
 
 @app.command()
@@ -193,8 +214,12 @@ def release_hold(
 
 
 def _steer(
-    request_id: str, update: str, argument: ReviewInput | RetryInput | CancelInput, *, quiet: bool = False
-) -> None:
+    request_id: str,
+    update: str,
+    argument: ReviewInput | RetryInput | CancelInput | VoidApprovalInput,
+    *,
+    quiet: bool = False,
+) -> RefundState:
     from domain.contracts import RefundState
     from workers.ops import SteerError, steer
 
@@ -204,3 +229,4 @@ def _steer(
         fail(err.code, err)
     if not quiet:
         say(f"{request_id}: {state.status.value}")
+    return state

@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import audit, refunds
 from adapters.db.engine import Database
 from domain.clients import HELD_AT_INTAKE
-from domain.contracts import CancelInput, RefundState, RetryInput, ReviewInput
+from domain.contracts import CancelInput, RefundState, RetryInput, ReviewInput, VoidApprovalInput
 from domain.fraud_warnings import AUDIT_STEP, REASON_CODE, Action
 from domain.money import format_minor
 from domain.naming import (
@@ -290,7 +290,7 @@ async def steer(
     settings: Settings,
     wf_id: str,
     update: str,
-    argument: ReviewInput | RetryInput | CancelInput | GoodsReceipt,
+    argument: ReviewInput | RetryInput | CancelInput | VoidApprovalInput | GoodsReceipt,
     result_type: type[T],
 ) -> T:
     client = await connect(settings)

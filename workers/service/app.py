@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from adapters.db.engine import Database
 from workers.psps import build_directory
+from workers.review_key_rotation import rotation_warnings
 from workers.service import (
     client_api,
     codec,
@@ -57,6 +58,9 @@ async def serve(settings: Settings) -> None:
     """`refunds serve`: the HTTP service against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
     db = Database.connect(settings.database_url)
     services = Services(settings, db, await connect(settings), build_directory(settings, db))
+    # a rotation that dropped the key waiting refunds know strands them until their deadline: say so
+    for warning in await rotation_warnings(db, services.temporal, services.review_keys):
+        print(f"warning: {warning}", flush=True)
     config = uvicorn.Config(
         create_app(services),
         host=settings.http_host,

@@ -14,7 +14,13 @@ with workflow.unsafe.imports_passed_through():
     from domain import identity
     from domain import review as rules
     from domain.actors import Actor
-    from domain.contracts import NotifyInput, RefundWorkflowInput, ReviewDecision, ReviewInput
+    from domain.contracts import (
+        NotifyInput,
+        RefundWorkflowInput,
+        ReviewDecision,
+        ReviewInput,
+        VoidApprovalInput,
+    )
     from domain.naming import SA_ESCALATED, SA_REVIEW_SINCE
     from domain.status import RefundStatus
 
@@ -187,3 +193,33 @@ class Review:
         else:
             actor = Actor.reviewer(review.reviewer)  # the name as recorded among the approvals
             record.note("review_approved_once", actor=actor, reason_code="four_eyes")
+
+    # ---- ops voiding a person's approvals (a reviewer revoked while refunds wait) ----------------
+
+    def check_void(self, request: VoidApprovalInput) -> None:
+        """The void's validator: a refund still awaiting review, and a person who approved it."""
+        signed = bool(self._input.review_keys)
+        _refuse(rules.void_refusal(self._record.state, request.reviewer, signed=signed))
+
+    def void(self, request: VoidApprovalInput) -> None:
+        """Take a person's approvals back: the review counts only the others', so four eyes need two
+        people who approve now. An update, validated by `check_void`.
+
+        No patch guards it: an Update a history never received replays nothing, and refunds started
+        before this release can take it too (it only removes approvals and notes who did, in state
+        and in an audit row that rides with the next activity; it schedules no command)."""
+        state = self._record.state
+        signed = bool(self._input.review_keys)
+        kept = rules.without_approvals_of(state.approvals, request.reviewer, signed=signed)
+        self._record.update(approvals=kept)
+        self._record.note(
+            "approval_voided",
+            actor=Actor.operator(request.operator),
+            reason_code="approval_voided",
+            detail={
+                "reviewer": request.reviewer,
+                "voided": str(len(state.approvals) - len(kept)),
+                "approvals_left": ",".join(a.reviewer for a in kept),
+                "reason": request.reason,
+            },
+        )

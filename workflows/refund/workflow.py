@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewInput,
         RiskSignals,
         ValidateInput,
+        VoidApprovalInput,
     )
     from domain.fx import FxFacts
     from domain.money import Money
@@ -276,6 +277,16 @@ class RefundWorkflow:
     @reject.validator
     def _validate_reject(self, review: ReviewInput) -> None:
         self._review.check_update(review, approved=False)
+
+    @workflow.update
+    def void_approval(self, request: VoidApprovalInput) -> RefundState:
+        """Ops take back a person's approvals of a refund still awaiting review (review.py `void`)."""
+        self._review.void(request)
+        return self._state
+
+    @void_approval.validator
+    def _validate_void_approval(self, request: VoidApprovalInput) -> None:
+        self._review.check_void(request)
 
     @workflow.update
     def retry(self, request: RetryInput) -> RefundState:
