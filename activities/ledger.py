@@ -3,6 +3,7 @@ reservation change, its ledger transfers (and their export outbox rows) and its 
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities.audit import activity_event
@@ -22,7 +23,8 @@ from domain.contracts import (
     ReserveInput,
 )
 from domain.fx import fx_difference
-from domain.naming import Activity, external_refund_workflow_id, external_request_id
+from domain.money import Money
+from domain.naming import REFUND_WORKFLOW, Activity, external_refund_workflow_id, external_request_id
 from domain.status import ErrorCode, RefundStatus
 
 
@@ -142,6 +144,11 @@ class LedgerActivities:
             # locked: the refund's own workflow and the late-failure workflow may both try; the
             # second must see the first's `failed`, never reverse the reversal
             row = refunds.get(session, late.request_id, for_update=True)
+            if row is None and late.request_id == external_request_id(
+                late.provider.value, late.update.psp_refund_id
+            ):
+                self._failed_before_booked(session, late)
+                return False
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)
@@ -152,6 +159,14 @@ class LedgerActivities:
             ):
                 # not this refund's PSP refund (or PSP: a word proven for a refund at Stripe and read
                 # back there is no Adyen word), or another merchant's account reporting
+                return False
+            given_back = late.update.amount
+            refunded = (row.amount, row.currency)
+            if given_back is not None and (given_back.value, given_back.currency) != refunded:
+                # the PSP gave back another amount than the refund's (part of it): a reversal undoes
+                # whole postings, so ops reverse it by hand (`refunds attention` lists it)
+                whole = Money(value=row.amount or 0, currency=row.currency or given_back.currency)
+                self._not_reversed(session, late, row.payment_reference, f"{given_back} of {whole}")
                 return False
             why = f"reversal: {late.provider.value} failed refund {late.update.psp_refund_id}"
             for reversal in postings.reversal_postings(late.request_id, posted):
@@ -176,8 +191,58 @@ class LedgerActivities:
             event = event.model_copy(
                 update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
             )
-            audit.record(session, late.request_id, row.payment_reference, [*late.audit, event])
+            # rows the refund's own workflow wrote; an input started by hand carries none that count
+            carried = late.audit if activity.info().workflow_type == REFUND_WORKFLOW else []
+            audit.record(session, late.request_id, row.payment_reference, [*carried, event])
             return True
+
+    def _not_reversed(
+        self, session: Session, late: LateFailureInput, reference: str, given_back: str
+    ) -> None:
+        code = late.update.failure_code or ErrorCode.PSP_DECLINED
+        event = activity_event(
+            f"late_failure:not_reversed:{late.update.psp_event_id or late.update.psp_refund_id}",
+            "late_failure_not_reversed",
+            actor=f"psp:{late.provider.value}",
+            reason_code=code.value,
+            detail={
+                "psp_refund_id": late.update.psp_refund_id,
+                "psp_event_id": late.update.psp_event_id or "",
+                "why": f"the PSP gave back {given_back}: reverse by hand",
+            },
+        )
+        audit.record(session, late.request_id, reference, [event])
+
+    def _failed_before_booked(self, session: Session, late: LateFailureInput) -> None:
+        """A dashboard refund the PSP failed before we booked its success (Adyen's REFUND_FAILED
+        delivered before its REFUND: Adyen promises no order): its row says so, so the success that
+        follows books nothing."""
+        code = late.update.failure_code or ErrorCode.PSP_DECLINED
+        refunds.save_outcome(
+            session,
+            SettledRefund(
+                request_id=late.request_id,
+                provider=late.provider,
+                payment_reference=late.payment_reference,
+                status=RefundStatus.FAILED,
+                merchant_id=late.merchant_id,
+                amount=late.update.amount,
+                psp_refund_id=late.update.psp_refund_id,
+                failure_code=code,
+            ),
+        )
+        event = activity_event(
+            "external:failed",
+            "external_refund_failed",
+            actor=f"psp:{late.provider.value}",
+            reason_code=code.value,
+            detail={
+                "psp_refund_id": late.update.psp_refund_id,
+                "psp_event_id": late.update.psp_event_id or "",
+                "message": late.update.failure_message[:500],
+            },
+        )
+        audit.record(session, late.request_id, late.payment_reference, [event])
 
     @activity.defn(name=Activity.RECORD_AUDIT)
     def record_audit(self, rows: AuditInput) -> None:
@@ -202,6 +267,21 @@ class LedgerActivities:
         amount = outcome.amount
         merchant, provider = self._merchants.named(refund.merchant_id), refund.provider.value
         with self._db.transaction() as session:
+            settled = refunds.get(session, request_id, for_update=True)
+            if settled is not None and settled.status != RefundStatus.SUCCEEDED.value:
+                # the PSP failed it first (its words came out of order): a failed refund books nothing
+                event = activity_event(
+                    "external:success_after_failure",
+                    "psp_update_contradicted",
+                    actor=f"psp:{provider}",
+                    reason_code=outcome.status.value,
+                    detail={
+                        "psp_refund_id": refund.psp_refund_id,
+                        "why": f"a success after the PSP's failure ({settled.failure_code or ''})",
+                    },
+                )
+                audit.record(session, request_id, refund.payment_reference, [event])
+                return False
             posted = ledger.post(
                 session,
                 postings.external_refund(request_id, merchant, provider, amount),

@@ -166,6 +166,13 @@ class PaymentActivities:
         with self._db.transaction() as session:
             keys = (*self._own_keys, *service_keys.known(session))
             settled = refunds.get(session, check.request_id) if check.request_id else None
+        if not keys:
+            # nothing to check against (the table emptied, a worker on another database): refusing
+            # would drop the PSP's word for good (its event is remembered), so it waits, retried
+            raise ApplicationError(
+                "no service keys known: the service publishes them in service_keys at its start",
+                type=ErrorCode.STEP_FAILED.value,
+            )
         if check.request_id is None:
             expected = external_refund_workflow_id(check.provider.value, check.update.psp_refund_id)
         else:

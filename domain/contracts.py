@@ -381,6 +381,8 @@ class LateFailureInput(_Contract):
     update: PspRefundUpdate
     merchant_id: str | None = None  # whose PSP account reported it; None: the default merchant
     audit: list[AuditEvent] = Field(default_factory=list)
+    # a dashboard refund's payment: its failure is recorded even before its success was booked
+    payment_reference: str = ""
 
 
 class RefundState(_Contract):

@@ -5,18 +5,24 @@ reverse it or release the over-refund guard without the PSP saying so."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import pytest
 import stripe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client, WorkflowHandle
+from sqlalchemy import delete
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import ledger, refunds
+from adapters.db import audit, ledger, refunds, service_keys
+from adapters.db.models import ServiceKeyRow
 from domain import identity
 from domain.contracts import (
+    AuditEvent,
     ExternalRefundInput,
     LateFailureInput,
     PspRefundUpdate,
@@ -26,17 +32,30 @@ from domain.contracts import (
 )
 from domain.naming import external_refund_workflow_id, external_request_id, late_failure_workflow_id
 from domain.status import Provider, PspRefundStatus
+from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.stripe.control import SandboxControl
-from tests.conftest import Stack
-from tests.deliveries import deliver, refund_event
+from tests.conftest import Stack, free_port, starter_for, worker_for
+from tests.deliveries import adyen_delivery, adyen_item, deliver, post, refund_event
 from tests.flows import (
+    cli,
+    known_adyen_payment,
     large_refund_awaiting_review,
     refund_through_pipeline,
     reservation_state,
     steps_of,
+    submit,
     wait_for_status,
 )
-from tests.helpers import decide, eventually, state_of, workflow_completed
+from tests.helpers import (
+    decide,
+    eventually,
+    refund_body,
+    signed_headers,
+    state_of,
+    unique,
+    workflow_completed,
+)
+from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
 from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET
 from workflows.external_refund import ExternalRefundWorkflow
 from workflows.late_failure import LateRefundFailureWorkflow
@@ -70,9 +89,14 @@ async def first_signal(client: Client, workflow_id: str) -> PspRefundUpdate:
 
 
 async def activities_completed(client: Client, workflow_id: str) -> int:
+    """How many activities the workflow's latest run completed (0 before it exists)."""
     count = 0
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-        count += event.HasField("activity_task_completed_event_attributes")
+    try:
+        async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+            count += event.HasField("activity_task_completed_event_attributes")
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
     return count
 
 
@@ -83,6 +107,14 @@ async def _end(handle: WorkflowHandle[Any, Any]) -> None:
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
+
+
+async def settled_after(client: Client, workflow_id: str, activities: int) -> bool:
+    """At least `activities` activities completed and nothing more scheduled or under way."""
+    if await activities_completed(client, workflow_id) < activities:
+        return False
+    raw = (await client.get_workflow_handle(workflow_id).describe()).raw_description
+    return not raw.pending_activities and not raw.HasField("pending_workflow_task")
 
 
 def _balances(stack: Stack, request_id: str) -> dict[tuple[str, str], int]:
@@ -339,3 +371,241 @@ async def test_a_dashboard_refund_workflow_squatted_with_a_wrong_input_does_not_
     finally:
         await _end(squatter)
     assert "psp_update_unproven" not in steps_of(stack, booking)
+
+
+async def test_a_dashboard_refund_workflow_squatted_on_a_queue_no_worker_polls_does_not_hold_its_failure(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The same squat with the service's very input, on a task queue no worker polls: the PSP's
+    failure would wait there for ever. The service takes the id back first."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    psp_refund_id = await _stripe_dashboard_refund(stack, payment, 1_000)
+    external = external_refund_workflow_id("stripe", psp_refund_id)
+    genuine = await started_input(stack.client, external, ExternalRefundInput)
+    squatter = await stack.client.start_workflow(
+        ExternalRefundWorkflow.run, genuine, id=external, task_queue=f"nobody-{uuid.uuid4().hex[:8]}"
+    )
+    booking = external_request_id("stripe", psp_refund_id)
+    try:
+        sandbox.fail_stripe_refund_late(psp_refund_id)
+        await eventually(lambda: _async(_settled_status(stack, booking)), lambda s: s == "failed")
+        assert reservation_state(stack, booking) == "released"
+    finally:
+        await _end(squatter)
+
+
+# ---- the PSP's own messy behaviour ---------------------------------------------------------------
+
+
+async def test_adyens_failure_arriving_before_its_success_books_nothing(
+    stack: Stack, adyen: AdyenSandboxControl
+) -> None:
+    """A Customer Area refund Adyen fails at once: REFUND then REFUND_FAILED, delivered newest first
+    (Adyen promises no order and signs no time). The failure, weighed first, has nothing to reverse;
+    the success that follows must not book a refund the PSP already said failed (before, it was
+    booked and the payment's refundable amount taken for good)."""
+    reference = await known_adyen_payment(stack, adyen, 5_000)
+    adyen.hold_notifications(True)
+    psp_refund_id = adyen.dashboard_refund(reference, 4_000)
+    adyen.fail_refund_late(psp_refund_id)
+    assert adyen.release_notifications("reverse") == 2
+    external = external_refund_workflow_id("adyen", psp_refund_id)
+    # both words weighed: the failure (confirmed, nothing to reverse) and the success (confirmed,
+    # then booked or not), and the run idle or ended
+    await eventually(lambda: settled_after(stack.client, external, 3), bool)
+    booking = external_request_id("adyen", psp_refund_id)
+    assert _settled_status(stack, booking) in {None, "failed"}
+    assert _balances(stack, booking) == {}
+    assert reservation_state(stack, booking) in {None, "released"}
+    await _end(stack.client.get_workflow_handle(external))
+
+
+async def test_a_partial_refunded_reversed_does_not_reverse_the_whole_refund(
+    stack: Stack, adyen: AdyenSandboxControl
+) -> None:
+    """Adyen says 10.00 of a 30.00 refund came back (REFUNDED_REVERSED carries its amount): the books
+    must not give back 30.00 (the reversal reverses whole postings, so it is left to ops, listed by
+    `refunds attention`), and the guard keeps the 30.00 taken."""
+    reference = await known_adyen_payment(stack, adyen, 5_000)
+    request_id = unique("adyen-partial")
+    assert (
+        await submit(stack, refund_body(request_id, reference, amount=3_000, provider="adyen"))
+    ).is_success
+    view = await wait_for_status(stack, request_id, SETTLED)
+    assert view["status"] == "succeeded"
+    psp_refund_id = view["psp_refund_id"]
+    [refund] = [
+        n["payload"]["notificationItems"][0]["NotificationRequestItem"]
+        for n in adyen.notifications(psp_refund_id)
+        if n["event_code"] == "REFUND"
+    ]
+    item = adyen_item(
+        psp_refund_id,
+        refund["merchantReference"],
+        SANDBOX_ADYEN_HMAC_KEY,
+        eventCode="REFUNDED_REVERSED",
+        originalReference=reference,
+        amount={"value": 1_000, "currency": "EUR"},
+    )
+    assert (await post(stack, "adyen", adyen_delivery(item))).status_code == 200
+    late_id = late_failure_workflow_id(request_id, psp_refund_id)
+    await eventually(lambda: workflow_completed(stack.client, late_id), bool)
+    assert _settled_status(stack, request_id) == "succeeded"
+    assert _balances(stack, request_id) != {}
+    assert reservation_state(stack, request_id) == "committed"
+    assert "late_failure_not_reversed" in steps_of(stack, request_id)
+    listing = (await cli(stack, "attention")).stdout
+    assert request_id in listing
+
+
+# ---- an insider, with the PSP really failing the refund ------------------------------------------
+
+
+async def test_audit_rows_carried_by_a_hand_started_late_failure_are_not_written(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The insider restarts a late-failure workflow with its proven input (copied from a history)
+    once the PSP really failed the refund, adding audit rows of its own (a reviewer who never acted,
+    the reversal's own key): the reversal happens, the rows do not."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=2_000)
+    request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
+    status, _ = await deliver(
+        stack, refund_event(request_id, psp_refund_id, "failed"), SANDBOX_STRIPE_WEBHOOK_SECRET
+    )
+    assert status == 200
+    late_id = late_failure_workflow_id(request_id, psp_refund_id)
+    await eventually(lambda: workflow_completed(stack.client, late_id), bool)
+    proven = await started_input(stack.client, late_id, LateFailureInput)
+
+    sandbox.set_stripe_webhook_url(None)  # the service does not hear of the real failure
+    try:
+        sandbox.fail_stripe_refund_late(psp_refund_id)
+    finally:
+        sandbox.set_stripe_webhook_url(f"{stack.base_url}/webhooks/stripe")
+    forged = [
+        AuditEvent(key=key, step=step, actor="reviewer:alice", reason_code="forged", at=datetime.now(UTC))
+        for key, step in (("late_failure", "late_failure_reversed"), ("forged", "review_decided"))
+    ]
+    again = await stack.client.start_workflow(
+        LateRefundFailureWorkflow.run,
+        proven.model_copy(update={"audit": forged}),
+        id=late_id,
+        task_queue=stack.settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    assert await again.result() is True  # the PSP did fail it
+    with stack.database.transaction() as session:
+        trail = audit.trail(session, request_id)
+    assert [entry.actor for entry in trail if entry.reason_code == "forged"] == []
+    assert any(entry.step == "late_failure_reversed" and entry.actor == "psp:stripe" for entry in trail)
+
+
+# ---- an unlucky operator -------------------------------------------------------------------------
+
+
+async def test_a_late_failure_waits_for_the_services_keys_instead_of_being_dropped(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The worker holds no signing secret and the `service_keys` table is empty (emptied by hand, a
+    worker on another database): a proven late failure cannot be checked, so it must wait, not be
+    refused for good (the PSP's event is remembered and never taken again)."""
+    async with (
+        starter_for(stack) as (side, http),
+        worker_for(stack, side.model_copy(update={"review_signing_key": ""})),
+    ):
+        payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+        request_id = unique("keys")
+        body = refund_body(request_id, payment, amount=2_000)
+        assert (
+            await http.post("/v1/refund-requests", content=body, headers=signed_headers(body))
+        ).status_code == 202
+
+        async def view() -> dict[str, Any]:
+            return dict((await http.get(f"/v1/refunds/{request_id}")).json())
+
+        done = await eventually(view, lambda v: v.get("status") in SETTLED)
+        assert done["status"] == "succeeded"
+        psp_refund_id = done["psp_refund_id"]
+
+        with stack.database.transaction() as session:
+            session.execute(delete(ServiceKeyRow))
+        sandbox.set_stripe_webhook_url(None)
+        try:
+            sandbox.fail_stripe_refund_late(psp_refund_id)
+        finally:
+            sandbox.set_stripe_webhook_url(f"{stack.base_url}/webhooks/stripe")
+        try:
+            [event] = [
+                e["payload"]
+                for e in sandbox.webhook_events()
+                if e["payload"]["type"] == "refund.failed"
+                and e["payload"]["data"]["object"]["id"] == psp_refund_id
+            ]
+            payload = json.dumps(event)
+            header = stripe.WebhookSignature.generate_signature_header(payload, SANDBOX_STRIPE_WEBHOOK_SECRET)
+            told = await http.post(
+                "/webhooks/stripe",
+                content=payload,
+                headers={"Stripe-Signature": header, "content-type": "application/json"},
+            )
+            assert told.status_code == 200
+            late = stack.client.get_workflow_handle(late_failure_workflow_id(request_id, psp_refund_id))
+
+            async def attempts() -> int:
+                """The proof's check attempts so far; -1 once the run ended."""
+                try:
+                    description = await late.describe()
+                except RPCError:
+                    return 0
+                if description.status is not WorkflowExecutionStatus.RUNNING:
+                    return -1
+                pending = description.raw_description.pending_activities
+                return pending[0].attempt if pending else 0
+
+            # waiting for the keys, not done with the failure
+            assert await eventually(attempts, lambda n: n >= 2 or n == -1) >= 2
+            assert _settled_status(stack, request_id) == "succeeded"
+        finally:
+            with stack.database.transaction() as session:
+                service_keys.publish(session, stack.services.review_keys)
+        await eventually(
+            lambda: _async(_settled_status(stack, request_id)), lambda s: s == "failed", timeout=40
+        )
+        assert reservation_state(stack, request_id) == "released"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a RefundWorkflow verifies a PSP word only against the keys in its input: once the service "
+    "drops the secret it started under, every word is refused and an Adyen refund (which cannot be "
+    "polled) waits for ops for ever. Fixing it means a patched signal handler that hands words its "
+    "keys cannot verify to confirm_psp_outcome (the published service_keys); until then ops keep the "
+    "old secret while such refunds are open (docs/ops.md)",
+)
+async def test_a_refund_awaiting_adyen_confirmation_across_a_key_rotation_is_confirmed(
+    stack: Stack, adyen: AdyenSandboxControl
+) -> None:
+    """An Adyen refund waits for its REFUND notification (Adyen cannot be polled) while the service
+    is restarted with a new signing secret, the old one dropped (as `refunds pending` showed nothing
+    left in review). The service publishes its new key; the refund must still be confirmed by the
+    PSP's verified word (before, every word was refused and it waited for ops for ever)."""
+    reference = await known_adyen_payment(stack, adyen, 5_000)
+    request_id = unique("adyen-rotated")
+    before = adyen.config()["webhook_url"]
+    port = free_port()
+    rotated = {"review_signing_key": f"rotated-review-signing-secret-{uuid.uuid4().hex}"}
+    adyen.hold_notifications(True)
+    try:
+        async with starter_for(stack, port=port, **rotated):
+            # Adyen's notifications go to the restarted service from now on
+            adyen.set_webhook_url(f"http://127.0.0.1:{port}/webhooks/adyen")
+            body = refund_body(request_id, reference, amount=1_500, provider="adyen")
+            assert (await submit(stack, body)).is_success  # started by the service before the restart
+            await wait_for_status(stack, request_id, {"awaiting_confirmation"})
+            assert adyen.release_notifications() >= 1
+            view = await wait_for_status(stack, request_id, SETTLED, timeout=30)
+            assert view["status"] == "succeeded", view.get("failure_code")
+    finally:
+        adyen.set_webhook_url(before)
+        adyen.hold_notifications(False)

@@ -275,7 +275,8 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
             for entry in audit.entries_with_step(session, "late_failure_reversed"):
                 rows.append((entry.request_id, "failed_after_success", entry.reason_code or ""))
             for entry in audit.entries_with_step(session, "late_failure_not_reversed"):
-                why = f"{entry.reason_code or ''} reverse by hand: it failed before this release"
+                told = entry.detail.get("why", "reverse by hand: it failed before this release")
+                why = f"{entry.reason_code or ''} {told}"
                 rows.append((entry.request_id, "failed_after_success", why))
             for entry in audit.entries_with_step(session, "psp_update_unproven"):
                 # someone went around the service (a Temporal signal, a workflow started by hand)

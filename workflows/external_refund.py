@@ -98,6 +98,7 @@ class ExternalRefundWorkflow:
                 request_id=external_request_id(input.provider.value, input.psp_refund_id),
                 update=failure,
                 merchant_id=input.merchant_id,
+                payment_reference=input.payment_reference,
             )
         )
 

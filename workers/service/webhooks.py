@@ -188,10 +188,11 @@ async def _adopt(
 
 
 async def _evict_squatter(services: Services, external_workflow: str, expected: ExternalRefundInput) -> None:
-    """Signal-with-start gives the word to a run already open under the id, whatever input it was
-    started with. One started by hand (after the booking, to wait there for the PSP's failure) with
-    an input the proof does not match would refuse the PSP's real word, which is remembered and never
-    taken again: such a run is terminated first, so the word starts a run of the service's own."""
+    """Signal-with-start gives the word to a run already open under the id, whatever input and task
+    queue it was started with. One started by hand (after the booking, to wait there for the PSP's
+    failure) with an input the proof does not match would refuse the PSP's real word, and one on a
+    queue no worker polls would keep it for ever; the word is remembered and never taken again. Such
+    a run is terminated first, so the word starts a run of the service's own."""
     handle = services.temporal.get_workflow_handle(external_workflow)
     try:
         description = await handle.describe()
@@ -204,8 +205,12 @@ async def _evict_squatter(services: Services, external_workflow: str, expected: 
             break
         else:
             return
-        if started != expected:
-            await running.terminate(reason="started outside the service: its input is not the PSP event's")
+        queue = services.settings.task_queue
+        if started != expected or description.task_queue != queue:
+            await running.terminate(
+                reason="started outside the service: its input is not the PSP event's, or no worker of "
+                f"the product polls its task queue {description.task_queue}"
+            )
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:  # gone meanwhile: nothing to evict
             raise
