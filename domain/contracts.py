@@ -242,6 +242,8 @@ class RefundResult(_Contract):
     adopted: bool = False
     # the refund as it settled in the merchant's settlement currency, when that is another one
     settlement: Money | None = None
+    # the payment the PSP's own record puts the refund on, where its answer names one
+    payment_reference: str | None = None
 
 
 class RefundLookup(_Contract):

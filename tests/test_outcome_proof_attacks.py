@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -33,9 +34,11 @@ from domain.contracts import (
 from domain.naming import external_refund_workflow_id, external_request_id, late_failure_workflow_id
 from domain.status import Provider, PspRefundStatus
 from sandbox.adyen.control import AdyenSandboxControl
+from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, free_port, starter_for, worker_for
 from tests.deliveries import adyen_delivery, adyen_item, deliver, post, refund_event
+from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import (
     cli,
     known_adyen_payment,
@@ -47,8 +50,13 @@ from tests.flows import (
     wait_for_status,
 )
 from tests.helpers import (
+    GLOBEX_ADYEN_ACCOUNT,
+    GLOBEX_HMAC,
+    GLOBEX_STRIPE_KEY,
+    GLOBEX_STRIPE_WEBHOOK_SECRET,
     decide,
     eventually,
+    merchants_file,
     refund_body,
     signed_headers,
     state_of,
@@ -609,3 +617,91 @@ async def test_a_refund_awaiting_adyen_confirmation_across_a_key_rotation_is_con
     finally:
         adyen.set_webhook_url(before)
         adyen.hold_notifications(False)
+
+
+# ---- another merchant's PSP account ----------------------------------------------------------------
+
+
+async def test_another_merchants_adyen_account_naming_our_payment_takes_nothing_of_its_guard(
+    stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """Globex signs (with its own HMAC key, which it holds) a Customer Area REFUND naming the default
+    merchant's payment. Adyen cannot be read back, so only the payment's own account may say what was
+    refunded of it: the default merchant can still refund its payment in full."""
+    reference = await known_adyen_payment(stack, adyen, 5_000)  # the default merchant's
+    merchant = unique("globex")
+    merchants = merchants_file(tmp_path, globex_psps.url, globex=merchant)
+    forged_refund = unique("GLOBEXREF").upper().replace("-", "")
+    async with starter_for(stack, merchants_file=merchants) as (settings, http), worker_for(stack, settings):
+        item = adyen_item(
+            forged_refund,
+            "",
+            GLOBEX_HMAC,
+            merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
+            originalReference=reference,
+            amount={"value": 4_500, "currency": "EUR"},
+        )
+        told = await http.post(
+            f"/webhooks/adyen/{merchant}",
+            content=adyen_delivery(item),
+            headers={"content-type": "application/json"},
+        )
+        assert told.status_code == 200
+        external = external_refund_workflow_id("adyen", forged_refund)
+        booking = external_request_id("adyen", forged_refund)
+
+        async def weighed() -> bool:
+            return await settled_after(stack.client, external, 2) or "psp_update_unproven" in steps_of(
+                stack, booking
+            )
+
+        await eventually(weighed, bool)
+    assert _settled_status(stack, booking) is None
+    mine = unique("adyen-mine")
+    assert (await submit(stack, refund_body(mine, reference, amount=5_000, provider="adyen"))).is_success
+    view = await wait_for_status(stack, mine, SETTLED)
+    assert view["status"] == "succeeded", view.get("failure_code")
+
+
+async def test_another_merchants_stripe_refund_relabelled_with_our_payment_takes_nothing_of_its_guard(
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """Globex refunds 45.00 of its own payment in its Stripe dashboard, then signs (with its own
+    webhook secret, which it holds) that refund's event with the payment changed to the default
+    merchant's. Read back at Globex's Stripe the refund exists and succeeded, but of another payment:
+    the default merchant can still refund its payment in full."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")  # the default merchant's
+    globex = SandboxControl(globex_psps.url)
+    own = globex.seed_stripe_payment(amount=5_000, currency="EUR")
+    dashboard = stripe.StripeClient(GLOBEX_STRIPE_KEY, base_addresses={"api": globex_psps.url})
+    made = dashboard.v1.refunds.create({"payment_intent": own, "amount": 4_500}).to_dict()
+    merchant = unique("globex")
+    merchants = merchants_file(tmp_path, globex_psps.url, globex=merchant)
+    async with starter_for(stack, merchants_file=merchants) as (settings, http), worker_for(stack, settings):
+        relabelled = {**made, "payment_intent": payment, "charge": None}
+        event = {
+            "id": unique("evt"),
+            "object": "event",
+            "type": "refund.updated",
+            "data": {"object": relabelled},
+        }
+        payload = json.dumps(event)
+        header = stripe.WebhookSignature.generate_signature_header(payload, GLOBEX_STRIPE_WEBHOOK_SECRET)
+        told = await http.post(
+            f"/webhooks/stripe/{merchant}",
+            content=payload,
+            headers={"Stripe-Signature": header, "content-type": "application/json"},
+        )
+        assert told.status_code == 200
+        external = external_refund_workflow_id("stripe", made["id"])
+        booking = external_request_id("stripe", made["id"])
+
+        async def weighed() -> bool:
+            return await settled_after(stack.client, external, 2) or "psp_update_unproven" in steps_of(
+                stack, booking
+            )
+
+        await eventually(weighed, bool)
+    assert _settled_status(stack, booking) is None
+    mine = await refund_through_pipeline(stack, payment, amount=5_000)
+    assert mine["status"] == "succeeded", mine.get("failure_code")

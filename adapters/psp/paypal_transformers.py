@@ -335,6 +335,7 @@ def refund_result(
         psp_request_id=psp_request_id,
         psp_response_ms=psp_response_ms,
         adopted=adopted,
+        payment_reference=refund_capture_id(refund),
     )
 
 

@@ -258,6 +258,7 @@ def refund_result(
 ) -> RefundResult:
     failure_code, failure_message = refund_failure(refund)
     currency = str(refund.get("currency") or "")
+    payment = refund.get("payment_intent") or refund.get("charge")
     return RefundResult(
         psp_refund_id=str(refund["id"]),
         status=refund_status(refund.get("status")),
@@ -269,6 +270,7 @@ def refund_result(
         psp_response_ms=psp_response_ms,
         adopted=adopted,
         settlement=settlement_of(refund.get("balance_transaction"), currency),
+        payment_reference=payment if isinstance(payment, str) and payment else None,
     )
 
 

@@ -5,6 +5,7 @@ workflow."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -12,11 +13,17 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import holds, psp_events
+from adapters.db import audit, holds, psp_events
+from adapters.db.models import PspPaymentRow
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspError, PspEvent, WebhookRejected
-from domain.contracts import ExternalRefundInput, LateFailureInput, PspRefundUpdate
-from domain.naming import external_refund_workflow_id, late_failure_workflow_id, workflow_id
+from domain.contracts import AuditEvent, ExternalRefundInput, LateFailureInput, PspRefundUpdate
+from domain.naming import (
+    external_refund_workflow_id,
+    external_request_id,
+    late_failure_workflow_id,
+    workflow_id,
+)
 from domain.outcome_proofs import sign_outcome, subject
 from domain.status import ErrorCode, Provider, PspRefundStatus
 from workers.psp_wiring import WIRINGS
@@ -117,7 +124,7 @@ async def _signal_refund(
     if event.update is None:
         return 0
     if event.request_id is None:
-        return await _adopt(services, provider, event.update, event.payment_reference, merchant_id)
+        return await _adopt(services, provider, event, merchant_id)
     refund_workflow = workflow_id(event.request_id)
     handle = services.temporal.get_workflow_handle(refund_workflow)
     signalled = 0
@@ -154,15 +161,12 @@ async def _signal_refund(
     return signalled + 1
 
 
-async def _adopt(
-    services: Services,
-    provider: Provider,
-    update: PspRefundUpdate,
-    payment_reference: str | None,
-    merchant_id: str | None,
-) -> int:
+async def _adopt(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> int:
     """A refund we never asked for (the PSP's dashboard): one workflow per PSP refund books it."""
-    if payment_reference is None or update.amount is None:
+    update, payment_reference = event.update, event.payment_reference
+    if update is None or payment_reference is None or update.amount is None:
+        return 0
+    if await run_in_threadpool(_another_accounts_payment, services, provider, event, payment_reference):
         return 0
     external = ExternalRefundInput(
         provider=provider,
@@ -185,6 +189,34 @@ async def _adopt(
     except RPCError as err:
         raise temporal_unavailable(err, "taking this event") from err
     return 1
+
+
+def _another_accounts_payment(
+    services: Services, provider: Provider, event: PspEvent, payment_reference: str
+) -> bool:
+    """A PSP that cannot be read back (Adyen) tells what was refunded of a payment only through the
+    payment's own account: a dashboard refund signed by another account (a merchant holds its own
+    HMAC key) naming a payment the book records as someone else's is refused and written down, or it
+    would take that payment's refundable amount. Where the PSP is read back, its record says whose
+    payment the refund is of (`confirm_psp_outcome`)."""
+    assert event.update is not None
+    with services.db.transaction() as session:
+        paid = session.get(PspPaymentRow, (provider.value, payment_reference))
+        owner = paid.account if paid is not None else None
+        if owner is None or event.account is None or owner == event.account:
+            return False
+        why = f"names a payment of merchant account {owner}, reported by {event.account}"
+        refused = AuditEvent(
+            key=f"foreign_payment:{event.event_id or event.update.psp_refund_id}",
+            step="psp_update_unproven",
+            actor=f"psp:{provider.value}",
+            reason_code=event.update.status.value,
+            detail={"psp_refund_id": event.update.psp_refund_id, "why": why},
+            at=datetime.now(UTC),
+        )
+        booking = external_request_id(provider.value, event.update.psp_refund_id)
+        audit.record(session, booking, payment_reference, [refused])
+    return True
 
 
 async def _evict_squatter(services: Services, external_workflow: str, expected: ExternalRefundInput) -> None:
