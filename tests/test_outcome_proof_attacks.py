@@ -15,6 +15,8 @@ import pytest
 import stripe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
@@ -705,3 +707,47 @@ async def test_another_merchants_stripe_refund_relabelled_with_our_payment_takes
     assert _settled_status(stack, booking) is None
     mine = await refund_through_pipeline(stack, payment, amount=5_000)
     assert mine["status"] == "succeeded", mine.get("failure_code")
+
+
+async def test_a_succeeded_refund_reset_to_before_its_psp_call_calls_the_psp_no_more(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """The insider resets a succeeded refund's workflow to the task that scheduled its PSP call: the
+    new run must not refund at the PSP again (its idempotency key is Stripe's for 24 hours only, so a
+    reset a day later refunds twice), nor touch the settled books."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=2_000)
+    request_id = view["request_id"]
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    scheduled = None
+    async for event in handle.fetch_history_events():
+        attributes = event.activity_task_scheduled_event_attributes
+        if event.HasField("activity_task_scheduled_event_attributes") and attributes.activity_type.name == (
+            "refund_at_psp"
+        ):
+            scheduled = attributes.workflow_task_completed_event_id
+    assert scheduled is not None
+    before = _balances(stack, request_id)
+    calls = sandbox.stats()
+
+    reset = await stack.client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            reason="insider",
+            workflow_task_finish_event_id=scheduled,
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    again = stack.client.get_workflow_handle(handle.id, run_id=reset.run_id)
+    state = await eventually(
+        lambda: state_of(again), lambda s: s.status.value in {"needs_attention", "failed", "succeeded"}
+    )
+    await _end(again)
+    assert sandbox.stats()["calls"].get("POST /v1/refunds") == calls["calls"].get("POST /v1/refunds")
+    assert sandbox.stats()["replays"] == calls["replays"]
+    assert len(sandbox.stripe_refunds(payment)) == 1
+    assert _settled_status(stack, request_id) == "succeeded"
+    assert _balances(stack, request_id) == before
+    assert reservation_state(stack, request_id) == "committed"
+    assert state.status.value != "succeeded" or state.psp_refund_id == view["psp_refund_id"]
