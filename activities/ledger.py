@@ -15,7 +15,6 @@ from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
 from domain import postings
 from domain.contracts import (
-    AuditInput,
     ExternalRefundInput,
     FinishInput,
     LateFailureInput,
@@ -243,12 +242,6 @@ class LedgerActivities:
             },
         )
         audit.record(session, late.request_id, late.payment_reference, [event])
-
-    @activity.defn(name=Activity.RECORD_AUDIT)
-    def record_audit(self, rows: AuditInput) -> None:
-        refuse_foreign_refund(rows.request_id)
-        with self._db.transaction() as session:
-            audit.record(session, rows.request_id, rows.payment_reference, rows.events)
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)
     def record_external(self, refund: ExternalRefundInput) -> bool:

@@ -267,14 +267,6 @@ class PspRefundUpdate(_Contract):
     proof: str | None = Field(default=None, max_length=1024)
 
 
-class AuditInput(_Contract):
-    """Audit rows written now, not with the next step (a refused signal while the refund waits)."""
-
-    request_id: str
-    payment_reference: str
-    events: list[AuditEvent]
-
-
 class OutcomeCheck(_Contract):
     """A PSP's word on a refund, to be proven and read back at the PSP before it moves the books.
 

@@ -52,7 +52,6 @@ class Activity:
     REFUND = "refund_at_psp"
     CHECK_REFUND = "check_refund_at_psp"
     CONFIRM_OUTCOME = "confirm_psp_outcome"
-    RECORD_AUDIT = "record_audit"
     REVERSE_EXTERNAL = "reverse_external_refund"
     FINISH = "finish_refund"
     REVERSE = "reverse_failed_refund"

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import stripe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete
@@ -585,14 +584,6 @@ async def test_a_late_failure_waits_for_the_services_keys_instead_of_being_dropp
         assert reservation_state(stack, request_id) == "released"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a RefundWorkflow verifies a PSP word only against the keys in its input: once the service "
-    "drops the secret it started under, every word is refused and an Adyen refund (which cannot be "
-    "polled) waits for ops for ever. Fixing it means a patched signal handler that hands words its "
-    "keys cannot verify to confirm_psp_outcome (the published service_keys); until then ops keep the "
-    "old secret while such refunds are open (docs/ops.md)",
-)
 async def test_a_refund_awaiting_adyen_confirmation_across_a_key_rotation_is_confirmed(
     stack: Stack, adyen: AdyenSandboxControl
 ) -> None:

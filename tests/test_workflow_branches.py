@@ -27,7 +27,6 @@ from temporalio.worker import Worker
 from domain import identity
 from domain.contracts import (
     AuditEvent,
-    AuditInput,
     FinishInput,
     LateFailureInput,
     NotifyInput,
@@ -54,7 +53,7 @@ from domain.contracts import (
 )
 from domain.money import Money
 from domain.naming import SEARCH_ATTRIBUTES, Activity, psp_task_queue
-from domain.outcome_proofs import sign_outcome, subject
+from domain.outcome_proofs import outcome_proven, sign_outcome, subject
 from domain.requests import RefundRequest
 from domain.returns import GoodsReceipt, ReceiptLine, ReturnsStatus
 from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus, RefundStatus
@@ -89,6 +88,7 @@ class Stubs:
         self.reserve_failures: list[ApplicationError] = []  # raised first, one per call
         self.psp_answers: list[RefundResult | ApplicationError] = []  # answered first, one per call
         self.psp_reads: list[PspRefundStatus] = []  # what the PSP says when an outcome is read back
+        self.published = (identity.public_key(SIGNING_KEY),)  # the service's keys in service_keys
 
     def called(self, name: str) -> list[Any]:
         return [argument for called, argument in self.calls if called == name]
@@ -133,19 +133,21 @@ class Stubs:
 
     @activity.defn(name=Activity.CONFIRM_OUTCOME)
     async def confirm_outcome(self, check: OutcomeCheck) -> OutcomeVerdict:
-        """The PSP read back: as told (`psp_reads`), else it agrees with the event."""
+        """The proof against the keys the service published (`published`) when asked, then the PSP
+        read back: as told (`psp_reads`), else it agrees with the event."""
         self.calls.append((Activity.CONFIRM_OUTCOME, check))
+        if check.verify_proof:
+            assert check.request_id is not None
+            about = subject(check.merchant_id, check.request_id)
+            if not outcome_proven(self.published, f"refund-{check.request_id}", about, check.update):
+                return OutcomeVerdict(proven=False)  # the activity writes it to the trail
         status = self.psp_reads.pop(0) if self.psp_reads else check.update.status
         read = check.update.model_copy(update={"status": status, "proof": None})
         return OutcomeVerdict(proven=True, update=read, read_back=True)
 
-    @activity.defn(name=Activity.RECORD_AUDIT)
-    async def record_audit(self, rows: AuditInput) -> None:
-        self.calls.append((Activity.RECORD_AUDIT, rows))
-
-    def written(self) -> list[AuditEvent]:
-        """Rows written at once (refused signals), not with a step."""
-        return [event for rows in self.called(Activity.RECORD_AUDIT) for event in rows.events]
+    def refused(self) -> list[OutcomeCheck]:
+        """Words the refund's own keys did not prove, asked about at the activity."""
+        return [check for check in self.called(Activity.CONFIRM_OUTCOME) if check.verify_proof]
 
     @activity.defn(name=Activity.FINISH)
     async def finish(self, books: FinishInput) -> None:
@@ -204,7 +206,6 @@ async def running(
             stubs.reverse,
             stubs.restock,
             stubs.notify,
-            stubs.record_audit,
         ],
         workflow_runner=sandboxed_runner(),
     )
@@ -441,12 +442,11 @@ async def test_an_outcome_signalled_without_the_services_proof_changes_nothing(
         for update in (forged, elsewhere, altered.model_copy(update={"status": status}), foreign_key):
             await handle.signal(RefundWorkflow.psp_refund_update, update)
         for _ in range(200):
-            if len(stubs.written()) == 4:
+            if len(stubs.refused()) == 4:
                 break
             await asyncio.sleep(0.05)
         assert (await handle.query(RefundWorkflow.state)).status is RefundStatus.AWAITING_CONFIRMATION
-        assert [event.step for event in stubs.written()] == ["psp_update_unproven"] * 4
-        assert not stubs.called(Activity.CONFIRM_OUTCOME) and not stubs.called(Activity.FINISH)
+        assert len(stubs.called(Activity.CONFIRM_OUTCOME)) == 4 and not stubs.called(Activity.FINISH)
 
         genuine = PspRefundUpdate(
             psp_refund_id="re_1", status=PspRefundStatus.SUCCEEDED, psp_event_id="evt_1"
@@ -491,7 +491,7 @@ async def test_a_late_failure_is_reversed_only_once_the_psp_confirms_it(env: Wor
         stubs.psp_reads.append(PspRefundStatus.SUCCEEDED)
         await handle.signal(RefundWorkflow.psp_refund_update, proven(handle, failed))
         for _ in range(200):
-            if stubs.called(Activity.CONFIRM_OUTCOME) and stubs.written():
+            if len(stubs.called(Activity.CONFIRM_OUTCOME)) == 2:
                 break
             await asyncio.sleep(0.05)
         assert not stubs.called(Activity.REVERSE)
@@ -533,3 +533,29 @@ async def test_returned_goods_are_restocked_beside_the_refund(env: WorkflowEnvir
     assert final.returns.status is ReturnsStatus.RECEIVED and final.returns.restocked == {"shoe": 1}
     [restock] = stubs.called(Activity.RESTOCK)
     assert restock.receipt == receipt
+
+
+async def test_a_word_signed_after_a_key_rotation_is_proven_by_the_published_keys(
+    env: WorkflowEnvironment,
+) -> None:
+    """The service's signing key was rotated (the old one dropped) while the refund waited for the
+    PSP: its word, signed with the new key only, is proven by the keys the service published and
+    settles the refund (before, every word was refused and an Adyen refund, which cannot be polled,
+    waited for ops for ever)."""
+    stubs = Stubs()
+    pending_refund(stubs)
+    rotated = identity.signing_key("rotated")
+    stubs.published = (identity.public_key(SIGNING_KEY), identity.public_key(rotated))
+    async with running(env, stubs, refund_input(SMALL)) as handle:
+        await reaches(handle, RefundStatus.AWAITING_CONFIRMATION)
+        about = subject(None, handle.id.removeprefix("refund-"))
+        genuine = PspRefundUpdate(
+            psp_refund_id="re_1", status=PspRefundStatus.SUCCEEDED, psp_event_id="evt_1"
+        )
+        await handle.signal(
+            RefundWorkflow.psp_refund_update, sign_outcome([rotated], handle.id, about, genuine)
+        )
+        final = await handle.result()
+    assert final.status is RefundStatus.SUCCEEDED
+    [asked] = stubs.refused()
+    assert asked.update.psp_event_id == "evt_1"

@@ -112,7 +112,6 @@ def build_worker(
             ledger.finish,
             ledger.reverse,
             ledger.record_external,
-            ledger.record_audit,
             inventory.restock,
             notify.notify,
         ],

@@ -3,6 +3,7 @@ PSP's webhook or by polling, and reversed when the PSP fails it after it succeed
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from temporalio import workflow
@@ -11,8 +12,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain.actors import Actor
     from domain.contracts import (
-        AuditEvent,
-        AuditInput,
         LateFailureInput,
         OutcomeCheck,
         PaymentRecord,
@@ -78,7 +77,6 @@ class Confirmation:
         self._read_back: set[str] = set()  # PSP refunds whose final word the PSP itself gave us
         self.unproven: list[PspRefundUpdate] = []  # refused signals not yet in the trail
         self._unproven_seen = 0
-        self._audited = 0
 
     # ---- the refund itself --------------------------------------------------------------------
 
@@ -227,6 +225,9 @@ class Confirmation:
             return
         if from_psp and update.status is not PspRefundStatus.PENDING:
             self._read_back.add(update.psp_refund_id)
+        self._take(update)
+
+    def _take(self, update: PspRefundUpdate) -> None:
         known = self._updates.get(update.psp_refund_id)
         if known is None or known.status is PspRefundStatus.PENDING:
             self._updates[update.psp_refund_id] = update
@@ -244,39 +245,28 @@ class Confirmation:
         return outcome_proven(self._input.review_keys, addressed, about, update)
 
     def _refuse(self, update: PspRefundUpdate) -> None:
-        """Changes nothing; the first few are written to the trail at once (`audit_refused`)."""
+        """Changes nothing here; the first few are asked about at once (`check_refused`)."""
         self._unproven_seen += 1
         if self._unproven_seen <= MAX_AUDITED_UNPROVEN:
             self.unproven.append(update)
 
-    async def audit_refused(self) -> None:
-        """Write refused signals to the trail as they come: `refunds attention` lists them."""
+    async def check_refused(self) -> None:
+        """A word this refund's own keys cannot prove goes to `confirm_psp_outcome`, which checks it
+        against every key the service published (its signing key may have been rotated since this
+        refund started) and writes an unproven one to the trail (`refunds attention` lists it); a
+        word proven there is taken as the service's, read back at the PSP where it can be."""
         while True:
             await workflow.wait_condition(lambda: bool(self.unproven))
-            refused, self.unproven = self.unproven, []
-            events = []
-            for update in refused:
-                self._audited += 1
-                events.append(self._refused_event(update, self._audited))
-            state = self._record.state
-            await self._steps.record_audit(
-                AuditInput(
-                    request_id=state.request_id, payment_reference=state.payment_reference, events=events
-                )
-            )
-
-    def _refused_event(self, update: PspRefundUpdate, number: int) -> AuditEvent:
-        return AuditEvent(
-            key=f"psp_update_unproven:{number}",
-            step="psp_update_unproven",
-            actor="unknown",
-            reason_code=update.status.value,
-            detail={
-                "psp_refund_id": update.psp_refund_id[:128],
-                "why": "signalled without the service's proof that a verified PSP event said it",
-            },
-            at=workflow.now(),
-        )
+            update = self.unproven.pop(0)
+            check = self._check(update).model_copy(update={"verify_proof": True})
+            step = functools.partial(self._steps.confirm_outcome, check)
+            verdict = await self._attention.until_done(step)
+            if verdict.update is None:
+                continue
+            if verdict.read_back:
+                self.record(verdict.update, from_psp=True)
+            else:
+                self._take(verdict.update)
 
     def _final_update(self, psp_refund_id: str) -> PspRefundUpdate | None:
         update = self._updates.get(psp_refund_id)

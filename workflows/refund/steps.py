@@ -17,7 +17,6 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import (
-        AuditInput,
         FinishInput,
         LateFailureInput,
         NotifyInput,
@@ -83,12 +82,6 @@ class Steps:
     async def confirm_outcome(self, check: OutcomeCheck) -> OutcomeVerdict:
         """A PSP outcome from an event, read back at the PSP before it moves the books."""
         return await self._at_psp(Activity.CONFIRM_OUTCOME, check, OutcomeVerdict)
-
-    async def record_audit(self, rows: AuditInput) -> None:
-        self._before_call()
-        await workflow.execute_local_activity(
-            Activity.RECORD_AUDIT, rows, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
-        )
 
     async def finish(self, books: FinishInput) -> None:
         """Commit or release the reservation, post the ledger, write the audit."""

@@ -62,7 +62,7 @@ class RefundWorkflow:
         self._returns = Returns(input, self._record, self._steps, self._attention)
         self._signals = RiskSignals()
         self._fx: FxFacts | None = None
-        self._auditor: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
 
     @property
     def _state(self) -> RefundState:
@@ -74,8 +74,8 @@ class RefundWorkflow:
     async def run(self, input: RefundWorkflowInput) -> RefundState:
         self._patches.decide()  # first, before any local activity (docs/architecture.md)
         if self._patches.outcome_proofs:
-            # a signal without the service's proof is written to the trail as it comes
-            self._auditor = asyncio.create_task(self._psp.audit_refused())
+            # a PSP word without a proof this refund's keys verify is asked about as it comes
+            self._checker = asyncio.create_task(self._psp.check_refused())
         # Returned goods are restocked as they arrive, whatever the refund is doing meanwhile.
         returns = asyncio.create_task(self._returns.collect()) if self._returns.expected else None
         try:
