@@ -30,9 +30,6 @@ from workflows.refund.patches import OUTCOME_PROOFS
 
 # Dashboard refunds settle within days; after this the run ends and a later event starts a new one.
 _WATCH = timedelta(days=30)
-# A word signalled while the run booked or reversed (the PSP failing a refund right after its
-# success, as Adyen's REFUND and REFUND_FAILED may come) is weighed before the run ends.
-WORDS_WHILE_BOOKING = "external-words-while-booking-2026-12"
 
 
 @workflow.defn(name="ExternalRefundWorkflow")
