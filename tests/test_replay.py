@@ -21,6 +21,8 @@ from tests.conftest import Stack
 from tests.flows import FINAL, LARGE, cli, submit, wait_for_status
 from tests.helpers import unique
 from workers.worker import sandboxed_runner
+from workflows.external_refund import ExternalRefundWorkflow
+from workflows.late_failure import LateRefundFailureWorkflow
 from workflows.refund import RefundWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -35,7 +37,9 @@ def recorded() -> list[Path]:
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[RefundWorkflow], data_converter=pydantic_data_converter, workflow_runner=sandboxed_runner()
+        workflows=[RefundWorkflow, LateRefundFailureWorkflow, ExternalRefundWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandboxed_runner(),
     )
     await replayer.replay_workflow(history)
 
@@ -102,3 +106,38 @@ async def test_record_outcome_proof_histories(stack: Stack, sandbox: SandboxCont
     await wait_for_status(stack, open_one, {"failed"})
     handle = stack.client.get_workflow_handle(f"refund-{open_one}")  # reversed; still open for the goods
     (HISTORIES / "late_failure_proven_while_open.json").write_text((await handle.fetch_history()).to_json())
+
+
+@pytest.mark.skipif(not RECORDING, reason="set REFUNDS_RECORD_HISTORIES=1 to record")
+async def test_record_standalone_outcome_histories(stack: Stack, sandbox: SandboxControl) -> None:
+    """A closed refund's late failure, reversed by its own workflow; a dashboard refund booked, and
+    the run its later failure starts, which reverses it."""
+    import stripe
+
+    from tests.helpers import eventually, refund_body, workflow_completed
+    from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY
+
+    paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    request_id = unique("hist")
+    await submit(stack, refund_body(request_id, paid, amount=2_000))
+    view = await wait_for_status(stack, request_id, {"succeeded"})
+    sandbox.fail_stripe_refund_late(view["psp_refund_id"])
+    late = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{view['psp_refund_id']}")
+    await eventually(lambda: workflow_completed(stack.client, late.id), bool)
+    (HISTORIES / "late_failure_workflow_reversed.json").write_text((await late.fetch_history()).to_json())
+
+    dashboard = stripe.StripeClient(SANDBOX_STRIPE_API_KEY, base_addresses={"api": stack.sandbox_url})
+    made = dashboard.v1.refunds.create({"payment_intent": paid, "amount": 3_000})
+    external = stack.client.get_workflow_handle(f"refund-external-stripe-{made.id}")
+    await eventually(lambda: workflow_completed(stack.client, external.id), bool)
+    booked = (await external.fetch_history()).to_json()
+    (HISTORIES / "external_refund_booked.json").write_text(booked)
+    sandbox.fail_stripe_refund_late(made.id)
+
+    async def second_run_done() -> bool:
+        return await workflow_completed(stack.client, external.id) and (
+            (await external.fetch_history()).to_json() != booked
+        )
+
+    await eventually(second_run_done, bool)
+    (HISTORIES / "external_refund_reversed.json").write_text((await external.fetch_history()).to_json())
