@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import audit, holds, psp_events
 from adapters.db.models import PspPaymentRow
 from adapters.db.payment_book import DatabasePaymentBook
-from adapters.psp.base import PspError, PspEvent, WebhookRejected
+from adapters.psp.base import PspAdapter, PspError, PspEvent, WebhookRejected
 from domain.contracts import AuditEvent, ExternalRefundInput, LateFailureInput, PspRefundUpdate
 from domain.naming import (
     external_refund_workflow_id,
@@ -25,7 +25,7 @@ from domain.naming import (
     workflow_id,
 )
 from domain.outcome_proofs import sign_outcome, subject
-from domain.status import ErrorCode, Provider, PspRefundStatus
+from domain.status import ErrorCode, PaymentState, Provider, PspRefundStatus
 from workers.psp_wiring import WIRINGS
 from workers.service.deps import Services, ServicesDep
 from workers.service.errors import ApiError, error_responses, temporal_unavailable
@@ -257,6 +257,45 @@ def _proven(
     return sign_outcome(services.decision_keys, to_workflow, subject(merchant_id, about), update)
 
 
+async def _hold(
+    services: Services, adapter: PspAdapter, provider: Provider, event: PspEvent, merchant_id: str | None
+) -> None:
+    """Hold a disputed payment, if it is this account's: a merchant signs whatever events it likes
+    with its own account's secret, so a dispute naming a payment its account does not know (another
+    merchant's) holds nothing, and is counted and written down."""
+    reference = event.payment_reference
+    assert reference is not None
+    try:
+        lookup = await run_in_threadpool(adapter.lookup_payment, reference)
+    except PspError as err:
+        if err.retryable:  # the PSP sends it again on a 5xx
+            raise ApiError(503, err.code, f"{provider.value} did not answer: try again") from err
+        lookup = None  # this account cannot read it (its key revoked, say): it cannot vouch for it
+    if lookup is None or lookup.payment.state is PaymentState.NOT_FOUND:
+        WEBHOOK_FAILURES.labels(source=provider.value, code="foreign_payment").inc()
+        await run_in_threadpool(_refused, services, provider, event, merchant_id)
+        return
+    # the event's id tells a late copy of this dispute from a new one (holds.py)
+    reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
+    reason = f"{reason} ({event.event_id})" if event.event_id else reason
+    await run_in_threadpool(holds.open_hold, services.db, provider, reference, reason)
+
+
+def _refused(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> None:
+    """A PSP event naming a payment its account does not know, on the trail `refunds attention` reads."""
+    account = merchant_id or services.psps.default_merchant
+    row = AuditEvent(
+        key=f"refused:{event.event_id or event.raw_type}"[:120],
+        step="psp_event_refused",
+        actor=f"psp:{provider.value}:{account}",
+        reason_code="foreign_payment",
+        detail={"event": event.raw_type, "payment": event.payment_reference or ""},
+        at=datetime.now(UTC),
+    )
+    with services.db.transaction() as session:
+        audit.record(session, f"psp-event:{provider.value}:{account}", event.payment_reference or "", [row])
+
+
 @router.post("/{provider}", openapi_extra=_EVENT)
 async def psp_webhook(provider: Provider, request: Request, services: ServicesDep) -> Response:
     return await _receive(provider, None, request, services)
@@ -296,12 +335,7 @@ async def _receive(
                     await run_in_threadpool(book.record, event.payment, event.account)
             case "dispute_opened":
                 if event.payment_reference is not None:
-                    # the event's id tells a late copy of this dispute from a new one (holds.py)
-                    reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
-                    reason = f"{reason} ({event.event_id})" if event.event_id else reason
-                    await run_in_threadpool(
-                        holds.open_hold, services.db, provider, event.payment_reference, reason
-                    )
+                    await _hold(services, adapter, provider, event, merchant_id)
             case "fraud_warning":
                 signalled += await _warn_once(services, provider, event, merchant_id)
             case "ignored":
