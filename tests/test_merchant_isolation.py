@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from adapters.db import holds
+from adapters.db import holds, ledger
 from adapters.db.payment_book import DatabasePaymentBook
 from domain.contracts import PaymentRecord
 from domain.status import PaymentState, Provider
@@ -14,18 +14,21 @@ from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import webhook_headers
-from tests.conftest import Stack, starter_for
-from tests.deliveries import adyen_delivery, adyen_item, post
+from tests.conftest import Stack, starter_for, worker_for
+from tests.deliveries import adyen_delivery, adyen_item, post, refund_event
 from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
-from tests.flows import cli, known_adyen_payment, refund_through_pipeline
+from tests.flows import cli, known_adyen_payment, refund_through_pipeline, steps_of, submit, wait_for_status
 from tests.helpers import (
     GLOBEX_ADYEN_ACCOUNT,
     GLOBEX_HMAC,
     GLOBEX_STRIPE_WEBHOOK_SECRET,
+    eventually,
     merchants_file,
+    refund_body,
     unique,
 )
 from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
+from workflows.refund import RefundWorkflow
 
 
 def test_an_adyen_notification_from_another_account_leaves_the_payment_as_its_own_account_told(
@@ -117,3 +120,63 @@ async def test_another_merchants_adyen_account_cannot_hold_a_payment_it_does_not
     assert (await post(stack, "adyen", adyen_delivery(own))).status_code == 200
     with stack.database.transaction() as session:
         assert holds.held(session, Provider.ADYEN, reference) is not None
+
+
+def _returned_item() -> dict[str, object]:
+    return {"sku": unique("SKU"), "quantity": 1, "unit_amount": 1_500, "tax_amount": 0, "restock": True}
+
+
+async def test_another_merchants_account_cannot_reverse_a_refund_still_open(
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """The default merchant's refund is paid and waits for its returned goods; globex signs a
+    `refund.updated` failed naming it. The proof the service gives that word names globex, which the
+    refund is not: nothing is reversed (before, its books said failed while the money had left)."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("open")
+    body = refund_body(
+        request_id, payment, amount=1_500, reason_code="changed_mind", items=[_returned_item()]
+    )
+    assert (await submit(stack, body)).status_code == 202
+    view = await wait_for_status(stack, request_id, {"succeeded"})
+    with stack.database.transaction() as session:
+        before = ledger.balances(session, request_id)
+    failure = refund_event(request_id, view["psp_refund_id"], "failed")
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
+    async with starter as (_settings, http):
+        headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
+        response = await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
+        assert response.status_code == 200
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+
+    async def refused() -> list[str]:
+        return steps_of(stack, request_id)
+
+    assert "psp_update_unproven" in await eventually(refused, lambda s: "psp_update_unproven" in s)
+    assert (await handle.query(RefundWorkflow.state)).status.value == "succeeded"
+    with stack.database.transaction() as session:
+        assert ledger.balances(session, request_id) == before != {}
+
+
+async def test_another_merchants_account_cannot_swallow_a_genuine_late_failure(
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """Globex posts a failure of the default merchant's finished refund first, taking the late-failure
+    workflow's id; the default account's genuine failure then still reverses the books (before, it was
+    taken for a duplicate of globex's and dropped: the books said paid, the customer was not)."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=1_200)
+    request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
+    failure = refund_event(request_id, psp_refund_id, "failed")
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
+    async with starter as (settings, http), worker_for(stack, settings):
+        headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
+        response = await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
+        assert response.status_code == 200
+        late = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{psp_refund_id}")
+        assert await late.result() is False  # globex's account does not know the refund
+    sandbox.fail_stripe_refund_late(psp_refund_id)  # the default account's own refund.failed follows
+    failed = await wait_for_status(stack, request_id, {"failed"})
+    assert failed["status"] == "failed"
+    with stack.database.transaction() as session:
+        assert ledger.balances(session, request_id) == {}
