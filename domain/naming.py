@@ -107,9 +107,11 @@ def external_request_id(provider: str, psp_refund_id: str) -> str:
     return f"{EXTERNAL_PREFIX}:{provider}:{psp_refund_id}"
 
 
-def late_failure_workflow_id(request_id: str, psp_refund_id: str) -> str:
-    """One per PSP refund: a failure naming our request but another refund cannot take its place."""
-    return f"{WORKFLOW_ID_PREFIX}{LATE_FAILURE_PREFIX}{request_id}-{psp_refund_id}"
+def late_failure_workflow_id(request_id: str, psp_refund_id: str, merchant_id: str | None = None) -> str:
+    """One per PSP refund and reporting account: a failure naming our request but another refund
+    cannot take its place, nor one another merchant's account reports (it would replace the genuine
+    run). The default merchant's account keeps the id every late failure had before."""
+    return f"{WORKFLOW_ID_PREFIX}{LATE_FAILURE_PREFIX}{refund_id(merchant_id, request_id)}-{psp_refund_id}"
 
 
 def request_id_from_workflow_id(wf_id: str) -> str:

@@ -173,10 +173,41 @@ async def test_another_merchants_account_cannot_swallow_a_genuine_late_failure(
         headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
         response = await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
         assert response.status_code == 200
-        late = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{psp_refund_id}")
+        late = stack.client.get_workflow_handle(f"refund-late-failure-globex~{request_id}-{psp_refund_id}")
         assert await late.result() is False  # globex's account does not know the refund
     sandbox.fail_stripe_refund_late(psp_refund_id)  # the default account's own refund.failed follows
     failed = await wait_for_status(stack, request_id, {"failed"})
     assert failed["status"] == "failed"
+    with stack.database.transaction() as session:
+        assert ledger.balances(session, request_id) == {}
+
+
+async def test_another_merchants_account_cannot_cut_short_a_genuine_late_failure_already_taken(
+    stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """The default account's genuine failure of a finished refund is taken first (its late-failure run
+    waits for a worker); globex then posts a failure of the same refund. Globex's run must not replace
+    the genuine one (before, both had one id and the second start terminated the first: the genuine
+    word, remembered as taken, was never weighed and the books said paid)."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    view = await refund_through_pipeline(stack, payment, amount=1_200)
+    request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
+    sandbox.set_stripe_webhook_url(None)  # the genuine word is delivered below, to the side service
+    try:
+        sandbox.fail_stripe_refund_late(psp_refund_id)
+    finally:
+        sandbox.set_stripe_webhook_url(f"{stack.base_url}/webhooks/stripe")
+    genuine = refund_event(request_id, psp_refund_id, "failed")
+    forged = refund_event(request_id, psp_refund_id, "failed")
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
+    async with starter as (settings, http):
+        own = webhook_headers(stack.settings.stripe_webhook_secret, genuine)
+        assert (await http.post("/webhooks/stripe", content=genuine, headers=own)).status_code == 200
+        headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, forged)
+        response = await http.post("/webhooks/stripe/globex", content=forged, headers=headers)
+        assert response.status_code == 200
+        async with worker_for(stack, settings):
+            late = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{psp_refund_id}")
+            assert await late.result() is True
     with stack.database.transaction() as session:
         assert ledger.balances(session, request_id) == {}

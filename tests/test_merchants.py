@@ -176,7 +176,7 @@ async def test_another_merchants_psp_account_cannot_fail_a_refund_in_the_books(
         assert (
             await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
         ).status_code == 200
-        late = stack.client.get_workflow_handle(f"refund-late-failure-{request_id}-{psp_refund_id}")
+        late = stack.client.get_workflow_handle(f"refund-late-failure-globex~{request_id}-{psp_refund_id}")
         assert await late.result() is False
 
     with stack.database.transaction() as session:

@@ -137,7 +137,9 @@ async def _signal_refund(
             raise temporal_unavailable(err, "taking this event") from err
     if event.update.status is not PspRefundStatus.FAILED:
         return signalled
-    late_workflow = late_failure_workflow_id(event.request_id, event.update.psp_refund_id)
+    # keyed by the reporting account too: another merchant's failure naming this refund starts a run
+    # of its own (refused there) and never replaces the genuine one
+    late_workflow = late_failure_workflow_id(event.request_id, event.update.psp_refund_id, merchant_id)
     late = LateFailureInput(
         provider=provider,
         request_id=event.request_id,
