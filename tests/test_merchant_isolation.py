@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from sqlmodel import col, select
+
 from adapters.db import holds, ledger
+from adapters.db.models import RefundRow
 from adapters.db.payment_book import DatabasePaymentBook
 from domain.contracts import PaymentRecord
 from domain.status import PaymentState, Provider
@@ -26,6 +30,7 @@ from tests.helpers import (
     merchants_file,
     refund_body,
     unique,
+    workflow_completed,
 )
 from workers.psp_wiring.adyen import SANDBOX_ADYEN_HMAC_KEY
 from workflows.refund import RefundWorkflow
@@ -211,3 +216,46 @@ async def test_another_merchants_account_cannot_cut_short_a_genuine_late_failure
             assert await late.result() is True
     with stack.database.transaction() as session:
         assert ledger.balances(session, request_id) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a dashboard refund's booking (external:<psp>:<psp refund id>) and workflow "
+    "(external-<psp>-<psp refund id>) name no merchant: Adyen is not read back, so another account's "
+    "signed REFUND under the same pspReference takes the key first (failed, or booked to its own "
+    "payment) and the genuine one books nothing; keying both by the reporting merchant changes "
+    "ExternalRefundWorkflow's reversal input and needs a patch",
+)
+async def test_another_merchants_adyen_account_cannot_fail_a_dashboard_refund_before_it_is_booked(
+    stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """Globex signs, with its own HMAC key, a failed REFUND under the pspReference of a Customer Area
+    refund of the default merchant's account, naming a payment of its own. The default account's
+    genuine REFUND of that pspReference must still be booked to the default merchant's payment."""
+    reference = await known_adyen_payment(stack, adyen, 8_000)
+    psp_refund_id = unique("DASH").upper()
+    forged = adyen_item(
+        psp_refund_id,
+        "",
+        GLOBEX_HMAC,
+        success="false",
+        originalReference=unique("GLOBEXPAY").upper(),
+        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
+    )
+    starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
+    async with starter as (settings, http), worker_for(stack, settings):
+        response = await http.post("/webhooks/adyen/globex", content=adyen_delivery(forged))
+        assert response.status_code == 200
+        external = f"refund-external-adyen-{psp_refund_id}"
+        await eventually(lambda: workflow_completed(stack.client, external), bool)
+    genuine = adyen_item(psp_refund_id, "", SANDBOX_ADYEN_HMAC_KEY, originalReference=reference)
+    assert (await post(stack, "adyen", adyen_delivery(genuine))).status_code == 200
+
+    async def booked() -> list[tuple[str | None, str, str]]:
+        query = select(RefundRow).where(col(RefundRow.psp_refund_id) == psp_refund_id)
+        with stack.database.transaction() as session:
+            found = session.execute(query).scalars()
+            return [(row.merchant, row.payment_reference, row.status) for row in found]
+
+    rows = await eventually(booked, lambda found: any(r[1] == reference for r in found), timeout=15)
+    assert (None, reference, "succeeded") in rows
