@@ -77,6 +77,7 @@ class Confirmation:
         self._read_back: set[str] = set()  # PSP refunds whose final word the PSP itself gave us
         self.unproven: list[PspRefundUpdate] = []  # refused signals not yet in the trail
         self._unproven_seen = 0
+        self._checking = False  # `check_refused` is asking about one of them
 
     # ---- the refund itself --------------------------------------------------------------------
 
@@ -260,13 +261,22 @@ class Confirmation:
             update = self.unproven.pop(0)
             check = self._check(update).model_copy(update={"verify_proof": True})
             step = functools.partial(self._steps.confirm_outcome, check)
-            verdict = await self._attention.until_done(step)
+            self._checking = True
+            try:
+                verdict = await self._attention.until_done(step)
+            finally:
+                self._checking = False
             if verdict.update is None:
                 continue
             if verdict.read_back:
                 self.record(verdict.update, from_psp=True)
             else:
                 self._take(verdict.update)
+
+    def refused_checked(self) -> bool:
+        """Every refused word taken so far was asked about (and, unproven, written to the trail):
+        the run ends only then, or a word signalled as it ends would never reach the trail."""
+        return not self.unproven and not self._checking
 
     def _final_update(self, psp_refund_id: str) -> PspRefundUpdate | None:
         update = self._updates.get(psp_refund_id)

@@ -85,9 +85,14 @@ class RefundWorkflow:
         await self._watch_for_late_failure(returns)
         await self._record.wait(workflow.all_handlers_finished)
         await self._review.notices_sent()
-        if (late := self._psp.late_failure()) is not None:
-            await self._psp.reverse(late)  # a failure signalled as the workflow was about to end
-        return self._state
+        while True:
+            if (late := self._psp.late_failure()) is not None:
+                await self._psp.reverse(late)  # a failure signalled as the workflow was about to end
+            if self._checker is None or self._psp.refused_checked():
+                return self._state
+            # a word signalled as it was about to end, asked about before the run ends (written to
+            # the trail when unproven; a proven one may be a failure to reverse)
+            await workflow.wait_condition(self._psp.refused_checked)
 
     async def _watch_for_late_failure(self, returns: asyncio.Task[None] | None) -> None:
         """While the refund stays open (goods still to come back), a PSP failure after success
