@@ -15,15 +15,42 @@ failure). Meanwhile, from the seed: PSP faults (500, 429, slow, lost responses, 
 webhooks, and SIGKILLs of the worker, the service and the Temporal server, each restarted on the same
 data. The sandbox, the ground truth, is never killed.
 
+The PSP is the truth (bench/chaos_truth.py), also from the seed:
+- forged outcomes: `psp_refund_update` signals sent straight to Temporal, `failed` and `succeeded`,
+  each without proof, with the service's own proof signed for another workflow (the late-failure
+  workflow, another refund) and with a key of nobody's; to refunds awaiting the PSP's confirmation
+  (Stripe, PayPal: their PSP refund held pending until the signals are in, then settled as planned)
+  and to succeeded refunds still open for their returned goods (every PSP);
+- replayed outcomes: a proven signal's input read out of a refund's history (decoded by the shared
+  data converter: the chaos stack sets no payload keys, so histories hold it in clear; with keys the
+  converter decrypts) and signalled to the first other refund whose workflow is open, and again to
+  its own;
+- dashboard refunds on payments of their own (Adyen's Customer Area, Stripe's API with no metadata
+  of ours), some failed later by the PSP (then our refund of the whole capture follows), some left;
+- early fraud warnings after a partial refund (Stripe Radar, Adyen NOTIFICATION_OF_FRAUD; PayPal
+  sends no early fraud warning), under a policy that refunds what is left;
+- a second request for the same amount once a late failure was reversed (Stripe, Adyen; PayPal has
+  no failure after COMPLETED).
+
 Then it waits (with a deadline) until every refund is settled or needs attention and checks:
-1 terminal or listed by `refunds attention`; 2 one standing PSP refund of the booked amount per
-succeeded refund, none otherwise; 3 no workflow Failed, Terminated or TimedOut; 4 the ledger balances
-per currency; 5 `refunds reconcile` clean for every PSP; 6 every audit trail complete and in time
-order; 7 no reservation held for a settled refund; 8 a succeeded reviewed refund was approved by
-enough different people, by proven reviewers (tokens) wherever it needed two; 9 no refund's history
-holds more psp_refund_update signals than distinct PSP events about it (plus a small slack), storm or
-not; 10 a refund the PSP failed after success ends failed; 11 restocks per refund and SKU within what
-it returned and found sellable, only by its own receipt, once, and stock on hand their sum. Last
+1 terminal or listed by `refunds attention` (as needing ops); 2 one standing PSP refund of the booked
+amount per succeeded refund, none otherwise (refunds the run asked for beside it on its payment are
+weighed by 16 and 17); 3 no workflow Failed, Terminated or TimedOut; 4 the ledger balances per
+currency; 5 `refunds reconcile` clean for every PSP; 6 every audit trail complete and in time order;
+7 no reservation held for a settled refund; 8 a succeeded reviewed refund was approved by enough
+different people, by proven reviewers (tokens) wherever it needed two; 9 no refund's history holds
+more psp_refund_update signals than distinct PSP events about it (plus a small slack; the run's own
+signals around the service not counted), storm or not; 10 a refund the PSP failed after success ends
+failed; 11 restocks per refund and SKU within what it returned and found sellable, only by its own
+receipt, once, and stock on hand their sum; 13 forged outcomes change nothing: status and books are
+the PSP's own record, every forged signal its workflow took is on its trail as psp_update_unproven
+(up to the product's limit) and `refunds attention` lists it; 14 a replayed outcome is refused by
+the other refund (on its trail) and a duplicate at home, both refunds' status and books the PSP's;
+15 a dashboard refund the PSP failed has no standing posting (`external:<psp>:<id>` balances empty,
+row failed, reservation released) and our refund of the whole capture then succeeds; one that stands
+is booked once (row, ledger, committed reservation); 16 a fraud warning's refund (`efw-...`) after a
+partial refund refunds exactly what is left, never more than the capture, never refused as exceeding
+it; 17 the second request after a reversed late failure succeeds for the same amount. Last
 (--retention N), Temporal restarts on an empty database, as if retention forgot every workflow:
 12 N settled refunds resent as they were answer 200 with their status, changed 409, read back their
 status, and nothing starts again (no workflow, no PSP refund). Exit 1 when any broke, details above
@@ -55,21 +82,43 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from temporalio.client import Client  # noqa: E402
-from temporalio.service import RPCError  # noqa: E402
+from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 
+from adapters.db import audit  # noqa: E402
 from adapters.db.engine import Database  # noqa: E402
+from adapters.db.models import RefundRow  # noqa: E402
 from bench.chaos_invariants import TERMINAL, Check, EndState, check_all, read_end_state  # noqa: E402
-from bench.chaos_plan import CURRENCY, ChaosEvent, RefundPlan, make_plans, make_schedule  # noqa: E402
+from bench.chaos_plan import (  # noqa: E402
+    CURRENCY,
+    ChaosEvent,
+    DashboardPlan,
+    RefundPlan,
+    make_dashboards,
+    make_plans,
+    make_schedule,
+)
 from bench.chaos_psps import PROVIDERS, Psps  # noqa: E402
 from bench.chaos_stack import INBOUND_SECRET, KILLABLE, REVIEWERS, Stack, drop_database, fresh_database  # noqa: E402
+from bench.chaos_truth import (  # noqa: E402
+    SIGNAL,
+    UNPROVEN_STEP,
+    DashboardRecord,
+    Extra,
+    Truth,
+    forged_updates,
+    proven_signals,
+)
 from domain import signature  # noqa: E402
-from domain.contracts import RefundState, RetryInput, ReviewInput  # noqa: E402
-from domain.naming import workflow_id  # noqa: E402
+from domain.contracts import PspRefundUpdate, RefundState, RetryInput, ReviewInput  # noqa: E402
+from domain.fraud_warnings import AUDIT_STEP as FRAUD_WARNING_STEP  # noqa: E402
+from domain.money import Money  # noqa: E402
+from domain.naming import external_request_id, late_failure_workflow_id, workflow_id  # noqa: E402
 from workers.ops import SteerError, steer  # noqa: E402
 from workers.temporal import connect  # noqa: E402
 
 SETTLED = (*TERMINAL, "needs_attention")
 POLL_SECONDS = 0.5
+REDELIVER_SECONDS = 5.0  # how often a waiting refund has its PSP's given-up webhooks sent again
 
 
 class Deadline(Exception):
@@ -98,6 +147,7 @@ class Run:
     step_timeout: float
     temporal: Client
     seed: int
+    db: Database  # the product's database, read (never written) while the run waits on it
     payments: dict[str, str] = field(default_factory=dict)
     progress: int = 0  # refunds accepted plus refunds settled: chaos events fire along it
     notes: list[str] = field(default_factory=list)  # what the harness saw go wrong on the way
@@ -108,8 +158,11 @@ class Run:
     ui_signals: int = 0
     misfiled_receipts: int = 0
     retention_sample: int = 0
+    truth: Truth = field(default_factory=Truth)  # what was done around the service, for checks 13-17
     done: bool = False
     _redelivered: set[str] = field(default_factory=set)
+    _redelivered_at: dict[str, float] = field(default_factory=dict)
+    _redelivering: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     # ---- one refund, as the merchant, the reviewers and the warehouse see it -------------------
 
@@ -124,7 +177,7 @@ class Run:
 
     async def _drive(self, plan: RefundPlan) -> None:
         payment = await asyncio.to_thread(
-            self.psps.seed, plan.provider, plan.captured, CURRENCY, plan.behavior
+            self.psps.seed, plan.provider, plan.captured, CURRENCY, plan.behavior, plan.held
         )
         if plan.provider == "adyen":  # known to us only once its notifications are in
             await until(
@@ -132,14 +185,22 @@ class Run:
             )
         self.payments[plan.request_id] = payment
         body = json.dumps(plan.body(payment), separators=(",", ":")).encode()
-        await self._submit(plan, body)
+        await self._submit(plan.request_id, body)
         self.progress += 1
         if plan.resend == "early":
-            await self._submit(plan, body)
+            await self._submit(plan.request_id, body)
         if plan.reviewed:
             await self._review(plan)
+        if plan.held:  # forged outcomes while it awaits the PSP, then the PSP settles it
+            await self._forge_while_confirming(plan, payment)
         status = await self._settled(plan)
         self.progress += 1
+        if status == "succeeded" and plan.forge == "open":  # its workflow waits for the goods
+            await self._forge_open(plan, payment)
+        if status == "succeeded" and plan.replay:
+            await self._replay(plan)
+        if status == "succeeded" and plan.warning:
+            await self._warn(plan, payment)
         storm = random.Random(f"{self.seed}:{plan.request_id}:storm")
         if plan.storm and plan.late_failure:  # half before the failure, half after it
             await self._storm(plan, payment, plan.storm // 2, storm)
@@ -147,10 +208,12 @@ class Run:
             await self._fail_late(plan, payment)
         if plan.storm:
             await self._storm(plan, payment, plan.storm - plan.storm // 2 * plan.late_failure, storm)
+        if plan.again and plan.request_id in self.failed_late:
+            await self._again(plan, payment)
         if plan.items:
             await self._goods_received(plan)
         if plan.resend == "late":
-            await self._submit(plan, body)
+            await self._submit(plan.request_id, body)
 
     async def _fail_late(self, plan: RefundPlan, payment: str) -> None:
         """The PSP fails the succeeded refund; the failure reaches us before the goods do (the
@@ -231,7 +294,7 @@ class Run:
             "Refund-Signature": signature.sign([INBOUND_SECRET], int(time.time()), body),
         }
 
-    async def _submit(self, plan: RefundPlan, body: bytes) -> None:
+    async def _submit(self, request_id: str, body: bytes) -> None:
         async def attempt() -> httpx.Response | None:
             try:  # signed afresh on every attempt, as a merchant's retry would be
                 response = await self.http.post(
@@ -241,11 +304,9 @@ class Run:
                 return None
             return None if response.status_code >= 500 else response
 
-        response = await until(attempt, f"{plan.request_id}: intake", self.step_timeout)
+        response = await until(attempt, f"{request_id}: intake", self.step_timeout)
         if response.status_code not in (200, 202):
-            self.notes.append(
-                f"{plan.request_id}: intake answered {response.status_code} {response.text[:200]}"
-            )
+            self.notes.append(f"{request_id}: intake answered {response.status_code} {response.text[:200]}")
 
     async def status(self, request_id: str) -> str | None:
         try:
@@ -265,11 +326,17 @@ class Run:
         return receipt_id in returns.get("receipts", [])
 
     async def _settled(self, plan: RefundPlan) -> str:
-        async def probe() -> str | None:
-            status = await self.status(plan.request_id)
-            return status if status in SETTLED else None
+        return await self._settled_id(plan.request_id, plan.provider)
 
-        return str(await until(probe, f"{plan.request_id}: settling", self.step_timeout))
+    async def _settled_id(self, request_id: str, provider: str) -> str:
+        async def probe() -> str | None:
+            status = await self.status(request_id)
+            if status in SETTLED:
+                return status
+            await self._redeliver_now_and_then(provider)  # its PSP's word may be what it waits for
+            return None
+
+        return str(await until(probe, f"{request_id}: settling", self.step_timeout))
 
     async def _review(self, plan: RefundPlan) -> None:
         async def awaiting() -> str | None:
@@ -380,6 +447,275 @@ class Run:
         )
         return response
 
+    # ---- the PSP is the truth: forged and replayed outcomes, dashboard refunds, fraud warnings -----
+
+    async def _signal_direct(self, request_id: str, update: PspRefundUpdate) -> bool:
+        """A psp_refund_update signal straight to Temporal, around the service: True when the
+        refund's workflow took it (it was open), False when it was closed (or never started)."""
+        handle = self.temporal.get_workflow_handle(workflow_id(request_id))
+
+        async def attempt() -> bool | None:
+            self.truth.direct_signals[request_id] += 1  # counted as sent, whatever Temporal answers
+            try:
+                await handle.signal(SIGNAL, update)
+            except RPCError as err:
+                if err.status is RPCStatusCode.NOT_FOUND:
+                    return False
+                return None  # Temporal is down (it is brought back): sent again
+            return True
+
+        return bool(await until(attempt, f"{request_id}: signal around the service", self.step_timeout))
+
+    def _unproven_rows(self, request_id: str, psp_refund_id: str) -> int:
+        with self.db.transaction() as session:
+            return sum(
+                entry.step == UNPROVEN_STEP and entry.detail.get("psp_refund_id") == psp_refund_id
+                for entry in audit.trail(session, request_id)
+            )
+
+    async def _audited_unproven(self, request_id: str, psp_refund_id: str) -> None:
+        """Wait (a while) for the refused outcome on the refund's trail; checks 13 and 14 judge it at
+        the end, so a trail that never shows it is noted here and the refund goes on."""
+
+        async def probe() -> bool | None:
+            rows = await asyncio.to_thread(self._unproven_rows, request_id, psp_refund_id)
+            return True if rows else None
+
+        try:
+            await until(probe, f"{request_id}: refused outcome on its trail", min(60, self.step_timeout))
+        except Deadline as err:
+            self.notes.append(str(err))
+
+    async def _forge(self, plan: RefundPlan, psp_refund_id: str) -> None:
+        """Six forged outcomes for the refund's PSP refund (forged_updates); each must change nothing
+        and be written to its trail as psp_update_unproven."""
+        rid = plan.request_id
+        rng = random.Random(f"{self.seed}:{rid}:forge")
+        others = [p.request_id for p in self.plans if p.request_id != rid] or ["chaos-nobody"]
+        elsewhere = (late_failure_workflow_id(rid, psp_refund_id), workflow_id(rng.choice(others)))
+        amount = Money(value=plan.booked, currency=CURRENCY)
+        keys = self.stack.settings().decision_keys()
+        taken = 0
+        for update in forged_updates(rid, workflow_id(rid), psp_refund_id, amount, elsewhere, keys, rng):
+            taken += await self._signal_direct(rid, update)
+        if not taken:
+            self.notes.append(f"{rid}: its workflow had closed: no forged outcome taken")
+            return
+        self.truth.forged[rid] += taken
+        self.truth.forged_ids[rid] = psp_refund_id
+        await self._audited_unproven(rid, psp_refund_id)
+
+    async def _forge_while_confirming(self, plan: RefundPlan, payment: str) -> None:
+        """Its PSP refund is held pending: forged outcomes reach the refund while it waits, then the
+        PSP settles it as the plan says (in a finally: a refund is never left pending at the PSP)."""
+        rid = plan.request_id
+        try:
+
+            async def confirming() -> str | None:
+                status = await self.status(rid)
+                return status if status == "awaiting_confirmation" or status in SETTLED else None
+
+            status = await until(confirming, f"{rid}: awaiting confirmation", self.step_timeout)
+            refunds = await asyncio.to_thread(self.psps.refunds_of, plan.provider, payment)
+            pending = [r for r in refunds if r.status.lower() == "pending"]
+            if status != "awaiting_confirmation" or not pending:
+                self.notes.append(f"{rid}: {status}, {len(pending)} PSP refunds pending: nothing forged")
+                return
+            await self._forge(plan, pending[-1].psp_refund_id)
+        finally:
+            await asyncio.to_thread(self.psps.settle_held, plan.provider, payment, plan.behavior != "fails")
+
+    async def _forge_open(self, plan: RefundPlan, payment: str) -> None:
+        """Succeeded, its workflow open for the goods: forged outcomes (a failure above all)."""
+        standing = [
+            r for r in await asyncio.to_thread(self.psps.refunds_of, plan.provider, payment) if r.standing
+        ]
+        if not standing:
+            self.notes.append(f"{plan.request_id}: succeeded, no standing PSP refund to forge outcomes for")
+            return
+        await self._forge(plan, standing[-1].psp_refund_id)
+
+    async def _replay(self, plan: RefundPlan) -> None:
+        """A proven signal out of the refund's own history, sent to the first other refund whose
+        workflow is open (refused: its proof names this one) and to its own again (a duplicate)."""
+        rid = plan.request_id
+
+        async def genuine() -> PspRefundUpdate | None:
+            try:
+                found = await proven_signals(self.temporal, workflow_id(rid))
+            except RPCError:
+                return None
+            if found:
+                return found[0]
+            await self.redeliver(plan.provider)  # its PSP's event is on its way
+            return None
+
+        try:
+            update = await until(
+                genuine, f"{rid}: a proven signal in its history", min(60, self.step_timeout)
+            )
+        except Deadline as err:  # reported; the refund goes on (its goods are still to come)
+            self.notes.append(str(err))
+            return
+        rng = random.Random(f"{self.seed}:{rid}:replay")
+        goods = [p.request_id for p in self.plans if p.items and p.request_id != rid]
+        rest = [p.request_id for p in self.plans if not p.items and p.request_id != rid]
+        rng.shuffle(goods)
+        rng.shuffle(rest)
+        for other in (goods + rest)[:40]:
+            if await self._signal_direct(other, update):
+                self.truth.replayed_into[rid] = (other, update.psp_refund_id)
+                break
+        if await self._signal_direct(rid, update):
+            self.truth.replayed_own.add(rid)
+        if rid in self.truth.replayed_into:
+            await self._audited_unproven(self.truth.replayed_into[rid][0], update.psp_refund_id)
+        else:
+            self.notes.append(f"{rid}: no other refund open to replay its signal into")
+
+    def _warning_seen(self, payment: str, warning_id: str) -> tuple[str, str] | None:
+        """The refund a fraud warning on `payment` started (or would have), and what policy decided."""
+        with self.db.transaction() as session:
+            for entry in audit.entries_with_step(session, FRAUD_WARNING_STEP):
+                named = entry.detail.get("payment_reference") == payment
+                if named or (warning_id and entry.detail.get("warning") == warning_id):
+                    return entry.request_id, entry.reason_code or ""
+        return None
+
+    async def _warn(self, plan: RefundPlan, payment: str) -> None:
+        """An early fraud warning after the partial refund: its refund takes exactly what is left."""
+        rid, known = plan.request_id, ""
+        if plan.provider == "stripe":
+            warning = await asyncio.to_thread(self.psps.stripe.early_fraud_warning, payment)
+            known = str(warning.get("id", ""))
+        else:
+            await asyncio.to_thread(self.psps.adyen.fraud_notification, payment)
+
+        async def taken() -> tuple[str, str] | None:
+            found = await asyncio.to_thread(self._warning_seen, payment, known)
+            if found is None:
+                await self.redeliver(plan.provider)
+            return found
+
+        refund, decision = await until(taken, f"{rid}: early fraud warning taken", self.step_timeout)
+        self.truth.warnings[rid] = refund
+        left = plan.captured - plan.booked
+        self.truth.extras.append(Extra(refund, plan.provider, payment, "warning", rid, left))
+        if decision == "refund":
+            await self._settled_id(refund, plan.provider)
+        else:
+            self.notes.append(f"{rid}: fraud warning decided {decision!r}, {left} left on the payment")
+
+    async def _again(self, plan: RefundPlan, payment: str) -> None:
+        """Once the late failure is reversed, a new request for the same amount on the payment."""
+        rid = plan.request_id
+
+        async def reversed_() -> str | None:
+            status = await self.status(rid)
+            return status if status in ("failed", "needs_attention") else None
+
+        status = await until(reversed_, f"{rid}: late failure reversed", self.step_timeout)
+        if status != "failed":
+            self.notes.append(f"{rid}: {status} after its late failure: no second refund")
+            return
+        again = f"{rid}-again"
+        body = plan.body(payment) | {
+            "request_id": again,
+            "order_id": f"order-{again}",
+            "reason_code": "damaged",
+            "amount": {"value": plan.booked, "currency": CURRENCY},
+        }
+        body.pop("items", None)
+        self.truth.extras.append(Extra(again, plan.provider, payment, "again", rid, plan.booked))
+        await self._submit(again, json.dumps(body, separators=(",", ":")).encode())
+        await self._settled_id(again, plan.provider)
+
+    async def drive_dashboard(self, dash: DashboardPlan, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            try:
+                await self._dashboard(dash)
+            except Deadline as err:
+                self.notes.append(f"{dash.key}: {err}")
+            except Exception as err:  # a harness failure for this one: reported, the run goes on
+                self.notes.append(f"{dash.key}: harness error {type(err).__name__}: {err}")
+
+    def _row_status(self, request_id: str) -> str | None:
+        with self.db.transaction() as session:
+            row = session.get(RefundRow, request_id)
+            return row.status if row is not None else None
+
+    async def _row_is(self, provider: str, request_id: str, status: str) -> bool | None:
+        if await asyncio.to_thread(self._row_status, request_id) == status:
+            return True
+        await self.redeliver(provider)
+        return None
+
+    async def _dashboard(self, dash: DashboardPlan) -> None:
+        """A refund made in the PSP's dashboard, booked by the product; the PSP may fail it later
+        (then it is reversed, and our own refund of the whole capture follows)."""
+        payment = await asyncio.to_thread(self.psps.seed, dash.provider, dash.captured, CURRENCY, "ok")
+        if dash.provider == "adyen":
+            await until(lambda: self._announced(payment), f"{dash.key}: Adyen payment", self.step_timeout)
+        record = DashboardRecord(dash, payment)
+        self.truth.dashboards.append(record)
+        if dash.provider == "stripe":
+            attempts = 0
+
+            async def made() -> str | None:
+                nonlocal attempts
+                # the payment is the dashboard refund's own: any refund on it is that one (a lost
+                # answer made it); else try again, under a new key (Stripe keeps a 500 under its key)
+                existing = await asyncio.to_thread(self.psps.stripe.stripe_refunds, payment)
+                if existing:
+                    return str(existing[0]["id"])
+                attempts += 1
+                try:
+                    return await asyncio.to_thread(
+                        self.psps.stripe_dashboard_refund, payment, dash.amount, f"{dash.key}-{attempts}"
+                    )
+                except httpx.HTTPError:
+                    return None  # a PSP fault of the run's: the dashboard user tries again
+
+            psp_id = str(await until(made, f"{dash.key}: dashboard refund", self.step_timeout))
+        else:
+            psp_id = await asyncio.to_thread(self.psps.adyen.dashboard_refund, payment, dash.amount)
+        record.psp_refund_id = psp_id
+        booked = external_request_id(dash.provider, psp_id)
+        await until(
+            lambda: self._row_is(dash.provider, booked, "succeeded"),
+            f"{dash.key}: dashboard refund {psp_id} booked",
+            self.step_timeout,
+        )
+        if not dash.fails_late:
+            return
+        if dash.provider == "adyen":
+            await asyncio.to_thread(self.psps.adyen.fail_refund_late, psp_id)
+            probe = lambda: self._notified(psp_id, "REFUND_FAILED")  # noqa: E731
+        else:
+            await asyncio.to_thread(self.psps.stripe.fail_stripe_refund_late, psp_id)
+            probe = lambda: self._stripe_notified(psp_id, "refund.failed")  # noqa: E731
+        record.failed_at_psp = True
+        await until(probe, f"{dash.key}: late failure of {psp_id} delivered", self.step_timeout)
+        await until(
+            lambda: self._row_is(dash.provider, booked, "failed"),
+            f"{dash.key}: dashboard refund {psp_id} reversed",
+            self.step_timeout,
+        )
+        body = {
+            "request_id": dash.after_id,
+            "provider": dash.provider,
+            "payment_reference": payment,
+            "amount": {"value": dash.captured, "currency": CURRENCY},
+            "reason_code": "damaged",
+            "order_id": f"order-{dash.after_id}",
+            "customer_id": f"cus-{dash.after_id}",
+        }
+        self.truth.extras.append(
+            Extra(dash.after_id, dash.provider, payment, "after", dash.key, dash.captured)
+        )
+        await self._submit(dash.after_id, json.dumps(body, separators=(",", ":")).encode())
+        await self._settled_id(dash.after_id, dash.provider)
+
     # ---- chaos ------------------------------------------------------------------------------------
 
     async def chaos(self, schedule: list[ChaosEvent], kills: Counter[str]) -> None:
@@ -417,18 +753,28 @@ class Run:
                 except httpx.HTTPError:
                     pass  # the service is down: a replay lost, as a PSP's would be
 
+    async def _redeliver_now_and_then(self, provider: str) -> None:
+        """`redeliver`, at most every few seconds per PSP however many refunds wait on it."""
+        now = time.monotonic()
+        if now - self._redelivered_at.get(provider, 0.0) >= REDELIVER_SECONDS:
+            self._redelivered_at[provider] = now
+            await self.redeliver(provider)
+
     async def redeliver(self, provider: str) -> int:
-        """Send again what the sandbox gave up on (it retries for seconds; a PSP retries for days)."""
+        """Send again what the sandbox gave up on (it retries for seconds; a PSP retries for days),
+        one pass per PSP at a time: many refunds waiting on it never send one event at once."""
+        lock = self._redelivering.setdefault(provider, asyncio.Lock())
         sent = 0
-        for delivery in await asyncio.to_thread(self.psps.deliveries, provider):
-            if delivery.state == "failed" and delivery.event_id not in self._redelivered:
-                try:
-                    status = await asyncio.to_thread(self.psps.send, delivery)
-                except httpx.HTTPError:
-                    continue
-                if 200 <= status < 300:
-                    self._redelivered.add(delivery.event_id)
-                    sent += 1
+        async with lock:
+            for delivery in await asyncio.to_thread(self.psps.deliveries, provider):
+                if delivery.state == "failed" and delivery.event_id not in self._redelivered:
+                    try:
+                        status = await asyncio.to_thread(self.psps.send, delivery)
+                    except httpx.HTTPError:
+                        continue
+                    if 200 <= status < 300:
+                        self._redelivered.add(delivery.event_id)
+                        sent += 1
         return sent
 
     # ---- retention -------------------------------------------------------------------------------
@@ -505,6 +851,10 @@ class Run:
         async def quiet() -> bool | None:
             for provider in PROVIDERS:
                 await self.redeliver(provider)
+            for plan in self.plans:  # a held PSP refund made after the run settled its payment
+                if plan.held and plan.request_id in self.payments:
+                    payment, succeeds = self.payments[plan.request_id], plan.behavior != "fails"
+                    await asyncio.to_thread(self.psps.settle_held, plan.provider, payment, succeeds)
             pending = 0
             for provider in PROVIDERS:
                 pending += sum(
@@ -543,6 +893,27 @@ def _verdict(check: Check) -> str:
     return verdict + (f" (not checkable: {','.join(check.skipped)})" if check.skipped else "")
 
 
+def _truth_summary(truth: Truth, plans: list[RefundPlan], end: EndState) -> dict[str, Any]:
+    """What the run did around the service (checks 13-17), for the summary line."""
+    dashboards: dict[str, Counter[str]] = {}
+    for record in truth.dashboards:
+        fate = "failed" if record.failed_at_psp else "stood" if record.psp_refund_id else "not made"
+        dashboards.setdefault(record.plan.provider, Counter())[fate] += 1
+    extras: dict[str, Counter[str]] = {}
+    for extra in truth.extras:
+        row = end.rows.get(extra.request_id)
+        extras.setdefault(extra.kind, Counter())[row.status if row else "none"] += 1
+    provider = {p.request_id: p.provider for p in plans}
+    return {
+        "forged_signals": sum(truth.forged.values()),
+        "forged_refunds": len(truth.forged),
+        "replayed_signals": {"elsewhere": len(truth.replayed_into), "own": len(truth.replayed_own)},
+        "dashboard_refunds": {psp: dict(fates) for psp, fates in sorted(dashboards.items())},
+        "fraud_warnings": dict(Counter(provider[rid] for rid in truth.warnings)),
+        "extra_refunds": {kind: dict(statuses) for kind, statuses in sorted(extras.items())},
+    }
+
+
 def _bearer(reviewer: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {REVIEWERS[reviewer]}"}
 
@@ -555,6 +926,7 @@ async def run(args: argparse.Namespace) -> int:
     stack = Stack(data_dir, database_url, workflow_sandbox=args.workflow_sandbox)
     tag = str(args.seed)  # ids from the seed too: every run has a fresh Temporal, database and sandbox
     plans = make_plans(args.seed, args.count, tag)
+    dashboards = make_dashboards(args.seed, args.count, tag)
     schedule = make_schedule(args.seed, args.count, args.kills)
     kills: Counter[str] = Counter({name: 0 for name in KILLABLE})
     checks: list[Check] = []
@@ -563,32 +935,43 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.to_thread(stack.start)
         phases["start"] = time.monotonic()
         psps = Psps(stack.sandbox_url, stack.service_url)
-        async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
-            temporal = await connect(stack.settings())
-            chaos_run = Run(
-                stack, psps, http, plans, args.concurrency, args.step_timeout, temporal, args.seed
-            )
-            gate = asyncio.Semaphore(args.concurrency)
-            chaos = asyncio.create_task(chaos_run.chaos(schedule, kills))
-            await asyncio.gather(*(chaos_run.drive(plan, gate) for plan in plans))
-            phases["refunds"] = time.monotonic()
-            chaos_run.done = True
-            await chaos
-            await asyncio.to_thread(psps.clear_faults)
-            await chaos_run.quiesce(args.settle_timeout, args.retry_attention)
-            phases["settle"] = time.monotonic()
-            client = await connect(stack.settings())
-            db = Database.connect(database_url)
-            try:
-                end = await read_end_state(client, db, stack.settings(), plans, chaos_run.payments)
+        db = Database.connect(database_url)
+        try:
+            async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
+                temporal = await connect(stack.settings())
+                chaos_run = Run(
+                    stack, psps, http, plans, args.concurrency, args.step_timeout, temporal, args.seed, db
+                )
+                gate = asyncio.Semaphore(args.concurrency)
+                chaos = asyncio.create_task(chaos_run.chaos(schedule, kills))
+                every = max(1, len(plans) // max(1, len(dashboards)))  # dashboards spread along the run
+                after: dict[int, list[DashboardPlan]] = {}
+                for k, dash in enumerate(dashboards):
+                    after.setdefault(min(k * every + every // 2, len(plans) - 1), []).append(dash)
+                drives = []
+                for index, plan in enumerate(plans):
+                    drives.append(chaos_run.drive(plan, gate))
+                    drives += [chaos_run.drive_dashboard(d, gate) for d in after.get(index, [])]
+                await asyncio.gather(*drives)
+                phases["refunds"] = time.monotonic()
+                chaos_run.done = True
+                await chaos
+                await asyncio.to_thread(psps.clear_faults)
+                await chaos_run.quiesce(args.settle_timeout, args.retry_attention)
+                phases["settle"] = time.monotonic()
+                client = await connect(stack.settings())
+                end = await read_end_state(
+                    client, db, stack.settings(), plans, chaos_run.payments, chaos_run.truth
+                )
                 end.failed_late = set(chaos_run.failed_late)
                 checks = await check_all(client, db, stack.settings(), psps, plans, end, since)
                 phases["checks"] = time.monotonic()
                 if args.retention:
                     checks.append(await chaos_run.forgotten(end, args.retention))
                     phases["retention"] = time.monotonic()
-            finally:
-                db.dispose()
+                checks.sort(key=lambda check: check.number)
+        finally:
+            db.dispose()
             psps.close()
     finally:
         await asyncio.to_thread(stack.stop)
@@ -617,6 +1000,7 @@ async def run(args: argparse.Namespace) -> int:
         "ui_signals": chaos_run.ui_signals,
         "misfiled_receipts": chaos_run.misfiled_receipts,
         "retention_sample": chaos_run.retention_sample,
+        **_truth_summary(chaos_run.truth, plans, end),
         "kills": dict(kills),
         "crashes": {n: c.crashes for n, c in stack.children.items() if c.crashes},
         "invariants": {f"{c.number}": _verdict(c) for c in checks},

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from sqlmodel import col
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -18,15 +19,18 @@ from adapters.db.engine import Database
 from adapters.db.models import RefundRow, ReservationRow, RestockRow, StockRow
 from adapters.psp.base import PspError
 from bench.chaos_plan import RefundPlan
-from bench.chaos_psps import PROVIDERS, Psps
+from bench.chaos_psps import PROVIDERS, PspRefund, Psps
 from bench.chaos_stack import REVIEWERS
+from bench.chaos_truth import UNPROVEN_STEP, Truth
 from domain import identity
 from domain.contracts import RefundState
-from domain.naming import workflow_id
+from domain.fraud_warnings import AUDIT_STEP as FRAUD_WARNING_STEP
+from domain.naming import external_request_id, workflow_id
 from domain.status import ErrorCode, Provider
 from workers.ops import needing_attention
 from workers.reconcile import reconcile_provider
 from workers.settings import Settings
+from workflows.refund.confirmation import MAX_AUDITED_UNPROVEN
 
 TERMINAL = ("succeeded", "failed", "rejected", "cancelled")
 # psp_refund_update signals a refund's history may hold beyond one per distinct PSP event: a first
@@ -53,18 +57,26 @@ class Check:
 class EndState:
     """What the checks read once, shared by all of them."""
 
-    rows: dict[str, RefundRow]
+    rows: dict[str, RefundRow]  # the plans' refunds and the run's extra ones
     payments: dict[str, str]  # request id -> PSP payment reference
     workflows: dict[str, WorkflowExecutionStatus | None]
-    attention: dict[str, str]  # request id -> state (needs_attention, failed_after_success)
+    # request id -> what ops must act on (needs_attention before failed_after_success)
+    attention: dict[str, str]
     failed_late: set[str] = field(default_factory=set)  # the PSP failed these after success
+    unproven: set[str] = field(default_factory=set)  # listed by `refunds attention` as unproven_psp_update
+    truth: Truth = field(default_factory=Truth)
 
 
 async def read_end_state(
-    client: Client, db: Database, settings: Settings, plans: list[RefundPlan], payments: dict[str, str]
+    client: Client,
+    db: Database,
+    settings: Settings,
+    plans: list[RefundPlan],
+    payments: dict[str, str],
+    truth: Truth,
 ) -> EndState:
     with db.transaction() as session:
-        ids = [plan.request_id for plan in plans]
+        ids = [plan.request_id for plan in plans] + [extra.request_id for extra in truth.extras]
         found = session.execute(select(RefundRow).where(col(RefundRow.request_id).in_(ids))).scalars()
         rows = {row.request_id: row for row in found}
         for row in rows.values():
@@ -77,8 +89,14 @@ async def read_end_state(
             ).status
         except RPCError:
             workflows[plan.request_id] = None
-    attention = {rid: state for rid, state, _ in await needing_attention(settings)}
-    return EndState(rows, payments, workflows, attention)
+    attention: dict[str, str] = {}
+    unproven: set[str] = set()
+    for rid, state, _ in await needing_attention(settings):
+        if state == "unproven_psp_update":  # a listing for ops, not a state the refund waits in
+            unproven.add(rid)
+        elif attention.get(rid) != "needs_attention":
+            attention[rid] = state
+    return EndState(rows, payments, workflows, attention, unproven=unproven, truth=truth)
 
 
 async def check_all(
@@ -102,6 +120,11 @@ async def check_all(
         await replays_leave_history_alone(client, psps, plans, end),
         late_failures_land(plans, end),
         restocked_once(db, plans, end),
+        forged_outcomes_refused(db, psps, plans, end),
+        replays_refused(db, psps, plans, end),
+        dashboard_refunds_land(db, psps, end),
+        warnings_refund_the_rest(db, psps, plans, end),
+        second_refund_after_reversal(db, psps, end),
     ]
 
 
@@ -110,7 +133,7 @@ def every_refund_settled(plans: list[RefundPlan], end: EndState) -> Check:
     for plan in plans:
         rid = plan.request_id
         row, run = end.rows.get(rid), end.workflows.get(rid)
-        if rid in end.attention:
+        if end.attention.get(rid) == "needs_attention":
             continue
         closed = run is WorkflowExecutionStatus.COMPLETED
         if row is None or row.status not in TERMINAL or not closed:
@@ -123,11 +146,20 @@ def one_psp_refund_each(psps: Psps, plans: list[RefundPlan], end: EndState) -> C
     """The sandbox's refunds per payment (one payment per refund): one standing refund of the booked
     amount for a succeeded refund, none for anything else."""
     check = Check(2, "one PSP refund per success")
+    # refunds the run asked for beside the plan's on its payment (checks 16 and 17 weigh them)
+    claimed: dict[str, set[str]] = defaultdict(set)
+    for extra in end.truth.extras:
+        if (theirs := end.rows.get(extra.request_id)) is not None and theirs.psp_refund_id:
+            claimed[extra.payment].add(theirs.psp_refund_id)
     for plan in plans:
         rid, payment = plan.request_id, end.payments.get(plan.request_id)
         if payment is None:
             continue  # never seeded (the run stopped early): nothing to compare
-        standing = [r for r in psps.refunds_of(plan.provider, payment) if r.standing]
+        standing = [
+            r
+            for r in psps.refunds_of(plan.provider, payment)
+            if r.standing and r.psp_refund_id not in claimed[payment]
+        ]
         row = end.rows.get(rid)
         status = row.status if row else "no row"
         if row is not None and row.status == "succeeded":
@@ -306,6 +338,8 @@ async def replays_leave_history_alone(
             and event.workflow_execution_signaled_event_attributes.signal_name == "psp_refund_update"
             for event in history.events
         )
+        # the run's own signals around the service (checks 13, 14) are not the PSP's events
+        signals -= min(signals, end.truth.direct_signals[plan.request_id])
         worst, longest = max(worst, signals - distinct), max(longest, len(history.events))
         if plan.storm:
             stormed_longest = max(stormed_longest, len(history.events))
@@ -322,7 +356,7 @@ def late_failures_land(plans: list[RefundPlan], end: EndState) -> Check:
     """A refund the PSP failed after success ends failed (its books reversed), storm or no storm."""
     check = Check(10, "late failure lands")
     for plan in plans:
-        if plan.request_id not in end.failed_late or plan.request_id in end.attention:
+        if plan.request_id not in end.failed_late or end.attention.get(plan.request_id) == "needs_attention":
             continue
         row = end.rows.get(plan.request_id)
         if row is None or row.status != "failed":
@@ -369,4 +403,206 @@ def restocked_once(db: Database, plans: list[RefundPlan], end: EndState) -> Chec
     for sku in sorted(set(stock) | set(per_sku)):
         if stock.get(sku, 0) != per_sku.get(sku, 0):
             check.failures.append(f"{sku}: {stock.get(sku, 0)} on hand, {per_sku.get(sku, 0)} restocked")
+    return check
+
+
+# ---- the PSP is the truth (checks 13-17) ---------------------------------------------------------
+
+
+def _books(session: Session, refunds: list[PspRefund], row: RefundRow) -> list[str]:
+    """The refund's row, its books and the PSP's own record agree: succeeded, the PSP holds its
+    refund standing for the amount and the ledger holds it once; settled otherwise, the PSP holds
+    nothing standing under it and the ledger nothing for it. A refund waiting for ops is not judged."""
+    theirs = next((r for r in refunds if r.psp_refund_id == row.psp_refund_id), None)
+    balances = ledger.balances(session, row.request_id)
+    debits = sum(v for v in balances.values() if v > 0)
+    credits = -sum(v for v in balances.values() if v < 0)
+    problems = []
+    if row.status == "succeeded":
+        if theirs is None or not theirs.standing or theirs.amount != row.amount:
+            held = f"{theirs.amount} {theirs.status}" if theirs else "nothing"
+            problems.append(f"booked {row.amount} as {row.psp_refund_id}, the PSP holds {held}")
+        if debits != row.amount or credits != row.amount:
+            problems.append(f"booked {row.amount}, the ledger holds {debits} (debits) / {credits} (credits)")
+    elif row.status in TERMINAL:
+        if theirs is not None and theirs.standing:
+            problems.append(f"{row.status}, yet the PSP holds {theirs.psp_refund_id}={theirs.amount}")
+        if balances:
+            problems.append(f"{row.status}, yet the ledger holds {debits}")
+    return problems
+
+
+def _refused(session: Session, request_id: str, psp_refund_id: str) -> int:
+    """Rows of the refund's trail for an outcome about `psp_refund_id` refused for want of proof."""
+    return sum(
+        entry.step == UNPROVEN_STEP and entry.detail.get("psp_refund_id") == psp_refund_id
+        for entry in audit.trail(session, request_id)
+    )
+
+
+def forged_outcomes_refused(db: Database, psps: Psps, plans: list[RefundPlan], end: EndState) -> Check:
+    """Forged outcomes (no proof, the service's proof for another workflow, a stranger's key) change
+    nothing: the refund's status and books are the PSP's own record; every one its workflow took (up
+    to the product's limit) is on its trail as psp_update_unproven, and `refunds attention` lists it."""
+    check = Check(13, "forged outcomes change nothing")
+    truth, by_id = end.truth, {p.request_id: p for p in plans}
+    audited = 0
+    with db.transaction() as session:
+        for rid, taken in sorted(truth.forged.items()):
+            plan, row, psp_id = by_id[rid], end.rows.get(rid), truth.forged_ids[rid]
+            refused = _refused(session, rid, psp_id)
+            audited += refused
+            problems = []
+            if refused < min(taken, MAX_AUDITED_UNPROVEN):
+                problems.append(f"{taken} forged outcomes taken, {refused} on its trail")
+            if rid not in end.unproven:
+                problems.append("not listed by refunds attention as unproven_psp_update")
+            if row is None:
+                problems.append("no row")
+            else:
+                problems += _books(session, psps.refunds_of(plan.provider, end.payments[rid]), row)
+            if problems:
+                status = row.status if row else "-"
+                check.failures.append(
+                    f"{rid} ({plan.provider}, forged {plan.forge}, {status}): " + "; ".join(problems)
+                )
+    check.measure = f"{sum(truth.forged.values())} forged on {len(truth.forged)} refunds, {audited} refused"
+    return check
+
+
+def replays_refused(db: Database, psps: Psps, plans: list[RefundPlan], end: EndState) -> Check:
+    """A proven outcome replayed into another refund is refused there (its proof names the first
+    refund's workflow) and written to that trail; replayed into its own, it is a duplicate. Neither
+    moves anything: both refunds' status and books are the PSP's own record."""
+    check = Check(14, "replayed outcomes change nothing")
+    truth, by_id = end.truth, {p.request_id: p for p in plans}
+    with db.transaction() as session:
+        judged = set(truth.replayed_own)
+        for source, (target, psp_id) in sorted(truth.replayed_into.items()):
+            judged |= {source, target}
+            if not _refused(session, target, psp_id):
+                check.failures.append(
+                    f"{target}: took {source}'s proven outcome ({psp_id}), not on its trail"
+                )
+        for rid in sorted(judged):
+            row, plan = end.rows.get(rid), by_id[rid]
+            if row is None or rid not in end.payments:
+                continue  # check 1 reports it
+            problems = _books(session, psps.refunds_of(plan.provider, end.payments[rid]), row)
+            if problems:
+                check.failures.append(f"{rid} ({plan.provider}, {row.status}): " + "; ".join(problems))
+    check.measure = (
+        f"{len(truth.replayed_into)} into another refund, {len(truth.replayed_own)} into their own"
+    )
+    return check
+
+
+def dashboard_refunds_land(db: Database, psps: Psps, end: EndState) -> Check:
+    """A dashboard refund the PSP failed has no standing posting (`external:<psp>:<id>` balances
+    empty, row failed, reservation released) and our refund of the whole capture then succeeds; one
+    that stands is booked once (row succeeded for the PSP's amount, reservation committed)."""
+    check = Check(15, "dashboard refunds booked or reversed")
+    after = {extra.source: extra for extra in end.truth.extras if extra.kind == "after"}
+    counted: dict[str, int] = defaultdict(int)
+    with db.transaction() as session:
+        for record in end.truth.dashboards:
+            dash = record.plan
+            if record.psp_refund_id is None:
+                check.failures.append(f"{dash.key} ({dash.provider}): the dashboard refund was not made")
+                continue
+            rid = external_request_id(dash.provider, record.psp_refund_id)
+            refunds = psps.refunds_of(dash.provider, record.payment)
+            theirs = next((r for r in refunds if r.psp_refund_id == record.psp_refund_id), None)
+            row = session.get(RefundRow, rid)
+            reservation = session.get(ReservationRow, rid)
+            held = reservation.state if reservation else "no reservation"
+            problems = []
+            if row is None:
+                problems.append("never booked")
+            elif theirs is not None and theirs.standing:
+                counted["stood"] += 1
+                problems += _books(session, refunds, row)
+                if held != "committed":
+                    problems.append(f"reservation {held}")
+            else:
+                counted["failed"] += 1
+                if row.status != "failed":
+                    problems.append(f"the PSP failed it, row {row.status}")
+                if balances := ledger.balances(session, rid):
+                    problems.append(f"postings standing {balances}")
+                if held != "released":
+                    problems.append(f"reservation {held}")
+                ours = after.get(dash.key)
+                mine = session.get(RefundRow, ours.request_id) if ours else None
+                if ours is not None and (
+                    mine is None or mine.status != "succeeded" or mine.amount != dash.captured
+                ):
+                    got = f"{mine.status} {mine.failure_code or ''} {mine.amount}" if mine else "no row"
+                    problems.append(f"then our refund of the whole {dash.captured}: {got}")
+            if problems:
+                state = row.status if row else "-"
+                check.failures.append(
+                    f"{dash.key} {rid} ({dash.amount} of {dash.captured}, {state}): " + "; ".join(problems)
+                )
+    check.measure = f"{counted['failed']} failed late, {counted['stood']} stood"
+    return check
+
+
+def warnings_refund_the_rest(db: Database, psps: Psps, plans: list[RefundPlan], end: EndState) -> Check:
+    """An early fraud warning after a partial refund refunds exactly what is left of the capture:
+    never more, never refused as exceeding it because earlier refunds were not counted."""
+    check = Check(16, "fraud warning refunds the rest")
+    by_id = {p.request_id: p for p in plans}
+    with db.transaction() as session:
+        for rid, warned in sorted(end.truth.warnings.items()):
+            plan, payment = by_id[rid], end.payments[rid]
+            refunds = psps.refunds_of(plan.provider, payment)
+            standing = sum(r.amount for r in refunds if r.standing)
+            row = session.get(RefundRow, warned)
+            problems = []
+            if standing > plan.captured:
+                problems.append(f"the PSP refunded {standing} of a {plan.captured} capture")
+            if row is None:
+                decided = [
+                    e.reason_code for e in audit.trail(session, warned) if e.step == FRAUD_WARNING_STEP
+                ]
+                problems.append(f"no refund (the warning decided {decided})")
+            elif row.status != "succeeded":
+                problems.append(f"{row.status} {row.failure_code or ''}".strip())
+            else:
+                others = standing - sum(
+                    r.amount for r in refunds if r.standing and r.psp_refund_id == row.psp_refund_id
+                )
+                if row.amount != plan.captured - others:
+                    problems.append(f"refunded {row.amount}, {plan.captured - others} was left")
+                problems += _books(session, refunds, row)
+            if problems:
+                check.failures.append(
+                    f"{warned} after {rid} ({plan.provider}, {plan.booked} of {plan.captured}): "
+                    + "; ".join(problems)
+                )
+    check.measure = f"{len(end.truth.warnings)} warnings"
+    return check
+
+
+def second_refund_after_reversal(db: Database, psps: Psps, end: EndState) -> Check:
+    """After a late failure was reversed, a new request for the same amount succeeds: the reversal
+    gave the payment's refundable amount back (never refused as nothing left)."""
+    check = Check(17, "refundable again after a reversal")
+    again = [extra for extra in end.truth.extras if extra.kind == "again"]
+    with db.transaction() as session:
+        for extra in again:
+            row = session.get(RefundRow, extra.request_id)
+            problems = []
+            if row is None:
+                problems.append("no row")
+            elif row.status != "succeeded" or row.amount != extra.amount:
+                problems.append(f"{row.status} {row.failure_code or ''} {row.amount}, asked {extra.amount}")
+            else:
+                problems += _books(session, psps.refunds_of(extra.provider, extra.payment), row)
+            if problems:
+                check.failures.append(
+                    f"{extra.request_id} after {extra.source} ({extra.provider}): " + "; ".join(problems)
+                )
+    check.measure = f"{len(again)} second refunds"
     return check

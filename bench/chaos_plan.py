@@ -1,5 +1,6 @@
 """What a chaos run does, drawn from its seed before anything starts: the refunds (with what happens
-to each) and the schedule of faults, webhook replays and kills. The same seed, the same run."""
+to each), the refunds made by hand in a PSP's dashboard, and the schedule of faults, webhook replays
+and kills. The same seed, the same run."""
 
 from __future__ import annotations
 
@@ -31,10 +32,22 @@ class RefundPlan:
     late_failure: bool = False  # the PSP fails the refund after it succeeded (Adyen, Stripe)
     storm: int = 0  # its own signed PSP notifications replayed this many times once it settled
     ui_names: tuple[str, ...] = ()  # names typed into the Temporal UI's approve signal, no proof
+    # psp_refund_update signals sent straight to Temporal, without the service's proof: while it
+    # awaits the PSP's confirmation (its PSP refund held pending until then: Stripe, PayPal), or once
+    # it succeeded while its goods are still on their way (its workflow open)
+    forge: str | None = None  # confirming | open
+    replay: bool = False  # a proven signal from its own history sent to another refund, and to itself
+    again: bool = False  # after its late failure was reversed, a new request for the same amount
+    warning: bool = False  # an early fraud warning after its partial refund (Stripe, Adyen)
 
     @property
     def reviewed(self) -> bool:
         return bool(self.approvers) or self.rejected_by is not None
+
+    @property
+    def held(self) -> bool:
+        """Its PSP refund stays pending until the run settles it by hand (after the forged signals)."""
+        return self.forge == "confirming"
 
     @property
     def booked(self) -> int:
@@ -78,7 +91,108 @@ def make_plans(seed: int, count: int, run_tag: str) -> list[RefundPlan]:
     for index in range(count):
         provider = PROVIDERS[index % 3] if index < 3 else rng.choice(PROVIDERS)
         plans.append(_plan(rng, f"chaos-{run_tag}-{index:04d}", provider))
-    return _covered(rng, plans)
+    plans = _covered(rng, plans)
+    # the PSP-truth faults from a stream of their own: the refunds above are drawn as they always were
+    return _psp_truth(random.Random(f"{seed}:plans:psp-truth"), plans)
+
+
+def _psp_truth(rng: random.Random, plans: list[RefundPlan]) -> list[RefundPlan]:
+    """Forged and replayed outcome signals, second refunds after reversed ones, fraud warnings after
+    partial refunds; then, however few the refunds, each of them at least once where it can be."""
+    drawn = []
+    for plan in plans:
+        forge = None
+        succeeds = plan.behavior != "fails" and plan.rejected_by is None
+        if plan.items and succeeds and rng.random() < 0.3:
+            forge = "open"
+        elif plan.provider != "adyen" and not plan.items and not plan.rejected_by and rng.random() < 0.08:
+            forge = "confirming"
+        replay = _replayable(plan) and rng.random() < 0.25
+        # asked again without a reviewer, on a payment whose refunds settle by themselves
+        again = plan.late_failure and not plan.reviewed and forge != "confirming" and rng.random() < 0.5
+        warning = _warnable(plan, forge) and rng.random() < 0.12
+        drawn.append(replace(plan, forge=forge, replay=replay, again=again, warning=warning))
+    wanted: list[tuple[Any, dict[str, Any]]] = [
+        (
+            lambda p: p.provider != "adyen" and not p.items and p.rejected_by is None and not p.again,
+            {"forge": "confirming"},
+        ),
+        (lambda p: p.provider == "adyen" and p.items and p.rejected_by is None, {"forge": "open"}),
+        (_replayable, {"replay": True}),
+        (
+            lambda p: p.late_failure and not p.reviewed and not p.held and p.provider == "stripe",
+            {"again": True},
+        ),
+        (
+            lambda p: p.late_failure and not p.reviewed and not p.held and p.provider == "adyen",
+            {"again": True},
+        ),
+        (lambda p: p.provider == "stripe" and _warnable(p, p.forge), {"warning": True}),
+        (lambda p: p.provider == "adyen" and _warnable(p, p.forge), {"warning": True}),
+    ]
+    for fits, change in wanted:
+        if any(fits(p) and all(getattr(p, k) == v for k, v in change.items()) for p in drawn):
+            continue
+        for index, plan in enumerate(drawn):
+            if fits(plan):
+                drawn[index] = replace(plan, **change)
+                break
+    return drawn
+
+
+def _replayable(plan: RefundPlan) -> bool:
+    """Succeeds and stays open for its goods, with a proven signal in its history: its PSP's success
+    event (Adyen's REFUND, PayPal's PAYMENT.CAPTURE.REFUNDED, Stripe's refund.updated after pending;
+    Stripe's refund.created of an instant refund is known from the create call and never signalled)."""
+    signalled = plan.provider != "stripe" or plan.behavior == "pending"
+    return bool(plan.items) and plan.behavior != "fails" and plan.rejected_by is None and signalled
+
+
+def _warnable(plan: RefundPlan, forge: str | None) -> bool:
+    """A partial refund that succeeds as it is (no review, no failure, no forged hold), on a PSP that
+    warns of fraud (PayPal sends no early fraud warning)."""
+    return (
+        plan.provider in ("stripe", "adyen")
+        and plan.amount is not None
+        and plan.amount < plan.captured
+        and plan.behavior == "ok"
+        and not plan.reviewed
+        and not plan.late_failure
+        and forge is None
+    )
+
+
+@dataclass(frozen=True)
+class DashboardPlan:
+    """A refund made by hand in a PSP's dashboard, on a payment of its own: the PSP then fails it
+    (and a refund of ours for the whole capture follows) or it stands."""
+
+    key: str
+    provider: str  # stripe | adyen
+    captured: int
+    amount: int
+    fails_late: bool
+
+    @property
+    def after_id(self) -> str:
+        """Our refund of the whole capture once the PSP failed the dashboard's."""
+        return f"{self.key}-after"
+
+
+def make_dashboards(seed: int, count: int, run_tag: str) -> list[DashboardPlan]:
+    """One per 25 refunds, at least three: a Stripe and an Adyen one the PSP fails, one that stands."""
+    rng = random.Random(f"{seed}:dashboards")
+    dashboards = []
+    for index in range(max(3, count // 25)):
+        provider = ("stripe", "adyen", rng.choice(["stripe", "adyen"]))[index] if index < 3 else None
+        provider = provider or rng.choice(["stripe", "adyen"])
+        fails = index < 2 or (index > 2 and rng.random() < 0.6)
+        captured = rng.randint(2_000, 50_000)
+        amount = captured if rng.random() < 0.3 else rng.randint(500, captured - 1)
+        dashboards.append(
+            DashboardPlan(f"chaos-{run_tag}-dash-{index:02d}", provider, captured, amount, fails)
+        )
+    return dashboards
 
 
 def _covered(rng: random.Random, plans: list[RefundPlan]) -> list[RefundPlan]:

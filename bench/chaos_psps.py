@@ -15,7 +15,7 @@ from sandbox.paypal.engine import PayPalRefundBehavior, format_amount, parse_amo
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.engine import RefundBehavior
 from sandbox.stripe.objects import webhook_headers
-from workers.psp_wiring.stripe import SANDBOX_STRIPE_WEBHOOK_SECRET
+from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET
 
 PROVIDERS = ("stripe", "adyen", "paypal")
 # where each PSP's faults apply: its refund calls and its payment lookups
@@ -52,22 +52,30 @@ class Psps:
         self.adyen = AdyenSandboxControl(sandbox_url)
         self.paypal = PayPalSandboxControl(sandbox_url)
         self._service = httpx.Client(base_url=service_url, timeout=10)
+        self._stripe_api = httpx.Client(
+            base_url=sandbox_url, timeout=10, headers={"Authorization": f"Bearer {SANDBOX_STRIPE_API_KEY}"}
+        )
 
     def close(self) -> None:
         for client in (self.stripe, self.adyen, self.paypal):
             client.close()
         self._service.close()
+        self._stripe_api.close()
 
     # seeding ------------------------------------------------------------------------------------
 
-    def seed(self, provider: str, amount: int, currency: str, behavior: str) -> str:
+    def seed(self, provider: str, amount: int, currency: str, behavior: str, held: bool = False) -> str:
         """A captured payment of `amount` minor units; its PSP reference. `behavior`: ok, pending
-        (settled later, successfully) or fails (settled later as failed)."""
+        (settled later, successfully) or fails (settled later as failed); `held` (Stripe, PayPal): its
+        refunds stay pending until `settle_held`."""
+        if held and provider != "adyen":
+            behavior = "held"
         if provider == "stripe":
             stripe_behavior: RefundBehavior = {
                 "ok": "succeeded",
                 "pending": "pending_then_succeeded",
                 "fails": "pending_then_failed",
+                "held": "pending",
             }[behavior]  # type: ignore[assignment]
             return self.stripe.seed_stripe_payment(
                 amount=amount, currency=currency, refund_behavior=stripe_behavior, settle_after_ms=1500
@@ -77,12 +85,39 @@ class Psps:
                 "ok": "completed",
                 "pending": "pending_then_completed",
                 "fails": "pending_then_failed",
+                "held": "pending",
             }[behavior]  # type: ignore[assignment]
             value = format_amount(amount, currency)["value"]
             return self.paypal.seed_capture(
                 amount=value, currency=currency, refund_behavior=paypal_behavior, settle_after_ms=1500
             )
         return self.adyen.seed_payment(amount=amount, currency=currency)
+
+    def settle_held(self, provider: str, payment: str, succeeded: bool) -> list[str]:
+        """Settle every refund still pending on a held payment (as the PSP would, later); their ids."""
+        settled = []
+        if provider == "stripe":
+            for refund in self.stripe.stripe_refunds(payment):
+                if refund["status"] == "pending":
+                    self.stripe.settle_stripe_refund(refund["id"], "succeeded" if succeeded else "failed")
+                    settled.append(str(refund["id"]))
+        elif provider == "paypal":
+            for refund in self.paypal.refunds(payment):
+                if refund["status"] == "PENDING" and refund.get("kind", "refund") == "refund":
+                    self.paypal.settle_refund(refund["id"], "COMPLETED" if succeeded else "FAILED")
+                    settled.append(str(refund["id"]))
+        return settled
+
+    def stripe_dashboard_refund(self, payment: str, amount: int, key: str) -> str:
+        """A refund made in Stripe's dashboard: through Stripe's own API, with no metadata of ours,
+        under the idempotency key given; its id."""
+        response = self._stripe_api.post(
+            "/v1/refunds",
+            data={"payment_intent": payment, "amount": str(amount)},
+            headers={"Idempotency-Key": key},
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
 
     def adyen_payment_announced(self, psp_reference: str, redelivered: set[str]) -> bool:
         """Its AUTHORISATION and CAPTURE notifications were accepted by the service (from the sandbox,

@@ -57,6 +57,13 @@ escalate_after_hours = 24
 decide_after_hours = 72
 on_deadline = "reject"
 
+# An early fraud warning refunds what is left of the payment (check 16: after a partial refund, exactly
+# the rest); the remainders the run leaves stay below the review threshold, so no human is needed.
+[early_fraud_warnings]
+mode = "refund"
+refund_up_to_major = 1000
+review_fraud_types = []
+
 [returns]
 shipping = "full_return"
 no_return_reasons = ["damaged", "defective", "not_received", "vending_failure", "goodwill"]

@@ -6,7 +6,10 @@ Seed 105 draws every kind of refund: reviewed (four eyes with two names typed in
 one approved from the UI alone, rejected), returned goods (with misfiled and unbound receipts), resent
 early and late, pending and failed at the PSP, failed after success at Adyen and at Stripe (while
 awaiting returned goods), and an Adyen refund whose notifications are replayed in a storm before and
-after its late failure.
+after its late failure. Every run, however small, also forges outcome signals (to a refund awaiting
+its PSP and to succeeded ones awaiting goods), replays proven ones into another refund and into their
+own, fails a Stripe and an Adyen dashboard refund later (and leaves one standing), raises a fraud
+warning after a partial refund on Stripe and on Adyen, and asks again after reversed late failures.
 
 It runs `bench/chaos.py` as a process of its own (its own Temporal server, sandbox, worker and
 service on free ports), with a fixed seed: a failure prints the seed, the broken invariants and the
@@ -48,5 +51,10 @@ def test_refunds_survive_faults_and_kills_with_every_invariant_intact() -> None:
     assert summary["storm_replays"] >= 50 and summary["late_failures"].get("stripe"), report
     assert summary["misfiled_receipts"] > 0 and summary["ui_signals"] > 0, report
     assert summary["retention_sample"] == 4, report
+    assert summary["forged_signals"] > 0 and summary["replayed_signals"]["own"] > 0, report
+    assert summary["replayed_signals"]["elsewhere"] > 0, report
+    assert all(summary["dashboard_refunds"].get(psp, {}).get("failed") for psp in ("stripe", "adyen")), report
+    assert summary["fraud_warnings"].get("stripe") and summary["fraud_warnings"].get("adyen"), report
+    assert summary["extra_refunds"].get("again"), report
     broken = {number: verdict for number, verdict in summary["invariants"].items() if "BROKEN" in verdict}
     assert not broken and run.returncode == 0, report
