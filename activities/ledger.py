@@ -15,6 +15,7 @@ from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
 from domain import postings
 from domain.contracts import (
+    AuditEvent,
     ExternalRefundInput,
     FinishInput,
     LateFailureInput,
@@ -176,17 +177,7 @@ class LedgerActivities:
             row.status = RefundStatus.FAILED.value
             row.failure_code = code.value
             clients.release(session, late.request_id)  # the money came back: so does a client's budget
-            event = activity_event(
-                "late_failure",
-                "late_failure_reversed",
-                actor=f"psp:{late.provider.value}",
-                reason_code=code.value,
-                detail={
-                    "psp_refund_id": late.update.psp_refund_id,
-                    "psp_event_id": late.update.psp_event_id or "",
-                    "message": late.update.failure_message[:500],
-                },
-            )
+            event = _failure_event("late_failure", "late_failure_reversed", late)
             event = event.model_copy(
                 update={"status_before": RefundStatus.SUCCEEDED, "status_after": RefundStatus.FAILED}
             )
@@ -198,17 +189,11 @@ class LedgerActivities:
     def _not_reversed(
         self, session: Session, late: LateFailureInput, reference: str, given_back: str
     ) -> None:
-        code = late.update.failure_code or ErrorCode.PSP_DECLINED
-        event = activity_event(
+        event = _failure_event(
             f"late_failure:not_reversed:{late.update.psp_event_id or late.update.psp_refund_id}",
             "late_failure_not_reversed",
-            actor=f"psp:{late.provider.value}",
-            reason_code=code.value,
-            detail={
-                "psp_refund_id": late.update.psp_refund_id,
-                "psp_event_id": late.update.psp_event_id or "",
-                "why": f"the PSP gave back {given_back}: reverse by hand",
-            },
+            late,
+            why=f"the PSP gave back {given_back}: reverse by hand",
         )
         audit.record(session, late.request_id, reference, [event])
 
@@ -230,17 +215,7 @@ class LedgerActivities:
                 failure_code=code,
             ),
         )
-        event = activity_event(
-            "external:failed",
-            "external_refund_failed",
-            actor=f"psp:{late.provider.value}",
-            reason_code=code.value,
-            detail={
-                "psp_refund_id": late.update.psp_refund_id,
-                "psp_event_id": late.update.psp_event_id or "",
-                "message": late.update.failure_message[:500],
-            },
-        )
+        event = _failure_event("external:failed", "external_refund_failed", late)
         audit.record(session, late.request_id, late.payment_reference, [event])
 
     @activity.defn(name=Activity.RECORD_EXTERNAL)
@@ -306,3 +281,16 @@ class LedgerActivities:
             )
             audit.record(session, request_id, refund.payment_reference, [event])
         return True
+
+
+def _failure_event(key: str, step: str, late: LateFailureInput, why: str | None = None) -> AuditEvent:
+    """The trail's row for a PSP's failure of a refund: what the PSP said, and what we did of it."""
+    detail = {"psp_refund_id": late.update.psp_refund_id, "psp_event_id": late.update.psp_event_id or ""}
+    detail |= {"why": why} if why is not None else {"message": late.update.failure_message[:500]}
+    return activity_event(
+        key,
+        step,
+        actor=f"psp:{late.provider.value}",
+        reason_code=(late.update.failure_code or ErrorCode.PSP_DECLINED).value,
+        detail=detail,
+    )
