@@ -202,3 +202,23 @@ def test_one_token_may_not_prove_reviewers_of_two_scopes(tmp_path: Path) -> None
     assert "reviewer carol's token is also one of the installation's" in problem
     apart = Settings(**SAFE, merchants_file=merchants, reviewer_tokens=f"alice:sha256:{token_digest('x')}")  # type: ignore[arg-type]
     assert start_problems(apart) == []
+
+
+def test_two_merchants_may_not_share_a_psp_account(tmp_path: Path) -> None:
+    """Globex configured with the default merchant's Adyen merchant account (its own HMAC key) would
+    sign notifications the default merchant's payments answer to; the same webhook secret likewise."""
+    merchants = tmp_path / "merchants.toml"
+    default_adyen = {
+        "adyen_api_key": "ak",
+        "adyen_hmac_key": "0123456789ABCDEF" * 4,
+        "adyen_merchant_account": "ShopECOM",
+    }
+    merchants.write_text(
+        '[merchants.globex]\ninbound_webhook_secret = "globex-secret"\n'
+        '[merchants.globex.adyen]\napi_key = "gk"\nhmac_key = "' + "FEDCBA9876543210" * 4 + '"\n'
+        'merchant_account = "ShopECOM"\n'
+    )
+    problems = start_problems(Settings(**SAFE, **default_adyen, merchants_file=merchants))  # type: ignore[arg-type]
+    assert problems == ["merchant globex: REFUNDS_ADYEN_MERCHANT_ACCOUNT is also default's account"], problems
+    merchants.write_text(merchants.read_text().replace('"ShopECOM"', '"GlobexECOM"'))
+    assert start_problems(Settings(**SAFE, **default_adyen, merchants_file=merchants)) == []  # type: ignore[arg-type]

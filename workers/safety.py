@@ -8,7 +8,7 @@ every one of them at once, so one failed start tells the operator all there is t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from domain.policy_file import PolicyError
 from domain.reviewer_tokens import entry_digests, parse_entries
@@ -94,7 +94,7 @@ def _merchants_problems(settings: Settings) -> list[str]:
         profiles = settings.merchant_profiles()
     except PolicyError:
         return []  # a file that cannot be read is reported, with its reason, by the policy check
-    problems = _shared_reviewers(profiles.values(), settings)
+    problems = _shared_reviewers(profiles.values(), settings) + _shared_psp_accounts(profiles, settings)
     signing = set(settings.configured_signing_secrets)
     signed_by: dict[str, str] = {}  # each request secret and the merchant whose requests it signs
     installation = set(_placeholders(settings))  # named once, above: a merchant's own PSP accounts here
@@ -122,6 +122,25 @@ def _merchants_problems(settings: Settings) -> list[str]:
         for problem in [*_placeholders(own), *_psp_problems(own)]:
             if problem not in installation:
                 problems.append(f"merchant {merchant_id}: {problem}")
+    return problems
+
+
+def _shared_psp_accounts(profiles: Mapping[str, MerchantProfile], settings: Settings) -> list[str]:
+    """A PSP account (its secrets, and what names it, as Adyen's merchant account) belongs to one
+    merchant: two sharing one could each sign events the other's payments would answer to."""
+    problems = []
+    owners: dict[tuple[str, str], str] = {}
+    default_first = sorted(profiles.items(), key=lambda item: item[0] != settings.merchant_id)
+    for merchant_id, profile in default_first:
+        own = settings.for_merchant(profile)
+        for wiring in WIRINGS:
+            for name in (*wiring.secrets, *wiring.identities):
+                value = str(getattr(own, name) or "").strip()
+                other = owners.setdefault((name, value), merchant_id) if value else merchant_id
+                if other != merchant_id:
+                    problems.append(
+                        f"merchant {merchant_id}: REFUNDS_{name.upper()} is also {other}'s account"
+                    )
     return problems
 
 

@@ -77,6 +77,7 @@ ADYEN = PspWiring(
         "api_base": "adyen_api_base",
     },
     secrets=("adyen_api_key", "adyen_hmac_key"),
+    identities=("adyen_merchant_account",),
     sandbox={
         "adyen_api_key": SANDBOX_ADYEN_API_KEY,
         "adyen_merchant_account": SANDBOX_ADYEN_MERCHANT_ACCOUNT,

@@ -39,6 +39,9 @@ class PspWiring:
     adapter: Callable[[Settings, Database], PspAdapter | None]
     # More of `refunds dev`'s environment for its children when the sandbox serves this PSP
     dev_extras: Callable[[Settings, str], dict[str, str]] = lambda settings, sandbox_url: {}
+    # Settings that name the PSP account itself (not secret): two merchants never share one, or
+    # either's events would pass as the other's (the secrets are compared too)
+    identities: tuple[str, ...] = ()
     # Headers the PSP signs its webhooks with, documented in the OpenAPI schema
     webhook_headers: Mapping[str, str] = field(default_factory=dict)
 
