@@ -11,6 +11,7 @@ from activities.errors import refuse_foreign_refund
 from activities.merchant import Merchants
 from adapters.db import audit, clients, holds, ledger, refunds, reservations
 from adapters.db.engine import Database
+from adapters.db.models import RefundRow
 from adapters.db.refunds import SettledRefund
 from adapters.db.reservations import ReservationState
 from domain import postings
@@ -144,8 +145,10 @@ class LedgerActivities:
             # locked: the refund's own workflow and the late-failure workflow may both try; the
             # second must see the first's `failed`, never reverse the reversal
             row = refunds.get(session, late.request_id, for_update=True)
+            if row is None and (legacy := self._booked_before(session, late)) is not None:
+                late, row = legacy
             if row is None and late.request_id == external_request_id(
-                late.provider.value, late.update.psp_refund_id
+                late.provider.value, late.update.psp_refund_id, late.merchant_id
             ):
                 self._failed_before_booked(session, late)
                 return False
@@ -185,6 +188,21 @@ class LedgerActivities:
             carried = late.audit if activity.info().workflow_type == REFUND_WORKFLOW else []
             audit.record(session, late.request_id, row.payment_reference, [*carried, event])
             return True
+
+    def _booked_before(
+        self, session: Session, late: LateFailureInput
+    ) -> tuple[LateFailureInput, RefundRow] | None:
+        """A merchant's dashboard refund booked before its id named the merchant (`external:<psp>:<id>`),
+        found for its own merchant only."""
+        if late.merchant_id is None or late.request_id != external_request_id(
+            late.provider.value, late.update.psp_refund_id, late.merchant_id
+        ):
+            return None
+        legacy = external_request_id(late.provider.value, late.update.psp_refund_id)
+        row = refunds.get(session, legacy, for_update=True)
+        if row is None or row.merchant != late.merchant_id:
+            return None
+        return late.model_copy(update={"request_id": legacy}), row
 
     def _not_reversed(
         self, session: Session, late: LateFailureInput, reference: str, given_back: str
@@ -226,12 +244,12 @@ class LedgerActivities:
             return False
         addressed = activity.info().workflow_id
         if outcome.psp_refund_id != refund.psp_refund_id or addressed != external_refund_workflow_id(
-            refund.provider.value, refund.psp_refund_id
+            refund.provider.value, refund.psp_refund_id, refund.merchant_id
         ):
             # the word was proven for the workflow the service starts for its PSP refund; an input
             # started by hand under that id naming another refund (or PSP) would book it twice
             return False
-        request_id = external_request_id(refund.provider.value, refund.psp_refund_id)
+        request_id = external_request_id(refund.provider.value, refund.psp_refund_id, refund.merchant_id)
         amount = outcome.amount
         merchant, provider = self._merchants.named(refund.merchant_id), refund.provider.value
         with self._db.transaction() as session:

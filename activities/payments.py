@@ -182,7 +182,9 @@ class PaymentActivities:
                 type=ErrorCode.STEP_FAILED.value,
             )
         if check.request_id is None:
-            expected = external_refund_workflow_id(check.provider.value, check.update.psp_refund_id)
+            expected = external_refund_workflow_id(
+                check.provider.value, check.update.psp_refund_id, check.merchant_id
+            )
         elif activity.info().workflow_type == REFUND_WORKFLOW:
             # the refund itself, asking about a word its own keys could not prove (the service's
             # signing key was rotated since the refund started)
@@ -208,7 +210,9 @@ class PaymentActivities:
             detail={"psp_refund_id": update.psp_refund_id, "why": why[:500]},
         )
         with self._db.transaction() as session:
-            reference = check.request_id or external_request_id(check.provider.value, update.psp_refund_id)
+            reference = check.request_id or external_request_id(
+                check.provider.value, update.psp_refund_id, check.merchant_id
+            )
             audit.record(session, reference, check.payment_reference, [event])
 
     def _refuse_if_disputed(self, call: PspRefundCall, key: str) -> None:

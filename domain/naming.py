@@ -98,13 +98,16 @@ def workflow_id(request_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{request_id}"
 
 
-def external_refund_workflow_id(provider: str, psp_refund_id: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}{EXTERNAL_PREFIX}-{provider}-{psp_refund_id}"
+def external_refund_workflow_id(provider: str, psp_refund_id: str, merchant_id: str | None = None) -> str:
+    """One per PSP refund and reporting account: another merchant's account naming the same PSP
+    refund id has a workflow of its own (the default merchant's keeps the id it always had)."""
+    return f"{WORKFLOW_ID_PREFIX}{EXTERNAL_PREFIX}-{provider}-{refund_id(merchant_id, psp_refund_id)}"
 
 
-def external_request_id(provider: str, psp_refund_id: str) -> str:
-    """The id an adopted refund is booked under: never a merchant's request id."""
-    return f"{EXTERNAL_PREFIX}:{provider}:{psp_refund_id}"
+def external_request_id(provider: str, psp_refund_id: str, merchant_id: str | None = None) -> str:
+    """The id an adopted refund is booked under: never a merchant's request id, and the reporting
+    account's own, so another account cannot take it first (the default merchant's as it was)."""
+    return f"{EXTERNAL_PREFIX}:{provider}:{refund_id(merchant_id, psp_refund_id)}"
 
 
 def late_failure_workflow_id(request_id: str, psp_refund_id: str, merchant_id: str | None = None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from sqlmodel import col, select
 
 from adapters.db import holds, ledger
@@ -218,14 +217,6 @@ async def test_another_merchants_account_cannot_cut_short_a_genuine_late_failure
         assert ledger.balances(session, request_id) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dashboard refund's booking (external:<psp>:<psp refund id>) and workflow "
-    "(external-<psp>-<psp refund id>) name no merchant: Adyen is not read back, so another account's "
-    "signed REFUND under the same pspReference takes the key first (failed, or booked to its own "
-    "payment) and the genuine one books nothing; keying both by the reporting merchant changes "
-    "ExternalRefundWorkflow's reversal input and needs a patch",
-)
 async def test_another_merchants_adyen_account_cannot_fail_a_dashboard_refund_before_it_is_booked(
     stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
@@ -246,7 +237,7 @@ async def test_another_merchants_adyen_account_cannot_fail_a_dashboard_refund_be
     async with starter as (settings, http), worker_for(stack, settings):
         response = await http.post("/webhooks/adyen/globex", content=adyen_delivery(forged))
         assert response.status_code == 200
-        external = f"refund-external-adyen-{psp_refund_id}"
+        external = f"refund-external-adyen-globex~{psp_refund_id}"  # globex's own, apart from ours
         await eventually(lambda: workflow_completed(stack.client, external), bool)
     genuine = adyen_item(psp_refund_id, "", SANDBOX_ADYEN_HMAC_KEY, originalReference=reference)
     assert (await post(stack, "adyen", adyen_delivery(genuine))).status_code == 200

@@ -82,7 +82,7 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
         # a refund made by hand in globex's Stripe dashboard is adopted into globex's books
         dashboard = stripe.StripeClient(GLOBEX_STRIPE_KEY, base_addresses={"api": globex_psps.url})
         by_hand = dashboard.v1.refunds.create({"payment_intent": payment, "amount": 400})
-        adopted = f"refund-external-stripe-{by_hand.id}"
+        adopted = f"refund-external-stripe-globex~{by_hand.id}"  # globex's own, by its account
         await eventually(lambda: workflow_completed(stack.client, adopted), bool)
         found = reconcile_provider(
             settings, Provider.STRIPE, datetime.now(UTC) - timedelta(hours=1), [], merchant_id="globex"
@@ -115,7 +115,7 @@ async def test_each_merchant_signs_its_own_refunds_and_refunds_through_its_own_p
     assert "validated" in steps  # the worker re-verified globex's signature with globex's secret
     with stack.database.transaction() as session:
         by_hand_accounts = {
-            account for account, _ in ledger.balances(session, f"external:stripe:{by_hand.id}")
+            account for account, _ in ledger.balances(session, f"external:stripe:globex~{by_hand.id}")
         }
     assert by_hand_accounts == accounts
     assert found == []  # globex's books (both refunds) match globex's account

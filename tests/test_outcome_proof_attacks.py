@@ -640,8 +640,8 @@ async def test_another_merchants_adyen_account_naming_our_payment_takes_nothing_
             headers={"content-type": "application/json"},
         )
         assert told.status_code == 200
-        external = external_refund_workflow_id("adyen", forged_refund)
-        booking = external_request_id("adyen", forged_refund)
+        external = external_refund_workflow_id("adyen", forged_refund, merchant)  # the reporter's own
+        booking = external_request_id("adyen", forged_refund, merchant)
 
         async def weighed() -> bool:
             return await settled_after(stack.client, external, 2) or "psp_update_unproven" in steps_of(
@@ -686,8 +686,8 @@ async def test_another_merchants_stripe_refund_relabelled_with_our_payment_takes
             headers={"Stripe-Signature": header, "content-type": "application/json"},
         )
         assert told.status_code == 200
-        external = external_refund_workflow_id("stripe", made["id"])
-        booking = external_request_id("stripe", made["id"])
+        external = external_refund_workflow_id("stripe", made["id"], merchant)  # the reporter's own
+        booking = external_request_id("stripe", made["id"], merchant)
 
         async def weighed() -> bool:
             return await settled_after(stack.client, external, 2) or "psp_update_unproven" in steps_of(

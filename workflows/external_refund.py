@@ -92,7 +92,7 @@ class ExternalRefundWorkflow:
         return await reverse(
             LateFailureInput(
                 provider=input.provider,
-                request_id=external_request_id(input.provider.value, input.psp_refund_id),
+                request_id=external_request_id(input.provider.value, input.psp_refund_id, input.merchant_id),
                 update=failure,
                 merchant_id=input.merchant_id,
                 payment_reference=input.payment_reference,

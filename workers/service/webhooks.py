@@ -168,7 +168,9 @@ async def _adopt(services: Services, provider: Provider, event: PspEvent, mercha
     update, payment_reference = event.update, event.payment_reference
     if update is None or payment_reference is None or update.amount is None:
         return 0
-    if await run_in_threadpool(_another_accounts_payment, services, provider, event, payment_reference):
+    if await run_in_threadpool(
+        _another_accounts_payment, services, provider, event, payment_reference, merchant_id
+    ):
         return 0
     external = ExternalRefundInput(
         provider=provider,
@@ -176,7 +178,7 @@ async def _adopt(services: Services, provider: Provider, event: PspEvent, mercha
         psp_refund_id=update.psp_refund_id,
         merchant_id=merchant_id,
     )
-    external_workflow = external_refund_workflow_id(provider.value, update.psp_refund_id)
+    external_workflow = external_refund_workflow_id(provider.value, update.psp_refund_id, merchant_id)
     proven = _proven(services, external_workflow, update, merchant_id, payment_reference)
     try:
         await _evict_squatter(services, external_workflow, external)
@@ -194,7 +196,7 @@ async def _adopt(services: Services, provider: Provider, event: PspEvent, mercha
 
 
 def _another_accounts_payment(
-    services: Services, provider: Provider, event: PspEvent, payment_reference: str
+    services: Services, provider: Provider, event: PspEvent, payment_reference: str, merchant_id: str | None
 ) -> bool:
     """A PSP that cannot be read back (Adyen) tells what was refunded of a payment only through the
     payment's own account: a dashboard refund signed by another account (a merchant holds its own
@@ -216,7 +218,7 @@ def _another_accounts_payment(
             detail={"psp_refund_id": event.update.psp_refund_id, "why": why},
             at=datetime.now(UTC),
         )
-        booking = external_request_id(provider.value, event.update.psp_refund_id)
+        booking = external_request_id(provider.value, event.update.psp_refund_id, merchant_id)
         audit.record(session, booking, payment_reference, [refused])
     return True
 
