@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -79,6 +81,18 @@ def worker_for(env: WorkflowEnvironment, steps: Steps) -> tuple[Worker, str]:
     return worker, queue
 
 
+async def started_with_success(env: WorkflowEnvironment, queue: str) -> WorkflowHandle[Any, bool]:
+    """As the webhook route starts it: signal-with-start carrying the PSP's success."""
+    return await env.client.start_workflow(
+        ExternalRefundWorkflow.run,
+        ExternalRefundInput(provider=Provider.STRIPE, payment_reference="pi_1", psp_refund_id="re_dash"),
+        id=f"refund-external-stripe-{uuid.uuid4().hex[:8]}",
+        task_queue=queue,
+        start_signal="psp_refund_update",
+        start_signal_args=[word(PspRefundStatus.SUCCEEDED)],
+    )
+
+
 async def test_a_failure_arriving_while_the_success_is_booked_is_reversed(env: WorkflowEnvironment) -> None:
     """The PSP's success and then its failure, the second while the first is being booked: the run
     does not end with the failure unread (it would never be reversed)."""
@@ -86,14 +100,7 @@ async def test_a_failure_arriving_while_the_success_is_booked_is_reversed(env: W
     steps.booking.clear()
     worker, queue = worker_for(env, steps)
     async with worker:
-        handle = await env.client.start_workflow(
-            ExternalRefundWorkflow.run,
-            ExternalRefundInput(provider=Provider.STRIPE, payment_reference="pi_1", psp_refund_id="re_dash"),
-            id=f"refund-external-stripe-{uuid.uuid4().hex[:8]}",
-            task_queue=queue,
-            start_signal="psp_refund_update",
-            start_signal_args=[word(PspRefundStatus.SUCCEEDED)],
-        )
+        handle = await started_with_success(env, queue)
         await handle.signal(ExternalRefundWorkflow.psp_refund_update, word(PspRefundStatus.FAILED))
         steps.booking.set()
         assert await handle.result() is True
@@ -108,13 +115,6 @@ async def test_an_unproven_word_books_nothing_and_the_run_waits_for_a_proven_one
     steps.proven = False
     worker, queue = worker_for(env, steps)
     async with worker:
-        handle = await env.client.start_workflow(
-            ExternalRefundWorkflow.run,
-            ExternalRefundInput(provider=Provider.STRIPE, payment_reference="pi_1", psp_refund_id="re_dash"),
-            id=f"refund-external-stripe-{uuid.uuid4().hex[:8]}",
-            task_queue=queue,
-            start_signal="psp_refund_update",
-            start_signal_args=[word(PspRefundStatus.SUCCEEDED)],
-        )
+        handle = await started_with_success(env, queue)
         assert await handle.result() is False  # the watch ends (time skips) with nothing booked
     assert steps.booked == [] and steps.reversed == []
