@@ -201,6 +201,8 @@ async def decide(http: httpx.AsyncClient, request_id: str, verdict: str, who: st
 ACME_SECRET, GLOBEX_SECRET = "acme-secret", "globex-secret"
 GLOBEX_STRIPE_KEY, GLOBEX_STRIPE_WEBHOOK_SECRET = "sk_test_globex", "whsec_globex"
 GLOBEX_ADYEN_KEY, GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC = "globex_adyen_key", "GlobexECOM", "00" * 32
+GLOBEX_PAYPAL_CLIENT, GLOBEX_PAYPAL_SECRET = "globex_paypal", "globex_pp_secret"
+GLOBEX_PAYPAL_WEBHOOK = "WH-GLOBEX"
 
 
 def merchants_file(
@@ -209,10 +211,12 @@ def merchants_file(
     globex_reviewers: str = "",
     globex_policy: str = "",
     globex: str = "globex",
+    paypal: bool = False,
 ) -> Path:
-    """acme (its secret only) and globex (its policy, reviewers and own PSP accounts); `globex_policy`
-    is appended to globex's policy file after its version. `globex` names it: a test whose refunds
-    must not meet other tests' globex refunds in the session's database gives a name of its own."""
+    """acme (its secret only) and globex (its policy, reviewers and own PSP accounts: Stripe and
+    Adyen, and PayPal with `paypal`); `globex_policy` is appended to globex's policy file after its
+    version. `globex` names it: a test whose refunds must not meet other tests' globex refunds in the
+    session's database gives a name of its own."""
     policy = tmp_path / "globex-policy.toml"
     policy.write_text('version = "globex-3"\n' + globex_policy)
     path = tmp_path / "merchants.toml"
@@ -227,6 +231,13 @@ def merchants_file(
         f'merchant_account = "{GLOBEX_ADYEN_ACCOUNT}"\n'
         f'hmac_key = "{GLOBEX_HMAC}"\napi_base = "{globex_psps_url}/checkout"\n'
     )
+    if paypal:
+        with path.open("a") as merchants:
+            merchants.write(
+                f'[merchants.{globex}.paypal]\nclient_id = "{GLOBEX_PAYPAL_CLIENT}"\n'
+                f'client_secret = "{GLOBEX_PAYPAL_SECRET}"\nwebhook_id = "{GLOBEX_PAYPAL_WEBHOOK}"\n'
+                f'api_base = "{globex_psps_url}"\n'
+            )
     return path
 
 

@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from adapters.db import audit, holds
-from adapters.psp.base import PspError
 from domain import signature
-from domain.contracts import AuditEvent, SignatureEvidence
+from domain.contracts import AuditEvent, PaymentRecord, SignatureEvidence
 from domain.fraud_warnings import (
     AUDIT_STEP,
     REASON_CODE,
@@ -31,7 +30,6 @@ from domain.naming import refund_id
 from domain.requests import AS_SENT, RefundRequest
 from domain.status import Provider
 from workers.service.deps import Services
-from workers.service.errors import ApiError
 from workers.service.metrics import FRAUD_WARNINGS
 from workers.service.refund_requests import settled_row, start_refund
 
@@ -39,14 +37,20 @@ _COUNTED = {Action.REFUND: "refunded", Action.REVIEW: "held", Action.RECORD: "re
 
 
 async def take_warning(
-    services: Services, provider: Provider, warning: FraudWarning, event_id: str, merchant_id: str | None
+    services: Services,
+    provider: Provider,
+    warning: FraudWarning,
+    event_id: str,
+    merchant_id: str | None,
+    payment: PaymentRecord,
 ) -> int:
-    """Decide a verified warning (seen for the first time) per the merchant's policy; start its refund
-    unless the policy only records it. Returns how many workflows were started (0 or 1)."""
+    """Decide a verified warning (seen for the first time) on a payment of the reporting account (as
+    it reads now) per the merchant's policy; start its refund unless the policy only records it.
+    Returns how many workflows were started (0 or 1)."""
     merchant = merchant_id or services.settings.merchant_id
     owner = services.owner(merchant)
     kept_id = refund_id(owner, request_id_for(provider.value, warning.warning_id, owner))
-    refundable = await _refundable(services, provider, warning, merchant_id)
+    refundable = _refundable(warning, payment)
     disputed = await run_in_threadpool(_disputed, services, provider, warning.payment_reference)
     decision = decide(services.policies[merchant], warning, refundable, disputed)
     await run_in_threadpool(_audit, services, kept_id, warning, event_id, decision, refundable)
@@ -57,20 +61,9 @@ async def take_warning(
     return int(await _start(services, provider, warning, decision, merchant, owner))
 
 
-async def _refundable(
-    services: Services, provider: Provider, warning: FraudWarning, merchant_id: str | None
-) -> Money | None:
+def _refundable(warning: FraudWarning, payment: PaymentRecord) -> Money | None:
     """What is left to refund on the payment, as the PSP (or, for Adyen, its notifications) says;
-    the warning's own amount when the PSP cannot say; a PSP that cannot answer now is retried by the
-    PSP's redelivery (503)."""
-    try:
-        adapter = services.psps.get(merchant_id, provider)
-        lookup = await run_in_threadpool(adapter.lookup_payment, warning.payment_reference)
-    except PspError as err:
-        if err.retryable:
-            raise ApiError(503, err.code, f"the payment cannot be looked up now: {err.message}") from err
-        return warning.amount
-    payment = lookup.payment
+    the warning's own amount when the PSP's record cannot say."""
     if not payment.currency or not (payment.amount_captured or payment.amount_refunded):
         return warning.amount
     return Money(value=payment.refundable, currency=payment.currency)

@@ -17,7 +17,13 @@ from adapters.db import audit, holds, psp_events
 from adapters.db.models import PspPaymentRow
 from adapters.db.payment_book import DatabasePaymentBook
 from adapters.psp.base import PspAdapter, PspError, PspEvent, WebhookRejected
-from domain.contracts import AuditEvent, ExternalRefundInput, LateFailureInput, PspRefundUpdate
+from domain.contracts import (
+    AuditEvent,
+    ExternalRefundInput,
+    LateFailureInput,
+    PaymentRecord,
+    PspRefundUpdate,
+)
 from domain.naming import (
     external_refund_workflow_id,
     external_request_id,
@@ -82,7 +88,11 @@ async def _warn_once(services: Services, provider: Provider, event: PspEvent, me
     async def take(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> int:
         if event.warning is None:
             return 0
-        return await take_warning(services, provider, event.warning, event.event_id, merchant_id)
+        adapter = services.psps.get(merchant_id, provider)
+        payment = await _owned_payment(services, adapter, provider, event, merchant_id)
+        if payment is None:
+            return 0
+        return await take_warning(services, provider, event.warning, event.event_id, merchant_id, payment)
 
     return await _once(services, provider, event, merchant_id, take)
 
@@ -264,9 +274,24 @@ def _proven(
 async def _hold(
     services: Services, adapter: PspAdapter, provider: Provider, event: PspEvent, merchant_id: str | None
 ) -> None:
-    """Hold a disputed payment, if it is this account's: a merchant signs whatever events it likes
-    with its own account's secret, so a dispute naming a payment its account does not know (another
-    merchant's) holds nothing, and is counted and written down."""
+    """Hold a disputed payment, if it is this account's (`_owned_payment`)."""
+    reference = event.payment_reference
+    assert reference is not None
+    if await _owned_payment(services, adapter, provider, event, merchant_id) is None:
+        return
+    # the event's id tells a late copy of this dispute from a new one (holds.py)
+    reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
+    reason = f"{reason} ({event.event_id})" if event.event_id else reason
+    await run_in_threadpool(holds.open_hold, services.db, provider, reference, reason)
+
+
+async def _owned_payment(
+    services: Services, adapter: PspAdapter, provider: Provider, event: PspEvent, merchant_id: str | None
+) -> PaymentRecord | None:
+    """The payment an event names, as the reporting account knows it; None when that account does
+    not (a merchant signs whatever events it likes with its own account's secret, so a dispute or a
+    fraud warning naming another merchant's payment must hold and refund nothing): such an event is
+    counted and written down for ops. A PSP that cannot answer now is asked again on its redelivery."""
     reference = event.payment_reference
     assert reference is not None
     try:
@@ -278,11 +303,8 @@ async def _hold(
     if lookup is None or lookup.payment.state is PaymentState.NOT_FOUND:
         WEBHOOK_FAILURES.labels(source=provider.value, code="foreign_payment").inc()
         await run_in_threadpool(_refused, services, provider, event, merchant_id)
-        return
-    # the event's id tells a late copy of this dispute from a new one (holds.py)
-    reason = f"{event.raw_type} {event.detail.get('reason', '')}".strip()
-    reason = f"{reason} ({event.event_id})" if event.event_id else reason
-    await run_in_threadpool(holds.open_hold, services.db, provider, reference, reason)
+        return None
+    return lookup.payment
 
 
 def _refused(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> None:
