@@ -139,13 +139,13 @@ class PaymentActivities:
                 self._audit_outcome(check, "psp_read_back_failed", err.message)
                 return OutcomeVerdict(proven=True, update=update)
             self._audit_outcome(check, "psp_update_unproven", f"the PSP does not confirm it: {err.message}")
-            return OutcomeVerdict(proven=False)
+            return OutcomeVerdict(proven=False, denied=True)
         if check.request_id is None and result.payment_reference not in (None, check.payment_reference):
             # a dashboard refund the PSP puts on another payment (its event relabelled by the account
             # that signed it): it takes nothing of the payment the event named
             why = f"the PSP's refund is of payment {result.payment_reference}, not {check.payment_reference}"
             self._audit_outcome(check, "psp_update_unproven", why)
-            return OutcomeVerdict(proven=False)
+            return OutcomeVerdict(proven=False, denied=True)
         read = update.model_copy(
             update={
                 "status": result.status,

@@ -284,11 +284,14 @@ class OutcomeCheck(_Contract):
 
 class OutcomeVerdict(_Contract):
     """`update` is the PSP's own word where it can be read back (`read_back`), else the proven
-    update; None when the update was not proven (audited, changes nothing)."""
+    update; None when the update was not proven (audited, changes nothing). `denied`: the reporting
+    account's PSP itself answered that it holds no such refund (of that payment, for that request),
+    so no later word from that account can book it."""
 
     proven: bool
     update: PspRefundUpdate | None = None
     read_back: bool = False
+    denied: bool = False
 
 
 class ExternalRefundInput(_Contract):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -44,11 +45,14 @@ class Steps:
         self.booked: list[ExternalRefundInput] = []
         self.reversed: list[LateFailureInput] = []
         self.proven = True
+        self.denied = False
+        self.confirmed = 0
 
     @activity.defn(name=Activity.CONFIRM_OUTCOME)
     async def confirm(self, check: OutcomeCheck) -> OutcomeVerdict:
+        self.confirmed += 1
         if not self.proven:
-            return OutcomeVerdict(proven=False)
+            return OutcomeVerdict(proven=False, denied=self.denied)
         return OutcomeVerdict(
             proven=True, update=check.update.model_copy(update={"proof": None}), read_back=True
         )
@@ -118,3 +122,19 @@ async def test_an_unproven_word_books_nothing_and_the_run_waits_for_a_proven_one
         handle = await started_with_success(env, queue)
         assert await handle.result() is False  # the watch ends (time skips) with nothing booked
     assert steps.booked == [] and steps.reversed == []
+
+
+async def test_a_word_the_reporting_accounts_psp_denies_ends_the_run_at_once(
+    env: WorkflowEnvironment,
+) -> None:
+    """The reporting account's PSP holds no such refund (an account signing events of refunds it
+    never made): the run books nothing and ends now, not once its month's watch timer fires."""
+    steps = Steps()
+    steps.proven, steps.denied = False, True
+    worker, queue = worker_for(env, steps)
+    async with worker:
+        handle = await started_with_success(env, queue)
+        assert await handle.result() is False
+        kinds = [event.event_type async for event in handle.fetch_history_events()]
+        assert EventType.EVENT_TYPE_TIMER_FIRED not in kinds
+    assert (steps.booked, steps.reversed, steps.confirmed) == ([], [], 1)

@@ -52,7 +52,13 @@ class ExternalRefundWorkflow:
             self._updates.remove(final)
             if not proofs:
                 return await self._book(input, final) if final.status is PspRefundStatus.SUCCEEDED else False
-            word = (await self._confirm(input, final)).update
+            verdict = await self._confirm(input, final)
+            word = verdict.update
+            if verdict.denied and self._final() is None:
+                # the reporting account's PSP holds no such refund (an account signing events of
+                # refunds it never made): nothing it says later can book it, so the run ends now
+                # rather than wait the watch out; a new event starts a new run
+                return changed
             if word is None or word.status is PspRefundStatus.PENDING:
                 continue  # unproven (audited), or not settled at the PSP: wait for its next word
             if word.status is PspRefundStatus.SUCCEEDED:
