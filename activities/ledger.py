@@ -155,13 +155,22 @@ class LedgerActivities:
             if row is None or row.status != RefundStatus.SUCCEEDED.value:
                 return False
             posted = ledger.transfers(session, late.request_id, posted_only=True)
-            if (
-                row.psp_refund_id != late.update.psp_refund_id
-                or row.provider != late.provider.value
-                or any(transfer.merchant != self._merchants.named(late.merchant_id) for transfer in posted)
-            ):
+            if row.psp_refund_id != late.update.psp_refund_id or row.provider != late.provider.value:
                 # not this refund's PSP refund (or PSP: a word proven for a refund at Stripe and read
-                # back there is no Adyen word), or another merchant's account reporting
+                # back there is no Adyen word)
+                return False
+            reporting = self._merchants.named(late.merchant_id)
+            if any(transfer.merchant != reporting for transfer in posted):
+                # another merchant's account reporting (a PSP that is not read back, Adyen, gets
+                # this far): refused, on the refund's trail for ops
+                why = f"reported by merchant {reporting}'s account, the refund is another merchant's"
+                event = _failure_event(
+                    f"late_failure:foreign:{late.update.psp_event_id or late.update.psp_refund_id}",
+                    "psp_update_unproven",
+                    late,
+                    why=why,
+                )
+                audit.record(session, late.request_id, row.payment_reference, [event])
                 return False
             given_back = late.update.amount
             refunded = (row.amount, row.currency)

@@ -135,8 +135,13 @@ class PaymentActivities:
             if err.retryable:
                 raise application_error(err) from err
             if err.code is ErrorCode.PSP_AUTH_FAILED:
-                # our own key cannot read it (revoked, say): the proven, verified event stands
                 self._audit_outcome(check, "psp_read_back_failed", err.message)
+                if check.request_id is None:
+                    # a dashboard refund's payment is this account's only as the PSP reads it back:
+                    # an account whose key reads nothing could otherwise book refunds of any payment
+                    return OutcomeVerdict(proven=False)
+                # our own refund's key cannot read it (revoked, say): the proven, verified event,
+                # which names this merchant's own refund, stands
                 return OutcomeVerdict(proven=True, update=update)
             self._audit_outcome(check, "psp_update_unproven", f"the PSP does not confirm it: {err.message}")
             return OutcomeVerdict(proven=False, denied=True)

@@ -30,7 +30,12 @@ The PSP is the truth (bench/chaos_truth.py), also from the seed:
 - early fraud warnings after a partial refund (Stripe Radar, Adyen NOTIFICATION_OF_FRAUD; PayPal
   sends no early fraud warning), under a policy that refunds what is left;
 - a second request for the same amount once a late failure was reversed (Stripe, Adyen; PayPal has
-  no failure after COMPLETED).
+  no failure after COMPLETED);
+- a hostile tenant (bench/chaos_tenant.py): a second merchant with PSP accounts of its own signs, on
+  its own webhook route, events naming succeeded refunds of the default merchant and their payments
+  (a dispute, a failure of the refund, a dashboard refund of the whole payment, an early fraud
+  warning under a policy that refunds them, and on Adyen a capture of ten times the payment); then
+  the payment's own merchant refunds the rest of it.
 
 Then it waits (with a deadline) until every refund is settled or needs attention and checks:
 1 terminal or listed by `refunds attention` (as needing ops); 2 one standing PSP refund of the booked
@@ -50,7 +55,11 @@ the other refund (on its trail) and a duplicate at home, both refunds' status an
 row failed, reservation released) and our refund of the whole capture then succeeds; one that stands
 is booked once (row, ledger, committed reservation); 16 a fraud warning's refund (`efw-...`) after a
 partial refund refunds exactly what is left, never more than the capture, never refused as exceeding
-it; 17 the second request after a reversed late failure succeeds for the same amount. Last
+it; 17 the second request after a reversed late failure succeeds for the same amount; 18 the hostile
+tenant moved nothing: no hold on the payment, the refund and its books the PSP's, the failure it
+named refused on the refund's trail, its disputes and warnings listed as refused, the payment book
+as the payment's own account told it, the rest of the payment refunded by its merchant, and no
+refund, posting or open workflow of the tenant's own. Last
 (--retention N), Temporal restarts on an empty database, as if retention forgot every workflow:
 12 N settled refunds resent as they were answer 200 with their status, changed 409, read back their
 status, and nothing starts again (no workflow, no PSP refund). Exit 1 when any broke, details above
@@ -90,6 +99,7 @@ from adapters.db.models import RefundRow  # noqa: E402
 from bench.chaos_invariants import TERMINAL, Check, EndState, check_all, read_end_state  # noqa: E402
 from bench.chaos_plan import (  # noqa: E402
     CURRENCY,
+    REVIEW_FROM,
     ChaosEvent,
     DashboardPlan,
     RefundPlan,
@@ -99,6 +109,7 @@ from bench.chaos_plan import (  # noqa: E402
 )
 from bench.chaos_psps import PROVIDERS, Psps  # noqa: E402
 from bench.chaos_stack import INBOUND_SECRET, KILLABLE, REVIEWERS, Stack, drop_database, fresh_database  # noqa: E402
+from bench.chaos_tenant import Attack, Hostile, Tenant, Victim  # noqa: E402
 from bench.chaos_truth import (  # noqa: E402
     SIGNAL,
     UNPROVEN_STEP,
@@ -148,6 +159,7 @@ class Run:
     temporal: Client
     seed: int
     db: Database  # the product's database, read (never written) while the run waits on it
+    tenant: Tenant  # the hostile second merchant
     payments: dict[str, str] = field(default_factory=dict)
     progress: int = 0  # refunds accepted plus refunds settled: chaos events fire along it
     notes: list[str] = field(default_factory=list)  # what the harness saw go wrong on the way
@@ -201,6 +213,8 @@ class Run:
             await self._replay(plan)
         if status == "succeeded" and plan.warning:
             await self._warn(plan, payment)
+        if status == "succeeded" and plan.hostile:
+            await self._hostile(plan, payment)
         storm = random.Random(f"{self.seed}:{plan.request_id}:storm")
         if plan.storm and plan.late_failure:  # half before the failure, half after it
             await self._storm(plan, payment, plan.storm // 2, storm)
@@ -630,6 +644,50 @@ class Run:
         await self._submit(again, json.dumps(body, separators=(",", ":")).encode())
         await self._settled_id(again, plan.provider)
 
+    # ---- the hostile tenant: another merchant's accounts sign events naming this refund --------
+
+    async def _hostile(self, plan: RefundPlan, payment: str) -> None:
+        """The tenant signs, on its own route, a dispute of the payment, a failure of the refund, a
+        dashboard refund of the whole payment, a fraud warning and (Adyen) a larger capture; then
+        the rest of the payment is refunded by its own merchant, which must still be possible."""
+        rid = plan.request_id
+        standing = [
+            r for r in await asyncio.to_thread(self.psps.refunds_of, plan.provider, payment) if r.standing
+        ]
+        if not standing:
+            self.notes.append(f"{rid}: succeeded, no standing PSP refund for the tenant to name")
+            return
+        psp_refund_id = standing[-1].psp_refund_id
+        victim = Victim(rid, plan.provider, payment, psp_refund_id, plan.booked, plan.captured, CURRENCY)
+        attack = Attack(victim)
+        self.truth.hostile[rid] = attack
+        for hostile in await asyncio.to_thread(self.tenant.deliveries, victim, self.psps.paypal):
+
+            async def attempt(hostile: Hostile = hostile) -> httpx.Response | None:
+                try:
+                    response = await self.http.post(
+                        hostile.path, content=hostile.body, headers=hostile.headers
+                    )
+                except httpx.HTTPError:
+                    return None
+                return None if response.status_code >= 500 else response
+
+            response = await until(attempt, f"{rid}: tenant's {hostile.kind}", self.step_timeout)
+            attack.sent.append((hostile, response.status_code))
+        rest = plan.captured - plan.booked
+        if 0 < rest < REVIEW_FROM:  # below review: its own merchant asks for the rest, unattended
+            again = f"{rid}-rest"
+            body = plan.body(payment) | {
+                "request_id": again,
+                "order_id": f"order-{again}",
+                "reason_code": "damaged",
+                "amount": {"value": rest, "currency": CURRENCY},
+            }
+            body.pop("items", None)
+            self.truth.extras.append(Extra(again, plan.provider, payment, "rest", rid, rest))
+            await self._submit(again, json.dumps(body, separators=(",", ":")).encode())
+            await self._settled_id(again, plan.provider)
+
     async def drive_dashboard(self, dash: DashboardPlan, gate: asyncio.Semaphore) -> None:
         async with gate:
             try:
@@ -911,6 +969,11 @@ def _truth_summary(truth: Truth, plans: list[RefundPlan], end: EndState) -> dict
         "dashboard_refunds": {psp: dict(fates) for psp, fates in sorted(dashboards.items())},
         "fraud_warnings": dict(Counter(provider[rid] for rid in truth.warnings)),
         "extra_refunds": {kind: dict(statuses) for kind, statuses in sorted(extras.items())},
+        "hostile_tenant": {
+            "refunds": dict(Counter(a.victim.provider for a in truth.hostile.values())),
+            "events": dict(Counter(h.kind for a in truth.hostile.values() for h, _ in a.sent)),
+            "answers": dict(Counter(str(code) for a in truth.hostile.values() for _, code in a.sent)),
+        },
     }
 
 
@@ -923,6 +986,7 @@ async def run(args: argparse.Namespace) -> int:
     since = datetime.now(UTC) - timedelta(minutes=1)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="refunds-chaos-"))
     database_url, database_name = fresh_database(data_dir, args.sqlite)
+    tenant = Tenant(data_dir / "tenant")
     stack = Stack(data_dir, database_url, workflow_sandbox=args.workflow_sandbox)
     tag = str(args.seed)  # ids from the seed too: every run has a fresh Temporal, database and sandbox
     plans = make_plans(args.seed, args.count, tag)
@@ -932,6 +996,7 @@ async def run(args: argparse.Namespace) -> int:
     checks: list[Check] = []
     phases: dict[str, float] = {}  # when each phase ended
     try:
+        stack.merchants_file = await asyncio.to_thread(tenant.start)
         await asyncio.to_thread(stack.start)
         phases["start"] = time.monotonic()
         psps = Psps(stack.sandbox_url, stack.service_url)
@@ -940,7 +1005,16 @@ async def run(args: argparse.Namespace) -> int:
             async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
                 temporal = await connect(stack.settings())
                 chaos_run = Run(
-                    stack, psps, http, plans, args.concurrency, args.step_timeout, temporal, args.seed, db
+                    stack,
+                    psps,
+                    http,
+                    plans,
+                    args.concurrency,
+                    args.step_timeout,
+                    temporal,
+                    args.seed,
+                    db,
+                    tenant,
                 )
                 gate = asyncio.Semaphore(args.concurrency)
                 chaos = asyncio.create_task(chaos_run.chaos(schedule, kills))
@@ -975,6 +1049,7 @@ async def run(args: argparse.Namespace) -> int:
             psps.close()
     finally:
         await asyncio.to_thread(stack.stop)
+        tenant.stop()
         phases["stop"] = time.monotonic()
         if database_name and not args.keep:
             drop_database(database_name)

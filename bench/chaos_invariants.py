@@ -14,14 +14,24 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from adapters.db import audit, ledger
+from adapters.db import audit, holds, ledger
 from adapters.db.engine import Database
-from adapters.db.models import RefundRow, ReservationRow, RestockRow, StockRow
+from adapters.db.models import (
+    LedgerTransferRow,
+    PspPaymentRow,
+    RefundRow,
+    ReservationRow,
+    RestockRow,
+    StockRow,
+)
 from adapters.psp.base import PspError
 from bench.chaos_plan import RefundPlan
 from bench.chaos_psps import PROVIDERS, PspRefund, Psps
 from bench.chaos_stack import REVIEWERS
-from bench.chaos_truth import UNPROVEN_STEP, Truth
+from bench.chaos_tenant import ADYEN_ACCOUNT as TENANT_ADYEN
+from bench.chaos_tenant import NAME as TENANT
+from bench.chaos_tenant import Attack
+from bench.chaos_truth import UNPROVEN_STEP, Extra, Truth
 from domain import identity
 from domain.contracts import RefundState
 from domain.fraud_warnings import AUDIT_STEP as FRAUD_WARNING_STEP
@@ -125,6 +135,7 @@ async def check_all(
         dashboard_refunds_land(db, psps, end),
         warnings_refund_the_rest(db, psps, plans, end),
         second_refund_after_reversal(db, psps, end),
+        await hostile_tenant_moves_nothing(client, db, psps, end),
     ]
 
 
@@ -606,3 +617,66 @@ def second_refund_after_reversal(db: Database, psps: Psps, end: EndState) -> Che
                 )
     check.measure = f"{len(again)} second refunds"
     return check
+
+
+async def hostile_tenant_moves_nothing(client: Client, db: Database, psps: Psps, end: EndState) -> Check:
+    """What the hostile tenant signed of another merchant's refunds and payments moved nothing: no
+    hold on the payment, the refund and its books as the PSP says, the failure it named refused on
+    the refund's trail, its disputes and warnings refused and listed for ops, the payment book as
+    the payment's own account told it, the rest of the payment still refundable by its merchant;
+    and nothing of the tenant's own (no refund, posting or open workflow) came of it."""
+    check = Check(18, "a hostile tenant moves nothing of another merchant's")
+    rest = {extra.source: extra for extra in end.truth.extras if extra.kind == "rest"}
+    with db.transaction() as session:
+        for rid, attack in sorted(end.truth.hostile.items()):
+            problems = _attacked(session, psps, attack, rid in end.failed_late, rest.get(rid))
+            if problems:
+                check.failures.append(f"{rid} ({attack.victim.provider}): " + "; ".join(problems))
+        theirs = session.execute(select(RefundRow).where(col(RefundRow.merchant) == TENANT)).scalars()
+        check.failures += [f"the tenant's {row.request_id} ({row.status})" for row in theirs]
+        postings = session.execute(
+            select(LedgerTransferRow).where(col(LedgerTransferRow.merchant) == TENANT)
+        ).scalars()
+        check.failures += [f"a posting of the tenant's: {row.request_id}" for row in postings]
+    running = [
+        e.id async for e in client.list_workflows('ExecutionStatus = "Running"') if f"{TENANT}~" in e.id
+    ]
+    check.failures += [f"the tenant's workflow {wf} still running" for wf in running]
+    sent = sum(len(attack.sent) for attack in end.truth.hostile.values())
+    check.measure = f"{sent} events on {len(end.truth.hostile)} refunds"
+    return check
+
+
+def _attacked(
+    session: Session, psps: Psps, attack: Attack, failed_late: bool, rest: Extra | None
+) -> list[str]:
+    victim, problems = attack.victim, []
+    provider = Provider(victim.provider)
+    if holds.held(session, provider, victim.payment) is not None:
+        problems.append("its payment is held")
+    row = session.get(RefundRow, victim.request_id)
+    expected = "failed" if failed_late else "succeeded"
+    refunds = psps.refunds_of(victim.provider, victim.payment)
+    if row is None or row.status != expected:
+        problems.append(f"{row.status if row else 'no row'}, the PSP's word is {expected}")
+    elif row.status == "succeeded":
+        problems += _books(session, refunds, row)
+    listed = audit.trail(session, f"psp-event:{victim.provider}:{TENANT}")
+    at_route = any(e.detail.get("refund") == victim.request_id for e in listed)
+    if not (at_route or _refused(session, victim.request_id, victim.psp_refund_id)):
+        problems.append("the failure it named is not refused (at the route or on its trail)")
+    for hostile in attack.acknowledged("dispute") + attack.acknowledged("warning"):
+        if not any(
+            e.detail.get("event") == hostile.event_type and e.detail.get("payment") == victim.payment
+            for e in listed
+        ):
+            problems.append(f"its {hostile.kind} ({hostile.event_type}) is not listed as refused")
+    paid = session.get(PspPaymentRow, (victim.provider, victim.payment))
+    if paid is not None and (paid.account == TENANT_ADYEN or paid.amount_captured > victim.captured):
+        problems.append(f"the payment book says {paid.amount_captured} captured for {paid.account}")
+    if rest is not None:
+        mine = session.get(RefundRow, rest.request_id)
+        if mine is None or mine.status != "succeeded" or mine.amount != rest.amount:
+            got = f"{mine.status} {mine.failure_code or ''} {mine.amount}" if mine else "no row"
+            problems.append(f"then its merchant's refund of the rest {rest.amount}: {got}")
+    return problems

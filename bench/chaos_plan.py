@@ -39,6 +39,8 @@ class RefundPlan:
     replay: bool = False  # a proven signal from its own history sent to another refund, and to itself
     again: bool = False  # after its late failure was reversed, a new request for the same amount
     warning: bool = False  # an early fraud warning after its partial refund (Stripe, Adyen)
+    # once it succeeded, the hostile tenant signs events naming it and its payment (chaos_tenant.py)
+    hostile: bool = False
 
     @property
     def reviewed(self) -> bool:
@@ -93,7 +95,37 @@ def make_plans(seed: int, count: int, run_tag: str) -> list[RefundPlan]:
         plans.append(_plan(rng, f"chaos-{run_tag}-{index:04d}", provider))
     plans = _covered(rng, plans)
     # the PSP-truth faults from a stream of their own: the refunds above are drawn as they always were
-    return _psp_truth(random.Random(f"{seed}:plans:psp-truth"), plans)
+    plans = _psp_truth(random.Random(f"{seed}:plans:psp-truth"), plans)
+    return _hostile(random.Random(f"{seed}:plans:hostile"), plans)
+
+
+def _hostile(rng: random.Random, plans: list[RefundPlan]) -> list[RefundPlan]:
+    """The refunds the hostile tenant names: one in ten of those that simply succeed, and however few
+    the refunds, one per PSP, one still open for its goods and one closed."""
+    drawn = [replace(p, hostile=_targetable(p) and rng.random() < 0.1) for p in plans]
+    wanted = [
+        *(lambda p, psp=psp: p.provider == psp for psp in ("stripe", "adyen", "paypal")),
+        lambda p: bool(p.items),
+        lambda p: not p.items,
+    ]
+    for fits in wanted:
+        if any(p.hostile and fits(p) for p in drawn):
+            continue
+        for index, plan in enumerate(drawn):
+            if _targetable(plan) and fits(plan):
+                drawn[index] = replace(plan, hostile=True)
+                break
+    return drawn
+
+
+def _targetable(plan: RefundPlan) -> bool:
+    """Succeeds at once, with nothing else aimed at it: the tenant's events are its only trouble."""
+    return (
+        plan.behavior == "ok"
+        and plan.rejected_by is None
+        and plan.forge is None
+        and not (plan.replay or plan.again or plan.warning or plan.storm)
+    )
 
 
 def _psp_truth(rng: random.Random, plans: list[RefundPlan]) -> list[RefundPlan]:

@@ -119,6 +119,7 @@ class Stack:
     http_port: int = field(default_factory=free_port)
     sandbox_port: int = field(default_factory=free_port)
     children: dict[str, Child] = field(default_factory=dict)
+    merchants_file: Path | None = None  # the merchants beside the default one (the hostile tenant)
 
     @property
     def sandbox_url(self) -> str:
@@ -161,6 +162,7 @@ class Stack:
             "REFUNDS_PAYPAL_CLIENT_SECRET": SANDBOX_PAYPAL_CLIENT_SECRET,
             "REFUNDS_PAYPAL_WEBHOOK_ID": SANDBOX_PAYPAL_WEBHOOK_ID,
             "REFUNDS_PAYPAL_CERT_URL_PREFIXES": f"{sandbox}/_sandbox/paypal/",
+            **({"REFUNDS_MERCHANTS_FILE": str(self.merchants_file)} if self.merchants_file else {}),
         }
 
     def settings(self) -> Settings:

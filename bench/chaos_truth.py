@@ -21,6 +21,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench.chaos_plan import DashboardPlan
+from bench.chaos_tenant import Attack
 from domain.contracts import PspRefundUpdate
 from domain.money import Money
 from domain.outcome_proofs import sign_outcome, subject
@@ -34,7 +35,7 @@ UNPROVEN_STEP = "psp_update_unproven"  # the trail's row for an outcome refused 
 class Extra:
     """A refund the run asked for beside the plans: a second refund after a reversed one (`again`),
     the refund an early fraud warning made (`warning`), ours after a failed dashboard refund
-    (`after`)."""
+    (`after`), the rest of a payment the hostile tenant named (`rest`)."""
 
     request_id: str
     provider: str
@@ -64,6 +65,7 @@ class Truth:
     extras: list[Extra] = field(default_factory=list)
     dashboards: list[DashboardRecord] = field(default_factory=list)
     warnings: dict[str, str] = field(default_factory=dict)  # plan -> its warning's refund
+    hostile: dict[str, Attack] = field(default_factory=dict)  # plan -> what the tenant sent naming it
 
 
 def forged_updates(

@@ -82,6 +82,21 @@ def refund_id(merchant_id: str | None, request_id: str) -> str:
     return request_id if merchant_id is None else f"{merchant_id}{MERCHANT_SEPARATOR}{request_id}"
 
 
+def names_own(owner: str | None, request_id: str | None, *psp_ids: str | None) -> bool:
+    """Whether ids a PSP event carries can be `owner`'s (None: the default merchant's): its request
+    id kept under that merchant (`refund_id`, one separator at most, in its place), and PSP ids with
+    no separator at all. Ids are built from these parts; a part holding the separator could name
+    another merchant's workflow or booking."""
+    if any(MERCHANT_SEPARATOR in (part or "") for part in psp_ids):
+        return False
+    if request_id is None:
+        return True
+    merchant, separator, _ = request_id.rpartition(MERCHANT_SEPARATOR)
+    if not separator:
+        return owner is None
+    return merchant == owner and MERCHANT_SEPARATOR not in merchant
+
+
 def merchants_request_id(refund: str) -> str:
     """The request id the merchant knows a refund by."""
     return refund.rpartition(MERCHANT_SEPARATOR)[2]

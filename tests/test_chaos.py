@@ -9,7 +9,9 @@ awaiting returned goods), and an Adyen refund whose notifications are replayed i
 after its late failure. Every run, however small, also forges outcome signals (to a refund awaiting
 its PSP and to succeeded ones awaiting goods), replays proven ones into another refund and into their
 own, fails a Stripe and an Adyen dashboard refund later (and leaves one standing), raises a fraud
-warning after a partial refund on Stripe and on Adyen, and asks again after reversed late failures.
+warning after a partial refund on Stripe and on Adyen, asks again after reversed late failures, and
+has a hostile second merchant sign, with its own PSP accounts, events naming refunds and payments of
+the first on every PSP.
 
 It runs `bench/chaos.py` as a process of its own (its own Temporal server, sandbox, worker and
 service on free ports), with a fixed seed: a failure prints the seed, the broken invariants and the
@@ -56,5 +58,8 @@ def test_refunds_survive_faults_and_kills_with_every_invariant_intact() -> None:
     assert all(summary["dashboard_refunds"].get(psp, {}).get("failed") for psp in ("stripe", "adyen")), report
     assert summary["fraud_warnings"].get("stripe") and summary["fraud_warnings"].get("adyen"), report
     assert summary["extra_refunds"].get("again"), report
+    hostile = summary["hostile_tenant"]
+    assert set(hostile["refunds"]) == {"stripe", "adyen", "paypal"}, report
+    assert {"dispute", "failure", "dashboard", "warning"} <= set(hostile["events"]), report
     broken = {number: verdict for number, verdict in summary["invariants"].items() if "BROKEN" in verdict}
     assert not broken and run.returncode == 0, report

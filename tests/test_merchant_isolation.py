@@ -151,7 +151,8 @@ async def test_another_merchants_account_cannot_reverse_a_refund_still_open(
 ) -> None:
     """The default merchant's refund is paid and waits for its returned goods; globex signs a
     `refund.updated` failed naming it. The proof the service gives that word names globex, which the
-    refund is not: nothing is reversed (before, its books said failed while the money had left)."""
+    refund is not: it is refused at the route, as naming a refund of another merchant's, and nothing
+    is reversed (before, its books said failed while the money had left)."""
     payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
     request_id = unique("open")
     body = refund_body(
@@ -166,13 +167,10 @@ async def test_another_merchants_account_cannot_reverse_a_refund_still_open(
     async with starter as (_settings, http):
         headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
         response = await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
-        assert response.status_code == 200
+        assert (response.status_code, response.headers["Refunds-Signalled"]) == (200, "0")
     handle = stack.client.get_workflow_handle(f"refund-{request_id}")
-
-    async def refused() -> list[str]:
-        return steps_of(stack, request_id)
-
-    assert "psp_update_unproven" in await eventually(refused, lambda s: "psp_update_unproven" in s)
+    listing = (await cli(stack, "attention")).stdout
+    assert "foreign_psp_event" in listing and request_id in listing
     assert (await handle.query(RefundWorkflow.state)).status.value == "succeeded"
     with stack.database.transaction() as session:
         assert ledger.balances(session, request_id) == before != {}
@@ -181,9 +179,10 @@ async def test_another_merchants_account_cannot_reverse_a_refund_still_open(
 async def test_another_merchants_account_cannot_swallow_a_genuine_late_failure(
     stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
-    """Globex posts a failure of the default merchant's finished refund first, taking the late-failure
-    workflow's id; the default account's genuine failure then still reverses the books (before, it was
-    taken for a duplicate of globex's and dropped: the books said paid, the customer was not)."""
+    """Globex posts a failure of the default merchant's finished refund first (refused at the route:
+    the refund is not globex's); the default account's genuine failure then still reverses the books
+    (before, globex's took the late-failure workflow's id and the genuine one was taken for a
+    duplicate and dropped: the books said paid, the customer was not)."""
     payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
     view = await refund_through_pipeline(stack, payment, amount=1_200)
     request_id, psp_refund_id = view["request_id"], view["psp_refund_id"]
@@ -192,9 +191,8 @@ async def test_another_merchants_account_cannot_swallow_a_genuine_late_failure(
     async with starter as (settings, http), worker_for(stack, settings):
         headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, failure)
         response = await http.post("/webhooks/stripe/globex", content=failure, headers=headers)
-        assert response.status_code == 200
-        late = stack.client.get_workflow_handle(f"refund-late-failure-globex~{request_id}-{psp_refund_id}")
-        assert await late.result() is False  # globex's account does not know the refund
+        assert (response.status_code, response.headers["Refunds-Signalled"]) == (200, "0")
+        await assert_not_started(stack, f"late-failure-globex~{request_id}-{psp_refund_id}")
     sandbox.fail_stripe_refund_late(psp_refund_id)  # the default account's own refund.failed follows
     failed = await wait_for_status(stack, request_id, {"failed"})
     assert failed["status"] == "failed"
@@ -405,8 +403,8 @@ async def test_another_merchants_paypal_account_cannot_fail_or_book_a_refund_it_
 ) -> None:
     """The default merchant's PayPal refund is paid and waits for its goods. Globex's webhook gets
     that refund's own event turned into a failure, and the same event without our request id (a
-    refund made in PayPal's dashboard, as it would be booked): the first is refused by the open
-    refund (its proof names globex), the second by globex's account, which cannot read the refund
+    refund made in PayPal's dashboard, as it would be booked): the first is refused at the route (the
+    refund it names is not globex's), the second by globex's account, which cannot read the refund
     back (its booking run ends at once). The books stay as PayPal says, nothing is booked to globex."""
     capture = paypal.seed_capture(amount="50.00", currency="EUR")
     request_id = unique("pp-open")
@@ -432,11 +430,9 @@ async def test_another_merchants_paypal_account_cannot_fail_or_book_a_refund_it_
         await eventually(lambda: workflow_completed(stack.client, external), bool)
         assert await stack.client.get_workflow_handle(external).result() is False
         booking = external_request_id("paypal", psp_refund_id, "globex")
-
-        async def refused() -> tuple[list[str], list[str]]:
-            return steps_of(stack, request_id), steps_of(stack, booking)
-
-        await eventually(refused, lambda steps: all("psp_update_unproven" in s for s in steps))
+        assert "psp_update_unproven" in steps_of(stack, booking)
+    listing = (await cli(stack, "attention")).stdout
+    assert "foreign_psp_event" in listing and request_id in listing
     handle = stack.client.get_workflow_handle(f"refund-{request_id}")
     assert (await handle.query(RefundWorkflow.state)).status.value == "succeeded"
     with stack.database.transaction() as session:

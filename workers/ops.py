@@ -279,8 +279,10 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
                 why = f"{entry.reason_code or ''} {told}"
                 rows.append((entry.request_id, "failed_after_success", why))
             for entry in audit.entries_with_step(session, "psp_event_refused"):
-                # a merchant's account named a payment it does not own (another merchant's)
-                why = f"{entry.actor} named payment {entry.detail.get('payment', '')} it does not own"
+                # a merchant's account named a payment (or refund) it does not own: another's
+                named = entry.detail.get("refund") or entry.detail.get("payment", "")
+                what = "refund" if entry.detail.get("refund") else "payment"
+                why = f"{entry.actor} named {what} {named} it does not own"
                 rows.append((entry.request_id, "foreign_psp_event", why))
             for entry in audit.entries_with_step(session, "psp_update_unproven"):
                 # someone went around the service (a Temporal signal, a workflow started by hand)

@@ -28,6 +28,7 @@ from domain.naming import (
     external_refund_workflow_id,
     external_request_id,
     late_failure_workflow_id,
+    names_own,
     workflow_id,
 )
 from domain.outcome_proofs import sign_outcome, subject
@@ -217,6 +218,15 @@ def _another_accounts_payment(
     with services.db.transaction() as session:
         paid = session.get(PspPaymentRow, (provider.value, payment_reference))
         owner = paid.account if paid is not None else None
+        if paid is None and event.account is not None and event.update.status is PspRefundStatus.SUCCEEDED:
+            # no account told us of the payment yet: whose it is cannot be known, and booking it now
+            # would let any account take a payment's refundable amount before its own notifications
+            # arrive. The PSP delivers again until they have (a failure books nothing: taken now).
+            raise ApiError(
+                503,
+                ErrorCode.PAYMENT_NOT_FOUND,
+                f"payment {payment_reference} is not known yet: deliver this refund again later",
+            )
         if owner is None or event.account is None or owner == event.account:
             return False
         why = f"names a payment of merchant account {owner}, reported by {event.account}"
@@ -307,15 +317,39 @@ async def _owned_payment(
     return lookup.payment
 
 
-def _refused(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> None:
-    """A PSP event naming a payment its account does not know, on the trail `refunds attention` reads."""
+def _record_payment(services: Services, provider: Provider, event: PspEvent, merchant_id: str | None) -> None:
+    """What a PSP account notifies of its payment, in the payment book; a payment the book keeps as
+    another account's changes nothing and is listed for ops. Adyen's pspReferences are unique to one
+    account and cannot be read back: the first account to report one keeps it, so a second account
+    reporting it means one of them signs what is not its own (ops look it up in Adyen)."""
+    assert event.payment is not None
+    with services.db.transaction() as session:
+        paid = session.get(PspPaymentRow, (provider.value, event.payment.reference))
+        theirs = paid is not None and paid.account not in (None, event.account) and event.account is not None
+    if theirs:
+        WEBHOOK_FAILURES.labels(source=provider.value, code="foreign_payment").inc()
+        _refused(services, provider, event, merchant_id)
+        return
+    DatabasePaymentBook(services.db).record(event.payment, event.account)
+
+
+def _refused(
+    services: Services,
+    provider: Provider,
+    event: PspEvent,
+    merchant_id: str | None,
+    code: str = "foreign_payment",
+) -> None:
+    """A PSP event naming a payment its account does not know (`foreign_payment`), or a refund id of
+    another merchant's (`foreign_reference`), on the trail `refunds attention` reads."""
     account = merchant_id or services.psps.default_merchant
+    named = {"refund": event.request_id} if event.request_id else {}
     row = AuditEvent(
         key=f"refused:{event.event_id or event.raw_type}"[:120],
         step="psp_event_refused",
         actor=f"psp:{provider.value}:{account}",
-        reason_code="foreign_payment",
-        detail={"event": event.raw_type, "payment": event.payment_reference or ""},
+        reason_code=code,
+        detail={"event": event.raw_type, "payment": event.payment_reference or ""} | named,
         at=datetime.now(UTC),
     )
     with services.db.transaction() as session:
@@ -351,14 +385,21 @@ async def _receive(
         WEBHOOK_FAILURES.labels(source=provider.value, code=err.code).inc()
         raise ApiError(400, err.code, err.message) from err
     signalled = 0
+    owner = services.owner(merchant_id or services.settings.merchant_id)
     for event in events:
+        psp_ids = (event.payment_reference, event.update.psp_refund_id if event.update else None)
+        if event.kind != "ignored" and not names_own(owner, event.request_id, *psp_ids):
+            # a request id of another merchant's, or a PSP id holding the separator ids are built
+            # with: it would address another merchant's workflow or booking
+            WEBHOOK_FAILURES.labels(source=provider.value, code="foreign_reference").inc()
+            await run_in_threadpool(_refused, services, provider, event, merchant_id, "foreign_reference")
+            continue
         match event.kind:
             case "refund_update":
                 signalled += await _signal_once(services, provider, event, merchant_id)
             case "payment_update":
                 if event.payment is not None:
-                    book = DatabasePaymentBook(services.db)
-                    await run_in_threadpool(book.record, event.payment, event.account)
+                    await run_in_threadpool(_record_payment, services, provider, event, merchant_id)
             case "dispute_opened":
                 if event.payment_reference is not None:
                     await _hold(services, adapter, provider, event, merchant_id)
