@@ -19,6 +19,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.fastmcp.exceptions import ToolError
 from mcp.types import TextContent
 
 from adapters.db import clients
@@ -28,7 +29,7 @@ from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
 from tests.flows import FINAL, cli_env, mcp_over_http, submit, wait_for_status
 from tests.helpers import bearer, eventually, refund_body, unique
-from workers.mcp_server import answer
+from workers.mcp_answers import outcome, refused
 
 TOOLS = ["request_refund", "refund_status", "my_budget", "my_recent_refunds"]
 
@@ -62,6 +63,17 @@ def _text(result: Any) -> str:
     return "".join(part.text for part in result.content if isinstance(part, TextContent))
 
 
+def _error(result: Any) -> str:
+    """A tool error's text: what an assistant is told when nothing was refunded."""
+    assert result.isError, result
+    return "".join(part.text for part in result.content if isinstance(part, TextContent))
+
+
+def _paid_back(said: str, request_id: str, amount: str) -> bool:
+    """Taken without a human: being paid back, or already paid back, for the amount as money."""
+    return said.startswith(("ACCEPTED", "REFUNDED")) and f"refund {request_id} of {amount}" in said
+
+
 def _args(request_id: str, payment: str, amount: object) -> dict[str, Any]:
     return {
         "request_id": request_id,
@@ -89,7 +101,7 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
         small = unique("mcp-small")
         paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
         said = _text(await session.call_tool("request_refund", _args(small, paid, 2_500)))
-        assert said.startswith("ACCEPTED"), said
+        assert _paid_back(said, small, "25.00 EUR"), said
 
         big = unique("mcp-big")
         other = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
@@ -97,22 +109,22 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
         assert said.startswith("HELD FOR A HUMAN") and "client_budget" in said, said
 
         for amount in (True, "2500", 25.0):  # no amount the service would refuse reaches it
-            result = await session.call_tool("request_refund", _args(unique("mcp-type"), paid, amount))
-            assert result.isError, result
+            said = _error(await session.call_tool("request_refund", _args(unique("mcp-type"), paid, amount)))
+            assert "amount_minor" in said and "pydantic" not in said, said
         refused = {**_args(unique("mcp-scope"), paid, 100), "reason_code": "goodwill"}
-        said = _text(await session.call_tool("request_refund", refused))
-        assert said.startswith("REFUSED (reason_not_allowed)"), said
+        said = _error(await session.call_tool("request_refund", refused))
+        assert said.startswith("REFUSED (reason_not_allowed)") and "Nothing was started" in said, said
 
         await wait_for_status(stack, small, FINAL)
         said = _text(await session.call_tool("refund_status", {"request_id": small}))
-        assert said == f"Refund {small} of 2500 minor units of EUR is succeeded.", said
+        assert said == f"Refund {small} of 25.00 EUR is succeeded.", said
         # the merchant's own refund is none of this client's business
         merchants = unique("mcp-merchants")
         await submit(
             stack,
             refund_body(merchants, sandbox.seed_stripe_payment(amount=5_000, currency="EUR"), amount=100),
         )
-        said = _text(await session.call_tool("refund_status", {"request_id": merchants}))
+        said = _error(await session.call_tool("refund_status", {"request_id": merchants}))
         assert said == f"NOT FOUND: this client asked for no refund {merchants}.", said
 
     done = await wait_for_status(stack, small, FINAL)
@@ -227,18 +239,77 @@ async def test_a_key_that_does_not_work_stops_a_stdio_start_in_one_line(
     assert lines[0].startswith("unauthorized: REFUNDS_CLIENT_KEY") and says in lines[0], lines
 
 
+VIEW = {"amount": {"value": 1_050, "currency": "EUR"}}
+
+
+@pytest.mark.parametrize(
+    ("view", "start"),
+    [
+        ({"status": "refunding"}, "ACCEPTED: refund r1 of 10.50 EUR is being paid back"),
+        ({"status": "awaiting_confirmation"}, "ACCEPTED: refund r1 of 10.50 EUR"),
+        ({"status": "succeeded"}, "REFUNDED: refund r1 of 10.50 EUR was paid back"),
+        ({"status": "awaiting_review"}, "HELD FOR A HUMAN: refund r1 of 10.50 EUR waits for a reviewer"),
+        (
+            {"status": "needs_attention", "failure_code": "payment_disputed", "failure_message": "held"},
+            "WAITING FOR THE MERCHANT'S STAFF (payment_disputed: held)",
+        ),
+        ({"status": "validating"}, "RECEIVED: refund r1 of 10.50 EUR is still being checked"),
+    ],
+)
+def test_a_refund_that_goes_on_is_said_as_it_stands(view: dict[str, Any], start: str) -> None:
+    said = outcome("r1", VIEW | view, [])
+    assert said.startswith(start), said
+    assert outcome("r1", VIEW | view, [], again=True).startswith("ALREADY REQUESTED"), said
+
+
+@pytest.mark.parametrize(
+    ("view", "start"),
+    [
+        (
+            {"status": "failed", "failure_code": "refund_exceeds_capture", "failure_message": "too much"},
+            "FAILED (refund_exceeds_capture: too much): refund r1 of 10.50 EUR was not paid back",
+        ),
+        ({"status": "rejected", "failure_code": "review_rejected"}, "REJECTED (review_rejected)"),
+        ({"status": "cancelled"}, "CANCELLED: refund r1"),
+    ],
+)
+def test_a_refund_that_paid_nothing_back_is_a_tool_error(view: dict[str, Any], start: str) -> None:
+    with pytest.raises(ToolError) as raised:
+        outcome("r1", VIEW | view, [])
+    assert str(raised.value).startswith(start), raised.value
+    assert "nothing was refunded" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("status", "payload", "start"),
     [
-        (200, {"status": "succeeded"}, "ALREADY REQUESTED"),
         (409, {"error": {"code": "request_conflict", "message": "used"}}, "REFUSED (request_conflict)"),
         (403, {"error": {"code": "merchant_not_allowed", "message": "no"}}, "REFUSED (merchant_not_allowed)"),
+        (422, {"error": {"code": "invalid_request", "message": "bad"}}, "INVALID (invalid_request)"),
+        (503, {"error": {"code": "temporal_unavailable", "message": "down"}}, "the refund service answered"),
     ],
 )
-def test_every_answer_is_said_plainly(status: int, payload: dict[str, Any], start: str) -> None:
-    import httpx
+def test_a_request_the_service_did_not_take_is_a_tool_error(
+    status: int, payload: dict[str, Any], start: str
+) -> None:
+    assert str(refused("r1", httpx.Response(status, json=payload))).startswith(start)
 
-    assert answer("r1", httpx.Response(status, json=payload)).startswith(start)
+
+async def test_more_than_is_left_on_the_payment_is_said_to_have_failed(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Over the client's budget and over what the payment holds: the refund fails its validation
+    at once, and the assistant is told it failed and why (before, "held for a human: tell the
+    customer it is being reviewed")."""
+    _, key = _assistant(stack)
+    request_id = unique("mcp-over")
+    small = sandbox.seed_stripe_payment(amount=1_000, currency="EUR")
+    async with stdio_client(_server(stack, key)) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        said = _error(await session.call_tool("request_refund", _args(request_id, small, 4_500)))
+    assert said.startswith("FAILED (refund_exceeds_capture"), said
+    assert "nothing was refunded" in said and "45.00 EUR" in said, said
+    assert sandbox.stripe_refunds(small) == []
 
 
 @asynccontextmanager
@@ -269,7 +340,7 @@ async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_sta
             assert [tool.name for tool in (await session.list_tools()).tools] == TOOLS
             paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
             said = _text(await session.call_tool("request_refund", _args(small, paid, 2_500)))
-            assert said.startswith("ACCEPTED"), said
+            assert _paid_back(said, small, "25.00 EUR"), said
             other = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
             said = _text(await session.call_tool("request_refund", _args(big, other, 2_000)))
             assert said.startswith("HELD FOR A HUMAN") and "client_budget" in said, said
@@ -288,7 +359,7 @@ async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_sta
             assert _text(await session.call_tool("my_recent_refunds", {})) == (
                 "This client asked for no refunds lately."
             )
-            said = _text(await session.call_tool("refund_status", {"request_id": small}))
+            said = _error(await session.call_tool("refund_status", {"request_id": small}))
             assert said == f"NOT FOUND: this client asked for no refund {small}.", said
 
         with stack.database.transaction() as db_session:

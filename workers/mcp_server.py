@@ -19,22 +19,36 @@ import anyio
 import httpx
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from domain.clients import KEY_PREFIX
-from domain.money import format_minor
 from domain.requests import METADATA_VALUE_LENGTH
+from domain.status import RefundStatus
+from workers.mcp_answers import (
+    EARLY,
+    budget_answer,
+    invalid_arguments,
+    outcome,
+    payload,
+    recent_answer,
+    refused,
+    status_answer,
+)
 
 KEY_VARIABLE = "REFUNDS_CLIENT_KEY"
 EXPLANATION_KEY = "explanation"  # the request's metadata key: kept with the request, in its audit trail
 TIMEOUT_SECONDS = 30.0
+SETTLE_SECONDS = 10.0  # how long request_refund waits for the refund to pass its first checks
+SETTLE_POLL_SECONDS = 0.2
 
 INSTRUCTIONS = (
     "You act as one API client of a refund service, for one merchant only. You can ask for a "
     "refund; you cannot approve one, cannot exceed your client's limits without a human deciding, "
     "and cannot act for another merchant. A refund over your maximum per refund or your daily "
     "budget is started but held for a human reviewer: say so to the customer, never retry it to get "
-    "around the hold."
+    "around the hold. Amounts are in minor units when you send them (2500 is 25.00) and read as "
+    "money in every answer. A refund that was refused, invalid, failed or rejected comes back as a "
+    "tool error: nothing was refunded, never tell the customer otherwise."
 )
 
 REQUEST_REFUND = (
@@ -43,16 +57,19 @@ REQUEST_REFUND = (
     "is refunded without a human (unless the product's risk rules send it to review), over them it "
     "is started but HELD for a human reviewer, and the answer says why. It will NOT approve a "
     "refund (only a human reviewer can), will NOT exceed the client's limits without a human, and "
-    "will NOT act for another merchant. The same request_id again is the same refund, never a "
-    "second one. Your explanation is kept with the request in its audit trail: write why the "
-    "customer should be refunded, as a reviewer would want to read it."
+    "will NOT act for another merchant. The answer says what became of the refund once it was "
+    "checked: ACCEPTED (being paid back), REFUNDED, HELD FOR A HUMAN (and why), WAITING FOR THE "
+    "MERCHANT'S STAFF (and why), or RECEIVED (still being checked); a refusal or failure is a tool "
+    "error saying why. The same request_id again is the same refund, never a second one. Your "
+    "explanation is kept with the request in its audit trail: write why the customer should be "
+    "refunded, as a reviewer would want to read it."
 )
 
 
 REFUND_STATUS = (
     "Read one refund this client asked for: its status (received, validating, scoring, "
     "awaiting_review, refunding, awaiting_confirmation, needs_attention, succeeded, failed, "
-    "rejected, cancelled), its amount and, when it failed, why. It will NOT show refunds other "
+    "rejected, cancelled), its amount as money and, when it failed, why. It will NOT show refunds other "
     "clients or the merchant asked for, nor who reviewed it; it changes nothing."
 )
 
@@ -130,10 +147,43 @@ def serve_stdio(server: FastMCP) -> None:
         pass
 
 
+class RefundsMCP(FastMCP):
+    """The SDK's server, with tool errors said plainly: the tools' own refusals as they wrote them
+    (not prefixed with the SDK's "Error executing tool"), and argument checks without pydantic's
+    links."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        try:
+            return await super().call_tool(name, arguments)
+        except ToolError as err:
+            cause = err.__cause__
+            if isinstance(cause, ToolError):
+                raise cause from None
+            if isinstance(cause, ValidationError):
+                raise invalid_arguments(cause) from None
+            raise
+
+
+async def settled(refunds: RefundsClient, request_id: str, taken: dict[str, Any]) -> dict[str, Any]:
+    """The refund once it is past its first checks (validated, scored): what the answer is about.
+    A refund still being checked after a few seconds is said to be so; so is one that cannot be read
+    now (the intake's own answer stands)."""
+    view = {"status": taken.get("status", RefundStatus.RECEIVED.value), **taken}
+    deadline = anyio.current_time() + SETTLE_SECONDS
+    while RefundStatus(view["status"]) in EARLY and anyio.current_time() < deadline:
+        await anyio.sleep(SETTLE_POLL_SECONDS)
+        response = await refunds.get(f"/v1/refunds/{quote(request_id, safe='')}")
+        if response.status_code == 200:
+            view = response.json()
+    return view
+
+
 def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> FastMCP:
     """The tools, acting with the key `key_of` gives for each call. `host` is where streamable
     HTTP listens (the SDK guards a loopback address against DNS rebinding)."""
-    server = FastMCP("refunds", instructions=INSTRUCTIONS, host=host, stateless_http=True, json_response=True)
+    server = RefundsMCP(
+        "refunds", instructions=INSTRUCTIONS, host=host, stateless_http=True, json_response=True
+    )
 
     def client(ctx: Context[Any, Any, Any]) -> RefundsClient:
         return RefundsClient(service_base, key_of(ctx))
@@ -174,7 +224,13 @@ def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> F
             "order_id": order_id,
             "metadata": {EXPLANATION_KEY: explanation[:METADATA_VALUE_LENGTH]},
         }
-        return answer(request_id, await client(ctx).post("/v1/refund-requests", body))
+        refunds = client(ctx)
+        response = await refunds.post("/v1/refund-requests", body)
+        if response.status_code not in (200, 202):
+            raise refused(request_id, response)
+        taken = payload(response)
+        view = await settled(refunds, request_id, taken)
+        return outcome(request_id, view, list(taken.get("held_for") or []), again=response.status_code == 200)
 
     @server.tool(name="refund_status", description=REFUND_STATUS)
     async def refund_status(
@@ -196,118 +252,3 @@ def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> F
         return recent_answer(await client(ctx).get(f"/v1/client/refunds?limit={limit}"))
 
     return server
-
-
-def budget_answer(response: httpx.Response) -> str:
-    standing = _read(response)
-    lines = [
-        f"Client {standing['name']} acts for merchant {standing['merchant_id']} with the reasons "
-        f"{', '.join(standing['reasons'])}.",
-        f"Per currency, without a human: a refund up to the maximum, and the daily budget (the last "
-        f"{standing['window_hours']} hours); above either, or in another currency, a human decides:",
-    ]
-    for budget in standing["budgets"]:
-        currency = budget["daily"]["currency"]
-        lines.append(
-            f"- {currency}: at most {format_minor(budget['max_per_refund']['value'], currency)} per refund; "
-            f"{format_minor(budget['left']['value'], currency)} left of "
-            f"{format_minor(budget['daily']['value'], currency)} "
-            f"({format_minor(budget['reserved']['value'], currency)} reserved)"
-        )
-    if not standing["budgets"]:
-        lines.append("- none: every refund waits for a human")
-    return "\n".join(lines)
-
-
-def recent_answer(response: httpx.Response) -> str:
-    refunds: list[dict[str, Any]] = _read(response)["refunds"]
-    if not refunds:
-        return "This client asked for no refunds lately."
-    lines = ["Newest first (status as last published):"]
-    for refund in refunds:
-        amount = refund.get("amount")
-        money = f" {format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else ""
-        lines.append(f"- {refund['request_id']}:{money} {refund['status']} (asked {refund['started_at']})")
-    return "\n".join(lines)
-
-
-def _read(response: httpx.Response) -> dict[str, Any]:
-    """A read's answer; any failure is the tool's error, in the service's words."""
-    if response.status_code != 200:
-        raise _tool_error(response)
-    payload: dict[str, Any] = response.json()
-    return payload
-
-
-def _tool_error(response: httpx.Response) -> ToolError:
-    """A key that does not work, or a service that does not answer: not the assistant's to fix."""
-    code, message, _ = _error_of(_payload(response))
-    if response.status_code == 401:
-        return ToolError(f"the client key is not accepted ({message or 'unauthorized'}): ask an operator")
-    return ToolError(f"the refund service answered HTTP {response.status_code}: {code} {message}".strip())
-
-
-def _payload(response: httpx.Response) -> dict[str, Any]:
-    """The service's JSON object; {} for anything else (a proxy's page, an empty body)."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
-def _error_of(payload: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
-    """The code, message and details of the service's `{"error": ...}`; empty where there is none."""
-    error = payload.get("error")
-    error = error if isinstance(error, dict) else {}
-    return str(error.get("code", "")), str(error.get("message", "")), list(error.get("details") or [])
-
-
-def status_answer(request_id: str, response: httpx.Response) -> str:
-    """A refund this client asked for, in words; one it did not ask for is as unknown as none."""
-    if response.status_code == 404:
-        return f"NOT FOUND: this client asked for no refund {request_id}."
-    if response.status_code != 200:
-        return answer(request_id, response)
-    view: dict[str, Any] = response.json()
-    amount = view.get("amount") or view.get("requested_amount")
-    money = f" of {amount['value']} minor units of {amount['currency']}" if amount else ""
-    failure = (
-        f" ({view['failure_code']}: {view.get('failure_message', '')})" if view.get("failure_code") else ""
-    )
-    return f"Refund {request_id}{money} is {view['status']}{failure}."
-
-
-def answer(request_id: str, response: httpx.Response) -> str:
-    """What the service said, in words an assistant passes on as they are; a key that does not work
-    or a service that does not answer is a tool error."""
-    payload = _payload(response)
-    code, message, details = _error_of(payload)
-    if response.status_code == 202:
-        held = payload.get("held_for") or []
-        if held:
-            why = "; ".join(f"{reason['code']}: {reason['detail']}" for reason in held)
-            return (
-                f"HELD FOR A HUMAN: refund {request_id} was started but waits for a reviewer ({why}). "
-                "You cannot approve it: a person decides. Tell the customer it is being reviewed."
-            )
-        return (
-            f"ACCEPTED: refund {request_id} is {payload.get('status', 'received')}. Within this "
-            "client's limits it goes ahead without a human, unless the product's risk rules send it "
-            "to a reviewer."
-        )
-    if response.status_code == 200:
-        return (
-            f"ALREADY REQUESTED: refund {request_id} was asked for before with this same request; its "
-            f"status is {payload.get('status')}. Nothing new was started."
-        )
-    if response.status_code == 403:
-        return f"REFUSED ({code}): {message}. Nothing was started."
-    if response.status_code == 409:
-        return f"REFUSED ({code}): {message}. Use a new request_id for another refund. Nothing was started."
-    if response.status_code in (400, 413, 422):
-        where = "; ".join(
-            f"{'.'.join(str(part) for part in d.get('loc', []))}: {d.get('msg')}" for d in details
-        )
-        return f"INVALID ({code or response.status_code}): {message}" + (f" ({where})" if where else "")
-    raise _tool_error(response)
