@@ -1,10 +1,29 @@
-"""Audit rows that activities write about their own calls."""
+"""Audit rows: those activities write about their own calls, and the workflow's own steps written
+while it waits (a review that lasts weeks shows who already approved)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.contracts import AuditEvent
+from temporalio import activity
+
+from activities.errors import refuse_foreign_refund
+from adapters.db import audit
+from adapters.db.engine import Database
+from domain.contracts import AuditEvent, AuditRows
+from domain.naming import Activity
+
+
+class AuditActivities:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @activity.defn(name=Activity.RECORD_AUDIT)
+    def record_audit(self, rows: AuditRows) -> None:
+        """Write the rows once (each is keyed: a retried or replayed write adds nothing)."""
+        refuse_foreign_refund(rows.request_id)
+        with self._db.transaction() as session:
+            audit.record(session, rows.request_id, rows.payment_reference, rows.audit)
 
 
 def activity_event(

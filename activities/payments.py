@@ -138,8 +138,13 @@ class PaymentActivities:
                 self._audit_outcome(check, "psp_read_back_failed", err.message)
                 if check.request_id is None:
                     # a dashboard refund's payment is this account's only as the PSP reads it back:
-                    # an account whose key reads nothing could otherwise book refunds of any payment
-                    return OutcomeVerdict(proven=False)
+                    # an account whose key reads nothing could otherwise book refunds of any payment.
+                    # The PSP's event was taken (and will not come again): asked again, with backoff,
+                    # until the key works, so a genuine refund is booked then
+                    raise ApplicationError(
+                        f"{err.message}: the PSP's refund is read back once this account's key works",
+                        type=err.code.value,
+                    ) from err
                 # our own refund's key cannot read it (revoked, say): the proven, verified event,
                 # which names this merchant's own refund, stands
                 return OutcomeVerdict(proven=True, update=update)

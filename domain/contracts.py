@@ -344,6 +344,14 @@ class FinishInput(_Contract):
     requested_by: str | None = None  # who asked, when not the merchant's platform (RefundWorkflowInput)
 
 
+class AuditRows(_Contract):
+    """Audit rows of steps taken in workflow code, written as they happen (while a refund waits)."""
+
+    request_id: str
+    payment_reference: str
+    audit: list[AuditEvent] = Field(default_factory=list)
+
+
 class NotifyInput(_Contract):
     """Tell ops something needs them (an escalated review), through the configured hook."""
 

@@ -58,6 +58,7 @@ class Activity:
     RECORD_EXTERNAL = "record_external_refund"
     RESTOCK = "restock_returned_goods"
     NOTIFY = "notify_ops"
+    RECORD_AUDIT = "record_audit_rows"
 
 
 def psp_task_queue(task_queue: str, provider: str, merchant_id: str | None = None) -> str:

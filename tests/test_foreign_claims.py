@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlmodel import col, select
 
-from adapters.db import ledger
-from adapters.db.models import ReservationRow
+from adapters.db import holds, ledger
+from adapters.db.models import PspPaymentRow, ReservationRow
 from adapters.db.payment_book import DatabasePaymentBook
 from domain.naming import external_request_id, late_failure_workflow_id, names_own
 from domain.status import Provider
@@ -338,3 +339,143 @@ def test_ids_a_psp_event_carries_name_only_its_own_merchants_refunds(
     owner: str | None, request_id: str | None, psp_ids: tuple[str | None, ...], own: bool
 ) -> None:
     assert names_own(owner, request_id, *psp_ids) is own
+
+
+# --- payments recorded before the payment book kept accounts -----------------------------------------
+
+
+def _as_recorded_before_0007(stack: Stack, reference: str) -> None:
+    """The default merchant's payment as a deployment upgraded past migration 0007 keeps it: the
+    column was added nullable with no backfill, so every payment notified before it has NULL
+    account ("recorded before accounts were kept (one account then)": the default merchant's)."""
+    with stack.database.transaction() as session:
+        row = session.get(PspPaymentRow, (Provider.ADYEN.value, reference))
+        assert row is not None and row.account is not None
+        row.account = None
+        session.add(row)
+
+
+async def test_globex_dashboard_refund_of_a_pre_0007_default_payment_is_refused(
+    stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """A payment recorded before the book kept accounts is the default merchant's (adopted at start).
+    Before, it was nobody's: globex's successful REFUND (no merchantReference) naming it was booked
+    to globex, its committed reservation eating the payment's refundable amount."""
+    reference = await known_adyen_payment(stack, adyen, 5_000)
+    _as_recorded_before_0007(stack, reference)
+    dash = unique("GLXDASH").upper()
+    forged = adyen_item(
+        dash,
+        "",
+        GLOBEX_HMAC,
+        originalReference=reference,
+        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
+        amount={"value": 5_000, "currency": "EUR"},
+    )
+    merchants = merchants_file(tmp_path, globex_psps.url)
+    booking = external_request_id("adyen", dash, "globex")
+    async with starter_for(stack, merchants_file=merchants) as (settings, http), worker_for(stack, settings):
+        response = await http.post("/webhooks/adyen/globex", content=adyen_delivery(forged))
+        assert response.status_code == 200, response.text
+
+        async def settled() -> object:
+            with stack.database.transaction() as session:
+                booked = ledger.balances(session, booking)
+            return booked or "psp_update_unproven" in steps_of(stack, booking)
+
+        await eventually(settled, bool, timeout=20)
+    view = await refund_through_pipeline(stack, reference, amount=2_000, provider="adyen")
+    assert view["status"] == "succeeded", (view.get("failure_code"), _in_use(stack, "adyen", reference))
+    with stack.database.transaction() as session:
+        assert ledger.balances(session, booking) == {}, "globex booked a refund of the default's payment"
+
+
+async def test_globex_chargeback_cannot_hold_a_pre_0007_default_payment(
+    stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """The same payment: before, the book showed an unowned row to any account, so globex's
+    CHARGEBACK held the default merchant's payment until ops lifted it."""
+    reference = await known_adyen_payment(stack, adyen, 5_000)
+    _as_recorded_before_0007(stack, reference)
+    item = adyen_item(
+        unique("CB").upper(),
+        "",
+        GLOBEX_HMAC,
+        eventCode="CHARGEBACK",
+        originalReference=reference,
+        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
+    )
+    async with starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url)) as (_s, http):
+        response = await http.post("/webhooks/adyen/globex", content=adyen_delivery(item))
+        assert response.status_code == 200
+    with stack.database.transaction() as session:
+        assert holds.held(session, Provider.ADYEN, reference) is None
+
+
+# --- a dashboard refund read back with a key that reads nothing ------------------------------------
+
+
+def _stripe_dashboard_refund_of(payment: str, refund_id: str, amount: int) -> str:
+    return json.dumps(
+        {
+            "id": unique("evt"),
+            "object": "event",
+            "type": "refund.updated",
+            "data": {
+                "object": {
+                    "id": refund_id,
+                    "object": "refund",
+                    "status": "succeeded",
+                    "amount": amount,
+                    "currency": "eur",
+                    "payment_intent": payment,
+                    "metadata": {},
+                }
+            },
+        }
+    )
+
+
+async def test_a_genuine_dashboard_refund_taken_while_the_key_was_revoked_is_booked_once_it_works(
+    stack: Stack, globex_psps: SandboxServer, tmp_path: Path
+) -> None:
+    """Globex's own Stripe dashboard refund of its own payment arrives while its API key reads
+    nothing (rolled): the read-back is asked again, with backoff, until the key works, then the
+    refund is booked (before, the run took it as unproven, and the event, remembered, never came
+    again: a refund that left the PSP was never booked)."""
+    globex = SandboxControl(globex_psps.url)
+    globex_psps.set_stripe_webhook_url(None)
+    payment = globex.seed_stripe_payment(amount=5_000, currency="EUR")
+    made = httpx.post(
+        f"{globex_psps.url}/v1/refunds",
+        data={"payment_intent": payment, "amount": "2000"},
+        headers={"Authorization": f"Bearer {GLOBEX_STRIPE_KEY}"},
+    ).json()
+    refund_id = made["id"]
+    if made.get("status") != "succeeded":
+        globex.settle_stripe_refund(refund_id)
+    event = _stripe_dashboard_refund_of(payment, refund_id, 2_000)
+    headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, event)
+    booking = external_request_id("stripe", refund_id, "globex")
+    good = merchants_file(tmp_path, globex_psps.url)
+    text = good.read_text()
+    revoked = tmp_path / "revoked.toml"
+    revoked.write_text(text.replace(f'"{GLOBEX_STRIPE_KEY}"', '"sk_test_rolled"'))
+    async with starter_for(stack, merchants_file=revoked) as (settings, http), worker_for(stack, settings):
+        response = await http.post("/webhooks/stripe/globex", content=event, headers=headers)
+        assert response.status_code == 200, response.text
+        await eventually(lambda: _steps(stack, booking), lambda steps: "psp_read_back_failed" in steps)
+        queue = settings.task_queue
+    restored = starter_for(stack, task_queue=queue, merchants_file=good)
+    async with restored as (settings, http), worker_for(stack, settings):
+
+        async def booked() -> dict:  # type: ignore[type-arg]
+            with stack.database.transaction() as session:
+                return ledger.balances(session, booking)
+
+        try:
+            await eventually(booked, bool, timeout=45)  # the read-back's backoff: 1, 2, 4, 8, 16 s
+        except AssertionError:
+            run = stack.client.get_workflow_handle(f"refund-external-stripe-globex~{refund_id}")
+            status = (await run.describe()).status
+            raise AssertionError(f"not booked; run {status}; trail {steps_of(stack, booking)}") from None

@@ -141,3 +141,21 @@ async def test_record_standalone_outcome_histories(stack: Stack, sandbox: Sandbo
 
     await eventually(second_run_done, bool)
     (HISTORIES / "external_refund_reversed.json").write_text((await external.fetch_history()).to_json())
+
+
+@pytest.mark.skipif(not RECORDING, reason="set REFUNDS_RECORD_HISTORIES=1 to record")
+async def test_record_review_trail_history(stack: Stack, sandbox: SandboxControl) -> None:
+    """A review whose steps are written to the trail while it waits: its start, a refused Temporal
+    UI signal (a rejection without a reason), then the reviewer's approval."""
+    from domain.contracts import ReviewInput
+    from tests.helpers import refund_body
+
+    big = sandbox.seed_stripe_payment(amount=200_000, currency="EUR")
+    request_id = unique("hist")
+    await submit(stack, refund_body(request_id, big, amount=LARGE))
+    await wait_for_status(stack, request_id, {"awaiting_review"})
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    await handle.signal(RefundWorkflow.reject_from_ui, ReviewInput(reviewer="mallory"))
+    assert (await cli(stack, "approve", request_id, "--token", "alice-token")).returncode == 0
+    await wait_for_status(stack, request_id, FINAL)
+    (HISTORIES / "review_audited_as_it_happens.json").write_text((await handle.fetch_history()).to_json())

@@ -27,6 +27,7 @@ from temporalio.worker import Worker
 from domain import identity
 from domain.contracts import (
     AuditEvent,
+    AuditRows,
     FinishInput,
     LateFailureInput,
     NotifyInput,
@@ -168,6 +169,10 @@ class Stubs:
     async def notify(self, notice: NotifyInput) -> None:
         self.calls.append((Activity.NOTIFY, notice))
 
+    @activity.defn(name=Activity.RECORD_AUDIT)
+    async def record_audit(self, rows: AuditRows) -> None:
+        self.calls.append((Activity.RECORD_AUDIT, rows))
+
 
 def refund_input(amount: int, policy: RefundPolicy = POLICY, **request: Any) -> RefundWorkflowInput:
     request_id = f"branch-{uuid.uuid4().hex[:12]}"
@@ -206,6 +211,7 @@ async def running(
             stubs.reverse,
             stubs.restock,
             stubs.notify,
+            stubs.record_audit,
         ],
         workflow_runner=sandboxed_runner(),
     )
@@ -307,7 +313,11 @@ async def test_a_rejected_review_ends_the_refund_without_touching_the_psp(env: W
         final = await handle.result()
 
     assert (final.status, final.failure_code) == (RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED)
-    assert [name for name, _ in stubs.calls] == [Activity.VALIDATE, Activity.FINISH]
+    # the trail up to the review is written as the review starts, not when it ends
+    assert [name for name, _ in stubs.calls] == [Activity.VALIDATE, Activity.RECORD_AUDIT, Activity.FINISH]
+    [written] = stubs.called(Activity.RECORD_AUDIT)
+    assert "risk_scored" in [row.step for row in written.audit]
+    assert written.audit[-1].status_after is RefundStatus.AWAITING_REVIEW
     [books] = stubs.called(Activity.FINISH)
     assert (books.status, books.failure_code) == (RefundStatus.REJECTED, ErrorCode.REVIEW_REJECTED)
     decided = stubs.audited("review_decided")

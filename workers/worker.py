@@ -15,6 +15,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
+from activities.audit import AuditActivities
 from activities.inventory import InventoryActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
@@ -23,6 +24,7 @@ from activities.validation import ValidationActivities
 from adapters.db.engine import Database
 from adapters.psp.base import PspDirectory
 from domain.naming import psp_task_queue
+from workers.legacy_payments import adopt_legacy_payments
 from workers.psps import build_directory
 from workers.settings import Settings
 from workers.shutdown import shutdown_event
@@ -97,6 +99,7 @@ def build_worker(
     ledger = LedgerActivities(db, settings.merchant_id)
     inventory = InventoryActivities(db, settings.merchant_id)
     notify = NotifyActivities(db, settings.escalation_webhook_url)
+    trail = AuditActivities(db)
     psp_calls: list[Callable[..., Any]] = [payments.refund, payments.check_refund, payments.confirm_outcome]
     deployment = deployment_config(settings)
     main = Worker(
@@ -114,6 +117,7 @@ def build_worker(
             ledger.record_external,
             inventory.restock,
             notify.notify,
+            trail.record_audit,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -153,6 +157,7 @@ async def run_worker(settings: Settings) -> None:
     """`refunds worker`: run until SIGINT/SIGTERM, letting in-flight activities finish."""
     precompile_workflows()
     db = Database.connect(settings.database_url)
+    adopt_legacy_payments(settings, db)
     port = settings.worker_metrics_port
     client = await connect(settings, metrics_runtime(port) if port else None)
     stop = shutdown_event()

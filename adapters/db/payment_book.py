@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlmodel import col, select
+
 from adapters.db import reservations
 from adapters.db.engine import Database
 from adapters.db.models import PspPaymentRow, utcnow
@@ -66,3 +68,20 @@ class DatabasePaymentBook:
             row.amount_refunded = max(row.amount_refunded, payment.amount_refunded)
             row.updated_at = utcnow()
             session.add(row)
+
+
+def adopt_unowned(db: Database, provider: Provider, account: str) -> int:
+    """Payments recorded before the book kept accounts (one account then: the default merchant's)
+    are that account's: left unowned, any other merchant's account could claim, hold or book them.
+    Run at every start; how many were adopted."""
+    with db.transaction() as session:
+        rows = session.execute(
+            select(PspPaymentRow)
+            .where(col(PspPaymentRow.provider) == provider.value, col(PspPaymentRow.account).is_(None))
+            .with_for_update()
+        ).scalars()
+        adopted = 0
+        for row in rows:
+            row.account = account
+            adopted += 1
+        return adopted

@@ -22,6 +22,7 @@ from domain.risk_model import RiskModel
 from domain.status import ErrorCode
 from workers.bearer import bearer_token
 from workers.codec import EncryptionCodec, parse_keys
+from workers.legacy_payments import adopt_legacy_payments
 from workers.merchants import MerchantProfile
 from workers.service import codec_session
 from workers.service.errors import ApiError
@@ -51,6 +52,7 @@ class Services:
         self.review_keys = self.settings.review_public_keys()
         with self.db.transaction() as session:  # workers verify what this service signs with these
             service_keys.publish(session, self.review_keys)
+        adopt_legacy_payments(self.settings, self.db)
         self.merchants = self.settings.merchant_profiles()
         self.policies = {
             merchant_id: self.settings.for_merchant(profile).policy()

@@ -19,6 +19,9 @@ PSP_TASK_QUEUES = "psp-task-queues"  # PSP calls run on the PSP's rate-limited t
 # A PSP outcome signalled to the refund counts only with the service's proof, and is read back at
 # the PSP (where it can be) before it books or reverses anything.
 OUTCOME_PROOFS = "outcome-proofs-2026-12"
+# While a refund waits for its reviewers, the steps taken so far (its risk score, a first approval of
+# four eyes, a refused Temporal UI signal, a voided approval) are written to its trail as they happen.
+AUDIT_AS_IT_HAPPENS = "audit-as-it-happens-2026-12"
 
 
 class Patches:
@@ -30,10 +33,12 @@ class Patches:
         self.edge_paths = False
         # None until `decide`: a signal handled before the run starts is held to the proof
         self.outcome_proofs: bool | None = None
+        self.audit_as_it_happens = False
 
     def decide(self) -> None:
         self.edge_paths = workflow.patched(EDGE_PATHS)
         self.outcome_proofs = workflow.patched(OUTCOME_PROOFS)
+        self.audit_as_it_happens = workflow.patched(AUDIT_AS_IT_HAPPENS)
         if self.edge_paths:
             for older in (REVIEW_DEADLINES, PSP_TASK_QUEUES):
                 workflow.patched(older)

@@ -65,6 +65,10 @@ class RefundRecord:
             )
         )
 
+    def unwritten(self) -> bool:
+        """Whether audit rows wait for an activity to write them."""
+        return bool(self._audit)
+
     def drain_audit(self) -> list[AuditEvent]:
         drained, self._audit = self._audit, []
         return drained

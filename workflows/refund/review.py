@@ -5,6 +5,7 @@ module applies those rules to updates and Temporal UI signals, and does the wait
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -15,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import review as rules
     from domain.actors import Actor
     from domain.contracts import (
+        AuditRows,
         NotifyInput,
         RefundWorkflowInput,
         ReviewDecision,
@@ -60,16 +62,16 @@ class Review:
             escalate_after = timedelta(seconds=policy.review_escalate_after_seconds)
             decide_after = timedelta(seconds=policy.review_decide_after_seconds)
             try:
-                await record.wait(decided, timeout=escalate_after)
+                await self._wait(decided, escalate_after)
             except TimeoutError:
                 await self._escalate(escalate_after)
                 try:
-                    await record.wait(decided, timeout=decide_after - escalate_after)
+                    await self._wait(decided, decide_after - escalate_after)
                 except TimeoutError:
                     self._decided_by = Actor.policy(policy.version)
                     record.update(review=rules.policy_decision(policy, workflow.now()))
         else:
-            await record.wait(decided)
+            await self._wait(decided)
         review, decided_by = record.state.review, self._decided_by
         assert review is not None and decided_by is not None
         features = record.state.risk.features if record.state.risk else {}
@@ -86,6 +88,31 @@ class Review:
         )
         if not review.approved:
             raise Stop(RefundStatus.REJECTED, rules.rejection_code(decided_by), review.reason)
+
+    async def _wait(self, decided: Callable[[], bool], timeout: timedelta | None = None) -> None:
+        """Wait for the decision (`timeout` raises TimeoutError). Meanwhile each step taken (the risk
+        score and the wait itself, a first approval, a refused UI signal, a voided approval) is
+        written to the trail as it happens: a refund may wait weeks, and finance must see who
+        already approved. Refunds started before this release write them with their next step."""
+        record = self._record
+        if not self._patches.audit_as_it_happens:
+            await record.wait(decided, timeout=timeout)
+            return
+        deadline = None if timeout is None else workflow.now() + timeout
+        while not decided():
+            if record.unwritten():
+                state = record.state
+                rows = AuditRows(
+                    request_id=state.request_id,
+                    payment_reference=state.payment_reference,
+                    audit=record.drain_audit(),
+                )
+                await self._steps.record_audit(rows)
+                continue  # a step taken while they were written is written next
+            left = None if deadline is None else deadline - workflow.now()
+            if left is not None and left <= timedelta(0):
+                raise TimeoutError
+            await record.wait(lambda: decided() or record.unwritten(), timeout=left)
 
     async def notices_sent(self) -> None:
         """Wait for the notices sent beside the money path."""

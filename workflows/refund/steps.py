@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import (
+        AuditRows,
         FinishInput,
         LateFailureInput,
         NotifyInput,
@@ -69,6 +70,10 @@ class Steps:
     async def validate(self, check: ValidateInput) -> Validation:
         """The merchant's signature again, and the PSP's record of the payment."""
         return await self._local(Activity.VALIDATE, check, Validation, self._psp_timeout, PSP_RETRY)
+
+    async def record_audit(self, rows: AuditRows) -> None:
+        """Write the workflow's own steps now, not with its next step (a review may last weeks)."""
+        await self._local(Activity.RECORD_AUDIT, rows, type(None), DB_TIMEOUT, DB_RETRY)
 
     async def reserve(self, hold: ReserveInput) -> Reservation:
         return await self._local(Activity.RESERVE, hold, Reservation, DB_TIMEOUT, DB_RETRY)
