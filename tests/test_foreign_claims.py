@@ -232,18 +232,19 @@ async def test_the_default_account_cuts_short_globexs_genuine_late_failure_with_
     genuine failure was taken (its run waiting for a worker), it terminates it: the genuine word is
     remembered as taken, the forged run is refused at the default account's read-back, and globex's
     books say paid while its customer was not."""
+    merchant = unique("globex")  # its refunds apart from other tests' globex's in the session's books
     port = free_port()
     globex = SandboxControl(globex_psps.url)
-    globex_psps.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/globex")
+    globex_psps.set_stripe_webhook_url(f"http://127.0.0.1:{port}/webhooks/stripe/{merchant}")
     payment = globex.seed_stripe_payment(amount=5_000, currency="EUR")
     request_id = unique("gx")
     body = refund_body(request_id, payment, amount=1_200)
-    merchants = merchants_file(tmp_path, globex_psps.url)
-    ours = f"globex~{request_id}"
+    merchants = merchants_file(tmp_path, globex_psps.url, globex=merchant)
+    ours = f"{merchant}~{request_id}"
     async with starter_for(stack, port=port, merchants_file=merchants) as (settings, http):
         async with worker_for(stack, settings):
             response = await http.post(
-                "/v1/refund-requests", content=body, headers=signed_for("globex", GLOBEX_SECRET, body)
+                "/v1/refund-requests", content=body, headers=signed_for(merchant, GLOBEX_SECRET, body)
             )
             assert response.status_code == 202, response.text
             handle = stack.client.get_workflow_handle(f"refund-{ours}")
@@ -256,14 +257,16 @@ async def test_the_default_account_cuts_short_globexs_genuine_late_failure_with_
         globex_psps.set_stripe_webhook_url(None)  # its genuine word is delivered below, by hand
         globex.fail_stripe_refund_late(psp_refund_id)
         genuine = refund_event(made["metadata"]["refund_request_id"], psp_refund_id, "failed")
-        forged = refund_event(f"globex~{made['metadata']['refund_request_id']}", psp_refund_id, "failed")
+        forged = refund_event(f"{merchant}~{made['metadata']['refund_request_id']}", psp_refund_id, "failed")
         own = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, genuine)
-        assert (await http.post("/webhooks/stripe/globex", content=genuine, headers=own)).status_code == 200
+        assert (
+            await http.post(f"/webhooks/stripe/{merchant}", content=genuine, headers=own)
+        ).status_code == 200
         default = webhook_headers(stack.settings.stripe_webhook_secret, forged)
         assert (await http.post("/webhooks/stripe", content=forged, headers=default)).status_code == 200
         async with worker_for(stack, settings):
             late = stack.client.get_workflow_handle(
-                late_failure_workflow_id(made["metadata"]["refund_request_id"], psp_refund_id, "globex")
+                late_failure_workflow_id(made["metadata"]["refund_request_id"], psp_refund_id, merchant)
             )
             await late.result()
     with stack.database.transaction() as session:
@@ -278,18 +281,19 @@ async def test_the_default_account_books_globexs_dashboard_refund_under_its_own_
     merchantReference, on a payment of its own) whose pspReference is `globex~<DASH>`: it is booked
     under `external:adyen:globex~<DASH>`, globex's own booking id, to the default merchant. Globex's
     genuine REFUND of <DASH> then books nothing in globex's books (the id is taken)."""
+    merchant = unique("globex")  # its refunds apart from other tests' globex's in the session's books
     own_payment = await known_adyen_payment(stack, adyen, 8_000)
     dash = unique("DASH").upper()
-    booking = external_request_id("adyen", dash, "globex")
+    booking = external_request_id("adyen", dash, merchant)
     squat = adyen_item(
-        f"globex~{dash}",
+        f"{merchant}~{dash}",
         "",
         SANDBOX_ADYEN_HMAC_KEY,
         originalReference=own_payment,
         amount={"value": 700, "currency": "EUR"},
     )
     assert (await post(stack, "adyen", adyen_delivery(squat))).status_code == 200
-    await assert_not_started(stack, f"external-adyen-globex~{dash}")  # refused: `~` in a PSP id
+    await assert_not_started(stack, f"external-adyen-{merchant}~{dash}")  # refused: `~` in a PSP id
     globex_payment = unique("GLXPAY").upper()
     paid = adyen_item(
         globex_payment,
@@ -307,11 +311,11 @@ async def test_the_default_account_books_globexs_dashboard_refund_under_its_own_
         merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 700, "currency": "EUR"},
     )
-    merchants = merchants_file(tmp_path, globex_psps.url)
+    merchants = merchants_file(tmp_path, globex_psps.url, globex=merchant)
     async with starter_for(stack, merchants_file=merchants) as (settings, http), worker_for(stack, settings):
         for item in (paid, genuine):
             assert (
-                await http.post("/webhooks/adyen/globex", content=adyen_delivery(item))
+                await http.post(f"/webhooks/adyen/{merchant}", content=adyen_delivery(item))
             ).status_code == 200
 
         async def globex_booked() -> dict:  # type: ignore[type-arg]
@@ -319,7 +323,7 @@ async def test_the_default_account_books_globexs_dashboard_refund_under_its_own_
                 return ledger.balances(session, booking)
 
         balances = await eventually(globex_booked, bool, timeout=15)
-    assert balances and all(account.startswith("globex:") for account, _currency in balances), balances
+    assert balances and all(account.startswith(f"{merchant}:") for account, _currency in balances), balances
 
 
 @pytest.mark.parametrize(
@@ -443,6 +447,7 @@ async def test_a_genuine_dashboard_refund_taken_while_the_key_was_revoked_is_boo
     nothing (rolled): the read-back is asked again, with backoff, until the key works, then the
     refund is booked (before, the run took it as unproven, and the event, remembered, never came
     again: a refund that left the PSP was never booked)."""
+    merchant = unique("globex")  # its refunds apart from other tests' globex's in the session's books
     globex = SandboxControl(globex_psps.url)
     globex_psps.set_stripe_webhook_url(None)
     payment = globex.seed_stripe_payment(amount=5_000, currency="EUR")
@@ -456,13 +461,13 @@ async def test_a_genuine_dashboard_refund_taken_while_the_key_was_revoked_is_boo
         globex.settle_stripe_refund(refund_id)
     event = _stripe_dashboard_refund_of(payment, refund_id, 2_000)
     headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, event)
-    booking = external_request_id("stripe", refund_id, "globex")
-    good = merchants_file(tmp_path, globex_psps.url)
+    booking = external_request_id("stripe", refund_id, merchant)
+    good = merchants_file(tmp_path, globex_psps.url, globex=merchant)
     text = good.read_text()
     revoked = tmp_path / "revoked.toml"
     revoked.write_text(text.replace(f'"{GLOBEX_STRIPE_KEY}"', '"sk_test_rolled"'))
     async with starter_for(stack, merchants_file=revoked) as (settings, http), worker_for(stack, settings):
-        response = await http.post("/webhooks/stripe/globex", content=event, headers=headers)
+        response = await http.post(f"/webhooks/stripe/{merchant}", content=event, headers=headers)
         assert response.status_code == 200, response.text
         await eventually(lambda: _steps(stack, booking), lambda steps: "psp_read_back_failed" in steps)
         queue = settings.task_queue
@@ -476,6 +481,6 @@ async def test_a_genuine_dashboard_refund_taken_while_the_key_was_revoked_is_boo
         try:
             await eventually(booked, bool, timeout=45)  # the read-back's backoff: 1, 2, 4, 8, 16 s
         except AssertionError:
-            run = stack.client.get_workflow_handle(f"refund-external-stripe-globex~{refund_id}")
+            run = stack.client.get_workflow_handle(f"refund-external-stripe-{merchant}~{refund_id}")
             status = (await run.describe()).status
             raise AssertionError(f"not booked; run {status}; trail {steps_of(stack, booking)}") from None
