@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 
-from adapters.db import audit, ledger, reservations
+from adapters.db import audit, ledger, psp_events, reservations
 from adapters.db.engine import Database
 from adapters.db.models import LedgerTransferRow
 from adapters.db.payment_book import DatabasePaymentBook
+from adapters.db.psp_events import Take
 from adapters.db.reservations import ReservationState
 from domain.allocation import AllocatedLine, Allocation
 from domain.contracts import AuditEvent, PaymentRecord
@@ -290,3 +291,43 @@ def run_refund(db: Database, request_id: str, allocation: Allocation, fate: str)
     if fate == "reversed":
         with db.transaction() as session:
             assert ledger.balances(session, request_id) == {}
+
+
+def test_one_delivery_at_a_time_takes_a_psp_event_and_a_killed_ones_claim_goes_stale(db: Database) -> None:
+    """Of deliveries of one event at once, one takes it; the rest are busy until it is remembered,
+    then replays. A claim its process never finished (killed) is taken again once stale."""
+    event, now = unique("evt"), datetime.now(UTC)
+    with db.transaction() as session:
+        assert psp_events.take(session, Provider.STRIPE, "default", event, now) is Take.TAKEN
+    with db.transaction() as session:
+        assert psp_events.take(session, Provider.STRIPE, "default", event, now) is Take.BUSY
+    later = now + psp_events.CLAIM_STALE_AFTER + timedelta(seconds=1)
+    with db.transaction() as session:  # the first was killed before it signalled: taken again
+        assert psp_events.take(session, Provider.STRIPE, "default", event, later) is Take.TAKEN
+    with db.transaction() as session:
+        psp_events.remember(session, Provider.STRIPE, "default", event)
+    with db.transaction() as session:
+        assert psp_events.take(session, Provider.STRIPE, "default", event, later) is Take.DONE
+        assert psp_events.take(session, Provider.STRIPE, "globex", event, later) is Take.TAKEN  # its own
+    released = unique("evt")
+    with db.transaction() as session:
+        assert psp_events.take(session, Provider.ADYEN, "default", released, now) is Take.TAKEN
+        psp_events.release(session, Provider.ADYEN, "default", released)  # could not signal it
+    with db.transaction() as session:
+        assert psp_events.take(session, Provider.ADYEN, "default", released, now) is Take.TAKEN
+
+
+def test_many_deliveries_of_one_event_at_once_take_it_once(db: Database) -> None:
+    event = unique("evt")
+
+    def attempt(_: int) -> Take:
+        with db.transaction() as session:
+            taken = psp_events.take(session, Provider.ADYEN, "default", event)
+        if taken is Take.TAKEN:
+            with db.transaction() as session:
+                psp_events.remember(session, Provider.ADYEN, "default", event)
+        return taken
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(attempt, range(24)))
+    assert results.count(Take.TAKEN) == 1, results

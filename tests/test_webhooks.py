@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from typing import Any
 
 import stripe
+from temporalio.api.enums.v1 import EventType
 
 from adapters.db import audit, ledger
 from adapters.db.models import ReservationRow
@@ -181,4 +184,42 @@ def refund_event_for(refund_id: str, payment: str, status: str, amount: int) -> 
     }
     return json.dumps(
         {"id": unique("evt"), "object": "event", "type": "refund.updated", "data": {"object": refund}}
+    )
+
+
+async def test_one_event_delivered_many_times_at_once_reaches_its_refund_once(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """A PSP retrying a slow answer, or a storm of replays, sends one event several times at once:
+    one delivery takes it and signals the refund; the others are asked to deliver again (503) or,
+    once it was taken, acknowledged as replays. Before, each passed the "seen?" check before the
+    first remembered it, and the refund's history took the event several times."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("storm")
+    goods = {"sku": unique("SKU"), "quantity": 1, "unit_amount": 1_500, "tax_amount": 0, "restock": True}
+    body = refund_body(request_id, payment, amount=1_500, reason_code="changed_mind", items=[goods])
+    assert (await submit(stack, body)).status_code == 202
+    view = await wait_for_status(stack, request_id, {"succeeded"})  # open: its goods are to come
+    psp_refund_id = view["psp_refund_id"]
+
+    async def delivered() -> bool:  # the sandbox's own events of the refund are in
+        mine = [e for e in sandbox.webhook_events() if psp_refund_id in json.dumps(e["payload"])]
+        return bool(mine) and all(e["state"] == "delivered" for e in mine)
+
+    await eventually(delivered, bool)
+    handle = stack.client.get_workflow_handle(f"refund-{request_id}")
+    before = await _signals(handle)
+    event = refund_event(request_id, psp_refund_id, "succeeded")
+    answers = await asyncio.gather(*(deliver(stack, event, SANDBOX_STRIPE_WEBHOOK_SECRET) for _ in range(12)))
+    statuses = [status for status, _ in answers]
+    assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+    assert await _signals(handle) == before + 1
+
+
+async def _signals(handle: Any) -> int:
+    return sum(
+        [
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            async for event in handle.fetch_history_events()
+        ]
     )

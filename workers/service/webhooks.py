@@ -78,8 +78,9 @@ async def _signal_once(
     services: Services, provider: Provider, event: PspEvent, merchant_id: str | None
 ) -> int:
     """Signal an event the first time only: a replay (Adyen signs no timestamp, so a captured
-    notification can be sent again forever) is acknowledged and goes no further. The event is
-    remembered after it was signalled, so one that could not be signalled is taken again."""
+    notification can be sent again forever) is acknowledged and goes no further. One delivery takes
+    the event at a time (`psp_events.take`); it is remembered after it was signalled, so one that
+    could not be signalled is taken again."""
     return await _once(services, provider, event, merchant_id, _signal_refund)
 
 
@@ -108,20 +109,33 @@ async def _once(
     account = merchant_id or services.psps.default_merchant
     if not event.event_id:  # nothing to know it again by: signalled every time, as before
         return await act(services, provider, event, merchant_id)
+    event_id = event.event_id
 
-    def _seen() -> bool:
+    def _take() -> psp_events.Take:
         with services.db.transaction() as session:
-            return psp_events.seen(session, provider, account, event.event_id)
+            return psp_events.take(session, provider, account, event_id)
 
-    def _remember() -> None:
+    def _done(signalled: bool) -> None:
         with services.db.transaction() as session:
-            psp_events.remember(session, provider, account, event.event_id)
+            if signalled:
+                psp_events.remember(session, provider, account, event_id)
+            else:
+                psp_events.release(session, provider, account, event_id)
 
-    if await run_in_threadpool(_seen):
+    taken = await run_in_threadpool(_take)
+    if taken is psp_events.Take.DONE:
         WEBHOOK_REPLAYS.labels(source=provider.value).inc()
         return 0
-    signalled = await act(services, provider, event, merchant_id)
-    await run_in_threadpool(_remember)
+    if taken is psp_events.Take.BUSY:
+        # another delivery of this event is being signalled now; if it fails, the PSP's next
+        # delivery takes it, so this one is asked again rather than acknowledged
+        raise ApiError(503, ErrorCode.SERVICE_UNAVAILABLE, "this event is being taken now: deliver it again")
+    try:
+        signalled = await act(services, provider, event, merchant_id)
+    except BaseException:
+        await run_in_threadpool(_done, False)
+        raise
+    await run_in_threadpool(_done, True)
     return signalled
 
 
