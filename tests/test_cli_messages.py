@@ -90,3 +90,40 @@ def test_refunds_sandbox_where_the_sandbox_is_not_installed_says_so(
     monkeypatch.setitem(sys.modules, "sandbox", None)
     code, output = run(env, "sandbox")
     assert code == 2 and output.startswith("not_installed: the PSP sandbox is a development tool"), output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("audit", "demo-1"),
+        ("export", "--peek"),
+        ("client", "list"),
+        ("status", "demo-1"),
+        ("fraud-warnings",),
+    ],
+)
+def test_a_read_from_another_directory_creates_no_database_and_says_what_it_used(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Run where no `refunds dev` ran: it finds no database, says which settings and Temporal it used,
+    and leaves nothing behind (before, `audit`, `export --peek` and `client list` created
+    `./.refunds/refunds.db`, and `status` asked whatever answered on the default port)."""
+    import os
+    import subprocess
+
+    from tests.conftest import free_port, repo_root
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+    env |= {
+        "PYTHONPATH": str(repo_root()),
+        "COLUMNS": "200",
+        "REFUNDS_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 1 and said.startswith("no_database: no database at sqlite:///"), said
+    assert f"REFUNDS_DATA_DIR=.refunds (from {tmp_path})" in said and "Temporal at 127.0.0.1:" in said, said
+    assert "Traceback" not in said
+    assert list(tmp_path.iterdir()) == []

@@ -27,8 +27,10 @@ from workers.cli_kit import (
     fail,
     loaded,
     print_table,
+    read_database,
     run_ops,
     say,
+    where_from,
 )
 from workers.settings import Settings
 
@@ -182,7 +184,7 @@ def status(
     else:
         view = run_ops(wait_for_status(settings, request_id, wait, timeout))
     if view is None:
-        fail("not_found", f"no refund {request_id}")
+        fail("not_found", f"no refund {request_id}; {where_from(settings)}")
     if as_json:
         print(json.dumps(view, indent=2, default=str))
     else:
@@ -202,17 +204,17 @@ def audit(
 
     Example: refunds audit demo-1 --json"""
     from adapters.db import audit as audit_rows
-    from adapters.db.engine import Database
     from workers.ops import render_audit
 
-    db = Database.connect(current_settings().database_url)
+    settings = current_settings()
+    db = read_database(settings)
     try:
         with db.transaction() as session:
             trail = [entry.model_dump(mode="json") for entry in audit_rows.trail(session, request_id)]
     finally:
         db.dispose()
     if not trail:
-        fail("not_found", f"no audit trail for {request_id}")
+        fail("not_found", f"no audit trail for {request_id}; {where_from(settings)}")
     if as_json:
         print(json.dumps(trail, indent=2))
         return
@@ -237,7 +239,6 @@ def export_ledger(
 
     Example: refunds export --format csv --out ledger.csv"""
     from adapters.db import outbox
-    from adapters.db.engine import Database
     from workers.erp_export import ExportFormat, file_writer, write_batch
 
     try:
@@ -253,7 +254,7 @@ def export_ledger(
         write_batch(batch, sys.stdout, export_format, header=True)
         sys.stdout.flush()
 
-    db = Database.connect(current_settings().database_url)
+    db = read_database(current_settings())
     try:
         if peek:
             to_terminal(outbox.ExportBatch("(not exported)", outbox.peek(db, limit=limit)))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from workers.cli_kit import app, current_settings, fail, print_table, say
+from workers.cli_kit import app, current_settings, fail, print_table, read_database, say
 
 client_app = typer.Typer(
     help="API clients: software (a support agent, a help desk) asking for refunds for a merchant.",
@@ -92,10 +92,9 @@ def client_list() -> None:
     from datetime import UTC, datetime
 
     from adapters.db import clients
-    from adapters.db.engine import Database
     from domain.money import format_minor
 
-    db = Database.connect(current_settings().database_url)
+    db = read_database(current_settings())
     try:
         with db.transaction() as session:
             now = datetime.now(UTC)
@@ -138,12 +137,11 @@ def client_rotate(
     from datetime import UTC, datetime, timedelta
 
     from adapters.db import clients
-    from adapters.db.engine import Database
     from domain.clients import new_key
 
     key = new_key()
     until = datetime.now(UTC) + timedelta(hours=keep_old_key)
-    db = Database.connect(current_settings().database_url)
+    db = read_database(current_settings())
     try:
         with db.transaction() as session:
             rotated = clients.rotate(session, name, key, until)
@@ -164,9 +162,8 @@ def client_revoke(name: str) -> None:
 
     Example: refunds client revoke helpdesk"""
     from adapters.db import clients
-    from adapters.db.engine import Database
 
-    db = Database.connect(current_settings().database_url)
+    db = read_database(current_settings())
     try:
         with db.transaction() as session:
             revoked = clients.revoke(session, name)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +17,9 @@ from rich.text import Text
 from temporalio.service import RPCError
 
 from workers.settings import Settings, local_settings
+
+if TYPE_CHECKING:
+    from adapters.db.engine import Database
 from workers.terminal import printable
 
 T = TypeVar("T")
@@ -131,10 +135,34 @@ def checked_settings(*, signs_decisions: bool = False, safe_start: bool = False)
     return settings
 
 
+def read_database(settings: Settings) -> Database:
+    """The database a reading command reads: never one it would create where it stands."""
+    from adapters.db.engine import Database, NoDatabase
+
+    try:
+        return Database.existing(settings.database_url)
+    except NoDatabase:
+        fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
+
+
+def where_from(settings: Settings) -> str:
+    """Which settings a command used, for an answer that found nothing."""
+    return (
+        f"this command used REFUNDS_DATA_DIR={settings.data_dir} (from {Path.cwd()}), Temporal at "
+        f"{settings.temporal_address} (namespace {settings.temporal_namespace}): run it where `refunds "
+        "dev` runs, or set REFUNDS_DATABASE_URL and REFUNDS_TEMPORAL_ADDRESS"
+    )
+
+
 def run_ops(operation: Coroutine[Any, Any, T]) -> T:
-    """Run an ops call; Temporal being down or refusing is a one-line error, not a traceback."""
+    """Run an ops call; Temporal being down or refusing, or no database where the settings point,
+    is a one-line error, not a traceback."""
+    from adapters.db.engine import NoDatabase
+
     try:
         return asyncio.run(operation)
+    except NoDatabase as err:
+        fail("no_database", f"no database at {err}; {where_from(current_settings())}")
     except RPCError as err:
         fail("temporal_error", err.message)
     except RuntimeError as err:  # the client could not connect

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from workers.cli_kit import app, current_settings, fail, print_rows
+from workers.cli_kit import app, current_settings, fail, print_rows, read_database
 
 if TYPE_CHECKING:
     from domain.warning_savings import Savings
@@ -39,7 +39,6 @@ def fraud_warnings(
 
     Example: refunds fraud-warnings --merchant globex --json"""
     from adapters.db import refunds
-    from adapters.db.engine import Database
     from domain.policy_file import PolicyError
     from domain.warning_savings import savings
 
@@ -53,7 +52,7 @@ def fraud_warnings(
         fail("invalid_policy", err, 2)
     if merchant is not None and merchant not in policies:
         fail("not_found", f"no merchant {merchant!r} is configured here", 2)
-    db = Database.connect(settings.database_url)
+    db = read_database(settings)
     try:
         with db.transaction() as session:
             made = refunds.warning_refunds(session, settings.merchant_id, merchant)

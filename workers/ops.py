@@ -64,10 +64,9 @@ class SteerError(Exception):
 
 
 async def refund_view(settings: Settings, request_id: str) -> dict[str, Any] | None:
-    client = await connect(settings)
-    db = Database.connect(settings.database_url)
+    db = Database.existing(settings.database_url)  # first: no database here says more than Temporal
     try:
-        return await _view(client, db, request_id)
+        return await _view(await connect(settings), db, request_id)
     finally:
         db.dispose()
 
@@ -103,9 +102,9 @@ async def wait_for_status(
     refund no worker answers for is asked again until then, never waited on past it."""
     deadline = time.monotonic() + timeout_seconds
     pause = 0.05
-    client = await connect(settings)
-    db = Database.connect(settings.database_url)  # once: each poll is a query and a read, no more
+    db = Database.existing(settings.database_url)  # once: each poll is a query and a read, no more
     try:
+        client = await connect(settings)
         while True:
             try:
                 view = await _view(client, db, request_id, deadline - time.monotonic())
@@ -269,7 +268,7 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
         state = await handle.query(RefundWorkflow.state, rpc_timeout=_within())
         reason = f"{state.failure_code.value if state.failure_code else ''} {state.failure_message}"
         rows.append((state.request_id, "needs_attention", reason.strip()))
-    db = Database.connect(settings.database_url)
+    db = Database.existing(settings.database_url)
     try:
         with db.transaction() as session:
             for entry in audit.entries_with_step(session, "late_failure_reversed"):

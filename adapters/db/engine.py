@@ -82,6 +82,18 @@ def create_schema(engine: Engine) -> None:
     migrate.upgrade(engine)
 
 
+class NoDatabase(Exception):
+    """A read found no database where it was pointed: it creates none."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for another database (or SQLite in memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 class Database:
     """A session factory; `transaction()` commits on success and rolls back on error."""
 
@@ -95,6 +107,15 @@ class Database:
         if create:
             create_schema(database.engine)
         return database
+
+    @classmethod
+    def existing(cls, url: str) -> Database:
+        """The database for a read: one that is there already (a SQLite file that is missing raises
+        NoDatabase; SQLite would create an empty one where the command stands)."""
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            raise NoDatabase(url)
+        return cls.connect(url)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
