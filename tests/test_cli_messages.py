@@ -127,3 +127,47 @@ def test_a_read_from_another_directory_creates_no_database_and_says_what_it_used
     assert f"REFUNDS_DATA_DIR=.refunds (from {tmp_path})" in said and "Temporal at 127.0.0.1:" in said, said
     assert "Traceback" not in said
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_operator_names_the_option_the_command_has(env: dict[str, str]) -> None:
+    code, said = run(env, "retry", "demo-1")
+    assert code == 2 and "--operator" in said and "--reviewer" not in said, said
+
+
+def test_pending_for_a_merchant_nobody_configured_says_so(env: dict[str, str]) -> None:
+    """Before: "no refunds awaiting review", as if the merchant had none."""
+    assert run(env, "pending", "--merchant", "nosuch") == (
+        2,
+        "not_found: no merchant 'nosuch' is configured here\n",
+    )
+
+
+async def test_retrying_a_refund_whose_payment_is_still_held_says_the_hold_blocks_it(
+    stack: Any, sandbox: Any
+) -> None:
+    """Before: exit 0 and `needs_attention`, without a word of the hold still in its way."""
+    from tests.flows import cli, submit, wait_for_status
+    from tests.helpers import refund_body, unique
+
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    holds.open_hold(stack.database, Provider.STRIPE, payment, "dispute dp_cli")
+    request_id = unique("held")
+    assert (await submit(stack, refund_body(request_id, payment, amount=1_000))).status_code == 202
+    waiting = await wait_for_status(stack, request_id, {"needs_attention"})
+    assert waiting["failure_code"] == "payment_disputed"
+    again = await cli(stack, "retry", request_id, "--operator", "ops-ann")
+    said = again.stdout + again.stderr
+    assert again.returncode == 1 and said.startswith(f"still_needs_attention: {request_id}"), said
+    assert f"refunds release-hold stripe {payment}" in said, said
+    assert (await cli(stack, "release-hold", "stripe", payment, "--operator", "ops-ann")).returncode == 0
+    assert (await cli(stack, "retry", request_id, "--operator", "ops-ann")).returncode == 0
+    assert (await wait_for_status(stack, request_id, {"succeeded"}))["status"] == "succeeded"
+
+
+async def test_waiting_for_a_refund_nobody_asked_for_ends_at_once(stack: Any) -> None:
+    """`status --wait` of an unknown id answers not_found without waiting out its timeout (an hour
+    here; the test's own deadline would stop a wait long before)."""
+    from tests.flows import cli
+
+    done = await cli(stack, "status", "nobody-asked", "--wait", "succeeded", "--timeout", "3600")
+    assert done.returncode == 1 and done.stdout.startswith("not_found: no refund nobody-asked"), done.stdout

@@ -176,7 +176,7 @@ def status(
     """Show a refund: status, amounts, PSP refund id, risk, review and audit trail.
 
     Example: refunds status demo-1 --wait succeeded"""
-    from workers.ops import refund_view, wait_for_status
+    from workers.ops import ENDED, refund_view, wait_for_status
 
     settings = current_settings()
     if wait is None:
@@ -192,7 +192,9 @@ def status(
 
         render_refund(console, view)
     if wait is not None and view["status"] != wait.value:
-        fail("not_reached", f"{request_id} is {view['status']}, not {wait.value}")
+        if RefundStatus(view["status"]) in ENDED:
+            fail("not_reached", f"{request_id} ended {view['status']}, never {wait.value}")
+        fail("timed_out", f"{request_id} is still {view['status']} after {timeout:g} s, not {wait.value}")
 
 
 @app.command()

@@ -98,7 +98,7 @@ def identity(given: str | None) -> str:
     """Who the CLI acts as: the option, else REFUNDS_OPERATOR; never anonymous."""
     who = (given or current_settings().operator).strip()
     if not who:
-        fail("unauthorized", "pass --reviewer/--operator or set REFUNDS_OPERATOR", 2)
+        fail("unauthorized", "say who acts: pass --operator NAME or set REFUNDS_OPERATOR", 2)
     return who
 
 

@@ -10,7 +10,7 @@ import typer
 
 from domain.contracts import CancelInput, RetryInput, ReviewInput, VoidApprovalInput
 from domain.naming import workflow_id
-from domain.status import Provider, RefundStatus
+from domain.status import ErrorCode, Provider, RefundStatus
 from workers.cli_kit import app, current_settings, fail, identity, print_rows, run_ops, say
 
 if TYPE_CHECKING:
@@ -28,8 +28,11 @@ def pending(
     Example: refunds pending --merchant globex --json"""
     from workers.ops import SteerError, pending_reviews
 
+    settings = current_settings()
+    if merchant is not None and merchant not in settings.merchant_profiles():
+        fail("not_found", f"no merchant {merchant!r} is configured here", 2)
     try:
-        rows = run_ops(pending_reviews(current_settings(), merchant))
+        rows = run_ops(pending_reviews(settings, merchant))
     except SteerError as err:
         fail(err.code, err, 2)
     columns = ("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
@@ -120,7 +123,18 @@ def retry(
     """Retry a refund that needs attention (after the cause was fixed).
 
     Example: refunds retry demo-4 --operator ann"""
-    _steer(request_id, "retry", RetryInput(operator=identity(operator)))
+    state = _steer(request_id, "retry", RetryInput(operator=identity(operator)), quiet=True)
+    if state.status is RefundStatus.NEEDS_ATTENTION:
+        # the retried step refused again at once: say why, and what unblocks it
+        why = f"{state.failure_code.value if state.failure_code else ''}: {state.failure_message}".strip(": ")
+        hint = ""
+        if state.failure_code is ErrorCode.PAYMENT_DISPUTED:
+            hint = (
+                f"; the payment is still held: lift the hold first (refunds release-hold "
+                f"{state.provider.value} {state.payment_reference}), then retry"
+            )
+        fail("still_needs_attention", f"{request_id} still needs attention ({why}){hint}")
+    say(f"{request_id}: {state.status.value}")
 
 
 @app.command()

@@ -92,7 +92,7 @@ async def _view(
     return {**shown.model_dump(mode="json"), "audit": [entry.model_dump(mode="json") for entry in trail]}
 
 
-_ENDED = {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELLED}
+ENDED = {RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.CANCELLED}
 
 
 async def wait_for_status(
@@ -112,8 +112,10 @@ async def wait_for_status(
                 if time.monotonic() >= deadline:
                     raise
             else:
-                status = RefundStatus(view["status"]) if view is not None else None
-                if status is wanted or status in _ENDED or time.monotonic() >= deadline:
+                if view is None:
+                    return None  # no such refund: nothing to wait for
+                status = RefundStatus(view["status"])
+                if status is wanted or status in ENDED or time.monotonic() >= deadline:
                     return view
             await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 1.0)
