@@ -171,3 +171,25 @@ async def test_waiting_for_a_refund_nobody_asked_for_ends_at_once(stack: Any) ->
 
     done = await cli(stack, "status", "nobody-asked", "--wait", "succeeded", "--timeout", "3600")
     assert done.returncode == 1 and done.stdout.startswith("not_found: no refund nobody-asked"), done.stdout
+
+
+def test_dev_names_the_reviewers_it_was_given_and_no_token_of_theirs() -> None:
+    """Before: with `REFUNDS_REVIEWER_TOKENS=alice:…,bob:…` the banner printed `a-token,bob:b-token`
+    as "the reviewer token"."""
+    from workers.dev import DEV_REVIEWER_TOKENS, reviewer_line
+    from workers.settings import DEV_REVIEWER_TOKEN
+
+    assert reviewer_line(DEV_REVIEWER_TOKENS).startswith(f"  reviewer token {DEV_REVIEWER_TOKEN}  (ops")
+    given = reviewer_line("alice:a-token,bob:sha256:" + "0" * 64)
+    assert given.startswith("  reviewers      alice, bob  (") and "a-token" not in given, given
+
+
+async def test_a_token_no_reviewer_has_says_to_pass_ones_own(stack: Any) -> None:
+    import asyncio
+
+    from workers.review_client import ReviewError, decide
+
+    settings = stack.settings.model_copy(update={"service_url": stack.base_url})
+    with pytest.raises(ReviewError) as refused:
+        await asyncio.to_thread(decide, settings, "anything", "approve", "", "not-anyones-token")
+    assert refused.value.code == "unauthorized" and "--token" in str(refused.value), refused.value

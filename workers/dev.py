@@ -28,6 +28,7 @@ from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKe
 from adapters.db import migrate
 from adapters.db.engine import make_engine
 from domain.naming import SEARCH_ATTRIBUTES
+from domain.reviewer_tokens import parse_entries
 from workers.binaries import find_binary
 from workers.dev_policy import write_dev_policy
 from workers.psp_wiring import WIRINGS
@@ -291,6 +292,17 @@ def migrate_database(url: str) -> bool:
     return True
 
 
+def reviewer_line(tokens: str) -> str:
+    """Who reviews in this dev run: dev's own reviewer and its token, or the reviewers configured
+    (whose tokens are theirs to pass: never guessed from the list)."""
+    if tokens == DEV_REVIEWER_TOKENS:
+        return (
+            f"  reviewer token {DEV_REVIEWER_TOKEN}  (ops; Authorization: Bearer …, the CLI's default here)"
+        )
+    names = ", ".join(name for name, _ in parse_entries(tokens))
+    return f"  reviewers      {names}  (REFUNDS_REVIEWER_TOKENS: each passes its own --token)"
+
+
 def banner(
     settings: Settings, service_url: str, sandbox_url: str | None, logs: Path, env: dict[str, str]
 ) -> str:
@@ -307,7 +319,7 @@ def banner(
         f"  Temporal gRPC  {settings.temporal_address}  namespace {settings.temporal_namespace}",
         f"  database       {settings.database_url}",
         f"  PSP sandbox    {sandbox_url or 'off (every PSP has its own base)'}",
-        f"  reviewer token {env['REFUNDS_REVIEWER_TOKENS'].split(':', 1)[-1]}  (Authorization: Bearer …)",
+        reviewer_line(env["REFUNDS_REVIEWER_TOKENS"]),
         f"  policy         {settings.policy_file or env.get('REFUNDS_POLICY_FILE') or 'built in'}",
         f"  logs           {logs}",
         "",

@@ -65,4 +65,11 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     if response.is_success:
         return payload
     error = payload.get("error") or {}
-    raise ReviewError(str(error.get("code", "service_error")), str(error.get("message", payload)))
+    message = str(error.get("message", payload))
+    if response.status_code == 401:
+        # the token given, or the dev reviewer's default, is none of the configured reviewers'
+        message += (
+            ": pass your own --token (or set REFUNDS_REVIEWER_TOKEN); the dev reviewer's default "
+            "token works only while REFUNDS_REVIEWER_TOKENS is unset"
+        )
+    raise ReviewError(str(error.get("code", "service_error")), message)
