@@ -193,3 +193,49 @@ async def test_a_token_no_reviewer_has_says_to_pass_ones_own(stack: Any) -> None
     with pytest.raises(ReviewError) as refused:
         await asyncio.to_thread(decide, settings, "anything", "approve", "", "not-anyones-token")
     assert refused.value.code == "unauthorized" and "--token" in str(refused.value), refused.value
+
+
+ROWS = [
+    (
+        "chaos-20261207-review_threshold_and_more",
+        "review_threshold, client_budget",
+        "2026-12-07T20:12:33+00:00",
+    )
+]
+
+
+def test_a_table_piped_keeps_every_column_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a pipe got an 80-column table with cells cut (`review_t…`, `2026-12-…`)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from workers import cli_kit
+
+    monkeypatch.setattr(cli_kit, "console", Console(file=StringIO(), force_terminal=False, width=80))
+    cli_kit.print_table(Table("request id", "reasons", "waiting since"), ROWS, "none")
+    assert capsys.readouterr().out.splitlines() == [
+        "request id\treasons\twaiting since",
+        "\t".join(ROWS[0]),
+    ]
+
+
+def test_a_table_on_a_narrow_terminal_folds_cells_and_cuts_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from workers import cli_kit
+
+    screen = StringIO()
+    monkeypatch.setattr(cli_kit, "console", Console(file=screen, force_terminal=True, width=60))
+    cli_kit.print_table(Table("request id", "reasons", "waiting since"), ROWS, "none")
+    shown = screen.getvalue()
+    assert "…" not in shown
+    body = [line.split("│")[1:-1] for line in shown.splitlines() if line.startswith("│")]
+    columns = ["".join(cell.strip() for cell in column) for column in zip(*body, strict=True)]
+    assert columns[0] == ROWS[0][0] and columns[2] == ROWS[0][2], shown

@@ -60,13 +60,22 @@ def say(message: str) -> None:
 
 
 def print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> None:
-    """A table of plain-text cells (a reason may hold brackets), or what it means to have none."""
+    """A table of plain-text cells (a reason may hold brackets), or what it means to have none.
+    Nothing is ever cut: on a narrow terminal a long cell folds onto more lines; piped, every row is
+    one line of tab-separated cells under a header line, whatever the width."""
+    if not rows:
+        say(empty)
+        return
+    if not console.is_terminal:
+        headers = [printable(str(column.header)) for column in table.columns]
+        lines = ["\t".join(headers)] + ["\t".join(printable(cell) for cell in row) for row in rows]
+        print("\n".join(lines))
+        return
+    for column in table.columns:
+        column.overflow = "fold"
     for row in rows:
         table.add_row(*(Text(printable(cell)) for cell in row))
-    if rows:
-        console.print(table)
-    else:
-        say(empty)
+    console.print(table)
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], empty: str, as_json: bool) -> None:
