@@ -66,10 +66,11 @@ def _timing_reasons(payment: PaymentRecord, now: datetime) -> list[RiskReason]:
         return []
     age = now - payment.created_at
     if age > timedelta(days=90):
-        return [RiskReason(code="old_purchase", points=15, detail=f"paid {age.days} days ago")]
+        return [RiskReason(code="old_purchase", points=15, detail=f"paid {age.days} days ago")]  # > 90
     if age < timedelta(hours=1):
         minutes = int(age.total_seconds()) // 60
-        return [RiskReason(code="instant_refund", points=10, detail=f"paid {minutes} minutes ago")]
+        when = "less than a minute" if minutes < 1 else "1 minute" if minutes == 1 else f"{minutes} minutes"
+        return [RiskReason(code="instant_refund", points=10, detail=f"paid {when} ago")]
     return []
 
 

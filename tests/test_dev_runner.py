@@ -69,11 +69,15 @@ def test_dev_runs_refunds_survives_a_hard_kill_and_stops_cleanly(dev: DevRun) ->
         reconciled = dev.cli("reconcile", "--provider", provider, "--since", since)
         assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
         assert "the books match the PSP" in reconciled.stdout
+        assert "Warning" not in reconciled.stderr, reconciled.stderr  # nothing but the answer
     adyen = dev.cli("reconcile", "--provider", "adyen", "--since", since)  # configured, but cannot list
     assert adyen.stdout.startswith("not_supported: adyen")
 
     assert dev.interrupt() == 0
     assert "stopping" in dev.log.read_text()
+    logs = Path(dev.env["REFUNDS_DATA_DIR"]) / "logs"
+    for log in ("worker.log", "service.log", "sandbox.log"):
+        assert b"\x1b[" not in (logs / log).read_bytes(), log  # plain text, no terminal colours
     assert not (Path(dev.env["REFUNDS_DATA_DIR"]) / DEV_ENV_FILE).exists()  # nothing points at a stopped dev
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{dev.url}/healthz", timeout=1)

@@ -213,3 +213,15 @@ async def test_temporal_down_is_a_503_that_tells_the_client_what_to_do_not_our_i
     error = response.json()["error"]
     assert (response.status_code, error["code"]) == (503, "temporal_unavailable")
     assert error["message"] == "accepting refund requests is not possible right now; retry shortly"
+
+
+async def test_a_signed_request_naming_a_key_twice_is_refused(stack: Stack) -> None:
+    """Parsers differ on a key given twice (before, the last one won: a body a merchant's platform
+    read as 1.00 EUR was refunded as 9,999.99): refused, nothing started."""
+    request_id = unique("twice")
+    body = refund_body(request_id, "pi_twice", amount=100).decode()
+    twice = body[:-1] + ',"amount":{"value":999999,"currency":"EUR"}}'
+    status, answer = await post(stack, twice.encode(), signed_headers(twice.encode()))
+    assert (status, answer["error"]["code"]) == (400, "invalid_json"), answer
+    assert "'amount' is given twice" in answer["error"]["message"]
+    await assert_not_started(stack, request_id)

@@ -217,3 +217,15 @@ async def test_the_same_card_across_customers_is_scored(stack: Stack, sandbox: S
     view = await wait_for_status(stack, request_id, FINAL)
     codes = {r["code"] for r in view["risk"]["reasons"]}
     assert "card_velocity" in codes and "customer_velocity" not in codes
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(20, "paid less than a minute ago"), (90, "paid 1 minute ago"), (30 * 60, "paid 30 minutes ago")],
+)
+def test_an_instant_refund_says_how_long_ago_in_words(seconds: int, said: str) -> None:
+    """Before: "paid 1 minutes ago", "paid 0 minutes ago"."""
+    payment = paid(10_000, days_ago=seconds / 86_400)
+    fresh = assess_risk(request(), payment, eur(2_000), RefundPolicy(), RiskSignals(), NOW)
+    [instant] = [reason for reason in fresh.reasons if reason.code == "instant_refund"]
+    assert instant.detail == said

@@ -75,7 +75,7 @@ def dev() -> None:
             f"refunds dev runs on a development machine only: REFUNDS_ENVIRONMENT={environment}",
             2,
         )
-    raise typer.Exit(run_dev(checked_settings()))
+    raise typer.Exit(run_dev(checked_settings(announce_policy=False)))
 
 
 @app.command()

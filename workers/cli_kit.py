@@ -111,7 +111,9 @@ def identity(given: str | None) -> str:
     return who
 
 
-def checked_settings(*, signs_decisions: bool = False, safe_start: bool = False) -> Settings:
+def checked_settings(
+    *, signs_decisions: bool = False, safe_start: bool = False, announce_policy: bool = True
+) -> Settings:
     """Settings for a long-running process: a bad policy file stops it before it starts anything.
     Its own environment alone: what a `refunds dev` told its children is for commands run by hand."""
     from domain.policy_file import PolicyError
@@ -137,7 +139,8 @@ def checked_settings(*, signs_decisions: bool = False, safe_start: bool = False)
             settings.model_copy(update={"policy_file": profile.policy_file}).policy()
     except PolicyError as err:
         fail("invalid_policy", err, 2)
-    say(f"refund policy {policy.version}")
+    if announce_policy:  # `refunds dev` names the policy its children run under in its banner
+        say(f"refund policy {policy.version}")
     from workers.logs import configure_logging
 
     configure_logging(settings.log_format)

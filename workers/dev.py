@@ -77,6 +77,8 @@ class Supervisor:
 
 def child_environment(settings: Settings, sandbox_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("FORCE_COLOR", None)  # the children write log files: plain text, never terminal colours
+    env["NO_COLOR"] = "1"
     env.update(
         {
             "REFUNDS_ENVIRONMENT": "dev",

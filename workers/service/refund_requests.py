@@ -26,6 +26,7 @@ from domain import signature
 from domain.clients import Client, requested_by
 from domain.contracts import RefundWorkflowInput, RiskReason, SignatureEvidence
 from domain.fraud_warnings import WARNING_ID_PREFIX
+from domain.json_keys import duplicate_key
 from domain.naming import (
     PRODUCT_ID_PREFIXES,
     SA_MERCHANT,
@@ -384,7 +385,7 @@ def _parse(raw: bytes) -> RefundRequest:
     only one of two parsers takes (UTF-16, a byte order mark, a lone surrogate, nesting past the
     parser's depth) is refused here, never accepted to fail later as a signature that does not match."""
     try:
-        return RefundRequest.model_validate_json(raw, context=AS_SENT)
+        parsed = RefundRequest.model_validate_json(raw, context=AS_SENT)
     except ValidationError as err:
         errors = err.errors(include_url=False)
         unreadable = next((e for e in errors if e["type"] == "json_invalid"), None)
@@ -393,6 +394,10 @@ def _parse(raw: bytes) -> RefundRequest:
             raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {reason}") from err
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "request is invalid", details) from err
+    twice = duplicate_key(raw)
+    if twice is not None:
+        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON we take: {twice}")
+    return parsed
 
 
 async def start_refund(

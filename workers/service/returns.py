@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 
+from domain.json_keys import duplicate_key
 from domain.requests import holds_nul
 from domain.returns import GoodsReceipt, ReturnsState
 from domain.status import ErrorCode
@@ -55,6 +56,9 @@ async def goods_received(
         if any(e["type"] == "json_invalid" for e in errors):
             raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON: {errors[0]['msg']}") from err
         raise ApiError(422, ErrorCode.INVALID_REQUEST, str(errors)[:1000]) from err
+    twice = duplicate_key(raw)
+    if twice is not None:
+        raise ApiError(400, ErrorCode.INVALID_JSON, f"body is not JSON we take: {twice}")
     if holds_nul(receipt.model_dump()):
         raise ApiError(422, ErrorCode.INVALID_REQUEST, "text may not contain NUL (\\u0000)")
     if receipt.request_id != request_id:  # the signature covers the refund it names, and only that
