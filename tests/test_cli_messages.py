@@ -239,3 +239,49 @@ def test_a_table_on_a_narrow_terminal_folds_cells_and_cuts_none(monkeypatch: pyt
     body = [line.split("│")[1:-1] for line in shown.splitlines() if line.startswith("│")]
     columns = ["".join(cell.strip() for cell in column) for column in zip(*body, strict=True)]
     assert columns[0] == ROWS[0][0] and columns[2] == ROWS[0][2], shown
+
+
+@pytest.mark.parametrize("command", [("serve",), ("mcp", "--http")])
+def test_a_server_on_a_taken_port_says_so_and_never_that_it_listens(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Before: "listening on …", then a traceback."""
+    import os
+    import socket
+    import subprocess
+
+    from tests.conftest import repo_root
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+        env |= {
+            "PYTHONPATH": str(repo_root()),
+            "REFUNDS_DATA_DIR": str(tmp_path),
+            "REFUNDS_ENVIRONMENT": "dev",
+            "REFUNDS_HTTP_PORT": port,
+            "REFUNDS_MCP_PORT": port,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "workers.cli", *command], env=env, capture_output=True, text=True
+        )
+    said = done.stdout + done.stderr
+    assert done.returncode == 2 and "listening" not in said and "Traceback" not in said, said
+    assert f"port_in_use: 127.0.0.1:{port} cannot be listened on" in said, said
+
+
+def test_signing_a_body_from_a_missing_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    code, said = run(env, "sign", "--body", str(tmp_path / "nothing.json"))
+    assert (code, said) == (2, f"cannot_read: {tmp_path / 'nothing.json'}: No such file or directory\n")
+
+
+def test_the_sandbox_takes_its_port_from_the_setting_dev_documents() -> None:
+    import typer.main
+
+    from workers.cli import sandbox
+
+    [port] = [p for p in typer.main.get_command(app).commands["sandbox"].params if p.name == "port"]
+    assert port.envvar == "REFUNDS_SANDBOX_PORT"
+    assert "PayPal" in (sandbox.__doc__ or "")

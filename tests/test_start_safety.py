@@ -38,8 +38,6 @@ def test_a_production_start_with_real_values_is_safe() -> None:
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        ({"environment": "prod"}, "REFUNDS_ENVIRONMENT"),
-        ({"environment": "staging"}, "REFUNDS_ENVIRONMENT"),
         ({"inbound_webhook_secret": "change-me"}, "REFUNDS_INBOUND_WEBHOOK_SECRET"),
         ({"review_signing_key": "change-me-to-32-or-more-random-characters"}, "REFUNDS_REVIEW_SIGNING_KEY"),
         ({"reviewer_tokens": f"ops:sha256:{token_digest(DEV_REVIEWER_TOKEN)}"}, "REFUNDS_REVIEWER_TOKENS"),
@@ -222,3 +220,22 @@ def test_two_merchants_may_not_share_a_psp_account(tmp_path: Path) -> None:
     assert problems == ["merchant globex: REFUNDS_ADYEN_MERCHANT_ACCOUNT is also default's account"], problems
     merchants.write_text(merchants.read_text().replace('"ShopECOM"', '"GlobexECOM"'))
     assert start_problems(Settings(**SAFE, **default_adyen, merchants_file=merchants)) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("environment", ["prod", "staging", "bogus"])
+def test_an_environment_nobody_reads_is_refused_by_every_command(environment: str) -> None:
+    """Before, `REFUNDS_ENVIRONMENT=bogus` was taken as "not dev" by every command but a start."""
+    import subprocess
+    import sys
+
+    from tests.conftest import repo_root
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo_root()), "REFUNDS_ENVIRONMENT": environment}
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "status", "demo-1"], env=env, capture_output=True, text=True
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert said.startswith(f"invalid_settings: REFUNDS_ENVIRONMENT: '{environment}' is none of dev, test"), (
+        said
+    )

@@ -93,19 +93,24 @@ def serve() -> None:
     """Run the webhook starter service (FastAPI, OpenAPI at /docs).
 
     Example: REFUNDS_ENVIRONMENT=production refunds serve"""
+    from workers.listening import PortTaken
     from workers.service.app import serve as serve_http
 
-    asyncio.run(serve_http(checked_settings(signs_decisions=True, safe_start=True)))
+    try:
+        asyncio.run(serve_http(checked_settings(signs_decisions=True, safe_start=True)))
+    except PortTaken as err:
+        fail("port_in_use", err, 2)
 
 
 @app.command()
 def sandbox(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 12111,
+    port: Annotated[int, typer.Option(envvar="REFUNDS_SANDBOX_PORT", help="Port on 127.0.0.1")] = 12111,
     service_url: Annotated[
         str | None, typer.Option(help="The refunds service; signed events go to its /webhooks/<psp>")
     ] = None,
 ) -> None:
-    """Run the PSP sandboxes (Stripe's and Adyen's API paths) on loopback, state under REFUNDS_DATA_DIR.
+    """Run the PSP sandbox (Stripe's, Adyen's and PayPal's API paths) on loopback, state under
+    REFUNDS_DATA_DIR.
 
     Example: refunds sandbox --port 12111"""
     try:
@@ -137,9 +142,13 @@ def mcp(
 
     service_base = current_settings().service_base
     if http:
+        from workers.listening import PortTaken
         from workers.mcp_http import serve_http
 
-        run_ops(serve_http(service_base, host, port))
+        try:
+            run_ops(serve_http(service_base, host, port))
+        except PortTaken as err:
+            fail("port_in_use", err, 2)
         return
     key = os.environ.get(KEY_VARIABLE, "").strip()
     refusal = (
@@ -159,7 +168,10 @@ def sign(
 
     Example: printf %s "$body" | refunds sign
     """
-    raw = body.read_bytes() if body else sys.stdin.buffer.read()
+    try:
+        raw = body.read_bytes() if body else sys.stdin.buffer.read()
+    except OSError as err:
+        fail("cannot_read", f"{body}: {err.strerror or err}", 2)
     print(signature.sign(current_settings().inbound_secrets, int(time.time()), raw))
 
 

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.status import ErrorCode
 from workers.bearer import bearer_token
+from workers.listening import bound
 from workers.mcp_server import TIMEOUT_SECONDS, build_server, key_shaped
 
 PATH = "/mcp"
@@ -78,6 +79,7 @@ class KeyGate:
 async def serve_http(service_base: str, host: str, port: int) -> None:
     server = build_server(service_base, caller_key, host=host)
     app = KeyGate(server.streamable_http_app(), service_base)
+    listener = bound(host, port, "REFUNDS_MCP_PORT")
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     print(f"refunds mcp listening on http://{host}:{port}{PATH} (Bearer <client key>)", flush=True)
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[listener])

@@ -14,9 +14,8 @@ from domain.policy_file import PolicyError
 from domain.reviewer_tokens import entry_digests, parse_entries
 from workers.merchants import MerchantProfile
 from workers.psp_wiring import WIRINGS
-from workers.settings import DEV_REVIEWER_TOKEN, PUBLISHED_DEV_SECRETS, Settings
+from workers.settings import DEV_REVIEWER_TOKEN, ENVIRONMENTS, PUBLISHED_DEV_SECRETS, Settings
 
-ENVIRONMENTS = ("dev", "test", "production")
 _SECRETS = (
     "inbound_webhook_secret",
     "review_signing_key",

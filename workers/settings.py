@@ -58,6 +58,7 @@ BUILTIN_REVIEW_CURRENCIES: dict[str, int] = {
     "IDR": 1_700_000,
 }
 
+ENVIRONMENTS = ("dev", "test", "production")  # REFUNDS_ENVIRONMENT: the rules each start applies
 DEV_REVIEWER_TOKEN = "dev-review-token"  # `refunds dev`'s reviewer, ops, and the CLI's default there
 DEV_REVIEW_SIGNING_SECRET = "dev-review-signing-secret: dev decisions only"  # unset outside dev: refused
 # Anyone who reads this file knows them: outside dev no secret may be one (workers/safety.py)
@@ -70,7 +71,7 @@ DEV_ENV_FILE = "dev-settings.json"  # what a running `refunds dev` gave its chil
 class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/psp_wiring/<psp>.py
     model_config = SettingsConfigDict(env_prefix="REFUNDS_", env_file=".env", extra="ignore")
 
-    environment: str = Field(default="dev", description="dev | production")
+    environment: str = Field(default="dev", description="dev | test | production")
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
@@ -188,6 +189,14 @@ class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/p
     def _empty_is_unset(cls, value: object) -> object:
         """`NAME=` (as `.env.example` has it) leaves an optional setting unset, not a path "."."""
         return None if value == "" else value
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, environment: str) -> str:
+        """Which rules apply depends on it: a value nobody reads (a typo) is no environment."""
+        if environment not in ENVIRONMENTS:
+            raise ValueError(f"{environment!r} is none of {', '.join(ENVIRONMENTS)}")
+        return environment
 
     @field_validator("merchant_id")
     @classmethod

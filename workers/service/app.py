@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from adapters.db.engine import Database
+from workers.listening import bound
 from workers.psps import build_directory
 from workers.review_key_rotation import rotation_warnings
 from workers.service import (
@@ -56,6 +57,7 @@ def create_app(services: Services) -> FastAPI:
 
 async def serve(settings: Settings) -> None:
     """`refunds serve`: the HTTP service against REFUNDS_TEMPORAL_ADDRESS and REFUNDS_DATABASE_URL."""
+    listener = bound(settings.http_host, settings.http_port, "REFUNDS_HTTP_PORT")  # first: a taken port
     db = Database.connect(settings.database_url)
     services = Services(settings, db, await connect(settings), build_directory(settings, db))
     # a rotation that dropped the key waiting refunds know strands them until their deadline: say so
@@ -74,5 +76,5 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     print(f"refunds service listening on http://{settings.http_host}:{settings.http_port}", flush=True)
-    await server.serve()
+    await server.serve(sockets=[listener])
     db.dispose()
