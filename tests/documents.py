@@ -24,9 +24,17 @@ def examples(document: str) -> list[Example]:
     text = (repo_root() / document).read_text()
     found = []
     for match in _BLOCK.finditer(text):
-        if match["before"].strip() == "<!-- illustrative -->":
+        if match["before"].strip() in ("<!-- illustrative -->", SETUP):
             continue
         line = text[: match.start("script")].count("\n") + 1
         expected = [word.strip() for word in (match["expect"] or "").split(" | ") if word.strip()]
         found.append(Example(f"{document}:{line}", match["script"], expected))
     return found
+
+
+SETUP = "<!-- setup -->"  # a block run once, on a fresh machine (`setup_scripts`), not beside dev
+
+
+def setup_scripts(document: str) -> list[str]:
+    text = (repo_root() / document).read_text()
+    return [match["script"] for match in _BLOCK.finditer(text) if match["before"].strip() == SETUP]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.dev_run import DevRun
-from tests.documents import DOCUMENTS, examples
+from tests.documents import DOCUMENTS, examples, setup_scripts
 
 
 def test_every_document_has_examples_and_marks_what_it_does_not_run() -> None:
@@ -59,3 +59,24 @@ def test_the_documents_run_as_written(dev: DevRun, tmp_path: Path) -> None:
             assert ran.returncode == 0, f"{example.where} exited {ran.returncode}:\n{output}"
             missing = [word for word in example.expected if word not in output]
             assert not missing, f"{example.where} did not say {missing}:\n{output}"
+
+
+def test_the_readmes_setup_makes_an_environment_where_python_is_its_own(tmp_path: Path) -> None:
+    """The README's first lines, run in a fresh directory with only `python3` on the PATH: a virtual
+    environment whose `python` (the name every later snippet calls) is its own."""
+    [setup] = setup_scripts("README.md")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python3").symlink_to(Path(sys.executable))  # a system with python3 alone
+    shell = {"PATH": f"{bare}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(tmp_path)}
+    ran = subprocess.run(
+        ["bash", "-c", f"{setup}\ncommand -v python && python -c 'import sys; print(sys.prefix)'"],
+        cwd=tmp_path,
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    where, prefix = ran.stdout.split()
+    assert where == str(tmp_path / ".venv" / "bin" / "python") and prefix == str(tmp_path / ".venv")
