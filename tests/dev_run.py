@@ -94,6 +94,12 @@ class DevRun:
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=30)
 
+    def ctrl_c(self) -> int:
+        """A terminal's Ctrl-C: SIGINT to the whole foreground process group."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=30)
+
     def stop(self) -> None:
         """Whatever is left of the run, its children included."""
         if self.process is not None and self.process.poll() is None:

@@ -73,11 +73,20 @@ def test_dev_runs_refunds_survives_a_hard_kill_and_stops_cleanly(dev: DevRun) ->
     adyen = dev.cli("reconcile", "--provider", "adyen", "--since", since)  # configured, but cannot list
     assert adyen.stdout.startswith("not_supported: adyen")
 
-    assert dev.interrupt() == 0
+    # a refund in flight, then a terminal's Ctrl-C (to the whole process group): dev alone gets it
+    # and stops its children in order (before, each child got it too: Temporal and the sandbox died
+    # under the worker's PSP call, seven tracebacks and seconds of gRPC retries)
+    with SandboxControl(f"http://127.0.0.1:{dev.env['REFUNDS_SANDBOX_PORT']}") as sandbox:
+        sandbox.inject_fault("slow", path_prefix="/v1/refunds", method="POST", delay_ms=4_000)
+    assert dev.submit(body("dev-last", "pi_demo_eur_captured", 500)).status_code == 202
+    dev.wait_status("dev-last", "refunding")  # its PSP call is in flight
+    assert dev.ctrl_c() == 0
     assert "stopping" in dev.log.read_text()
     logs = Path(dev.env["REFUNDS_DATA_DIR"]) / "logs"
     for log in ("worker.log", "service.log", "sandbox.log"):
-        assert b"\x1b[" not in (logs / log).read_bytes(), log  # plain text, no terminal colours
+        written = (logs / log).read_bytes()
+        assert b"\x1b[" not in written, log  # plain text, no terminal colours
+        assert b"Traceback" not in written, (log, written[-3000:])
     assert not (Path(dev.env["REFUNDS_DATA_DIR"]) / DEV_ENV_FILE).exists()  # nothing points at a stopped dev
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{dev.url}/healthz", timeout=1)

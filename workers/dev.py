@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -46,6 +48,17 @@ class Child:
     process: subprocess.Popen[bytes]
 
 
+def _die_with_parent(parent: int) -> None:
+    """In the child, before it runs: the kernel kills it when `refunds dev` dies (Linux's
+    PR_SET_PDEATHSIG), so a SIGKILLed dev leaves no child holding its ports."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
+        os._exit(1)  # no such guarantee here, or dev is already gone: run nothing
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class Supervisor:
     """Starts children, stops them all in reverse order on a signal or when one dies."""
 
@@ -54,8 +67,18 @@ class Supervisor:
         self._stopping = False
 
     def start(self, name: str, argv: list[str], env: dict[str, str], log_file: Path) -> None:
+        """A child in a process group of its own: a terminal's Ctrl-C (SIGINT to the foreground
+        group) reaches `refunds dev` alone, which stops the children in order; a child dies with
+        dev all the same (a hard kill of dev kills it: `_die_with_parent`)."""
         log = log_file.open("ab")
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+        )
         self.children.append(Child(name, process))
 
     def died(self) -> Child | None:
