@@ -15,23 +15,23 @@ from tests.helpers import unique
 from workers.psp_wiring.adyen import SANDBOX_ADYEN_MERCHANT_ACCOUNT
 
 
-def refund_event(request_id: str, refund_id: str, status: str) -> str:
+def refund_event(
+    request_id: str | None, refund_id: str, status: str, amount: int = 100, payment: str | None = None
+) -> str:
+    """Stripe's `refund.updated`; without a request id, a refund made in Stripe's dashboard (no
+    metadata of ours) of `payment`."""
+    refund = {
+        "id": refund_id,
+        "object": "refund",
+        "status": status,
+        "amount": amount,
+        "currency": "eur",
+        "metadata": {"refund_request_id": request_id} if request_id else {},
+    }
+    if payment is not None:
+        refund["payment_intent"] = payment
     return json.dumps(
-        {
-            "id": unique("evt"),
-            "object": "event",
-            "type": "refund.updated",
-            "data": {
-                "object": {
-                    "id": refund_id,
-                    "object": "refund",
-                    "status": status,
-                    "amount": 100,
-                    "currency": "eur",
-                    "metadata": {"refund_request_id": request_id},
-                }
-            },
-        }
+        {"id": unique("evt"), "object": "event", "type": "refund.updated", "data": {"object": refund}}
     )
 
 

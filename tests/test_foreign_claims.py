@@ -144,27 +144,6 @@ def _revoked(path: Path, old: str, new: str) -> Path:
     return path
 
 
-def _stripe_dashboard_refund(payment: str, refund_id: str, amount: int) -> str:
-    return json.dumps(
-        {
-            "id": unique("evt"),
-            "object": "event",
-            "type": "refund.updated",
-            "data": {
-                "object": {
-                    "id": refund_id,
-                    "object": "refund",
-                    "status": "succeeded",
-                    "amount": amount,
-                    "currency": "eur",
-                    "payment_intent": payment,
-                    "metadata": {},
-                }
-            },
-        }
-    )
-
-
 async def test_globex_with_an_unreadable_stripe_key_books_a_dashboard_refund_on_a_default_payment(
     stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
@@ -175,7 +154,7 @@ async def test_globex_with_an_unreadable_stripe_key_books_a_dashboard_refund_on_
     a reservation on the victim's payment key: the victim's own refund is refused."""
     payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
     refund_id = unique("re")
-    event = _stripe_dashboard_refund(payment, refund_id, 5_000)
+    event = refund_event(None, refund_id, "succeeded", 5_000, payment)
     merchants = merchants_file(tmp_path, globex_psps.url)
     merchants = _revoked(merchants, GLOBEX_STRIPE_KEY, "sk_test_rolled_by_globex")
     async with starter_for(stack, merchants_file=merchants) as (settings, http), worker_for(stack, settings):
@@ -419,27 +398,6 @@ async def test_globex_chargeback_cannot_hold_a_pre_0007_default_payment(
 # --- a dashboard refund read back with a key that reads nothing ------------------------------------
 
 
-def _stripe_dashboard_refund_of(payment: str, refund_id: str, amount: int) -> str:
-    return json.dumps(
-        {
-            "id": unique("evt"),
-            "object": "event",
-            "type": "refund.updated",
-            "data": {
-                "object": {
-                    "id": refund_id,
-                    "object": "refund",
-                    "status": "succeeded",
-                    "amount": amount,
-                    "currency": "eur",
-                    "payment_intent": payment,
-                    "metadata": {},
-                }
-            },
-        }
-    )
-
-
 async def test_a_genuine_dashboard_refund_taken_while_the_key_was_revoked_is_booked_once_it_works(
     stack: Stack, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
@@ -459,7 +417,7 @@ async def test_a_genuine_dashboard_refund_taken_while_the_key_was_revoked_is_boo
     refund_id = made["id"]
     if made.get("status") != "succeeded":
         globex.settle_stripe_refund(refund_id)
-    event = _stripe_dashboard_refund_of(payment, refund_id, 2_000)
+    event = refund_event(None, refund_id, "succeeded", 2_000, payment)
     headers = webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, event)
     booking = external_request_id("stripe", refund_id, merchant)
     good = merchants_file(tmp_path, globex_psps.url, globex=merchant)
