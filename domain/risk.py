@@ -38,6 +38,10 @@ def _amount_reasons(amount: Money, payment: PaymentRecord, threshold: int | None
     return reasons
 
 
+def _requests(count: int) -> str:
+    return "1 earlier refund request" if count == 1 else f"{count} earlier refund requests"
+
+
 def _velocity_reasons(signals: RiskSignals) -> list[RiskReason]:
     """Ten points per earlier request, capped; three or more refunded orders make a serial returner."""
     counted = [
@@ -46,7 +50,7 @@ def _velocity_reasons(signals: RiskSignals) -> list[RiskReason]:
         ("payment_velocity", signals.payment_requests, 20, "against this payment"),
     ]
     reasons = [
-        RiskReason(code=code, points=min(count * 10, cap), detail=f"{count} earlier refund requests {where}")
+        RiskReason(code=code, points=min(count * 10, cap), detail=f"{_requests(count)} {where}")
         for code, count, cap, where in counted
         if count
     ]

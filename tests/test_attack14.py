@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
@@ -127,10 +128,14 @@ def test_dev_env_is_never_read_outside_dev(
         (tmp_path / ".env").write_text("REFUNDS_ENVIRONMENT=production\nREFUNDS_INBOUND_WEBHOOK_SECRET=s\n")
         assert local_settings().service_base == "http://127.0.0.1:8000"
         (tmp_path / ".env").unlink()
-        for environment in ("production", "Production", "test", ""):
+        for environment in ("production", "test"):
             monkeypatch.setenv("REFUNDS_ENVIRONMENT", environment)
             monkeypatch.setenv("REFUNDS_INBOUND_WEBHOOK_SECRET", "s")
             assert local_settings().service_base == "http://127.0.0.1:8000", environment
+        for unknown in ("Production", ""):  # no environment at all: refused, never taken for dev
+            monkeypatch.setenv("REFUNDS_ENVIRONMENT", unknown)
+            with pytest.raises(ValidationError):
+                local_settings()
         monkeypatch.setenv("REFUNDS_ENVIRONMENT", "dev")
         assert local_settings().service_base == "http://dev"
     finally:
@@ -232,7 +237,9 @@ def silent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Si
 
     monkeypatch.setattr(ops, "connect", connect)
     monkeypatch.setattr(ops, "QUERY_SECONDS", 0.2, raising=False)
-    yield client, Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'r.db'}")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    Database.connect(url).dispose()  # a database that is there: ops reads never create one
+    yield client, Settings(data_dir=tmp_path, database_url=url)
 
 
 async def test_status_wait_gives_up_at_its_timeout_when_no_worker_answers(

@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 from adapters.db import audit
 from adapters.db.engine import Database
 from domain.contracts import AuditEvent
-from tests.helpers import unique
+from sandbox.stripe.control import SandboxControl
+from tests.conftest import Stack
+from tests.flows import FINAL, submit, wait_for_status
+from tests.helpers import refund_body, unique
 
 
 def _event(key: str, step: str, at: datetime) -> AuditEvent:
@@ -35,3 +38,16 @@ def test_the_trail_is_in_time_order_and_times_never_run_backwards(db: Database) 
     assert stamps == sorted(stamps)
     # ISO 8601 with its offset, whichever database kept it
     assert all(e.model_dump(mode="json")["at"].endswith("Z") for e in trail)
+
+
+async def test_a_refund_that_failed_says_why_on_its_trail(stack: Stack, sandbox: SandboxControl) -> None:
+    """Before: `validated ok`, then `validating → failed` with nothing of why (the status view knew)."""
+    payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
+    request_id = unique("why")
+    assert (
+        await submit(stack, refund_body(request_id, payment, amount=1_000, currency="USD"))
+    ).status_code == 202
+    view = await wait_for_status(stack, request_id, FINAL)
+    assert (view["status"], view["failure_code"]) == ("failed", "currency_mismatch")
+    [ended] = [e for e in view["audit"] if e["step"] == "status_changed" and e["status_after"] == "failed"]
+    assert ended["reason_code"] == "currency_mismatch" and "USD" in ended["detail"]["message"], ended

@@ -134,11 +134,14 @@ def test_a_missing_operator_names_the_option_the_command_has(env: dict[str, str]
     assert code == 2 and "--operator" in said and "--reviewer" not in said, said
 
 
-def test_pending_for_a_merchant_nobody_configured_says_so(env: dict[str, str]) -> None:
+async def test_pending_for_a_merchant_nobody_configured_says_so(stack: Any) -> None:
     """Before: "no refunds awaiting review", as if the merchant had none."""
-    assert run(env, "pending", "--merchant", "nosuch") == (
+    from tests.flows import cli
+
+    done = await cli(stack, "pending", "--merchant", "nosuch")
+    assert (done.returncode, done.stdout) == (
         2,
-        "not_found: no merchant 'nosuch' is configured here\n",
+        "not_found: no merchant 'nosuch' is configured here (REFUNDS_MERCHANTS_FILE)\n",
     )
 
 

@@ -205,7 +205,7 @@ def status(
         render_refund(console, view)
     if wait is not None and view["status"] != wait.value:
         if RefundStatus(view["status"]) in ENDED:
-            fail("not_reached", f"{request_id} ended {view['status']}, never {wait.value}")
+            fail("not_reached", f"{request_id} has ended {view['status']}: it will not be {wait.value}")
         fail("timed_out", f"{request_id} is still {view['status']} after {timeout:g} s, not {wait.value}")
 
 

@@ -107,7 +107,7 @@ def identity(given: str | None) -> str:
     """Who the CLI acts as: the option, else REFUNDS_OPERATOR; never anonymous."""
     who = (given or current_settings().operator).strip()
     if not who:
-        fail("unauthorized", "say who acts: pass --operator NAME or set REFUNDS_OPERATOR", 2)
+        fail("operator_required", "say who acts: pass --operator NAME or set REFUNDS_OPERATOR", 2)
     return who
 
 
@@ -178,4 +178,8 @@ def run_ops(operation: Coroutine[Any, Any, T]) -> T:
     except RPCError as err:
         fail("temporal_error", err.message)
     except RuntimeError as err:  # the client could not connect
-        fail("temporal_unavailable", err)
+        settings = current_settings()
+        fail(
+            "temporal_unavailable",
+            f"no Temporal answers at {settings.temporal_address}; {where_from(settings)} ({err})",
+        )

@@ -29,12 +29,13 @@ def pending(
     from workers.ops import SteerError, pending_reviews
 
     settings = current_settings()
-    if merchant is not None and merchant not in settings.merchant_profiles():
-        fail("not_found", f"no merchant {merchant!r} is configured here", 2)
     try:
         rows = run_ops(pending_reviews(settings, merchant))
     except SteerError as err:
         fail(err.code, err, 2)
+    if not rows and merchant is not None and merchant not in settings.merchant_profiles():
+        # an empty queue of a merchant these settings do not know says nothing of that merchant
+        fail("not_found", f"no merchant {merchant!r} is configured here (REFUNDS_MERCHANTS_FILE)", 2)
     columns = ("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
     print_rows(columns, rows, "no refunds awaiting review", as_json)
 

@@ -54,7 +54,11 @@ def _call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Re
     try:
         return http.request(method, path, **kwargs)
     except httpx.HTTPError as err:
-        raise ReviewError("service_unavailable", f"could not reach {http.base_url}: {err}") from err
+        raise ReviewError(
+            "service_unavailable",
+            f"no refunds service answers at {http.base_url} ({err}): run this where `refunds dev` runs, "
+            "or set REFUNDS_SERVICE_URL",
+        ) from err
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:

@@ -4,7 +4,9 @@ What the SDK does, read in its source (2.4.0, on apimatic-core):
 - The base URI comes from `Configuration.get_base_uri`, bound into the client at construction; we
   subclass the configuration to point it at `api_base`.
 - Retries: a urllib3 `Retry` on the requests session (`max_retries`, `retry_statuses`,
-  `retry_methods`). We pass 0 / [] / []: retries are Temporal's, with the same PayPal-Request-Id.
+  `retry_methods`). We pass 0 / [] / ["GET"]: no retries at all (the total is 0; an empty method list
+  makes urllib3 print a FutureWarning on every session); retries are Temporal's, with the same
+  PayPal-Request-Id.
 - Timeout: `Configuration(timeout=...)` goes to every `requests` call (connect and read).
 - Errors: non-2xx raise `ApiException` (500 and the oauth endpoint's other codes) or its subclass
   `ErrorException` (every other status, body unboxed into name/details/debug_id); transport failures
@@ -235,7 +237,7 @@ class PayPalAdapter:
             timeout=timeout_seconds,
             max_retries=0,
             retry_statuses=[],
-            retry_methods=[],
+            retry_methods=["GET"],  # never used: max_retries=0 (an empty list draws a FutureWarning)
             client_credentials_auth_credentials=credentials,
         )
         self._client = PaypalServersdkClient(config=self._config)

@@ -223,7 +223,14 @@ class RefundWorkflow:
 
         The final status is shown only once the books are written, so `succeeded` means posted.
         """
-        self._record.note("status_changed", status_before=self._state.status, status_after=status)
+        # the trail says why a refund ended without its money moving, not only that it did
+        self._record.note(
+            "status_changed",
+            status_before=self._state.status,
+            status_after=status,
+            reason_code=code.value if code else None,
+            detail={"message": message[:500]} if message else None,
+        )
         state = self._state
         books = FinishInput(
             request_id=state.request_id,
