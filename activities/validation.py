@@ -78,7 +78,11 @@ class ValidationActivities:
         )
         code = _REFUSED_STATES.get(payment.state)
         if code is not None:
-            message = f"payment {request.payment_reference} is {payment.state.value} at the PSP"
+            message = (
+                f"the PSP has no payment {request.payment_reference}"
+                if payment.state is PaymentState.NOT_FOUND
+                else f"payment {request.payment_reference} is {payment.state.value} at the PSP"
+            )
             return self._conclude(input, Validation(error=code, message=message), event)
         with self._db.transaction() as session:
             dispute = holds.held(session, request.provider, request.payment_reference)

@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,10 @@ async def test_refunds_export_writes_json_lines_once(
 
     bad = await cli(stack, "export", "--format", "xml")
     assert (bad.returncode, "invalid_format" in bad.stdout) == (2, True)
+
+
+def test_every_exported_time_carries_its_zone(clean_db: Database) -> None:
+    """Before, on SQLite, `posted_at` left without its zone (`2026-12-07T21:20:02.446769`)."""
+    book_refund(clean_db, goods=1_000, tax=0)
+    entries = outbox.peek(clean_db, limit=100)
+    assert entries and all(entry.posted_at.utcoffset() == timedelta(0) for entry in entries)

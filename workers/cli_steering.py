@@ -44,7 +44,9 @@ def pending(
 def attention(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """List refunds ops must act on: needs_attention, and refunds the PSP failed after success.
+    """List what ops must act on: refunds in needs_attention, refunds the PSP failed after success,
+    PSP outcomes signalled without proof (unproven_psp_update) and PSP events refused as naming
+    another merchant's payment or refund (foreign_psp_event).
 
     Example: refunds attention --json"""
     from workers.ops import needing_attention

@@ -20,6 +20,7 @@ from domain.status import RefundStatus
 
 # still being checked: the answer waits a moment for what the refund became
 EARLY = frozenset({RefundStatus.RECEIVED, RefundStatus.VALIDATING, RefundStatus.SCORING})
+_NOT_PAID_VALUES = frozenset({"failed", "rejected", "cancelled"})
 _NOT_PAID = {
     RefundStatus.FAILED: "FAILED",
     RefundStatus.REJECTED: "REJECTED",
@@ -140,7 +141,10 @@ def recent_answer(response: httpx.Response) -> str:
     for refund in refunds:
         amount = money(refund.get("amount"))
         said = f" {amount}" if amount else ""
-        lines.append(f"- {refund['request_id']}:{said} {refund['status']} (asked {refund['started_at']})")
+        why = " (refund_status says why)" if refund["status"] in _NOT_PAID_VALUES else ""
+        lines.append(
+            f"- {refund['request_id']}:{said} {refund['status']}{why} (asked {refund['started_at']})"
+        )
     return "\n".join(lines)
 
 

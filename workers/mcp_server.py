@@ -182,7 +182,12 @@ def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> F
     """The tools, acting with the key `key_of` gives for each call. `host` is where streamable
     HTTP listens (the SDK guards a loopback address against DNS rebinding)."""
     server = RefundsMCP(
-        "refunds", instructions=INSTRUCTIONS, host=host, stateless_http=True, json_response=True
+        "refunds",
+        instructions=INSTRUCTIONS,
+        host=host,
+        stateless_http=True,
+        json_response=True,
+        log_level="WARNING",  # stderr says what went wrong, not every request
     )
 
     def client(ctx: Context[Any, Any, Any]) -> RefundsClient:

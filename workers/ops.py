@@ -129,13 +129,21 @@ def _plain(console: Console, text: str) -> None:
     console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
+def _capped(risk: dict[str, Any]) -> str:
+    """The score is at most 100 however many points its reasons add up to: say so when they do."""
+    points = sum(int(reason["points"]) for reason in risk["reasons"])
+    return f" (of {points} points, capped at 100)" if points > int(risk["score"]) else ""
+
+
 def render_refund(console: Console, view: dict[str, Any]) -> None:
     amount = view.get("amount") or view.get("requested_amount")
     money = f"{format_minor(amount['value'], amount['currency'])} {amount['currency']}" if amount else "-"
     headline = printable(f"  {view['status']}  ({view['method']})")
     console.print(Text.assemble((printable(view["request_id"]), "bold"), headline))
     _plain(console, f"  {view['provider']} payment {view['payment_reference']}  order {view['order_id']}")
-    _plain(console, f"  amount {money}  PSP refund {view.get('psp_refund_id') or '-'}")
+    # a void's PSP id is the authorisation it cancelled (the payment's own id at Stripe)
+    label = "PSP void of" if view.get("method") == "void" else "PSP refund"
+    _plain(console, f"  amount {money}  {label} {view.get('psp_refund_id') or '-'}")
     if view.get("requested_by"):
         _plain(console, f"  requested by {view['requested_by']}")
     warning = warning_taken(view["audit"])
@@ -158,7 +166,9 @@ def render_refund(console: Console, view: dict[str, Any]) -> None:
     if risk:
         reasons = "; ".join(f"{r['code']} +{r['points']}: {r['detail']}" for r in risk["reasons"])
         _plain(
-            console, f"  risk {risk['score']} ({'review' if risk['requires_review'] else 'auto'}): {reasons}"
+            console,
+            f"  risk {risk['score']}{_capped(risk)} ({'review' if risk['requires_review'] else 'auto'}): "
+            f"{reasons}",
         )
     review = view.get("review")
     if review:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, select
 from sqlmodel import col
@@ -100,5 +100,8 @@ def _entry(outbox: LedgerOutboxRow, transfer: LedgerTransferRow) -> ExportEntry:
         credit_account=transfer.credit_account,
         amount=transfer.amount,
         description=transfer.description,
-        posted_at=transfer.created_at,
+        # SQLite gives back the stored UTC time without its zone: the ERP gets it with one, always
+        posted_at=transfer.created_at
+        if transfer.created_at.tzinfo
+        else transfer.created_at.replace(tzinfo=UTC),
     )
