@@ -10,7 +10,7 @@ from adapters.db.engine import Database
 from domain.contracts import AuditEvent
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import FINAL, submit, wait_for_status
+from tests.flows import FINAL, cli, submit, wait_for_status
 from tests.helpers import refund_body, unique
 
 
@@ -51,3 +51,7 @@ async def test_a_refund_that_failed_says_why_on_its_trail(stack: Stack, sandbox:
     assert (view["status"], view["failure_code"]) == ("failed", "currency_mismatch")
     [ended] = [e for e in view["audit"] if e["step"] == "status_changed" and e["status_after"] == "failed"]
     assert ended["reason_code"] == "currency_mismatch" and "USD" in ended["detail"]["message"], ended
+    [refused] = [e for e in view["audit"] if e["step"] == "amount_refused"]
+    assert refused["reason_code"] == "currency_mismatch", refused
+    shown = (await cli(stack, "audit", request_id)).stdout
+    assert "amount_refused" in shown and "request is in USD" in shown, shown

@@ -3,6 +3,7 @@ takes its operator from the same place (the option, else REFUNDS_OPERATOR)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def test_brackets_in_a_message_are_printed_as_written(
     monkeypatch.setitem(sys.modules, "sklearn", None)  # scikit-learn not installed
     assert run(env, "risk", "train") == (
         1,
-        "not_enough_data: scikit-learn is not installed: pip install -e '.[ml]'\n",
+        "not_installed: scikit-learn is not installed: pip install -e '.[ml]'\n",
     )
     code, output = run(env, "export", "--format", "[csv]", "--out", "x")
     assert (code, output) == (2, "invalid_format: '[csv]' is not csv or jsonl\n")
@@ -100,6 +101,8 @@ def test_refunds_sandbox_where_the_sandbox_is_not_installed_says_so(
         ("client", "list"),
         ("status", "demo-1"),
         ("fraud-warnings",),
+        ("reconcile", "--provider", "stripe", "--since", "2026-12-01"),
+        ("db", "current"),
     ],
 )
 def test_a_read_from_another_directory_creates_no_database_and_says_what_it_used(
@@ -288,3 +291,26 @@ def test_the_sandbox_takes_its_port_from_the_setting_dev_documents() -> None:
     [port] = [p for p in typer.main.get_command(app).commands["sandbox"].params if p.name == "port"]
     assert port.envvar == "REFUNDS_SANDBOX_PORT"
     assert "PayPal" in (sandbox.__doc__ or "")
+
+
+def test_the_client_list_is_json_for_scripts(env: dict[str, str]) -> None:
+    from adapters.db import clients
+    from domain.clients import Client, new_key, parse_budget
+
+    db = Database.connect(env["REFUNDS_DATABASE_URL"])
+    try:
+        with db.transaction() as session:
+            made = Client(
+                name="helpdesk",
+                merchant_id="default",
+                reasons=("damaged",),
+                maxima=(parse_budget("EUR:50.00"),),
+                budgets=(parse_budget("EUR:40.00"),),
+            )
+            clients.create(session, made, new_key())
+    finally:
+        db.dispose()
+    code, said = run(env, "client", "list", "--json")
+    [listed] = json.loads(said)
+    assert code == 0 and listed["client"] == "helpdesk" and listed["reasons"] == ["damaged"], said
+    assert listed["daily_budgets"][0]["daily"] == {"value": 4_000, "currency": "EUR"}, said

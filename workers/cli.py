@@ -304,6 +304,7 @@ def reconcile_command(
     Example: refunds reconcile --provider stripe --since 2026-11-01 --json"""
     from rich.progress import Progress
 
+    from adapters.db.engine import NoDatabase
     from adapters.psp.base import PspError
     from workers.reconcile import reconcile_provider
 
@@ -314,10 +315,13 @@ def reconcile_command(
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        settings = current_settings()
         try:
-            found = reconcile_provider(current_settings(), provider, start, payment or [], advance, merchant)
+            found = reconcile_provider(settings, provider, start, payment or [], advance, merchant)
         except PspError as err:
             fail(err.code.value, err.message, 2)
+        except NoDatabase:
+            fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
     if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
     elif not found:

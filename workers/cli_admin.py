@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from workers.cli_kit import app, current_settings, fail, print_table, run_ops, say
+from workers.cli_kit import app, current_settings, fail, print_table, run_ops, say, where_from
 
 if TYPE_CHECKING:
     from workers.versioning import DeploymentView
@@ -34,7 +34,7 @@ def risk_train(
     try:
         report = train(db, out or settings.data_dir / "models", min_samples=min_samples)
     except TrainingError as err:
-        fail("not_enough_data", err)
+        fail(err.code, err)
     finally:
         db.dispose()
     metrics = ", ".join(f"{k} {v}" for k, v in report.model.metrics.items())
@@ -55,9 +55,13 @@ def db_upgrade(
 
     Example: refunds db upgrade"""
     from adapters.db import migrate
-    from adapters.db.engine import make_engine
+    from adapters.db.engine import make_engine, sqlite_file
 
-    engine = make_engine(current_settings().database_url)
+    settings = current_settings()
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():  # SQLite would create an empty one to answer
+        fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
+    engine = make_engine(settings.database_url)
     try:
         before = migrate.current_revision(engine)
         after = migrate.upgrade(engine, revision)
@@ -74,9 +78,13 @@ def db_current() -> None:
 
     Example: refunds db current"""
     from adapters.db import migrate
-    from adapters.db.engine import make_engine
+    from adapters.db.engine import make_engine, sqlite_file
 
-    engine = make_engine(current_settings().database_url)
+    settings = current_settings()
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():  # SQLite would create an empty one to answer
+        fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
+    engine = make_engine(settings.database_url)
     try:
         say(f"database {migrate.current_revision(engine) or 'empty'}, newest {migrate.head_revision()}")
     finally:

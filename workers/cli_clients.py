@@ -3,7 +3,8 @@ asks for refunds on a merchant's behalf with a key of its own."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -84,7 +85,9 @@ def client_create(
 
 
 @client_app.command("list")
-def client_list() -> None:
+def client_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
     """Every API client: merchant, reasons, limits, what is left of each daily budget, whether
     revoked (never a key).
 
@@ -103,6 +106,9 @@ def client_list() -> None:
             ]
     finally:
         db.dispose()
+    if as_json:
+        print(json.dumps([_listed(entry, standing) for entry, standing in listed], indent=2))
+        return
     table = Table("client", "merchant", "reasons", "max per refund", "daily budget (left)", "state")
     rows = [
         (
@@ -172,3 +178,15 @@ def client_revoke(name: str) -> None:
     if not revoked:
         fail("not_found", f"no active client {name}")
     say(f"client {name} revoked")
+
+
+def _listed(entry: Any, standing: Any) -> dict[str, Any]:
+    """One client for scripts: amounts as minor units with their currency, as the API gives them."""
+    return {
+        "client": entry.client.name,
+        "merchant": entry.client.merchant_id,
+        "reasons": list(entry.client.reasons),
+        "max_per_refund": [m.model_dump() for m in entry.client.maxima],
+        "daily_budgets": [{"daily": b.budget.model_dump(), "left": b.left.model_dump()} for b in standing],
+        "revoked_at": entry.revoked_at.isoformat() if entry.revoked_at else None,
+    }

@@ -218,6 +218,9 @@ def render_audit(console: Console, rows: list[dict[str, Any]]) -> None:
             psp,
         ]
         _plain(console, "    " + "  ".join(part for part in parts if part))
+        why = (row.get("detail") or {}).get("message") or (row.get("detail") or {}).get("why")
+        if why:  # what the step's code stands for, in words (why a refund failed, say)
+            _plain(console, f"        {why}")
 
 
 async def pending_reviews(settings: Settings, merchant_id: str | None = None) -> list[tuple[str, ...]]:

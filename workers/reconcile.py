@@ -24,7 +24,7 @@ def reconcile_provider(
     """Differences between one merchant's account at `provider` (None: the default merchant's) and
     its books since `since`, for the given payments or (none given) for every payment the books know
     plus whatever else the PSP can list. Raises PspError."""
-    db = Database.connect(settings.database_url)
+    db = Database.existing(settings.database_url)  # a read: raises NoDatabase where there is none
     try:
         mine = None if merchant_id in (None, settings.merchant_id) else merchant_id
         adapter = build_directory(settings, db).get(mine, provider)

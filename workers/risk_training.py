@@ -21,7 +21,11 @@ from domain.risk_model import FEATURES, RiskModel
 
 
 class TrainingError(Exception):
-    pass
+    code = "not_enough_data"
+
+
+class NotInstalled(TrainingError):
+    code = "not_installed"
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def train(db: Database, out_dir: Path, *, min_samples: int = 20, seed: int = 7) 
         from sklearn.model_selection import train_test_split
         from sklearn.preprocessing import StandardScaler
     except ImportError as err:  # the optional extra
-        raise TrainingError("scikit-learn is not installed: pip install -e '.[ml]'") from err
+        raise NotInstalled("scikit-learn is not installed: pip install -e '.[ml]'") from err
 
     rows, labels = decisions(db)
     rejections = sum(labels)

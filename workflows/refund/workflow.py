@@ -120,6 +120,13 @@ class RefundWorkflow:
 
         decision = refund_amount(request, payment, policy.shipping_policy)
         if decision.amount is None:
+            # the request is authentic and the payment found (`validated`); what it asks is not
+            # refundable: the trail says so as its own step, not only in the final status
+            self._record.note(
+                "amount_refused",
+                reason_code=decision.error.value if decision.error else None,
+                detail={"message": decision.message[:500]},
+            )
             raise Stop(RefundStatus.FAILED, decision.error, decision.message)
         amount = decision.amount
         method = _method_for(payment, amount)
