@@ -298,7 +298,8 @@ async def test_over_the_maximum_or_of_unknown_size_is_held_for_a_human(
     assert f"requested by client:{client.name}" in shown.stdout, shown.stdout + shown.stderr
     queue = await cli(stack, "pending", "--json")
     row = next(row for row in json.loads(queue.stdout) if row["request_id"] == request_id)
-    assert "client_limit" in row["reasons"] and f"requested by client:{client.name}" in row["reasons"]
+    assert "client_limit" in row["reasons"] and row["requested_by"] == f"client:{client.name}", row
+    assert isinstance(row["risk_score"], int) and row["approvals"]["given"] == 0, row  # typed for scripts
 
 
 async def test_a_refund_that_fails_gives_its_budget_back(stack: Stack) -> None:

@@ -119,7 +119,7 @@ async def test_a_stripe_warning_above_the_amount_waits_for_a_human(
     queue = await cli(stack, "pending", "--json")
     row = next(row for row in json.loads(queue.stdout) if row["request_id"] == request_id)
     assert "early_fraud_warning" in row["reasons"], row
-    assert f"requested by psp:stripe:{warning['id']}" in row["reasons"]
+    assert row["requested_by"] == f"psp:stripe:{warning['id']}" and row["escalated"] is False, row
 
 
 async def test_the_built_in_policy_records_a_warning_and_starts_nothing(

@@ -4,6 +4,7 @@ name)."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -36,8 +37,11 @@ def pending(
     if not rows and merchant is not None and merchant not in settings.merchant_profiles():
         # an empty queue of a merchant these settings do not know says nothing of that merchant
         fail("not_found", f"no merchant {merchant!r} is configured here (REFUNDS_MERCHANTS_FILE)", 2)
+    if as_json:
+        print(json.dumps([_pending_object(row) for row in rows], indent=2))
+        return
     columns = ("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
-    print_rows(columns, rows, "no refunds awaiting review", as_json)
+    print_rows(columns, rows, "no refunds awaiting review", False)
 
 
 @app.command()
@@ -247,3 +251,27 @@ def _steer(
     if not quiet:
         say(f"{request_id}: {state.status.value}")
     return state
+
+
+def _pending_object(row: tuple[str, ...]) -> dict[str, object]:
+    """A queued refund for scripts: typed values (amount in minor units, risk a number, approvals
+    given and needed, escalated true or false), not the table's cells."""
+    from domain.money import parse_major_text
+
+    request_id, money, risk, reasons, approvals, since, escalated = row
+    major, _, currency = money.partition(" ")
+    given, _, needed = approvals.partition("/")
+    listed = [reason.strip() for reason in reasons.split(",") if reason.strip()]
+    return {
+        "request_id": request_id,
+        "amount": {"value": parse_major_text(major, currency), "currency": currency} if currency else None,
+        "risk_score": int(risk) if risk.isdigit() else None,
+        "reasons": [reason for reason in listed if not reason.startswith("requested by ")],
+        "requested_by": next(
+            (reason.removeprefix("requested by ") for reason in listed if reason.startswith("requested by ")),
+            None,
+        ),
+        "approvals": {"given": int(given), "needed": int(needed)} if needed else None,
+        "waiting_since": since,
+        "escalated": escalated == "yes",
+    }
