@@ -54,7 +54,10 @@ def parse(header: str | None) -> ParsedSignature:
         elif key == "v1" and _HEX_SHA256.fullmatch(value):
             signatures.append(value.lower())
     if timestamp is None or not signatures:
-        raise SignatureError("signature_invalid", "Refund-Signature must carry t= and v1=")
+        raise SignatureError(
+            "signature_invalid",
+            "Refund-Signature must carry t=<unix seconds> and v1=<64 hex characters>",
+        )
     return ParsedSignature(timestamp, tuple(signatures))
 
 

@@ -102,6 +102,10 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
         paid = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
         said = _text(await session.call_tool("request_refund", _args(small, paid, 2_500)))
         assert _paid_back(said, small, "25.00 EUR"), said
+        again = _text(await session.call_tool("request_refund", _args(small, paid, 2_500)))
+        assert again.startswith("ALREADY REQUESTED") and "25.00 EUR" in again, again  # read, not guessed
+        said = _error(await session.call_tool("my_recent_refunds", {"limit": 0}))
+        assert "limit" in said and "Nothing was done" in said, said
 
         big = unique("mcp-big")
         other = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")

@@ -98,7 +98,7 @@ def refused(request_id: str, response: httpx.Response) -> ToolError:
 def invalid_arguments(err: ValidationError) -> ToolError:
     """The tool's own argument checks, in one line per argument (without pydantic's links)."""
     lines = [f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in err.errors()]
-    return ToolError("INVALID (invalid_arguments): " + "; ".join(lines) + ". Nothing was started.")
+    return ToolError("INVALID (invalid_arguments): " + "; ".join(lines) + ". Nothing was done.")
 
 
 def status_answer(request_id: str, response: httpx.Response) -> str:

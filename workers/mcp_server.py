@@ -165,17 +165,19 @@ class RefundsMCP(FastMCP):
 
 
 async def settled(refunds: RefundsClient, request_id: str, taken: dict[str, Any]) -> dict[str, Any]:
-    """The refund once it is past its first checks (validated, scored): what the answer is about.
-    A refund still being checked after a few seconds is said to be so; so is one that cannot be read
-    now (the intake's own answer stands)."""
+    """The refund once it is past its first checks (validated, scored), read from the service (the
+    intake's own answer names no amount): what the answer is about. A refund still being checked
+    after a few seconds is said to be so; one that cannot be read now is told from the intake's
+    answer."""
     view = {"status": taken.get("status", RefundStatus.RECEIVED.value), **taken}
     deadline = anyio.current_time() + SETTLE_SECONDS
-    while RefundStatus(view["status"]) in EARLY and anyio.current_time() < deadline:
-        await anyio.sleep(SETTLE_POLL_SECONDS)
+    while True:
         response = await refunds.get(f"/v1/refunds/{quote(request_id, safe='')}")
         if response.status_code == 200:
             view = response.json()
-    return view
+        if RefundStatus(view["status"]) not in EARLY or anyio.current_time() >= deadline:
+            return view
+        await anyio.sleep(SETTLE_POLL_SECONDS)
 
 
 def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> FastMCP:
