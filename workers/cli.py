@@ -21,6 +21,7 @@ from domain import signature
 from domain.status import Provider, RefundStatus
 from workers.cli_kit import (
     app,
+    asked,
     checked_settings,
     console,
     current_settings,
@@ -196,7 +197,7 @@ def status(
     else:
         view = run_ops(wait_for_status(settings, request_id, wait, timeout))
     if view is None:
-        fail("not_found", f"no refund {request_id}; {where_from(settings)}")
+        fail("not_found", f"no refund {request_id} ({asked(settings)})")
     if as_json:
         print(json.dumps(view, indent=2, default=str))
     else:
@@ -228,7 +229,7 @@ def audit(
     finally:
         db.dispose()
     if not trail:
-        fail("not_found", f"no audit trail for {request_id}; {where_from(settings)}")
+        fail("not_found", f"no audit trail for {request_id} (asked the database at {settings.database_url})")
     if as_json:
         print(json.dumps(trail, indent=2))
         return

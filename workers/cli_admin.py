@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from workers.cli_kit import app, current_settings, fail, print_table, run_ops, say, where_from
+from workers.cli_kit import app, current_settings, fail, print_table, run_ops, say
 
 if TYPE_CHECKING:
     from workers.versioning import DeploymentView
@@ -55,13 +55,9 @@ def db_upgrade(
 
     Example: refunds db upgrade"""
     from adapters.db import migrate
-    from adapters.db.engine import make_engine, sqlite_file
+    from adapters.db.engine import make_engine
 
-    settings = current_settings()
-    path = sqlite_file(settings.database_url)
-    if path is not None and not path.exists():  # SQLite would create an empty one to answer
-        fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
-    engine = make_engine(settings.database_url)
+    engine = make_engine(current_settings().database_url)  # a write: a new database is made here
     try:
         before = migrate.current_revision(engine)
         after = migrate.upgrade(engine, revision)
@@ -83,7 +79,12 @@ def db_current() -> None:
     settings = current_settings()
     path = sqlite_file(settings.database_url)
     if path is not None and not path.exists():  # SQLite would create an empty one to answer
-        fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
+        fail(
+            "no_database",
+            f"no database at {settings.database_url}; this command used REFUNDS_DATA_DIR="
+            f"{settings.data_dir} (from {Path.cwd()}): run it where `refunds dev` runs, or set "
+            "REFUNDS_DATABASE_URL",
+        )
     engine = make_engine(settings.database_url)
     try:
         say(f"database {migrate.current_revision(engine) or 'empty'}, newest {migrate.head_revision()}")

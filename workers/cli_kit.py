@@ -157,6 +157,14 @@ def read_database(settings: Settings) -> Database:
         fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
 
 
+def asked(settings: Settings) -> str:
+    """Where a command looked, for an answer that found nothing where everything answered."""
+    return (
+        f"asked Temporal at {settings.temporal_address} (namespace {settings.temporal_namespace}) "
+        f"and the database at {settings.database_url}"
+    )
+
+
 def where_from(settings: Settings) -> str:
     """Which settings a command used, for an answer that found nothing."""
     return (

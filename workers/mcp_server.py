@@ -107,7 +107,10 @@ class RefundsClient:
             try:
                 return await http.request(method, path, content=content)
             except httpx.HTTPError as err:
-                raise ToolError(f"the refund service at {self._base} cannot be reached: {err}") from err
+                raise ToolError(
+                    f"the refund service at {self._base} cannot be reached ({err}): the operator who "
+                    "set up this assistant must set REFUNDS_SERVICE_URL to where it runs"
+                ) from err
 
 
 KeyOf = Callable[[Context[Any, Any, Any]], str]  # the client key a tool call acts with
