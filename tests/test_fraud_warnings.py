@@ -14,7 +14,6 @@ import pytest
 
 from adapters.db import audit, holds, refunds
 from domain.contracts import FraudWarningPolicy
-from domain.money import parse_major_text
 from domain.status import Provider
 from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.server import SandboxServer
@@ -262,7 +261,8 @@ async def test_refunds_on_warnings_report_the_chargeback_fees_they_saved(
         lines = await saved_on_warnings(
             stack, "--merchant", stack.settings.merchant_id, REFUNDS_POLICY_FILE=str(policy)
         )
-        return lines.get(mine, {"refunds_on_warnings": 0, "refunded": "0.00", "saved": "0.00"})
+        nothing = {"value": 0, "currency": "GBP"}
+        return lines.get(mine, {"refunds_on_warnings": 0, "refunded": nothing, "saved": nothing})
 
     before = await report()
     paid = sandbox.seed_stripe_payment(amount=4_000, currency="GBP")
@@ -289,7 +289,7 @@ async def test_refunds_on_warnings_report_the_chargeback_fees_they_saved(
     assert to_minor(after["chargebacks_would_have_cost"]) == to_minor(after["refunded"]) + to_minor(
         after["saved"]
     )
-    assert after["fee_per_chargeback"] == "15.00"
+    assert after["fee_per_chargeback"] == {"value": 1_500, "currency": "GBP"}  # money, as every list
     metrics = (await stack.http.get("/metrics")).text
     labels = f'currency="GBP",merchant="{stack.settings.merchant_id}"'
     assert metric(metrics, f"refunds_refunded_on_warnings_minor{{{labels}}}") == to_minor(after["refunded"])
@@ -355,16 +355,17 @@ async def test_another_merchants_warning_on_its_own_route_becomes_its_refund(
             "merchant": merchant,
             "currency": "EUR",
             "refunds_on_warnings": 1,
-            "refunded": "50.00",
-            "fee_per_chargeback": "15.00",
-            "chargebacks_would_have_cost": "65.00",
-            "saved": "15.00",
+            "refunded": {"value": 5_000, "currency": "EUR"},
+            "fee_per_chargeback": {"value": 1_500, "currency": "EUR"},
+            "chargebacks_would_have_cost": {"value": 6_500, "currency": "EUR"},
+            "saved": {"value": 1_500, "currency": "EUR"},
         }
     }
 
 
-def to_minor(major: str) -> int:
-    return parse_major_text(major, "GBP")
+def to_minor(money: dict[str, Any]) -> int:
+    assert money["currency"] == "GBP", money
+    return int(money["value"])
 
 
 def metric(text: str, sample: str) -> int:

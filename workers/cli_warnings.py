@@ -66,13 +66,16 @@ def fraud_warnings(
 
 
 def _row(line: Savings, as_json: bool) -> tuple[object, ...]:
-    """Amounts as exact decimal strings in major units; where the policy sets no fee for the
-    currency, what depends on it is null in JSON and said so in the table."""
+    """Amounts in the table as exact decimal strings in major units; in JSON as every list gives
+    money, `{"value": minor units, "currency"}`. Where the policy sets no fee for the currency, what
+    depends on it is null in JSON and said so in the table."""
     from domain.money import format_minor
 
-    def money(value: int | None, missing: str = "-") -> str | None:
+    def money(value: int | None, missing: str = "-") -> object:
         if value is None:
             return None if as_json else missing
+        if as_json:
+            return {"value": value, "currency": line.currency}
         return format_minor(value, line.currency)
 
     return (
