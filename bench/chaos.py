@@ -632,17 +632,7 @@ class Run:
         if status != "failed":
             self.notes.append(f"{rid}: {status} after its late failure: no second refund")
             return
-        again = f"{rid}-again"
-        body = plan.body(payment) | {
-            "request_id": again,
-            "order_id": f"order-{again}",
-            "reason_code": "damaged",
-            "amount": {"value": plan.booked, "currency": CURRENCY},
-        }
-        body.pop("items", None)
-        self.truth.extras.append(Extra(again, plan.provider, payment, "again", rid, plan.booked))
-        await self._submit(again, json.dumps(body, separators=(",", ":")).encode())
-        await self._settled_id(again, plan.provider)
+        await self._another_refund(plan, payment, "again", plan.booked)
 
     # ---- the hostile tenant: another merchant's accounts sign events naming this refund --------
 
@@ -676,17 +666,22 @@ class Run:
             attack.sent.append((hostile, response.status_code))
         rest = plan.captured - plan.booked
         if 0 < rest < REVIEW_FROM:  # below review: its own merchant asks for the rest, unattended
-            again = f"{rid}-rest"
-            body = plan.body(payment) | {
-                "request_id": again,
-                "order_id": f"order-{again}",
-                "reason_code": "damaged",
-                "amount": {"value": rest, "currency": CURRENCY},
-            }
-            body.pop("items", None)
-            self.truth.extras.append(Extra(again, plan.provider, payment, "rest", rid, rest))
-            await self._submit(again, json.dumps(body, separators=(",", ":")).encode())
-            await self._settled_id(again, plan.provider)
+            await self._another_refund(plan, payment, "rest", rest)
+
+    async def _another_refund(self, plan: RefundPlan, payment: str, kind: str, amount: int) -> None:
+        """A further request of the merchant's on the plan's payment (`<request id>-<kind>`), with no
+        goods, settled; kept as an Extra for the checks."""
+        request_id = f"{plan.request_id}-{kind}"
+        body = plan.body(payment) | {
+            "request_id": request_id,
+            "order_id": f"order-{request_id}",
+            "reason_code": "damaged",
+            "amount": {"value": amount, "currency": CURRENCY},
+        }
+        body.pop("items", None)
+        self.truth.extras.append(Extra(request_id, plan.provider, payment, kind, plan.request_id, amount))
+        await self._submit(request_id, json.dumps(body, separators=(",", ":")).encode())
+        await self._settled_id(request_id, plan.provider)
 
     async def drive_dashboard(self, dash: DashboardPlan, gate: asyncio.Semaphore) -> None:
         async with gate:

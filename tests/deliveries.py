@@ -11,7 +11,7 @@ import stripe
 
 from adapters.psp import adyen_transformers as tf
 from tests.conftest import Stack
-from tests.helpers import unique
+from tests.helpers import GLOBEX_ADYEN_ACCOUNT, GLOBEX_HMAC, unique
 from workers.psp_wiring.adyen import SANDBOX_ADYEN_MERCHANT_ACCOUNT
 
 
@@ -67,6 +67,13 @@ def adyen_item(psp_reference: str, merchant_reference: str, key: str, **fields: 
     }
     item["additionalData"] = {"hmacSignature": tf.hmac_signature(item, key)}
     return item
+
+
+def globex_item(psp_reference: str, merchant_reference: str = "", **fields: Any) -> dict[str, Any]:
+    """An item globex's own Adyen account signs: its merchant account, its HMAC key."""
+    return adyen_item(
+        psp_reference, merchant_reference, GLOBEX_HMAC, merchantAccountCode=GLOBEX_ADYEN_ACCOUNT, **fields
+    )
 
 
 def adyen_delivery(*items: dict[str, Any]) -> bytes:

@@ -23,7 +23,7 @@ from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import webhook_headers
 from tests.conftest import Stack, free_port, starter_for, worker_for
-from tests.deliveries import adyen_delivery, adyen_item, post, refund_event
+from tests.deliveries import adyen_delivery, adyen_item, globex_item, post, refund_event
 from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import (
     assert_not_started,
@@ -33,8 +33,6 @@ from tests.flows import (
     steps_of,
 )
 from tests.helpers import (
-    GLOBEX_ADYEN_ACCOUNT,
-    GLOBEX_HMAC,
     GLOBEX_PAYPAL_SECRET,
     GLOBEX_PAYPAL_WEBHOOK,
     GLOBEX_SECRET,
@@ -70,12 +68,10 @@ async def test_a_payment_two_adyen_accounts_report_stays_the_first_ones_and_the_
     listed for ops (`foreign_psp_event`), who look it up in Adyen. To win this race an account must
     know another's pspReference before Adyen notifies us of it."""
     reference = unique("PSP").upper()
-    squat = adyen_item(
+    squat = globex_item(
         reference,
         "",
-        GLOBEX_HMAC,
         eventCode="AUTHORISATION",
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 1, "currency": "EUR"},
     )
     merchants = merchants_file(tmp_path, globex_psps.url)
@@ -101,22 +97,19 @@ async def _notified(adyen: AdyenSandboxControl, reference: str) -> int:
     return len(adyen.notifications(reference))
 
 
-async def test_globex_dashboard_refund_of_an_unannounced_adyen_payment_takes_its_refundable_amount(
+async def test_a_dashboard_refund_of_a_payment_nobody_reported_waits_for_the_payments_own_account(
     stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
-    """Globex HMACs a successful REFUND with no merchantReference (a Customer Area refund) whose
-    originalReference is a default-merchant payment the book does not know yet. The foreign-payment
-    check passes (no owner recorded), globex's ExternalRefundWorkflow books it, and its committed
-    reservation sits on the victim's payment key: the victim's own refund is refused once its
-    genuine AUTHORISATION/CAPTURE arrive."""
+    """Globex HMACs a successful REFUND with no merchantReference (a Customer Area refund) naming a
+    payment no account reported yet: answered 503 (Adyen delivers it again); once the default
+    account's AUTHORISATION/CAPTURE are in, it is refused as another's. Before, it was booked to
+    globex first and its committed reservation took the payment's refundable amount."""
     reference = unique("PSP").upper()
     psp_refund_id = unique("GLXREF").upper()
-    forged = adyen_item(
+    forged = globex_item(
         psp_refund_id,
         "",
-        GLOBEX_HMAC,
         originalReference=reference,
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 5_000, "currency": "EUR"},
     )
     merchants = merchants_file(tmp_path, globex_psps.url)
@@ -144,14 +137,14 @@ def _revoked(path: Path, old: str, new: str) -> Path:
     return path
 
 
-async def test_globex_with_an_unreadable_stripe_key_books_a_dashboard_refund_on_a_default_payment(
+async def test_a_stripe_key_that_reads_nothing_books_no_dashboard_refund_of_anothers_payment(
     stack: Stack, sandbox: SandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     """Stripe events are meant to be read back with the reporting account's key. Globex makes that
     read fail with an auth error (a rolled or restricted key) and signs, with its webhook secret, a
     succeeded dashboard refund naming the default merchant's PaymentIntent for its full amount.
-    confirm_outcome lets the unreadable word stand (psp_read_back_failed), record_external commits
-    a reservation on the victim's payment key: the victim's own refund is refused."""
+    Its read-back is asked again until the key works, so nothing is booked (before, the unreadable
+    word stood and its reservation refused the victim's own refund)."""
     payment = sandbox.seed_stripe_payment(amount=5_000, currency="EUR")
     refund_id = unique("re")
     event = refund_event(None, refund_id, "succeeded", 5_000, payment)
@@ -167,12 +160,12 @@ async def test_globex_with_an_unreadable_stripe_key_books_a_dashboard_refund_on_
     assert view["status"] == "succeeded", (view.get("failure_code"), _in_use(stack, "stripe", payment))
 
 
-async def test_globex_with_an_unreadable_paypal_key_books_a_dashboard_refund_on_a_default_capture(
+async def test_a_paypal_key_that_reads_nothing_books_no_dashboard_refund_of_anothers_capture(
     stack: Stack, paypal: PayPalSandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     """The same with PayPal: globex's client secret no longer works; a PAYMENT.CAPTURE.REFUNDED
     without custom_id whose `up` link names the default merchant's capture, signed for globex's
-    webhook id, is booked and eats the capture's refundable amount."""
+    webhook id, books nothing (before, it was booked and ate the capture's refundable amount)."""
     capture = paypal.seed_capture(amount="50.00", currency="EUR")
     refund_id = unique("PPREF").upper()
     payload = {
@@ -201,16 +194,16 @@ async def test_globex_with_an_unreadable_paypal_key_books_a_dashboard_refund_on_
 # --- the default merchant's account against globex's refunds -----------------------------------------
 
 
-async def test_the_default_account_cuts_short_globexs_genuine_late_failure_with_a_tilde_in_its_metadata(
+async def test_a_request_id_of_another_merchants_cannot_cut_short_its_genuine_late_failure(
     stack: Stack, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
     """Late-failure runs are keyed `late-failure-<refund_id(merchant, request id)>-<psp refund>` and
-    started with TERMINATE_EXISTING. A request id read from a PSP event is never checked: the default
+    started with TERMINATE_EXISTING. Before, a request id read from a PSP event was never checked: the default
     merchant's account signs a `refund.updated` failed whose metadata names `globex~globex~<req>`,
     which gives exactly the id of globex's genuine run (`globex~` + `globex~<req>`). Started after the
     genuine failure was taken (its run waiting for a worker), it terminates it: the genuine word is
-    remembered as taken, the forged run is refused at the default account's read-back, and globex's
-    books say paid while its customer was not."""
+    remembered as taken, and globex's books said paid while its customer was not. Now the forged
+    id is refused at the route."""
     merchant = unique("globex")  # its refunds apart from other tests' globex's in the session's books
     port = free_port()
     globex = SandboxControl(globex_psps.url)
@@ -252,14 +245,14 @@ async def test_the_default_account_cuts_short_globexs_genuine_late_failure_with_
         assert ledger.balances(session, ours) == {}
 
 
-async def test_the_default_account_books_globexs_dashboard_refund_under_its_own_name_first(
+async def test_a_psp_refund_id_holding_the_separator_cannot_take_anothers_booking(
     stack: Stack, adyen: AdyenSandboxControl, globex_psps: SandboxServer, tmp_path: Path
 ) -> None:
-    """A dashboard refund's workflow and booking are `...-<refund_id(merchant, psp refund id)>`; the
-    PSP refund id is never checked for `~`. The default merchant's account HMACs a REFUND (no
+    """A dashboard refund's workflow and booking are `...-<refund_id(merchant, psp refund id)>`;
+    before, the PSP refund id was never checked for `~`. The default merchant's account HMACs a REFUND (no
     merchantReference, on a payment of its own) whose pspReference is `globex~<DASH>`: it is booked
-    under `external:adyen:globex~<DASH>`, globex's own booking id, to the default merchant. Globex's
-    genuine REFUND of <DASH> then books nothing in globex's books (the id is taken)."""
+    refused now; before, it was booked under globex's own booking id to the default merchant, and
+    globex's genuine REFUND of <DASH> booked nothing (the id was taken)."""
     merchant = unique("globex")  # its refunds apart from other tests' globex's in the session's books
     own_payment = await known_adyen_payment(stack, adyen, 8_000)
     dash = unique("DASH").upper()
@@ -274,20 +267,16 @@ async def test_the_default_account_books_globexs_dashboard_refund_under_its_own_
     assert (await post(stack, "adyen", adyen_delivery(squat))).status_code == 200
     await assert_not_started(stack, f"external-adyen-{merchant}~{dash}")  # refused: `~` in a PSP id
     globex_payment = unique("GLXPAY").upper()
-    paid = adyen_item(
+    paid = globex_item(
         globex_payment,
         "",
-        GLOBEX_HMAC,
         eventCode="AUTHORISATION",
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 700, "currency": "EUR"},
     )
-    genuine = adyen_item(
+    genuine = globex_item(
         dash,
         "",
-        GLOBEX_HMAC,
         originalReference=globex_payment,
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 700, "currency": "EUR"},
     )
     merchants = merchants_file(tmp_path, globex_psps.url, globex=merchant)
@@ -347,12 +336,10 @@ async def test_globex_dashboard_refund_of_a_pre_0007_default_payment_is_refused(
     reference = await known_adyen_payment(stack, adyen, 5_000)
     _as_recorded_before_0007(stack, reference)
     dash = unique("GLXDASH").upper()
-    forged = adyen_item(
+    forged = globex_item(
         dash,
         "",
-        GLOBEX_HMAC,
         originalReference=reference,
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 5_000, "currency": "EUR"},
     )
     merchants = merchants_file(tmp_path, globex_psps.url)
@@ -380,13 +367,11 @@ async def test_globex_chargeback_cannot_hold_a_pre_0007_default_payment(
     CHARGEBACK held the default merchant's payment until ops lifted it."""
     reference = await known_adyen_payment(stack, adyen, 5_000)
     _as_recorded_before_0007(stack, reference)
-    item = adyen_item(
+    item = globex_item(
         unique("CB").upper(),
         "",
-        GLOBEX_HMAC,
         eventCode="CHARGEBACK",
         originalReference=reference,
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
     )
     async with starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url)) as (_s, http):
         response = await http.post("/webhooks/adyen/globex", content=adyen_delivery(item))

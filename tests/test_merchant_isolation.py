@@ -25,7 +25,7 @@ from sandbox.server import SandboxServer
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import webhook_headers
 from tests.conftest import Stack, starter_for, worker_for
-from tests.deliveries import adyen_delivery, adyen_item, post, refund_event
+from tests.deliveries import adyen_delivery, adyen_item, globex_item, post, refund_event
 from tests.fixtures.merchants import fixture_globex_psps  # noqa: F401  (a fixture, used by name)
 from tests.flows import (
     assert_not_started,
@@ -37,8 +37,6 @@ from tests.flows import (
     wait_for_status,
 )
 from tests.helpers import (
-    GLOBEX_ADYEN_ACCOUNT,
-    GLOBEX_HMAC,
     GLOBEX_PAYPAL_WEBHOOK,
     GLOBEX_STRIPE_WEBHOOK_SECRET,
     eventually,
@@ -119,13 +117,11 @@ async def test_another_merchants_adyen_account_cannot_hold_a_payment_it_does_not
     """The same with Adyen: globex's HMAC key signs a chargeback naming the default merchant's
     payment under globex's merchant account; its account never told us of that payment."""
     reference = await known_adyen_payment(stack, adyen, 5_000)
-    item = adyen_item(
+    item = globex_item(
         unique("CB").upper(),
         "",
-        GLOBEX_HMAC,
         eventCode="CHARGEBACK",
         originalReference=reference,
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
     )
     starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (_settings, http):
@@ -239,13 +235,11 @@ async def test_another_merchants_adyen_account_cannot_fail_a_dashboard_refund_be
     genuine REFUND of that pspReference must still be booked to the default merchant's payment."""
     reference = await known_adyen_payment(stack, adyen, 8_000)
     psp_refund_id = unique("DASH").upper()
-    forged = adyen_item(
+    forged = globex_item(
         psp_refund_id,
         "",
-        GLOBEX_HMAC,
         success="false",
         originalReference=unique("GLOBEXPAY").upper(),
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
     )
     starter = starter_for(stack, merchants_file=merchants_file(tmp_path, globex_psps.url))
     async with starter as (settings, http), worker_for(stack, settings):
@@ -318,13 +312,11 @@ async def test_another_merchants_adyen_warning_cannot_refund_a_payment_it_does_n
     naming the default merchant's payment."""
     reference = await known_adyen_payment(stack, adyen, 5_000)
     notification = unique("NOF").upper()
-    item = adyen_item(
+    item = globex_item(
         notification,
         "",
-        GLOBEX_HMAC,
         eventCode="NOTIFICATION_OF_FRAUD",
         originalReference=reference,
-        merchantAccountCode=GLOBEX_ADYEN_ACCOUNT,
         amount={"value": 5_000, "currency": "EUR"},
     )
     merchants = merchants_file(tmp_path, globex_psps.url, globex_policy=WARNINGS_REFUNDED)
@@ -454,9 +446,7 @@ async def test_a_genuine_delivery_sent_to_another_merchants_route_is_refused(
     globex's on the default route, are refused as unsigned, whatever they name."""
     stripe_event = refund_event(unique("req"), unique("re"), "failed")
     own_item = adyen_item(unique("R").upper(), unique("req"), SANDBOX_ADYEN_HMAC_KEY, success="false")
-    globex_item = adyen_item(
-        unique("R").upper(), unique("req"), GLOBEX_HMAC, merchantAccountCode=GLOBEX_ADYEN_ACCOUNT
-    )
+    theirs = globex_item(unique("R").upper(), unique("req"))
     paypal_body = json.dumps({"id": unique("WH"), "event_type": "PAYMENT.REFUND.FAILED", "resource": {}})
     deliveries = [
         (
@@ -467,7 +457,7 @@ async def test_a_genuine_delivery_sent_to_another_merchants_route_is_refused(
         ),
         ("stripe", stripe_event, webhook_headers(GLOBEX_STRIPE_WEBHOOK_SECRET, stripe_event), ""),
         ("adyen", adyen_delivery(own_item), {}, "globex"),
-        ("adyen", adyen_delivery(globex_item), {}, ""),
+        ("adyen", adyen_delivery(theirs), {}, ""),
         ("paypal", paypal_body, paypal.sign(paypal_body), "globex"),
         ("paypal", paypal_body, paypal.sign(paypal_body, webhook_id=GLOBEX_PAYPAL_WEBHOOK), ""),
     ]
