@@ -180,7 +180,11 @@ class RiskAssessment(_Contract):
     requires_review: bool
     policy_version: str = "builtin"
     approvals_needed: int = 1  # two above the four-eyes amount
-    features: dict[str, str] = Field(default_factory=dict)  # the model's inputs, kept for training
+    features: dict[str, str] = Field(
+        default_factory=dict,
+        description="The risk model's inputs, kept for training: each an exact decimal written as a "
+        'string ("12.50", "3"), never a float',
+    )
 
 
 class ReviewDecision(_Contract):

@@ -67,7 +67,10 @@ def test_every_command_shows_an_example_in_its_help(env: dict[str, str]) -> None
         subcommands = getattr(command, "commands", None)
         paths += [[name, sub] for sub in subcommands] if subcommands else [[name]]
     assert len(paths) > 20
-    assert [" ".join(path) for path in paths if "Example: " not in run(env, *path, "--help")[1]] == []
+    helps = {" ".join(path): run(env, *path, "--help")[1] for path in paths}
+    assert [path for path, help_text in helps.items() if "Example: " not in help_text] == []
+    # a flag takes no value: `--json <bool>` reads as if it wanted `--json true`
+    assert [path for path, help_text in helps.items() if "<bool>" in help_text] == []
 
 
 def test_refunds_dev_refuses_to_run_outside_dev(env: dict[str, str]) -> None:
@@ -246,6 +249,42 @@ def test_a_table_on_a_narrow_terminal_folds_cells_and_cuts_none(monkeypatch: pyt
     body = [line.split("│")[1:-1] for line in shown.splitlines() if line.startswith("│")]
     columns = ["".join(cell.strip() for cell in column) for column in zip(*body, strict=True)]
     assert columns[0] == ROWS[0][0] and columns[2] == ROWS[0][2], shown
+
+
+QUEUE = ("request id", "amount", "risk", "reasons", "approvals", "waiting since", "escalated")
+QUEUED = (
+    "globex~order-123-refund",
+    "12345.67 EUR",
+    "85",
+    "at or above the amount that policy sends to human review; paid 1 minute ago",
+    "1 of 2",
+    "2026-12-07 22:59:25+00:00",
+    "yes",
+)
+
+
+@pytest.mark.parametrize("width", [60, 70, 80, 100])
+def test_an_amount_is_never_folded_mid_word_while_the_prose_can_give_way(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """Before: at 70 columns the review queue showed `12345.6` over `7 EUR`; at 100 a wider table
+    lost its right edge when short columns were kept whole."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from workers import cli_kit
+
+    screen = StringIO()
+    monkeypatch.setattr(cli_kit, "console", Console(file=screen, force_terminal=True, width=width))
+    cli_kit.print_table(Table(*QUEUE), [QUEUED], "none")
+    lines = screen.getvalue().splitlines()
+    assert any("12345.67 EUR" in line for line in lines), screen.getvalue()
+    assert all(line.endswith(("┓", "┃", "┩", "│", "┘")) for line in lines), screen.getvalue()
+    body = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+    columns = ["".join(cell.strip() for cell in column) for column in zip(*body, strict=True)]
+    assert [column.replace(" ", "") for column in columns] == [cell.replace(" ", "") for cell in QUEUED]
 
 
 @pytest.mark.parametrize("command", [("serve",), ("mcp", "--http")])

@@ -371,3 +371,38 @@ async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_sta
         async with httpx.AsyncClient() as http:  # revoked a moment ago: refused on the next request
             refused = await http.post(url, headers=bearer(first_key), json={})
             assert refused.status_code == 401
+
+
+REQUEST = {
+    "request_id": "r-1",
+    "provider": "stripe",
+    "payment_reference": "pi_1",
+    "amount_minor": 500,
+    "currency": "EUR",
+    "reason_code": "damaged",
+    "order_id": "o-1",
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({**REQUEST, "explanation": "  "}, "explanation: say why the customer should be refunded"),
+        (REQUEST, "explanation: Field required"),
+        ({"request_id": "r-1"}, "provider: Field required; payment_reference: Field required"),
+        ({**REQUEST, "amount_minor": "500", "explanation": "why"}, "amount_minor: Input should be a valid"),
+    ],
+    ids=["blank explanation", "no explanation", "every missing argument", "amount as text"],
+)
+async def test_arguments_a_request_cannot_be_made_of_are_refused_before_anything_is_asked(
+    arguments: dict[str, Any], says: str
+) -> None:
+    """Before: a blank explanation went to the service and into the audit trail as the reason."""
+    from workers.mcp_server import build_server
+
+    server = build_server("http://127.0.0.1:9", lambda _ctx: "rfc_unused")  # nothing may be reached
+    with pytest.raises(ToolError) as refused_here:
+        await server.call_tool("request_refund", arguments)
+    message = str(refused_here.value)
+    assert message.startswith("INVALID (invalid_arguments): ") and says in message, message
+    assert message.endswith("Nothing was done.") and "pydantic" not in message

@@ -59,6 +59,10 @@ def say(message: str) -> None:
     console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
 
 
+SHORT_CELL = 26  # an amount with its currency, a time with its offset
+FOLDED = 4  # the least a folding column keeps
+
+
 def print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> None:
     """A table of plain-text cells (a reason may hold brackets), or what it means to have none.
     Nothing is ever cut: on a narrow terminal a long cell folds onto more lines; piped, every row is
@@ -75,7 +79,32 @@ def print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> N
         column.overflow = "fold"
     for row in rows:
         table.add_row(*(Text(printable(cell)) for cell in row))
+    _share_the_screen(table, rows)
     console.print(table)
+
+
+def _share_the_screen(table: Table, rows: Sequence[Sequence[object]]) -> None:
+    """Widths for a table wider than the screen: each column of short cells (an amount, a time, a
+    count) keeps its widest cell so none is folded mid-word; prose and long ids share what is left,
+    in proportion to their length. Where even that cannot fit, the widest short column folds too."""
+    natural = [
+        max(len(printable(str(column.header))), *(len(printable(row[index])) for row in rows))
+        for index, column in enumerate(table.columns)
+    ]
+    room = console.width - 3 * len(natural) - 1  # each cell's padding and border, and the last border
+    if sum(natural) <= room:
+        return
+    cells = [max(len(printable(row[index])) for row in rows) for index in range(len(natural))]
+    pinned = [width if width <= SHORT_CELL else None for width in cells]
+    while sum(width for width in pinned if width) + FOLDED * pinned.count(None) > room and any(pinned):
+        widest = max(range(len(pinned)), key=lambda index: pinned[index] or 0)
+        pinned[widest] = None
+    folding = [index for index, width in enumerate(pinned) if width is None]
+    left = max(room - sum(width for width in pinned if width), len(folding))
+    wanted = sum(natural[index] for index in folding) or 1
+    for index, column in enumerate(table.columns):
+        share = left * natural[index] // wanted if index in folding else pinned[index]
+        column.width = max(share or 1, 1)
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], empty: str, as_json: bool) -> None:

@@ -225,6 +225,11 @@ def build_server(service_base: str, key_of: KeyOf, host: str = "127.0.0.1") -> F
         ],
         ctx: Context[Any, Any, Any],
     ) -> str:
+        if not explanation.strip():  # the audit trail and a reviewer need the why, not a blank
+            raise ToolError(
+                "INVALID (invalid_arguments): explanation: say why the customer should be refunded. "
+                "Nothing was done."
+            )
         body = {
             "request_id": request_id,
             "provider": provider,
