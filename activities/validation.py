@@ -144,6 +144,8 @@ class ValidationActivities:
     def _conclude(self, input: ValidateInput, validation: Validation, *events: AuditEvent) -> Validation:
         request = input.request
         detail = {"message": validation.message} if validation.message else {}
+        if request.amount is not None:  # what the merchant's systems hear the refund was asked for
+            detail |= {"amount": str(request.amount.value), "currency": request.amount.currency}
         explanation = (request.metadata or {}).get(EXPLANATION)
         if explanation:  # why whoever asked says the customer should be refunded, for the reviewer
             detail[EXPLANATION] = explanation

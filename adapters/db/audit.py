@@ -1,4 +1,5 @@
-"""The audit trail: one row per step, written in the same transaction as the step's effect."""
+"""The audit trail: one row per step, written in the same transaction as the step's effect, with
+the events the step announces to the merchant's own systems (adapters/db/outbound_events.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from adapters.db import outbound_events
 from adapters.db.dialect import insert_ignoring_conflicts
 from adapters.db.models import AuditRow
 from domain.contracts import AuditEvent
@@ -44,7 +46,9 @@ def record(session: Session, request_id: str, original_reference: str, events: l
         }
         for event, at in zip(events, stamps, strict=True)
     ]
-    return insert_ignoring_conflicts(session, AuditRow, rows)
+    written = insert_ignoring_conflicts(session, AuditRow, rows)
+    outbound_events.announce(session, request_id, list(zip(events, stamps, strict=True)))
+    return written
 
 
 class AuditEntry(BaseModel):

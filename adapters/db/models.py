@@ -16,6 +16,10 @@ def _ts() -> Column[datetime]:
     return Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
+def _maybe_ts() -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=True)
+
+
 class PaymentRow(SQLModel, table=True):
     """A PSP payment we refund against; its row is the lock that serialises reservations."""
 
@@ -287,3 +291,68 @@ class ClientReservationRow(SQLModel, table=True):
     released_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class EventEndpointRow(SQLModel, table=True):
+    """A merchant's URL that hears its refunds' events (domain/outbound_events.py), signed with the
+    endpoint's own secret per Standard Webhooks; a rotated secret still signs until it lapses."""
+
+    __tablename__ = "event_endpoints"
+    endpoint_id: str = Field(primary_key=True, max_length=40)
+    merchant: str | None = Field(default=None, index=True, max_length=64)  # NULL: the default merchant
+    url: str = Field(max_length=2000)
+    event_types: str = Field(max_length=1000)  # comma-separated
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    enabled: bool = Field(default=True)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class OutboundEventRow(SQLModel, table=True):
+    """One event, written with the audit row that announces it; `seq` orders a refund's events."""
+
+    __tablename__ = "outbound_events"
+    seq: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=40)
+    merchant: str | None = Field(default=None, index=True, max_length=64)
+    refund: str = Field(index=True, max_length=128)
+    event_type: str = Field(max_length=40)
+    payload: str  # the JSON body sent, exactly as signed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class EventDeliveryRow(SQLModel, table=True):
+    """One event owed to one endpoint: pending until the endpoint answers 2xx. A worker leases a
+    delivery while it sends it, so two workers never send it at once."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        Index("ix_event_deliveries_due", "state", "next_attempt_at"),
+        UniqueConstraint("event_seq", "endpoint_id", name="uq_event_deliveries_event_endpoint"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    event_seq: int = Field(foreign_key="outbound_events.seq", index=True)
+    endpoint_id: str = Field(foreign_key="event_endpoints.endpoint_id", index=True, max_length=40)
+    refund: str = Field(max_length=128)
+    state: str = Field(max_length=16)  # pending | delivered
+    attempts: int = Field(default=0)
+    first_failure_at: datetime | None = Field(default=None, sa_column=_maybe_ts())
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    leased_until: datetime | None = Field(default=None, sa_column=_maybe_ts())
+    delivered_at: datetime | None = Field(default=None, sa_column=_maybe_ts())
+
+
+class DeliveryAttemptRow(SQLModel, table=True):
+    """Every attempt to deliver an event: when, what the endpoint answered, how long it took."""
+
+    __tablename__ = "event_delivery_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="event_deliveries.id", index=True)
+    attempted_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    status_code: int | None = None  # None: no answer (refused, timed out, not allowed)
+    latency_ms: int = Field(default=0)
+    answer: str = Field(default="", max_length=500)  # the start of the answer, or why there was none

@@ -1,0 +1,160 @@
+"""Sending one event to a merchant's endpoint, signed per Standard Webhooks with the official
+`standardwebhooks` package, and nothing an endpoint can turn against us.
+
+Outside dev an endpoint must be https and resolve to public addresses only (no private, loopback,
+link-local or reserved address: an endpoint is not a way into our network). The connection goes to
+the address that was checked, so a name that resolves differently a moment later (DNS rebinding)
+cannot slip past. Redirects are not followed, an answer is read up to a bound, and a slow endpoint
+times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+ANSWER_BOUND = 4096  # bytes of an answer read; the rest is never read
+MAX_URL = 2000
+
+
+class EndpointRefused(ValueError):
+    """An endpoint URL we will not send to, with a code for the caller."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_url(url: str, *, dev: bool) -> str:
+    """The URL as kept, or EndpointRefused: https (http in dev), a host, no credentials in it, and
+    outside dev no address literal that is not public."""
+    if len(url) > MAX_URL:
+        raise EndpointRefused("invalid_url", f"an endpoint URL is at most {MAX_URL} characters")
+    parts = urlsplit(url.strip())
+    allowed = ("https", "http") if dev else ("https",)
+    if parts.scheme not in allowed:
+        raise EndpointRefused("insecure_url", f"an endpoint URL must be {' or '.join(allowed)}: {url!r}")
+    if not parts.hostname:
+        raise EndpointRefused("invalid_url", f"an endpoint URL names a host: {url!r}")
+    if parts.username or parts.password:
+        raise EndpointRefused(
+            "invalid_url", "an endpoint URL carries no credentials (the signature proves us)"
+        )
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        literal = None
+    if literal is not None and not dev and not _public(literal):
+        raise EndpointRefused("private_address", f"{parts.hostname} is not a public address")
+    return urlunsplit(parts)
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return _public(address.ipv4_mapped)
+    return address.is_global and not address.is_multicast
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int | None  # None: no answer (refused, timed out, not allowed)
+    latency_ms: int
+    text: str  # the start of the answer, or why there was none
+
+
+@dataclass(frozen=True)
+class Signed:
+    headers: dict[str, str]
+    body: bytes
+
+
+def sign(event_id: str, body: str, secrets: tuple[str, ...], at: datetime) -> Signed:
+    """Standard Webhooks headers: one `v1,` signature per secret (a rotated secret's grace)."""
+    raw = body.encode()
+    signatures = " ".join(Webhook(secret).sign(event_id, at, raw) for secret in secrets)
+    return Signed(
+        headers={
+            "content-type": "application/json",
+            "user-agent": "refunds-events/1",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signatures,
+        },
+        body=raw,
+    )
+
+
+class EventSender:
+    """One HTTP client for every endpoint; `dev` allows http and local addresses (a receiver on the
+    developer's own machine)."""
+
+    def __init__(self, *, dev: bool, timeout: httpx.Timeout = TIMEOUT) -> None:
+        self._dev = dev
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, url: str, signed: Signed) -> Answer:
+        started = time.perf_counter()
+
+        def took() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
+        try:
+            target, extensions, host = await self._pinned(url)
+        except EndpointRefused as refused:
+            return Answer(None, took(), f"{refused.code}: {refused}")
+        headers = {**signed.headers, "host": host}
+        try:
+            async with self._client.stream(
+                "POST", target, content=signed.body, headers=headers, extensions=extensions
+            ) as response:
+                text = await _bounded(response)
+                return Answer(response.status_code, took(), text)
+        except httpx.TimeoutException:
+            return Answer(None, took(), "timed out")
+        except httpx.HTTPError as err:
+            return Answer(None, took(), f"no answer: {type(err).__name__}: {err}"[:300])
+
+    async def _pinned(self, url: str) -> tuple[str, dict[str, object], str]:
+        """The URL rewritten to the checked address, the TLS name to verify, and the Host header."""
+        parts = urlsplit(check_url(url, dev=self._dev))
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as err:
+            raise EndpointRefused("unresolvable", f"{host} does not resolve: {err.strerror or err}") from err
+        addresses = [ipaddress.ip_address(info[4][0]) for info in found]
+        if not self._dev and not all(_public(address) for address in addresses):
+            raise EndpointRefused("private_address", f"{host} resolves to an address that is not public")
+        address = addresses[0]
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        netloc = f"{literal}:{port}"
+        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        extensions: dict[str, object] = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return target, extensions, host_header
+
+
+async def _bounded(response: httpx.Response) -> str:
+    kept = b""
+    async for chunk in response.aiter_raw():
+        kept += chunk
+        if len(kept) >= ANSWER_BOUND:
+            break
+    return kept[:ANSWER_BOUND].decode("utf-8", errors="replace")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,111 @@
+"""The relay that delivers outbound events: it runs beside the Temporal worker in every worker
+process and reads what is owed from the database.
+
+Why a relay over the outbox and not a Temporal workflow per endpoint: an event is born in a
+database transaction (the audit row's), and the deliveries it is owed are born with it; the relay
+reads exactly that, so nothing committed can go unsent for want of a signal that a crash lost
+between the commit and the signal. Leases (adapters/db/outbound_events.py) let any number of worker
+processes relay at once and give a dead one's deliveries back after a minute; retries, their
+three-day window and order per refund live with the deliveries, in one place ops can query. Each
+endpoint is served by its own task, one delivery at a time (its order), so a slow or dead endpoint
+holds back only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from adapters.db import event_endpoints, outbound_events
+from adapters.db.engine import Database
+from adapters.db.outbound_events import Attempt, Due
+from adapters.event_sender import EventSender, now, sign
+
+LOG = logging.getLogger(__name__)
+POLL_SECONDS = 0.2  # how soon a new event is noticed
+BATCH = 50
+
+
+class EventRelay:
+    def __init__(self, db: Database, sender: EventSender, clock: Callable[[], datetime] = now) -> None:
+        self._db = db
+        self._sender = sender
+        self._clock = clock
+        self._serving: dict[str, asyncio.Task[None]] = {}
+        self.disabled: list[str] = []  # endpoints this relay disabled (their three days ran out)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop`, then let each endpoint's in-flight delivery finish."""
+        try:
+            while not stop.is_set():
+                await self.relay_once()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+        finally:
+            await self.drain()
+
+    async def relay_once(self) -> None:
+        """Start serving each endpoint that is owed a due delivery and not served already."""
+        for endpoint_id in await asyncio.to_thread(outbound_events.endpoints_due, self._db, self._clock()):
+            if endpoint_id not in self._serving:
+                task = asyncio.create_task(self._serve(endpoint_id), name=f"events:{endpoint_id}")
+                self._serving[endpoint_id] = task
+                task.add_done_callback(self._served)
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        self._serving.pop(task.get_name().removeprefix("events:"), None)
+        if not task.cancelled() and task.exception() is not None:  # the next pass serves it again
+            LOG.warning("delivering events to %s stopped: %s", task.get_name(), task.exception())
+
+    async def drain(self) -> None:
+        if self._serving:
+            await asyncio.gather(*self._serving.values(), return_exceptions=True)
+
+    async def _serve(self, endpoint_id: str) -> None:
+        """Deliver what the endpoint is owed, in order per refund, until nothing is due."""
+        while True:
+            due = await asyncio.to_thread(
+                outbound_events.lease_due, self._db, endpoint_id, self._clock(), BATCH
+            )
+            if not due:
+                return
+            if not await self._deliver(endpoint_id, due):
+                return
+
+    async def _deliver(self, endpoint_id: str, due: list[Due]) -> bool:
+        """Send a leased batch; False once the endpoint is gone or disabled."""
+        held_back: set[str] = set()
+        for index, delivery in enumerate(due):
+            if delivery.refund in held_back:  # an earlier event of this refund was not delivered
+                await asyncio.to_thread(outbound_events.release, self._db, [delivery.delivery_id])
+                continue
+            endpoint, keys = await asyncio.to_thread(self._endpoint, endpoint_id)
+            if endpoint is None or keys is None or not endpoint.enabled:
+                rest = [later.delivery_id for later in due[index:]]
+                await asyncio.to_thread(outbound_events.release, self._db, rest)
+                return False
+            at = self._clock()
+            secrets = (keys.current, keys.previous) if keys.previous else (keys.current,)
+            signed = sign(delivery.event_id, delivery.payload, secrets, now())  # signed when sent
+            answer = await self._sender.send(endpoint.url, signed)
+            attempt = Attempt(at, answer.status_code, answer.latency_ms, answer.text)
+            disabled = await asyncio.to_thread(
+                outbound_events.record_attempt, self._db, endpoint_id, delivery, attempt
+            )
+            if disabled:
+                self.disabled.append(endpoint_id)
+            if not attempt.delivered:
+                held_back.add(delivery.refund)
+        return True
+
+    def _endpoint(
+        self, endpoint_id: str
+    ) -> tuple[event_endpoints.Endpoint | None, event_endpoints.SigningSecrets | None]:
+        with self._db.transaction() as session:
+            return (
+                event_endpoints.get(session, endpoint_id),
+                event_endpoints.signing_secrets(session, endpoint_id, self._clock()),
+            )
