@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT_SECONDS = 10.0
 ANSWER_BOUND = 4096  # bytes of an answer read; the rest is never read
 MAX_URL = 2000
 
@@ -97,9 +97,11 @@ class EventSender:
     """One HTTP client for every endpoint; `dev` allows http and local addresses (a receiver on the
     developer's own machine)."""
 
-    def __init__(self, *, dev: bool, timeout: httpx.Timeout = TIMEOUT) -> None:
+    def __init__(self, *, dev: bool, timeout_seconds: float = TIMEOUT_SECONDS) -> None:
         self._dev = dev
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+        self.timeout_seconds = timeout_seconds
+        # the whole attempt is bounded below (`send`): a trickling answer cannot hold it open
+        self._client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False, trust_env=False)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -116,13 +118,14 @@ class EventSender:
             return Answer(None, took(), f"{refused.code}: {refused}")
         headers = {**signed.headers, "host": host}
         try:
-            async with self._client.stream(
-                "POST", target, content=signed.body, headers=headers, extensions=extensions
-            ) as response:
-                text = await _bounded(response)
-                return Answer(response.status_code, took(), text)
-        except httpx.TimeoutException:
-            return Answer(None, took(), "timed out")
+            async with asyncio.timeout(self.timeout_seconds):
+                async with self._client.stream(
+                    "POST", target, content=signed.body, headers=headers, extensions=extensions
+                ) as response:
+                    text = await _bounded(response)
+                    return Answer(response.status_code, took(), text)
+        except (httpx.TimeoutException, TimeoutError):
+            return Answer(None, took(), f"timed out after {self.timeout_seconds:g} s")
         except httpx.HTTPError as err:
             return Answer(None, took(), f"no answer: {type(err).__name__}: {err}"[:300])
 

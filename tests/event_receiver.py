@@ -23,6 +23,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)  # status codes to answer next, in order
     location: str | None = None  # where a 3xx answer points
+    delay_seconds: float = 0.0  # how long it takes to answer (a slow ERP)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_status(self) -> int:
@@ -43,6 +44,8 @@ def receiver(path: str = "/hooks") -> Iterator[Receiver]:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
             keeper = state["receiver"]
+            if keeper.delay_seconds:
+                threading.Event().wait(keeper.delay_seconds)  # an endpoint's own slowness
             with keeper.lock:
                 keeper.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
             status = keeper.next_status()

@@ -63,9 +63,15 @@ def test_release_hold_takes_the_operator_from_the_environment(env: dict[str, str
 def test_every_command_shows_an_example_in_its_help(env: dict[str, str]) -> None:
     root: Any = typer.main.get_command(app)
     paths: list[list[str]] = []
-    for name, command in root.commands.items():
-        subcommands = getattr(command, "commands", None)
-        paths += [[name, sub] for sub in subcommands] if subcommands else [[name]]
+
+    def walk(group: Any, path: list[str]) -> None:
+        for name, command in group.commands.items():
+            if getattr(command, "commands", None):
+                walk(command, [*path, name])
+            else:
+                paths.append([*path, name])
+
+    walk(root, [])
     assert len(paths) > 20
     helps = {" ".join(path): run(env, *path, "--help")[1] for path in paths}
     assert [path for path, help_text in helps.items() if "Example: " not in help_text] == []

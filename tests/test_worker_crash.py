@@ -42,7 +42,7 @@ def refunds_process(stack: Stack, command: str, task_queue: str, **env: str) -> 
     )
 
 
-def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
+def worker_process(stack: Stack, task_queue: str, **env: str) -> subprocess.Popen[bytes]:
     settings = stack.settings
     return refunds_process(
         stack,
@@ -51,6 +51,7 @@ def worker_process(stack: Stack, task_queue: str) -> subprocess.Popen[bytes]:
         REFUNDS_STRIPE_API_KEY=settings.stripe_api_key,
         REFUNDS_STRIPE_API_BASE=settings.stripe_api_base,
         REFUNDS_STRIPE_WEBHOOK_SECRET=settings.stripe_webhook_secret,
+        **env,
     )
 
 

@@ -339,7 +339,7 @@ def reconcile_command(
 
 # The other command groups register on the same app when imported: after this module's own, so
 # `refunds --help` lists running the product first.
-from workers import cli_steering, cli_clients, cli_warnings, cli_admin  # noqa: E402, F401, I001
+from workers import cli_steering, cli_clients, cli_warnings, cli_admin, cli_events  # noqa: E402, F401, I001
 
 
 def main() -> None:

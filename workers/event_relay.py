@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from adapters.db import event_endpoints, outbound_events
 from adapters.db.engine import Database
@@ -26,7 +26,7 @@ from adapters.event_sender import EventSender, now, sign
 
 LOG = logging.getLogger(__name__)
 POLL_SECONDS = 0.2  # how soon a new event is noticed
-BATCH = 50
+BATCH = 5  # deliveries leased at once: small, so the lease stays short
 
 
 class EventRelay:
@@ -35,6 +35,9 @@ class EventRelay:
         self._sender = sender
         self._clock = clock
         self._serving: dict[str, asyncio.Task[None]] = {}
+        # a batch's lease outlasts sending it all at the endpoint's timeout, and not by much: a
+        # relay killed mid-batch holds back those deliveries only this long
+        self._lease = timedelta(seconds=BATCH * (sender.timeout_seconds + 1) + 5)
         self.disabled: list[str] = []  # endpoints this relay disabled (their three days ran out)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -68,7 +71,7 @@ class EventRelay:
         """Deliver what the endpoint is owed, in order per refund, until nothing is due."""
         while True:
             due = await asyncio.to_thread(
-                outbound_events.lease_due, self._db, endpoint_id, self._clock(), BATCH
+                outbound_events.lease_due, self._db, endpoint_id, self._clock(), BATCH, self._lease
             )
             if not due:
                 return

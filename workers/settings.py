@@ -139,6 +139,12 @@ class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/p
     escalation_webhook_url: str = Field(
         default="", description="POSTed a JSON notice when a review waits past its escalation deadline"
     )
+    event_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="how long a merchant's event endpoint may take to answer before the attempt fails",
+    )
     review_threshold_major: int = 1_000
     shipping_policy: ShippingPolicy = ShippingPolicy.FULL_RETURN
     psp_timeout_seconds: int = 30
@@ -305,6 +311,12 @@ class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/p
             )
         profiles[self.merchant_id] = MerchantProfile(self.merchant_id, self.inbound_secrets, self.policy_file)
         return profiles
+
+    @property
+    def local_event_endpoints(self) -> bool:
+        """Whether a merchant's event endpoint may be http or a local address: on a developer's
+        machine and in the tests' own stack, never in production (adapters/event_sender.py)."""
+        return self.environment in ("dev", "test")
 
     def for_merchant(self, profile: MerchantProfile) -> Settings:
         """These settings as one merchant's: its policy, its PSP accounts and their rate limits."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import compileall
 import contextlib
 from collections.abc import Callable, Sequence
@@ -22,8 +23,10 @@ from activities.notify import NotifyActivities
 from activities.payments import PaymentActivities
 from activities.validation import ValidationActivities
 from adapters.db.engine import Database
+from adapters.event_sender import EventSender
 from adapters.psp.base import PspDirectory
 from domain.naming import psp_task_queue
+from workers.event_relay import EventRelay
 from workers.legacy_payments import adopt_legacy_payments
 from workers.psps import build_directory
 from workers.settings import Settings
@@ -163,10 +166,16 @@ async def run_worker(settings: Settings) -> None:
     stop = shutdown_event()
     with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         worker = build_worker(client, settings, db, build_directory(settings, db), executor)
+        sender = EventSender(
+            dev=settings.local_event_endpoints, timeout_seconds=settings.event_timeout_seconds
+        )
         async with worker:
+            relay = asyncio.create_task(EventRelay(db, sender).run(stop), name="event-relay")
             print(
                 f"worker polling task queue {settings.task_queue!r} at {settings.temporal_address}",
                 flush=True,
             )
             await stop.wait()
+            await relay  # each endpoint's delivery in flight finishes; the rest stays owed
+        await sender.aclose()
     db.dispose()

@@ -37,7 +37,6 @@ from domain.outbound_events import RETRY_WINDOW, EventType, announced, event_id,
 
 PENDING = "pending"
 DELIVERED = "delivered"
-LEASE = timedelta(seconds=60)  # a sender that died mid-delivery gives its deliveries back after this
 ANSWER_KEPT = 500  # characters of an endpoint's answer kept with the attempt
 
 
@@ -120,9 +119,10 @@ def endpoints_due(db: Database, now: datetime) -> list[str]:
         return list(session.execute(query).scalars())
 
 
-def lease_due(db: Database, endpoint_id: str, now: datetime, limit: int = 50) -> list[Due]:
-    """The endpoint's due deliveries in event order, leased to the caller; a refund whose earlier
-    event is still owed (waiting to be retried, or leased by another sender) gets none."""
+def lease_due(db: Database, endpoint_id: str, now: datetime, limit: int, lease: timedelta) -> list[Due]:
+    """The endpoint's due deliveries in event order, leased to the caller for `lease` (longer than
+    sending them all can take: a sender that died gives them back when it ends); a refund whose
+    earlier event is still owed (waiting to be retried, or leased by another sender) gets none."""
     with db.transaction() as session:
         endpoint = session.get(EventEndpointRow, endpoint_id)
         if endpoint is None or not endpoint.enabled:
@@ -144,7 +144,7 @@ def lease_due(db: Database, endpoint_id: str, now: datetime, limit: int = 50) ->
             if _utc(delivery.next_attempt_at) > now or leased:
                 held_back.add(delivery.refund)
                 continue
-            delivery.leased_until = now + LEASE
+            delivery.leased_until = now + lease
             assert delivery.id is not None
             taken.append(
                 Due(

@@ -1,0 +1,70 @@
+"""`refunds events listen`: what a merchant's receiver does, small enough to read in one sitting.
+Each request is verified with the official `standardwebhooks` package (signature and a timestamp
+within five minutes), deduplicated by its `webhook-id` (delivery is at least once) and printed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+BODY_LIMIT = 1_000_000
+
+
+def listen(secret: str, port: int, host: str = "127.0.0.1") -> None:
+    """Serve until Ctrl-C."""
+    from workers.cli_kit import fail, say
+
+    try:
+        verifier = Webhook(secret)
+    except Exception as err:  # the package's own errors for an empty or malformed secret
+        fail("invalid_secret", f"not a whsec_ secret: {type(err).__name__}", 2)
+    seen: set[str] = set()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if length > BODY_LIMIT:
+                self._answer(413, "too large")
+                return
+            body = self.rfile.read(length)
+            try:
+                event: dict[str, Any] = verifier.verify(body, dict(self.headers.items()))
+            except (WebhookVerificationError, ValueError) as err:
+                say(f"refused: {err}")
+                self._answer(400, "not verified")
+                return
+            webhook_id = self.headers.get("webhook-id", "")
+            with lock:
+                again = webhook_id in seen
+                seen.add(webhook_id)
+            data = event.get("data", {})
+            refund = data.get("refund", {}) if isinstance(data, dict) else {}
+            said = "again (already seen, ignored)" if again else json.dumps(data, sort_keys=True)
+            say(f"{event.get('type')} {refund.get('request_id')} {refund.get('status')} {webhook_id}: {said}")
+            self._answer(204, "")
+
+        def _answer(self, status: int, text: str) -> None:
+            self.send_response(status)
+            self.send_header("content-length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as err:
+        fail("port_taken", f"{host}:{port} cannot be listened on ({err.strerror}): pass --port", 2)
+    say(f"listening on http://{host}:{port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
