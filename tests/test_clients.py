@@ -302,6 +302,26 @@ async def test_over_the_maximum_or_of_unknown_size_is_held_for_a_human(
     assert isinstance(row["risk_score"], int) and row["approvals"]["given"] == 0, row  # typed for scripts
 
 
+async def test_a_request_sent_again_says_only_what_its_own_client_may_know(
+    stack: Stack, sandbox: SandboxControl
+) -> None:
+    """Before: the same body from another client answered 200 with the refund's status (a refund it
+    never asked for), and the asking client's own held refund, sent again, was said to wait for
+    "the merchant's own risk rules" where its 202 had named its own daily limit."""
+    asker, other = _client(stack.settings.merchant_id), _client(stack.settings.merchant_id)
+    asker_key, other_key = made_client(stack.database, asker), made_client(stack.database, other)
+    payment = sandbox.seed_stripe_payment(amount=10_000, currency="EUR")
+    body = refund_body(unique("agent-again"), payment, amount=9_000)  # over its 50.00 maximum
+    first = await post(stack, body, bearer(asker_key))
+    assert first[0] == 202 and [h["code"] for h in first[1]["held_for"]] == ["client_limit"], first
+    await wait_for_status(stack, first[1]["request_id"], {"awaiting_review"})
+    again = await post(stack, body, bearer(asker_key))
+    assert again[0] == 200 and again[1]["held_for"] == first[1]["held_for"], again
+    foreign = await post(stack, body, bearer(other_key))
+    assert foreign[0] == 409 and foreign[1]["error"]["code"] == "request_conflict", foreign
+    assert "awaiting_review" not in json.dumps(foreign[1])
+
+
 async def test_a_refund_that_fails_gives_its_budget_back(stack: Stack) -> None:
     client = _client(stack.settings.merchant_id)
     key = made_client(stack.database, client)

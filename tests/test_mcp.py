@@ -29,7 +29,7 @@ from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
 from tests.flows import FINAL, cli_env, mcp_over_http, submit, wait_for_status
 from tests.helpers import bearer, eventually, refund_body, unique
-from workers.mcp_answers import outcome, refused
+from workers.mcp_answers import outcome, refused, status_answer
 
 TOOLS = ["request_refund", "refund_status", "my_budget", "my_recent_refunds"]
 
@@ -278,10 +278,14 @@ def test_a_refund_that_goes_on_is_said_as_it_stands(view: dict[str, Any], start:
     ],
 )
 def test_a_refund_that_paid_nothing_back_is_a_tool_error(view: dict[str, Any], start: str) -> None:
+    """Asked for and asked about alike: `refund_status` once answered `... is failed` as a success."""
     with pytest.raises(ToolError) as raised:
         outcome("r1", VIEW | view, [])
     assert str(raised.value).startswith(start), raised.value
     assert "nothing was refunded" in str(raised.value)
+    with pytest.raises(ToolError) as asked_about:
+        status_answer("r1", httpx.Response(200, json=VIEW | view))
+    assert str(asked_about.value).startswith(start) and "nothing was refunded" in str(asked_about.value)
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,11 @@ def status_answer(request_id: str, response: httpx.Response) -> str:
     status = view["status"]
     amount = money(view.get("amount") or view.get("requested_amount"))
     of = f" of {amount}" if amount else ""
+    if RefundStatus(status) in _NOT_PAID:  # what paid nothing back is an error to the assistant
+        raise ToolError(
+            f"{_NOT_PAID[RefundStatus(status)]}{_failure(view)}: refund {request_id}{of} was not paid "
+            "back; nothing was refunded."
+        )
     return f"Refund {request_id}{of} is {status}{_failure(view)}."
 
 

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import clients, refunds
 from adapters.db.models import RefundRow
 from domain import signature
-from domain.clients import Client, requested_by
+from domain.clients import BUDGET_CODE, LIMIT_CODE, Client, requested_by
 from domain.contracts import RefundWorkflowInput, RiskReason, SignatureEvidence
 from domain.fraud_warnings import WARNING_ID_PREFIX
 from domain.json_keys import duplicate_key
@@ -200,13 +200,34 @@ async def _answer_known(
     wf_id: str,
     digest: str,
     kept: _Kept | None = None,
+    client: Client | None = None,
 ) -> Accepted:
-    """A request whose workflow exists: the same one again is 200, another body 409."""
+    """A request whose workflow exists: the same one again is 200, another body 409. An API
+    client's request is its own: the same body another requester sent is a 409 too (it learns
+    nothing of a refund it did not ask for), and its own held one says again why it is held."""
     kept = kept or await _kept(services, wf_id)
-    if kept.digest != digest:
+    if kept.digest != digest or (client is not None and kept.requested_by != requested_by(client.name)):
         raise _conflict()
     response.status_code = 200
-    return _accepted(sent, wf_id, await _status(services, wf_id, kept))
+    if client is None:
+        return _accepted(sent, wf_id, await _status(services, wf_id, kept))
+    return await _client_view(services, sent, wf_id, kept)
+
+
+async def _client_view(services: Services, sent: RefundRequest, wf_id: str, kept: _Kept) -> Accepted:
+    """A client's own request, sent again: its status, and why its own limits held it (the reasons
+    its 202 gave), never the merchant's risk rules."""
+    try:
+        state = await current_state(services, wf_id)
+    except ApiError:
+        state = None
+    if state is None:
+        return _accepted(sent, wf_id, await _status(services, wf_id, kept))
+    accepted = _accepted(sent, wf_id, state.status)
+    own = [r for r in (state.risk.reasons if state.risk else []) if r.code in (LIMIT_CODE, BUDGET_CODE)]
+    if own and state.status is RefundStatus.AWAITING_REVIEW:
+        accepted.held_for = [Held(code=reason.code, detail=reason.detail) for reason in own]
+    return accepted
 
 
 def _client(services: Services, key: str, merchant: str | None) -> Client:
@@ -243,7 +264,7 @@ async def _admit_for_client(
     if kept.found:
         # sent again: answered from its workflow, reserving nothing (a refund held at intake stays a
         # human's to decide, however much budget is left now; what it reserved it keeps)
-        known = await _answer_known(services, response, sent, wf_id, digest, kept)
+        known = await _answer_known(services, response, sent, wf_id, digest, kept, client)
         CLIENT_REQUESTS.labels(client=client.name, outcome="replayed").inc()
         return known
     held = await run_in_threadpool(_reserve, services, client, refund)
@@ -266,7 +287,7 @@ async def _admit_for_client(
         for outcome in [reason.code for reason in held] or ["accepted"]:
             CLIENT_REQUESTS.labels(client=client.name, outcome=outcome).inc()
         return accepted
-    known = await _answer_known(services, response, sent, wf_id, digest)
+    known = await _answer_known(services, response, sent, wf_id, digest, client=client)
     CLIENT_REQUESTS.labels(client=client.name, outcome="replayed").inc()
     return known
 
@@ -449,6 +470,7 @@ class _Kept:
     digest: str | None = None
     merchant: str | None = None
     status: str | None = None  # as last published to the search attributes
+    requested_by: str | None = None  # an API client that asked for it; None: the merchant's platform
 
 
 async def _kept(services: Services, wf_id: str) -> _Kept:
@@ -460,7 +482,9 @@ async def _kept(services: Services, wf_id: str) -> _Kept:
         raise _unavailable(err) from err
     digest: str | None = await description.memo_value(BODY_DIGEST, None)
     attributes = description.typed_search_attributes
-    return _Kept(True, digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS))
+    return _Kept(
+        True, digest, attributes.get(SA_MERCHANT), attributes.get(SA_STATUS), attributes.get(SA_REQUESTED_BY)
+    )
 
 
 def _unavailable(err: RPCError) -> ApiError:
