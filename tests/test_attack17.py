@@ -173,7 +173,7 @@ async def test_the_cli_refuses_budgets_and_maximums_the_database_cannot_keep(
         *("client", "create", name, "--reasons", "damaged", "--max-per-refund", max_per_refund),
         *("--daily-budget", budget),
     )
-    assert made.returncode == 2 and "invalid_client" in made.stdout, made.stdout + made.stderr[-2000:]
+    assert made.returncode == 2 and "invalid_client" in made.stderr, made.stdout + made.stderr[-2000:]
     with stack.database.transaction() as session:
         assert session.get(ApiClientRow, name) is None
 

@@ -84,4 +84,4 @@ async def test_refunds_audit_prints_the_trail_from_the_database(
     assert "psp_refund_requested" in human.stdout
 
     unknown = await cli(stack, "audit", unique("nobody"))
-    assert (unknown.returncode, "not_found" in unknown.stdout) == (1, True)
+    assert (unknown.returncode, "not_found" in unknown.stderr) == (1, True)

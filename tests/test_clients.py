@@ -394,7 +394,7 @@ async def test_the_cli_creates_lists_rotates_and_revokes_clients_showing_each_ke
         "--daily-budget",
         "EUR:1.001",
     )
-    assert bad.returncode == 2 and "invalid_client" in bad.stdout
+    assert bad.returncode == 2 and "invalid_client" in bad.stderr
     rotated = await cli(stack, "client", "rotate", name, "--keep-old-key", "1")
     assert rotated.returncode == 0 and "old key works until" in rotated.stdout, rotated.stdout
     new = rotated.stdout.split()[-1]
@@ -409,4 +409,4 @@ async def test_the_cli_creates_lists_rotates_and_revokes_clients_showing_each_ke
     assert (await stack.http.get("/v1/client", headers=bearer(rotated.stdout.split()[-1]))).status_code == 200
     assert (await cli(stack, "client", "revoke", name)).returncode == 0
     again = await cli(stack, "client", "revoke", name)
-    assert again.returncode == 1 and "not_found" in again.stdout
+    assert again.returncode == 1 and "not_found" in again.stderr

@@ -92,7 +92,7 @@ async def test_refunds_export_writes_json_lines_once(
     first = await cli(stack, "export", "--format", "jsonl", "--out", str(out))
     second = await cli(stack, "export", "--format", "jsonl", "--out", str(out))
 
-    assert (bare.returncode, "choose_destination" in bare.stdout) == (2, True)
+    assert (bare.returncode, "choose_destination" in bare.stderr) == (2, True)
     assert peek.returncode == 0 and request_id in peek.stdout
     assert first.returncode == second.returncode == 0, first.stderr
     batch = first.stderr.split("as batch ")[1].strip()
@@ -103,7 +103,7 @@ async def test_refunds_export_writes_json_lines_once(
     assert len({e["entry_id"] for e in entries}) == len(entries)
 
     bad = await cli(stack, "export", "--format", "xml")
-    assert (bad.returncode, "invalid_format" in bad.stdout) == (2, True)
+    assert (bad.returncode, "invalid_format" in bad.stderr) == (2, True)
 
 
 def test_every_exported_time_carries_its_zone(clean_db: Database) -> None:

@@ -305,7 +305,7 @@ def test_the_worker_refuses_to_start_on_a_bad_merchants_file(tmp_path: Path) -> 
         text=True,
         timeout=60,
     )
-    assert (started.returncode, "invalid_policy" in started.stdout) == (2, True)
+    assert (started.returncode, "invalid_policy" in started.stderr) == (2, True)
     assert "/nowhere.toml: cannot be read" in started.stdout
 
 

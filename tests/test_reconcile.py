@@ -130,4 +130,4 @@ async def test_paypal_differences_are_found_per_capture(stack: Stack, paypal: Pa
 
 async def test_adyen_cannot_be_listed_and_says_so(stack: Stack) -> None:
     done = await cli(stack, "reconcile", "--provider", "adyen", "--since", SINCE)
-    assert (done.returncode, "not_supported" in done.stdout) == (2, True)
+    assert (done.returncode, "not_supported" in done.stderr) == (2, True)

@@ -47,7 +47,7 @@ async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) 
     request_id, payment = await large_refund_awaiting_review(stack, sandbox)
 
     missing_reason = await cli(stack, "reject", request_id, "--token", "bob-token", "--reason", " ")
-    assert missing_reason.returncode == 1 and "invalid_request" in missing_reason.stdout
+    assert missing_reason.returncode == 1 and "invalid_request" in missing_reason.stderr
 
     rejected = await cli(stack, "reject", request_id, "--token", "bob-token", "--reason", "known abuser")
     assert rejected.returncode == 0, rejected.stderr

@@ -115,7 +115,7 @@ def test_a_process_refuses_to_start_on_a_bad_policy(tmp_path: Path, command: str
         timeout=60,
     )
     assert started.returncode == 2
-    assert "invalid_policy" in started.stdout and "review.score_threshold" in started.stdout
+    assert "invalid_policy" in started.stderr and "review.score_threshold" in started.stderr
 
 
 # the score -------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_a_refused_start_prints_every_problem_a_line_each() -> None:
             text=True,
             timeout=60,
         )
-        lines = run.stdout.strip().splitlines()
+        lines = run.stderr.strip().splitlines()
         assert (run.returncode, len(lines)) == (2, 4), run.stdout + run.stderr
         assert all(line.startswith("unsafe_settings: REFUNDS_") for line in lines), lines
         assert DEV_REVIEW_SIGNING_SECRET not in run.stdout + run.stderr
@@ -142,7 +142,7 @@ def test_a_start_without_an_environment_is_refused_in_one_line() -> None:
             text=True,
             timeout=60,
         )
-        lines = run.stdout.strip().splitlines()
+        lines = run.stderr.strip().splitlines()
         assert (run.returncode, len(lines)) == (2, 1), run.stdout + run.stderr
         assert "unsafe_settings" in lines[0] and "REFUNDS_ENVIRONMENT" in lines[0]
 

@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 app = typer.Typer(help="Refund automation on Temporal.", no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True)  # errors apart from output: `--json` stays JSON, `> file` holds no error
 
 
 def current_settings() -> Settings:
@@ -124,7 +125,7 @@ def fail(code: str, message: object, exit_code: int = 1) -> NoReturn:
 def fail_all(code: str, messages: Sequence[object], exit_code: int = 1) -> NoReturn:
     """A line `code: message` for each message, all at once, and the exit status scripts check."""
     for message in messages:
-        console.print(
+        errors.print(
             Text.assemble((printable(code), "red"), f": {printable(message)}"),
             highlight=False,
             soft_wrap=True,
