@@ -52,7 +52,7 @@ async def test_a_clients_refund_held_by_a_dispute_is_cancelled_and_its_budget_gi
     standing = (await stack.http.get("/v1/client", headers=bearer(key))).json()
     assert standing["budgets"][0]["left"] == {"value": 10_000, "currency": "EUR"}  # given back
     again = await cli(stack, "cancel", request_id, "--reason", "twice", "--operator", "ann")
-    assert again.returncode == 1 and "already_finished" in again.stdout, again.stdout
+    assert again.returncode == 1 and "already_finished" in again.stderr, again.stderr
 
 
 async def test_a_refund_approved_after_a_chargeback_is_cancelled_at_its_reservation(

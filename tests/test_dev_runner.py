@@ -71,7 +71,7 @@ def test_dev_runs_refunds_survives_a_hard_kill_and_stops_cleanly(dev: DevRun) ->
         assert "the books match the PSP" in reconciled.stdout
         assert "Warning" not in reconciled.stderr, reconciled.stderr  # nothing but the answer
     adyen = dev.cli("reconcile", "--provider", "adyen", "--since", since)  # configured, but cannot list
-    assert adyen.stdout.startswith("not_supported: adyen")
+    assert adyen.stderr.startswith("not_supported: adyen")
 
     # a refund in flight, then a terminal's Ctrl-C (to the whole process group): dev alone gets it
     # and stops its children in order (before, each child got it too: Temporal and the sandbox died
@@ -101,4 +101,19 @@ def test_dev_on_a_taken_port_says_which_and_starts_nothing(tmp_path: Path) -> No
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"port {run.http_port} is in use" in done.stderr and "REFUNDS_HTTP_PORT" in done.stderr
     assert BANNER not in done.stdout
-    assert not (tmp_path / "taken" / "temporal.db").exists()  # nothing was started
+    assert not (tmp_path / "taken").exists()  # nothing started, nothing made (before: its logs/)
+
+
+def test_dev_lets_its_own_ui_decode_wherever_the_ui_port_is_moved() -> None:
+    """Before: with REFUNDS_TEMPORAL_UI_PORT moved, the codec still allowed only :8233, and the
+    UI dev started could not show a payload."""
+    from workers.dev import child_environment
+    from workers.settings import Settings
+
+    moved = child_environment(Settings(environment="dev", temporal_ui_port=27234), None)
+    assert moved["REFUNDS_CODEC_CORS_ORIGINS"] == "http://127.0.0.1:27234,http://localhost:27234"
+    chosen = Settings(environment="dev", temporal_ui_port=27234, codec_cors_origins="https://ui.example.com")
+    assert (
+        child_environment(chosen, None).get("REFUNDS_CODEC_CORS_ORIGINS")
+        != moved["REFUNDS_CODEC_CORS_ORIGINS"]
+    )

@@ -306,7 +306,7 @@ def test_the_worker_refuses_to_start_on_a_bad_merchants_file(tmp_path: Path) -> 
         timeout=60,
     )
     assert (started.returncode, "invalid_policy" in started.stderr) == (2, True)
-    assert "/nowhere.toml: cannot be read" in started.stdout
+    assert "/nowhere.toml: cannot be read" in started.stderr
 
 
 def test_a_bad_merchants_file_is_refused_with_the_reason(tmp_path: Path) -> None:

@@ -24,11 +24,11 @@ async def test_cli_lists_pending_and_approves(stack: Stack, sandbox: SandboxCont
     assert "review_threshold" in row and "0/1" in row  # reasons and approvals from the workflow
 
     anonymous = await cli(stack, "approve", request_id)
-    assert (anonymous.returncode, "unauthorized" in anonymous.stdout) == (2, True)
+    assert (anonymous.returncode, "unauthorized" in anonymous.stderr) == (2, True)
     mixed_up = await cli(
         stack, "approve", request_id, "--reviewer", "bob", REFUNDS_REVIEWER_TOKEN="alice-token"
     )
-    assert (mixed_up.returncode, "not bob's" in mixed_up.stdout) == (2, True)
+    assert (mixed_up.returncode, "not bob's" in mixed_up.stderr) == (2, True)
     approved = await cli(stack, "approve", request_id, REFUNDS_REVIEWER_TOKEN="alice-token")  # configured
     assert approved.returncode == 0, approved.stderr
 
@@ -66,8 +66,8 @@ async def test_cli_reject_moves_no_money(stack: Stack, sandbox: SandboxControl) 
     again = await cli(stack, "approve", request_id, "--token", "alice-token")
     retried = await cli(stack, "retry", request_id, "--operator", "ops-ann")
     assert again.returncode == retried.returncode == 1
-    assert f"already_finished: refund {request_id} already finished (rejected)" in again.stdout
-    assert f"already_finished: refund {request_id} already finished (rejected)" in retried.stdout
+    assert f"already_finished: refund {request_id} already finished (rejected)" in again.stderr
+    assert f"already_finished: refund {request_id} already finished (rejected)" in retried.stderr
 
 
 async def review(stack: Stack, request_id: str, action: str, token: str | None, **body: Any) -> Any:

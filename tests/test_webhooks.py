@@ -90,7 +90,7 @@ async def test_a_disputed_payment_waits_for_ops_before_any_refund(
     listing = await eventually(lambda: _attention(stack), lambda out: request_id in out)
     assert "payment_disputed" in listing
     held = await cli(stack, "retry", request_id, "--operator", "carol")  # the hold still blocks it
-    assert held.returncode == 1 and "the payment is still held" in held.stdout, held.stdout
+    assert held.returncode == 1 and "the payment is still held" in held.stderr, held.stderr
 
     async def refused_rounds() -> int:
         view = await refund_view(stack, request_id)

@@ -114,6 +114,9 @@ def child_environment(settings: Settings, sandbox_url: str | None) -> dict[str, 
             "REFUNDS_REVIEWER_TOKENS": settings.reviewer_tokens or DEV_REVIEWER_TOKENS,
         }
     )
+    if "codec_cors_origins" not in settings.model_fields_set:  # the UI where dev runs it
+        port = settings.temporal_ui_port
+        env["REFUNDS_CODEC_CORS_ORIGINS"] = f"http://127.0.0.1:{port},http://localhost:{port}"
     for wiring in WIRINGS:  # the sandbox serves every PSP given no base of its own
         if sandbox_url is not None and not getattr(settings, wiring.api_base_field):
             env.update(wiring.dev_environment(settings, sandbox_url))
@@ -212,18 +215,18 @@ def taken_port(settings: Settings, with_sandbox: bool) -> str | None:
 
 
 def run_dev(settings: Settings) -> int:
+    # one sandbox serves every PSP whose base is unset
+    own_bases = all(getattr(settings, wiring.api_base_field) for wiring in WIRINGS)
+    sandbox_url = None if own_bases else f"http://127.0.0.1:{settings.sandbox_port}"
+    taken = taken_port(settings, with_sandbox=sandbox_url is not None)
+    if taken is not None:  # refused before anything is made where it was run
+        print(f"port_in_use: {taken}", file=sys.stderr, flush=True)
+        return 2
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     me = [sys.executable, "-m", "workers.cli"]
-    # one sandbox serves every PSP whose base is unset
-    own_bases = all(getattr(settings, wiring.api_base_field) for wiring in WIRINGS)
-    sandbox_url = None if own_bases else f"http://127.0.0.1:{settings.sandbox_port}"
-    taken = taken_port(settings, with_sandbox=sandbox_url is not None)
-    if taken is not None:
-        print(f"port_in_use: {taken}", file=sys.stderr, flush=True)
-        return 2
     service_url = f"http://{settings.http_host}:{settings.http_port}"
     env = {**child_environment(settings, sandbox_url), "REFUNDS_SERVICE_URL": service_url}
     if settings.policy_file is None:  # the built-in policy, with early fraud warnings refunded

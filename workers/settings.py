@@ -178,6 +178,10 @@ class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/p
     worker_metrics_port: int = Field(
         default=0, description="the worker serves Temporal SDK metrics for Prometheus here (0: off)"
     )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="where the worker's metrics listen: loopback unless a scraper elsewhere needs them",
+    )
     max_request_bytes: int = Field(
         default=65_536, description="the largest body a refund request, receipt or review may have (413)"
     )

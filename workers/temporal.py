@@ -14,10 +14,11 @@ from workers.settings import Settings
 from workers.tracing import tracing_interceptors
 
 
-def metrics_runtime(port: int) -> Runtime:
+def metrics_runtime(port: int, host: str = "127.0.0.1") -> Runtime:
     """A Temporal runtime whose SDK metrics (task latencies, slots, polls) Prometheus scrapes on
-    `port` at /metrics."""
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}")))
+    `host:port` at /metrics."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
 def data_converter(settings: Settings) -> DataConverter:

@@ -162,7 +162,7 @@ async def run_worker(settings: Settings) -> None:
     db = Database.connect(settings.database_url)
     adopt_legacy_payments(settings, db)
     port = settings.worker_metrics_port
-    client = await connect(settings, metrics_runtime(port) if port else None)
+    client = await connect(settings, metrics_runtime(port, settings.worker_metrics_host) if port else None)
     stop = shutdown_event()
     with ThreadPoolExecutor(max_workers=EXECUTOR_THREADS) as executor:
         worker = build_worker(client, settings, db, build_directory(settings, db), executor)

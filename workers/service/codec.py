@@ -39,9 +39,14 @@ router = APIRouter(
     ),
 )
 _BYTES = {"type": "string", "format": "byte"}
+# protobuf's JSON mapping takes `null` for any field as its default (no metadata, no data): the
+# schema says so rather than promise a 400 the parser never gives
 _PAYLOAD = {
     "type": "object",
-    "properties": {"metadata": {"type": "object", "additionalProperties": _BYTES}, "data": _BYTES},
+    "properties": {
+        "metadata": {"type": ["object", "null"], "additionalProperties": _BYTES},
+        "data": {"type": ["string", "null"], "format": "byte"},
+    },
     "additionalProperties": False,
 }
 _PAYLOADS: dict[str, Any] = {
