@@ -49,8 +49,14 @@ class Discrepancy(BaseModel):
     psp_refund_id: str
     payment_reference: str
     request_id: str | None = None
-    ours: str = ""
+    ours: str = ""  # for people: an amount or a status, as each side has it
     theirs: str = ""
+    # for scripts: the same, typed (money as {value, currency}; absent where a side has none)
+    ours_amount: Money | None = None
+    ledger_amount: Money | None = None  # what our ledger paid out for it
+    theirs_amount: Money | None = None
+    ours_status: str | None = None
+    theirs_status: str | None = None
 
 
 def reconcile(psp: Iterable[PspRefundRecord], books: Iterable[BookedRefund]) -> list[Discrepancy]:
@@ -70,23 +76,33 @@ def reconcile(psp: Iterable[PspRefundRecord], books: Iterable[BookedRefund]) -> 
                         psp_refund_id=refund_id,
                         payment_reference=record.payment_reference,
                         theirs=str(record.amount),
+                        theirs_amount=record.amount,
                     )
                 )
             continue
         if record is None:
             if booked.succeeded:
-                found.append(_ours(DiscrepancyKind.MISSING_AT_PSP, booked, str(booked.amount), "absent"))
+                missing = _ours(DiscrepancyKind.MISSING_AT_PSP, booked, str(booked.amount), "absent")
+                found.append(missing.model_copy(update={"ours_amount": booked.amount}))
             continue
         if record.status is PspRefundStatus.PENDING:
             continue
         psp_succeeded = record.status is PspRefundStatus.SUCCEEDED
         if psp_succeeded != booked.succeeded:
             ours_says = "succeeded" if booked.succeeded else "not succeeded"
-            found.append(_ours(DiscrepancyKind.STATUS_MISMATCH, booked, ours_says, record.status.value))
+            differs = _ours(DiscrepancyKind.STATUS_MISMATCH, booked, ours_says, record.status.value)
+            statuses = {"ours_status": ours_says, "theirs_status": record.status.value}
+            found.append(differs.model_copy(update=statuses))
         elif psp_succeeded and (record.amount != booked.amount or booked.paid_out != record.amount.value):
             paid_out = Money(value=booked.paid_out, currency=booked.amount.currency)
             ours_says = f"{booked.amount} (ledger {paid_out})"
-            found.append(_ours(DiscrepancyKind.AMOUNT_MISMATCH, booked, ours_says, str(record.amount)))
+            differs = _ours(DiscrepancyKind.AMOUNT_MISMATCH, booked, ours_says, str(record.amount))
+            amounts = {
+                "ours_amount": booked.amount,
+                "ledger_amount": paid_out,
+                "theirs_amount": record.amount,
+            }
+            found.append(differs.model_copy(update=amounts))
     return found
 
 

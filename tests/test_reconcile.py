@@ -108,6 +108,14 @@ async def test_stripe_differences_are_all_found(stack: Stack, sandbox: SandboxCo
         ]
     )
     assert unheard.id in {d["psp_refund_id"] for d in found if d["kind"] == "missing_in_ledger"}
+    # typed for scripts, money as every --json gives it (before: "ours": "", "theirs": "7.00 EUR")
+    mismatch = next(d for d in found if d["kind"] == "amount_mismatch")
+    assert {key for key in mismatch if key in ("ours", "theirs")} == set()
+    for side in ("ours_amount", "ledger_amount", "theirs_amount"):
+        assert set(mismatch[side]) == {"value", "currency"} and isinstance(mismatch[side]["value"], int)
+    assert mismatch["ours_amount"] != mismatch["theirs_amount"]
+    flipped_row = next(d for d in found if d["kind"] == "status_mismatch")
+    assert (flipped_row["ours_status"], flipped_row["theirs_amount"]) == ("not succeeded", None)
     assert await run_reconcile(stack, "stripe", clean) == (0, [])
 
 

@@ -156,7 +156,19 @@ async def test_unsigned_or_malformed_receipts_change_nothing(stack: Stack, sandb
     )
     assert checked_in.returncode == 0, checked_in.stdout + checked_in.stderr
     assert "returns received" in checked_in.stdout
+    # units in words (before: a Python dict, `received {'SHIRT': 2}, restocked {}`)
+    assert f"received {shirt} 2; restocked " in checked_in.stdout and "{" not in checked_in.stdout
     await eventually(lambda: _stock_is(stack, shirt, 2), bool)
+
+    async def late_receipt() -> Any:  # everything expected came back: its workflow ends
+        return await cli(
+            stack, "receive", request_id, "--receipt", "r4", "--line", f"{shirt}:1:1", "--operator", "olga"
+        )
+
+    late = await eventually(late_receipt, lambda done: done.returncode != 0)
+    assert late.stderr.startswith("returns_closed: ") and "receipt r4 was not taken" in late.stderr, (
+        late.stderr
+    )
 
 
 async def test_a_signed_receipt_restocks_only_the_refund_it_names(

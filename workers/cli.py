@@ -324,7 +324,9 @@ def reconcile_command(
         except NoDatabase:
             fail("no_database", f"no database at {settings.database_url}; {where_from(settings)}")
     if as_json:
-        print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
+        # typed for scripts: money as {value, currency}; the people's text columns are left out
+        typed = [d.model_dump(mode="json", exclude={"ours", "theirs"}) for d in found]
+        print(json.dumps(typed, indent=2))
     elif not found:
         say(f"{provider.value}: the books match the PSP since {start:%Y-%m-%d %H:%M}")
     else:

@@ -16,7 +16,7 @@ from workers.cli_kit import app, current_settings, fail, identity, print_rows, r
 
 if TYPE_CHECKING:
     from domain.contracts import RefundState
-    from domain.returns import ReceiptLine
+    from domain.returns import ReceiptLine, ReturnsState
 
 
 @app.command()
@@ -192,10 +192,25 @@ def receive(
             steer(current_settings(), workflow_id(request_id), "goods_received", goods, ReturnsState)
         )
     except SteerError as err:
+        if err.code == ErrorCode.ALREADY_FINISHED:  # its workflow ended: nothing takes the receipt now
+            fail(
+                "returns_closed",
+                f"refund {request_id} is finished and its returns are closed (every unit expected came "
+                f"back, or the return deadline passed): receipt {receipt} was not taken",
+            )
         fail(err.code, err)
-    pending = f", restock pending for {', '.join(state.restocking)}" if state.restocking else ""
-    counts = f"received {state.received}, restocked {state.restocked}"
-    say(f"{request_id}: returns {state.status.value}, {counts}{pending}")
+    say(f"{request_id}: returns {state.status.value}; {_units(state)}")
+    if state.restocking:
+        say(f"receipt{'s' if len(state.restocking) > 1 else ''} {', '.join(state.restocking)} being recorded")
+
+
+def _units(state: ReturnsState) -> str:
+    """Units per SKU in words: `received MUG 2, SHIRT 1; restocked MUG 1` (or `nothing`)."""
+
+    def listed(units: dict[str, int]) -> str:
+        return ", ".join(f"{sku} {count}" for sku, count in sorted(units.items())) or "nothing"
+
+    return f"received {listed(state.received)}; restocked {listed(state.restocked)}"
 
 
 def _receipt_line(text: str) -> ReceiptLine:
