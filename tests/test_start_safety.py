@@ -122,6 +122,28 @@ def test_a_refused_start_prints_every_problem_a_line_each() -> None:
         assert DEV_REVIEW_SIGNING_SECRET not in run.stdout + run.stderr
 
 
+def test_production_with_nothing_set_names_every_missing_secret_in_one_start(tmp_path: Path) -> None:
+    """Before: one problem per attempt (the inbound secret, then the payload keys, then the signing
+    key), three starts to learn what one could say."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+    env |= {"REFUNDS_ENVIRONMENT": "production", "REFUNDS_DATA_DIR": str(tmp_path / "data")}
+    run = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    named = {line.split(":")[1].split()[0] for line in run.stderr.strip().splitlines()}
+    assert run.returncode == 2 and named == {
+        "REFUNDS_INBOUND_WEBHOOK_SECRET",
+        "REFUNDS_REVIEW_SIGNING_KEY",
+        "REFUNDS_PAYLOAD_KEYS",
+    }, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 3 and not (tmp_path / "data").exists()
+
+
 def test_running_production_without_payload_encryption_is_a_named_waiver_that_warns() -> None:
     waived = Settings(**{**SAFE, "payload_keys": "", "payload_encryption_waived": True})  # type: ignore[arg-type]
     assert start_problems(waived) == []

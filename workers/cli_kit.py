@@ -152,7 +152,7 @@ def checked_settings(
     if safe_start:
         from workers.safety import start_problems, start_warning
 
-        problems = start_problems(settings)
+        problems = start_problems(settings, signs_decisions)
         if problems:
             fail_all("unsafe_settings", problems, 2)
         warning = start_warning(settings)

@@ -14,7 +14,12 @@ from domain.policy_file import PolicyError
 from domain.reviewer_tokens import entry_digests, parse_entries
 from workers.merchants import MerchantProfile
 from workers.psp_wiring import WIRINGS
-from workers.settings import DEV_REVIEWER_TOKEN, ENVIRONMENTS, PUBLISHED_DEV_SECRETS, Settings
+from workers.settings import (
+    DEV_REVIEWER_TOKEN,
+    ENVIRONMENTS,
+    PUBLISHED_DEV_SECRETS,
+    Settings,
+)
 
 _SECRETS = (
     "inbound_webhook_secret",
@@ -26,7 +31,7 @@ _SECRETS = (
 )
 
 
-def start_problems(settings: Settings) -> list[str]:
+def start_problems(settings: Settings, signs_decisions: bool = False) -> list[str]:
     """Every reason this process must not start, each in one line naming the setting; none when
     safe. An unset or unknown environment is named alone: which rules apply depends on it."""
     if "environment" not in settings.model_fields_set:
@@ -40,6 +45,8 @@ def start_problems(settings: Settings) -> list[str]:
         )
     if settings.environment == "dev":
         return problems
+    if signs_decisions and not settings.configured_signing_secrets:
+        problems.append("REFUNDS_REVIEW_SIGNING_KEY must be set outside dev: the service signs decisions")
     problems += _placeholders(settings)
     problems += _dev_values(settings)
     if settings.environment == "production" and not settings.payload_keys and not waived(settings):
@@ -56,11 +63,17 @@ def start_problems(settings: Settings) -> list[str]:
 _PUBLISHED = {name: value for wiring in WIRINGS for name, value in wiring.published().items()}
 
 
+def _entries_of(value: str) -> set[str]:
+    return {entry.strip() for entry in value.split(",") if entry.strip()}
+
+
 def _placeholders(settings: Settings) -> list[str]:
     problems = [
         f"REFUNDS_{name.upper()} still holds the example's change-me value"
         for name in _SECRETS
+        # a published dev value is said so, once (`_dev_values`)
         if "change-me" in str(getattr(settings, name)).lower()
+        and not PUBLISHED_DEV_SECRETS.intersection(_entries_of(str(getattr(settings, name))))
     ]
     if settings.environment == "production":
         problems += [

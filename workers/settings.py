@@ -234,25 +234,28 @@ class Settings(PspSettings, BaseSettings):  # each PSP's own settings: workers/p
     def _defaults_and_secrets(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'refunds.db').resolve()}"
-        if self.environment != "dev" and DEV_INBOUND_SECRET in self.inbound_secrets:
-            raise ValueError("REFUNDS_INBOUND_WEBHOOK_SECRET must be set outside dev")
+        # every problem at once, each naming its setting (a start outside dev lists the rest too:
+        # workers/safety.py), so an operator fixes them in one go
+        problems = []
         signing = _entries(self.review_signing_key)
         if any(len(s) < 32 or s in self.inbound_secrets for s in signing) and self.environment != "dev":
-            raise ValueError(
+            problems.append(
                 "REFUNDS_REVIEW_SIGNING_KEY must be at least 32 characters and no merchant's request secret"
             )
         if len(signing) > 4:
-            raise ValueError(
+            problems.append(
                 "REFUNDS_REVIEW_SIGNING_KEY holds at most 4 secrets (the new one, then older ones)"
             )
         plain = [
             name for name, secret in parse_entries(self.reviewer_tokens) if not secret.startswith(HASHED)
         ]
         if self.environment == "production" and plain:
-            raise ValueError(
+            problems.append(
                 f"REFUNDS_REVIEWER_TOKENS holds plain tokens for {', '.join(plain)}: store "
                 "name:sha256:<hex> entries (`refunds reviewer-token NAME` makes one)"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
