@@ -369,3 +369,49 @@ def test_upgrading_where_there_is_no_database_makes_one(env: dict[str, str], tmp
     code, said = run(env, "db", "upgrade")
     assert code == 0 and said.startswith("database at revision"), said
     assert run(env, "db", "current")[1].startswith("database 00")
+
+
+@pytest.mark.parametrize(
+    ("setting", "command", "says"),
+    [
+        (
+            {"REFUNDS_DATABASE_URL": "postgresql+psycopg://nobody:hidden-pw@127.0.0.1:9/x"},
+            ("audit", "demo-1"),
+            "database_unavailable: the database at postgresql+psycopg://nobody:***@127.0.0.1:9/x",
+        ),
+        (
+            {"REFUNDS_DATABASE_URL": "garbage://x"},
+            ("status", "demo-1"),
+            "invalid_settings: REFUNDS_DATABASE_URL",
+        ),
+        (
+            {"REFUNDS_TEMPORAL_ADDRESS": "127.0.0.1:9"},
+            ("worker",),
+            "temporal_unavailable: Temporal at 127.0.0.1:9",
+        ),
+    ],
+    ids=["database down", "not a database url", "temporal down"],
+)
+def test_what_the_machine_lacks_is_one_line_never_a_traceback(
+    tmp_path: Path, setting: dict[str, str], command: tuple[str, ...], says: str
+) -> None:
+    """Before: rich tracebacks (OperationalError, NoSuchModuleError, `Failed client connect`)."""
+    import os
+    import subprocess
+
+    from tests.conftest import repo_root
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+    env |= {"PYTHONPATH": str(repo_root()), "REFUNDS_ENVIRONMENT": "dev", **setting}
+    env["REFUNDS_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "hidden-pw" not in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(says.split(":")[0] + ":")

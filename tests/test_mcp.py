@@ -355,7 +355,10 @@ async def test_over_http_each_caller_acts_with_its_own_key_and_reads_its_own_sta
             await wait_for_status(stack, small, {"succeeded"})
             said = _text(await session.call_tool("my_budget", {}))
             assert f"Client {first.name} acts for merchant {stack.settings.merchant_id}" in said, said
-            assert "- EUR: at most 50.00 per refund; 15.00 left of 40.00 (25.00 reserved)" in said, said
+            assert (
+                "- EUR: at most 50.00 per refund; 15.00 left of 40.00 (25.00 used by refunds of the "
+                "last 24 hours, paid back or under way)" in said
+            ), said
 
             async def recent() -> str:
                 return _text(await session.call_tool("my_recent_refunds", {"limit": 10}))

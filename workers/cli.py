@@ -344,6 +344,34 @@ def reconcile_command(
 from workers import cli_steering, cli_clients, cli_warnings, cli_admin, cli_events  # noqa: E402, F401, I001
 
 
+def unreachable(err: Exception) -> str | None:
+    """`code: message` for a database or Temporal a command cannot reach or read its settings for;
+    None for anything else (a bug keeps its traceback)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    settings = current_settings()
+    if isinstance(err, (NoSuchModuleError, ArgumentError)):
+        return f"invalid_settings: REFUNDS_DATABASE_URL is no database URL this product can use ({err})"
+    if isinstance(err, DBAPIError):
+        try:
+            where = make_url(settings.database_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            where = "REFUNDS_DATABASE_URL"
+        first = (
+            str(err.orig or err).strip().splitlines()[0]
+            if str(err.orig or err).strip()
+            else type(err).__name__
+        )
+        return f"database_unavailable: the database at {where} cannot be used: {first}"
+    if isinstance(err, RuntimeError) and "client connect" in str(err).lower():
+        return (
+            f"temporal_unavailable: Temporal at {settings.temporal_address} cannot be reached: start it "
+            "(`refunds dev`), or set REFUNDS_TEMPORAL_ADDRESS"
+        )
+    return None
+
+
 def main() -> None:
     """Run a command, then leave without interpreter finalisation: the Temporal client's native
     runtime can abort the process while Python tears down, turning a clean exit into SIGABRT."""
@@ -352,6 +380,12 @@ def main() -> None:
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except Exception as err:  # what the machine's state (not our code) makes fail: one line
+        said = unreachable(err)
+        if said is None:
+            raise
+        print(said, file=sys.stderr)
+        code = 1
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # its reader is gone (refunds mcp's client)
             stream.flush()

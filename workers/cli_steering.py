@@ -14,6 +14,8 @@ from domain.naming import workflow_id
 from domain.status import ErrorCode, Provider, RefundStatus
 from workers.cli_kit import app, current_settings, fail, identity, print_rows, run_ops, say
 
+PYDANTIC = "Value error, "  # how pydantic opens a validator's own message
+
 if TYPE_CHECKING:
     from domain.contracts import RefundState
     from domain.returns import ReceiptLine, ReturnsState
@@ -185,7 +187,13 @@ def receive(
         goods = GoodsReceipt(
             receipt_id=receipt, lines=lines, received_by=identity(operator), request_id=request_id
         )
-    except (ValueError, ValidationError) as err:
+    except ValidationError as err:  # one line per field, without pydantic's links
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'receipt'}: {str(e['msg']).removeprefix(PYDANTIC)}"
+            for e in err.errors()
+        )
+        fail("invalid_request", said, 2)
+    except ValueError as err:
         fail("invalid_request", err, 2)
     try:
         state = run_ops(

@@ -131,7 +131,8 @@ def budget_answer(response: httpx.Response) -> str:
             f"- {currency}: at most {format_minor(budget['max_per_refund']['value'], currency)} per refund; "
             f"{format_minor(budget['left']['value'], currency)} left of "
             f"{format_minor(budget['daily']['value'], currency)} "
-            f"({format_minor(budget['reserved']['value'], currency)} reserved)"
+            f"({format_minor(budget['reserved']['value'], currency)} used by refunds of the last "
+            f"{standing['window_hours']} hours, paid back or under way)"
         )
     if not standing["budgets"]:
         lines.append("- none: every refund waits for a human")
