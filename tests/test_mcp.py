@@ -27,7 +27,7 @@ from domain.clients import Client, new_key, parse_budget
 from domain.requests import METADATA_VALUE_LENGTH
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack, repo_root
-from tests.flows import FINAL, cli_env, mcp_over_http, submit, wait_for_status
+from tests.flows import FINAL, cli, cli_env, mcp_over_http, submit, wait_for_status
 from tests.helpers import bearer, eventually, refund_body, unique
 from workers.mcp_answers import outcome, refused, status_answer
 
@@ -139,6 +139,8 @@ async def test_an_assistant_refunds_within_the_budget_and_is_held_over_it(
     # the assistant's explanation, as far as the metadata bound keeps it, is there for a reviewer
     kept = _args(small, paid, 2_500)["explanation"][:METADATA_VALUE_LENGTH]
     assert validated["detail"]["explanation"] == kept
+    shown = await cli(stack, "audit", small)  # and the trail people read shows it too
+    assert f"explanation: {kept[:40]}" in shown.stdout, shown.stdout
     held = await wait_for_status(stack, big, {"awaiting_review"})
     assert "client_budget" in [reason["code"] for reason in held["risk"]["reasons"]]
     assert held["requested_by"] == f"client:{client.name}"

@@ -62,6 +62,7 @@ def say(message: str) -> None:
 
 SHORT_CELL = 26  # an amount with its currency, a time with its offset
 FOLDED = 4  # the least a folding column keeps
+READABLE = 12  # what a folding column needs to read as text, not a column of letters
 
 
 def print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> None:
@@ -84,6 +85,15 @@ def print_table(table: Table, rows: Sequence[Sequence[object]], empty: str) -> N
     console.print(table)
 
 
+def _fit(pinned: list[int | None], room: int, least: int) -> list[int | None]:
+    """Unpin the widest short column until the pinned ones and `least` for each other fit."""
+    pinned = list(pinned)
+    while sum(width for width in pinned if width) + least * pinned.count(None) > room and any(pinned):
+        widest = max(range(len(pinned)), key=lambda index: pinned[index] or 0)
+        pinned[widest] = None
+    return pinned
+
+
 def _share_the_screen(table: Table, rows: Sequence[Sequence[object]]) -> None:
     """Widths for a table wider than the screen: each column of short cells (an amount, a time, a
     count) keeps its widest cell so none is folded mid-word; prose and long ids share what is left,
@@ -96,10 +106,16 @@ def _share_the_screen(table: Table, rows: Sequence[Sequence[object]]) -> None:
     if sum(natural) <= room:
         return
     cells = [max(len(printable(row[index])) for row in rows) for index in range(len(natural))]
-    pinned = [width if width <= SHORT_CELL else None for width in cells]
-    while sum(width for width in pinned if width) + FOLDED * pinned.count(None) > room and any(pinned):
-        widest = max(range(len(pinned)), key=lambda index: pinned[index] or 0)
-        pinned[widest] = None
+    short = [width if width <= SHORT_CELL else None for width in cells]
+    # first with each short column's header words whole and the prose readable; on a screen too
+    # narrow for that, the short cells alone, the prose folding as it must
+    words = [max(len(word) for word in printable(str(column.header)).split()) for column in table.columns]
+    worded = [
+        max(width, word) if width is not None else None for width, word in zip(short, words, strict=True)
+    ]
+    pinned = _fit(worded, room, READABLE)
+    if not any(pinned):
+        pinned = _fit(short, room, FOLDED)
     folding = [index for index, width in enumerate(pinned) if width is None]
     left = max(room - sum(width for width in pinned if width), len(folding))
     wanted = sum(natural[index] for index in folding) or 1

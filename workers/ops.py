@@ -218,9 +218,12 @@ def render_audit(console: Console, rows: list[dict[str, Any]]) -> None:
             psp,
         ]
         _plain(console, "    " + "  ".join(part for part in parts if part))
-        why = (row.get("detail") or {}).get("message") or (row.get("detail") or {}).get("why")
+        detail = row.get("detail") or {}
+        why = detail.get("message") or detail.get("why")
         if why:  # what the step's code stands for, in words (why a refund failed, say)
             _plain(console, f"        {why}")
+        if detail.get("explanation"):  # why whoever asked says the customer should be refunded
+            _plain(console, f"        explanation: {detail['explanation']}")
 
 
 async def pending_reviews(settings: Settings, merchant_id: str | None = None) -> list[tuple[str, ...]]:
