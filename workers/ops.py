@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import audit, refunds
+from adapters.db import audit, outbound_events, refunds
 from adapters.db.engine import Database
 from domain.clients import HELD_AT_INTAKE
 from domain.contracts import CancelInput, RefundState, RetryInput, ReviewInput, VoidApprovalInput
@@ -301,6 +301,11 @@ async def needing_attention(settings: Settings) -> list[tuple[str, str, str]]:
                 what = "refund" if entry.detail.get("refund") else "payment"
                 why = f"{entry.actor} named {what} {named} it does not own"
                 rows.append((entry.request_id, "foreign_psp_event", why))
+            for health in outbound_events.endpoint_health(session):
+                if not health.enabled:  # the merchant's systems hear nothing until it is enabled again
+                    kept = f"{health.owed} event{'' if health.owed == 1 else 's'} kept for it"
+                    why = f"{health.disabled_reason or 'disabled'}; {kept}"
+                    rows.append((health.endpoint_id, "events_endpoint_disabled", why))
             for entry in audit.entries_with_step(session, "psp_update_unproven"):
                 # someone went around the service (a Temporal signal, a workflow started by hand)
                 why = f"{entry.reason_code or ''} signalled without proof: {entry.detail.get('why', '')}"

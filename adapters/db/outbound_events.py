@@ -402,6 +402,42 @@ def _kept(session: Session, row: OutboundEventRow) -> KeptEvent:
     )
 
 
+@dataclass(frozen=True)
+class EndpointHealth:
+    endpoint_id: str
+    merchant: str | None
+    enabled: bool
+    disabled_reason: str | None
+    owed: int
+    oldest_owed_at: datetime | None  # when the oldest event still owed to it happened
+
+
+def endpoint_health(session: Session) -> list[EndpointHealth]:
+    """Each endpoint: enabled or not, how many deliveries it is owed and since when."""
+    owed = {
+        endpoint: (int(count), oldest)
+        for endpoint, count, oldest in session.execute(
+            select(
+                col(EventDeliveryRow.endpoint_id), func.count(), func.min(col(OutboundEventRow.created_at))
+            )
+            .join(OutboundEventRow, col(OutboundEventRow.seq) == col(EventDeliveryRow.event_seq))
+            .where(col(EventDeliveryRow.state) == PENDING)
+            .group_by(col(EventDeliveryRow.endpoint_id))
+        ).all()
+    }
+    return [
+        EndpointHealth(
+            endpoint.endpoint_id,
+            endpoint.merchant,
+            endpoint.enabled,
+            endpoint.disabled_reason,
+            owed.get(endpoint.endpoint_id, (0, None))[0],
+            _utc(oldest) if (oldest := owed.get(endpoint.endpoint_id, (0, None))[1]) is not None else None,
+        )
+        for endpoint in event_endpoints.listing(session)
+    ]
+
+
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 

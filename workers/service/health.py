@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -9,13 +11,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError
 
-from adapters.db import refunds
+from adapters.db import outbound_events, refunds
 from adapters.db.engine import bound_statements
+from adapters.db.outbound_events import EndpointHealth
 from domain.warning_savings import Savings, savings
 from workers.ops import PENDING_QUERY
 from workers.service.deps import Services, ServicesDep
 from workers.service.metrics import (
     CHARGEBACK_FEES_AVOIDED,
+    EVENT_ENDPOINT_ENABLED,
+    EVENTS_OLDEST_OWED,
+    EVENTS_OWED,
     REFUNDED_ON_WARNINGS,
     REGISTRY,
     REVIEW_QUEUE_DEPTH,
@@ -54,7 +60,35 @@ async def metrics(services: ServicesDep) -> Response:
                 CHARGEBACK_FEES_AVOIDED.labels(merchant=line.merchant_id, currency=line.currency).set(
                     line.saved
                 )
+    try:
+        endpoints = await run_in_threadpool(_endpoint_health, services)
+    except SQLAlchemyError:
+        pass
+    else:
+        _show_endpoints(services, endpoints)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _endpoint_health(services: Services) -> list[EndpointHealth]:
+    with services.db.transaction() as session:
+        bound_statements(session, SAVINGS_READ_MS)
+        return outbound_events.endpoint_health(session)
+
+
+def _show_endpoints(services: Services, endpoints: list[EndpointHealth]) -> None:
+    """Each endpoint's figures as they are now (one removed since is no longer reported)."""
+    now = datetime.now(UTC)
+    for gauge in (EVENTS_OWED, EVENTS_OLDEST_OWED, EVENT_ENDPOINT_ENABLED):
+        gauge.clear()
+    for health in endpoints:
+        labels = {
+            "endpoint": health.endpoint_id,
+            "merchant": health.merchant or services.settings.merchant_id,
+        }
+        EVENTS_OWED.labels(**labels).set(health.owed)
+        EVENT_ENDPOINT_ENABLED.labels(**labels).set(1 if health.enabled else 0)
+        oldest = (now - health.oldest_owed_at).total_seconds() if health.oldest_owed_at else 0
+        EVENTS_OLDEST_OWED.labels(**labels).set(int(oldest))
 
 
 def _warning_savings(services: Services) -> list[Savings]:

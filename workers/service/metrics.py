@@ -56,6 +56,24 @@ REFUNDED_ON_WARNINGS = Gauge(
     ["merchant", "currency"],
     registry=REGISTRY,
 )
+EVENTS_OWED = Gauge(
+    "refunds_event_deliveries_owed",
+    "Events a merchant's endpoint is still owed (pending delivery or retry)",
+    ["endpoint", "merchant"],
+    registry=REGISTRY,
+)
+EVENTS_OLDEST_OWED = Gauge(
+    "refunds_event_oldest_owed_seconds",
+    "Age of the oldest event an endpoint is still owed: alert on it, an endpoint is falling behind",
+    ["endpoint", "merchant"],
+    registry=REGISTRY,
+)
+EVENT_ENDPOINT_ENABLED = Gauge(
+    "refunds_event_endpoint_enabled",
+    "1 while an endpoint is sent to, 0 once disabled (three days of failures, or by hand)",
+    ["endpoint", "merchant"],
+    registry=REGISTRY,
+)
 CHARGEBACK_FEES_AVOIDED = Gauge(
     "refunds_chargeback_fees_avoided_minor",
     "Chargeback fees the refunds on early fraud warnings avoided (the policy's chargeback_fee each), "
