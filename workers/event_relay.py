@@ -17,7 +17,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
 
 from adapters.db import event_endpoints, outbound_events
 from adapters.db.engine import Database
@@ -27,6 +30,8 @@ from adapters.event_sender import EventSender, now, sign
 LOG = logging.getLogger(__name__)
 POLL_SECONDS = 0.2  # how soon a new event is noticed
 BATCH = 5  # deliveries leased at once: small, so the lease stays short
+RELAY_THREADS = 4  # database calls at once, across every endpoint served
+T = TypeVar("T")
 
 
 class EventRelay:
@@ -39,6 +44,7 @@ class EventRelay:
         # relay killed mid-batch holds back those deliveries only this long
         self._lease = timedelta(seconds=BATCH * (sender.timeout_seconds + 1) + 5)
         self.disabled: list[str] = []  # endpoints this relay disabled (their three days ran out)
+        self._threads = ThreadPoolExecutor(max_workers=RELAY_THREADS, thread_name_prefix="event-relay")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop`, then let each endpoint's in-flight delivery finish."""
@@ -49,10 +55,11 @@ class EventRelay:
                     await asyncio.wait_for(stop.wait(), POLL_SECONDS)
         finally:
             await self.drain()
+            self._threads.shutdown(wait=False)
 
     async def relay_once(self) -> None:
         """Start serving each endpoint that is owed a due delivery and not served already."""
-        for endpoint_id in await asyncio.to_thread(outbound_events.endpoints_due, self._db, self._clock()):
+        for endpoint_id in await self._in_db(outbound_events.endpoints_due, self._db, self._clock()):
             if endpoint_id not in self._serving:
                 task = asyncio.create_task(self._serve(endpoint_id), name=f"events:{endpoint_id}")
                 self._serving[endpoint_id] = task
@@ -70,7 +77,7 @@ class EventRelay:
     async def _serve(self, endpoint_id: str) -> None:
         """Deliver what the endpoint is owed, in order per refund, until nothing is due."""
         while True:
-            due = await asyncio.to_thread(
+            due = await self._in_db(
                 outbound_events.lease_due, self._db, endpoint_id, self._clock(), BATCH, self._lease
             )
             if not due:
@@ -79,30 +86,38 @@ class EventRelay:
                 return
 
     async def _deliver(self, endpoint_id: str, due: list[Due]) -> bool:
-        """Send a leased batch; False once the endpoint is gone or disabled."""
+        """Send a leased batch in order; False once the endpoint is gone or disabled (an endpoint
+        disabled by hand mid-batch gets at most the rest of that batch)."""
+        endpoint, keys = await self._in_db(self._endpoint, endpoint_id)
+        if endpoint is None or keys is None or not endpoint.enabled:
+            await self._in_db(outbound_events.release, self._db, [d.delivery_id for d in due])
+            return False
+        secrets = (keys.current, keys.previous) if keys.previous else (keys.current,)
         held_back: set[str] = set()
-        for index, delivery in enumerate(due):
+        for delivery in due:
             if delivery.refund in held_back:  # an earlier event of this refund was not delivered
-                await asyncio.to_thread(outbound_events.release, self._db, [delivery.delivery_id])
+                await self._in_db(outbound_events.release, self._db, [delivery.delivery_id])
                 continue
-            endpoint, keys = await asyncio.to_thread(self._endpoint, endpoint_id)
-            if endpoint is None or keys is None or not endpoint.enabled:
-                rest = [later.delivery_id for later in due[index:]]
-                await asyncio.to_thread(outbound_events.release, self._db, rest)
-                return False
             at = self._clock()
-            secrets = (keys.current, keys.previous) if keys.previous else (keys.current,)
             signed = sign(delivery.event_id, delivery.payload, secrets, now())  # signed when sent
             answer = await self._sender.send(endpoint.url, signed)
             attempt = Attempt(at, answer.status_code, answer.latency_ms, answer.text)
-            disabled = await asyncio.to_thread(
+            disabled = await self._in_db(
                 outbound_events.record_attempt, self._db, endpoint_id, delivery, attempt
             )
             if disabled:
                 self.disabled.append(endpoint_id)
+                rest = [d.delivery_id for d in due if d.delivery_id != delivery.delivery_id]
+                await self._in_db(outbound_events.release, self._db, rest)
+                return False
             if not attempt.delivered:
                 held_back.add(delivery.refund)
         return True
+
+    async def _in_db(self, call: Callable[..., T], *args: Any) -> T:
+        """A database call on the relay's own threads: never queued behind the worker's other
+        work on the event loop's default executor."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, partial(call, *args))
 
     def _endpoint(
         self, endpoint_id: str
