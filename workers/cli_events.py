@@ -305,6 +305,16 @@ def events_replay(
     say(f"{count} event{'' if count == 1 else 's'} go to {endpoint} again, in order")
 
 
+@events_app.command("secret")
+def events_secret() -> None:
+    """A new signing secret for an endpoint declared in the merchants file (`secret = "whsec_..."`).
+
+    Example: refunds events secret"""
+    from adapters.db.event_endpoints import new_secret
+
+    print(new_secret())
+
+
 @events_app.command("listen")
 def events_listen(
     secret: Annotated[str, typer.Option(envvar="REFUNDS_EVENTS_SECRET", help="The endpoint's whsec_ secret")],

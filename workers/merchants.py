@@ -16,6 +16,11 @@
     [merchants.acme.paypal]              # client_id, client_secret, webhook_id
     # each PSP's keys: its account_keys in workers/psp_wiring/<psp>.py
 
+    [[merchants.acme.events]]            # optional, repeatable: an endpoint that hears acme's events
+    url = "https://erp.acme.example/refund-events"
+    types = "refund.succeeded,refund.failed"   # or "*"
+    secret = "whsec_..."                 # its signing secret (`refunds events secret` makes one)
+
 A request names its merchant in the `Refund-Merchant` header (none: the default merchant) and must be
 signed with that merchant's secret, so one merchant's secret can never start another's refund. Its
 reviewers (known to the service as `carol@acme`) read, approve and reject acme's refunds only; the
@@ -44,7 +49,18 @@ PSP_ACCOUNT_KEYS: dict[str, dict[str, str]] = {
     wiring.provider.value: dict(wiring.account_keys) for wiring in WIRINGS
 }
 _OPTIONAL = {"api_base", "rate_limit"}
-_MERCHANT_KEYS = {"inbound_webhook_secret", "policy_file", "reviewer_tokens", *PSP_ACCOUNT_KEYS}
+_MERCHANT_KEYS = {"inbound_webhook_secret", "policy_file", "reviewer_tokens", "events", *PSP_ACCOUNT_KEYS}
+_EVENT_KEYS = {"url", "types", "secret"}
+SECRET_BYTES = 24  # the least a declared endpoint's signing secret holds
+
+
+@dataclass(frozen=True)
+class DeclaredEndpoint:
+    """An event endpoint the merchants file declares (kept in the database at each start)."""
+
+    url: str
+    types: str
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,7 @@ class MerchantProfile:
     # setting name -> value for the merchant's PSP accounts; None: the installation's own settings
     psp_settings: dict[str, str] | None = field(default=None)
     reviewers: list[tuple[str, str]] = field(default_factory=list)  # (name, sha256:<hex>)
+    events: list[DeclaredEndpoint] = field(default_factory=list)
 
     def reviewer_for(self, token: str) -> str | None:
         """`name@merchant` for one of this merchant's reviewer tokens."""
@@ -84,9 +101,55 @@ def load_merchants(path: Path) -> dict[str, MerchantProfile]:
         if plain:
             raise PolicyError(f"{where}.reviewer_tokens: store name:sha256:<hex> entries, not {plain}")
         profiles[merchant_id] = MerchantProfile(
-            merchant_id, secrets, Path(policy) if policy else None, _psp_settings(where, entry), reviewers
+            merchant_id,
+            secrets,
+            Path(policy) if policy else None,
+            _psp_settings(where, entry),
+            reviewers,
+            _declared_endpoints(where, entry.get("events")),
         )
     return profiles
+
+
+def _declared_endpoints(where: str, given: object) -> list[DeclaredEndpoint]:
+    """`[[merchants.M.events]]` tables: a URL, the types it hears, its secret (whsec_, base64)."""
+    from domain.outbound_events import parse_types
+
+    if given is None:
+        return []
+    if not isinstance(given, list) or not all(isinstance(item, dict) for item in given):
+        raise PolicyError(f"{where}.events: a list of tables ([[merchants.<id>.events]]) is required")
+    declared = []
+    for index, item in enumerate(given):
+        at = f"{where}.events[{index}]"
+        unknown = set(item) - _EVENT_KEYS
+        if unknown:
+            raise PolicyError(f"{at}: unknown keys {sorted(unknown)}")
+        url, types, secret = (str(item.get(key) or "").strip() for key in ("url", "types", "secret"))
+        if not url or not secret:
+            raise PolicyError(f"{at}: url and secret are required")
+        try:
+            parse_types(types or "*")
+        except ValueError as err:
+            raise PolicyError(f"{at}.types: {err}") from err
+        if not _strong_secret(secret):
+            raise PolicyError(f"{at}.secret: a whsec_ secret of {SECRET_BYTES} random bytes or more")
+        declared.append(DeclaredEndpoint(url, types or "*", secret))
+    if len({endpoint.url for endpoint in declared}) != len(declared):
+        raise PolicyError(f"{where}.events: each URL once")
+    return declared
+
+
+def _strong_secret(secret: str) -> bool:
+    import base64
+    import binascii
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) >= SECRET_BYTES
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _psp_settings(where: str, entry: dict[str, Any]) -> dict[str, str]:

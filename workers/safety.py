@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from adapters.event_sender import EndpointRefused, check_url
 from domain.policy_file import PolicyError
 from domain.reviewer_tokens import entry_digests, parse_entries
 from workers.merchants import MerchantProfile
@@ -126,6 +127,11 @@ def _merchants_problems(settings: Settings) -> list[str]:
             problems.append(
                 f"merchant {merchant_id}: REFUNDS_REVIEW_SIGNING_KEY is this merchant's request secret"
             )
+        for declared in profile.events:  # an endpoint is no way into our own network
+            try:
+                check_url(declared.url, dev=settings.local_event_endpoints)
+            except EndpointRefused as refused:
+                problems.append(f"merchant {merchant_id}: events endpoint {declared.url!r}: {refused}")
         if profile.reviewer_for(DEV_REVIEWER_TOKEN) is not None:
             problems.append(
                 f"merchant {merchant_id}: reviewer_tokens accepts the dev reviewer's published token"

@@ -26,6 +26,7 @@ from adapters.db.engine import Database
 from adapters.event_sender import EventSender
 from adapters.psp.base import PspDirectory
 from domain.naming import psp_task_queue
+from workers.declared_endpoints import keep_declared_endpoints
 from workers.event_relay import EventRelay
 from workers.legacy_payments import adopt_legacy_payments
 from workers.psps import build_directory
@@ -161,6 +162,8 @@ async def run_worker(settings: Settings) -> None:
     precompile_workflows()
     db = Database.connect(settings.database_url)
     adopt_legacy_payments(settings, db)
+    for change in keep_declared_endpoints(settings, db):
+        print(f"event endpoint {change}", flush=True)
     port = settings.worker_metrics_port
     client = await connect(settings, metrics_runtime(port, settings.worker_metrics_host) if port else None)
     stop = shutdown_event()

@@ -4,6 +4,7 @@ signed with (Standard Webhooks' `whsec_` form, shown once when made or rotated).
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,63 @@ def enable(session: Session, endpoint_id: str, now: datetime | None = None) -> b
         .values(next_attempt_at=now or utcnow(), first_failure_at=None, leased_until=None)
     )
     return True
+
+
+DECLARED_PREFIX = "epf_"  # an endpoint the merchants file declares: kept as the file says at each start
+
+
+def declared_id(merchant: str, url: str) -> str:
+    return DECLARED_PREFIX + hashlib.sha256(f"{merchant}\0{url}".encode()).hexdigest()[:16]
+
+
+def keep_declared(
+    session: Session,
+    merchant: str,
+    declared: list[tuple[str, tuple[EventType, ...], str]],
+    grace: timedelta,
+    now: datetime | None = None,
+) -> list[str]:
+    """Make the merchant's declared endpoints (url, types, secret) what the file says: new ones
+    added, types updated, a changed secret rotated (the old one signing beside it for `grace`), and
+    one the file no longer declares disabled (what it is owed is kept). What changed, in words."""
+    at = now or utcnow()
+    changes = []
+    wanted = {declared_id(merchant, url): (url, types, secret) for url, types, secret in declared}
+    for endpoint_id, (url, types, secret) in wanted.items():
+        row = session.get(EventEndpointRow, endpoint_id)
+        names = ",".join(t.value for t in types)
+        if row is None:
+            session.add(
+                EventEndpointRow(
+                    endpoint_id=endpoint_id, merchant=merchant, url=url, event_types=names, secret=secret
+                )
+            )
+            changes.append(f"{endpoint_id} added for {merchant}: {url}")
+            continue
+        if row.event_types != names:
+            row.event_types = names
+            changes.append(f"{endpoint_id} now hears {names}")
+        if row.secret != secret:
+            row.previous_secret, row.previous_secret_until, row.secret = row.secret, at + grace, secret
+            changes.append(f"{endpoint_id} signs with its new secret (the old one beside it for {grace})")
+        if not row.enabled and row.disabled_reason == REMOVED_FROM_FILE:
+            row.enabled, row.disabled_reason = True, None
+            changes.append(f"{endpoint_id} declared again: enabled")
+    gone = session.execute(
+        select(EventEndpointRow).where(
+            col(EventEndpointRow.merchant) == merchant,
+            col(EventEndpointRow.endpoint_id).startswith(DECLARED_PREFIX),
+            col(EventEndpointRow.enabled).is_(True),
+        )
+    ).scalars()
+    for row in gone:
+        if row.endpoint_id not in wanted:
+            row.enabled, row.disabled_reason = False, REMOVED_FROM_FILE
+            changes.append(f"{row.endpoint_id} no longer declared: disabled, its events kept")
+    return changes
+
+
+REMOVED_FROM_FILE = "no longer declared in the merchants file"
 
 
 def _of(merchant: str | None) -> ColumnElement[bool]:
