@@ -93,6 +93,26 @@ def test_captures_refunds_and_orders_answer_as_published(
     assert failed["status"] == "FAILED"
 
 
+def test_a_capture_received_in_another_currency_answers_as_published(
+    http: httpx.Client, paypal_control: PayPalSandboxControl
+) -> None:
+    """The conversion fields the FX booking reads, on a capture and on a refund of it."""
+    capture = paypal_control.seed_capture(
+        amount="100.00", currency="USD", receivable_currency="EUR", exchange_rate="0.90"
+    )
+    shown = checked(http.get(f"/v2/payments/captures/{capture}"), f"GET {CAPTURE}", 200)
+    received = shown["seller_receivable_breakdown"]
+    assert received["exchange_rate"] == {"source_currency": "USD", "target_currency": "EUR", "value": "0.90"}
+    assert received["receivable_amount"] == {"currency_code": "EUR", "value": "87.30"}  # (100 - 3 fee) x 0.9
+    refund = http.post(
+        f"{CAPTURE.format(capture_id=capture)}/refund",
+        json={"amount": {"value": "50.00", "currency_code": "USD"}},
+        headers={**REPRESENTATION, "PayPal-Request-Id": unique("k")},
+    )
+    paid = checked(refund, f"POST {CAPTURE}/refund", 201)["seller_payable_breakdown"]
+    assert paid["net_amount_in_receivable_currency"] == {"currency_code": "EUR", "value": "45.00"}
+
+
 def test_authorizations_and_voids_answer_as_published(
     http: httpx.Client, paypal_control: PayPalSandboxControl
 ) -> None:
@@ -210,6 +230,10 @@ _READ = [
     ("payments.refund", "create_time"),
     ("payments.refund", "links[].rel"),
     ("payments.refund", "links[].href"),
+    ("payments.capture-2", "seller_receivable_breakdown.receivable_amount.value"),
+    ("payments.capture-2", "seller_receivable_breakdown.paypal_fee_in_receivable_currency.value"),
+    ("payments.refund", "seller_payable_breakdown.net_amount_in_receivable_currency.value"),
+    ("payments.refund", "seller_payable_breakdown.paypal_fee_in_receivable_currency.currency_code"),
     ("orders.order", "purchase_units[].payments.refunds[].links[].href"),
     ("orders.order", "purchase_units[].payments.refunds[].amount.value"),
     ("disputes.dispute", "dispute_id"),

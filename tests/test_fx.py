@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from adapters.db import ledger
 from domain.fx import FxFacts, at_capture_rate, fx_difference
 from domain.money import Money
+from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.stripe.control import SandboxControl
 from sandbox.stripe.objects import convert
 from tests.conftest import Stack
@@ -96,3 +97,28 @@ async def test_a_refund_settled_at_another_rate_books_its_fx_difference(
     posted = next(e for e in view["audit"] if e["step"] == "ledger_posted")
     assert posted["detail"]["fx_difference"] == str(difference)
     assert await run_reconcile(stack, "stripe", payment) == (0, [])
+
+
+@pytest.mark.parametrize(("refund_rate", "difference"), [("0.95", 250), ("0.85", -250)])
+async def test_a_paypal_refund_settled_at_another_rate_books_its_fx_difference(
+    stack: Stack, paypal: PayPalSandboxControl, refund_rate: str, difference: int
+) -> None:
+    """PayPal reports the conversion in the capture's `seller_receivable_breakdown` (receivable_amount
+    and the fee there, exchange_rate) and the refund's `seller_payable_breakdown`
+    (net_amount_in_receivable_currency), as its published schema has them: booked as Stripe's is."""
+    capture = paypal.seed_capture(
+        amount="100.00",
+        currency="USD",
+        receivable_currency="EUR",
+        exchange_rate="0.90",
+        refund_exchange_rate=refund_rate,
+    )
+    view = await refund_through_pipeline(stack, capture, amount=5_000, currency="USD", provider="paypal")
+    assert view["status"] == "succeeded", view
+
+    m = stack.settings.merchant_id
+    with stack.database.transaction() as session:
+        balances = ledger.balances(session, view["request_id"])
+    assert balances[(f"{m}:fx_conversion:EUR", "EUR")] == 4_500  # what the sale brought in, gross
+    assert balances[(f"{m}:fx_difference:EUR", "EUR")] == difference
+    assert balances[(f"{m}:psp_receivable:paypal:EUR", "EUR")] == -(4_500 + difference)

@@ -126,6 +126,23 @@ def _minor(amount: Any) -> tuple[int, str]:
 # payments ---------------------------------------------------------------------------------------
 
 
+def settled_in_receivable(breakdown: Any, net_key: str, currency: str) -> Money | None:
+    """What a capture (or a refund) came to in the seller's receivable currency, gross, when PayPal
+    converted it (`seller_receivable_breakdown.receivable_amount`, or a refund's
+    `seller_payable_breakdown.net_amount_in_receivable_currency`, plus the fee converted there):
+    None when it was received in its own currency."""
+    if not isinstance(breakdown, Mapping):
+        return None
+    net = money_or_none(breakdown.get(net_key))
+    if net is None or net.currency == currency.upper():
+        return None
+    fee = money_or_none(breakdown.get("paypal_fee_in_receivable_currency"))
+    return Money(
+        value=net.value + (fee.value if fee is not None and fee.currency == net.currency else 0),
+        currency=net.currency,
+    )
+
+
 def payment_from_capture(capture: Mapping[str, Any], refunded: int | None) -> PaymentRecord:
     """A capture as our PaymentRecord. The capture resource carries no refunded total: `refunded`
     is what the caller summed from the order's refunds (None: unknown, PayPal remains the guard).
@@ -142,6 +159,9 @@ def payment_from_capture(capture: Mapping[str, Any], refunded: int | None) -> Pa
                 amount_captured=captured,
                 amount_refunded=min(refunded or 0, captured),
                 created_at=_time(capture.get("create_time")),
+                settlement=settled_in_receivable(
+                    capture.get("seller_receivable_breakdown"), "receivable_amount", currency
+                ),
             )
         case "REFUNDED":
             return PaymentRecord(
@@ -152,6 +172,9 @@ def payment_from_capture(capture: Mapping[str, Any], refunded: int | None) -> Pa
                 amount_captured=captured,
                 amount_refunded=captured,
                 created_at=_time(capture.get("create_time")),
+                settlement=settled_in_receivable(
+                    capture.get("seller_receivable_breakdown"), "receivable_amount", currency
+                ),
             )
         case "PENDING" | "DECLINED" | "FAILED":
             return PaymentRecord(
@@ -325,10 +348,14 @@ def refund_result(
     adopted: bool = False,
 ) -> RefundResult:
     failure_code, failure_message = refund_failure(refund)
+    amount = money_from(refund.get("amount"), fallback_amount)
     return RefundResult(
         psp_refund_id=str(refund["id"]),
         status=refund_status(refund.get("status")),
-        amount=money_from(refund.get("amount"), fallback_amount),
+        amount=amount,
+        settlement=settled_in_receivable(
+            refund.get("seller_payable_breakdown"), "net_amount_in_receivable_currency", amount.currency
+        ),
         method=RefundMethod.REFUND,
         failure_code=failure_code,
         failure_message=failure_message,

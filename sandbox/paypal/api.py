@@ -365,6 +365,18 @@ class PayPalSandbox:
         settle_after_ms = body.get("settle_after_ms", 1000)
         if not isinstance(settle_after_ms, int) or settle_after_ms < 0:
             raise ControlError(400, "settle_after_ms must be a non-negative integer")
+        receivable, rates = (
+            body.get("receivable_currency"),
+            [body.get("exchange_rate"), body.get("refund_exchange_rate")],
+        )
+        if receivable is not None and (
+            not isinstance(receivable, str) or len(receivable) != 3 or not _is_rate(rates[0])
+        ):
+            raise ControlError(
+                400, "receivable_currency (ISO code) needs exchange_rate, a positive decimal string"
+            )
+        if rates[1] is not None and not _is_rate(rates[1]):
+            raise ControlError(400, "refund_exchange_rate must be a positive decimal string")
         with self._store.transaction() as tx:
             return self.engine.seed_capture(
                 tx,
@@ -375,6 +387,9 @@ class PayPalSandbox:
                 settle_after_ms=settle_after_ms,
                 invoice_id=body.get("invoice_id"),
                 custom_id=body.get("custom_id"),
+                receivable_currency=receivable.upper() if receivable else None,
+                capture_rate=rates[0] if receivable else None,
+                refund_rate=rates[1] if receivable else None,
             )
 
     def _seed_authorization(self, request: SandboxRequest, args: list[str]) -> Any:
@@ -517,3 +532,16 @@ def mount_paypal(
     server.router.mount(CONTROL_PREFIX, paypal, count_calls=False)
     server.on_stop(paypal.close)
     return paypal.start()
+
+
+def _is_rate(value: object) -> bool:
+    """A PayPal exchange rate: a positive decimal string."""
+    from decimal import Decimal, InvalidOperation
+
+    if not isinstance(value, str) or len(value) > 32:
+        return False
+    try:
+        rate = Decimal(value)
+    except InvalidOperation:
+        return False
+    return rate.is_finite() and rate > 0

@@ -20,14 +20,23 @@ class PayPalSandboxControl(ControlClient):
         refund_behavior: PayPalRefundBehavior = "completed",
         settle_after_ms: int = 1000,
         capture_id: str | None = None,
+        receivable_currency: str | None = None,
+        exchange_rate: str | None = None,
+        refund_exchange_rate: str | None = None,
     ) -> str:
-        """A COMPLETED capture of `amount` (PayPal's decimal string, e.g. "12.50"); its id."""
+        """A COMPLETED capture of `amount` (PayPal's decimal string, e.g. "12.50"); its id. With
+        `receivable_currency`, the seller receives it converted at `exchange_rate` and pays its
+        refunds at `refund_exchange_rate` (decimal strings; the same by default)."""
         body: dict[str, Any] = {
             "amount": amount,
             "currency": currency,
             "refund_behavior": refund_behavior,
             "settle_after_ms": settle_after_ms,
         }
+        if receivable_currency is not None:
+            body |= {"receivable_currency": receivable_currency, "exchange_rate": exchange_rate}
+            if refund_exchange_rate is not None:
+                body["refund_exchange_rate"] = refund_exchange_rate
         if capture_id is not None:
             body["id"] = capture_id
         return str(self._call("POST", "captures", json=body)["id"])

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Literal, get_args
 
 from cryptography import x509
@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS paypal_authorizations (
 CREATE TABLE IF NOT EXISTS paypal_captures (
     id TEXT PRIMARY KEY, order_id TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
     status TEXT NOT NULL, refund_behavior TEXT NOT NULL, settle_after_ms INTEGER NOT NULL,
-    invoice_id TEXT, custom_id TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL
+    invoice_id TEXT, custom_id TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    receivable_currency TEXT, capture_rate TEXT, refund_rate TEXT
 );
 CREATE TABLE IF NOT EXISTS paypal_refunds (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, capture_id TEXT NOT NULL,
@@ -139,6 +140,24 @@ def parse_amount(value: Any, currency: Any) -> tuple[int, str]:
     return int(units), currency
 
 
+def _received_in(capture: Capture, rate: str | None, net: int, fee: int, key: str) -> dict[str, Any]:
+    """`net` and `fee` (in the capture's currency) converted at `rate` into the capture's receivable
+    currency, as PayPal's breakdowns give them: `key` (the net), the fee there, and the rate."""
+    if not capture.receivable_currency or not rate:
+        return {}
+    target = capture.receivable_currency
+
+    def converted(units: int) -> int:
+        major = Decimal(units).scaleb(-_DECIMALS.get(capture.currency, 2)) * Decimal(rate)
+        return int(major.scaleb(_DECIMALS.get(target, 2)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+    return {
+        key: format_amount(converted(net), target),
+        "paypal_fee_in_receivable_currency": format_amount(converted(fee), target),
+        "exchange_rate": {"source_currency": capture.currency, "target_currency": target, "value": rate},
+    }
+
+
 def format_amount(units: int, currency: str) -> dict[str, str]:
     decimals = _DECIMALS.get(currency, 2)
     return {"currency_code": currency, "value": f"{Decimal(units).scaleb(-decimals):.{decimals}f}"}
@@ -160,6 +179,11 @@ class Capture:
     custom_id: str | None
     created_ms: int
     updated_ms: int
+    # a capture received in another currency than it was paid in (the seller's account holds
+    # only that one): PayPal converts at `capture_rate`, and a refund of it at `refund_rate`
+    receivable_currency: str | None = None
+    capture_rate: str | None = None
+    refund_rate: str | None = None
 
 
 @dataclass
@@ -227,6 +251,10 @@ class PayPalEngine:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     tx.conn.execute(statement)
+            kept = {row[1] for row in tx.conn.execute("PRAGMA table_info(paypal_captures)")}
+            for column in ("receivable_currency", "capture_rate", "refund_rate"):  # a state file from before
+                if column not in kept:
+                    tx.conn.execute(f"ALTER TABLE paypal_captures ADD COLUMN {column} TEXT")
         self.signing = self._signing_material()
         # test certificates: variant -> (served name, issued, valid until); served name -> chain
         self._variants: dict[str, tuple[str, certificates.Issued, datetime]] = {}
@@ -338,6 +366,9 @@ class PayPalEngine:
         settle_after_ms: int = 1000,
         invoice_id: str | None = None,
         custom_id: str | None = None,
+        receivable_currency: str | None = None,
+        capture_rate: str | None = None,
+        refund_rate: str | None = None,
     ) -> dict[str, Any]:
         amount, currency = parse_amount(value, currency)
         now = now_ms()
@@ -353,12 +384,17 @@ class PayPalEngine:
             custom_id=custom_id,
             created_ms=now,
             updated_ms=now,
+            receivable_currency=receivable_currency,
+            capture_rate=capture_rate,
+            refund_rate=refund_rate or capture_rate,
         )
         tx.conn.execute(
             "INSERT INTO paypal_captures (id, order_id, amount, currency, status, refund_behavior,"
-            " settle_after_ms, invoice_id, custom_id, created_ms, updated_ms)"
+            " settle_after_ms, invoice_id, custom_id, created_ms, updated_ms, receivable_currency,"
+            " capture_rate, refund_rate)"
             " VALUES (:id, :order_id, :amount, :currency, :status, :refund_behavior, :settle_after_ms,"
-            " :invoice_id, :custom_id, :created_ms, :updated_ms)",
+            " :invoice_id, :custom_id, :created_ms, :updated_ms, :receivable_currency, :capture_rate,"
+            " :refund_rate)",
             capture.__dict__,
         )
         return self.capture_json(tx, capture)
@@ -440,6 +476,7 @@ class PayPalEngine:
                 "gross_amount": format_amount(capture.amount, capture.currency),
                 "paypal_fee": format_amount(fee, capture.currency),
                 "net_amount": format_amount(capture.amount - fee, capture.currency),
+                **_received_in(capture, capture.capture_rate, capture.amount - fee, fee, "receivable_amount"),
             },
             "links": [
                 self._link(f"/v2/payments/captures/{capture.id}", "self"),
@@ -474,6 +511,21 @@ class PayPalEngine:
             "supplementary_data": {"related_ids": {"order_id": authorization.order_id}},
         }
 
+    def _paid_from(self, tx: StoreTx, refund: Refund) -> dict[str, Any]:
+        """A refund of a capture received in another currency: what it cost there (no fee back)."""
+        capture = self.get_capture(tx, refund.capture_id)
+        if capture is None or not capture.receivable_currency or not capture.refund_rate:
+            return {}
+        paid = _received_in(
+            capture, capture.refund_rate, refund.amount, 0, "net_amount_in_receivable_currency"
+        )
+        breakdown = {
+            "payable_amount": format_amount(refund.amount, refund.currency),
+            "converted_amount": paid["net_amount_in_receivable_currency"],
+            "exchange_rate": paid["exchange_rate"],
+        }
+        return {**paid, "net_amount_breakdown": [breakdown]}
+
     def refund_json(self, tx: StoreTx, refund: Refund) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": refund.id,
@@ -486,6 +538,7 @@ class PayPalEngine:
                 "total_refunded_amount": format_amount(
                     self._completed(tx, refund.capture_id), refund.currency
                 ),
+                **self._paid_from(tx, refund),
             },
             "links": [
                 self._link(f"/v2/payments/refunds/{refund.id}", "self"),
