@@ -138,8 +138,12 @@ def steps_of(stack: Stack, request_id: str) -> list[str]:
 SINCE = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-async def run_reconcile(stack: Stack, provider: str, *payments: str) -> tuple[int, list[dict[str, str]]]:
+async def run_reconcile(
+    stack: Stack, provider: str, *payments: str, report: str | None = None
+) -> tuple[int, list[dict[str, str]]]:
     args = ["reconcile", "--provider", provider, "--since", SINCE, "--json"]
+    if report is not None:
+        args += ["--report", report]
     for payment in payments:
         args += ["--payment", payment]
     done = await cli(stack, *args)

@@ -3,17 +3,21 @@ books. Each kind of difference is injected where it arises in real life and must
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import stripe
 
 from adapters.db.models import RefundRow
+from adapters.psp.adyen_settlement import ReportError, refunds_in_report
 from domain.money import Money
 from domain.reconciliation import BookedRefund, DiscrepancyKind, PspRefundRecord, reconcile
 from domain.status import PspRefundStatus
+from sandbox.adyen.control import AdyenSandboxControl
 from sandbox.paypal.control import PayPalSandboxControl
 from sandbox.stripe.control import SandboxControl
 from tests.conftest import Stack
-from tests.flows import SINCE, cli, refund_through_pipeline, run_reconcile
+from tests.flows import SINCE, cli, known_adyen_payment, refund_through_pipeline, run_reconcile
 
 
 def eur(value: int) -> Money:
@@ -139,3 +143,109 @@ async def test_paypal_differences_are_found_per_capture(stack: Stack, paypal: Pa
 async def test_adyen_cannot_be_listed_and_says_so(stack: Stack) -> None:
     done = await cli(stack, "reconcile", "--provider", "adyen", "--since", SINCE)
     assert (done.returncode, "not_supported" in done.stderr) == (2, True)
+
+
+# Adyen: its Settlement details report, as Adyen publishes its columns ----------------------------
+
+PUBLISHED_HEADER = (
+    "Company Account,Merchant Account,Psp Reference,Merchant Reference,Payment Method,Creation Date,"
+    "TimeZone,Type,Modification Reference,Gross Currency,Gross Debit (GC),Gross Credit (GC),Exchange Rate,"
+    "Net Currency,Net Debit (NC),Net Credit (NC),Commission (NC),Markup (NC),Scheme Fees (NC),"
+    "Interchange (NC),Payment Method Variant,Modification Merchant Reference,Batch Number"
+)
+
+
+def test_the_report_reads_as_adyen_publishes_it() -> None:
+    """Adyen's own example rows (a Settled and a Chargeback line of its published sample), a refund,
+    its reversal, another account's refund and a fee line: only this account's refunds come out."""
+    report = "\n".join(
+        [
+            PUBLISHED_HEADER,
+            "TestCompany,TestMerchant,1813702551707653,3vpzf7,visa,2013-06-03 11:26:49,CET,Settled,"
+            "1713702551795048,GBP,,5.00,1,GBP,,4.88,,0.04,0.01,0.07,visaclassic,,",
+            "TestCompany,TestMerchant,1313642467023511,324959451,visa,2013-03-26 22:37:26,CET,Chargeback,"
+            "2313642467170922,EUR,349.99,,1,EUR,357.49,,7.5,,,,visaclassic,,",
+            "TestCompany,TestMerchant,8813702551707111,ord-1,visa,2013-06-04 10:00:00,CET,Refunded,"
+            "8823702551707222,JPY,1200,,1,JPY,1200,,,,,,visaclassic,req-1,4",
+            "TestCompany,TestMerchant,8813702551707333,ord-2,visa,2013-06-04 10:00:00,CET,Refunded,"
+            "8823702551707444,EUR,12.50,,1,EUR,12.50,,,,,,visaclassic,req-2,4",
+            "TestCompany,TestMerchant,8813702551707333,ord-2,visa,2013-06-05 10:00:00,CET,RefundedReversed,"
+            "8823702551707444,EUR,,12.50,1,EUR,,12.50,,,,,visaclassic,req-2,4",
+            "TestCompany,OtherMerchant,9913702551707555,ord-3,visa,2013-06-04 10:00:00,CET,Refunded,"
+            "9923702551707666,EUR,3.00,,1,EUR,3.00,,,,,,visaclassic,req-3,4",
+            "TestCompany,TestMerchant,,,,2013-06-11 04:55:40,BST,Fee,Transaction Fees June 2013,GBP,,,,GBP,"
+            "0.40,,,,,,,,4",
+        ]
+    )
+    found = {r.psp_refund_id: r for r in refunds_in_report(report, "TestMerchant")}
+    assert set(found) == {"8823702551707222", "8823702551707444"}
+    assert found["8823702551707222"].amount == Money(value=1_200, currency="JPY")  # no minor unit
+    assert (found["8823702551707444"].amount, found["8823702551707444"].status) == (
+        Money(value=1_250, currency="EUR"),
+        PspRefundStatus.FAILED,  # reversed after it settled
+    )
+    assert found["8823702551707444"].payment_reference == "8813702551707333"
+
+
+def test_the_sandbox_writes_the_report_in_the_published_layout() -> None:
+    from sandbox.adyen.settlement_report import COLUMNS
+
+    assert ",".join(COLUMNS) == PUBLISHED_HEADER
+
+
+@pytest.mark.parametrize(
+    ("report", "says"),
+    [
+        ("Company Account,Psp Reference\nx,y", "no Merchant Account, Type, Modification Reference"),
+        (
+            PUBLISHED_HEADER + "\nC,TestMerchant,P,o,visa,d,UTC,Refunded,R,EUR,12.505,,1,EUR,,,,,,,v,,1",
+            "12.505",
+        ),
+        (
+            PUBLISHED_HEADER + "\nC,TestMerchant,P,o,visa,d,UTC,Refunded,R,EUR,-3.00,,1,EUR,,,,,,,v,,1",
+            "positive",
+        ),
+        (
+            PUBLISHED_HEADER + "\nC,TestMerchant,,o,visa,d,UTC,Refunded,R,EUR,3.00,,1,EUR,,,,,,,v,,1",
+            "names its payment",
+        ),
+        (
+            PUBLISHED_HEADER + "\nC,TestMerchant,P,o,visa,d,UTC,Refunded,R,E1,3.00,,1,EUR,,,,,,,v,,1",
+            "currency code",
+        ),
+    ],
+)
+def test_a_report_that_cannot_be_read_says_where(report: str, says: str) -> None:
+    with pytest.raises(ReportError) as refused:
+        refunds_in_report(report, "TestMerchant")
+    assert says in str(refused.value)
+
+
+async def test_adyen_differences_are_all_found_from_its_settlement_report(
+    stack: Stack, adyen: AdyenSandboxControl, tmp_path: Path
+) -> None:
+    clean, tampered, flipped, vanished = [await known_adyen_payment(stack, adyen, 5_000) for _ in range(4)]
+    for payment in (clean, tampered, flipped, vanished):
+        view = await refund_through_pipeline(stack, payment, amount=1_000, provider="adyen")
+        assert view["status"] == "succeeded", view
+    with stack.database.transaction() as session:
+        rows = {row.payment_reference: row.request_id for row in session.query(RefundRow).all()}
+    tamper(stack, rows[tampered], amount=900)
+    tamper(stack, rows[flipped], status="failed")
+    tamper(stack, rows[vanished], psp_refund_id="8800000000000000")
+    report = tmp_path / "settlement_detail_report_batch_1.csv"
+    report.write_text(adyen.settlement_report(stack.settings.adyen_merchant_account))
+
+    code, found = await run_reconcile(stack, "adyen", clean, tampered, flipped, vanished, report=str(report))
+    assert code == 1
+    assert sorted((d["kind"], d["payment_reference"]) for d in found) == sorted(
+        [
+            ("amount_mismatch", tampered),
+            ("status_mismatch", flipped),
+            ("missing_at_psp", vanished),
+            ("missing_in_ledger", vanished),  # the refund Adyen did make there is now unaccounted for
+        ]
+    )
+    assert await run_reconcile(stack, "adyen", clean, report=str(report)) == (0, [])
+    refused = await cli(stack, "reconcile", "--provider", "stripe", "--since", SINCE, "--report", str(report))
+    assert refused.returncode == 2 and refused.stderr.startswith("not_supported: stripe lists its refunds")

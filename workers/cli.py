@@ -289,6 +289,9 @@ def export_ledger(
         done.print(f"nothing new to export since batch {previous}" if previous else "nothing to export yet")
 
 
+REPORT_BYTES = 200_000_000  # a settlement report read at once: one payout batch is far smaller
+
+
 @app.command("reconcile")
 def reconcile_command(
     provider: Annotated[Provider, typer.Option(help="stripe, adyen or paypal")],
@@ -297,10 +300,19 @@ def reconcile_command(
     merchant: Annotated[
         str | None, typer.Option(help="Whose PSP account and books (default: the default merchant)")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="The PSP's own report of the window (Adyen: its Settlement details report CSV)"),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="UTC; books up to here (default: now)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """The PSP's refunds against the books: missing on either side, amount or status differences.
-    Exits 1 when anything differs.
+    Exits 1 when anything differs. Adyen lists no refunds through its API: give its Settlement
+    details report with --report, and the report's window with --since and --until.
 
     Example: refunds reconcile --provider stripe --since 2026-11-01 --json"""
     from rich.progress import Progress
@@ -310,6 +322,19 @@ def reconcile_command(
     from workers.reconcile import reconcile_provider
 
     start = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+    end = (until.replace(tzinfo=UTC) if until.tzinfo is None else until) if until else None
+    text = None
+    if report is not None:
+        try:
+            if report.stat().st_size > REPORT_BYTES:
+                fail(
+                    "report_too_large",
+                    f"{report} is over {REPORT_BYTES // 1_000_000} MB: one batch per run",
+                    2,
+                )
+            text = report.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as err:
+            fail("cannot_read", f"{report}: {getattr(err, 'strerror', None) or err}", 2)
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"{provider.value} refunds", total=None)
 
@@ -318,7 +343,9 @@ def reconcile_command(
 
         settings = current_settings()
         try:
-            found = reconcile_provider(settings, provider, start, payment or [], advance, merchant)
+            found = reconcile_provider(
+                settings, provider, start, payment or [], advance, merchant, report=text, until=end
+            )
         except PspError as err:
             fail(err.code.value, err.message, 2)
         except NoDatabase:

@@ -20,6 +20,8 @@ def reconcile_provider(
     payments: Sequence[str] = (),
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     merchant_id: str | None = None,
+    report: str | None = None,
+    until: datetime | None = None,
 ) -> list[Discrepancy]:
     """Differences between one merchant's account at `provider` (None: the default merchant's) and
     its books since `since`, for the given payments or (none given) for every payment the books know
@@ -29,7 +31,13 @@ def reconcile_provider(
         mine = None if merchant_id in (None, settings.merchant_id) else merchant_id
         adapter = build_directory(settings, db).get(mine, provider)
         with db.transaction() as session:
-            books = refunds.booked(session, provider, since, payments, mine)
+            books = refunds.booked(session, provider, since, payments, mine, until)
+        if report is not None:  # the PSP's own statement of the window (where its API lists none)
+            listed = adapter.refunds_in_report(report)
+            if payments:
+                listed = [record for record in listed if record.payment_reference in payments]
+            on_progress(1, 1)
+            return reconcile(listed, books)
         references = list(payments) or sorted({refund.payment_reference for refund in books})
         found: dict[str, PspRefundRecord] = {}
         steps = len(references) + (0 if payments else 1)

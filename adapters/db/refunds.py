@@ -103,6 +103,7 @@ def booked(
     since: datetime,
     payment_references: Sequence[str] = (),
     merchant_id: str | None = None,
+    until: datetime | None = None,
 ) -> list[BookedRefund]:
     """One merchant's refunds at `provider` (None: the default merchant's) settled since `since`
     (voids excluded: no refund exists at the PSP), with what the ledger paid out for each."""
@@ -118,6 +119,8 @@ def booked(
     )
     if payment_references:
         query = query.where(col(RefundRow.payment_reference).in_(payment_references))
+    if until is not None:
+        query = query.where(col(RefundRow.updated_at) < until)
     result: list[BookedRefund] = []
     for row in session.execute(query.order_by(col(RefundRow.request_id))).scalars():
         if row.amount is None or not row.currency or row.psp_refund_id is None:

@@ -30,6 +30,7 @@ import requests
 from Adyen.services.checkout.modifications_api import ModificationsApi
 
 from adapters.psp import adyen_transformers as tf
+from adapters.psp.adyen_settlement import ReportError, refunds_in_report
 from adapters.psp.base import (
     PaymentBook,
     PaymentLookup,
@@ -245,9 +246,16 @@ class AdyenAdapter:
         """Adyen has no API that lists modifications: its Settlement details report is the source."""
         raise PspError(
             ErrorCode.NOT_SUPPORTED,
-            "adyen: Checkout cannot list refunds; reconcile with the Settlement details report",
+            "adyen: Checkout cannot list refunds; give its Settlement details report (--report FILE)",
             retryable=False,
         )
+
+    def refunds_in_report(self, report: str) -> list[PspRefundRecord]:
+        """The Settlement details report's refunds of this merchant account."""
+        try:
+            return refunds_in_report(report, self._merchant_account)
+        except ReportError as err:
+            raise PspError(ErrorCode.INVALID_REQUEST, f"adyen: {err}", retryable=False) from err
 
     def get_refund(self, psp_refund_id: str, request_id: str) -> RefundResult:
         """Always PENDING: Checkout cannot read a modification back.

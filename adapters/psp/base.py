@@ -132,6 +132,11 @@ class PspAdapter(Protocol):
         list them) on any payment; PspError NOT_SUPPORTED where the PSP cannot list refunds."""
         ...
 
+    def refunds_in_report(self, report: str) -> list[PspRefundRecord]:
+        """This account's refunds as a report the PSP publishes lists them (where its API lists none);
+        PspError NOT_SUPPORTED for a PSP whose API lists them, INVALID_REQUEST for an unreadable one."""
+        ...
+
     def webhook_acknowledgement(self) -> tuple[str, str]:
         """The body and media type the PSP expects when a delivery was accepted."""
         ...

@@ -441,6 +441,13 @@ class PayPalAdapter:
                 return None
             raise psp_error(err) from err
 
+    def refunds_in_report(self, report: str) -> list[PspRefundRecord]:
+        raise PspError(
+            ErrorCode.NOT_SUPPORTED,
+            "paypal lists its refunds through its API: reconcile without --report",
+            retryable=False,
+        )
+
     def list_refunds(
         self, since: datetime, payment_references: Sequence[str], everything: bool
     ) -> list[PspRefundRecord]:

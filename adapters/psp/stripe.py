@@ -194,6 +194,13 @@ class StripeAdapter:
             intent.to_dict(), psp_request_id=self._request_id(intent), psp_response_ms=elapsed
         )
 
+    def refunds_in_report(self, report: str) -> list[PspRefundRecord]:
+        raise PspError(
+            ErrorCode.NOT_SUPPORTED,
+            "stripe lists its refunds through its API: reconcile without --report",
+            retryable=False,
+        )
+
     def list_refunds(
         self, since: datetime, payment_references: Sequence[str], everything: bool
     ) -> list[PspRefundRecord]:

@@ -35,6 +35,7 @@ from sandbox.adyen.engine import (
     new_psp_reference,
     notification_item,
 )
+from sandbox.adyen.settlement_report import settlement_report
 from sandbox.control import ControlError, dispatch, json_body, refuse_remote
 from sandbox.faults import Fault
 from sandbox.routing import SandboxRequest, SandboxResponse
@@ -134,6 +135,7 @@ class AdyenSandbox:
                 self._refunded_reversed,
             ),
             ("GET", re.compile(r"/_sandbox/adyen/notifications"), self._notifications),
+            ("GET", re.compile(r"/_sandbox/adyen/settlement-report"), self._settlement_report),
             ("POST", re.compile(r"/_sandbox/adyen/notifications/hold"), self._hold),
             ("POST", re.compile(r"/_sandbox/adyen/notifications/release"), self._release),
             ("GET", re.compile(r"/_sandbox/adyen/config"), self._config),
@@ -469,6 +471,13 @@ class AdyenSandbox:
             return self._modify(
                 tx, "refunds", payment.psp_reference, payment.merchant_reference, amount, request
             )
+
+    def _settlement_report(self, request: SandboxRequest, args: list[str]) -> Any:
+        """The Settlement details report (CSV) of what was settled, for `merchant_account` or all."""
+        given = parse_qs(request.query).get("merchant_account")
+        account = given[0] if given else None
+        with self._server.store.transaction() as tx:
+            return {"csv": settlement_report(tx, account)}
 
     def _chargeback(self, request: SandboxRequest, args: list[str]) -> Any:
         with self._server.store.transaction() as tx:

@@ -31,6 +31,11 @@ class AdyenSandboxControl(ControlClient):
             body["merchant_reference"] = merchant_reference
         return str(self._call("POST", "/payments", json=body)["pspReference"])
 
+    def settlement_report(self, merchant_account: str | None = None) -> str:
+        """The Settlement details report (CSV, Adyen's published columns) of what was settled."""
+        query = f"?merchant_account={merchant_account}" if merchant_account else ""
+        return str(self._call("GET", f"/settlement-report{query}")["csv"])
+
     def modifications(self, psp_reference: str) -> list[dict[str, Any]]:
         """Every refund/cancel/reversal made on a payment, oldest first, with its idempotency key."""
         return list(self._call("GET", f"/payments/{psp_reference}/modifications")["data"])
