@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -51,6 +52,9 @@ def checked(response: httpx.Response, operation: str, status: int) -> Any:
     body = response.json()
     assert_response("paypal", operation, status, body)
     return body
+
+
+SEARCH = "/v1/reporting/transactions"
 
 
 # the sandbox's answers ----------------------------------------------------------------------------
@@ -111,6 +115,34 @@ def test_a_capture_received_in_another_currency_answers_as_published(
     )
     paid = checked(refund, f"POST {CAPTURE}/refund", 201)["seller_payable_breakdown"]
     assert paid["net_amount_in_receivable_currency"] == {"currency_code": "EUR", "value": "45.00"}
+
+
+def test_transaction_search_answers_as_published(
+    http: httpx.Client, paypal_control: PayPalSandboxControl
+) -> None:
+    capture = paypal_control.seed_capture(amount="30.00", currency="EUR")
+    made = paypal_control.dashboard_refund(capture, "4.00")
+    window = {"start_date": "2000-01-01T00:00:00Z", "end_date": "2000-01-31T00:00:00Z"}
+    empty = checked(http.get(SEARCH, params=window), f"GET {SEARCH}", 200)
+    assert "transaction_details" not in empty  # PayPal's schema: a list of one or more, else none
+    now = datetime.now(UTC)
+    window = {
+        "start_date": f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}",
+        "end_date": f"{now + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}",
+    }
+    found = checked(http.get(SEARCH, params={**window, "transaction_type": "T1107"}), f"GET {SEARCH}", 200)
+    mine = [
+        d["transaction_info"]
+        for d in found["transaction_details"]
+        if d["transaction_info"]["transaction_id"] == made["id"]
+    ]
+    assert [(t["paypal_reference_id"], t["transaction_amount"]["value"]) for t in mine] == [
+        (capture, "-4.00")
+    ]
+    too_long = http.get(
+        SEARCH, params={"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-03-01T00:00:00Z"}
+    )
+    assert too_long.status_code == 400
 
 
 def test_authorizations_and_voids_answer_as_published(
@@ -230,6 +262,12 @@ _READ = [
     ("payments.refund", "create_time"),
     ("payments.refund", "links[].rel"),
     ("payments.refund", "links[].href"),
+    ("reporting.search_response", "total_pages"),
+    ("reporting.search_response", "transaction_details[].transaction_info.transaction_id"),
+    ("reporting.transaction_info", "paypal_reference_id"),
+    ("reporting.transaction_info", "transaction_event_code"),
+    ("reporting.transaction_info", "transaction_amount.value"),
+    ("reporting.transaction_info", "transaction_status"),
     ("payments.capture-2", "seller_receivable_breakdown.receivable_amount.value"),
     ("payments.capture-2", "seller_receivable_breakdown.paypal_fee_in_receivable_currency.value"),
     ("payments.refund", "seller_payable_breakdown.net_amount_in_receivable_currency.value"),

@@ -140,6 +140,25 @@ async def test_paypal_differences_are_found_per_capture(stack: Stack, paypal: Pa
     assert [(d["kind"], d["psp_refund_id"]) for d in found] == [("missing_in_ledger", unheard["id"])]
 
 
+async def test_paypal_finds_a_refund_on_a_capture_the_books_never_saw(
+    stack: Stack, paypal: PayPalSandboxControl
+) -> None:
+    """Before: without --payment PayPal listed nothing (a capture's refunds are on its order, and the
+    books name no capture they never refunded); Transaction Search lists the account's refunds."""
+    capture = paypal.seed_capture(amount="40.00", currency="EUR")  # never refunded through us
+    paypal.set_webhook_url(None)
+    try:
+        unheard = paypal.dashboard_refund(capture, "7.00")
+    finally:
+        paypal.set_webhook_url(f"{stack.base_url}/webhooks/paypal")
+    code, found = await run_reconcile(stack, "paypal")
+    missing = [d for d in found if d["psp_refund_id"] == unheard["id"]]
+    assert code == 1 and [(d["kind"], d["payment_reference"]) for d in missing] == [
+        ("missing_in_ledger", capture)
+    ]
+    assert missing[0]["theirs_amount"] == {"value": 700, "currency": "EUR"}
+
+
 async def test_adyen_cannot_be_listed_and_says_so(stack: Stack) -> None:
     done = await cli(stack, "reconcile", "--provider", "adyen", "--since", SINCE)
     assert (done.returncode, "not_supported" in done.stderr) == (2, True)

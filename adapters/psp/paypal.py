@@ -451,8 +451,11 @@ class PayPalAdapter:
     def list_refunds(
         self, since: datetime, payment_references: Sequence[str], everything: bool
     ) -> list[PspRefundRecord]:
-        """The refunds of each capture (PayPal lists a capture's refunds on its order; listing every
-        refund needs the Transaction Search API, which this product does not use)."""
+        """The refunds of each capture (PayPal lists a capture's refunds on its order), or with
+        `everything` every refund the account made since `since`, through the Transaction Search API
+        (refunds made elsewhere too; PayPal lists a transaction there within three hours)."""
+        if everything:
+            return self._searched_refunds(since)
         records: list[PspRefundRecord] = []
         for capture_id in payment_references:
             try:
@@ -465,6 +468,30 @@ class PayPalAdapter:
             records.extend(
                 tf.refund_record(refund, capture_id) for refund in refunds if tf.created_since(refund, since)
             )
+        return records
+
+    def _searched_refunds(self, since: datetime) -> list[PspRefundRecord]:
+        """Refund transactions (event code T1107) since `since`, in PayPal's 31-day windows, page by page."""
+        records: list[PspRefundRecord] = []
+        for start, end in tf.search_windows(since, datetime.now(UTC)):
+            page = 1
+            while True:
+                options = {
+                    "start_date": tf.search_time(start),
+                    "end_date": tf.search_time(end),
+                    "transaction_type": tf.REFUND_EVENT_CODE,
+                    "fields": "transaction_info",
+                    "page_size": tf.SEARCH_PAGE_SIZE,
+                    "page": page,
+                }
+                try:
+                    body = self._body(self._client.transaction_search.search_transactions(options)) or {}
+                except (ApiException, AuthValidationException, requests.RequestException) as err:
+                    raise psp_error(err) from err
+                records.extend(tf.searched_refunds(body))
+                if page >= min(int(body.get("total_pages") or 1), tf.SEARCH_PAGES):
+                    break
+                page += 1
         return records
 
     def get_refund(self, psp_refund_id: str, request_id: str) -> RefundResult:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -523,3 +523,61 @@ def classify_event(event: Mapping[str, Any]) -> PspEvent:
             )
         case _:
             return PspEvent(event_id, "ignored", raw_type=event_type, detail={"why": "event type"})
+
+
+# Transaction Search -------------------------------------------------------------------------------
+
+REFUND_EVENT_CODE = "T1107"  # "Payment refund, initiated by merchant" (PayPal's event codes)
+SEARCH_WINDOW = timedelta(days=31)  # the longest range PayPal searches at once
+SEARCH_PAGE_SIZE = 500  # PayPal's largest page
+SEARCH_PAGES = 1_000  # half a million refunds per window: more is a report's job
+_SEARCH_STATUS = {
+    "S": PspRefundStatus.SUCCEEDED,
+    "P": PspRefundStatus.PENDING,
+    "D": PspRefundStatus.FAILED,  # denied
+    "V": PspRefundStatus.FAILED,  # reversed: the money went back
+}
+
+
+def search_windows(since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    windows = []
+    start = since
+    while start < until:
+        windows.append((start, min(start + SEARCH_WINDOW, until)))
+        start += SEARCH_WINDOW
+    return windows
+
+
+def search_time(at: datetime) -> str:
+    """RFC 3339 with seconds, as the search requires."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def searched_refunds(body: Mapping[str, Any]) -> list[PspRefundRecord]:
+    """The refund transactions of a search answer: `transaction_id` the refund, `paypal_reference_id`
+    the capture it refunds, `transaction_amount` negative (money out)."""
+    records = []
+    for detail in body.get("transaction_details") or []:
+        info = detail.get("transaction_info") if isinstance(detail, Mapping) else None
+        if not isinstance(info, Mapping) or info.get("transaction_event_code") != REFUND_EVENT_CODE:
+            continue
+        amount = money_or_none(_unsigned(info.get("transaction_amount")))
+        refund_id, capture_id = (
+            str(info.get("transaction_id") or ""),
+            str(info.get("paypal_reference_id") or ""),
+        )
+        status = _SEARCH_STATUS.get(str(info.get("transaction_status") or ""))
+        if amount is None or not refund_id or not capture_id or status is None:
+            continue
+        records.append(
+            PspRefundRecord(
+                psp_refund_id=refund_id, payment_reference=capture_id, amount=amount, status=status
+            )
+        )
+    return records
+
+
+def _unsigned(amount: Any) -> Any:
+    if isinstance(amount, Mapping) and str(amount.get("value") or "").startswith("-"):
+        return {**amount, "value": str(amount["value"])[1:]}
+    return amount

@@ -22,6 +22,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,7 +37,7 @@ from sandbox.server import SandboxServer
 from sandbox.store import StoreTx
 from sandbox.webhooks import WebhookSender
 
-API_PREFIXES = ("/v1/oauth2/", "/v2/payments/", "/v2/checkout/orders/")
+API_PREFIXES = ("/v1/oauth2/", "/v2/payments/", "/v2/checkout/orders/", "/v1/reporting/")
 CONTROL_PREFIX = "/_sandbox/paypal/"
 _PAYPAL_FAULT_KINDS = FAULT_KINDS - {"error_500_stored"}
 Action = Callable[[StoreTx], tuple[int, dict[str, Any] | None]]
@@ -98,6 +99,7 @@ class PayPalSandbox:
             ("GET", re.compile(r"/v2/payments/authorizations/([^/]+)"), self._get_authorization),
             ("GET", re.compile(r"/v2/payments/refunds/([^/]+)"), self._get_refund),
             ("GET", re.compile(r"/v2/checkout/orders/([^/]+)"), self._get_order),
+            ("GET", re.compile(r"/v1/reporting/transactions"), self._search_transactions),
         ]
         self._control_routes: list[
             tuple[str, re.Pattern[str], Callable[[SandboxRequest, list[str]], Any]]
@@ -332,6 +334,28 @@ class PayPalSandbox:
             raise not_found(f"order {args[0]}")
         return SandboxResponse.json(200, order)
 
+    def _search_transactions(
+        self, request: SandboxRequest, args: list[str], debug_id: str
+    ) -> SandboxResponse:
+        """Transaction Search, for merchant refunds (`transaction_type=T1107`): a range of at most 31
+        days is required, as PayPal requires it; pages of up to 500, the first being 1."""
+        query = {key: values[0] for key, values in parse_qs(request.query).items()}
+        try:
+            start = datetime.fromisoformat(query["start_date"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(query["end_date"].replace("Z", "+00:00"))
+            page, page_size = int(query.get("page", "1")), int(query.get("page_size", "100"))
+        except (KeyError, ValueError) as err:
+            raise invalid_request(
+                "INVALID_REQUEST", "start_date and end_date are required (RFC 3339)."
+            ) from err
+        if end <= start or (end - start).days > 31 or not 1 <= page_size <= 500 or page < 1:
+            raise invalid_request("INVALID_REQUEST", "The date range is at most 31 days; page_size 1 to 500.")
+        if query.get("transaction_type", "T1107") != "T1107":
+            raise invalid_request("INVALID_REQUEST", "The sandbox lists merchant refunds (T1107) only.")
+        with self._store.transaction() as tx:
+            body = self.engine.search_refunds(tx, _ms(start), _ms(end), page, page_size)
+        return SandboxResponse.json(200, body)
+
     # control API -------------------------------------------------------------------------------
 
     def _control(self, request: SandboxRequest) -> SandboxResponse:
@@ -545,3 +569,9 @@ def _is_rate(value: object) -> bool:
     except InvalidOperation:
         return False
     return rate.is_finite() and rate > 0
+
+
+def _ms(at: datetime) -> int:
+    """Milliseconds since the epoch; a time without an offset is UTC."""
+    moment = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000

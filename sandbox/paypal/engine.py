@@ -451,6 +451,46 @@ class PayPalEngine:
         ).fetchone()
         return int(row[0])
 
+    def search_refunds(
+        self, tx: StoreTx, start_ms: int, end_ms: int, page: int, page_size: int
+    ) -> dict[str, Any]:
+        """Transaction Search's answer for merchant refunds (T1107) initiated in [start, end): a
+        page of `transaction_details`, each a `transaction_info` with the refund's id, the capture it
+        refunds as `paypal_reference_id`, its amount negative, its status code (S, P, D)."""
+        rows = tx.conn.execute(
+            "SELECT * FROM paypal_refunds WHERE kind = 'refund' AND created_ms >= ? AND created_ms < ?"
+            " ORDER BY seq",
+            (start_ms, end_ms),
+        ).fetchall()
+        refunds = [_row(Refund, row) for row in rows]
+        chosen = refunds[(page - 1) * page_size : page * page_size]
+        body: dict[str, Any] = {
+            "account_number": "SANDBOXMERCHANT1",
+            "start_date": _iso(start_ms),
+            "end_date": _iso(end_ms),
+            "last_refreshed_datetime": _iso(now_ms()),
+            "page": page,
+            "total_items": len(refunds),
+            "total_pages": max(1, -(-len(refunds) // page_size)),
+        }
+        if chosen:  # PayPal's schema: a list of at least one, else none
+            body["transaction_details"] = [{"transaction_info": self._refund_transaction(r)} for r in chosen]
+        return body
+
+    def _refund_transaction(self, refund: Refund) -> dict[str, Any]:
+        status = {"COMPLETED": "S", "PENDING": "P"}.get(refund.status, "D")
+        amount = format_amount(refund.amount, refund.currency)
+        return {
+            "transaction_id": refund.id,
+            "paypal_reference_id": refund.capture_id,
+            "paypal_reference_id_type": "TXN",
+            "transaction_event_code": "T1107",
+            "transaction_initiation_date": _iso(refund.created_ms),
+            "transaction_updated_date": _iso(refund.updated_ms),
+            "transaction_amount": {**amount, "value": "-" + amount["value"]},
+            "transaction_status": status,
+        }
+
     def _completed(self, tx: StoreTx, capture_id: str) -> int:
         row = tx.conn.execute(
             "SELECT COALESCE(SUM(amount), 0) FROM paypal_refunds"

@@ -87,6 +87,8 @@ PAYPAL_PAYMENTS_PATH = "openapi/payments_payment_v2.json"
 PAYPAL_ORDERS_PATH = "openapi/checkout_orders_v2.json"
 PAYPAL_WEBHOOKS_PATH = "openapi/notifications_webhooks_v1.json"
 PAYPAL_DISPUTES_PATH = "openapi/customer_disputes_v1.json"
+PAYPAL_REPORTING_PATH = "openapi/reporting_transactions_v1.json"
+PAYPAL_REPORTING_OPERATIONS = (("get", "/v1/reporting/transactions"),)
 PAYPAL_PAYMENTS_OPERATIONS = (
     ("get", "/v2/payments/captures/{capture_id}"),
     ("post", "/v2/payments/captures/{capture_id}/refund"),
@@ -375,8 +377,10 @@ def paypal(checkout: Path, commit: str) -> None:
     _, orders = read_document(checkout, commit, [PAYPAL_ORDERS_PATH])
     _, webhooks = read_document(checkout, commit, [PAYPAL_WEBHOOKS_PATH])
     _, disputes = read_document(checkout, commit, [PAYPAL_DISPUTES_PATH])
+    _, reporting = read_document(checkout, commit, [PAYPAL_REPORTING_PATH])
     payment_answers = response_schemas(payments, PAYPAL_PAYMENTS_OPERATIONS)
     order_answers = response_schemas(orders, PAYPAL_ORDERS_OPERATIONS)
+    reporting_answers = response_schemas(reporting, PAYPAL_REPORTING_OPERATIONS)
     # webhook resources by `resource_type`: the payments objects and a dispute
     payment_roots = [
         *_answer_schemas(payment_answers),
@@ -387,6 +391,7 @@ def paypal(checkout: Path, commit: str) -> None:
         ("orders.", orders, _answer_schemas(order_answers)),
         ("webhooks.", webhooks, [{"$ref": _REF_PREFIX + "event"}]),
         ("disputes.", disputes, [{"$ref": _REF_PREFIX + "dispute"}]),
+        ("reporting.", reporting, _answer_schemas(reporting_answers)),
     ]
     schemas: dict[str, Any] = {}
     for prefix, document, roots in parts:
@@ -394,16 +399,24 @@ def paypal(checkout: Path, commit: str) -> None:
     resolved = commit_of(checkout, commit)
     sources = [
         {"repository": "paypal/paypal-rest-api-specifications", "commit": resolved, "path": path}
-        for path in (PAYPAL_PAYMENTS_PATH, PAYPAL_ORDERS_PATH, PAYPAL_WEBHOOKS_PATH, PAYPAL_DISPUTES_PATH)
+        for path in (
+            PAYPAL_PAYMENTS_PATH,
+            PAYPAL_ORDERS_PATH,
+            PAYPAL_WEBHOOKS_PATH,
+            PAYPAL_DISPUTES_PATH,
+            PAYPAL_REPORTING_PATH,
+        )
     ]
     info = {
         "openapi": payments["openapi"],
-        "title": "PayPal Payments v2, Orders v2 (read), Webhooks v1 (event), Disputes v1 (dispute)",
+        "title": "PayPal Payments v2, Orders v2 (read), Webhooks v1 (event), Disputes v1 (dispute), "
+        "Transaction Search v1 (transactions)",
         "version": f"payments {payments['info']['version']}",
     }
     responses = {
         **_strip_answers(payment_answers, lambda ref: "payments." + ref),
         **_strip_answers(order_answers, lambda ref: "orders." + ref),
+        **_strip_answers(reporting_answers, lambda ref: "reporting." + ref),
     }
     write_spec(
         SPECS / "paypal.json",
