@@ -119,7 +119,14 @@ class LedgerActivities:
                     outcome.request_id, merchant, provider, amount, outcome.fx
                 ):
                     ledger.post(session, payout, description=why)
+                if outcome.fee_returned is not None:
+                    for returned in postings.fee_returned_postings(
+                        outcome.request_id, merchant, provider, outcome.fee_returned
+                    ):
+                        ledger.post(session, returned, description=f"fee returned with {why}")
                 detail = {"amount": str(amount.value), "currency": amount.currency}
+                if outcome.fee_returned is not None:
+                    detail["fee_returned"] = str(outcome.fee_returned.value)
                 if outcome.fx is not None:
                     detail |= {
                         "settled": str(outcome.fx.refund_settled),

@@ -16,6 +16,7 @@ class AccountName(StrEnum):
     PSP_RECEIVABLE = "psp_receivable"  # our balance at a PSP, which pays the refund
     FX_CONVERSION = "fx_conversion"  # where one currency turns into another, per currency
     FX_DIFFERENCE = "fx_difference"  # gains and losses against the capture's rate
+    PSP_FEES = "psp_fees"  # what a PSP charges for processing, per PSP; a fee it gives back credits it
 
 
 def account(merchant: str, name: AccountName, currency: str, provider: str | None = None) -> str:
@@ -25,8 +26,13 @@ def account(merchant: str, name: AccountName, currency: str, provider: str | Non
 def paid_out(balances: Mapping[tuple[str, str], int], provider: str, currency: str) -> int:
     """What a PSP paid the customer for one refund, from that refund's posted balances (debit minus
     credit per account and currency): credited out of our balance at `provider` in the refund's
-    currency, or (paid from a balance in another currency) out of `fx_conversion` in it."""
-    paid_from = (f":{AccountName.PSP_RECEIVABLE.value}:{provider}:", f":{AccountName.FX_CONVERSION.value}:")
+    currency, or (paid from a balance in another currency) out of `fx_conversion` in it. A fee the
+    PSP gave back came into that balance from `psp_fees`: counted with it, the payout is whole."""
+    paid_from = (
+        f":{AccountName.PSP_RECEIVABLE.value}:{provider}:",
+        f":{AccountName.FX_CONVERSION.value}:",
+        f":{AccountName.PSP_FEES.value}:{provider}:",
+    )
     return -sum(
         value
         for (name, in_currency), value in balances.items()

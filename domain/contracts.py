@@ -248,6 +248,8 @@ class RefundResult(_Contract):
     settlement: Money | None = None
     # the payment the PSP's own record puts the refund on, where its answer names one
     payment_reference: str | None = None
+    # the processing fee the PSP gave back with this refund, in the currency its balance moved in
+    fee_returned: Money | None = None
 
 
 class RefundLookup(_Contract):
@@ -343,6 +345,7 @@ class FinishInput(_Contract):
     failure_code: ErrorCode | None = None
     allocation: Allocation | None = None
     fx: FxFacts | None = None  # set when the refund settled in another currency than the payment
+    fee_returned: Money | None = None  # the PSP's fee it gave back with the refund (RefundResult)
     audit: list[AuditEvent] = Field(default_factory=list)
     request_digest: str | None = None  # the settled row answers a resent request after retention
     requested_by: str | None = None  # who asked, when not the merchant's platform (RefundWorkflowInput)

@@ -168,6 +168,23 @@ def payout_postings(
     return [posting(refund.currency, converted), posting(settled, settlement)]
 
 
+def fee_returned_postings(request_id: str, merchant: str, provider: str, returned: Money) -> list[Posting]:
+    """A processing fee the PSP gave back with the refund: into our balance there, out of its fees."""
+    if returned.value <= 0:
+        return []
+    leg = Leg(
+        "fee_returned",
+        account(merchant, AccountName.PSP_RECEIVABLE, returned.currency, provider),
+        account(merchant, AccountName.PSP_FEES, returned.currency, provider),
+        returned.value,
+    )
+    return [
+        Posting(
+            request_id, merchant, returned.currency, f"{request_id}:fee_returned:{returned.currency}", (leg,)
+        )
+    ]
+
+
 def reversal_legs(posted: Sequence[Transfer]) -> list[Leg]:
     """Every posted transfer undone: the same amount from the debit back to the credit account."""
     return [

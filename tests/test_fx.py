@@ -122,3 +122,22 @@ async def test_a_paypal_refund_settled_at_another_rate_books_its_fx_difference(
     assert balances[(f"{m}:fx_conversion:EUR", "EUR")] == 4_500  # what the sale brought in, gross
     assert balances[(f"{m}:fx_difference:EUR", "EUR")] == difference
     assert balances[(f"{m}:psp_receivable:paypal:EUR", "EUR")] == -(4_500 + difference)
+
+
+async def test_a_fee_paypal_gives_back_is_posted_to_its_fees_and_the_books_still_reconcile(
+    stack: Stack, paypal: PayPalSandboxControl
+) -> None:
+    """Where PayPal gives back a refund's share of the capture's fee (`seller_payable_breakdown.
+    paypal_fee`), it comes into our balance there out of the fees account; reconciliation still sees
+    the whole refund paid."""
+    capture = paypal.seed_capture(amount="100.00", currency="EUR", returns_fees=True)
+    view = await refund_through_pipeline(stack, capture, amount=5_000, currency="EUR", provider="paypal")
+    assert view["status"] == "succeeded", view
+    m = stack.settings.merchant_id
+    with stack.database.transaction() as session:
+        balances = ledger.balances(session, view["request_id"])
+    assert balances[(f"{m}:psp_fees:paypal:EUR", "EUR")] == -150  # 3% of 50.00 given back
+    assert balances[(f"{m}:psp_receivable:paypal:EUR", "EUR")] == -(5_000 - 150)
+    posted = next(e for e in view["audit"] if e["step"] == "ledger_posted")
+    assert posted["detail"]["fee_returned"] == "150"
+    assert await run_reconcile(stack, "paypal", capture) == (0, [])

@@ -124,6 +124,7 @@ def test_account_names_are_the_stored_ones() -> None:
         "psp_receivable",
         "fx_conversion",
         "fx_difference",
+        "psp_fees",  # added: a name once stored is never renamed
     ]
 
 

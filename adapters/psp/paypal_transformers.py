@@ -123,6 +123,21 @@ def _minor(amount: Any) -> tuple[int, str]:
     return money.value, money.currency
 
 
+def fee_given_back(breakdown: Any, currency: str) -> Money | None:
+    """The fee PayPal gave back with a refund (`seller_payable_breakdown.paypal_fee`), in the
+    currency the seller's balance moved in (`paypal_fee_in_receivable_currency` when converted)."""
+    if not isinstance(breakdown, Mapping):
+        return None
+    converted = money_or_none(breakdown.get("net_amount_in_receivable_currency"))
+    key = (
+        "paypal_fee_in_receivable_currency"
+        if converted and converted.currency != currency.upper()
+        else "paypal_fee"
+    )
+    fee = money_or_none(breakdown.get(key))
+    return fee if fee is not None and fee.value > 0 else None
+
+
 # payments ---------------------------------------------------------------------------------------
 
 
@@ -356,6 +371,7 @@ def refund_result(
         settlement=settled_in_receivable(
             refund.get("seller_payable_breakdown"), "net_amount_in_receivable_currency", amount.currency
         ),
+        fee_returned=fee_given_back(refund.get("seller_payable_breakdown"), amount.currency),
         method=RefundMethod.REFUND,
         failure_code=failure_code,
         failure_message=failure_message,

@@ -414,6 +414,7 @@ class PayPalSandbox:
                 receivable_currency=receivable.upper() if receivable else None,
                 capture_rate=rates[0] if receivable else None,
                 refund_rate=rates[1] if receivable else None,
+                returns_fees=body.get("returns_fees") is True,
             )
 
     def _seed_authorization(self, request: SandboxRequest, args: list[str]) -> Any:

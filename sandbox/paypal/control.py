@@ -23,6 +23,7 @@ class PayPalSandboxControl(ControlClient):
         receivable_currency: str | None = None,
         exchange_rate: str | None = None,
         refund_exchange_rate: str | None = None,
+        returns_fees: bool = False,
     ) -> str:
         """A COMPLETED capture of `amount` (PayPal's decimal string, e.g. "12.50"); its id. With
         `receivable_currency`, the seller receives it converted at `exchange_rate` and pays its
@@ -33,6 +34,8 @@ class PayPalSandboxControl(ControlClient):
             "refund_behavior": refund_behavior,
             "settle_after_ms": settle_after_ms,
         }
+        if returns_fees:  # a refund gives back its share of the capture's fee
+            body["returns_fees"] = True
         if receivable_currency is not None:
             body |= {"receivable_currency": receivable_currency, "exchange_rate": exchange_rate}
             if refund_exchange_rate is not None:

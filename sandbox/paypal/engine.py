@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS paypal_captures (
     id TEXT PRIMARY KEY, order_id TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
     status TEXT NOT NULL, refund_behavior TEXT NOT NULL, settle_after_ms INTEGER NOT NULL,
     invoice_id TEXT, custom_id TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-    receivable_currency TEXT, capture_rate TEXT, refund_rate TEXT
+    receivable_currency TEXT, capture_rate TEXT, refund_rate TEXT, returns_fees INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS paypal_refunds (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, capture_id TEXT NOT NULL,
@@ -140,6 +140,11 @@ def parse_amount(value: Any, currency: Any) -> tuple[int, str]:
     return int(units), currency
 
 
+def _fee_back(capture: Capture, refunded: int) -> int:
+    """A refund's share of the capture's 3% fee, given back where the capture's terms say so."""
+    return refunded * 3 // 100 if capture.returns_fees else 0
+
+
 def _received_in(capture: Capture, rate: str | None, net: int, fee: int, key: str) -> dict[str, Any]:
     """`net` and `fee` (in the capture's currency) converted at `rate` into the capture's receivable
     currency, as PayPal's breakdowns give them: `key` (the net), the fee there, and the rate."""
@@ -184,6 +189,8 @@ class Capture:
     receivable_currency: str | None = None
     capture_rate: str | None = None
     refund_rate: str | None = None
+    # whether a refund gives back its share of the capture's fee (PayPal's terms differ by country)
+    returns_fees: int = 0
 
 
 @dataclass
@@ -255,6 +262,10 @@ class PayPalEngine:
             for column in ("receivable_currency", "capture_rate", "refund_rate"):  # a state file from before
                 if column not in kept:
                     tx.conn.execute(f"ALTER TABLE paypal_captures ADD COLUMN {column} TEXT")
+            if "returns_fees" not in kept:
+                tx.conn.execute(
+                    "ALTER TABLE paypal_captures ADD COLUMN returns_fees INTEGER NOT NULL DEFAULT 0"
+                )
         self.signing = self._signing_material()
         # test certificates: variant -> (served name, issued, valid until); served name -> chain
         self._variants: dict[str, tuple[str, certificates.Issued, datetime]] = {}
@@ -369,6 +380,7 @@ class PayPalEngine:
         receivable_currency: str | None = None,
         capture_rate: str | None = None,
         refund_rate: str | None = None,
+        returns_fees: bool = False,
     ) -> dict[str, Any]:
         amount, currency = parse_amount(value, currency)
         now = now_ms()
@@ -387,14 +399,15 @@ class PayPalEngine:
             receivable_currency=receivable_currency,
             capture_rate=capture_rate,
             refund_rate=refund_rate or capture_rate,
+            returns_fees=int(returns_fees),
         )
         tx.conn.execute(
             "INSERT INTO paypal_captures (id, order_id, amount, currency, status, refund_behavior,"
             " settle_after_ms, invoice_id, custom_id, created_ms, updated_ms, receivable_currency,"
-            " capture_rate, refund_rate)"
+            " capture_rate, refund_rate, returns_fees)"
             " VALUES (:id, :order_id, :amount, :currency, :status, :refund_behavior, :settle_after_ms,"
             " :invoice_id, :custom_id, :created_ms, :updated_ms, :receivable_currency, :capture_rate,"
-            " :refund_rate)",
+            " :refund_rate, :returns_fees)",
             capture.__dict__,
         )
         return self.capture_json(tx, capture)
@@ -552,29 +565,33 @@ class PayPalEngine:
         }
 
     def _paid_from(self, tx: StoreTx, refund: Refund) -> dict[str, Any]:
-        """A refund of a capture received in another currency: what it cost there (no fee back)."""
+        """A refund of a capture received in another currency: what it cost there, net of the fee
+        given back, and that fee there."""
         capture = self.get_capture(tx, refund.capture_id)
         if capture is None or not capture.receivable_currency or not capture.refund_rate:
             return {}
+        fee = _fee_back(capture, refund.amount)
         paid = _received_in(
-            capture, capture.refund_rate, refund.amount, 0, "net_amount_in_receivable_currency"
+            capture, capture.refund_rate, refund.amount - fee, fee, "net_amount_in_receivable_currency"
         )
         breakdown = {
-            "payable_amount": format_amount(refund.amount, refund.currency),
+            "payable_amount": format_amount(refund.amount - fee, refund.currency),
             "converted_amount": paid["net_amount_in_receivable_currency"],
             "exchange_rate": paid["exchange_rate"],
         }
         return {**paid, "net_amount_breakdown": [breakdown]}
 
     def refund_json(self, tx: StoreTx, refund: Refund) -> dict[str, Any]:
+        capture = self.get_capture(tx, refund.capture_id)
+        fee_back = _fee_back(capture, refund.amount) if capture is not None else 0
         body: dict[str, Any] = {
             "id": refund.id,
             "amount": format_amount(refund.amount, refund.currency),
             "status": refund.status,
             "seller_payable_breakdown": {
                 "gross_amount": format_amount(refund.amount, refund.currency),
-                "paypal_fee": format_amount(0, refund.currency),
-                "net_amount": format_amount(refund.amount, refund.currency),
+                "paypal_fee": format_amount(fee_back, refund.currency),
+                "net_amount": format_amount(refund.amount - fee_back, refund.currency),
                 "total_refunded_amount": format_amount(
                     self._completed(tx, refund.capture_id), refund.currency
                 ),

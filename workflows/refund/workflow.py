@@ -62,6 +62,7 @@ class RefundWorkflow:
         self._returns = Returns(input, self._record, self._steps, self._attention)
         self._signals = RiskSignals()
         self._fx: FxFacts | None = None
+        self._fee_returned: Money | None = None
         self._checker: asyncio.Task[None] | None = None
 
     @property
@@ -158,6 +159,7 @@ class RefundWorkflow:
         await self._reserve(payment, amount)
         result = await self._psp.refund(payment, amount, method)
         self._fx = _fx_facts(payment, result)
+        self._fee_returned = result.fee_returned
 
         if result.status is PspRefundStatus.PENDING:
             self._record.set_status(RefundStatus.AWAITING_CONFIRMATION)
@@ -252,6 +254,7 @@ class RefundWorkflow:
             failure_code=code,
             allocation=state.allocation,
             fx=self._fx,
+            fee_returned=self._fee_returned,
             audit=self._record.drain_audit(),
             request_digest=self._input.request.digest_for(self._input.merchant_id),
             requested_by=self._input.requested_by,
