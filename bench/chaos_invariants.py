@@ -123,7 +123,7 @@ async def check_all(
         one_psp_refund_each(psps, plans, end),
         await no_broken_workflow(client),
         ledger_balances(db, end),
-        reconciled(settings, since),
+        reconciled(settings, since, psps),
         audit_trails(db, plans, end),
         no_reservation_held(db, end),
         await review_proven(client, plans, end),
@@ -215,11 +215,16 @@ def ledger_balances(db: Database, end: EndState) -> Check:
     return check
 
 
-def reconciled(settings: Settings, since: datetime) -> Check:
+def reconciled(settings: Settings, since: datetime, psps: Psps) -> Check:
+    """Every PSP's refunds against the books: Stripe and PayPal listed through their APIs, Adyen from
+    its Settlement details report (the sandbox's, in Adyen's published layout)."""
     check = Check(5, "reconcile clean")
     for provider in PROVIDERS:
+        report = (
+            psps.adyen.settlement_report(settings.adyen_merchant_account) if provider == "adyen" else None
+        )
         try:
-            found = reconcile_provider(settings, Provider(provider), since)
+            found = reconcile_provider(settings, Provider(provider), since, report=report)
         except PspError as err:
             if err.code is ErrorCode.NOT_SUPPORTED:  # Adyen: no API lists refunds; check 2 covers it
                 check.skipped.append(provider)
