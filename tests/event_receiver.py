@@ -4,7 +4,7 @@ it is sent and answers what the test tells it to (per call, in order; 204 once t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +24,8 @@ class Receiver:
     answers: list[int] = field(default_factory=list)  # status codes to answer next, in order
     location: str | None = None  # where a 3xx answer points
     delay_seconds: float = 0.0  # how long it takes to answer (a slow ERP)
+    answer_body: bytes = b"ok"
+    rule: Callable[[bytes], int] | None = None  # the status for a body, before `answers`
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_status(self) -> int:
@@ -48,13 +50,13 @@ def receiver(path: str = "/hooks") -> Iterator[Receiver]:
                 threading.Event().wait(keeper.delay_seconds)  # an endpoint's own slowness
             with keeper.lock:
                 keeper.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
-            status = keeper.next_status()
+            status = keeper.rule(body) if keeper.rule else keeper.next_status()
             self.send_response(status)
             if 300 <= status < 400 and keeper.location:
                 self.send_header("location", keeper.location)
-            self.send_header("content-length", "2")
+            self.send_header("content-length", str(len(keeper.answer_body)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(keeper.answer_body)
 
         def log_message(self, *args: Any) -> None:  # the tests' output stays theirs
             pass

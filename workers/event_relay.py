@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from adapters.db import event_endpoints, outbound_events
 from adapters.db.engine import Database
 from adapters.db.outbound_events import Attempt, Due
-from adapters.event_sender import EventSender, now, sign
+from adapters.event_sender import Answer, EventSender, now, sign
 
 LOG = logging.getLogger(__name__)
 POLL_SECONDS = 0.2  # how soon a new event is noticed
@@ -40,11 +41,12 @@ class EventRelay:
         self._sender = sender
         self._clock = clock
         self._serving: dict[str, asyncio.Task[None]] = {}
-        # a batch's lease outlasts sending it all at the endpoint's timeout, and not by much: a
-        # relay killed mid-batch holds back those deliveries only this long
+        # the endpoint's lease outlasts sending a batch at the endpoint's timeout, and not by much:
+        # a relay killed mid-batch holds the endpoint back only this long
         self._lease = timedelta(seconds=BATCH * (sender.timeout_seconds + 1) + 5)
         self.disabled: list[str] = []  # endpoints this relay disabled (their three days ran out)
         self._threads = ThreadPoolExecutor(max_workers=RELAY_THREADS, thread_name_prefix="event-relay")
+        self.relay_id = f"relay-{uuid.uuid4().hex[:16]}"  # who serves an endpoint (its lease)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop`, then let each endpoint's in-flight delivery finish."""
@@ -75,43 +77,45 @@ class EventRelay:
             await asyncio.gather(*self._serving.values(), return_exceptions=True)
 
     async def _serve(self, endpoint_id: str) -> None:
-        """Deliver what the endpoint is owed, in order per refund, until nothing is due."""
-        while True:
-            due = await self._in_db(
-                outbound_events.lease_due, self._db, endpoint_id, self._clock(), BATCH, self._lease
-            )
-            if not due:
-                return
-            if not await self._deliver(endpoint_id, due):
-                return
+        """Deliver what the endpoint is owed, in order per refund, until nothing is due; then let
+        another relay serve it at once."""
+        try:
+            while True:
+                due = await self._in_db(
+                    outbound_events.lease_due,
+                    self._db,
+                    endpoint_id,
+                    self.relay_id,
+                    self._clock(),
+                    BATCH,
+                    self._lease,
+                )
+                if not due or not await self._deliver(endpoint_id, due):
+                    return
+        finally:
+            await self._in_db(outbound_events.stop_serving, self._db, endpoint_id, self.relay_id)
 
     async def _deliver(self, endpoint_id: str, due: list[Due]) -> bool:
-        """Send a leased batch in order; False once the endpoint is gone or disabled (an endpoint
-        disabled by hand mid-batch gets at most the rest of that batch)."""
+        """Send a batch (each refund's earliest event still owed) in order; False once the endpoint
+        is gone or disabled (one disabled by hand mid-batch gets at most the rest of that batch)."""
         endpoint, keys = await self._in_db(self._endpoint, endpoint_id)
         if endpoint is None or keys is None or not endpoint.enabled:
-            await self._in_db(outbound_events.release, self._db, [d.delivery_id for d in due])
             return False
         secrets = (keys.current, keys.previous) if keys.previous else (keys.current,)
-        held_back: set[str] = set()
         for delivery in due:
-            if delivery.refund in held_back:  # an earlier event of this refund was not delivered
-                await self._in_db(outbound_events.release, self._db, [delivery.delivery_id])
-                continue
             at = self._clock()
             signed = sign(delivery.event_id, delivery.payload, secrets, now())  # signed when sent
-            answer = await self._sender.send(endpoint.url, signed)
+            try:
+                answer = await self._sender.send(endpoint.url, signed)
+            except Exception as err:  # whatever an endpoint makes of us, the attempt is kept
+                answer = Answer(None, 0, f"not sent: {type(err).__name__}: {err}")
             attempt = Attempt(at, answer.status_code, answer.latency_ms, answer.text)
             disabled = await self._in_db(
                 outbound_events.record_attempt, self._db, endpoint_id, delivery, attempt
             )
             if disabled:
                 self.disabled.append(endpoint_id)
-                rest = [d.delivery_id for d in due if d.delivery_id != delivery.delivery_id]
-                await self._in_db(outbound_events.release, self._db, rest)
                 return False
-            if not attempt.delivered:
-                held_back.add(delivery.refund)
         return True
 
     async def _in_db(self, call: Callable[..., T], *args: Any) -> T:

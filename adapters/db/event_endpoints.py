@@ -118,7 +118,7 @@ def enable(session: Session, endpoint_id: str, now: datetime | None = None) -> b
     session.execute(
         update(EventDeliveryRow)
         .where(col(EventDeliveryRow.endpoint_id) == endpoint_id, col(EventDeliveryRow.state) == "pending")
-        .values(next_attempt_at=now or utcnow(), first_failure_at=None, leased_until=None)
+        .values(next_attempt_at=now or utcnow(), first_failure_at=None)
     )
     return True
 

@@ -310,6 +310,9 @@ class EventEndpointRow(SQLModel, table=True):
     enabled: bool = Field(default=True)
     disabled_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    # the relay serving it and until when: one relay at a time keeps a refund's events in order
+    relay_by: str | None = Field(default=None, max_length=40)
+    relay_until: datetime | None = Field(default=None, sa_column=_maybe_ts())
 
 
 class OutboundEventRow(SQLModel, table=True):
@@ -332,6 +335,7 @@ class EventDeliveryRow(SQLModel, table=True):
     __tablename__ = "event_deliveries"
     __table_args__ = (
         Index("ix_event_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_event_deliveries_refund_chain", "endpoint_id", "refund", "state", "event_seq"),
         UniqueConstraint("event_seq", "endpoint_id", name="uq_event_deliveries_event_endpoint"),
     )
     id: int | None = Field(default=None, primary_key=True)
@@ -342,7 +346,7 @@ class EventDeliveryRow(SQLModel, table=True):
     attempts: int = Field(default=0)
     first_failure_at: datetime | None = Field(default=None, sa_column=_maybe_ts())
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    leased_until: datetime | None = Field(default=None, sa_column=_maybe_ts())
+    leased_until: datetime | None = Field(default=None, sa_column=_maybe_ts())  # unused: endpoints are leased
     delivered_at: datetime | None = Field(default=None, sa_column=_maybe_ts())
 
 

@@ -1,5 +1,5 @@
 """Outbound events: written with the audit rows that announce them, owed to each endpoint that
-hears their type, leased to one sender at a time, and delivered in order per refund.
+hears their type, each endpoint served by one relay at a time, and delivered in order per refund.
 
 `announce` runs inside the audit row's own transaction (adapters/db/audit.py), so an event exists
 exactly when its step happened. A delivery is `pending` until its endpoint answers 2xx; a refund's
@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
 from adapters.db import event_endpoints
-from adapters.db.dialect import claim_unlocked
 from adapters.db.engine import Database
 from adapters.db.models import (
     DeliveryAttemptRow,
@@ -93,7 +92,7 @@ def announce(session: Session, refund: str, rows: Sequence[tuple[AuditEvent, dat
 
 @dataclass(frozen=True)
 class Due:
-    """A delivery leased to one sender: the event's exact body and what to sign it with."""
+    """A delivery to make now: the event's exact body, as it was signed and is sent again."""
 
     delivery_id: int
     event_id: str
@@ -104,7 +103,7 @@ class Due:
 
 
 def endpoints_due(db: Database, now: datetime) -> list[str]:
-    """Enabled endpoints owed a delivery that is due and not leased."""
+    """Enabled endpoints owed a delivery that is due, and no other relay serves now."""
     with db.transaction() as session:
         query = (
             select(col(EventDeliveryRow.endpoint_id))
@@ -113,52 +112,75 @@ def endpoints_due(db: Database, now: datetime) -> list[str]:
                 col(EventDeliveryRow.state) == PENDING,
                 col(EventDeliveryRow.next_attempt_at) <= now,
                 col(EventEndpointRow.enabled).is_(True),
+                or_(col(EventEndpointRow.relay_until).is_(None), col(EventEndpointRow.relay_until) <= now),
             )
             .distinct()
         )
         return list(session.execute(query).scalars())
 
 
-def lease_due(db: Database, endpoint_id: str, now: datetime, limit: int, lease: timedelta) -> list[Due]:
-    """The endpoint's due deliveries in event order, leased to the caller for `lease` (longer than
-    sending them all can take: a sender that died gives them back when it ends); a refund whose
-    earlier event is still owed (waiting to be retried, or leased by another sender) gets none."""
+def lease_due(
+    db: Database, endpoint_id: str, relay: str, now: datetime, limit: int, lease: timedelta
+) -> list[Due]:
+    """Serve the endpoint for `lease` (no other relay may, so a refund's events go one after the
+    other), and its due deliveries that are each refund's earliest still owed, oldest first: a
+    refund waiting for its retry holds back its own later events, never another refund's. Empty
+    when another relay serves the endpoint, or it is disabled."""
     with db.transaction() as session:
-        endpoint = session.get(EventEndpointRow, endpoint_id)
-        if endpoint is None or not endpoint.enabled:
+        endpoint = col(EventEndpointRow.endpoint_id)
+        taken = session.execute(
+            update(EventEndpointRow)
+            .where(
+                endpoint == endpoint_id,
+                col(EventEndpointRow.enabled).is_(True),
+                or_(
+                    col(EventEndpointRow.relay_until).is_(None),
+                    col(EventEndpointRow.relay_until) <= now,
+                    col(EventEndpointRow.relay_by) == relay,
+                ),
+            )
+            .values(relay_by=relay, relay_until=now + lease)
+        )
+        if not taken.rowcount:  # type: ignore[attr-defined]
             return []
-        owed = claim_unlocked(
+        earlier = aliased(EventDeliveryRow)
+        owed_before = (
+            select(col(earlier.id))
+            .where(
+                col(earlier.endpoint_id) == col(EventDeliveryRow.endpoint_id),
+                col(earlier.refund) == col(EventDeliveryRow.refund),
+                col(earlier.state) == PENDING,
+                col(earlier.event_seq) < col(EventDeliveryRow.event_seq),
+            )
+            .exists()
+        )
+        heads = (
             select(EventDeliveryRow, OutboundEventRow)
             .join(OutboundEventRow, col(OutboundEventRow.seq) == col(EventDeliveryRow.event_seq))
-            .where(col(EventDeliveryRow.endpoint_id) == endpoint_id, col(EventDeliveryRow.state) == PENDING)
-            .order_by(col(EventDeliveryRow.event_seq))
-            .limit(limit * 10),
-            of=EventDeliveryRow,
-        )
-        held_back: set[str] = set()
-        taken: list[Due] = []
-        for delivery, event in session.execute(owed).all():
-            if delivery.refund in held_back:
-                continue
-            leased = delivery.leased_until is not None and _utc(delivery.leased_until) > now
-            if _utc(delivery.next_attempt_at) > now or leased:
-                held_back.add(delivery.refund)
-                continue
-            delivery.leased_until = now + lease
-            assert delivery.id is not None
-            taken.append(
-                Due(
-                    delivery.id,
-                    event.event_id,
-                    event.event_type,
-                    delivery.refund,
-                    event.payload,
-                    delivery.attempts,
-                )
+            .where(
+                col(EventDeliveryRow.endpoint_id) == endpoint_id,
+                col(EventDeliveryRow.state) == PENDING,
+                col(EventDeliveryRow.next_attempt_at) <= now,
+                ~owed_before,
             )
-            if len(taken) >= limit:
-                break
-        return taken
+            .order_by(col(EventDeliveryRow.event_seq))
+            .limit(limit)
+        )
+        return [
+            Due(d.id, e.event_id, e.event_type, d.refund, e.payload, d.attempts)
+            for d, e in session.execute(heads).all()
+            if d.id is not None
+        ]
+
+
+def stop_serving(db: Database, endpoint_id: str, relay: str) -> None:
+    """The relay is done with the endpoint for now: another may serve it at once."""
+    with db.transaction() as session:
+        session.execute(
+            update(EventEndpointRow)
+            .where(col(EventEndpointRow.endpoint_id) == endpoint_id, col(EventEndpointRow.relay_by) == relay)
+            .values(relay_by=None, relay_until=None)
+        )
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,12 @@ class Attempt:
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def kept_text(answer: str) -> str:
+    """An endpoint's answer as it can be stored: bounded, and no NUL (which PostgreSQL's text
+    refuses: an attempt that cannot be kept would be retried forever and explain nothing)."""
+    return answer[:ANSWER_KEPT].replace("\x00", "\\0")
 
 
 def record_attempt(db: Database, endpoint_id: str, due: Due, attempt: Attempt) -> bool:
@@ -186,11 +214,10 @@ def record_attempt(db: Database, endpoint_id: str, due: Due, attempt: Attempt) -
                 attempted_at=attempt.at,
                 status_code=attempt.status_code,
                 latency_ms=attempt.latency_ms,
-                answer=attempt.answer[:ANSWER_KEPT],
+                answer=kept_text(attempt.answer),
             )
         )
         delivery.attempts += 1
-        delivery.leased_until = None
         if attempt.delivered:
             delivery.state, delivery.delivered_at = DELIVERED, attempt.at
             return False
@@ -199,21 +226,9 @@ def record_attempt(db: Database, endpoint_id: str, due: Due, attempt: Attempt) -
         delivery.next_attempt_at = attempt.at + retry_after(delivery.attempts)
         if attempt.at - first < RETRY_WINDOW:
             return False
-        said = f"answered {attempt.status_code}" if attempt.status_code else attempt.answer[:200]
+        said = f"answered {attempt.status_code}" if attempt.status_code else kept_text(attempt.answer)[:200]
         why = f"failing since {first:%Y-%m-%d %H:%M} UTC; last attempt {said}"
         return event_endpoints.disable(session, endpoint_id, why)
-
-
-def release(db: Database, delivery_ids: Sequence[int]) -> None:
-    """Give leased deliveries back unsent (an earlier event of their refund was not delivered)."""
-    if not delivery_ids:
-        return
-    with db.transaction() as session:
-        session.execute(
-            update(EventDeliveryRow)
-            .where(col(EventDeliveryRow.id).in_(list(delivery_ids)))
-            .values(leased_until=None)
-        )
 
 
 def redeliver(db: Database, event: str, endpoint_id: str | None, now: datetime) -> int:
@@ -227,9 +242,7 @@ def redeliver(db: Database, event: str, endpoint_id: str | None, now: datetime) 
         query = update(EventDeliveryRow).where(col(EventDeliveryRow.event_seq) == seq)
         if endpoint_id is not None:
             query = query.where(col(EventDeliveryRow.endpoint_id) == endpoint_id)
-        done = session.execute(
-            query.values(state=PENDING, next_attempt_at=now, leased_until=None, first_failure_at=None)
-        )
+        done = session.execute(query.values(state=PENDING, next_attempt_at=now, first_failure_at=None))
         return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -272,7 +285,7 @@ def replay(db: Database, endpoint_id: str, since: datetime, until: datetime, now
                     )
                 )
             else:
-                delivery.state, delivery.next_attempt_at, delivery.leased_until = PENDING, now, None
+                delivery.state, delivery.next_attempt_at = PENDING, now
         return len(events)
 
 
