@@ -13,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 TIMEOUT_SECONDS = 10.0
+RESOLVER_THREADS = 4  # name lookups at once, across every endpoint
+HOSTS_KEPT = 256  # host names whose connections are kept open
 ANSWER_BOUND = 4096  # bytes of an answer read; the rest is never read
 MAX_URL = 2000
 
@@ -35,20 +41,26 @@ class EndpointRefused(ValueError):
 
 
 def check_url(url: str, *, dev: bool) -> str:
-    """The URL as kept, or EndpointRefused: https (http in dev), a host, no credentials in it, and
-    outside dev no address literal that is not public."""
+    """The URL as kept, or EndpointRefused: https (http in dev), a host (a name in IDNA or an
+    address), a valid port, no credentials in it, and outside dev no address literal that is not
+    public."""
     if len(url) > MAX_URL:
         raise EndpointRefused("invalid_url", f"an endpoint URL is at most {MAX_URL} characters")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as err:  # a bracket left open, a port that is no number
+        raise EndpointRefused("invalid_url", f"not a URL: {url!r} ({err})") from err
     allowed = ("https", "http") if dev else ("https",)
     if parts.scheme not in allowed:
         raise EndpointRefused("insecure_url", f"an endpoint URL must be {' or '.join(allowed)}: {url!r}")
-    if not parts.hostname:
-        raise EndpointRefused("invalid_url", f"an endpoint URL names a host: {url!r}")
+    if not parts.hostname or port == 0:
+        raise EndpointRefused("invalid_url", f"an endpoint URL names a host and a port above 0: {url!r}")
     if parts.username or parts.password:
         raise EndpointRefused(
             "invalid_url", "an endpoint URL carries no credentials (the signature proves us)"
         )
+    ascii_host(parts.hostname)
     try:
         literal = ipaddress.ip_address(parts.hostname)
     except ValueError:
@@ -58,9 +70,28 @@ def check_url(url: str, *, dev: bool) -> str:
     return urlunsplit(parts)
 
 
+def ascii_host(host: str) -> str:
+    """The host as DNS and the Host header take it (an internationalised name in IDNA)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError) as err:
+        raise EndpointRefused("invalid_url", f"{host!r} is not a host name") from err
+
+
+# IPv6 ranges that carry an IPv4 address into a network (NAT64, 6to4, Teredo, IPv4-translated and
+# -compatible): from outside they reach whatever IPv4 address they embed, private ones included
+_TUNNELS = tuple(
+    ipaddress.ip_network(net)
+    for net in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::ffff:0:0:0/96", "::/96")
+)
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _public(address.ipv4_mapped)
+        if any(address in tunnel for tunnel in _TUNNELS):
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -97,14 +128,35 @@ class EventSender:
     """One HTTP client for every endpoint; `dev` allows http and local addresses (a receiver on the
     developer's own machine)."""
 
-    def __init__(self, *, dev: bool, timeout_seconds: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, *, dev: bool, timeout_seconds: float = TIMEOUT_SECONDS, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self._dev = dev
         self.timeout_seconds = timeout_seconds
-        # the whole attempt is bounded below (`send`): a trickling answer cannot hold it open
-        self._client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False, trust_env=False)
+        self._verify = verify  # the public CAs; a test's own authority in tests
+        # one pool of connections per host name: a connection is verified for the name it was
+        # opened to (its TLS server name), so it is never reused for another name at that address
+        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        self._resolver = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="event-dns")
+
+    def _client(self, host: str) -> httpx.AsyncClient:
+        client = self._clients.pop(host, None)
+        if client is None:
+            # the whole attempt is bounded in `send`: a trickling answer cannot hold it open
+            client = httpx.AsyncClient(
+                timeout=self.timeout_seconds, follow_redirects=False, trust_env=False, verify=self._verify
+            )
+        self._clients[host] = client
+        while len(self._clients) > HOSTS_KEPT:
+            _, oldest = self._clients.popitem(last=False)
+            asyncio.get_running_loop().create_task(oldest.aclose())
+        return client
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        self._resolver.shutdown(wait=False)
 
     async def send(self, url: str, signed: Signed) -> Answer:
         started = time.perf_counter()
@@ -113,29 +165,31 @@ class EventSender:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            target, extensions, host = await self._pinned(url)
-        except EndpointRefused as refused:
-            return Answer(None, took(), f"{refused.code}: {refused}")
-        headers = {**signed.headers, "host": host}
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                async with self._client.stream(
+            async with asyncio.timeout(self.timeout_seconds):  # the name's resolution included
+                target, extensions, host, name = await self._pinned(url)
+                headers = {**signed.headers, "host": host}
+                async with self._client(name).stream(
                     "POST", target, content=signed.body, headers=headers, extensions=extensions
                 ) as response:
                     text = await _bounded(response)
                     return Answer(response.status_code, took(), text)
+        except EndpointRefused as refused:
+            return Answer(None, took(), f"{refused.code}: {refused}")
         except (httpx.TimeoutException, TimeoutError):
             return Answer(None, took(), f"timed out after {self.timeout_seconds:g} s")
         except httpx.HTTPError as err:
             return Answer(None, took(), f"no answer: {type(err).__name__}: {err}"[:300])
 
-    async def _pinned(self, url: str) -> tuple[str, dict[str, object], str]:
-        """The URL rewritten to the checked address, the TLS name to verify, and the Host header."""
+    async def _pinned(self, url: str) -> tuple[str, dict[str, object], str, str]:
+        """The URL rewritten to the checked address, the TLS name to verify, the Host header, and
+        the host name (which connections are kept by)."""
         parts = urlsplit(check_url(url, dev=self._dev))
-        host = parts.hostname or ""
+        name = parts.hostname or ""
+        host = ascii_host(name)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        lookup = partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        try:  # on threads of its own: a slow resolver holds back no one else's work
+            found = await asyncio.get_running_loop().run_in_executor(self._resolver, lookup)
         except OSError as err:
             raise EndpointRefused("unresolvable", f"{host} does not resolve: {err.strerror or err}") from err
         addresses = [ipaddress.ip_address(info[4][0]) for info in found]
@@ -144,10 +198,11 @@ class EventSender:
         address = addresses[0]
         literal = f"[{address}]" if address.version == 6 else str(address)
         netloc = f"{literal}:{port}"
-        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed in Host too
+        host_header = named if parts.port is None else f"{named}:{parts.port}"
         target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         extensions: dict[str, object] = {"sni_hostname": host} if parts.scheme == "https" else {}
-        return target, extensions, host_header
+        return target, extensions, host_header, host
 
 
 async def _bounded(response: httpx.Response) -> str:

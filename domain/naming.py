@@ -103,6 +103,17 @@ def merchants_request_id(refund: str) -> str:
     return refund.rpartition(MERCHANT_SEPARATOR)[2]
 
 
+def booked_owner(refund: str) -> tuple[str | None, str | None]:
+    """Whose a booked refund is and the request id the merchant knows it by: a refund the product
+    was asked for is `M~id` (M's) or `id` (the default merchant's); one adopted from a PSP
+    dashboard (`external:<psp>:M~<psp id>`) is M's too, and no request of the merchant's named it."""
+    prefix = f"{EXTERNAL_PREFIX}:"
+    if refund.startswith(prefix):
+        adopted = refund.removeprefix(prefix).partition(":")[2]
+        return refund_merchant(adopted), None
+    return refund_merchant(refund), merchants_request_id(refund)
+
+
 def refund_merchant(refund: str) -> str | None:
     """The merchant a refund id names; None for a bare id (the default merchant's, or one kept
     before merchants had ids of their own)."""

@@ -225,6 +225,14 @@ async def test_a_redirect_is_not_followed_and_counts_as_a_failure(db: Database) 
         ("https://user:pw@hooks.example.com/x", "invalid_url"),
         ("ftp://hooks.example.com/x", "insecure_url"),
         ("https:///x", "invalid_url"),
+        ("https://[64:ff9b::a9fe:a9fe]/", "private_address"),  # NAT64 to 169.254.169.254
+        ("https://[64:ff9b:1::a00:1]/", "private_address"),
+        ("https://[2002:a9fe:a9fe::]/", "private_address"),  # 6to4
+        ("https://[::ffff:0:a00:1]/", "private_address"),  # IPv4-translated 10.0.0.1
+        ("https://hooks.example.com:-1/x", "invalid_url"),
+        ("https://hooks.example.com:abc/x", "invalid_url"),
+        ("https://hooks.example.com:0/x", "invalid_url"),
+        ("https://[::1/x", "invalid_url"),
     ],
 )
 def test_outside_dev_an_endpoint_must_be_https_and_public(url: str, code: str) -> None:
@@ -232,6 +240,7 @@ def test_outside_dev_an_endpoint_must_be_https_and_public(url: str, code: str) -
         check_url(url, dev=False)
     assert refused.value.code == code
     assert check_url("https://hooks.example.com/refunds", dev=False) == "https://hooks.example.com/refunds"
+    assert check_url("https://bücher.example/x", dev=False) == "https://bücher.example/x"  # sent in IDNA
 
 
 async def test_outside_dev_a_name_that_resolves_to_a_private_address_is_never_called(db: Database) -> None:
@@ -336,3 +345,57 @@ async def test_refunds_an_endpoint_refuses_never_starve_the_others(db: Database)
     good = [r for r in got.received if b'"request_id":"good"' in r.body]
     assert len(good) == 3  # all of its events, in one pass
     assert outbound_events.pending_count(db)[endpoint_id] == 60  # every bad one waits its retry
+
+
+def test_a_merchants_dashboard_refund_is_announced_to_that_merchant(db: Database) -> None:
+    """Before: `external:stripe:shop~re_1` was read as merchant `external:stripe:shop`: the shop's
+    endpoint was owed nothing (and a long merchant id broke the reversal's whole transaction)."""
+    merchant = unique("shop") + "-" + "x" * 40  # a long id, as merchant ids may be
+    endpoint_id, _ = _endpoint(db, merchant, "http://127.0.0.1:9/x", "refund.reversed")
+    reversed_ = AuditEvent(
+        key="late_failure",
+        step="late_failure_reversed",
+        actor="psp:stripe",
+        reason_code="psp_declined",
+        at=T0,
+    )
+    with db.transaction() as session:
+        audit.record(session, f"external:stripe:{merchant}~re_123", "pi_9", [reversed_])
+        owed = outbound_events.owed_to(session, endpoint_id)
+    body = json.loads(owed[0].payload)
+    assert [e.event_type for e in owed] == ["refund.reversed"] and owed[0].merchant == merchant
+    assert body["data"]["refund"]["request_id"] is None  # no request of the merchant's named it
+    assert body["data"]["refund"]["payment_reference"] == "pi_9"
+
+
+def test_an_operators_or_reviewers_reason_stays_in_the_audit_trail(db: Database) -> None:
+    """Before: `refund.cancelled` carried the operator's words ("internal: fraud team ticket ...")."""
+    merchant = unique("shop")
+    endpoint_id, _ = _endpoint(db, merchant, "http://127.0.0.1:9/x", "refund.cancelled,refund.failed")
+    said = {"message": "internal: fraud team ticket FR-991"}
+    cancelled = AuditEvent(
+        key="wf:9",
+        step="status_changed",
+        actor="operator:ann",
+        reason_code="cancelled",
+        status_before=RefundStatus.NEEDS_ATTENTION,
+        status_after=RefundStatus.CANCELLED,
+        detail=said,
+        at=T0,
+    )
+    failed = AuditEvent(
+        key="wf:8",
+        step="status_changed",
+        actor="system",
+        reason_code="psp_declined",
+        status_before=RefundStatus.REFUNDING,
+        status_after=RefundStatus.FAILED,
+        detail={"message": "card expired"},
+        at=T0,
+    )
+    with db.transaction() as session:
+        audit.record(session, f"{merchant}~a", "pi_1", [cancelled])
+        audit.record(session, f"{merchant}~b", "pi_2", [failed])
+        owed = {e.event_type: json.loads(e.payload) for e in outbound_events.owed_to(session, endpoint_id)}
+    assert owed["refund.cancelled"]["data"]["failure"] == {"code": "cancelled", "message": ""}
+    assert owed["refund.failed"]["data"]["failure"] == {"code": "psp_declined", "message": "card expired"}

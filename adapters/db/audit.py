@@ -47,7 +47,7 @@ def record(session: Session, request_id: str, original_reference: str, events: l
         for event, at in zip(events, stamps, strict=True)
     ]
     written = insert_ignoring_conflicts(session, AuditRow, rows)
-    outbound_events.announce(session, request_id, list(zip(events, stamps, strict=True)))
+    outbound_events.announce(session, request_id, list(zip(events, stamps, strict=True)), original_reference)
     return written
 
 

@@ -31,7 +31,7 @@ from adapters.db.models import (
     ReservationRow,
 )
 from domain.contracts import AuditEvent
-from domain.naming import merchants_request_id, refund_merchant
+from domain.naming import booked_owner
 from domain.outbound_events import RETRY_WINDOW, EventType, announced, event_id, retry_after
 
 PENDING = "pending"
@@ -39,7 +39,9 @@ DELIVERED = "delivered"
 ANSWER_KEPT = 500  # characters of an endpoint's answer kept with the attempt
 
 
-def announce(session: Session, refund: str, rows: Sequence[tuple[AuditEvent, datetime]]) -> int:
+def announce(
+    session: Session, refund: str, rows: Sequence[tuple[AuditEvent, datetime]], payment_reference: str = ""
+) -> int:
     """The events these audit rows announce, each written once and owed to every endpoint of the
     refund's merchant that hears its type; how many were new."""
     wanted = [
@@ -60,9 +62,9 @@ def announce(session: Session, refund: str, rows: Sequence[tuple[AuditEvent, dat
     fresh = [item for item in wanted if item[0] not in known]
     if not fresh:
         return 0
-    merchant = refund_merchant(refund)
+    merchant, _ = booked_owner(refund)
     endpoints = event_endpoints.subscribed(session, merchant)
-    facts = _facts(session, refund)
+    facts = _facts(session, refund, payment_reference)
     for new_id, kind, event, at in fresh:
         body = _body(new_id, kind, event, at, refund, facts)
         row = OutboundEventRow(
@@ -464,14 +466,16 @@ class _Facts:
     reserved: ReservationRow | None
 
 
-def _facts(session: Session, refund: str) -> _Facts:
+def _facts(session: Session, refund: str, payment_reference: str) -> _Facts:
+    """What the books know of the refund now; a refund refused before it was kept (a disputed
+    payment at validation) has only the payment its audit row names."""
     settled = session.get(RefundRow, refund)
     requested = session.get(RefundRequestRow, refund)
     reserved = session.get(ReservationRow, refund)
     first = settled or requested
     return _Facts(
         provider=first.provider if first else None,
-        payment_reference=first.payment_reference if first else None,
+        payment_reference=first.payment_reference if first else payment_reference or None,
         order_id=first.order_id if first else None,
         settled=settled,
         reserved=reserved,
@@ -502,7 +506,7 @@ def _body(
         else None
     )
     refund_view: dict[str, Any] = {
-        "request_id": merchants_request_id(refund),
+        "request_id": booked_owner(refund)[1],  # None: adopted from the PSP's dashboard
         "status": status,
         "provider": facts.provider,
         "payment_reference": facts.payment_reference,
@@ -513,14 +517,11 @@ def _body(
     data: dict[str, Any] = {"refund": refund_view}
     if event.status_before is not None:
         data["previous_status"] = event.status_before.value
-    if kind in (
-        EventType.REFUND_FAILED,
-        EventType.REFUND_REJECTED,
-        EventType.REFUND_CANCELLED,
-        EventType.REFUND_NEEDS_ATTENTION,
-        EventType.REFUND_REVERSED,
-    ):
-        data["failure"] = {"code": event.reason_code, "message": detail.get("message", "")}
+    if kind in _FAILURES:
+        # the PSP's or validation's own words for a failure; a reviewer's or an operator's reason
+        # (a rejection, a cancellation, what ops must look at) stays in the merchant's audit trail
+        said = detail.get("message", "") if kind in _SAID else ""
+        data["failure"] = {"code": event.reason_code, "message": said}
     if kind in (EventType.RETURN_RECEIVED, EventType.INVENTORY_RESTOCKED):
         data["receipt"] = _receipt(detail, restocked_only=kind is EventType.INVENTORY_RESTOCKED)
     if kind is EventType.LEDGER_POSTED and detail.get("amount", "").isdigit():
@@ -533,6 +534,16 @@ def _body(
         "created_at": _utc(at).isoformat().replace("+00:00", "Z"),
         "data": data,
     }
+
+
+_FAILURES = (
+    EventType.REFUND_FAILED,
+    EventType.REFUND_REJECTED,
+    EventType.REFUND_CANCELLED,
+    EventType.REFUND_NEEDS_ATTENTION,
+    EventType.REFUND_REVERSED,
+)
+_SAID = (EventType.REFUND_FAILED, EventType.REFUND_REVERSED)
 
 
 def _receipt(detail: dict[str, str], *, restocked_only: bool) -> dict[str, Any]:
