@@ -417,3 +417,11 @@ def test_what_the_machine_lacks_is_one_line_never_a_traceback(
     assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "hidden-pw" not in done.stdout + done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(says.split(":")[0] + ":")
+
+
+def test_replaying_to_an_endpoint_nobody_made_says_so(env: dict[str, str]) -> None:
+    """Before: "0 events go to ep_nope again", exit 0."""
+    code, said = run(env, "events", "replay", "--endpoint", "ep_nope", "--since", "2026-01-01")
+    assert (code, said) == (1, "not_found: no endpoint ep_nope\n")
+    code, said = run(env, "events", "endpoint", "add", "https://[::1/x")  # before: invalid_event_types
+    assert code == 2 and said.startswith("invalid_url: "), said

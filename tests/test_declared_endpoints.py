@@ -66,6 +66,7 @@ def test_the_file_is_kept_as_it_says_at_each_start(db: Database, tmp_path: Path)
         (_endpoint("https://x.example.com/", new_secret(), "refund.paid"), "unknown event type refund.paid"),
         ('url = "https://x.example.com/"', "url and secret are required"),
         (_endpoint("https://x.example.com/", new_secret()) + '\nheaders = "x"', "unknown keys ['headers']"),
+        (_endpoint("https://x.example.com/", "whsec_" + "A" * 128), "at most 100 characters"),
     ],
 )
 def test_a_malformed_declaration_is_refused_by_name(tmp_path: Path, endpoint: str, says: str) -> None:

@@ -288,7 +288,7 @@ def events_replay(
     in their order (those from before it was added too).
 
     Example: refunds events replay --endpoint ep_0123456789abcdef --since 2026-12-01"""
-    from adapters.db import outbound_events
+    from adapters.db import event_endpoints, outbound_events
 
     start, end = _when(since, "since"), _when(until, "until") if until else datetime.now(UTC)
     if end <= start:
@@ -299,9 +299,13 @@ def events_replay(
         )
     db = _writable(current_settings())
     try:
-        count = outbound_events.replay(db, endpoint, start, end, datetime.now(UTC))
+        with db.transaction() as session:
+            known = event_endpoints.get(session, endpoint) is not None
+        count = outbound_events.replay(db, endpoint, start, end, datetime.now(UTC)) if known else 0
     finally:
         db.dispose()
+    if not known:
+        fail("not_found", f"no endpoint {endpoint}")
     say(f"{count} event{'' if count == 1 else 's'} go to {endpoint} again, in order")
 
 

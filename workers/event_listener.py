@@ -12,6 +12,7 @@ from typing import Any
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 BODY_LIMIT = 1_000_000
+READ_SECONDS = 10
 
 
 def listen(secret: str, port: int, host: str = "127.0.0.1") -> None:
@@ -26,17 +27,29 @@ def listen(secret: str, port: int, host: str = "127.0.0.1") -> None:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_SECONDS  # a sender that stops mid-request holds a thread this long at most
+
         def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
+            given = self.headers.get("content-length") or ""
+            if not given.isdigit():
+                self._answer(411, "a content-length is required")
+                return
+            length = int(given)
             if length > BODY_LIMIT:
                 self._answer(413, "too large")
                 return
-            body = self.rfile.read(length)
             try:
-                event: dict[str, Any] = verifier.verify(body, dict(self.headers.items()))
+                body = self.rfile.read(length)
+            except TimeoutError:
+                return
+            try:
+                event = verifier.verify(body, dict(self.headers.items()))
             except (WebhookVerificationError, ValueError) as err:
                 say(f"refused: {err}")
                 self._answer(400, "not verified")
+                return
+            if not isinstance(event, dict):  # signed, but not an event of ours
+                self._answer(400, "not an event")
                 return
             webhook_id = self.headers.get("webhook-id", "")
             with lock:

@@ -52,6 +52,7 @@ _OPTIONAL = {"api_base", "rate_limit"}
 _MERCHANT_KEYS = {"inbound_webhook_secret", "policy_file", "reviewer_tokens", "events", *PSP_ACCOUNT_KEYS}
 _EVENT_KEYS = {"url", "types", "secret"}
 SECRET_BYTES = 24  # the least a declared endpoint's signing secret holds
+SECRET_CHARACTERS = 100  # the most it may be written with (as kept: adapters/db/models.py)
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,11 @@ def _declared_endpoints(where: str, given: object) -> list[DeclaredEndpoint]:
             parse_types(types or "*")
         except ValueError as err:
             raise PolicyError(f"{at}.types: {err}") from err
-        if not _strong_secret(secret):
-            raise PolicyError(f"{at}.secret: a whsec_ secret of {SECRET_BYTES} random bytes or more")
+        if not _strong_secret(secret) or len(secret) > SECRET_CHARACTERS:
+            raise PolicyError(
+                f"{at}.secret: a whsec_ secret of {SECRET_BYTES} random bytes or more, at most "
+                f"{SECRET_CHARACTERS} characters (`refunds events secret` makes one)"
+            )
         declared.append(DeclaredEndpoint(url, types or "*", secret))
     if len({endpoint.url for endpoint in declared}) != len(declared):
         raise PolicyError(f"{where}.events: each URL once")
