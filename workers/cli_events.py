@@ -322,12 +322,12 @@ def events_secret() -> None:
 @events_app.command("listen")
 def events_listen(
     secret: Annotated[str, typer.Option(envvar="REFUNDS_EVENTS_SECRET", help="The endpoint's whsec_ secret")],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (127.0.0.1)")] = 8765,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (127.0.0.1)")] = 8780,
 ) -> None:
     """A receiver for trying events out: verifies each with the standardwebhooks package and prints
     it; subscribe it with `refunds events endpoint add http://127.0.0.1:PORT/` (dev).
 
-    Example: refunds events listen --secret whsec_... --port 8765"""
+    Example: refunds events listen --secret whsec_... --port 8780"""
     from workers.event_listener import listen
 
     listen(secret, port)
