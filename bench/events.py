@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.db import audit, event_endpoints, outbound_events  # noqa: E402
 from adapters.db.engine import Database  # noqa: E402
 from adapters.event_sender import EventSender  # noqa: E402
-from bench.pipeline import SECRET, Pipeline, free_port, percentile, wait_http  # noqa: E402
+from bench.pipeline import Pipeline, free_port, percentile, product_environment, wait_http  # noqa: E402
 from domain.contracts import AuditEvent  # noqa: E402
 from domain.naming import SEARCH_ATTRIBUTES  # noqa: E402
 from domain.outbound_events import parse_types  # noqa: E402
@@ -44,7 +43,6 @@ from domain.status import RefundStatus  # noqa: E402
 from sandbox.stripe.control import SandboxControl  # noqa: E402
 from workers.binaries import find_binary  # noqa: E402
 from workers.event_relay import EventRelay  # noqa: E402
-from workers.psp_wiring.stripe import SANDBOX_STRIPE_API_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET  # noqa: E402
 
 
 def sink(port: int, path: Path) -> subprocess.Popen[bytes]:
@@ -127,20 +125,7 @@ async def success_to_event(workdir: Path, refunds: int, concurrency: int) -> lis
     sandbox_url, http_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{http_port}"
     database_url = f"sqlite:///{workdir / 'refunds.db'}"
     received = workdir / "delay.tsv"
-    env = {
-        **os.environ,
-        "REFUNDS_ENVIRONMENT": "test",
-        "REFUNDS_TEMPORAL_ADDRESS": address,
-        "REFUNDS_TASK_QUEUE": f"refunds-bench-{uuid.uuid4().hex[:6]}",
-        "REFUNDS_DATA_DIR": str(workdir),
-        "REFUNDS_DATABASE_URL": database_url,
-        "REFUNDS_INBOUND_WEBHOOK_SECRET": SECRET,
-        "REFUNDS_REVIEW_SIGNING_KEY": f"bench-review-signing-{uuid.uuid4().hex}",
-        "REFUNDS_HTTP_PORT": str(http_port),
-        "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
-        "REFUNDS_STRIPE_API_BASE": sandbox_url,
-        "REFUNDS_STRIPE_WEBHOOK_SECRET": SANDBOX_STRIPE_WEBHOOK_SECRET,
-    }
+    env = product_environment(address, workdir, database_url, http_port, sandbox_url)
     me = [sys.executable, "-m", "workers.cli"]
     quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     children = [

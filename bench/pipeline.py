@@ -140,6 +140,27 @@ async def bare_throughput(client: Client, queue: str, count: int, concurrency: i
     return count / (time.perf_counter() - started)
 
 
+def product_environment(
+    address: str, workdir: Path, database_url: str, http_port: int, sandbox_url: str
+) -> dict[str, str]:
+    """What the product's processes run with in a benchmark: its own task queue and data, the
+    sandbox's Stripe, a signing secret the load generator signs with."""
+    return {
+        **os.environ,
+        "REFUNDS_ENVIRONMENT": "test",
+        "REFUNDS_TEMPORAL_ADDRESS": address,
+        "REFUNDS_TASK_QUEUE": f"refunds-bench-{uuid.uuid4().hex[:6]}",
+        "REFUNDS_DATA_DIR": str(workdir),
+        "REFUNDS_DATABASE_URL": database_url,
+        "REFUNDS_INBOUND_WEBHOOK_SECRET": SECRET,
+        "REFUNDS_REVIEW_SIGNING_KEY": f"bench-review-signing-{uuid.uuid4().hex}",
+        "REFUNDS_HTTP_PORT": str(http_port),
+        "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
+        "REFUNDS_STRIPE_API_BASE": sandbox_url,
+        "REFUNDS_STRIPE_WEBHOOK_SECRET": SANDBOX_STRIPE_WEBHOOK_SECRET,
+    }
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms"
 
@@ -166,20 +187,7 @@ async def main() -> None:
     http_port, sandbox_port = free_port(), free_port()
     sandbox_url, http_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{http_port}"
     database_url = args.database_url or f"sqlite:///{workdir / 'refunds.db'}"
-    env = {
-        **os.environ,
-        "REFUNDS_ENVIRONMENT": "test",
-        "REFUNDS_TEMPORAL_ADDRESS": address,
-        "REFUNDS_TASK_QUEUE": f"refunds-bench-{uuid.uuid4().hex[:6]}",
-        "REFUNDS_DATA_DIR": str(workdir),
-        "REFUNDS_DATABASE_URL": database_url,
-        "REFUNDS_INBOUND_WEBHOOK_SECRET": SECRET,
-        "REFUNDS_REVIEW_SIGNING_KEY": f"bench-review-signing-{uuid.uuid4().hex}",
-        "REFUNDS_HTTP_PORT": str(http_port),
-        "REFUNDS_STRIPE_API_KEY": SANDBOX_STRIPE_API_KEY,
-        "REFUNDS_STRIPE_API_BASE": sandbox_url,
-        "REFUNDS_STRIPE_WEBHOOK_SECRET": SANDBOX_STRIPE_WEBHOOK_SECRET,
-    }
+    env = product_environment(address, workdir, database_url, http_port, sandbox_url)
     me = [sys.executable, "-m", "workers.cli"]
     bare_queue = f"bare-{uuid.uuid4().hex[:6]}"
     quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

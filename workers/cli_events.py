@@ -5,15 +5,20 @@ redeliver, replay a time range), and `listen`, a receiver that verifies what arr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from workers.cli_kit import app, current_settings, fail, print_rows, print_table, read_database, say
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from adapters.db.engine import Database
     from adapters.db.outbound_events import KeptEvent
     from workers.settings import Settings
@@ -51,6 +56,16 @@ def _writable(settings: Settings) -> Database:
     return Database.connect(settings.database_url)
 
 
+def _written(change: Callable[[Session], T]) -> T:
+    """`change` in one transaction of the database these settings name."""
+    db = _writable(current_settings())
+    try:
+        with db.transaction() as session:
+            return change(session)
+    finally:
+        db.dispose()
+
+
 @endpoint_app.command("add")
 def endpoint_add(
     url: str,
@@ -73,12 +88,7 @@ def endpoint_add(
         fail(err.code, err, 2)
     except ValueError as err:
         fail("invalid_event_types", err, 2)
-    db = _writable(settings)
-    try:
-        with db.transaction() as session:
-            endpoint, secret = event_endpoints.create(session, kept_as, checked, wanted)
-    finally:
-        db.dispose()
+    endpoint, secret = _written(lambda session: event_endpoints.create(session, kept_as, checked, wanted))
     say(f"endpoint {endpoint.endpoint_id} for merchant {named} hears {', '.join(t.value for t in wanted)}")
     say(f"its signing secret (shown once; verify with the standardwebhooks package): {secret}")
 
@@ -124,12 +134,9 @@ def endpoint_rotate(
     Example: refunds events endpoint rotate ep_0123456789abcdef --grace-hours 24"""
     from adapters.db import event_endpoints
 
-    db = _writable(current_settings())
-    try:
-        with db.transaction() as session:
-            secret = event_endpoints.rotate(session, endpoint_id, timedelta(hours=grace_hours))
-    finally:
-        db.dispose()
+    secret = _written(
+        lambda session: event_endpoints.rotate(session, endpoint_id, timedelta(hours=grace_hours))
+    )
     if secret is None:
         fail("not_found", f"no endpoint {endpoint_id}")
     say(f"endpoint {endpoint_id}: new signing secret (shown once): {secret}")
@@ -143,12 +150,7 @@ def endpoint_enable(endpoint_id: str) -> None:
     Example: refunds events endpoint enable ep_0123456789abcdef"""
     from adapters.db import event_endpoints
 
-    db = _writable(current_settings())
-    try:
-        with db.transaction() as session:
-            done = event_endpoints.enable(session, endpoint_id)
-    finally:
-        db.dispose()
+    done = _written(lambda session: event_endpoints.enable(session, endpoint_id))
     if not done:
         fail("not_found", f"no endpoint {endpoint_id}")
     say(f"endpoint {endpoint_id} enabled: what it is owed goes now")
@@ -161,12 +163,7 @@ def endpoint_disable(endpoint_id: str) -> None:
     Example: refunds events endpoint disable ep_0123456789abcdef"""
     from adapters.db import event_endpoints
 
-    db = _writable(current_settings())
-    try:
-        with db.transaction() as session:
-            done = event_endpoints.disable(session, endpoint_id, "disabled by hand")
-    finally:
-        db.dispose()
+    done = _written(lambda session: event_endpoints.disable(session, endpoint_id, "disabled by hand"))
     if not done:
         fail("not_found", f"no endpoint {endpoint_id}")
     say(f"endpoint {endpoint_id} disabled: its events are kept for it")
