@@ -179,9 +179,20 @@ def one_psp_refund_each(psps: Psps, plans: list[RefundPlan], end: EndState) -> C
                 check.failures.append(f"{rid}: succeeded, {len(standing)} standing PSP refunds ({ids})")
             elif standing[0].amount != row.amount or standing[0].psp_refund_id != row.psp_refund_id:
                 got = standing[0]
+                # everything the payment holds, and which of our rows claim which refund: what a
+                # swap between two refunds of one payment would show
+                held = ", ".join(
+                    f"{r.psp_refund_id} {r.amount} {r.status}"
+                    for r in psps.refunds_of(plan.provider, payment)
+                )
+                others = ", ".join(
+                    f"{extra.request_id}->{end.rows[extra.request_id].psp_refund_id}"
+                    for extra in end.truth.extras
+                    if extra.payment == payment and extra.request_id in end.rows
+                )
                 check.failures.append(
                     f"{rid}: booked {row.amount} as {row.psp_refund_id}, PSP has {got.amount} "
-                    f"as {got.psp_refund_id}"
+                    f"as {got.psp_refund_id} (payment holds: {held}; other requests on it: {others or 'none'})"
                 )
         elif standing:
             described = ",".join(f"{r.psp_refund_id}={r.amount} {r.status}" for r in standing)
