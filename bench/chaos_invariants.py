@@ -192,7 +192,8 @@ def one_psp_refund_each(psps: Psps, plans: list[RefundPlan], end: EndState) -> C
                 )
                 check.failures.append(
                     f"{rid}: booked {row.amount} as {row.psp_refund_id}, PSP has {got.amount} "
-                    f"as {got.psp_refund_id} (payment holds: {held}; other requests on it: {others or 'none'})"
+                    f"as {got.psp_refund_id} (payment holds: {held}; "
+                    f"other requests on it: {others or 'none'})"
                 )
         elif standing:
             described = ",".join(f"{r.psp_refund_id}={r.amount} {r.status}" for r in standing)
