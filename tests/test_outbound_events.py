@@ -399,3 +399,20 @@ def test_an_operators_or_reviewers_reason_stays_in_the_audit_trail(db: Database)
         owed = {e.event_type: json.loads(e.payload) for e in outbound_events.owed_to(session, endpoint_id)}
     assert owed["refund.cancelled"]["data"]["failure"] == {"code": "cancelled", "message": ""}
     assert owed["refund.failed"]["data"]["failure"] == {"code": "psp_declined", "message": "card expired"}
+
+
+def test_a_second_rotation_in_the_grace_does_not_silently_end_the_first_secret(db: Database) -> None:
+    """Before: rotating twice within the grace dropped the original secret at once."""
+    merchant = unique("shop")
+    endpoint_id, first = _endpoint(db, merchant, "http://127.0.0.1:9/x")
+    with db.transaction() as session:
+        second = event_endpoints.rotate(session, endpoint_id, timedelta(hours=24), T0)
+    with db.transaction() as session, pytest.raises(event_endpoints.StillInGrace):
+        event_endpoints.rotate(session, endpoint_id, timedelta(hours=24), T0 + timedelta(hours=1))
+    with db.transaction() as session:
+        keys = event_endpoints.signing_secrets(session, endpoint_id, T0 + timedelta(hours=2))
+        third = event_endpoints.rotate(
+            session, endpoint_id, timedelta(hours=24), T0 + timedelta(hours=2), drop_previous=True
+        )
+    assert keys is not None and (keys.current, keys.previous) == (second, first)  # both still sign
+    assert third not in (first, second)

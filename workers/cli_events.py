@@ -128,15 +128,23 @@ def endpoint_rotate(
     grace_hours: Annotated[
         int, typer.Option(min=0, max=168, help="Hours the old secret still signs beside the new one")
     ] = 24,
+    drop_previous: Annotated[
+        bool, typer.Option("--drop-previous", help="End an earlier rotation's secret now (it still signs)")
+    ] = False,
 ) -> None:
     """A new signing secret, shown once; the old one still signs (a second signature) for the grace.
 
     Example: refunds events endpoint rotate ep_0123456789abcdef --grace-hours 24"""
     from adapters.db import event_endpoints
 
-    secret = _written(
-        lambda session: event_endpoints.rotate(session, endpoint_id, timedelta(hours=grace_hours))
-    )
+    try:
+        secret = _written(
+            lambda session: event_endpoints.rotate(
+                session, endpoint_id, timedelta(hours=grace_hours), drop_previous=drop_previous
+            )
+        )
+    except event_endpoints.StillInGrace as err:
+        fail("still_in_grace", f"{err}: rotate again after that, or pass --drop-previous to end it now")
     if secret is None:
         fail("not_found", f"no endpoint {endpoint_id}")
     say(f"endpoint {endpoint_id}: new signing secret (shown once): {secret}")

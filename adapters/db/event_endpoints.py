@@ -90,12 +90,31 @@ def signing_secrets(session: Session, endpoint_id: str, now: datetime) -> Signin
     return SigningSecrets(row.secret, None if lapsed else row.previous_secret)
 
 
-def rotate(session: Session, endpoint_id: str, grace: timedelta, now: datetime | None = None) -> str | None:
-    """A new secret; the old one still signs (beside it) for `grace`. None: no such endpoint."""
+class StillInGrace(Exception):
+    """A rotation while the previous secret still signs: it would stop at once."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"the previous secret signs until {until:%Y-%m-%d %H:%M} UTC")
+        self.until = until
+
+
+def rotate(
+    session: Session,
+    endpoint_id: str,
+    grace: timedelta,
+    now: datetime | None = None,
+    *,
+    drop_previous: bool = False,
+) -> str | None:
+    """A new secret; the old one still signs (beside it) for `grace`. None: no such endpoint.
+    StillInGrace while an earlier rotation's secret still signs (a receiver may not have the
+    current one yet), unless `drop_previous` ends that one now."""
     row = session.get(EventEndpointRow, endpoint_id)
     if row is None:
         return None
     at = now or utcnow()
+    if row.previous_secret_until is not None and _utc(row.previous_secret_until) > at and not drop_previous:
+        raise StillInGrace(_utc(row.previous_secret_until))
     row.previous_secret, row.previous_secret_until = row.secret, at + grace
     row.secret = new_secret()
     return row.secret
