@@ -5,6 +5,7 @@ within five minutes), deduplicated by its `webhook-id` (delivery is at least onc
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -70,8 +71,15 @@ def listen(secret: str, port: int, host: str = "127.0.0.1") -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            """A sender that hangs up mid-answer is one line, never a traceback."""
+            say(f"dropped: {client_address[0]}:{client_address[1]} ({sys.exc_info()[1]!r})")
+
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = Server((host, port), Handler)
     except OSError as err:
         fail("port_taken", f"{host}:{port} cannot be listened on ({err.strerror}): pass --port", 2)
     say(f"listening on http://{host}:{port}/ (Ctrl-C stops)")
