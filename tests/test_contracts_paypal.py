@@ -272,6 +272,7 @@ _READ = [
     ("payments.capture-2", "seller_receivable_breakdown.paypal_fee_in_receivable_currency.value"),
     ("payments.refund", "seller_payable_breakdown.net_amount_in_receivable_currency.value"),
     ("payments.refund", "seller_payable_breakdown.paypal_fee_in_receivable_currency.currency_code"),
+    ("payments.refund", "seller_payable_breakdown.paypal_fee.value"),
     ("orders.order", "purchase_units[].payments.refunds[].links[].href"),
     ("orders.order", "purchase_units[].payments.refunds[].amount.value"),
     ("disputes.dispute", "dispute_id"),

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from workers.cli_kit import app, current_settings, fail, print_table, read_database, say
+from workers.cli_kit import app, configured_merchant, current_settings, fail, print_table, read_database, say
 
 client_app = typer.Typer(
     help="API clients: software (a support agent, a help desk) asking for refunds for a merchant.",
@@ -51,16 +51,9 @@ def client_create(
         parse_maxima,
         parse_reasons,
     )
-    from domain.policy_file import PolicyError
 
     settings = current_settings()
-    merchant_id = merchant or settings.merchant_id
-    try:
-        known = settings.merchant_profiles()
-    except PolicyError as err:
-        fail("invalid_settings", err, 2)
-    if merchant_id not in known:
-        fail("not_found", f"no merchant {merchant_id!r} is configured here", 2)
+    merchant_id = configured_merchant(settings, merchant)
     try:
         budgets = parse_budgets(daily_budget)
         client = Client(

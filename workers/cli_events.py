@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from workers.cli_kit import app, current_settings, fail, print_rows, print_table, read_database, say
+from workers.cli_kit import (
+    app,
+    configured_merchant,
+    current_settings,
+    fail,
+    print_rows,
+    print_table,
+    read_database,
+    say,
+)
 
 T = TypeVar("T")
 
@@ -38,15 +47,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 def _merchant_key(settings: Settings, merchant: str | None) -> tuple[str, str | None]:
     """The merchant named (or the default one) and how its events are kept (None: the default)."""
-    from domain.policy_file import PolicyError
-
-    named = merchant or settings.merchant_id
-    try:
-        known = settings.merchant_profiles()
-    except PolicyError as err:
-        fail("invalid_settings", err, 2)
-    if named not in known:
-        fail("not_found", f"no merchant {named!r} is configured here (REFUNDS_MERCHANTS_FILE)", 2)
+    named = configured_merchant(settings, merchant, " (REFUNDS_MERCHANTS_FILE)")
     return named, None if named == settings.merchant_id else named
 
 

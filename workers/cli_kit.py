@@ -149,6 +149,21 @@ def fail_all(code: str, messages: Sequence[object], exit_code: int = 1) -> NoRet
     raise typer.Exit(exit_code)
 
 
+def configured_merchant(settings: Settings, merchant: str | None, hint: str = "") -> str:
+    """The merchant named (or the default one), which these settings must configure: else one line
+    (`hint` after it) and exit 2."""
+    from domain.policy_file import PolicyError
+
+    named = merchant or settings.merchant_id
+    try:
+        known = settings.merchant_profiles()
+    except PolicyError as err:
+        fail("invalid_settings", err, 2)
+    if named not in known:
+        fail("not_found", f"no merchant {named!r} is configured here{hint}", 2)
+    return named
+
+
 def identity(given: str | None) -> str:
     """Who the CLI acts as: the option, else REFUNDS_OPERATOR; never anonymous."""
     who = (given or current_settings().operator).strip()

@@ -4,8 +4,9 @@ process and reads what is owed from the database.
 Why a relay over the outbox and not a Temporal workflow per endpoint: an event is born in a
 database transaction (the audit row's), and the deliveries it is owed are born with it; the relay
 reads exactly that, so nothing committed can go unsent for want of a signal that a crash lost
-between the commit and the signal. Leases (adapters/db/outbound_events.py) let any number of worker
-processes relay at once and give a dead one's deliveries back after a minute; retries, their
+between the commit and the signal. A lease on each endpoint (adapters/db/outbound_events.py) lets
+any number of worker processes relay at once, one per endpoint, and gives a dead one's endpoints
+back within about a minute; retries, their
 three-day window and order per refund live with the deliveries, in one place ops can query. Each
 endpoint is served by its own task, one delivery at a time (its order), so a slow or dead endpoint
 holds back only itself.
@@ -30,7 +31,7 @@ from adapters.event_sender import Answer, EventSender, now, sign
 
 LOG = logging.getLogger(__name__)
 POLL_SECONDS = 0.2  # how soon a new event is noticed
-BATCH = 5  # deliveries leased at once: small, so the lease stays short
+BATCH = 5  # deliveries sent per lease renewal: small, so the lease stays short
 RELAY_THREADS = 4  # database calls at once, across every endpoint served
 T = TypeVar("T")
 

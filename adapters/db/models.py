@@ -346,7 +346,6 @@ class EventDeliveryRow(SQLModel, table=True):
     attempts: int = Field(default=0)
     first_failure_at: datetime | None = Field(default=None, sa_column=_maybe_ts())
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    leased_until: datetime | None = Field(default=None, sa_column=_maybe_ts())  # unused: endpoints are leased
     delivered_at: datetime | None = Field(default=None, sa_column=_maybe_ts())
 
 

@@ -98,10 +98,7 @@ class Due:
 
     delivery_id: int
     event_id: str
-    event_type: str
-    refund: str
     payload: str
-    attempts: int
 
 
 def endpoints_due(db: Database, now: datetime) -> list[str]:
@@ -168,11 +165,7 @@ def lease_due(
             .order_by(col(EventDeliveryRow.event_seq))
             .limit(limit)
         )
-        return [
-            Due(d.id, e.event_id, e.event_type, d.refund, e.payload, d.attempts)
-            for d, e in session.execute(heads).all()
-            if d.id is not None
-        ]
+        return [Due(d.id, e.event_id, e.payload) for d, e in session.execute(heads).all() if d.id is not None]
 
 
 def stop_serving(db: Database, endpoint_id: str, relay: str) -> None:

@@ -1,5 +1,6 @@
-"""Events to the merchant's own systems: its endpoints, the events, what each endpoint is owed, and
-every attempt to deliver.
+"""Events to the merchant's own systems: its endpoints (each served by one relay at a time, under a
+lease), the events, what each endpoint is owed (a refund's earliest still owed found by an index),
+and every attempt to deliver.
 
 Revision ID: 0013
 Revises: 0012
@@ -33,6 +34,8 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_reason", sa.String(length=500), nullable=True),
         _ts("created_at"),
+        sa.Column("relay_by", sa.String(length=40), nullable=True),
+        _ts("relay_until", nullable=True),
         sa.PrimaryKeyConstraint("endpoint_id"),
     )
     op.create_index("ix_event_endpoints_merchant", "event_endpoints", ["merchant"])
@@ -60,7 +63,6 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         _ts("first_failure_at", nullable=True),
         _ts("next_attempt_at"),
-        _ts("leased_until", nullable=True),
         _ts("delivered_at", nullable=True),
         sa.ForeignKeyConstraint(["event_seq"], ["outbound_events.seq"]),
         sa.ForeignKeyConstraint(["endpoint_id"], ["event_endpoints.endpoint_id"]),
@@ -68,6 +70,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_seq", "endpoint_id", name="uq_event_deliveries_event_endpoint"),
     )
     op.create_index("ix_event_deliveries_due", "event_deliveries", ["state", "next_attempt_at"])
+    op.create_index(
+        "ix_event_deliveries_refund_chain",
+        "event_deliveries",
+        ["endpoint_id", "refund", "state", "event_seq"],
+    )
     op.create_index("ix_event_deliveries_event_seq", "event_deliveries", ["event_seq"])
     op.create_index("ix_event_deliveries_endpoint_id", "event_deliveries", ["endpoint_id"])
     op.create_table(
